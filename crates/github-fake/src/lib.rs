@@ -1,0 +1,1 @@
+//! # github-fake (in progress)

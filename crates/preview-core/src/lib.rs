@@ -1,0 +1,27 @@
+//! # preview-core
+//!
+//! The engine behind per-pull-request preview environments: typed resources form a
+//! [`graph::DesiredGraph`]; [`planner::plan`] compares it with the recorded
+//! [`state::StackState`] and the [`observe::Observed`] live objects and yields a
+//! [`plan::Plan`]; [`render`] shows the plan as text, JSON or Markdown; the engine
+//! applies it with Kubernetes server-side apply through the single writer module
+//! [`kubernetes::writer`], waiting for [`readiness`] per kind.
+//!
+//! Pure modules (no IO): `resource`, `graph`, `diff`, `plan`, `planner`, `render`,
+//! `readiness`, `validate`, `state::format`. Effects live in `kubernetes`,
+//! `state::file` and `engine`.
+
+pub mod diff;
+pub mod events;
+pub mod graph;
+pub mod observe;
+pub mod plan;
+pub mod planner;
+pub mod readiness;
+pub mod render;
+pub mod resource;
+pub mod secret;
+pub mod state;
+pub mod validate;
+
+pub use resource::{ProviderKind, Resource, ResourceId, ResourceOptions, WaitRule};

@@ -1,0 +1,188 @@
+//! The plan: plain data describing what `up` (or `destroy`) will do.
+//!
+//! A [`Plan`] is computed by [`crate::planner::plan`] as a pure function of the
+//! desired graph, the recorded state and the observations. Apply executes the
+//! steps in order and never re-decides; display fields ([`Step::diff`],
+//! [`Step::reason`]) never drive apply. Secret values never enter a plan: the
+//! diff holds [`Shown::Secret`] in their place.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::resource::ResourceId;
+
+/// Version of the JSON plan schema (`render::json`). Bump on incompatible changes.
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+
+/// What a step does to one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Nothing to do: desired, recorded and live agree.
+    NoOp,
+    /// The object does not exist; create it.
+    Create,
+    /// The object exists and differs in fields we manage; apply in place.
+    Update,
+    /// An immutable field changed: delete, wait until gone, create.
+    Replace,
+    /// Recorded in state but no longer desired: delete and wait until gone.
+    Delete,
+    /// Adopt an existing object (take field ownership) without recreating it.
+    Import,
+}
+
+impl Action {
+    /// True for every action that writes to a provider.
+    pub fn is_mutating(self) -> bool {
+        !matches!(self, Action::NoOp)
+    }
+
+    /// The one-character symbol used in text renderings.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "+-",
+            Action::Delete => "-",
+            Action::Import => "=",
+        }
+    }
+}
+
+/// A value as it may be shown to a person or a machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Shown {
+    /// A secret value, rendered as `[secret]`.
+    Secret(SecretMarker),
+    /// A plain JSON value.
+    Value(Value),
+}
+
+/// Serialises as the string `"[secret]"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretMarker;
+
+/// The text shown in place of a secret value, everywhere.
+pub const SECRET_PLACEHOLDER: &str = "[secret]";
+
+impl Serialize for SecretMarker {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(SECRET_PLACEHOLDER)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretMarker {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == SECRET_PLACEHOLDER {
+            Ok(SecretMarker)
+        } else {
+            Err(serde::de::Error::custom("not a secret marker"))
+        }
+    }
+}
+
+/// How a field changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// The field is new.
+    Added,
+    /// The field goes away.
+    Removed,
+    /// The field's value changes.
+    Changed,
+}
+
+/// One field-level difference between the live object and what apply will produce.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Dotted path, e.g. `spec.template.spec.containers[name=web].image`.
+    pub path: String,
+    /// Kind of change.
+    pub kind: ChangeKind,
+    /// Old value (absent for additions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<Shown>,
+    /// New value (absent for removals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<Shown>,
+}
+
+/// One step of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The resource.
+    pub id: ResourceId,
+    /// What to do.
+    pub action: Action,
+    /// Why (e.g. "spec.selector is immutable", "deleted outside the engine"). Display only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Field-level changes. Display only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<FieldChange>,
+    /// Steps that must finish (and be ready) before this one starts; for deletes,
+    /// the dependents that must be gone first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<ResourceId>,
+}
+
+/// Counts per action, for summaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Creates.
+    pub create: usize,
+    /// Updates.
+    pub update: usize,
+    /// Replaces.
+    pub replace: usize,
+    /// Deletes.
+    pub delete: usize,
+    /// Imports.
+    pub import: usize,
+    /// Unchanged.
+    pub no_op: usize,
+}
+
+/// A whole plan: steps in a valid execution order (creates/updates in dependency
+/// order, then deletes in reverse dependency order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Stack name.
+    pub stack: String,
+    /// Steps, in execution order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Counts per action.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for step in &self.steps {
+            match step.action {
+                Action::NoOp => s.no_op += 1,
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Replace => s.replace += 1,
+                Action::Delete => s.delete += 1,
+                Action::Import => s.import += 1,
+            }
+        }
+        s
+    }
+
+    /// True when applying this plan writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.steps.iter().all(|s| !s.action.is_mutating())
+    }
+
+    /// The steps that write.
+    pub fn mutating_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.action.is_mutating())
+    }
+}

@@ -1,0 +1,1 @@
+//! Local-file state backend (in progress).

@@ -1,0 +1,2 @@
+//! The `stacks` binary (in progress).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Examples of using the engine as a library; see the `[[example]]` targets.
