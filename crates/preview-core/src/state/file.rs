@@ -1,1 +1,374 @@
-//! Local-file state backend (in progress).
+//! Local-file state backend: one JSON document per stack in a directory.
+//!
+//! `file://DIR` keeps `DIR/<stack>.json` (the state) and `DIR/<stack>.lock`
+//! (the lock, created with `O_EXCL`, naming host, pid and start time). Writes go
+//! to a temporary file in the same directory, are fsynced, then renamed over the
+//! old file, so a crash leaves either the old or the new state, never a mix.
+//! A lock whose holder process no longer exists on this host is stale and is
+//! taken over; on another host it must be broken explicitly.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use super::{StackLock, StackState, StateBackend, StateError, format};
+
+/// The file backend.
+#[derive(Clone, Debug)]
+pub struct FileBackend {
+    dir: PathBuf,
+}
+
+fn io_err(backend: &FileBackend, message: String, e: std::io::Error) -> StateError {
+    StateError::Io {
+        backend: backend.describe(),
+        message,
+        source: Some(Box::new(e)),
+    }
+}
+
+/// Stack names become file names: only DNS-1123-ish characters are allowed.
+fn check_stack_name(stack: &str) -> Result<(), StateError> {
+    let ok = !stack.is_empty()
+        && stack.len() <= 253
+        && stack.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !stack.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::Io {
+            backend: "file".into(),
+            message: format!("invalid stack name {stack:?}: use letters, digits, '-', '_' and '.'"),
+            source: None,
+        })
+    }
+}
+
+impl FileBackend {
+    /// A backend storing states in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileBackend { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn state_path(&self, stack: &str) -> PathBuf {
+        self.dir.join(format!("{stack}.json"))
+    }
+
+    fn lock_path(&self, stack: &str) -> PathBuf {
+        self.dir.join(format!("{stack}.lock"))
+    }
+
+    fn read_sync(&self, stack: &str) -> Result<Option<StackState>, StateError> {
+        check_stack_name(stack)?;
+        let path = self.state_path(stack);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(self, format!("cannot read {}", path.display()), e)),
+        };
+        let state = format::decode(&bytes).map_err(|message| StateError::Corrupt {
+            stack: stack.to_owned(),
+            location: path.display().to_string(),
+            message,
+        })?;
+        if state.stack != stack {
+            return Err(StateError::Corrupt {
+                stack: stack.to_owned(),
+                location: path.display().to_string(),
+                message: format!("it records stack {:?}", state.stack),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    fn write_sync(&self, state: &StackState) -> Result<(), StateError> {
+        check_stack_name(&state.stack)?;
+        if let Some(stored) = self.read_sync(&state.stack)? {
+            if stored.lineage != state.lineage {
+                return Err(StateError::Stale {
+                    stack: state.stack.clone(),
+                    message: format!(
+                        "stored state has lineage {}, this run has {}",
+                        stored.lineage, state.lineage
+                    ),
+                });
+            }
+            if state.serial != stored.serial + 1 {
+                return Err(StateError::Stale {
+                    stack: state.stack.clone(),
+                    message: format!(
+                        "stored serial is {}, this write has {} (another run wrote in between?)",
+                        stored.serial, state.serial
+                    ),
+                });
+            }
+        } else if state.serial != 1 {
+            return Err(StateError::Stale {
+                stack: state.stack.clone(),
+                message: format!("no stored state, but this write has serial {} (expected 1)", state.serial),
+            });
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| io_err(self, format!("cannot create {}", self.dir.display()), e))?;
+        let bytes = format::encode(state).map_err(|message| StateError::Io {
+            backend: self.describe(),
+            message,
+            source: None,
+        })?;
+        let path = self.state_path(&state.stack);
+        let tmp = self.dir.join(format!(".{}.json.tmp-{}", state.stack, std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_err(self, format!("cannot write {}", path.display()), e)
+        })
+    }
+}
+
+/// Who holds a lock, as written into the lock file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Holder {
+    host: String,
+    pid: u32,
+    started: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} on {} since {}", self.pid, self.host, self.started)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".to_owned())
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A held file lock; removes the lock file on release or drop.
+struct FileLock {
+    path: PathBuf,
+    released: bool,
+}
+
+#[async_trait]
+impl StackLock for FileLock {
+    async fn release(mut self: Box<Self>) -> Result<(), StateError> {
+        self.released = true;
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StateError::Io {
+                backend: "file".into(),
+                message: format!("cannot remove lock {}", self.path.display()),
+                source: Some(Box::new(e)),
+            }),
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl FileBackend {
+    fn lock_sync(&self, stack: &str) -> Result<FileLock, StateError> {
+        check_stack_name(stack)?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| io_err(self, format!("cannot create {}", self.dir.display()), e))?;
+        let path = self.lock_path(stack);
+        let me = Holder {
+            host: host_name(),
+            pid: std::process::id(),
+            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        };
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    let body = serde_json::to_vec(&me).unwrap_or_default();
+                    f.write_all(&body)
+                        .and_then(|()| f.sync_all())
+                        .map_err(|e| io_err(self, format!("cannot write lock {}", path.display()), e))?;
+                    return Ok(FileLock { path, released: false });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder: Option<Holder> =
+                        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                    match holder {
+                        Some(h) if h.host == me.host && !process_alive(h.pid) => {
+                            tracing::warn!(stack, holder = %h, "taking over a stale lock");
+                            let _ = std::fs::remove_file(&path);
+                        }
+                        Some(h) => {
+                            return Err(StateError::Locked {
+                                stack: stack.to_owned(),
+                                holder: h.to_string(),
+                            });
+                        }
+                        None => {
+                            return Err(StateError::Locked {
+                                stack: stack.to_owned(),
+                                holder: format!("an unreadable lock file {}", path.display()),
+                            });
+                        }
+                    }
+                }
+                Err(e) => return Err(io_err(self, format!("cannot create lock {}", path.display()), e)),
+            }
+        }
+        Err(StateError::Locked {
+            stack: stack.to_owned(),
+            holder: "a run that took the lock while this one was breaking a stale lock".into(),
+        })
+    }
+
+    /// Removes a stack's lock file regardless of its holder.
+    pub fn break_lock(&self, stack: &str) -> Result<(), StateError> {
+        check_stack_name(stack)?;
+        match std::fs::remove_file(self.lock_path(stack)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(self, "cannot remove lock".into(), e)),
+        }
+    }
+}
+
+#[async_trait]
+impl StateBackend for FileBackend {
+    fn describe(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError> {
+        self.read_sync(stack)
+    }
+
+    async fn write(&self, state: &StackState) -> Result<(), StateError> {
+        self.write_sync(state)
+    }
+
+    async fn delete(&self, stack: &str) -> Result<(), StateError> {
+        check_stack_name(stack)?;
+        match std::fs::remove_file(self.state_path(stack)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(self, "cannot delete state".into(), e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StateError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(self, format!("cannot list {}", self.dir.display()), e)),
+        };
+        let mut stacks: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let stack = name.strip_suffix(".json")?;
+                (!stack.starts_with('.')).then(|| stack.to_owned())
+            })
+            .collect();
+        stacks.sort();
+        Ok(stacks)
+    }
+
+    async fn lock(&self, stack: &str) -> Result<Box<dyn StackLock>, StateError> {
+        Ok(Box::new(self.lock_sync(stack)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn write_read_round_trip_and_serial_rules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = FileBackend::new(dir.path());
+        assert!(b.read("s").await.expect("read").is_none());
+        let mut s = StackState::new("s");
+        s.serial = 1;
+        b.write(&s).await.expect("first write");
+        assert_eq!(b.read("s").await.expect("read"), Some(s.clone()));
+        // Same serial again: stale.
+        let err = b.write(&s).await.expect_err("stale");
+        assert!(err.to_string().contains("stored serial is 1"), "{err}");
+        // Other lineage: refused.
+        let mut other = StackState::new("s");
+        other.serial = 2;
+        assert!(b.write(&other).await.expect_err("lineage").to_string().contains("lineage"));
+        s.serial = 2;
+        b.write(&s).await.expect("next write");
+        assert_eq!(b.list().await.expect("list"), vec!["s".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn corrupt_state_is_refused_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = FileBackend::new(dir.path());
+        std::fs::write(dir.path().join("s.json"), b"{not json").expect("write");
+        let err = b.read("s").await.expect_err("corrupt");
+        assert!(err.to_string().contains("unreadable"), "{err}");
+        let mut s = StackState::new("s");
+        s.serial = 1;
+        assert!(b.write(&s).await.is_err(), "must not overwrite corrupt state");
+        assert_eq!(std::fs::read(dir.path().join("s.json")).expect("kept"), b"{not json");
+    }
+
+    #[tokio::test]
+    async fn second_lock_names_the_holder_and_stacks_do_not_block_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = FileBackend::new(dir.path());
+        let held = b.lock("a").await.expect("lock a");
+        let err = b.lock("a").await.err().expect("locked");
+        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        let other = b.lock("b").await.expect("lock b");
+        held.release().await.expect("release");
+        let again = b.lock("a").await.expect("relock");
+        drop(again);
+        drop(other);
+        assert!(b.lock("a").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn stale_lock_of_a_dead_process_is_taken_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = FileBackend::new(dir.path());
+        let dead = Holder {
+            host: host_name(),
+            pid: u32::MAX - 1,
+            started: "2026-01-01T00:00:00Z".into(),
+        };
+        std::fs::write(dir.path().join("a.lock"), serde_json::to_vec(&dead).expect("json")).expect("write");
+        assert!(b.lock("a").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn path_like_stack_names_are_rejected() {
+        let b = FileBackend::new("/tmp/never-used");
+        assert!(b.read("../etc/passwd").await.is_err());
+    }
+}

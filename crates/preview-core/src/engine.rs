@@ -1,0 +1,498 @@
+//! The engine: observe → plan → apply, with state recorded after every step.
+//!
+//! [`Engine::preview`] reads (GETs, and server-side dry-runs only where the
+//! desired body changed or the live object drifted) and returns a pure
+//! [`Plan`]. [`Engine::up`] validates first (no side effect on bad input), takes
+//! the stack lock, plans, and executes the plan: independent steps run
+//! concurrently (bounded), a step starts only when the steps it depends on have
+//! finished and are ready, and a failed step skips its dependents. The state is
+//! written when steps start (as pending operations) and when they finish, so an
+//! interrupted run is detected and resumed. [`Engine::destroy`] is a plan
+//! against an empty graph, followed by verification that nothing is left.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::Value;
+
+use crate::diff::{body_hash, projection_hash};
+use crate::events::{Event, EventSink};
+use crate::graph::DesiredGraph;
+use crate::observe::{Observation, Observed};
+use crate::plan::{Action, Plan, Step};
+use crate::planner::{self, PlanOptions};
+use crate::provider::{Provider, ProviderError, WaitOptions};
+use crate::resource::{ProviderKind, Resource, ResourceId};
+use crate::state::{Output, PendingOperation, ResourceRecord, StackState, StateBackend, StateError};
+use crate::validate::{self, Policy, ValidationError};
+
+/// Providers by kind.
+#[derive(Clone, Default)]
+pub struct Providers {
+    /// Kubernetes.
+    pub kubernetes: Option<Arc<dyn Provider>>,
+    /// PostgreSQL databases.
+    pub postgres: Option<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    fn get(&self, id: &ResourceId) -> Result<&Arc<dyn Provider>, ProviderError> {
+        let p = match id.provider {
+            ProviderKind::Kubernetes => &self.kubernetes,
+            ProviderKind::Postgres => &self.postgres,
+        };
+        p.as_ref().ok_or_else(|| ProviderError::Other {
+            id: id.clone(),
+            message: format!("no {} provider is configured for this run", id.provider),
+        })
+    }
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Steps running at once.
+    pub concurrency: usize,
+    /// Default readiness / deletion timeout per resource.
+    pub timeout: Duration,
+    /// How long a known failure may persist before the step fails.
+    pub failure_grace: Duration,
+    /// Take ownership of fields other managers hold.
+    pub force_conflicts: bool,
+    /// Remove finalizers of namespaces stuck Terminating during destroy.
+    pub force_finalize: bool,
+    /// Static checks run before any side effect.
+    pub policy: Policy,
+    /// Planner options (import selection…).
+    pub plan: PlanOptions,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            concurrency: 8,
+            timeout: Duration::from_secs(300),
+            failure_grace: Duration::from_secs(30),
+            force_conflicts: false,
+            force_finalize: false,
+            policy: Policy::default(),
+            plan: PlanOptions::default(),
+        }
+    }
+}
+
+/// Engine errors.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Static checks failed; nothing was applied.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// The plan could not be made; nothing was applied.
+    #[error(transparent)]
+    Plan(#[from] planner::PlanError),
+    /// The state backend failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Reading failed while observing.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Some steps failed; the state records what was done.
+    #[error("{} step(s) failed ({} skipped, {} done):\n{}", failed.len(), skipped.len(), done, failed.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Apply {
+        /// The failures, each naming its resource.
+        failed: Vec<ProviderError>,
+        /// Steps not started because a dependency failed.
+        skipped: Vec<ResourceId>,
+        /// Steps that completed.
+        done: usize,
+    },
+    /// Destroy finished but objects remain.
+    #[error("destroy left residue: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Residue(Vec<ResourceId>),
+    /// Destroy refused: the stack has no state.
+    #[error("stack {0} has no state in this backend; nothing to do")]
+    NoState(String),
+}
+
+/// What `up` did.
+#[derive(Clone, Debug)]
+pub struct UpReport {
+    /// The plan that was executed.
+    pub plan: Plan,
+    /// Wall-clock time of the whole run.
+    pub elapsed: Duration,
+    /// Serial of the state after the run.
+    pub serial: u64,
+}
+
+/// The engine for one stack backend and set of providers.
+pub struct Engine {
+    providers: Providers,
+    backend: Arc<dyn StateBackend>,
+    events: EventSink,
+    options: EngineOptions,
+}
+
+/// Result of one step.
+struct StepOutcome {
+    id: ResourceId,
+    action: Action,
+    result: Result<Option<Value>, ProviderError>,
+    elapsed: Duration,
+}
+
+impl Engine {
+    /// An engine.
+    pub fn new(
+        providers: Providers,
+        backend: Arc<dyn StateBackend>,
+        events: EventSink,
+        options: EngineOptions,
+    ) -> Self {
+        Engine {
+            providers,
+            backend,
+            events,
+            options,
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    async fn read_state(&self, stack: &str) -> Result<StackState, EngineError> {
+        Ok(self
+            .backend
+            .read(stack)
+            .await?
+            .unwrap_or_else(|| StackState::new(stack)))
+    }
+
+    /// Reads every desired or recorded resource; dry-runs only where needed.
+    pub async fn observe(&self, graph: &DesiredGraph, state: &StackState) -> Result<Observed, EngineError> {
+        let mut ids: BTreeSet<&ResourceId> = graph.order().iter().collect();
+        ids.extend(state.resources.keys());
+        self.events.emit(Event::Observing { resources: ids.len() });
+        let force = self.options.force_conflicts || !matches!(self.options.plan.import, planner::ImportSelection::None);
+        let reads = futures::stream::iter(ids.into_iter().map(|id| async move {
+            let provider = self.providers.get(id)?;
+            let live = provider.read(id).await?;
+            let dry_run = match graph.get(id) {
+                Some(res) if planner::needs_dry_run(res, state.resources.get(id), live.as_ref()) => {
+                    Some(provider.dry_run(res, force).await?)
+                }
+                _ => None,
+            };
+            Ok::<_, ProviderError>((id.clone(), Observation { live, dry_run }))
+        }))
+        .buffer_unordered(self.options.concurrency.max(1) * 2)
+        .collect::<Vec<_>>()
+        .await;
+        let mut observed = Observed::new();
+        for r in reads {
+            let (id, obs) = r?;
+            observed.insert(id, obs);
+        }
+        Ok(observed)
+    }
+
+    /// Plans without changing anything (no lock, no writes).
+    pub async fn preview(&self, graph: &DesiredGraph) -> Result<Plan, EngineError> {
+        validate::validate(&graph.resources().cloned().collect::<Vec<_>>(), &self.options.policy)?;
+        let state = self.read_state(graph.stack()).await?;
+        let observed = self.observe(graph, &state).await?;
+        Ok(planner::plan(graph, &state, &observed, &self.options.plan)?)
+    }
+
+    /// Validates, locks, plans and applies; records `outputs` on success.
+    pub async fn up(
+        &self,
+        graph: &DesiredGraph,
+        outputs: BTreeMap<String, Output>,
+    ) -> Result<UpReport, EngineError> {
+        let start = Instant::now();
+        validate::validate(&graph.resources().cloned().collect::<Vec<_>>(), &self.options.policy)?;
+        let lock = self.backend.lock(graph.stack()).await?;
+        let result = self.up_locked(graph, outputs, start).await;
+        let released = lock.release().await;
+        let report = result?;
+        released?;
+        Ok(report)
+    }
+
+    async fn up_locked(
+        &self,
+        graph: &DesiredGraph,
+        outputs: BTreeMap<String, Output>,
+        start: Instant,
+    ) -> Result<UpReport, EngineError> {
+        let mut state = self.read_state(graph.stack()).await?;
+        let observed = self.observe(graph, &state).await?;
+        let plan = planner::plan(graph, &state, &observed, &self.options.plan)?;
+        let before = state.clone();
+        self.refresh_no_op_records(graph, &plan, &observed, &mut state);
+        self.execute(graph, &plan, &mut state).await?;
+        state.outputs = outputs;
+        state.pending.clear();
+        if state_changed(&before, &state) {
+            self.write(&mut state).await?;
+        }
+        Ok(UpReport {
+            plan,
+            elapsed: start.elapsed(),
+            serial: state.serial,
+        })
+    }
+
+    /// Deletes everything the stack recorded, waits until it is gone, and verifies
+    /// that no object carrying the stack's label remains.
+    pub async fn destroy(&self, stack: &str) -> Result<UpReport, EngineError> {
+        let start = Instant::now();
+        let lock = self.backend.lock(stack).await?;
+        let result = self.destroy_locked(stack, start).await;
+        let released = lock.release().await;
+        let report = result?;
+        released?;
+        Ok(report)
+    }
+
+    async fn destroy_locked(&self, stack: &str, start: Instant) -> Result<UpReport, EngineError> {
+        let Some(mut state) = self.backend.read(stack).await? else {
+            return Err(EngineError::NoState(stack.to_owned()));
+        };
+        let graph = DesiredGraph::empty(stack);
+        let observed = self.observe(&graph, &state).await?;
+        let plan = planner::plan(&graph, &state, &observed, &self.options.plan)?;
+        let kinds: Vec<ResourceId> = state.resources.keys().cloned().collect();
+        self.execute(&graph, &plan, &mut state).await?;
+        let residue = self.verify_gone(stack, &kinds).await?;
+        if !residue.is_empty() {
+            return Err(EngineError::Residue(residue));
+        }
+        state.outputs.clear();
+        state.pending.clear();
+        self.write(&mut state).await?;
+        Ok(UpReport {
+            plan,
+            elapsed: start.elapsed(),
+            serial: state.serial,
+        })
+    }
+
+    /// Objects that still exist: recorded ones, and any carrying the stack label.
+    async fn verify_gone(&self, stack: &str, recorded: &[ResourceId]) -> Result<Vec<ResourceId>, EngineError> {
+        let mut residue = BTreeSet::new();
+        for id in recorded {
+            if self.providers.get(id)?.read(id).await?.is_some() {
+                residue.insert(id.clone());
+            }
+        }
+        let kube_kinds: Vec<ResourceId> = recorded
+            .iter()
+            .filter(|id| id.provider == ProviderKind::Kubernetes)
+            .cloned()
+            .collect();
+        if let (Some(k), false) = (&self.providers.kubernetes, kube_kinds.is_empty()) {
+            residue.extend(k.list_owned(stack, &kube_kinds).await?);
+        }
+        Ok(residue.into_iter().collect())
+    }
+
+    /// Records fresh hashes for no-op resources whose record is missing or outdated
+    /// (e.g. after a dry-run showed only server-side normalisation). No cluster writes.
+    fn refresh_no_op_records(&self, graph: &DesiredGraph, plan: &Plan, observed: &Observed, state: &mut StackState) {
+        for step in plan.steps.iter().filter(|s| s.action == Action::NoOp) {
+            let (Some(res), Some(live)) = (graph.get(&step.id), observed.get(&step.id).and_then(|o| o.live.as_ref()))
+            else {
+                continue;
+            };
+            let record = record_for(graph, res, live, state.resources.get(&step.id));
+            if state.resources.get(&step.id) != Some(&record) {
+                state.resources.insert(step.id.clone(), record);
+            }
+        }
+        state.pending.retain(|p| !plan.steps.iter().any(|s| s.id == p.id && s.action == Action::NoOp));
+    }
+
+    async fn write(&self, state: &mut StackState) -> Result<(), EngineError> {
+        state.serial += 1;
+        if let Err(e) = self.backend.write(state).await {
+            state.serial -= 1;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn wait_options(&self, res: Option<&Resource>) -> WaitOptions {
+        WaitOptions {
+            timeout: res.and_then(|r| r.options.timeout).unwrap_or(self.options.timeout),
+            failure_grace: self.options.failure_grace,
+            force_finalize: self.options.force_finalize,
+        }
+    }
+
+    async fn run_step(&self, graph: &DesiredGraph, step: &Step) -> Result<Option<Value>, ProviderError> {
+        let provider = self.providers.get(&step.id)?;
+        let res = graph.get(&step.id);
+        let opts = self.wait_options(res);
+        let desired = || {
+            res.ok_or_else(|| ProviderError::Other {
+                id: step.id.clone(),
+                message: "plan step has no desired resource (engine bug)".into(),
+            })
+        };
+        match step.action {
+            Action::NoOp => Ok(None),
+            Action::Create | Action::Update | Action::Import => {
+                let res = desired()?;
+                let force = self.options.force_conflicts || step.action == Action::Import;
+                let applied = provider.apply(res, force).await?;
+                let ready = provider.wait_ready(res, opts, &self.events).await?;
+                Ok(Some(if ready.is_null() { applied } else { ready }))
+            }
+            Action::Replace => {
+                let res = desired()?;
+                provider.delete(&step.id).await?;
+                provider.wait_gone(&step.id, opts, &self.events).await?;
+                let applied = provider.apply(res, self.options.force_conflicts).await?;
+                let ready = provider.wait_ready(res, opts, &self.events).await?;
+                Ok(Some(if ready.is_null() { applied } else { ready }))
+            }
+            Action::Delete => {
+                provider.delete(&step.id).await?;
+                provider.wait_gone(&step.id, opts, &self.events).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Executes the mutating steps of `plan`, recording state as steps start and finish.
+    async fn execute(&self, graph: &DesiredGraph, plan: &Plan, state: &mut StackState) -> Result<(), EngineError> {
+        let steps: Vec<&Step> = plan.steps.iter().collect();
+        let mut finished: BTreeSet<ResourceId> = BTreeSet::new();
+        let mut failed_ids: BTreeSet<ResourceId> = BTreeSet::new();
+        let mut failures: Vec<ProviderError> = Vec::new();
+        let mut skipped: Vec<ResourceId> = Vec::new();
+        let mut started: BTreeSet<usize> = BTreeSet::new();
+        let mut running = FuturesUnordered::new();
+        let mut done = 0usize;
+        for (i, step) in steps.iter().enumerate() {
+            if !step.action.is_mutating() {
+                finished.insert(step.id.clone());
+                started.insert(i);
+            }
+        }
+        loop {
+            // Start every step whose prerequisites are finished, within the bound.
+            let mut newly = Vec::new();
+            for (i, step) in steps.iter().enumerate() {
+                if started.contains(&i) || running.len() + newly.len() >= self.options.concurrency.max(1) {
+                    continue;
+                }
+                if step.after.iter().any(|d| failed_ids.contains(d)) {
+                    started.insert(i);
+                    failed_ids.insert(step.id.clone());
+                    skipped.push(step.id.clone());
+                    continue;
+                }
+                if step.after.iter().all(|d| finished.contains(d) || !steps.iter().any(|s| &s.id == d)) {
+                    started.insert(i);
+                    newly.push(*step);
+                }
+            }
+            if !newly.is_empty() {
+                for step in &newly {
+                    state.pending.push(PendingOperation {
+                        id: step.id.clone(),
+                        action: step.action,
+                    });
+                }
+                self.write(state).await?;
+                for step in newly {
+                    self.events.emit(Event::StepStarted {
+                        id: step.id.clone(),
+                        action: step.action,
+                    });
+                    running.push(async move {
+                        let t = Instant::now();
+                        let result = self.run_step(graph, step).await;
+                        StepOutcome {
+                            id: step.id.clone(),
+                            action: step.action,
+                            result,
+                            elapsed: t.elapsed(),
+                        }
+                    });
+                }
+            }
+            let Some(outcome) = running.next().await else {
+                break;
+            };
+            state.pending.retain(|p| p.id != outcome.id);
+            match outcome.result {
+                Ok(live) => {
+                    done += 1;
+                    match (outcome.action, graph.get(&outcome.id), live) {
+                        (Action::Delete, _, _) => {
+                            state.resources.remove(&outcome.id);
+                        }
+                        (_, Some(res), Some(live)) => {
+                            let mut record = record_for(graph, res, &live, state.resources.get(&outcome.id));
+                            record.imported |= outcome.action == Action::Import;
+                            state.resources.insert(outcome.id.clone(), record);
+                        }
+                        _ => {}
+                    }
+                    self.events.emit(Event::StepDone {
+                        id: outcome.id.clone(),
+                        action: outcome.action,
+                        elapsed: outcome.elapsed,
+                    });
+                    finished.insert(outcome.id);
+                }
+                Err(e) => {
+                    self.events.emit(Event::StepFailed {
+                        id: outcome.id.clone(),
+                        action: outcome.action,
+                        error: e.to_string(),
+                    });
+                    failed_ids.insert(outcome.id);
+                    failures.push(e);
+                }
+            }
+            self.write(state).await?;
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Apply {
+                failed: failures,
+                skipped,
+                done,
+            })
+        }
+    }
+}
+
+fn record_for(graph: &DesiredGraph, res: &Resource, live: &Value, old: Option<&ResourceRecord>) -> ResourceRecord {
+    ResourceRecord {
+        id: res.id.clone(),
+        depends_on: graph.dependencies(&res.id).iter().cloned().collect(),
+        desired_hash: body_hash(&res.body),
+        live_hash: projection_hash(live, &res.body),
+        uid: live
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        protect: res.options.protect,
+        imported: old.is_some_and(|o| o.imported),
+    }
+}
+
+fn state_changed(a: &StackState, b: &StackState) -> bool {
+    a.resources != b.resources || a.outputs != b.outputs || a.pending != b.pending || a.serial != b.serial
+}

@@ -1,0 +1,121 @@
+//! Turns API errors into [`ProviderError`]s and dry-run outcomes that name the
+//! resource, the fields and the other field manager.
+
+use crate::observe::DryRun;
+use crate::provider::ProviderError;
+use crate::resource::ResourceId;
+
+/// The HTTP status code of an API error, if it is one.
+pub fn status_code(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Conflicting fields from a 409 apply answer: `.spec.replicas (conflict with "kubectl" using apps/v1)`.
+pub fn conflicts(status: &kube::core::Status) -> Vec<String> {
+    let causes = status.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let mut out: Vec<String> = causes
+        .iter()
+        .filter(|c| c.reason == "FieldManagerConflict" || !c.field.is_empty())
+        .map(|c| format!("{} ({})", c.field, c.message))
+        .collect();
+    if out.is_empty() {
+        out.push(status.message.clone());
+    }
+    out
+}
+
+/// True when the API server rejected a change to an immutable field.
+pub fn is_immutable(status: &kube::core::Status) -> bool {
+    status.code == 422
+        && (status.message.contains("immutable")
+            || status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.message.contains("immutable"))))
+}
+
+/// Classifies a dry-run apply failure.
+pub fn dry_run_outcome(id: &ResourceId, err: kube::Error) -> Result<DryRun, ProviderError> {
+    match err {
+        kube::Error::Api(status) if status.code == 409 => Ok(DryRun::Conflict {
+            conflicts: conflicts(&status),
+            message: status.message.clone(),
+        }),
+        kube::Error::Api(status) if is_immutable(&status) => Ok(DryRun::Immutable {
+            message: status.message.clone(),
+        }),
+        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => Ok(DryRun::Rejected {
+            code: status.code,
+            message: status.message.clone(),
+        }),
+        other => Err(api_error(id, "dry-run apply", other)),
+    }
+}
+
+/// Wraps any kube error for `verb` on `id`.
+pub fn api_error(id: &ResourceId, verb: &'static str, err: kube::Error) -> ProviderError {
+    match err {
+        kube::Error::Api(status) if status.code == 409 && verb == "apply" => ProviderError::Conflict {
+            id: id.clone(),
+            conflicts: conflicts(&status),
+        },
+        kube::Error::Api(status) => ProviderError::Api {
+            id: id.clone(),
+            verb,
+            code: status.code,
+            message: status.message.clone(),
+        },
+        other => ProviderError::Other {
+            id: id.clone(),
+            message: format!("{verb} failed: {other}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::{Status, response::StatusCause, response::StatusDetails};
+
+    fn status(code: u16, message: &str, causes: Vec<StatusCause>) -> Status {
+        Status {
+            status: None,
+            code,
+            message: message.to_owned(),
+            metadata: None,
+            reason: String::new(),
+            details: Some(StatusDetails {
+                causes,
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn conflict_names_field_and_manager() {
+        let s = status(
+            409,
+            "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas",
+            vec![StatusCause {
+                reason: "FieldManagerConflict".into(),
+                message: "conflict with \"kubectl\" using apps/v1".into(),
+                field: ".spec.replicas".into(),
+            }],
+        );
+        assert_eq!(conflicts(&s), vec![".spec.replicas (conflict with \"kubectl\" using apps/v1)"]);
+    }
+
+    #[test]
+    fn immutable_is_detected_from_the_message() {
+        let s = status(
+            422,
+            "Job.batch \"migrate\" is invalid: spec.template: Invalid value: ...: field is immutable",
+            vec![],
+        );
+        assert!(is_immutable(&s));
+        assert!(!is_immutable(&status(422, "spec.replicas: Invalid value: -1", vec![])));
+    }
+}

@@ -1,0 +1,111 @@
+//! The provider boundary: how the engine reads, dry-runs, writes and waits.
+//!
+//! Each [`crate::resource::ProviderKind`] has one implementation of [`Provider`]
+//! (Kubernetes today; the PostgreSQL database provider plugs in the same way).
+//! The engine never talks to an API except through this trait.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::events::EventSink;
+use crate::observe::DryRun;
+use crate::resource::{Resource, ResourceId};
+
+/// Errors from a provider, each naming the resource.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The API answered with an error status.
+    #[error("{id}: {verb} failed: {message} (HTTP {code})")]
+    Api {
+        /// Resource.
+        id: ResourceId,
+        /// What was attempted (`get`, `apply`, `delete`…).
+        verb: &'static str,
+        /// HTTP status code.
+        code: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// Another field manager owns fields this apply sets.
+    #[error("{id}: field-manager conflict: {}; re-run with --force-conflicts to take ownership", conflicts.join("; "))]
+    Conflict {
+        /// Resource.
+        id: ResourceId,
+        /// One entry per field: `.spec.replicas (owned by "kubectl")`.
+        conflicts: Vec<String>,
+    },
+    /// The resource did not become ready (or gone) in time, or failed.
+    #[error("{id}: {message}")]
+    NotReady {
+        /// Resource.
+        id: ResourceId,
+        /// What was seen last (e.g. the pod's ImagePullBackOff message).
+        message: String,
+    },
+    /// Anything else (transport, unknown kind…).
+    #[error("{id}: {message}")]
+    Other {
+        /// Resource.
+        id: ResourceId,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// The resource the error is about.
+    pub fn id(&self) -> &ResourceId {
+        match self {
+            ProviderError::Api { id, .. }
+            | ProviderError::Conflict { id, .. }
+            | ProviderError::NotReady { id, .. }
+            | ProviderError::Other { id, .. } => id,
+        }
+    }
+}
+
+/// How long and how patiently to wait.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitOptions {
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Fail once a known failure (ImagePullBackOff, quota rejection…) persists this long.
+    pub failure_grace: Duration,
+    /// For deletes: remove finalizers of a namespace stuck Terminating.
+    pub force_finalize: bool,
+}
+
+/// Reads, dry-runs, writes and waits for one provider's resources.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The live object, or `None` when it does not exist.
+    async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError>;
+    /// What applying `resource` would produce (no write).
+    async fn dry_run(&self, resource: &Resource, force: bool) -> Result<DryRun, ProviderError>;
+    /// Applies `resource` (create or update); returns the stored object.
+    async fn apply(&self, resource: &Resource, force: bool) -> Result<Value, ProviderError>;
+    /// Requests deletion (returns before the object is gone).
+    async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError>;
+    /// Waits until the resource is ready by its rule, reporting progress.
+    async fn wait_ready(
+        &self,
+        resource: &Resource,
+        opts: WaitOptions,
+        events: &EventSink,
+    ) -> Result<Value, ProviderError>;
+    /// Waits until the object is really gone.
+    async fn wait_gone(
+        &self,
+        id: &ResourceId,
+        opts: WaitOptions,
+        events: &EventSink,
+    ) -> Result<(), ProviderError>;
+    /// Objects carrying this stack's ownership label, of the given kinds (orphan/residue checks).
+    async fn list_owned(
+        &self,
+        stack: &str,
+        kinds: &[ResourceId],
+    ) -> Result<Vec<ResourceId>, ProviderError>;
+}

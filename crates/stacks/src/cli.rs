@@ -1,0 +1,184 @@
+//! Command-line surface of the `stacks` binary (parsing only, no side effects).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Typed infrastructure-as-code for per-pull-request preview environments.
+///
+/// Builds a stack's resources from typed components, compares them with the
+/// recorded state and the live cluster, and applies the difference with
+/// Kubernetes server-side apply.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stacks",
+    version,
+    after_help = "\
+Examples:
+  stacks preview preview-pr --pr 123 --web-image REG/web@sha256:… --api-image REG/api@sha256:…
+  stacks up preview-base
+  stacks up preview-pr --pr 123 --web-image … --api-image …
+  stacks outputs preview-pr --pr 123 --json
+  stacks render preview-pr --pr 123 --dir manifests/
+  stacks destroy preview-pr --pr 123
+
+State lives in the backend given by --backend / PREVIEW_BACKEND (default file://.preview/state).
+Secrets come from environment variables or files, never from flags."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where stack state is kept: file://DIR (default), kubernetes://NAMESPACE, postgres://…
+    #[arg(long, global = true, env = "PREVIEW_BACKEND", default_value = "file://.preview/state")]
+    pub backend: String,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Directory with per-stack config files (<stack>.yaml).
+    #[arg(long, global = true, env = "PREVIEW_CONFIG_DIR", default_value = "config")]
+    pub config_dir: PathBuf,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Progress display: auto (live on terminals, lines otherwise), plain, none.
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+/// Progress display style.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// Live on terminals, plain lines otherwise.
+    Auto,
+    /// One line per event.
+    Plain,
+    /// Nothing.
+    None,
+}
+
+/// The stacks this binary knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StackName {
+    /// Everything on a local cluster, locally built images, self-signed TLS.
+    Local,
+    /// The persistent shared base: PostgreSQL, Gateway API, cert-manager, wildcard TLS.
+    PreviewBase,
+    /// One pull request's environment (needs --pr).
+    PreviewPr,
+    /// Production: 2+ replicas, promoted digests, Let's Encrypt.
+    Production,
+}
+
+/// Which stack, and its per-run parameters.
+#[derive(Debug, Args)]
+pub struct StackArgs {
+    /// The stack.
+    #[arg(value_enum)]
+    pub stack: StackName,
+    /// Pull-request number (preview-pr): a positive integer.
+    #[arg(long, value_name = "N")]
+    pub pr: Option<String>,
+    /// Web image pinned by digest: NAME@sha256:<64 hex>.
+    #[arg(long, value_name = "REF", env = "PREVIEW_WEB_IMAGE")]
+    pub web_image: Option<String>,
+    /// API image pinned by digest: NAME@sha256:<64 hex>.
+    #[arg(long, value_name = "REF", env = "PREVIEW_API_IMAGE")]
+    pub api_image: Option<String>,
+}
+
+/// Options for commands that change things.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Take ownership of fields another field manager holds.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Readiness / deletion timeout per resource.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub timeout: Duration,
+    /// Steps applied at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// Plan output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// Coloured on terminals, plain otherwise.
+    Text,
+    /// Stable JSON schema (see preview_core::render::json).
+    Json,
+    /// Markdown for a pull-request comment.
+    Markdown,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `up` would do (reads only; no lock, no writes).
+    Preview {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Also write the plan (in --format) to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create or update the stack's resources and wait until they are ready.
+    Up {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Delete everything the stack created, wait until it is gone, verify nothing is left.
+    Destroy {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+        /// Remove finalizers of a namespace stuck Terminating.
+        #[arg(long)]
+        force_finalize: bool,
+    },
+    /// Read live objects and report drift from the recorded state.
+    Refresh {
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Print the stack's recorded outputs (secret outputs stay hidden).
+    Outputs {
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Write every manifest as YAML (for review or GitOps tools), without a cluster.
+    Render {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Directory to write one file per resource into (default: stdout).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Adopt existing objects into the stack without recreating them.
+    Import {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+        /// Only these resources (`Kind/namespace/name` or `Kind/name`); default: every desired object that exists.
+        #[arg(long = "resource", value_name = "KIND/NS/NAME")]
+        resources: Vec<String>,
+    },
+}

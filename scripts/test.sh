@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit and snapshot tests, and integration tests
+# against a real etcd + kube-apiserver + kube-controller-manager and a real
+# PostgreSQL, all started by the test kit on loopback ports.
+# Installs what is missing first (scripts/control-plane.sh install; cached).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/control-plane.sh install
+exec cargo test --workspace --locked "$@"
