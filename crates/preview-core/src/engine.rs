@@ -25,7 +25,9 @@ use crate::plan::{Action, Plan, Step};
 use crate::planner::{self, PlanOptions};
 use crate::provider::{Provider, ProviderError, WaitOptions};
 use crate::resource::{ProviderKind, Resource, ResourceId};
-use crate::state::{Output, PendingOperation, ResourceRecord, StackState, StateBackend, StateError};
+use crate::state::{
+    Output, PendingOperation, ResourceRecord, StackState, StateBackend, StateError,
+};
 use crate::validate::{self, Policy, ValidationError};
 
 /// Providers by kind.
@@ -173,16 +175,26 @@ impl Engine {
     }
 
     /// Reads every desired or recorded resource; dry-runs only where needed.
-    pub async fn observe(&self, graph: &DesiredGraph, state: &StackState) -> Result<Observed, EngineError> {
+    pub async fn observe(
+        &self,
+        graph: &DesiredGraph,
+        state: &StackState,
+    ) -> Result<Observed, EngineError> {
         let mut ids: BTreeSet<&ResourceId> = graph.order().iter().collect();
         ids.extend(state.resources.keys());
-        self.events.emit(Event::Observing { resources: ids.len() });
-        let force = self.options.force_conflicts || !matches!(self.options.plan.import, planner::ImportSelection::None);
+        ids.extend(state.pending.iter().map(|p| &p.id));
+        self.events.emit(Event::Observing {
+            resources: ids.len(),
+        });
+        let force = self.options.force_conflicts
+            || !matches!(self.options.plan.import, planner::ImportSelection::None);
         let reads = futures::stream::iter(ids.into_iter().map(|id| async move {
             let provider = self.providers.get(id)?;
             let live = provider.read(id).await?;
             let dry_run = match graph.get(id) {
-                Some(res) if planner::needs_dry_run(res, state.resources.get(id), live.as_ref()) => {
+                Some(res)
+                    if planner::needs_dry_run(res, state.resources.get(id), live.as_ref()) =>
+                {
                     Some(provider.dry_run(res, force).await?)
                 }
                 _ => None,
@@ -202,7 +214,10 @@ impl Engine {
 
     /// Plans without changing anything (no lock, no writes).
     pub async fn preview(&self, graph: &DesiredGraph) -> Result<Plan, EngineError> {
-        validate::validate(&graph.resources().cloned().collect::<Vec<_>>(), &self.options.policy)?;
+        validate::validate(
+            &graph.resources().cloned().collect::<Vec<_>>(),
+            &self.options.policy,
+        )?;
         let state = self.read_state(graph.stack()).await?;
         let observed = self.observe(graph, &state).await?;
         Ok(planner::plan(graph, &state, &observed, &self.options.plan)?)
@@ -215,7 +230,10 @@ impl Engine {
         outputs: BTreeMap<String, Output>,
     ) -> Result<UpReport, EngineError> {
         let start = Instant::now();
-        validate::validate(&graph.resources().cloned().collect::<Vec<_>>(), &self.options.policy)?;
+        validate::validate(
+            &graph.resources().cloned().collect::<Vec<_>>(),
+            &self.options.policy,
+        )?;
         let lock = self.backend.lock(graph.stack()).await?;
         let result = self.up_locked(graph, outputs, start).await;
         let released = lock.release().await;
@@ -284,7 +302,11 @@ impl Engine {
     }
 
     /// Objects that still exist: recorded ones, and any carrying the stack label.
-    async fn verify_gone(&self, stack: &str, recorded: &[ResourceId]) -> Result<Vec<ResourceId>, EngineError> {
+    async fn verify_gone(
+        &self,
+        stack: &str,
+        recorded: &[ResourceId],
+    ) -> Result<Vec<ResourceId>, EngineError> {
         let mut residue = BTreeSet::new();
         for id in recorded {
             if self.providers.get(id)?.read(id).await?.is_some() {
@@ -304,10 +326,18 @@ impl Engine {
 
     /// Records fresh hashes for no-op resources whose record is missing or outdated
     /// (e.g. after a dry-run showed only server-side normalisation). No cluster writes.
-    fn refresh_no_op_records(&self, graph: &DesiredGraph, plan: &Plan, observed: &Observed, state: &mut StackState) {
+    fn refresh_no_op_records(
+        &self,
+        graph: &DesiredGraph,
+        plan: &Plan,
+        observed: &Observed,
+        state: &mut StackState,
+    ) {
         for step in plan.steps.iter().filter(|s| s.action == Action::NoOp) {
-            let (Some(res), Some(live)) = (graph.get(&step.id), observed.get(&step.id).and_then(|o| o.live.as_ref()))
-            else {
+            let (Some(res), Some(live)) = (
+                graph.get(&step.id),
+                observed.get(&step.id).and_then(|o| o.live.as_ref()),
+            ) else {
                 continue;
             };
             let record = record_for(graph, res, live, state.resources.get(&step.id));
@@ -315,7 +345,12 @@ impl Engine {
                 state.resources.insert(step.id.clone(), record);
             }
         }
-        state.pending.retain(|p| !plan.steps.iter().any(|s| s.id == p.id && s.action == Action::NoOp));
+        state.pending.retain(|p| {
+            !plan
+                .steps
+                .iter()
+                .any(|s| s.id == p.id && s.action == Action::NoOp)
+        });
     }
 
     async fn write(&self, state: &mut StackState) -> Result<(), EngineError> {
@@ -329,13 +364,19 @@ impl Engine {
 
     fn wait_options(&self, res: Option<&Resource>) -> WaitOptions {
         WaitOptions {
-            timeout: res.and_then(|r| r.options.timeout).unwrap_or(self.options.timeout),
+            timeout: res
+                .and_then(|r| r.options.timeout)
+                .unwrap_or(self.options.timeout),
             failure_grace: self.options.failure_grace,
             force_finalize: self.options.force_finalize,
         }
     }
 
-    async fn run_step(&self, graph: &DesiredGraph, step: &Step) -> Result<Option<Value>, ProviderError> {
+    async fn run_step(
+        &self,
+        graph: &DesiredGraph,
+        step: &Step,
+    ) -> Result<Option<Value>, ProviderError> {
         let provider = self.providers.get(&step.id)?;
         let res = graph.get(&step.id);
         let opts = self.wait_options(res);
@@ -371,39 +412,23 @@ impl Engine {
     }
 
     /// Executes the mutating steps of `plan`, recording state as steps start and finish.
-    async fn execute(&self, graph: &DesiredGraph, plan: &Plan, state: &mut StackState) -> Result<(), EngineError> {
-        let steps: Vec<&Step> = plan.steps.iter().collect();
-        let mut finished: BTreeSet<ResourceId> = BTreeSet::new();
-        let mut failed_ids: BTreeSet<ResourceId> = BTreeSet::new();
+    async fn execute(
+        &self,
+        graph: &DesiredGraph,
+        plan: &Plan,
+        state: &mut StackState,
+    ) -> Result<(), EngineError> {
+        let mut sched = Scheduler::new(&plan.steps);
         let mut failures: Vec<ProviderError> = Vec::new();
-        let mut skipped: Vec<ResourceId> = Vec::new();
-        let mut started: BTreeSet<usize> = BTreeSet::new();
         let mut running = FuturesUnordered::new();
         let mut done = 0usize;
-        for (i, step) in steps.iter().enumerate() {
-            if !step.action.is_mutating() {
-                finished.insert(step.id.clone());
-                started.insert(i);
-            }
-        }
         loop {
-            // Start every step whose prerequisites are finished, within the bound.
-            let mut newly = Vec::new();
-            for (i, step) in steps.iter().enumerate() {
-                if started.contains(&i) || running.len() + newly.len() >= self.options.concurrency.max(1) {
-                    continue;
-                }
-                if step.after.iter().any(|d| failed_ids.contains(d)) {
-                    started.insert(i);
-                    failed_ids.insert(step.id.clone());
-                    skipped.push(step.id.clone());
-                    continue;
-                }
-                if step.after.iter().all(|d| finished.contains(d) || !steps.iter().any(|s| &s.id == d)) {
-                    started.insert(i);
-                    newly.push(*step);
-                }
-            }
+            let room = self
+                .options
+                .concurrency
+                .max(1)
+                .saturating_sub(running.len());
+            let newly = sched.take_ready(room);
             if !newly.is_empty() {
                 for step in &newly {
                     state.pending.push(PendingOperation {
@@ -441,7 +466,8 @@ impl Engine {
                             state.resources.remove(&outcome.id);
                         }
                         (_, Some(res), Some(live)) => {
-                            let mut record = record_for(graph, res, &live, state.resources.get(&outcome.id));
+                            let mut record =
+                                record_for(graph, res, &live, state.resources.get(&outcome.id));
                             record.imported |= outcome.action == Action::Import;
                             state.resources.insert(outcome.id.clone(), record);
                         }
@@ -452,7 +478,7 @@ impl Engine {
                         action: outcome.action,
                         elapsed: outcome.elapsed,
                     });
-                    finished.insert(outcome.id);
+                    sched.finished(&outcome.id);
                 }
                 Err(e) => {
                     self.events.emit(Event::StepFailed {
@@ -460,7 +486,7 @@ impl Engine {
                         action: outcome.action,
                         error: e.to_string(),
                     });
-                    failed_ids.insert(outcome.id);
+                    sched.failed(&outcome.id);
                     failures.push(e);
                 }
             }
@@ -471,14 +497,97 @@ impl Engine {
         } else {
             Err(EngineError::Apply {
                 failed: failures,
-                skipped,
+                skipped: sched.skipped,
                 done,
             })
         }
     }
 }
 
-fn record_for(graph: &DesiredGraph, res: &Resource, live: &Value, old: Option<&ResourceRecord>) -> ResourceRecord {
+/// Which steps may start: a step starts once every step it comes `after` has
+/// finished; a failed step's dependents (transitively) are skipped. Ids that are
+/// not steps of the plan count as finished.
+struct Scheduler<'p> {
+    steps: &'p [Step],
+    /// Unfinished prerequisites per step index.
+    waiting_on: Vec<usize>,
+    /// Step indexes that come after each step id.
+    dependents: BTreeMap<&'p ResourceId, Vec<usize>>,
+    /// Steps whose prerequisites are all finished, in plan order.
+    ready: BTreeSet<usize>,
+    skipped: Vec<ResourceId>,
+}
+
+impl<'p> Scheduler<'p> {
+    fn new(steps: &'p [Step]) -> Self {
+        let index: BTreeMap<&ResourceId, usize> =
+            steps.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
+        let mut waiting_on = vec![0; steps.len()];
+        let mut dependents: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
+        for (i, step) in steps.iter().enumerate() {
+            for dep in &step.after {
+                if let Some(&d) = index.get(dep) {
+                    if steps[d].action.is_mutating() {
+                        waiting_on[i] += 1;
+                        dependents.entry(&steps[d].id).or_default().push(i);
+                    }
+                }
+            }
+        }
+        let ready = (0..steps.len())
+            .filter(|&i| steps[i].action.is_mutating() && waiting_on[i] == 0)
+            .collect();
+        Scheduler {
+            steps,
+            waiting_on,
+            dependents,
+            ready,
+            skipped: Vec::new(),
+        }
+    }
+
+    fn take_ready(&mut self, room: usize) -> Vec<&'p Step> {
+        let take: Vec<usize> = self.ready.iter().copied().take(room).collect();
+        take.iter()
+            .map(|i| {
+                self.ready.remove(i);
+                &self.steps[*i]
+            })
+            .collect()
+    }
+
+    fn finished(&mut self, id: &ResourceId) {
+        for i in self.dependents.remove(id).unwrap_or_default() {
+            self.waiting_on[i] -= 1;
+            if self.waiting_on[i] == 0 {
+                self.ready.insert(i);
+            }
+        }
+    }
+
+    fn failed(&mut self, id: &ResourceId) {
+        let mut stack = self.dependents.remove(id).unwrap_or_default();
+        while let Some(i) = stack.pop() {
+            if self.waiting_on[i] == usize::MAX {
+                continue;
+            }
+            self.waiting_on[i] = usize::MAX;
+            self.skipped.push(self.steps[i].id.clone());
+            stack.extend(
+                self.dependents
+                    .remove(&self.steps[i].id)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+}
+
+fn record_for(
+    graph: &DesiredGraph,
+    res: &Resource,
+    live: &Value,
+    old: Option<&ResourceRecord>,
+) -> ResourceRecord {
     ResourceRecord {
         id: res.id.clone(),
         depends_on: graph.dependencies(&res.id).iter().cloned().collect(),
@@ -494,5 +603,49 @@ fn record_for(graph: &DesiredGraph, res: &Resource, live: &Value, old: Option<&R
 }
 
 fn state_changed(a: &StackState, b: &StackState) -> bool {
-    a.resources != b.resources || a.outputs != b.outputs || a.pending != b.pending || a.serial != b.serial
+    a.resources != b.resources
+        || a.outputs != b.outputs
+        || a.pending != b.pending
+        || a.serial != b.serial
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> ResourceId {
+        ResourceId::kubernetes("v1", "ConfigMap", Some("ns"), name)
+    }
+
+    fn step(name: &str, action: Action, after: &[&str]) -> Step {
+        Step {
+            id: id(name),
+            action,
+            reason: None,
+            diff: Vec::new(),
+            after: after.iter().map(|a| id(a)).collect(),
+        }
+    }
+
+    #[test]
+    fn scheduler_orders_by_dependencies_and_skips_dependents_of_failures() {
+        let steps = vec![
+            step("ns", Action::Create, &[]),
+            step("noop", Action::NoOp, &[]),
+            step("a", Action::Create, &["ns", "noop"]),
+            step("b", Action::Create, &["a"]),
+            step("c", Action::Create, &["b"]),
+            step("d", Action::Create, &["ns"]),
+        ];
+        let mut s = Scheduler::new(&steps);
+        let names = |v: Vec<&Step>| v.iter().map(|s| s.id.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(s.take_ready(8)), ["ns"]);
+        assert!(s.take_ready(8).is_empty());
+        s.finished(&id("ns"));
+        assert_eq!(names(s.take_ready(1)), ["a"], "bounded by room");
+        assert_eq!(names(s.take_ready(8)), ["d"]);
+        s.failed(&id("a"));
+        assert!(s.take_ready(8).is_empty());
+        assert_eq!(s.skipped, vec![id("b"), id("c")]);
+    }
 }

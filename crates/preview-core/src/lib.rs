@@ -11,12 +11,19 @@
 //! `readiness`, `validate`, `state::format`. Effects live in `kubernetes`,
 //! `state::file` and `engine`.
 
+// Errors carry the full ResourceId they are about, so every message can name it;
+// the size of the Err variant is irrelevant next to a network round trip.
+#![allow(clippy::result_large_err)]
+
 pub mod diff;
+pub mod engine;
 pub mod events;
 pub mod graph;
+pub mod kubernetes;
 pub mod observe;
 pub mod plan;
 pub mod planner;
+pub mod provider;
 pub mod readiness;
 pub mod render;
 pub mod resource;

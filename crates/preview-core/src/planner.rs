@@ -1,1 +1,558 @@
-//! (in progress)
+//! The planner: a pure function from (desired graph, recorded state, observations)
+//! to a [`Plan`]. No IO, no clock.
+//!
+//! Before planning, the engine reads every desired or recorded resource and asks for a
+//! server-side dry-run only where [`needs_dry_run`] says so: when the desired body or
+//! the live object changed since the last apply (hashes in the [`ResourceRecord`]), or
+//! when an unrecorded object already exists. A run where nothing changed costs one GET
+//! per resource and no dry-run.
+//!
+//! Rules for each desired resource, in graph order:
+//!
+//! | recorded | live | outcome |
+//! |---|---|---|
+//! | no  | none | **Create** |
+//! | no  | some | selected by [`PlanOptions::import`] → **Import** (diff from the dry-run when there is one; no dry-run → no diff, said in the reason) |
+//! | no  | some | labelled with this stack ([`STACK_LABEL`]) *and* a `pending` operation in the state (a crash between create and state write) → planned as if recorded; an empty diff is still an **Update** so that apply records it |
+//! | no  | some | otherwise a problem: "… already exists and is not managed by stack S; adopt it with `import` or choose another name" |
+//! | yes | none | **Create**, reason "deleted outside the engine" |
+//! | yes | some | [`needs_dry_run`] false → **NoOp** |
+//! | yes | some | dry-run `Accepted` → field diff of the stripped live object and the would-be object (secrets masked): empty → **NoOp**, else **Update** |
+//! | yes | some | dry-run `Immutable` → **Replace** with the API server's message as reason (a problem when protected) |
+//! | yes | some | dry-run `Conflict` → a problem naming fields and managers, or with `force_conflicts` an **Update** "forcing ownership of …" |
+//! | yes | some | dry-run `Rejected` → a problem with the code and message |
+//! | yes | some | dry-run needed but missing → a problem (engine bug) |
+//!
+//! Then every recorded resource that is no longer desired is a **Delete** (a problem
+//! when protected), in reverse topological order of the recorded `depends_on` edges,
+//! each waiting for the recorded dependents that are deleted too. A recorded object
+//! that is already gone is still a **Delete** step with reason "already gone": the
+//! engine verifies it is absent and drops it from the state (the summary counts it,
+//! so nothing leaves the state silently). A live object whose UID differs from the
+//! recorded one was recreated by someone else: a problem, never a delete. Deletes
+//! come after every create/update/replace step.
+//!
+//! Problems are collected for the whole plan (never only the first) and returned as
+//! [`PlanError::Problems`]. `destroy` is [`plan`] against
+//! [`DesiredGraph::empty`](crate::graph::DesiredGraph::empty).
+//!
+//! Cost: O(n log n) map work plus one canonical hash of each desired body and each
+//! projected live object; diffs are computed only for resources with a dry-run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::diff::{body_hash, diff, project, projection_hash, strip_server_fields};
+use crate::graph::{DesiredGraph, GraphError, topological_order};
+use crate::observe::{DryRun, Observed};
+use crate::plan::{Action, FieldChange, Plan, Step};
+use crate::resource::{Resource, ResourceId, STACK_LABEL};
+use crate::state::{ResourceRecord, StackState};
+
+/// True when the planner needs a server-side dry-run of `desired` to decide.
+///
+/// - `live` is `None` → `false` (the resource will be created);
+/// - recorded, and neither the desired body ([`body_hash`]) nor the live object
+///   ([`projection_hash`] onto the desired body) changed since the last apply →
+///   `false` (a no-op, decided without asking the API server);
+/// - otherwise `true`: the desired body changed, the live object drifted, or an
+///   unrecorded object exists. In that last case the dry-run shows what an import or
+///   a crash-resume will change; the planner tolerates its absence for an import
+///   (no diff shown) and for an adoption refusal (not needed), but requires it to
+///   resume after a crash.
+///
+/// Pass the resource from the [`DesiredGraph`] (stamped with labels and config
+/// hash): it is the body the engine applies and records.
+pub fn needs_dry_run(
+    desired: &Resource,
+    record: Option<&ResourceRecord>,
+    live: Option<&Value>,
+) -> bool {
+    let Some(live) = live else {
+        return false;
+    };
+    let Some(record) = record else {
+        return true;
+    };
+    record.desired_hash != body_hash(&desired.body)
+        || record.live_hash != projection_hash(live, &desired.body)
+}
+
+/// Which existing, unrecorded objects the plan may adopt.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ImportSelection {
+    /// None: an existing unrecorded object is a problem.
+    #[default]
+    None,
+    /// Every desired object that already exists.
+    All,
+    /// Only these ids (each must be part of the stack).
+    Only(BTreeSet<ResourceId>),
+}
+
+impl ImportSelection {
+    /// True when `id` may be imported.
+    pub fn selects(&self, id: &ResourceId) -> bool {
+        match self {
+            ImportSelection::None => false,
+            ImportSelection::All => true,
+            ImportSelection::Only(ids) => ids.contains(id),
+        }
+    }
+}
+
+/// Options of [`plan`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Take ownership of fields other field managers own (server-side apply `force`).
+    pub force_conflicts: bool,
+    /// Existing objects to adopt.
+    pub import: ImportSelection,
+}
+
+/// What kind of problem stopped the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProblemKind {
+    /// The object exists but this stack does not manage it.
+    NotManaged,
+    /// Other field managers own fields we set.
+    Conflict,
+    /// The API server rejected the desired body.
+    Rejected,
+    /// An object selected for import would have to be replaced.
+    ImportNeedsReplace,
+    /// A protected resource would be deleted or replaced.
+    Protected,
+    /// A recorded object was recreated outside the engine (UID changed).
+    Recreated,
+    /// `import` names a resource that is not part of the stack.
+    UnknownImport,
+    /// The recorded dependencies of the resources to delete form a cycle.
+    RecordedCycle,
+    /// A resource was not observed (engine bug).
+    MissingObservation,
+    /// A needed dry-run is missing (engine bug).
+    MissingDryRun,
+}
+
+/// One reason the plan cannot be made; the message names the resource.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PlanProblem {
+    /// The resource concerned.
+    pub id: ResourceId,
+    /// The kind of problem.
+    pub kind: ProblemKind,
+    /// A full sentence naming the resource and what to do.
+    pub message: String,
+}
+
+/// Planning failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Every problem found, in plan order.
+    #[error("cannot plan: {}", ProblemList(.0))]
+    Problems(Vec<PlanProblem>),
+}
+
+struct ProblemList<'a>(&'a [PlanProblem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} problem{}", if n == 1 { "" } else { "s" })?;
+        for problem in self.0 {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Computes the plan. Pure: see the module documentation for the rules.
+pub fn plan(
+    graph: &DesiredGraph,
+    state: &StackState,
+    observed: &Observed,
+    opts: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    let mut planner = Planner {
+        graph,
+        state,
+        observed,
+        opts,
+        steps: Vec::with_capacity(graph.len() + state.resources.len()),
+        problems: Vec::new(),
+    };
+    planner.check_import_selection();
+    for resource in graph.resources() {
+        planner.plan_desired(resource);
+    }
+    planner.plan_deletes();
+    if planner.problems.is_empty() {
+        Ok(Plan {
+            stack: graph.stack().to_owned(),
+            steps: planner.steps,
+        })
+    } else {
+        Err(PlanError::Problems(planner.problems))
+    }
+}
+
+struct Planner<'a> {
+    graph: &'a DesiredGraph,
+    state: &'a StackState,
+    observed: &'a Observed,
+    opts: &'a PlanOptions,
+    steps: Vec<Step>,
+    problems: Vec<PlanProblem>,
+}
+
+/// The outcome of planning one resource.
+enum Decision {
+    Step {
+        action: Action,
+        reason: Option<String>,
+        diff: Vec<FieldChange>,
+    },
+    Problem(ProblemKind, String),
+}
+
+fn step(action: Action, reason: Option<String>, diff: Vec<FieldChange>) -> Decision {
+    Decision::Step {
+        action,
+        reason,
+        diff,
+    }
+}
+
+impl Planner<'_> {
+    fn problem(&mut self, id: &ResourceId, kind: ProblemKind, message: String) {
+        self.problems.push(PlanProblem {
+            id: id.clone(),
+            kind,
+            message,
+        });
+    }
+
+    fn check_import_selection(&mut self) {
+        if let ImportSelection::Only(ids) = &self.opts.import {
+            for id in ids.iter().filter(|id| !self.graph.contains(id)) {
+                let message = format!(
+                    "import names {id}, which is not part of stack {}",
+                    self.graph.stack()
+                );
+                self.problem(id, ProblemKind::UnknownImport, message);
+            }
+        }
+    }
+
+    fn plan_desired(&mut self, desired: &Resource) {
+        let id = &desired.id;
+        let Some(observation) = self.observed.get(id) else {
+            let message = format!(
+                "{id} was not observed (engine bug: every desired or recorded resource must be read before planning)"
+            );
+            self.problem(id, ProblemKind::MissingObservation, message);
+            return;
+        };
+        let record = self.state.resources.get(id);
+        let decision = match (record, &observation.live) {
+            (None, None) => step(Action::Create, None, Vec::new()),
+            (Some(_), None) => step(
+                Action::Create,
+                Some("deleted outside the engine".to_owned()),
+                Vec::new(),
+            ),
+            (None, Some(live)) => self.plan_unrecorded(desired, live, observation.dry_run.as_ref()),
+            (Some(record), Some(live)) => {
+                if needs_dry_run(desired, Some(record), Some(live)) {
+                    self.plan_changed(desired, record.protect, live, observation.dry_run.as_ref())
+                } else {
+                    step(Action::NoOp, None, Vec::new())
+                }
+            }
+        };
+        match decision {
+            Decision::Step {
+                action,
+                reason,
+                diff,
+            } => self.steps.push(Step {
+                id: id.clone(),
+                action,
+                reason,
+                diff,
+                after: self.graph.dependencies(id).iter().cloned().collect(),
+            }),
+            Decision::Problem(kind, message) => self.problem(id, kind, message),
+        }
+    }
+
+    /// Desired, not recorded, and the object exists.
+    fn plan_unrecorded(
+        &self,
+        desired: &Resource,
+        live: &Value,
+        dry_run: Option<&DryRun>,
+    ) -> Decision {
+        let id = &desired.id;
+        let stack = self.graph.stack();
+        if self.opts.import.selects(id) {
+            return self.plan_import(desired, live, dry_run);
+        }
+        let owner = live
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(STACK_LABEL))
+            .and_then(Value::as_str);
+        let pending = self.state.pending.iter().any(|op| op.id == *id);
+        if owner == Some(stack) && pending {
+            return match self.plan_changed(desired, false, live, dry_run) {
+                Decision::Step {
+                    action,
+                    reason,
+                    diff,
+                } => {
+                    let action = if action == Action::NoOp {
+                        Action::Update
+                    } else {
+                        action
+                    };
+                    let reason = match reason {
+                        Some(reason) => format!("created by an interrupted run; {reason}"),
+                        None => {
+                            "created by an interrupted run; recording it in the state".to_owned()
+                        }
+                    };
+                    step(action, Some(reason), diff)
+                }
+                problem => problem,
+            };
+        }
+        let message = match owner {
+            Some(owner) if owner == stack => format!(
+                "{id} already exists and carries the label of stack {stack} but is not recorded in its state (was the state lost?); adopt it with `import` or choose another name"
+            ),
+            Some(other) => format!(
+                "{id} already exists and is managed by stack {other}, not by stack {stack}; adopt it with `import` or choose another name"
+            ),
+            None => format!(
+                "{id} already exists and is not managed by stack {stack}; adopt it with `import` or choose another name"
+            ),
+        };
+        Decision::Problem(ProblemKind::NotManaged, message)
+    }
+
+    fn plan_import(&self, desired: &Resource, live: &Value, dry_run: Option<&DryRun>) -> Decision {
+        let id = &desired.id;
+        match dry_run {
+            None => step(
+                Action::Import,
+                Some("adopting the existing object; changes not previewed (no dry-run)".to_owned()),
+                Vec::new(),
+            ),
+            Some(DryRun::Immutable { message }) => Decision::Problem(
+                ProblemKind::ImportNeedsReplace,
+                format!(
+                    "{id} cannot be imported without replacing it: {message}; make the desired object match, or delete the existing one"
+                ),
+            ),
+            Some(other) => match self.plan_changed(desired, false, live, Some(other)) {
+                Decision::Step { diff, reason, .. } => step(
+                    Action::Import,
+                    Some(match reason {
+                        Some(reason) => format!("adopting the existing object; {reason}"),
+                        None => "adopting the existing object".to_owned(),
+                    }),
+                    diff,
+                ),
+                problem => problem,
+            },
+        }
+    }
+
+    /// Desired and live exist and a dry-run was needed.
+    fn plan_changed(
+        &self,
+        desired: &Resource,
+        recorded_protect: bool,
+        live: &Value,
+        dry_run: Option<&DryRun>,
+    ) -> Decision {
+        let id = &desired.id;
+        let is_secret = |path: &str| desired.is_secret_path(path);
+        match dry_run {
+            None => Decision::Problem(
+                ProblemKind::MissingDryRun,
+                format!(
+                    "{id} changed or drifted but no dry-run result was observed (engine bug: the engine must dry-run every resource `needs_dry_run` selects)"
+                ),
+            ),
+            Some(DryRun::Accepted { object }) => {
+                let changes = diff(
+                    &strip_server_fields(live),
+                    &strip_server_fields(object),
+                    &is_secret,
+                );
+                if changes.is_empty() {
+                    step(Action::NoOp, None, changes)
+                } else {
+                    step(Action::Update, None, changes)
+                }
+            }
+            Some(DryRun::Immutable { message }) => {
+                if desired.options.protect || recorded_protect {
+                    return Decision::Problem(
+                        ProblemKind::Protected,
+                        format!(
+                            "{id} is protected but must be replaced ({message}); remove `protect` first"
+                        ),
+                    );
+                }
+                step(
+                    Action::Replace,
+                    Some(message.clone()),
+                    projected_diff(desired, live),
+                )
+            }
+            Some(DryRun::Conflict { conflicts, message }) => {
+                let fields = if conflicts.is_empty() {
+                    message.clone()
+                } else {
+                    conflicts.join(", ")
+                };
+                if self.opts.force_conflicts {
+                    step(
+                        Action::Update,
+                        Some(format!("forcing ownership of {fields}")),
+                        projected_diff(desired, live),
+                    )
+                } else {
+                    Decision::Problem(
+                        ProblemKind::Conflict,
+                        format!(
+                            "{id} has fields owned by other field managers: {fields}; take them over with --force-conflicts, or stop the other manager"
+                        ),
+                    )
+                }
+            }
+            Some(DryRun::Rejected { code, message }) => Decision::Problem(
+                ProblemKind::Rejected,
+                format!("{id} was rejected by the API server ({code}): {message}"),
+            ),
+        }
+    }
+
+    fn plan_deletes(&mut self) {
+        let graph = self.graph;
+        let state = self.state;
+        let stack = graph.stack();
+        let mut doomed: BTreeMap<&ResourceId, Option<&ResourceRecord>> = state
+            .resources
+            .iter()
+            .filter(|(id, _)| !graph.contains(id))
+            .map(|(id, record)| (id, Some(record)))
+            .collect();
+        // Objects created by an interrupted run and no longer desired, when observed
+        // and labelled with this stack.
+        for op in &state.pending {
+            let ours = self
+                .observed
+                .get(&op.id)
+                .and_then(|o| o.live.as_ref())
+                .and_then(|live| live.pointer("/metadata/labels"))
+                .and_then(|labels| labels.get(STACK_LABEL))
+                .and_then(Value::as_str)
+                == Some(stack);
+            if ours && !graph.contains(&op.id) {
+                doomed.entry(&op.id).or_insert(None);
+            }
+        }
+        let mut edges: BTreeMap<ResourceId, BTreeSet<ResourceId>> = BTreeMap::new();
+        for (id, record) in &doomed {
+            let deps = record
+                .iter()
+                .flat_map(|r| &r.depends_on)
+                .filter(|dep| doomed.contains_key(dep) && dep != id)
+                .cloned()
+                .collect();
+            edges.insert((*id).clone(), deps);
+        }
+        let order = match topological_order(&edges) {
+            Ok(order) => order,
+            Err(error) => {
+                let first = match &error {
+                    GraphError::Cycle(cycle) => cycle.first().cloned(),
+                    _ => None,
+                };
+                let id = first.or_else(|| edges.keys().next().cloned());
+                if let Some(id) = id {
+                    let message = format!(
+                        "the recorded dependencies of the resources to delete are inconsistent ({error}); repair the state"
+                    );
+                    self.problem(&id, ProblemKind::RecordedCycle, message);
+                }
+                edges.keys().cloned().collect()
+            }
+        };
+        let mut dependents: BTreeMap<&ResourceId, Vec<ResourceId>> = BTreeMap::new();
+        for (id, deps) in &edges {
+            for dep in deps {
+                dependents.entry(dep).or_default().push(id.clone());
+            }
+        }
+        for id in order.iter().rev() {
+            let record = doomed.get(id).copied().flatten();
+            if record.is_some_and(|r| r.protect) {
+                let message = format!("{id} is protected; remove `protect` first");
+                self.problem(id, ProblemKind::Protected, message);
+                continue;
+            }
+            let Some(observation) = self.observed.get(id) else {
+                let message = format!(
+                    "{id} was not observed (engine bug: every desired or recorded resource must be read before planning)"
+                );
+                self.problem(id, ProblemKind::MissingObservation, message);
+                continue;
+            };
+            let reason = match &observation.live {
+                None => Some("already gone".to_owned()),
+                Some(live) => {
+                    let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str);
+                    let recorded_uid = record.and_then(|r| r.uid.as_deref());
+                    if let (Some(live_uid), Some(recorded_uid)) = (live_uid, recorded_uid)
+                        && live_uid != recorded_uid
+                    {
+                        let message = format!(
+                            "{id} was recreated outside the engine (uid {live_uid}, recorded {recorded_uid}); refusing to delete an object this stack did not create: delete it by hand or remove it from the state"
+                        );
+                        self.problem(id, ProblemKind::Recreated, message);
+                        continue;
+                    }
+                    record
+                        .is_none()
+                        .then(|| "created by an interrupted run and no longer desired".to_owned())
+                }
+            };
+            self.steps.push(Step {
+                id: id.clone(),
+                action: Action::Delete,
+                reason,
+                diff: Vec::new(),
+                after: dependents.remove(id).unwrap_or_default(),
+            });
+        }
+    }
+}
+
+/// The fields apply will change, without a dry-run object: the live object projected
+/// onto the desired body, compared with the desired body (secrets masked).
+fn projected_diff(desired: &Resource, live: &Value) -> Vec<FieldChange> {
+    let is_secret = |path: &str| desired.is_secret_path(path);
+    let projected = project(&strip_server_fields(live), &desired.body);
+    diff(&projected, &desired.body, &is_secret)
+}
+
+#[cfg(test)]
+mod tests;

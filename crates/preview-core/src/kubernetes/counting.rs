@@ -107,9 +107,18 @@ mod tests {
     #[test]
     fn classifies_by_verb_and_dry_run() {
         let counts = RequestCounts::default();
-        let req = |m: Method, uri: &str| Request::builder().method(m).uri(uri).body(()).expect("request");
+        let req = |m: Method, uri: &str| {
+            Request::builder()
+                .method(m)
+                .uri(uri)
+                .body(())
+                .expect("request")
+        };
         counts.record(&req(Method::GET, "/api/v1/namespaces/x"));
-        counts.record(&req(Method::PATCH, "/api/v1/namespaces/x?fieldManager=a&dryRun=All"));
+        counts.record(&req(
+            Method::PATCH,
+            "/api/v1/namespaces/x?fieldManager=a&dryRun=All",
+        ));
         counts.record(&req(Method::PATCH, "/api/v1/namespaces/x?fieldManager=a"));
         counts.record(&req(Method::DELETE, "/api/v1/namespaces/x"));
         assert_eq!(

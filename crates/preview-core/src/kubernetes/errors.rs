@@ -15,7 +15,11 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
 
 /// Conflicting fields from a 409 apply answer: `.spec.replicas (conflict with "kubectl" using apps/v1)`.
 pub fn conflicts(status: &kube::core::Status) -> Vec<String> {
-    let causes = status.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let causes = status
+        .details
+        .as_ref()
+        .map(|d| d.causes.as_slice())
+        .unwrap_or_default();
     let mut out: Vec<String> = causes
         .iter()
         .filter(|c| c.reason == "FieldManagerConflict" || !c.field.is_empty())
@@ -47,10 +51,12 @@ pub fn dry_run_outcome(id: &ResourceId, err: kube::Error) -> Result<DryRun, Prov
         kube::Error::Api(status) if is_immutable(&status) => Ok(DryRun::Immutable {
             message: status.message.clone(),
         }),
-        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => Ok(DryRun::Rejected {
-            code: status.code,
-            message: status.message.clone(),
-        }),
+        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => {
+            Ok(DryRun::Rejected {
+                code: status.code,
+                message: status.message.clone(),
+            })
+        }
         other => Err(api_error(id, "dry-run apply", other)),
     }
 }
@@ -58,10 +64,12 @@ pub fn dry_run_outcome(id: &ResourceId, err: kube::Error) -> Result<DryRun, Prov
 /// Wraps any kube error for `verb` on `id`.
 pub fn api_error(id: &ResourceId, verb: &'static str, err: kube::Error) -> ProviderError {
     match err {
-        kube::Error::Api(status) if status.code == 409 && verb == "apply" => ProviderError::Conflict {
-            id: id.clone(),
-            conflicts: conflicts(&status),
-        },
+        kube::Error::Api(status) if status.code == 409 && verb == "apply" => {
+            ProviderError::Conflict {
+                id: id.clone(),
+                conflicts: conflicts(&status),
+            }
+        }
         kube::Error::Api(status) => ProviderError::Api {
             id: id.clone(),
             verb,
@@ -88,8 +96,12 @@ mod tests {
             metadata: None,
             reason: String::new(),
             details: Some(StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
                 causes,
-                ..Default::default()
+                retry_after_seconds: 0,
             }),
         }
     }
@@ -105,7 +117,10 @@ mod tests {
                 field: ".spec.replicas".into(),
             }],
         );
-        assert_eq!(conflicts(&s), vec![".spec.replicas (conflict with \"kubectl\" using apps/v1)"]);
+        assert_eq!(
+            conflicts(&s),
+            vec![".spec.replicas (conflict with \"kubectl\" using apps/v1)"]
+        );
     }
 
     #[test]
@@ -116,6 +131,10 @@ mod tests {
             vec![],
         );
         assert!(is_immutable(&s));
-        assert!(!is_immutable(&status(422, "spec.replicas: Invalid value: -1", vec![])));
+        assert!(!is_immutable(&status(
+            422,
+            "spec.replicas: Invalid value: -1",
+            vec![]
+        )));
     }
 }

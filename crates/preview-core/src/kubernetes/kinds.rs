@@ -41,35 +41,120 @@ const KNOWN: &[(&str, &str, &str, bool)] = &[
     ("apps", "ReplicaSet", "replicasets", true),
     ("batch", "Job", "jobs", true),
     ("batch", "CronJob", "cronjobs", true),
-    ("networking.k8s.io", "NetworkPolicy", "networkpolicies", true),
+    (
+        "networking.k8s.io",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
     ("networking.k8s.io", "Ingress", "ingresses", true),
     ("networking.k8s.io", "IngressClass", "ingressclasses", false),
     ("rbac.authorization.k8s.io", "Role", "roles", true),
-    ("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", true),
-    ("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", false),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", false),
+    (
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
     ("coordination.k8s.io", "Lease", "leases", true),
-    ("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", false),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", false),
-    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", false),
-    ("policy", "PodDisruptionBudget", "poddisruptionbudgets", true),
-    ("gateway.networking.k8s.io", "GatewayClass", "gatewayclasses", false),
+    (
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+    ),
+    (
+        "policy",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "GatewayClass",
+        "gatewayclasses",
+        false,
+    ),
     ("gateway.networking.k8s.io", "Gateway", "gateways", true),
     ("gateway.networking.k8s.io", "HTTPRoute", "httproutes", true),
     ("gateway.networking.k8s.io", "GRPCRoute", "grpcroutes", true),
-    ("gateway.networking.k8s.io", "ReferenceGrant", "referencegrants", true),
+    (
+        "gateway.networking.k8s.io",
+        "ReferenceGrant",
+        "referencegrants",
+        true,
+    ),
     ("cert-manager.io", "Certificate", "certificates", true),
-    ("cert-manager.io", "CertificateRequest", "certificaterequests", true),
+    (
+        "cert-manager.io",
+        "CertificateRequest",
+        "certificaterequests",
+        true,
+    ),
     ("cert-manager.io", "Issuer", "issuers", true),
     ("cert-manager.io", "ClusterIssuer", "clusterissuers", false),
-    ("gateway.nginx.org", "ClientSettingsPolicy", "clientsettingspolicies", true),
+    (
+        "gateway.nginx.org",
+        "ClientSettingsPolicy",
+        "clientsettingspolicies",
+        true,
+    ),
     ("gateway.nginx.org", "NginxProxy", "nginxproxies", true),
     ("gateway.nginx.org", "NginxGateway", "nginxgateways", true),
-    ("gateway.nginx.org", "ObservabilityPolicy", "observabilitypolicies", true),
-    ("gateway.nginx.org", "SnippetsFilter", "snippetsfilters", true),
-    ("gateway.nginx.org", "UpstreamSettingsPolicy", "upstreamsettingspolicies", true),
-    ("gateway.nginx.org", "RateLimitPolicy", "ratelimitpolicies", true),
-    ("gateway.nginx.org", "SnippetsPolicy", "snippetspolicies", true),
+    (
+        "gateway.nginx.org",
+        "ObservabilityPolicy",
+        "observabilitypolicies",
+        true,
+    ),
+    (
+        "gateway.nginx.org",
+        "SnippetsFilter",
+        "snippetsfilters",
+        true,
+    ),
+    (
+        "gateway.nginx.org",
+        "UpstreamSettingsPolicy",
+        "upstreamsettingspolicies",
+        true,
+    ),
+    (
+        "gateway.nginx.org",
+        "RateLimitPolicy",
+        "ratelimitpolicies",
+        true,
+    ),
+    (
+        "gateway.nginx.org",
+        "SnippetsPolicy",
+        "snippetspolicies",
+        true,
+    ),
 ];
 
 /// Resolved kinds, including discovered ones.
@@ -101,7 +186,11 @@ pub fn known(id: &ResourceId) -> Option<Kind> {
 
 impl KindCache {
     /// Resolves an id's kind: built-in table, cache, then one discovery request.
-    pub async fn resolve(&self, client: &kube::Client, id: &ResourceId) -> Result<Kind, ProviderError> {
+    pub async fn resolve(
+        &self,
+        client: &kube::Client,
+        id: &ResourceId,
+    ) -> Result<Kind, ProviderError> {
         if let Some(kind) = known(id) {
             return Ok(kind);
         }
@@ -128,7 +217,9 @@ impl KindCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Kind>> {
-        self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -139,7 +230,11 @@ pub fn api_for(
     id: &ResourceId,
 ) -> Result<kube::Api<kube::core::DynamicObject>, ProviderError> {
     match (&id.namespace, kind.namespaced) {
-        (Some(ns), true) => Ok(kube::Api::namespaced_with(client.clone(), ns, &kind.resource)),
+        (Some(ns), true) => Ok(kube::Api::namespaced_with(
+            client.clone(),
+            ns,
+            &kind.resource,
+        )),
         (None, false) => Ok(kube::Api::all_with(client.clone(), &kind.resource)),
         (None, true) => Err(ProviderError::Other {
             id: id.clone(),
@@ -158,12 +253,21 @@ mod tests {
 
     #[test]
     fn known_kinds_resolve_without_discovery() {
-        let id = ResourceId::kubernetes("gateway.networking.k8s.io/v1", "HTTPRoute", Some("a"), "r");
+        let id =
+            ResourceId::kubernetes("gateway.networking.k8s.io/v1", "HTTPRoute", Some("a"), "r");
         let kind = known(&id).expect("known");
         assert_eq!(kind.resource.plural, "httproutes");
         assert!(kind.namespaced);
         let ns = ResourceId::kubernetes("v1", "Namespace", None, "a");
         assert!(!known(&ns).expect("known").namespaced);
-        assert!(known(&ResourceId::kubernetes("example.com/v1", "Widget", None, "w")).is_none());
+        assert!(
+            known(&ResourceId::kubernetes(
+                "example.com/v1",
+                "Widget",
+                None,
+                "w"
+            ))
+            .is_none()
+        );
     }
 }

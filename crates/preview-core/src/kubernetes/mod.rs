@@ -10,8 +10,8 @@
 //!   no-op `up` writes nothing.
 
 pub mod counting;
-pub mod kinds;
 pub mod errors;
+pub mod kinds;
 pub mod reader;
 pub mod waiter;
 pub mod writer;
@@ -62,30 +62,35 @@ impl KubeProvider {
             context: context.map(str::to_owned),
             ..Default::default()
         };
-        let config = match path {
-            Some(p) => {
-                let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| ConnectError::Kubeconfig {
-                    path: describe(),
-                    message: e.to_string(),
-                })?;
-                kube::Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
-                    ConnectError::Kubeconfig {
+        let config =
+            match path {
+                Some(p) => {
+                    let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| {
+                        ConnectError::Kubeconfig {
+                            path: describe(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    kube::Config::from_custom_kubeconfig(kc, &options)
+                        .await
+                        .map_err(|e| ConnectError::Kubeconfig {
+                            path: describe(),
+                            message: e.to_string(),
+                        })?
+                }
+                None if context.is_some() => kube::Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(|e| ConnectError::Kubeconfig {
                         path: describe(),
                         message: e.to_string(),
-                    }
-                })?
-            }
-            None if context.is_some() => kube::Config::from_kubeconfig(&options).await.map_err(|e| {
-                ConnectError::Kubeconfig {
-                    path: describe(),
-                    message: e.to_string(),
-                }
-            })?,
-            None => kube::Config::infer().await.map_err(|e| ConnectError::Kubeconfig {
-                path: describe(),
-                message: e.to_string(),
-            })?,
-        };
+                    })?,
+                None => kube::Config::infer()
+                    .await
+                    .map_err(|e| ConnectError::Kubeconfig {
+                        path: describe(),
+                        message: e.to_string(),
+                    })?,
+            };
         Self::from_config(config).map_err(|message| ConnectError::Kubeconfig {
             path: describe(),
             message,

@@ -30,7 +30,11 @@ pub async fn get(p: &KubeProvider, id: &ResourceId) -> Result<Option<Value>, Pro
 }
 
 /// A server-side dry-run apply of the desired body.
-pub async fn dry_run_apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<DryRun, ProviderError> {
+pub async fn dry_run_apply(
+    p: &KubeProvider,
+    res: &Resource,
+    force: bool,
+) -> Result<DryRun, ProviderError> {
     let id = &res.id;
     let kind = p.kinds.resolve(&p.client, id).await?;
     let api = api_for(&p.client, &kind, id)?;
@@ -75,7 +79,8 @@ pub async fn list_owned(
         let selector = selector.clone();
         async move {
             let kind = p.kinds.resolve(&p.client, id).await?;
-            let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(p.client.clone(), &kind.resource);
+            let api: kube::Api<kube::core::DynamicObject> =
+                kube::Api::all_with(p.client.clone(), &kind.resource);
             let list = api
                 .list_metadata(&ListParams::default().labels(&selector))
                 .await

@@ -27,10 +27,7 @@ const SAFETY_TICK: Duration = Duration::from_secs(2);
 
 type Changes = Pin<Box<dyn Stream<Item = ()> + Send>>;
 
-fn watch_changes(
-    api: kube::Api<kube::core::DynamicObject>,
-    config: watcher::Config,
-) -> Changes {
+fn watch_changes(api: kube::Api<kube::core::DynamicObject>, config: watcher::Config) -> Changes {
     Box::pin(watcher(api, config).map(|_| ()))
 }
 
@@ -51,7 +48,11 @@ async fn next_change(changes: &mut Changes, deadline: Instant) {
     while let Some(Some(())) = changes.next().now_or_never() {}
 }
 
-async fn related_objects(p: &KubeProvider, id: &ResourceId, obj: &Value) -> Result<Related, ProviderError> {
+async fn related_objects(
+    p: &KubeProvider,
+    id: &ResourceId,
+    obj: &Value,
+) -> Result<Related, ProviderError> {
     let needs = readiness::related_needed(id);
     let mut related = Related::default();
     let Some(selector) = readiness::pod_selector(obj) else {
@@ -69,7 +70,11 @@ async fn related_objects(p: &KubeProvider, id: &ResourceId, obj: &Value) -> Resu
     Ok(related)
 }
 
-async fn related_changes(p: &KubeProvider, id: &ResourceId, obj: &Value) -> Result<Vec<Changes>, ProviderError> {
+async fn related_changes(
+    p: &KubeProvider,
+    id: &ResourceId,
+    obj: &Value,
+) -> Result<Vec<Changes>, ProviderError> {
     let needs = readiness::related_needed(id);
     let Some(selector) = readiness::pod_selector(obj) else {
         return Ok(Vec::new());
@@ -84,7 +89,10 @@ async fn related_changes(p: &KubeProvider, id: &ResourceId, obj: &Value) -> Resu
             let rid = ResourceId::kubernetes(api_version, kind, ns, "");
             let k = p.kinds.resolve(&p.client, &rid).await?;
             let api = api_for(&p.client, &k, &rid)?;
-            out.push(watch_changes(api, watcher::Config::default().labels(&selector)));
+            out.push(watch_changes(
+                api,
+                watcher::Config::default().labels(&selector),
+            ));
         }
     }
     Ok(out)
@@ -127,7 +135,12 @@ pub async fn wait_ready(
         };
         match verdict {
             Readiness::Ready => return Ok(obj.unwrap_or(Value::Null)),
-            Readiness::Failed(message) => return Err(ProviderError::NotReady { id: id.clone(), message }),
+            Readiness::Failed(message) => {
+                return Err(ProviderError::NotReady {
+                    id: id.clone(),
+                    message,
+                });
+            }
             Readiness::Failing(message) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if message != last_message {
@@ -192,8 +205,14 @@ pub async fn wait_gone(
         let Some(obj) = reader::get(p, id).await? else {
             return Ok(());
         };
-        let blocked = if is_namespace { readiness::is_gone_blocked(&obj) } else { None };
-        let message = blocked.clone().unwrap_or_else(|| "waiting for deletion to finish".to_owned());
+        let blocked = if is_namespace {
+            readiness::is_gone_blocked(&obj)
+        } else {
+            None
+        };
+        let message = blocked
+            .clone()
+            .unwrap_or_else(|| "waiting for deletion to finish".to_owned());
         if message != last_message {
             events.emit(Event::Waiting {
                 id: id.clone(),
@@ -202,7 +221,12 @@ pub async fn wait_gone(
             });
             last_message = message.clone();
         }
-        if is_namespace && opts.force_finalize && !finalized && blocked.is_some() && Instant::now() >= stuck_after {
+        if is_namespace
+            && opts.force_finalize
+            && !finalized
+            && blocked.is_some()
+            && Instant::now() >= stuck_after
+        {
             events.emit(Event::Warning {
                 id: Some(id.clone()),
                 message: "removing the namespace's finalizers (--force-finalize)".into(),

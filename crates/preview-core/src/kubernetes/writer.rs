@@ -47,7 +47,10 @@ pub async fn delete(p: &KubeProvider, id: &ResourceId) -> Result<(), ProviderErr
 }
 
 /// Removes `spec.finalizers` of a namespace stuck Terminating (only on explicit request).
-pub async fn force_finalize_namespace(p: &KubeProvider, id: &ResourceId) -> Result<(), ProviderError> {
+pub async fn force_finalize_namespace(
+    p: &KubeProvider,
+    id: &ResourceId,
+) -> Result<(), ProviderError> {
     let request = |e: http::Error| ProviderError::Other {
         id: id.clone(),
         message: format!("cannot build finalize request: {e}"),

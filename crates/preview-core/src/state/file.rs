@@ -33,7 +33,9 @@ fn io_err(backend: &FileBackend, message: String, e: std::io::Error) -> StateErr
 fn check_stack_name(stack: &str) -> Result<(), StateError> {
     let ok = !stack.is_empty()
         && stack.len() <= 253
-        && stack.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && stack
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !stack.starts_with('.');
     if ok {
         Ok(())
@@ -112,7 +114,10 @@ impl FileBackend {
         } else if state.serial != 1 {
             return Err(StateError::Stale {
                 stack: state.stack.clone(),
-                message: format!("no stored state, but this write has serial {} (expected 1)", state.serial),
+                message: format!(
+                    "no stored state, but this write has serial {} (expected 1)",
+                    state.serial
+                ),
             });
         }
         std::fs::create_dir_all(&self.dir)
@@ -123,7 +128,9 @@ impl FileBackend {
             source: None,
         })?;
         let path = self.state_path(&state.stack);
-        let tmp = self.dir.join(format!(".{}.json.tmp-{}", state.stack, std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{}.json.tmp-{}", state.stack, std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
@@ -148,7 +155,11 @@ struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on {} since {}", self.pid, self.host, self.started)
+        write!(
+            f,
+            "pid {} on {} since {}",
+            self.pid, self.host, self.started
+        )
     }
 }
 
@@ -204,17 +215,27 @@ impl FileBackend {
             started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         };
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
                     let body = serde_json::to_vec(&me).unwrap_or_default();
                     f.write_all(&body)
                         .and_then(|()| f.sync_all())
-                        .map_err(|e| io_err(self, format!("cannot write lock {}", path.display()), e))?;
-                    return Ok(FileLock { path, released: false });
+                        .map_err(|e| {
+                            io_err(self, format!("cannot write lock {}", path.display()), e)
+                        })?;
+                    return Ok(FileLock {
+                        path,
+                        released: false,
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder: Option<Holder> =
-                        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                    let holder: Option<Holder> = std::fs::read(&path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
                     match holder {
                         Some(h) if h.host == me.host && !process_alive(h.pid) => {
                             tracing::warn!(stack, holder = %h, "taking over a stale lock");
@@ -234,7 +255,13 @@ impl FileBackend {
                         }
                     }
                 }
-                Err(e) => return Err(io_err(self, format!("cannot create lock {}", path.display()), e)),
+                Err(e) => {
+                    return Err(io_err(
+                        self,
+                        format!("cannot create lock {}", path.display()),
+                        e,
+                    ));
+                }
             }
         }
         Err(StateError::Locked {
@@ -281,7 +308,13 @@ impl StateBackend for FileBackend {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(self, format!("cannot list {}", self.dir.display()), e)),
+            Err(e) => {
+                return Err(io_err(
+                    self,
+                    format!("cannot list {}", self.dir.display()),
+                    e,
+                ));
+            }
         };
         let mut stacks: Vec<String> = entries
             .filter_map(Result::ok)
@@ -319,7 +352,13 @@ mod tests {
         // Other lineage: refused.
         let mut other = StackState::new("s");
         other.serial = 2;
-        assert!(b.write(&other).await.expect_err("lineage").to_string().contains("lineage"));
+        assert!(
+            b.write(&other)
+                .await
+                .expect_err("lineage")
+                .to_string()
+                .contains("lineage")
+        );
         s.serial = 2;
         b.write(&s).await.expect("next write");
         assert_eq!(b.list().await.expect("list"), vec!["s".to_owned()]);
@@ -334,8 +373,14 @@ mod tests {
         assert!(err.to_string().contains("unreadable"), "{err}");
         let mut s = StackState::new("s");
         s.serial = 1;
-        assert!(b.write(&s).await.is_err(), "must not overwrite corrupt state");
-        assert_eq!(std::fs::read(dir.path().join("s.json")).expect("kept"), b"{not json");
+        assert!(
+            b.write(&s).await.is_err(),
+            "must not overwrite corrupt state"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("s.json")).expect("kept"),
+            b"{not json"
+        );
     }
 
     #[tokio::test]
@@ -344,7 +389,11 @@ mod tests {
         let b = FileBackend::new(dir.path());
         let held = b.lock("a").await.expect("lock a");
         let err = b.lock("a").await.err().expect("locked");
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         let other = b.lock("b").await.expect("lock b");
         held.release().await.expect("release");
         let again = b.lock("a").await.expect("relock");
@@ -362,7 +411,11 @@ mod tests {
             pid: u32::MAX - 1,
             started: "2026-01-01T00:00:00Z".into(),
         };
-        std::fs::write(dir.path().join("a.lock"), serde_json::to_vec(&dead).expect("json")).expect("write");
+        std::fs::write(
+            dir.path().join("a.lock"),
+            serde_json::to_vec(&dead).expect("json"),
+        )
+        .expect("write");
         assert!(b.lock("a").await.is_ok());
     }
 

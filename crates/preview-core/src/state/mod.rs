@@ -76,7 +76,8 @@ pub struct StackState {
     pub lineage: String,
     /// Incremented on every write.
     pub serial: u64,
-    /// Resources, by identity.
+    /// Resources, by identity (stored as a list; each record carries its id).
+    #[serde(with = "records_as_list")]
     pub resources: BTreeMap<ResourceId, ResourceRecord>,
     /// Outputs, by name.
     pub outputs: BTreeMap<String, Output>,
@@ -101,6 +102,35 @@ impl StackState {
     /// True when the state records nothing (no resources, no outputs, nothing pending).
     pub fn is_empty(&self) -> bool {
         self.resources.is_empty() && self.outputs.is_empty() && self.pending.is_empty()
+    }
+}
+
+mod records_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::ResourceRecord;
+    use crate::resource::ResourceId;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<ResourceId, ResourceRecord>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<ResourceId, ResourceRecord>, D::Error> {
+        let list = Vec::<ResourceRecord>::deserialize(d)?;
+        let mut map = BTreeMap::new();
+        for record in list {
+            if map.insert(record.id.clone(), record).is_some() {
+                return Err(serde::de::Error::custom("a resource is recorded twice"));
+            }
+        }
+        Ok(map)
     }
 }
 
