@@ -526,11 +526,11 @@ impl<'p> Scheduler<'p> {
         let mut dependents: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
         for (i, step) in steps.iter().enumerate() {
             for dep in &step.after {
-                if let Some(&d) = index.get(dep) {
-                    if steps[d].action.is_mutating() {
-                        waiting_on[i] += 1;
-                        dependents.entry(&steps[d].id).or_default().push(i);
-                    }
+                if let Some(&d) = index.get(dep)
+                    && steps[d].action.is_mutating()
+                {
+                    waiting_on[i] += 1;
+                    dependents.entry(&steps[d].id).or_default().push(i);
                 }
             }
         }

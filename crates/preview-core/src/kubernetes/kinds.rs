@@ -35,6 +35,7 @@ const KNOWN: &[(&str, &str, &str, bool)] = &[
     ("", "LimitRange", "limitranges", true),
     ("", "Pod", "pods", true),
     ("", "Endpoints", "endpoints", true),
+    ("", "Event", "events", true),
     ("apps", "Deployment", "deployments", true),
     ("apps", "StatefulSet", "statefulsets", true),
     ("apps", "DaemonSet", "daemonsets", true),

@@ -48,16 +48,34 @@ pub async fn dry_run_apply(
     }
 }
 
-/// Lists objects of `kind_of`'s kind in `namespace` matching a label selector.
+/// Lists objects of `kind_of`'s kind in its namespace matching a label selector.
 pub async fn list(
     p: &KubeProvider,
     kind_of: &ResourceId,
     label_selector: &str,
 ) -> Result<Vec<Value>, ProviderError> {
+    list_with(p, kind_of, &ListParams::default().labels(label_selector)).await
+}
+
+/// The Events about one object (newest last), for readiness messages.
+pub async fn events_about(p: &KubeProvider, id: &ResourceId) -> Result<Vec<Value>, ProviderError> {
+    let events = ResourceId::kubernetes("v1", "Event", id.namespace.as_deref(), "");
+    let fields = format!(
+        "involvedObject.name={},involvedObject.kind={}",
+        id.name, id.kind
+    );
+    list_with(p, &events, &ListParams::default().fields(&fields)).await
+}
+
+async fn list_with(
+    p: &KubeProvider,
+    kind_of: &ResourceId,
+    params: &ListParams,
+) -> Result<Vec<Value>, ProviderError> {
     let kind = p.kinds.resolve(&p.client, kind_of).await?;
     let api = api_for(&p.client, &kind, kind_of)?;
     let list = api
-        .list(&ListParams::default().labels(label_selector))
+        .list(params)
         .await
         .map_err(|e| api_error(kind_of, "list", e))?;
     list.items.iter().map(|o| to_value(kind_of, o)).collect()

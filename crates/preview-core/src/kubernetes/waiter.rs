@@ -55,6 +55,9 @@ async fn related_objects(
 ) -> Result<Related, ProviderError> {
     let needs = readiness::related_needed(id);
     let mut related = Related::default();
+    if needs.events {
+        related.events = reader::events_about(p, id).await?;
+    }
     let Some(selector) = readiness::pod_selector(obj) else {
         return Ok(related);
     };
