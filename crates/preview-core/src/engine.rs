@@ -118,6 +118,37 @@ pub enum EngineError {
     NoState(String),
 }
 
+/// How a recorded resource drifted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftStatus {
+    /// The object no longer exists.
+    Missing,
+    /// Fields the stack manages were changed by someone else.
+    Changed,
+}
+
+/// One drifted resource, from [`Engine::refresh`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// Resource.
+    pub id: ResourceId,
+    /// How it drifted.
+    pub status: DriftStatus,
+    /// Which fields, or what happened.
+    pub detail: String,
+}
+
+impl Drift {
+    /// `-` for missing, `~` for changed.
+    pub fn kind_symbol(&self) -> &'static str {
+        match self.status {
+            DriftStatus::Missing => "-",
+            DriftStatus::Changed => "~",
+        }
+    }
+}
+
 /// What `up` did.
 #[derive(Clone, Debug)]
 pub struct UpReport {
@@ -164,6 +195,47 @@ impl Engine {
     /// The options.
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// The same engine with other options.
+    pub fn with_options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Reads every recorded resource and reports drift from what was applied:
+    /// objects deleted outside the engine, and objects whose managed fields changed.
+    /// Changes nothing; the next `up` repairs what it reports.
+    pub async fn refresh(&self, graph: &DesiredGraph) -> Result<Vec<Drift>, EngineError> {
+        let state = self.read_state(graph.stack()).await?;
+        let mut drift = Vec::new();
+        for (id, record) in &state.resources {
+            let Some(live) = self.providers.get(id)?.read(id).await? else {
+                drift.push(Drift {
+                    id: id.clone(),
+                    status: DriftStatus::Missing,
+                    detail: "deleted outside the engine; `up` recreates it".into(),
+                });
+                continue;
+            };
+            let Some(res) = graph.get(id) else { continue };
+            if projection_hash(&live, &res.body) != record.live_hash {
+                let projected =
+                    crate::diff::project(&crate::diff::strip_server_fields(&live), &res.body);
+                let changes = crate::diff::diff(&projected, &res.body, &|p| res.is_secret_path(p));
+                let fields: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                drift.push(Drift {
+                    id: id.clone(),
+                    status: DriftStatus::Changed,
+                    detail: if fields.is_empty() {
+                        "managed fields changed (normalised by the API server)".into()
+                    } else {
+                        format!("changed outside the engine: {}", fields.join(", "))
+                    },
+                });
+            }
+        }
+        Ok(drift)
     }
 
     async fn read_state(&self, stack: &str) -> Result<StackState, EngineError> {

@@ -1,0 +1,494 @@
+//! Executes a parsed command: reads the environment (config, secrets, state,
+//! cluster) and drives the engine. The only place in the binary with effects.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use preview_core::engine::{Engine, EngineOptions, Providers};
+use preview_core::events::EventSink;
+use preview_core::graph::DesiredGraph;
+use preview_core::kubernetes::KubeProvider;
+use preview_core::plan::Plan;
+use preview_core::planner::ImportSelection;
+use preview_core::render;
+use preview_core::state::file::FileBackend;
+use preview_core::state::{Output, StateBackend};
+use preview_core::{ProviderKind, ResourceId};
+use serde_json::{Value, json};
+use stacks::config::StackConfig;
+use stacks::{EnvSecrets, PrNumber, References, StackBuild, StackKind, StackRequest};
+
+use crate::cli::{ApplyArgs, Cli, Command, GlobalArgs, PlanFormat, StackArgs, StackName};
+use crate::progress;
+
+/// Runs the command; the exit code says whether it succeeded.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Render { stack, dir } => render_cmd(g, stack, dir.as_deref()).await,
+        Command::Preview { stack, format, out } => {
+            preview_cmd(g, stack, *format, out.as_deref()).await
+        }
+        Command::Up { stack, apply } => up_cmd(g, stack, apply, Import::Nothing).await,
+        Command::Import {
+            stack,
+            apply,
+            resources,
+        } => {
+            let selection = if resources.is_empty() {
+                Import::All
+            } else {
+                Import::Only(
+                    resources
+                        .iter()
+                        .map(|r| ResourceRef::parse(r))
+                        .collect::<Result<_>>()?,
+                )
+            };
+            up_cmd(g, stack, apply, selection).await
+        }
+        Command::Destroy {
+            stack,
+            apply,
+            force_finalize,
+        } => destroy_cmd(g, stack, apply, *force_finalize).await,
+        Command::Refresh { stack } => refresh_cmd(g, stack).await,
+        Command::Outputs { stack } => outputs_cmd(g, stack).await,
+    }
+}
+
+fn kind_of(name: StackName) -> StackKind {
+    match name {
+        StackName::Local => StackKind::Local,
+        StackName::PreviewBase => StackKind::PreviewBase,
+        StackName::PreviewPr => StackKind::PreviewPr,
+        StackName::Production => StackKind::Production,
+    }
+}
+
+/// Parses and checks the stack parameters (no IO).
+fn request(args: &StackArgs) -> Result<StackRequest> {
+    let pr = args
+        .pr
+        .as_deref()
+        .map(PrNumber::parse)
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
+    let kind = kind_of(args.stack);
+    if pr.is_some() && kind != StackKind::PreviewPr {
+        bail!("--pr applies only to the preview-pr stack");
+    }
+    Ok(StackRequest {
+        kind,
+        pr,
+        web_image: args.web_image.clone(),
+        api_image: args.api_image.clone(),
+    })
+}
+
+/// Opens the state backend named by `--backend`.
+fn backend(url: &str) -> Result<Arc<dyn StateBackend>> {
+    if let Some(dir) = url.strip_prefix("file://") {
+        if dir.is_empty() {
+            bail!("--backend file:// needs a directory, e.g. file://.preview/state");
+        }
+        return Ok(Arc::new(FileBackend::new(dir)));
+    }
+    let scheme = url.split("://").next().unwrap_or(url);
+    match scheme {
+        "kubernetes" | "postgres" | "postgresql" => bail!(
+            "--backend {scheme}://… is not available in this build yet; use file://DIR (the default)"
+        ),
+        _ => bail!("--backend {url}: unknown scheme; use file://DIR"),
+    }
+}
+
+async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<References> {
+    let mut refs = References::new();
+    for name in stacks::references_of(kind) {
+        if let Some(state) = backend
+            .read(name)
+            .await
+            .with_context(|| format!("reading outputs of stack {name}"))?
+            && !state.outputs.is_empty()
+        {
+            refs.insert((*name).to_owned(), state.outputs);
+        }
+    }
+    Ok(refs)
+}
+
+async fn build_stack(
+    g: &GlobalArgs,
+    req: &StackRequest,
+    backend: &dyn StateBackend,
+) -> Result<StackBuild> {
+    let config = StackConfig::load(&g.config_dir, req.kind)?;
+    let refs = load_references(backend, req.kind).await?;
+    Ok(stacks::build(req, &config, &refs, &EnvSecrets)?)
+}
+
+fn graph_of(build: &StackBuild) -> Result<DesiredGraph> {
+    Ok(DesiredGraph::new(&build.name, build.resources.clone())?)
+}
+
+async fn connect(g: &GlobalArgs) -> Result<KubeProvider> {
+    KubeProvider::connect(g.kubeconfig.as_deref(), g.context.as_deref())
+        .await
+        .context("connecting to the cluster (set --kubeconfig or KUBECONFIG)")
+}
+
+fn engine(
+    kube: KubeProvider,
+    backend: Arc<dyn StateBackend>,
+    g: &GlobalArgs,
+    apply: Option<&ApplyArgs>,
+    build: Option<&StackBuild>,
+    import: ImportSelection,
+) -> (Engine, tokio::task::JoinHandle<()>) {
+    let (events, rx) = EventSink::channel();
+    let printer = tokio::spawn(progress::print(rx, g.progress));
+    let mut options = EngineOptions::default();
+    if let Some(a) = apply {
+        options.timeout = a.timeout;
+        options.concurrency = a.concurrency;
+        options.force_conflicts = a.force_conflicts;
+    }
+    if let Some(b) = build {
+        options.policy = b.policy.clone();
+    }
+    options.plan.import = import;
+    let providers = Providers {
+        kubernetes: Some(Arc::new(kube)),
+        postgres: None,
+    };
+    (Engine::new(providers, backend, events, options), printer)
+}
+
+fn plan_text(plan: &Plan) -> String {
+    render::text(
+        plan,
+        &render::TextOptions {
+            color: std::io::stdout().is_terminal(),
+            show_unchanged: false,
+        },
+    )
+}
+
+fn print_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Result<ExitCode> {
+    let req = request(args)?;
+    let backend = backend(&g.backend)?;
+    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let graph = graph_of(&build)?;
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (i, res) in graph.resources().enumerate() {
+                let file = dir.join(format!("{:03}-{}.yaml", i + 1, file_stem(&res.id)));
+                std::fs::write(&file, serde_yaml_ng::to_string(&res.body)?)
+                    .with_context(|| format!("writing {}", file.display()))?;
+            }
+            eprintln!("wrote {} manifests to {}", graph.len(), dir.display());
+        }
+        None => {
+            let mut text = String::new();
+            for res in graph.resources() {
+                text.push_str("---\n");
+                text.push_str(&serde_yaml_ng::to_string(&res.body)?);
+            }
+            print_stdout(&text)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn file_stem(id: &ResourceId) -> String {
+    let mut s = id.kind.to_lowercase();
+    if let Some(ns) = &id.namespace {
+        s.push('-');
+        s.push_str(ns);
+    }
+    s.push('-');
+    s.push_str(&id.name);
+    s.replace(['/', ':'], "_")
+}
+
+async fn preview_cmd(
+    g: &GlobalArgs,
+    args: &StackArgs,
+    format: PlanFormat,
+    out: Option<&Path>,
+) -> Result<ExitCode> {
+    let req = request(args)?;
+    let backend = backend(&g.backend)?;
+    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let graph = graph_of(&build)?;
+    let kube = connect(g).await?;
+    let (engine, printer) = engine(kube, backend, g, None, Some(&build), ImportSelection::None);
+    let plan = engine.preview(&graph).await;
+    drop(engine);
+    let _ = printer.await;
+    let plan = plan?;
+    let text = match (format, g.json) {
+        (PlanFormat::Json, _) | (_, true) => serde_json::to_string_pretty(&render::json(&plan))?,
+        (PlanFormat::Markdown, _) => render::markdown(&plan, &render::MarkdownOptions::default()),
+        (PlanFormat::Text, _) => plan_text(&plan),
+    };
+    if let Some(path) = out {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    print_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn outputs_json(outputs: &BTreeMap<String, Output>) -> Value {
+    let map: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|(k, v)| {
+            let shown = match v {
+                Output::Plain(v) => v.clone(),
+                Output::Secret(_) => json!(preview_core::plan::SECRET_PLACEHOLDER),
+            };
+            (k.clone(), shown)
+        })
+        .collect();
+    Value::Object(map)
+}
+
+fn outputs_text(outputs: &BTreeMap<String, Output>) -> String {
+    let width = outputs.keys().map(String::len).max().unwrap_or(0);
+    let mut s = String::from("Outputs:\n");
+    for (k, v) in outputs {
+        let shown = match v {
+            Output::Plain(Value::String(s)) => s.clone(),
+            Output::Plain(v) => v.to_string(),
+            Output::Secret(_) => preview_core::plan::SECRET_PLACEHOLDER.to_owned(),
+        };
+        s.push_str(&format!("  {k:width$}  {shown}\n"));
+    }
+    s
+}
+
+async fn up_cmd(
+    g: &GlobalArgs,
+    args: &StackArgs,
+    apply: &ApplyArgs,
+    import: Import,
+) -> Result<ExitCode> {
+    let started = Instant::now();
+    let req = request(args)?;
+    let backend = backend(&g.backend)?;
+    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let graph = graph_of(&build)?;
+    let import = import.selection(&graph)?;
+    let kube = connect(g).await?;
+    let counts = kube.counts().clone();
+    let (engine, printer) = engine(kube, backend, g, Some(apply), Some(&build), import);
+    let report = engine.up(&graph, build.outputs.clone()).await;
+    drop(engine);
+    let _ = printer.await;
+    let report = report?;
+    let requests = counts.snapshot();
+    if g.json {
+        print_stdout(&serde_json::to_string_pretty(&json!({
+            "stack": build.name,
+            "plan": render::json(&report.plan),
+            "outputs": outputs_json(&build.outputs),
+            "serial": report.serial,
+            "elapsedMs": started.elapsed().as_millis() as u64,
+            "requests": requests,
+        }))?)?;
+    } else {
+        if report.plan.is_empty() {
+            print_stdout(&format!(
+                "{}: no changes ({} resources unchanged, {} writes).",
+                build.name,
+                report.plan.steps.len(),
+                requests.writes
+            ))?;
+        } else {
+            print_stdout(&plan_text(&report.plan))?;
+        }
+        print_stdout(&outputs_text(&build.outputs))?;
+        eprintln!(
+            "done in {:.2}s ({} reads, {} writes, {} dry-runs)",
+            started.elapsed().as_secs_f64(),
+            requests.reads,
+            requests.writes,
+            requests.dry_runs
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn destroy_cmd(
+    g: &GlobalArgs,
+    args: &StackArgs,
+    apply: &ApplyArgs,
+    force_finalize: bool,
+) -> Result<ExitCode> {
+    let started = Instant::now();
+    let req = request(args)?;
+    let name = req.instance_name()?;
+    let backend = backend(&g.backend)?;
+    if backend.read(&name).await?.is_none() {
+        bail!(
+            "stack {name} has no state in {}: nothing to destroy",
+            backend.describe()
+        );
+    }
+    let kube = connect(g).await?;
+    let (mut engine, printer) = engine(kube, backend, g, Some(apply), None, ImportSelection::None);
+    if force_finalize {
+        let mut options = engine.options().clone();
+        options.force_finalize = true;
+        engine = engine.with_options(options);
+    }
+    let report = engine.destroy(&name).await;
+    drop(engine);
+    let _ = printer.await;
+    let report = report?;
+    if g.json {
+        print_stdout(&serde_json::to_string_pretty(&json!({
+            "stack": name,
+            "plan": render::json(&report.plan),
+            "verified": true,
+            "elapsedMs": started.elapsed().as_millis() as u64,
+        }))?)?;
+    } else {
+        print_stdout(&format!(
+            "{name}: destroyed {} resources in {:.1}s; verified nothing carrying the stack's label remains.",
+            report.plan.summary().delete,
+            started.elapsed().as_secs_f64()
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
+    let req = request(args)?;
+    let name = req.instance_name()?;
+    let backend = backend(&g.backend)?;
+    let Some(state) = backend.read(&name).await? else {
+        bail!(
+            "stack {name} has no state in {}; run `stacks up` first",
+            backend.describe()
+        );
+    };
+    if g.json {
+        print_stdout(&serde_json::to_string_pretty(&outputs_json(
+            &state.outputs,
+        ))?)?;
+    } else {
+        print_stdout(&outputs_text(&state.outputs))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compares live objects with what was recorded; reports drift, changes nothing.
+async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
+    let req = request(args)?;
+    let backend = backend(&g.backend)?;
+    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let graph = graph_of(&build)?;
+    let kube = connect(g).await?;
+    let (engine, printer) = engine(kube, backend, g, None, Some(&build), ImportSelection::None);
+    let drift = engine.refresh(&graph).await;
+    drop(engine);
+    let _ = printer.await;
+    let drift = drift?;
+    if g.json {
+        print_stdout(&serde_json::to_string_pretty(&drift)?)?;
+    } else if drift.is_empty() {
+        print_stdout(&format!(
+            "{}: no drift; live objects match the recorded state.",
+            build.name
+        ))?;
+    } else {
+        let mut text = format!("{}: {} resource(s) drifted:\n", build.name, drift.len());
+        for d in &drift {
+            text.push_str(&format!("  {} {}: {}\n", d.kind_symbol(), d.id, d.detail));
+        }
+        print_stdout(&text)?;
+    }
+    Ok(if drift.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// `import --resource KIND/NAMESPACE/NAME` (or `KIND/NAME`), matched against the stack's resources.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ResourceRef {
+    raw: String,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+}
+
+impl ResourceRef {
+    fn parse(raw: &str) -> Result<Self> {
+        let parts: Vec<&str> = raw.split('/').collect();
+        let (kind, namespace, name) = match parts.as_slice() {
+            [kind, name] => (*kind, None, *name),
+            [kind, ns, name] => (*kind, Some((*ns).to_owned()), *name),
+            _ => bail!("--resource {raw}: expected KIND/NAMESPACE/NAME or KIND/NAME"),
+        };
+        Ok(ResourceRef {
+            raw: raw.to_owned(),
+            kind: kind.to_owned(),
+            namespace,
+            name: name.to_owned(),
+        })
+    }
+
+    fn resolve(&self, graph: &DesiredGraph) -> Result<ResourceId> {
+        graph
+            .order()
+            .iter()
+            .find(|id| {
+                id.provider == ProviderKind::Kubernetes
+                    && id.kind.eq_ignore_ascii_case(&self.kind)
+                    && id.namespace == self.namespace
+                    && id.name == self.name
+            })
+            .cloned()
+            .ok_or_else(|| anyhow!("--resource {}: the stack has no such resource", self.raw))
+    }
+}
+
+/// What `import` adopts.
+enum Import {
+    Nothing,
+    All,
+    Only(Vec<ResourceRef>),
+}
+
+impl Import {
+    fn selection(&self, graph: &DesiredGraph) -> Result<ImportSelection> {
+        Ok(match self {
+            Import::Nothing => ImportSelection::None,
+            Import::All => ImportSelection::All,
+            Import::Only(refs) => ImportSelection::Only(
+                refs.iter()
+                    .map(|r| r.resolve(graph))
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+}
