@@ -385,13 +385,20 @@ impl Engine {
                 residue.insert(id.clone());
             }
         }
-        let kube_kinds: Vec<ResourceId> = recorded
-            .iter()
-            .filter(|id| id.provider == ProviderKind::Kubernetes)
-            .cloned()
-            .collect();
-        if let (Some(k), false) = (&self.providers.kubernetes, kube_kinds.is_empty()) {
-            residue.extend(k.list_owned(stack, &kube_kinds).await?);
+        for kind in [ProviderKind::Kubernetes, ProviderKind::Postgres] {
+            let of_kind: Vec<ResourceId> = recorded
+                .iter()
+                .filter(|id| id.provider == kind)
+                .cloned()
+                .collect();
+            if let Some(first) = of_kind.first() {
+                residue.extend(
+                    self.providers
+                        .get(first)?
+                        .list_owned(stack, &of_kind)
+                        .await?,
+                );
+            }
         }
         Ok(residue.into_iter().collect())
     }

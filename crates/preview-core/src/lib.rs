@@ -23,6 +23,7 @@ pub mod kubernetes;
 pub mod observe;
 pub mod plan;
 pub mod planner;
+pub mod postgres;
 pub mod provider;
 pub mod readiness;
 pub mod render;
