@@ -47,7 +47,10 @@ impl Providers {
         };
         p.as_ref().ok_or_else(|| ProviderError::Other {
             id: id.clone(),
-            message: format!("no {} provider is configured for this run", id.provider),
+            message: match id.provider {
+                ProviderKind::Postgres => "no PostgreSQL connection is configured for this run: set PREVIEW_POSTGRES_URL (or PREVIEW_POSTGRES_URL_FILE) to reach the database server".to_owned(),
+                ProviderKind::Kubernetes => "no Kubernetes connection is configured for this run".to_owned(),
+            },
         })
     }
 }
@@ -65,6 +68,9 @@ pub struct EngineOptions {
     pub force_conflicts: bool,
     /// Remove finalizers of namespaces stuck Terminating during destroy.
     pub force_finalize: bool,
+    /// Wait for readiness after each apply (off: dependents start as soon as the
+    /// API server accepted their dependencies).
+    pub wait: bool,
     /// Static checks run before any side effect.
     pub policy: Policy,
     /// Planner options (import selection…).
@@ -79,6 +85,7 @@ impl Default for EngineOptions {
             failure_grace: Duration::from_secs(30),
             force_conflicts: false,
             force_finalize: false,
+            wait: true,
             policy: Policy::default(),
             plan: PlanOptions::default(),
         }
@@ -451,6 +458,20 @@ impl Engine {
         }
     }
 
+    async fn ready_or_applied(
+        &self,
+        provider: &Arc<dyn Provider>,
+        res: &Resource,
+        applied: Value,
+        opts: WaitOptions,
+    ) -> Result<Option<Value>, ProviderError> {
+        if !self.options.wait {
+            return Ok(Some(applied));
+        }
+        let ready = provider.wait_ready(res, opts, &self.events).await?;
+        Ok(Some(if ready.is_null() { applied } else { ready }))
+    }
+
     async fn run_step(
         &self,
         graph: &DesiredGraph,
@@ -471,16 +492,14 @@ impl Engine {
                 let res = desired()?;
                 let force = self.options.force_conflicts || step.action == Action::Import;
                 let applied = provider.apply(res, force).await?;
-                let ready = provider.wait_ready(res, opts, &self.events).await?;
-                Ok(Some(if ready.is_null() { applied } else { ready }))
+                self.ready_or_applied(provider, res, applied, opts).await
             }
             Action::Replace => {
                 let res = desired()?;
                 provider.delete(&step.id).await?;
                 provider.wait_gone(&step.id, opts, &self.events).await?;
                 let applied = provider.apply(res, self.options.force_conflicts).await?;
-                let ready = provider.wait_ready(res, opts, &self.events).await?;
-                Ok(Some(if ready.is_null() { applied } else { ready }))
+                self.ready_or_applied(provider, res, applied, opts).await
             }
             Action::Delete => {
                 provider.delete(&step.id).await?;

@@ -37,7 +37,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Where stack state is kept: file://DIR (default), kubernetes://NAMESPACE, postgres://…
-    #[arg(long, global = true, env = "PREVIEW_BACKEND", default_value = "file://.preview/state")]
+    #[arg(
+        long,
+        global = true,
+        env = "PREVIEW_BACKEND",
+        default_value = "file://.preview/state"
+    )]
     pub backend: String,
     /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, global = true, env = "KUBECONFIG")]
@@ -46,7 +51,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub context: Option<String>,
     /// Directory with per-stack config files (<stack>.yaml).
-    #[arg(long, global = true, env = "PREVIEW_CONFIG_DIR", default_value = "config")]
+    #[arg(
+        long,
+        global = true,
+        env = "PREVIEW_CONFIG_DIR",
+        default_value = "config"
+    )]
     pub config_dir: PathBuf,
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -109,6 +119,9 @@ pub struct ApplyArgs {
     /// Steps applied at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Do not wait for readiness (dependents start once the API server accepted their dependencies).
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// Plan output format.

@@ -158,6 +158,7 @@ fn engine(
         options.timeout = a.timeout;
         options.concurrency = a.concurrency;
         options.force_conflicts = a.force_conflicts;
+        options.wait = !a.no_wait;
     }
     if let Some(b) = build {
         options.policy = b.policy.clone();
@@ -165,9 +166,18 @@ fn engine(
     options.plan.import = import;
     let providers = Providers {
         kubernetes: Some(Arc::new(kube)),
-        postgres: None,
+        postgres: postgres_provider(),
     };
     (Engine::new(providers, backend, events, options), printer)
+}
+
+/// The database provider, when `PREVIEW_POSTGRES_URL` (or `…_FILE`) says how the
+/// engine reaches the PostgreSQL server directly. Stacks with a database resource
+/// fail with a message naming the variable when it is missing.
+fn postgres_provider() -> Option<Arc<dyn preview_core::provider::Provider>> {
+    use stacks::SecretSource;
+    let url = EnvSecrets.get("POSTGRES_URL")?;
+    Some(Arc::new(preview_core::postgres::PostgresProvider::new(url)))
 }
 
 fn plan_text(plan: &Plan) -> String {
@@ -194,19 +204,32 @@ async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Res
     let backend = backend(&g.backend)?;
     let build = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
+    let manifests: Vec<&preview_core::Resource> = graph
+        .resources()
+        .filter(|r| r.id.provider == ProviderKind::Kubernetes)
+        .collect();
+    for other in graph
+        .resources()
+        .filter(|r| r.id.provider != ProviderKind::Kubernetes)
+    {
+        eprintln!(
+            "note: {} is not a Kubernetes object; `up` manages it through its provider",
+            other.id
+        );
+    }
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            for (i, res) in graph.resources().enumerate() {
+            for (i, res) in manifests.iter().enumerate() {
                 let file = dir.join(format!("{:03}-{}.yaml", i + 1, file_stem(&res.id)));
                 std::fs::write(&file, serde_yaml_ng::to_string(&res.body)?)
                     .with_context(|| format!("writing {}", file.display()))?;
             }
-            eprintln!("wrote {} manifests to {}", graph.len(), dir.display());
+            eprintln!("wrote {} manifests to {}", manifests.len(), dir.display());
         }
         None => {
             let mut text = String::new();
-            for res in graph.resources() {
+            for res in &manifests {
                 text.push_str("---\n");
                 text.push_str(&serde_yaml_ng::to_string(&res.body)?);
             }
