@@ -1,0 +1,689 @@
+//! Safety properties of the example GitHub Actions workflows in `examples/github/`.
+//!
+//! Every workflow file is parsed with serde_yaml_ng and checked for: least-privilege
+//! `permissions:`; `timeout-minutes` on every job; no `${{ … }}` (and so no untrusted
+//! string) inside `run:` scripts; no PR code checked out where secrets or environments
+//! are; pinned actions; the preview concurrency group; digest validation; and the order
+//! "plan comment before the protected environment".
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::{Mapping, Value};
+
+const DIGEST_REGEX: &str = "^[^@]+@sha256:[0-9a-f]{64}$";
+const REUSABLE: &str = "./.github/workflows/deploy-reusable.yml";
+
+/// Expressions carrying strings a PR author controls.
+const UNTRUSTED: &[&str] = &[
+    "github.event.pull_request.title",
+    "github.event.pull_request.body",
+    "github.event.pull_request.head.ref",
+    "github.event.pull_request.head.label",
+    "github.head_ref",
+    "github.event.workflow_run.head_branch",
+    "github.event.workflow_run.head_commit",
+    "github.event.workflow_run.display_title",
+    "github.event.issue.title",
+    "github.event.issue.body",
+    "github.event.comment.body",
+    "github.event.head_commit.message",
+];
+
+/// Expressions naming the PR's code.
+const PR_HEAD: &[&str] = &[
+    "pull_request.head.sha",
+    "pull_request.head.ref",
+    "github.head_ref",
+    "workflow_run.head_sha",
+    "workflow_run.head_branch",
+    "refs/pull/",
+];
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/github")
+}
+
+struct Workflow {
+    file: String,
+    doc: Value,
+    text: String,
+}
+
+fn workflows() -> Vec<Workflow> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir()).expect("examples/github exists");
+    for entry in entries {
+        let path = entry.expect("entry").path();
+        let is_yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
+        if !is_yaml {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let doc: Value = serde_yaml_ng::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        out.push(Workflow {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            doc,
+            text,
+        });
+    }
+    out.sort_by(|a, b| a.file.cmp(&b.file));
+    out
+}
+
+fn workflow(name: &str) -> Workflow {
+    workflows()
+        .into_iter()
+        .find(|w| w.file == name)
+        .unwrap_or_else(|| panic!("examples/github/{name} exists"))
+}
+
+fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    value.as_mapping().and_then(|m| m.get(key))
+}
+
+fn jobs(w: &Workflow) -> Vec<(String, &Value)> {
+    get(&w.doc, "jobs")
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{}: no jobs", w.file))
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v))
+        .collect()
+}
+
+fn steps(job: &Value) -> Vec<&Value> {
+    get(job, "steps")
+        .and_then(Value::as_sequence)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
+fn run_scripts(job: &Value) -> Vec<String> {
+    steps(job)
+        .into_iter()
+        .filter_map(|s| get(s, "run").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+fn triggers(w: &Workflow) -> BTreeSet<String> {
+    match get(&w.doc, "on") {
+        Some(Value::String(s)) => [s.clone()].into(),
+        Some(Value::Sequence(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::Mapping(m)) => m
+            .keys()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => panic!(
+            "{}: no `on:` (a YAML 1.1 parser would read it as `true`)",
+            w.file
+        ),
+    }
+}
+
+fn needs(job: &Value) -> Vec<String> {
+    match get(job, "needs") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Sequence(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn yaml_text(value: &Value) -> String {
+    serde_yaml_ng::to_string(value).unwrap_or_default()
+}
+
+fn check_permissions(file: &str, scope: &str, value: &Value, allow_write: bool) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, level) in map {
+                let level = level.as_str().unwrap_or_default();
+                assert!(
+                    matches!(level, "read" | "write" | "none"),
+                    "{file} {scope}: permission {key:?} is {level:?}"
+                );
+                assert!(
+                    allow_write || level != "write",
+                    "{file} {scope}: workflow-level permissions must be read-only; grant {key:?}: write on the job that needs it"
+                );
+            }
+        }
+        Value::String(s) => panic!("{file} {scope}: permissions must be explicit, not {s:?}"),
+        other => panic!("{file} {scope}: permissions must be a mapping, got {other:?}"),
+    }
+}
+
+fn job_permissions(job: &Value) -> BTreeMap<String, String> {
+    get(job, "permissions")
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap_or_default().to_string(),
+                        v.as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_expected_workflow_exists_and_parses() {
+    let names: Vec<String> = workflows().into_iter().map(|w| w.file).collect();
+    for expected in [
+        "build.yml",
+        "deploy-reusable.yml",
+        "preview-cleanup.yml",
+        "preview-deploy.yml",
+        "production-deploy.yml",
+        "publish-images.yml",
+    ] {
+        assert!(
+            names.contains(&expected.to_string()),
+            "{expected} missing: {names:?}"
+        );
+    }
+    for w in workflows() {
+        assert!(get(&w.doc, "name").is_some(), "{}: no name", w.file);
+        assert!(!triggers(&w).is_empty(), "{}: no triggers", w.file);
+        assert!(!jobs(&w).is_empty(), "{}: no jobs", w.file);
+    }
+}
+
+#[test]
+fn permissions_are_explicit_and_least_privilege() {
+    for w in workflows() {
+        let top = get(&w.doc, "permissions")
+            .unwrap_or_else(|| panic!("{}: no workflow-level `permissions:`", w.file));
+        check_permissions(&w.file, "workflow", top, false);
+        assert!(
+            !w.text.contains("write-all") && !w.text.contains("read-all"),
+            "{}",
+            w.file
+        );
+        for (name, job) in jobs(&w) {
+            if let Some(permissions) = get(job, "permissions") {
+                check_permissions(&w.file, &name, permissions, true);
+            }
+            // Writes only where the job's commands need them.
+            let scripts = run_scripts(job).join("\n");
+            let perms = job_permissions(job);
+            let has = |key: &str, level: &str| perms.get(key).is_some_and(|l| l == level);
+            let posts_comment =
+                scripts.contains("preview comment") || scripts.contains("preview gate");
+            let writes_deployments = scripts.contains("preview deployment");
+            if posts_comment {
+                assert!(
+                    has("pull-requests", "write"),
+                    "{} {name}: comments need pull-requests: write",
+                    w.file
+                );
+            } else {
+                assert!(
+                    !has("pull-requests", "write"),
+                    "{} {name}: pull-requests: write unused",
+                    w.file
+                );
+            }
+            if writes_deployments || get(job, "uses").is_some() {
+                assert!(
+                    has("deployments", "write"),
+                    "{} {name}: needs deployments: write",
+                    w.file
+                );
+            } else {
+                assert!(
+                    !has("deployments", "write"),
+                    "{} {name}: deployments: write unused",
+                    w.file
+                );
+            }
+            if has("packages", "write") {
+                assert!(
+                    scripts.contains("skopeo copy"),
+                    "{} {name}: packages: write unused",
+                    w.file
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_job_has_a_timeout() {
+    for w in workflows() {
+        for (name, job) in jobs(&w) {
+            if let Some(uses) = get(job, "uses").and_then(Value::as_str) {
+                // `timeout-minutes` is not allowed on a job that calls a workflow; the
+                // called workflow's jobs carry it.
+                let called = uses
+                    .strip_prefix("./.github/workflows/")
+                    .unwrap_or_else(|| panic!("{} {name}: only local reusable workflows", w.file));
+                for (called_name, called_job) in jobs(&workflow(called)) {
+                    assert!(
+                        get(called_job, "timeout-minutes").is_some(),
+                        "{called} {called_name}: no timeout-minutes"
+                    );
+                }
+                continue;
+            }
+            let minutes = get(job, "timeout-minutes")
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| panic!("{} {name}: no timeout-minutes", w.file));
+            assert!(
+                (1..=60).contains(&minutes),
+                "{} {name}: timeout {minutes}",
+                w.file
+            );
+        }
+    }
+}
+
+#[test]
+fn no_expression_and_no_untrusted_string_inside_run() {
+    for w in workflows() {
+        for (name, job) in jobs(&w) {
+            for script in run_scripts(job) {
+                // Values reach scripts only through `env:`, where the shell treats them as
+                // data. That rules out every `${{ … }}`, and with it every untrusted string.
+                assert!(
+                    !script.contains("${{"),
+                    "{} {name}: `${{{{ … }}}}` inside run:\n{script}",
+                    w.file
+                );
+                for untrusted in UNTRUSTED {
+                    assert!(
+                        !script.contains(untrusted),
+                        "{} {name}: {untrusted} in run:",
+                        w.file
+                    );
+                }
+            }
+        }
+        // Stronger still: none of these workflows needs an untrusted string at all.
+        for untrusted in UNTRUSTED {
+            assert!(!w.text.contains(untrusted), "{}: uses {untrusted}", w.file);
+        }
+    }
+}
+
+#[test]
+fn no_pr_code_where_secrets_or_environments_are() {
+    for w in workflows() {
+        let privileged_trigger = triggers(&w).iter().any(|t| {
+            matches!(
+                t.as_str(),
+                "pull_request_target" | "workflow_run" | "workflow_dispatch" | "workflow_call"
+            )
+        });
+        for (name, job) in jobs(&w) {
+            let job_text = yaml_text(job);
+            let holds_secrets = job_text.contains("secrets.")
+                || get(job, "environment").is_some()
+                || get(job, "secrets").is_some();
+            for step in steps(job) {
+                let uses = get(step, "uses")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if !uses.starts_with("actions/checkout@") {
+                    continue;
+                }
+                let with = get(step, "with");
+                assert_eq!(
+                    with.and_then(|w| get(w, "persist-credentials"))
+                        .and_then(Value::as_bool),
+                    Some(false),
+                    "{} {name}: checkout must not persist the token",
+                    w.file
+                );
+                let reference = with
+                    .and_then(|w| get(w, "ref").or_else(|| get(w, "repository")))
+                    .map(yaml_text)
+                    .unwrap_or_default();
+                let checks_out_pr = PR_HEAD.iter().any(|h| reference.contains(h));
+                assert!(
+                    !(checks_out_pr && (holds_secrets || privileged_trigger)),
+                    "{} {name}: checks out PR code ({reference}) in a job with secrets/environment or a privileged trigger",
+                    w.file
+                );
+                if privileged_trigger {
+                    assert!(
+                        reference.is_empty(),
+                        "{} {name}: privileged workflows check out their own ref only",
+                        w.file
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn jobs_that_build_pr_code_hold_nothing() {
+    let build = workflow("build.yml");
+    assert_eq!(triggers(&build), ["pull_request".to_string()].into());
+    assert!(
+        !build.text.contains("secrets."),
+        "build.yml must not use secrets"
+    );
+    for (name, job) in jobs(&build) {
+        assert!(
+            get(job, "environment").is_none(),
+            "build.yml {name}: no environment"
+        );
+        for (key, level) in job_permissions(job) {
+            assert_eq!(level, "read", "build.yml {name}: {key} must be read-only");
+        }
+    }
+}
+
+#[test]
+fn actions_are_pinned_to_commits_and_secrets_are_not_inherited_blindly() {
+    for w in workflows() {
+        for (name, job) in jobs(&w) {
+            if let Some(uses) = get(job, "uses").and_then(Value::as_str) {
+                assert_eq!(
+                    uses, REUSABLE,
+                    "{} {name}: only the local reusable workflow",
+                    w.file
+                );
+            }
+            if get(job, "secrets").is_some() {
+                // `inherit` is how environment-scoped secrets reach the called workflow's
+                // environment job; allowed only there.
+                assert_eq!(
+                    get(job, "uses").and_then(Value::as_str),
+                    Some(REUSABLE),
+                    "{} {name}",
+                    w.file
+                );
+            }
+            for step in steps(job) {
+                let Some(uses) = get(step, "uses").and_then(Value::as_str) else {
+                    continue;
+                };
+                if uses.starts_with("./") {
+                    continue;
+                }
+                let pin = uses.rsplit_once('@').map(|(_, p)| p).unwrap_or_default();
+                assert!(
+                    pin.len() == 40 && pin.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{} {name}: {uses} is not pinned to a commit SHA",
+                    w.file
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn preview_deploy_is_dispatched_with_typed_inputs_and_one_run_per_pr() {
+    let w = workflow("preview-deploy.yml");
+    assert_eq!(triggers(&w), ["workflow_dispatch".to_string()].into());
+    let inputs = get(&w.doc, "on")
+        .and_then(|on| get(on, "workflow_dispatch"))
+        .and_then(|d| get(d, "inputs"))
+        .expect("inputs");
+    for (input, kind) in [
+        ("pr_number", "number"),
+        ("web_digest", "string"),
+        ("api_digest", "string"),
+    ] {
+        let spec = get(inputs, input).unwrap_or_else(|| panic!("input {input}"));
+        assert_eq!(
+            get(spec, "type").and_then(Value::as_str),
+            Some(kind),
+            "{input}"
+        );
+        assert_eq!(
+            get(spec, "required").and_then(Value::as_bool),
+            Some(true),
+            "{input}"
+        );
+    }
+    let concurrency = get(&w.doc, "concurrency").expect("concurrency");
+    assert_eq!(
+        get(concurrency, "group").and_then(Value::as_str),
+        Some("preview-${{ inputs.pr_number }}")
+    );
+    assert_eq!(
+        get(concurrency, "cancel-in-progress").and_then(Value::as_bool),
+        Some(false)
+    );
+
+    // Cleanup shares the group, so it waits for a running deploy.
+    let cleanup = workflow("preview-cleanup.yml");
+    let group = get(&cleanup.doc, "concurrency")
+        .and_then(|c| get(c, "group"))
+        .and_then(Value::as_str);
+    assert_eq!(
+        group,
+        Some("preview-${{ github.event.pull_request.number }}")
+    );
+}
+
+fn validates_digests(job: &Value, variables: &[&str]) -> bool {
+    run_scripts(job).iter().any(|script| {
+        script.contains(DIGEST_REGEX)
+            && variables
+                .iter()
+                .all(|v| script.contains(&format!("[[ \"${v}\" =~ $digest_re ]]")))
+    })
+}
+
+#[test]
+fn digests_are_validated_before_use() {
+    for (file, variables) in [
+        ("preview-deploy.yml", ["WEB_DIGEST", "API_DIGEST"]),
+        ("production-deploy.yml", ["WEB_DIGEST", "API_DIGEST"]),
+        ("deploy-reusable.yml", ["WEB_IMAGE", "API_IMAGE"]),
+    ] {
+        let w = workflow(file);
+        let validating: Vec<String> = jobs(&w)
+            .into_iter()
+            .filter(|(_, job)| validates_digests(job, &variables))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            !validating.is_empty(),
+            "{file}: no step checks the digests against {DIGEST_REGEX}"
+        );
+        // In the dispatched workflows every other job depends on the validating one.
+        if file != "deploy-reusable.yml" {
+            for (name, job) in jobs(&w) {
+                if validating.contains(&name) || name == "tools" {
+                    continue;
+                }
+                let all = transitive_needs(&w, &name);
+                assert!(
+                    validating.iter().any(|v| all.contains(v)),
+                    "{file} {name}: runs without the digest validation ({:?})",
+                    needs(job)
+                );
+            }
+        }
+    }
+    // The build workflow's outputs are in that form too.
+    let build = workflow("build.yml");
+    assert!(build.text.contains(DIGEST_REGEX));
+    let publish = workflow("publish-images.yml");
+    assert!(publish.text.contains(DIGEST_REGEX));
+}
+
+fn transitive_needs(w: &Workflow, job: &str) -> BTreeSet<String> {
+    let all: BTreeMap<String, Vec<String>> =
+        jobs(w).into_iter().map(|(n, j)| (n, needs(j))).collect();
+    let mut seen = BTreeSet::new();
+    let mut stack = all.get(job).cloned().unwrap_or_default();
+    while let Some(next) = stack.pop() {
+        if seen.insert(next.clone()) {
+            stack.extend(all.get(&next).cloned().unwrap_or_default());
+        }
+    }
+    seen
+}
+
+fn uses_environment(job: &Value, environment: &str) -> bool {
+    let direct = match get(job, "environment") {
+        Some(Value::String(s)) => s == environment,
+        Some(env @ Value::Mapping(_)) => {
+            get(env, "name").and_then(Value::as_str) == Some(environment)
+        }
+        _ => false,
+    };
+    let via_reusable = get(job, "uses").is_some()
+        && get(job, "with")
+            .and_then(|w| get(w, "environment"))
+            .and_then(Value::as_str)
+            == Some(environment);
+    direct || via_reusable
+}
+
+#[test]
+fn the_plan_is_posted_before_the_protected_environment_is_requested() {
+    let w = workflow("preview-deploy.yml");
+    let plan_jobs: Vec<String> = jobs(&w)
+        .into_iter()
+        .filter(|(_, job)| {
+            run_scripts(job).iter().any(|s| {
+                s.contains("preview comment")
+                    && s.contains("--plan-file")
+                    && s.contains("--status pending")
+            })
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        plan_jobs.len(),
+        1,
+        "exactly one job posts the plan: {plan_jobs:?}"
+    );
+    let plan = &plan_jobs[0];
+    let protected: Vec<(String, &Value)> = jobs(&w)
+        .into_iter()
+        .filter(|(_, job)| uses_environment(job, "preview"))
+        .collect();
+    assert_eq!(
+        protected.len(),
+        1,
+        "one job uses the protected `preview` environment"
+    );
+    let (deploy, deploy_job) = &protected[0];
+    assert_eq!(
+        get(deploy_job, "uses").and_then(Value::as_str),
+        Some(REUSABLE)
+    );
+    assert!(
+        transitive_needs(&w, deploy).contains(plan),
+        "{deploy} must need {plan}, so the plan is on the PR before approval is requested"
+    );
+    // The plan job itself holds no deploy credentials.
+    let plan_job = jobs(&w)
+        .into_iter()
+        .find(|(n, _)| n == plan)
+        .map(|(_, j)| j)
+        .expect("plan job");
+    assert!(!uses_environment(plan_job, "preview"));
+
+    // The gate runs beside the waiting deploy (it cannot need it) and after the plan.
+    let gate = jobs(&w)
+        .into_iter()
+        .find(|(_, job)| run_scripts(job).iter().any(|s| s.contains("preview gate")))
+        .map(|(name, _)| name)
+        .expect("a gate job");
+    let gate_needs = transitive_needs(&w, &gate);
+    assert!(gate_needs.contains(plan) && !gate_needs.contains(deploy));
+    let gate_script = jobs(&w)
+        .into_iter()
+        .find(|(n, _)| *n == gate)
+        .map(|(_, j)| run_scripts(j).join("\n"))
+        .unwrap_or_default();
+    assert!(gate_script.contains("--run-id \"$RUN_ID\""));
+    assert!(gate_script.contains("--pr \"$PR_NUMBER\""));
+}
+
+#[test]
+fn the_reusable_workflow_is_shared_by_preview_and_production() {
+    let reusable = workflow("deploy-reusable.yml");
+    assert_eq!(triggers(&reusable), ["workflow_call".to_string()].into());
+    for (name, job) in jobs(&reusable) {
+        let environment = get(job, "environment").expect("the deploy job runs in an environment");
+        assert_eq!(
+            get(environment, "name").and_then(Value::as_str),
+            Some("${{ inputs.environment }}"),
+            "{name}"
+        );
+        let scripts = run_scripts(job).join("\n");
+        assert!(
+            scripts.contains("stacks \"${args[@]}\"") && scripts.contains("args=(up \"$STACK\"")
+        );
+        assert!(scripts.contains("preview health --url \"$WEB_URL\" --url \"$API_URL\""));
+        assert!(scripts.contains("--state in_progress") && scripts.contains("--state success"));
+        assert!(scripts.contains("--environment-url \"$WEB_URL\""));
+        assert!(scripts.contains("--state failure"));
+    }
+    for (file, environment) in [
+        ("preview-deploy.yml", "preview"),
+        ("production-deploy.yml", "production"),
+    ] {
+        let w = workflow(file);
+        let callers: Vec<_> = jobs(&w)
+            .into_iter()
+            .filter(|(_, job)| get(job, "uses").and_then(Value::as_str) == Some(REUSABLE))
+            .collect();
+        assert_eq!(callers.len(), 1, "{file} calls the reusable workflow once");
+        assert!(
+            uses_environment(callers[0].1, environment),
+            "{file}: environment {environment}"
+        );
+    }
+}
+
+#[test]
+fn cleanup_runs_on_close_destroys_verifies_and_reports() {
+    let w = workflow("preview-cleanup.yml");
+    let on = get(&w.doc, "on").expect("on");
+    assert_eq!(triggers(&w), ["pull_request_target".to_string()].into());
+    let types = get(on, "pull_request_target")
+        .and_then(|t| get(t, "types"))
+        .map(yaml_text)
+        .unwrap_or_default();
+    assert_eq!(types.trim(), "- closed");
+    let scripts: String = jobs(&w)
+        .into_iter()
+        .flat_map(|(_, job)| run_scripts(job))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for needle in [
+        "cargo run --release --locked -q -p stacks -- destroy preview-pr --pr \"$PR_NUMBER\"",
+        "get namespace \"preview-pr-$PR_NUMBER\"",
+        "preview deployment deactivate --repo \"$REPO\" --environment \"preview-pr-$PR_NUMBER\"",
+        "preview comment --repo \"$REPO\" --pr \"$PR_NUMBER\" --status destroyed",
+    ] {
+        assert!(scripts.contains(needle), "cleanup lacks `{needle}`");
+    }
+    // Nothing from the PR but its number.
+    assert!(!w.text.contains("pull_request.head"));
+}
+
+#[test]
+fn mapping_helper_reads_on_as_a_string_key() {
+    // Guards the parser assumption the other tests rely on (YAML 1.2: `on` is a string).
+    let doc: Value = serde_yaml_ng::from_str("on:\n  push: {}\n").expect("yaml");
+    let map: &Mapping = doc.as_mapping().expect("mapping");
+    assert!(map.contains_key("on"));
+}

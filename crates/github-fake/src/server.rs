@@ -1,0 +1,307 @@
+//! HTTP plumbing: accept loop, request parsing, header/body checks, fault injection,
+//! response validation.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::model::{RecordedRequest, State};
+use crate::openapi::Spec;
+use crate::routes::{Call, Reply, handle};
+
+/// The API version the CLI must pin.
+pub const API_VERSION: &str = "2022-11-28";
+
+/// State shared by all connections.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) spec: Spec,
+    pub(crate) state: Mutex<State>,
+    pub(crate) base_url: String,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not hide the state from the others.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Accepts connections until the task is aborted.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(respond(&shared, request).await) }
+            });
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "github-fake connection ended with an error");
+            }
+        });
+    }
+}
+
+fn header_text(request: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn decode(component: &str) -> String {
+    let bytes = component.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        index += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) => (decode(key), decode(value)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().as_str().to_ascii_uppercase();
+    let path = request.uri().path().to_string();
+    let query = parse_query(request.uri().query());
+    let authorization = header_text(&request, header::AUTHORIZATION);
+    let user_agent = header_text(&request, header::USER_AGENT);
+    let accept = header_text(&request, header::ACCEPT);
+    let content_type = header_text(&request, header::CONTENT_TYPE);
+    let api_version = request
+        .headers()
+        .get("x-github-api-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let token = authorization.as_deref().and_then(|value| {
+        value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("token "))
+            .map(str::to_string)
+    });
+    let recorded_body = if body.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+        )
+    };
+
+    let mut state = shared.lock();
+    state.requests.push(RecordedRequest {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        body: recorded_body,
+        token: token.clone(),
+        user_agent: user_agent.clone(),
+        accept: accept.clone(),
+        api_version: api_version.clone(),
+    });
+    let label = format!("{method} {path}");
+
+    let reply = (|| {
+        let Some(operation) = shared.spec.operation(&method, &path) else {
+            state.violations.push(format!(
+                "{label}: no such operation in the OpenAPI description"
+            ));
+            return Reply::error(404, "Not Found");
+        };
+
+        // Contract headers the CLI promises to send.
+        if user_agent.as_deref().is_none_or(str::is_empty) {
+            state
+                .violations
+                .push(format!("{label}: no User-Agent header"));
+            return Reply::error(
+                403,
+                "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
+            );
+        }
+        if accept.as_deref() != Some("application/vnd.github+json") {
+            state.violations.push(format!(
+                "{label}: Accept must be application/vnd.github+json (got {accept:?})"
+            ));
+        }
+        match api_version.as_deref() {
+            Some(API_VERSION) => {}
+            Some(other) => {
+                return Reply::error(400, &format!("API version {other} is not supported."));
+            }
+            None => state
+                .violations
+                .push(format!("{label}: no X-GitHub-Api-Version header")),
+        }
+
+        // Authentication.
+        let login = match token.as_deref() {
+            None | Some("") => return Reply::error(401, "Requires authentication"),
+            Some(token) => match state.tokens.get(token) {
+                Some(login) => login.clone(),
+                None if state.require_known_token => return Reply::error(401, "Bad credentials"),
+                None => state.default_login.clone(),
+            },
+        };
+
+        // Request validation against the description.
+        let problems =
+            shared
+                .spec
+                .check_request(&operation, &path, &query, content_type.as_deref(), &body);
+        if !problems.is_empty() {
+            let errors: Vec<Value> = problems
+                .iter()
+                .map(|p| json!({"resource": operation.id, "code": "invalid", "message": p}))
+                .collect();
+            for problem in problems {
+                state
+                    .violations
+                    .push(format!("{label}: request: {problem}"));
+            }
+            return Reply {
+                status: 422,
+                body: Some(json!({
+                    "message": "Validation Failed (github-fake: request does not match the OpenAPI description)",
+                    "errors": errors,
+                    "documentation_url": "https://docs.github.com/rest"
+                })),
+                headers: Vec::new(),
+            };
+        }
+
+        // Injected failures (validated like every other response below).
+        let reply = if let Some(index) = state.faults.iter().position(|f| f.matches(&method, &path))
+        {
+            let fault = state.faults[index].clone();
+            if fault.times <= 1 {
+                state.faults.remove(index);
+            } else {
+                state.faults[index].times -= 1;
+            }
+            Reply {
+                status: fault.status,
+                body: Some(fault.body),
+                headers: fault.headers,
+            }
+        } else {
+            let parsed_body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let call = Call {
+                method: &method,
+                segments: path.trim_start_matches('/').split('/').collect(),
+                query: &query,
+                body: parsed_body,
+                login,
+                base: &shared.base_url,
+                path: &path,
+            };
+            handle(&mut state, &shared.spec, &call)
+        };
+
+        let problems = shared
+            .spec
+            .check_response(&operation, reply.status, reply.body.as_ref());
+        if problems.is_empty() {
+            reply
+        } else {
+            for problem in problems {
+                state.violations.push(format!("{label}: {problem}"));
+            }
+            Reply::error(
+                500,
+                "github-fake produced a response that does not match the OpenAPI description",
+            )
+        }
+    })();
+    drop(state);
+
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = Response::builder()
+        .status(status)
+        .header("x-github-api-version-selected", API_VERSION)
+        .header("x-ratelimit-limit", "5000")
+        .header("x-ratelimit-resource", "core");
+    let mut has_remaining = false;
+    for (name, value) in &reply.headers {
+        has_remaining |= name.eq_ignore_ascii_case("x-ratelimit-remaining");
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if !has_remaining {
+        builder = builder.header("x-ratelimit-remaining", "4999");
+    }
+    let payload = match &reply.body {
+        Some(body) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json; charset=utf-8");
+            Bytes::from(body.to_string())
+        }
+        None => Bytes::new(),
+    };
+    builder
+        .body(Full::new(payload))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            parse_query(Some("environment=preview-pr-1&per_page=100&x=a%20b+c")),
+            vec![
+                ("environment".to_string(), "preview-pr-1".to_string()),
+                ("per_page".to_string(), "100".to_string()),
+                ("x".to_string(), "a b c".to_string()),
+            ]
+        );
+        assert_eq!(decode("100%"), "100%");
+    }
+}
