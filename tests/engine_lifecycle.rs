@@ -20,7 +20,7 @@ use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Action;
 use preview_core::planner::ImportSelection;
 use preview_core::state::file::FileBackend;
-use preview_core::state::{StateBackend, StackState};
+use preview_core::state::{StackState, StateBackend};
 use preview_core::{Resource, ResourceId};
 use serde_json::{Value, json};
 use testkit::{ADMIN_USER, NodeSimulator, TestCluster};
@@ -48,13 +48,19 @@ async fn rig() -> Rig {
 }
 
 impl Rig {
-    fn engine(&self, options: EngineOptions) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    fn engine(
+        &self,
+        options: EngineOptions,
+    ) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let (events, rx) = EventSink::channel();
         let providers = Providers {
             kubernetes: Some(Arc::new(self.kube.clone())),
             postgres: None,
         };
-        (Engine::new(providers, self.backend.clone(), events, options), rx)
+        (
+            Engine::new(providers, self.backend.clone(), events, options),
+            rx,
+        )
     }
 
     /// Mutating requests the admin user sent about namespace `ns` (audit log).
@@ -64,11 +70,17 @@ impl Rig {
             .expect("audit log")
             .into_iter()
             .filter(|e| e.is_complete())
-            .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection"))
+            .filter(|e| {
+                matches!(
+                    e.verb.as_str(),
+                    "create" | "update" | "patch" | "delete" | "deletecollection"
+                )
+            })
             .filter(|e| !e.request_uri.contains("dryRun="))
             .filter(|e| {
                 e.namespace.as_deref() == Some(ns)
-                    || (e.resource.as_deref() == Some("namespaces") && e.name.as_deref() == Some(ns))
+                    || (e.resource.as_deref() == Some("namespaces")
+                        && e.name.as_deref() == Some(ns))
             })
             .count()
     }
@@ -86,7 +98,8 @@ fn res(body: Value) -> Resource {
     Resource::kubernetes(body).expect("valid manifest")
 }
 
-const IMAGE: &str = "registry.example/app@sha256:0000000000000000000000000000000000000000000000000000000000000001";
+const IMAGE: &str =
+    "registry.example/app@sha256:0000000000000000000000000000000000000000000000000000000000000001";
 
 /// A small app: namespace, config, secret, deployment, service, migration job.
 fn app(ns: &str, greeting: &str, job_image: &str, with_service: bool) -> Vec<Resource> {
@@ -122,7 +135,10 @@ fn graph(stack: &str, resources: Vec<Resource>) -> DesiredGraph {
 }
 
 fn actions(plan: &preview_core::plan::Plan) -> BTreeMap<String, Action> {
-    plan.steps.iter().map(|s| (s.id.to_string(), s.action)).collect()
+    plan.steps
+        .iter()
+        .map(|s| (s.id.to_string(), s.action))
+        .collect()
 }
 
 async fn live(rig: &Rig, id: &ResourceId) -> Option<Value> {
@@ -140,13 +156,35 @@ async fn lifecycle_create_noop_change_replace_delete_destroy() {
     // Create.
     let g = graph(stack, app(ns, "hello", IMAGE, true));
     let plan = engine.preview(&g).await.expect("preview");
-    assert!(plan.steps.iter().all(|s| s.action == Action::Create), "{:?}", actions(&plan));
+    assert!(
+        plan.steps.iter().all(|s| s.action == Action::Create),
+        "{:?}",
+        actions(&plan)
+    );
     let report = engine.up(&g, BTreeMap::new()).await.expect("first up");
     assert_eq!(report.plan.summary().create, 6);
-    let dep = live(&rig, &ResourceId::kubernetes("apps/v1", "Deployment", Some(ns), "web")).await.expect("deployment");
-    assert_eq!(dep.pointer("/status/availableReplicas"), Some(&json!(1)), "rolled out: {dep}");
-    let job = live(&rig, &ResourceId::kubernetes("batch/v1", "Job", Some(ns), "migrate")).await.expect("job");
-    assert_eq!(job.pointer("/status/succeeded"), Some(&json!(1)), "job complete: {job}");
+    let dep = live(
+        &rig,
+        &ResourceId::kubernetes("apps/v1", "Deployment", Some(ns), "web"),
+    )
+    .await
+    .expect("deployment");
+    assert_eq!(
+        dep.pointer("/status/availableReplicas"),
+        Some(&json!(1)),
+        "rolled out: {dep}"
+    );
+    let job = live(
+        &rig,
+        &ResourceId::kubernetes("batch/v1", "Job", Some(ns), "migrate"),
+    )
+    .await
+    .expect("job");
+    assert_eq!(
+        job.pointer("/status/succeeded"),
+        Some(&json!(1)),
+        "job complete: {job}"
+    );
     assert_eq!(
         dep.pointer("/metadata/labels/preview-envs.io~1stack"),
         Some(&json!(stack)),
@@ -160,10 +198,24 @@ async fn lifecycle_create_noop_change_replace_delete_destroy() {
     let after = rig.kube.counts().snapshot();
     assert!(report.plan.is_empty(), "{:?}", actions(&report.plan));
     assert_eq!(after.writes - before.writes, 0, "no-op up must not write");
-    assert_eq!(after.dry_runs - before.dry_runs, 0, "no-op up needs no dry-run");
+    assert_eq!(
+        after.dry_runs - before.dry_runs,
+        0,
+        "no-op up needs no dry-run"
+    );
     assert_eq!(after.reads - before.reads, 6, "one GET per resource");
-    assert_eq!(rig.audit_writes(ns), audit_before, "audit log shows no engine write");
-    let serial = rig.backend.read(stack).await.expect("state").expect("exists").serial;
+    assert_eq!(
+        rig.audit_writes(ns),
+        audit_before,
+        "audit log shows no engine write"
+    );
+    let serial = rig
+        .backend
+        .read(stack)
+        .await
+        .expect("state")
+        .expect("exists")
+        .serial;
     assert_eq!(serial, report.serial, "no-op up does not rewrite state");
 
     // Change one field: the ConfigMap updates and the Deployment rolls (config hash).
@@ -172,46 +224,93 @@ async fn lifecycle_create_noop_change_replace_delete_destroy() {
     let plan = engine.preview(&g).await.expect("preview change");
     let a = actions(&plan);
     assert_eq!(a[&format!("ConfigMap {ns}/env")], Action::Update);
-    assert_eq!(a[&format!("Deployment {ns}/web")], Action::Update, "config hash rolls the pods");
+    assert_eq!(
+        a[&format!("Deployment {ns}/web")],
+        Action::Update,
+        "config hash rolls the pods"
+    );
     assert_eq!(a[&format!("Service {ns}/web")], Action::NoOp);
     let dry_runs = rig.kube.counts().snapshot().dry_runs - before.dry_runs;
     assert_eq!(dry_runs, 2, "dry-runs only for the two changed bodies");
-    let cm_step = plan.steps.iter().find(|s| s.id.kind == "ConfigMap").expect("cm step");
+    let cm_step = plan
+        .steps
+        .iter()
+        .find(|s| s.id.kind == "ConfigMap")
+        .expect("cm step");
     assert!(
         cm_step.diff.iter().any(|c| c.path.contains("GREETING")),
         "field-level diff names the field: {:?}",
         cm_step.diff
     );
     engine.up(&g, BTreeMap::new()).await.expect("change up");
-    let cm = live(&rig, &ResourceId::kubernetes("v1", "ConfigMap", Some(ns), "env")).await.expect("cm");
+    let cm = live(
+        &rig,
+        &ResourceId::kubernetes("v1", "ConfigMap", Some(ns), "env"),
+    )
+    .await
+    .expect("cm");
     assert_eq!(cm.pointer("/data/GREETING"), Some(&json!("bonjour")));
 
     // Immutable field (Job template) → replace, detected from the API server's dry-run rejection.
     let job_id = ResourceId::kubernetes("batch/v1", "Job", Some(ns), "migrate");
-    let old_uid = live(&rig, &job_id).await.expect("job").pointer("/metadata/uid").cloned();
+    let old_uid = live(&rig, &job_id)
+        .await
+        .expect("job")
+        .pointer("/metadata/uid")
+        .cloned();
     let image2 = IMAGE.replace("0001", "0002");
     let g = graph(stack, app(ns, "bonjour", &image2, true));
     let plan = engine.preview(&g).await.expect("preview replace");
-    let step = plan.steps.iter().find(|s| s.id == job_id).expect("job step");
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.id == job_id)
+        .expect("job step");
     assert_eq!(step.action, Action::Replace, "{step:?}");
-    assert!(step.reason.as_deref().unwrap_or("").contains("immutable"), "{step:?}");
+    assert!(
+        step.reason.as_deref().unwrap_or("").contains("immutable"),
+        "{step:?}"
+    );
     engine.up(&g, BTreeMap::new()).await.expect("replace up");
-    let new_uid = live(&rig, &job_id).await.expect("job").pointer("/metadata/uid").cloned();
+    let new_uid = live(&rig, &job_id)
+        .await
+        .expect("job")
+        .pointer("/metadata/uid")
+        .cloned();
     assert_ne!(old_uid, new_uid, "the job was recreated");
 
     // Remove the Service from the graph → deleted and gone.
     let g = graph(stack, app(ns, "bonjour", &image2, false));
     let report = engine.up(&g, BTreeMap::new()).await.expect("delete up");
     assert_eq!(report.plan.summary().delete, 1);
-    assert!(live(&rig, &ResourceId::kubernetes("v1", "Service", Some(ns), "web")).await.is_none());
+    assert!(
+        live(
+            &rig,
+            &ResourceId::kubernetes("v1", "Service", Some(ns), "web")
+        )
+        .await
+        .is_none()
+    );
 
     // Destroy: reverse order, the real namespace controller removes the namespace,
     // nothing carrying the stack label remains, and the state is empty.
     let report = engine.destroy(stack).await.expect("destroy");
     assert_eq!(report.plan.summary().delete, 5);
-    assert!(live(&rig, &ResourceId::kubernetes("v1", "Namespace", None, ns)).await.is_none());
-    let state = rig.backend.read(stack).await.expect("read").expect("state kept with lineage");
-    assert!(state.resources.is_empty() && state.outputs.is_empty(), "{state:?}");
+    assert!(
+        live(&rig, &ResourceId::kubernetes("v1", "Namespace", None, ns))
+            .await
+            .is_none()
+    );
+    let state = rig
+        .backend
+        .read(stack)
+        .await
+        .expect("read")
+        .expect("state kept with lineage");
+    assert!(
+        state.resources.is_empty() && state.outputs.is_empty(),
+        "{state:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,16 +334,27 @@ async fn image_pull_failure_is_named_before_the_timeout() {
                     "spec": {"containers": [{"name": "app", "image": IMAGE}]}}}})),
     ];
     let started = std::time::Instant::now();
-    let err = engine.up(&graph(stack, resources), BTreeMap::new()).await.expect_err("must fail");
+    let err = engine
+        .up(&graph(stack, resources), BTreeMap::new())
+        .await
+        .expect_err("must fail");
     let elapsed = started.elapsed();
     let text = err.to_string();
     assert!(text.contains("ImagePullBackOff"), "{text}");
     assert!(text.contains("Back-off pulling image"), "{text}");
     assert!(text.contains(&format!("Deployment {ns}/broken")), "{text}");
-    assert!(elapsed < Duration::from_secs(60), "failed fast ({elapsed:?}), not at the 120 s timeout");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "failed fast ({elapsed:?}), not at the 120 s timeout"
+    );
     let mut saw_failing_event = false;
     while let Ok(e) = rx.try_recv() {
-        if let Event::Waiting { failing: true, reason, .. } = e {
+        if let Event::Waiting {
+            failing: true,
+            reason,
+            ..
+        } = e
+        {
             saw_failing_event |= reason.contains("ImagePullBackOff");
         }
     }
@@ -260,12 +370,20 @@ async fn existing_objects_are_not_adopted_without_import() {
     let stack = "engine-it-adopt";
     let client = rig.cluster.client().expect("client");
     let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"))
-        .await
-        .expect("create ns by hand");
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+    )
+    .await
+    .expect("create ns by hand");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "legacy"}, "data": {"A": "1"}})).expect("cm");
-    let created = cms.create(&PostParams::default(), &cm).await.expect("create cm by hand");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "legacy"}, "data": {"A": "1"}}))
+            .expect("cm");
+    let created = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create cm by hand");
     let resources = || {
         vec![
             res(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})),
@@ -276,12 +394,25 @@ async fn existing_objects_are_not_adopted_without_import() {
 
     let (engine, _rx) = rig.engine(options());
     let before = rig.kube.counts().snapshot();
-    let err = engine.up(&graph(stack, resources()), BTreeMap::new()).await.expect_err("refused");
+    let err = engine
+        .up(&graph(stack, resources()), BTreeMap::new())
+        .await
+        .expect_err("refused");
     let text = err.to_string();
     assert!(matches!(err, EngineError::Plan(_)), "{text}");
-    assert!(text.contains(&format!("ConfigMap {ns}/legacy")) && text.contains("import"), "{text}");
-    assert!(text.contains(&format!("Namespace {ns}")), "all problems reported: {text}");
-    assert_eq!(rig.kube.counts().snapshot().writes, before.writes, "nothing applied");
+    assert!(
+        text.contains(&format!("ConfigMap {ns}/legacy")) && text.contains("import"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Namespace {ns}")),
+        "all problems reported: {text}"
+    );
+    assert_eq!(
+        rig.kube.counts().snapshot().writes,
+        before.writes,
+        "nothing applied"
+    );
 
     let (importer, _rx) = rig.engine(EngineOptions {
         plan: preview_core::planner::PlanOptions {
@@ -290,34 +421,68 @@ async fn existing_objects_are_not_adopted_without_import() {
         },
         ..options()
     });
-    let report = importer.up(&graph(stack, resources()), BTreeMap::new()).await.expect("import");
-    assert_eq!(report.plan.summary().import, 2, "{:?}", actions(&report.plan));
+    let report = importer
+        .up(&graph(stack, resources()), BTreeMap::new())
+        .await
+        .expect("import");
+    assert_eq!(
+        report.plan.summary().import,
+        2,
+        "{:?}",
+        actions(&report.plan)
+    );
     let now = cms.get("legacy").await.expect("cm");
-    assert_eq!(now.metadata.uid, created.metadata.uid, "adopted, not recreated");
-    assert_eq!(now.data.expect("data").get("B").map(String::as_str), Some("2"));
+    assert_eq!(
+        now.metadata.uid, created.metadata.uid,
+        "adopted, not recreated"
+    );
+    assert_eq!(
+        now.data.expect("data").get("B").map(String::as_str),
+        Some("2")
+    );
     let state: StackState = rig.backend.read(stack).await.expect("read").expect("state");
     assert!(state.resources.values().all(|r| r.imported), "{state:?}");
 
     // Another manager takes a field we own → conflict names the field and manager;
     // --force-conflicts takes it back.
     let other = PatchParams::apply("other-tool").force();
-    cms.patch("legacy", &other, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "legacy"}, "data": {"B": "from-other"}})))
-        .await
-        .expect("other manager");
+    cms.patch(
+        "legacy",
+        &other,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "legacy"}, "data": {"B": "from-other"}})),
+    )
+    .await
+    .expect("other manager");
     let (engine, _rx) = rig.engine(options());
     let mut desired = resources();
     desired[1] = res(json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "legacy", "namespace": ns}, "data": {"A": "1", "B": "3"}}));
-    let err = engine.up(&graph(stack, desired.clone()), BTreeMap::new()).await.expect_err("conflict");
+    let err = engine
+        .up(&graph(stack, desired.clone()), BTreeMap::new())
+        .await
+        .expect_err("conflict");
     let text = err.to_string();
-    assert!(text.contains("other-tool") && text.contains(".data.B"), "{text}");
+    assert!(
+        text.contains("other-tool") && text.contains(".data.B"),
+        "{text}"
+    );
     let (forcing, _rx) = rig.engine(EngineOptions {
         force_conflicts: true,
         ..options()
     });
-    forcing.up(&graph(stack, desired), BTreeMap::new()).await.expect("forced");
-    assert_eq!(cms.get("legacy").await.expect("cm").data.expect("data")["B"], "3");
+    forcing
+        .up(&graph(stack, desired), BTreeMap::new())
+        .await
+        .expect("forced");
+    assert_eq!(
+        cms.get("legacy").await.expect("cm").data.expect("data")["B"],
+        "3"
+    );
     forcing.destroy(stack).await.expect("destroy");
-    assert!(live(&rig, &ResourceId::kubernetes("v1", "Namespace", None, ns)).await.is_none());
+    assert!(
+        live(&rig, &ResourceId::kubernetes("v1", "Namespace", None, ns))
+            .await
+            .is_none()
+    );
 }

@@ -1,1 +1,42 @@
-//! # testkit (in progress)
+//! # testkit
+//!
+//! Real parts for integration tests, started from Rust:
+//!
+//! * [`TestCluster`]: etcd + kube-apiserver + kube-controller-manager (v1.20.2) on
+//!   free loopback ports, token users, an audit log;
+//! * [`TestPostgres`]: a throwaway PostgreSQL cluster on a loopback port;
+//! * [`install_crds`]: the Gateway API, cert-manager and NGINX Gateway Fabric CRDs
+//!   (their v1.20-compatible variants from the shared data directory);
+//! * [`NodeSimulator`]: writes the status that a kubelet, a scheduler, a gateway
+//!   controller and cert-manager would write. **No container, kubelet, scheduler
+//!   or gateway runs**; see the [`simulator`] module.
+//!
+//! Everything a kit object starts lives in one temp dir and one set of process
+//! groups, removed on drop; a watchdog process removes them too when the test
+//! process dies without dropping (statics, panics, SIGKILL).
+//!
+//! Binaries are found as described in [`bins`]; when one is missing the error
+//! says to run `scripts/control-plane.sh install`.
+
+pub mod audit;
+pub mod bins;
+mod cluster;
+pub mod crds;
+mod error;
+mod kubeconfig;
+pub mod ports;
+mod postgres;
+mod process;
+mod reaper;
+mod scratch;
+pub mod simulator;
+
+pub use audit::AuditEvent;
+pub use cluster::{
+    ADMIN_USER, CONTROLLER_MANAGER_USER, ClusterOptions, SERVICE_ACCOUNT_ISSUER,
+    SERVICE_CLUSTER_IP_RANGE, SIMULATOR_USER, TestCluster, UNPRIVILEGED_USER,
+};
+pub use crds::{CrdInstall, default_crd_dir, install_crds};
+pub use error::KitError;
+pub use postgres::TestPostgres;
+pub use simulator::{NodeSimulator, SimulatorOptions};

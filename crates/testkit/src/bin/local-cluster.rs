@@ -1,0 +1,155 @@
+//! `local-cluster`: runs a test cluster in the foreground for manual use and the
+//! README's end-to-end quick start.
+//!
+//! ```text
+//! cargo run -p testkit --bin local-cluster -- [--crds] [--simulate] [--kubeconfig-out PATH]
+//! ```
+//!
+//! * `--crds`: install the Gateway API / cert-manager / NGINX Gateway Fabric CRDs
+//!   (v1.20-compatible variants from the shared data directory, or `PREVIEW_CRD_DIR`);
+//! * `--simulate`: run the node simulator (status writes only: no container runs);
+//! * `--kubeconfig-out PATH`: also write the admin kubeconfig to PATH (removed on exit).
+//!
+//! Runs until Ctrl-C or SIGTERM, then stops every process and removes the temp dir.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use testkit::{NodeSimulator, TestCluster, default_crd_dir, install_crds};
+
+const USAGE: &str = "usage: local-cluster [--crds] [--simulate] [--kubeconfig-out PATH]";
+
+#[derive(Debug, Default)]
+struct Args {
+    crds: bool,
+    simulate: bool,
+    kubeconfig_out: Option<PathBuf>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--crds" => parsed.crds = true,
+            "--simulate" => parsed.simulate = true,
+            "--kubeconfig-out" => {
+                let path = args.next().ok_or("--kubeconfig-out needs a path")?;
+                parsed.kubeconfig_out = Some(PathBuf::from(path));
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(parsed)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // kube's HTTP trace layer logs every 5xx at ERROR, including the expected 500s
+    // of `/readyz` while the API server starts; failures that matter are reported
+    // by the kit itself, with context.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            eprintln!("{USAGE}");
+            return if message.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    eprintln!("starting etcd, kube-apiserver and kube-controller-manager …");
+    let cluster = TestCluster::start().await?;
+    eprintln!(
+        "control plane ready in {:.1}s at {}",
+        cluster.startup_time().as_secs_f64(),
+        cluster.server_url()
+    );
+    if args.crds {
+        let dir = default_crd_dir();
+        let report = install_crds(&cluster.client()?, &dir).await?;
+        eprintln!(
+            "installed {} CRDs from {} in {:.1}s",
+            report.names.len(),
+            dir.display(),
+            report.elapsed().as_secs_f64()
+        );
+    }
+    let simulator = if args.simulate {
+        let sim = NodeSimulator::start_for(&cluster).await?;
+        eprintln!(
+            "node simulator running (node `{}`): it writes pod, volume, Gateway and Certificate status; no container, kubelet, scheduler or gateway runs",
+            sim.node_name()
+        );
+        Some(sim)
+    } else {
+        None
+    };
+    let kubeconfig = match &args.kubeconfig_out {
+        Some(out) => {
+            std::fs::copy(cluster.kubeconfig_path(), out)
+                .map_err(|e| format!("writing {}: {e}", out.display()))?;
+            out.clone()
+        }
+        None => cluster.kubeconfig_path().to_path_buf(),
+    };
+    println!("kubeconfig: {}", kubeconfig.display());
+    println!("export KUBECONFIG={}", kubeconfig.display());
+    eprintln!("running; press Ctrl-C to stop and remove everything");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("stopping …");
+    if let Some(sim) = simulator {
+        sim.stop().await;
+    }
+    drop(cluster);
+    if let Some(out) = &args.kubeconfig_out {
+        let _ = std::fs::remove_file(out);
+    }
+    eprintln!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_flags() {
+        let a = parse(&["--crds", "--simulate", "--kubeconfig-out", "/tmp/k"]).expect("valid");
+        assert!(a.crds && a.simulate);
+        assert_eq!(a.kubeconfig_out, Some(PathBuf::from("/tmp/k")));
+        assert!(parse(&["--kubeconfig-out"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+}

@@ -1,0 +1,561 @@
+//! A real local control plane: etcd, kube-apiserver and kube-controller-manager.
+//!
+//! [`TestCluster::start`] runs the three v1.20.2 binaries (see [`crate::bins`]) on
+//! free loopback ports with everything in one temp dir: etcd's data, the API
+//! server's self-signed serving certificate (`certs/`), a service-account key pair
+//! made with `openssl`, a token file, the audit policy and log, kubeconfigs and
+//! each process's log file.
+//!
+//! Users (all static bearer tokens):
+//!
+//! | user | groups | used by |
+//! | --- | --- | --- |
+//! | [`ADMIN_USER`] | `system:masters` | [`TestCluster::client`], the kubeconfig file — the engine under test |
+//! | [`CONTROLLER_MANAGER_USER`] | `system:masters` | kube-controller-manager (`--use-service-account-credentials=false`, so all its controllers) |
+//! | [`SIMULATOR_USER`] | `system:masters` | [`NodeSimulator`](crate::NodeSimulator) via [`TestCluster::simulator_client`] |
+//! | [`UNPRIVILEGED_USER`] | none | [`TestCluster::unprivileged_client`], for RBAC-denial tests |
+//!
+//! so the audit log ([`TestCluster::audit_events`]) tells their requests apart.
+//!
+//! Not running: kube-scheduler, kubelet, kube-proxy, any container runtime, any
+//! cloud provider. Pods stay Pending unless a [`NodeSimulator`](crate::NodeSimulator)
+//! writes the status a kubelet would.
+//!
+//! v1.20 specifics handled here: the API server advertises 127.0.0.1 with
+//! `--endpoint-reconciler-type=none` (a loopback address in the `kubernetes`
+//! Endpoints is rejected, and the default would need a routable host address);
+//! the controller-manager gets its own `--flex-volume-plugin-dir` inside the temp
+//! dir instead of creating `/usr/libexec/kubernetes/...` on the host.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+use crate::audit::{self, AuditEvent};
+use crate::scratch::Scratch;
+use crate::{KitError, bins, kubeconfig, ports};
+
+/// The user behind [`TestCluster::client`] and the kubeconfig file.
+pub const ADMIN_USER: &str = "admin";
+/// The user kube-controller-manager authenticates as.
+pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// The user the node simulator authenticates as.
+pub const SIMULATOR_USER: &str = "testkit:node-simulator";
+/// A user with no groups and no RBAC bindings.
+pub const UNPRIVILEGED_USER: &str = "testkit:unprivileged";
+
+/// The API server's service-account issuer.
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
+/// The Service cluster-IP range.
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
+
+const START_ATTEMPTS: usize = 3;
+const POLL: Duration = Duration::from_millis(75);
+
+/// Options for [`TestCluster::start_with`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Bound on each readiness wait (etcd, API server, controller-manager).
+    pub start_timeout: Duration,
+    /// Extra `kube-apiserver` flags, appended last.
+    pub extra_apiserver_args: Vec<String>,
+    /// Extra `kube-controller-manager` flags, appended last.
+    pub extra_controller_manager_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            start_timeout: Duration::from_secs(60),
+            extra_apiserver_args: Vec::new(),
+            extra_controller_manager_args: Vec::new(),
+        }
+    }
+}
+
+/// A running etcd + kube-apiserver + kube-controller-manager. Dropping it stops
+/// all three (whole process groups) and removes its temp dir.
+#[derive(Debug)]
+pub struct TestCluster {
+    scratch: Scratch,
+    server_url: String,
+    etcd_url: String,
+    admin_token: String,
+    admin_config: kube::Config,
+    simulator_config: kube::Config,
+    unprivileged_config: kube::Config,
+    kubeconfig_path: PathBuf,
+    audit_log_path: PathBuf,
+    started_in: Duration,
+}
+
+static SHARED: OnceCell<TestCluster> = OnceCell::const_new();
+
+impl TestCluster {
+    /// Starts a new control plane with default options.
+    pub async fn start() -> Result<TestCluster, KitError> {
+        Self::start_with(ClusterOptions::default()).await
+    }
+
+    /// Starts a new control plane. A port taken between reservation and bind is
+    /// retried with fresh ports (three attempts in all).
+    pub async fn start_with(options: ClusterOptions) -> Result<TestCluster, KitError> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&options).await {
+                Err(KitError::PortInUse { component, port }) if attempt < START_ATTEMPTS => {
+                    tracing::warn!(%component, port, attempt, "port taken; retrying with fresh ports");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One process-wide cluster, started on first use and shared by every test in
+    /// the binary. It is never dropped: a watchdog process stops it and removes its
+    /// temp dir when the test process exits (however it exits).
+    pub async fn shared() -> Result<&'static TestCluster, KitError> {
+        SHARED.get_or_try_init(Self::start).await
+    }
+
+    async fn start_once(options: &ClusterOptions) -> Result<TestCluster, KitError> {
+        let began = Instant::now();
+        let etcd = bins::etcd()?;
+        let apiserver = bins::kube_apiserver()?;
+        let controller_manager = bins::kube_controller_manager()?;
+        let openssl = bins::openssl()?;
+
+        let mut scratch = Scratch::new("testkit-cluster-", None)?;
+        let dir = scratch.path().to_path_buf();
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(&certs)
+            .map_err(|e| KitError::io(format!("creating {}", certs.display()), e))?;
+        let flexvolume = dir.join("flexvolume");
+        std::fs::create_dir_all(&flexvolume)
+            .map_err(|e| KitError::io(format!("creating {}", flexvolume.display()), e))?;
+
+        generate_service_account_keys(&openssl, &dir).await?;
+
+        let admin_token = random_token()?;
+        let controller_manager_token = random_token()?;
+        let simulator_token = random_token()?;
+        let unprivileged_token = random_token()?;
+        let tokens = format!(
+            "{admin_token},{ADMIN_USER},testkit-admin,\"system:masters\"\n\
+             {controller_manager_token},{CONTROLLER_MANAGER_USER},testkit-kcm,\"system:masters\"\n\
+             {simulator_token},{SIMULATOR_USER},testkit-simulator,\"system:masters\"\n\
+             {unprivileged_token},{UNPRIVILEGED_USER},testkit-unprivileged\n"
+        );
+        write_file(&dir.join("tokens.csv"), &tokens)?;
+        write_file(&dir.join("audit-policy.yaml"), audit::POLICY)?;
+        let audit_log_path = dir.join("audit.log");
+
+        let [etcd_port, peer_port, api_port] = match ports::free_ports(3)?.as_slice() {
+            [a, b, c] => [*a, *b, *c],
+            _ => {
+                return Err(KitError::NoFreePort(std::io::Error::other(
+                    "expected three ports",
+                )));
+            }
+        };
+
+        // etcd
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let etcd_args = vec![
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
+            "--log-level=warn".into(),
+        ];
+        let etcd_index = scratch.spawn("etcd", &etcd, &etcd_args, &[etcd_port, peer_port])?;
+        wait_ready(&mut scratch, etcd_index, options.start_timeout, || {
+            etcd_health(etcd_port)
+        })
+        .await?;
+        tracing::debug!(elapsed = ?began.elapsed(), "etcd ready");
+
+        // kube-apiserver
+        let d = |p: &str| dir.join(p).display().to_string();
+        let mut apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--secure-port={api_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            "--endpoint-reconciler-type=none".into(),
+            format!("--cert-dir={}", certs.display()),
+            format!("--token-auth-file={}", d("tokens.csv")),
+            format!("--service-account-key-file={}", d("sa.pub")),
+            format!("--service-account-signing-key-file={}", d("sa.key")),
+            format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
+            "--insecure-port=0".into(),
+            "--allow-privileged=true".into(),
+            format!("--audit-policy-file={}", d("audit-policy.yaml")),
+            format!("--audit-log-path={}", audit_log_path.display()),
+        ];
+        apiserver_args.extend(options.extra_apiserver_args.iter().cloned());
+        let api_index =
+            scratch.spawn("kube-apiserver", &apiserver, &apiserver_args, &[api_port])?;
+        let ca_file = certs.join("apiserver.crt");
+        wait_ready(&mut scratch, api_index, options.start_timeout, || {
+            serving_with_certificate(api_port, &ca_file)
+        })
+        .await?;
+        let ca_pem = std::fs::read(&ca_file)
+            .map_err(|e| KitError::io(format!("reading {}", ca_file.display()), e))?;
+
+        let server_url = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig_path = dir.join("kubeconfig");
+        let admin_kubeconfig = kubeconfig::render(&server_url, &ca_pem, ADMIN_USER, &admin_token);
+        kubeconfig::write(&kubeconfig_path, &admin_kubeconfig)?;
+        let admin_config = kubeconfig::load(&kubeconfig_path, &admin_kubeconfig).await?;
+
+        let mut configs = Vec::new();
+        for (file, user, token) in [
+            (
+                "controller-manager.kubeconfig",
+                CONTROLLER_MANAGER_USER,
+                &controller_manager_token,
+            ),
+            ("simulator.kubeconfig", SIMULATOR_USER, &simulator_token),
+            (
+                "unprivileged.kubeconfig",
+                UNPRIVILEGED_USER,
+                &unprivileged_token,
+            ),
+        ] {
+            let path = dir.join(file);
+            let text = kubeconfig::render(&server_url, &ca_pem, user, token);
+            kubeconfig::write(&path, &text)?;
+            configs.push(kubeconfig::load(&path, &text).await?);
+        }
+        let [_, simulator_config, unprivileged_config] =
+            match <[kube::Config; 3]>::try_from(configs) {
+                Ok(c) => c,
+                Err(_) => {
+                    return Err(KitError::io(
+                        "building client configurations",
+                        std::io::Error::other("expected three kubeconfigs"),
+                    ));
+                }
+            };
+
+        let admin = client_from(&admin_config)?;
+        wait_ready(&mut scratch, api_index, options.start_timeout, || {
+            api_ready(admin.clone())
+        })
+        .await?;
+        tracing::debug!(elapsed = ?began.elapsed(), "kube-apiserver ready");
+
+        // kube-controller-manager
+        let mut controller_manager_args = vec![
+            format!("--kubeconfig={}", d("controller-manager.kubeconfig")),
+            format!("--service-account-private-key-file={}", d("sa.key")),
+            format!("--root-ca-file={}", ca_file.display()),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=0".into(),
+            "--port=0".into(),
+            "--use-service-account-credentials=false".into(),
+            format!("--flex-volume-plugin-dir={}", flexvolume.display()),
+        ];
+        controller_manager_args.extend(options.extra_controller_manager_args.iter().cloned());
+        let kcm_index = scratch.spawn(
+            "kube-controller-manager",
+            &controller_manager,
+            &controller_manager_args,
+            &[],
+        )?;
+        // Ready when its service-account controllers have made the default
+        // ServiceAccount and its token Secret: pods can be admitted from then on.
+        wait_ready(&mut scratch, kcm_index, options.start_timeout, || {
+            default_service_account_has_token(admin.clone())
+        })
+        .await?;
+        let started_in = began.elapsed();
+        tracing::info!(?started_in, %server_url, dir = %dir.display(), "test cluster ready");
+
+        Ok(TestCluster {
+            scratch,
+            server_url,
+            etcd_url,
+            admin_token,
+            admin_config,
+            simulator_config,
+            unprivileged_config,
+            kubeconfig_path,
+            audit_log_path,
+            started_in,
+        })
+    }
+
+    /// The admin kubeconfig file (token auth, the API server's CA embedded).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// etcd's client URL, `http://127.0.0.1:PORT`.
+    pub fn etcd_url(&self) -> &str {
+        &self.etcd_url
+    }
+
+    /// The admin user's bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The client configuration of the admin user.
+    pub fn config(&self) -> &kube::Config {
+        &self.admin_config
+    }
+
+    /// A new client for the admin user ([`ADMIN_USER`], group `system:masters`).
+    ///
+    /// Each call builds a new client bound to the calling tokio runtime, so a
+    /// [`TestCluster::shared`] cluster works from every `#[tokio::test]`.
+    pub fn client(&self) -> Result<kube::Client, KitError> {
+        client_from(&self.admin_config)
+    }
+
+    /// The client configuration of the node simulator's user.
+    pub fn simulator_config(&self) -> &kube::Config {
+        &self.simulator_config
+    }
+
+    /// A new client for the node simulator's user ([`SIMULATOR_USER`]).
+    pub fn simulator_client(&self) -> Result<kube::Client, KitError> {
+        client_from(&self.simulator_config)
+    }
+
+    /// A new client for a user without any permissions ([`UNPRIVILEGED_USER`]).
+    pub fn unprivileged_client(&self) -> Result<kube::Client, KitError> {
+        client_from(&self.unprivileged_config)
+    }
+
+    /// The API server's audit log (JSON lines).
+    pub fn audit_log_path(&self) -> &Path {
+        &self.audit_log_path
+    }
+
+    /// Every event in the audit log so far.
+    pub fn audit_events(&self) -> Result<Vec<AuditEvent>, KitError> {
+        audit::read_log(&self.audit_log_path)
+    }
+
+    /// The completed requests (stage `ResponseComplete`) made by `user`.
+    pub fn audit_events_by(&self, user: &str) -> Result<Vec<AuditEvent>, KitError> {
+        Ok(self
+            .audit_events()?
+            .into_iter()
+            .filter(|e| e.user == user && e.is_complete())
+            .collect())
+    }
+
+    /// The temp dir holding data, certificates, kubeconfigs and logs.
+    pub fn temp_dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// The log file of `component` (`etcd`, `kube-apiserver`, `kube-controller-manager`).
+    pub fn log_path(&self, component: &str) -> PathBuf {
+        self.scratch.path().join(format!("{component}.log"))
+    }
+
+    /// Names and process ids of the three servers.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.scratch.pids()
+    }
+
+    /// How long start-up took (from the first binary lookup to a ready controller-manager).
+    pub fn startup_time(&self) -> Duration {
+        self.started_in
+    }
+}
+
+fn client_from(config: &kube::Config) -> Result<kube::Client, KitError> {
+    kube::Client::try_from(config.clone()).map_err(|e| KitError::kube("building a client", e))
+}
+
+/// Polls `probe` every ~75 ms until it succeeds, the server exits, or `timeout`.
+async fn wait_ready<F, Fut>(
+    scratch: &mut Scratch,
+    index: usize,
+    timeout: Duration,
+    mut probe: F,
+) -> Result<(), KitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let began = Instant::now();
+    let mut last_error: String;
+    loop {
+        let Some(server) = scratch.server(index) else {
+            return Err(KitError::io(
+                "waiting for a server",
+                std::io::Error::other("unknown server index"),
+            ));
+        };
+        server.check_running()?;
+        match tokio::time::timeout(Duration::from_secs(5), probe()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last_error = e,
+            Err(_) => last_error = "probe timed out after 5s".into(),
+        }
+        if began.elapsed() >= timeout {
+            return Err(server.not_ready(timeout, last_error));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// etcd's `/health` over plain HTTP (no HTTP client dependency needed).
+async fn etcd_health(port: u16) -> Result<(), String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    if response.contains("\"health\":\"true\"") {
+        Ok(())
+    } else {
+        Err(format!(
+            "/health said: {}",
+            response.lines().last().unwrap_or_default()
+        ))
+    }
+}
+
+/// The API server writes its self-signed certificate, then listens.
+async fn serving_with_certificate(port: u16, ca_file: &Path) -> Result<(), String> {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let pem =
+        std::fs::read_to_string(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    if pem.contains("END CERTIFICATE") {
+        Ok(())
+    } else {
+        Err(format!("{} is incomplete", ca_file.display()))
+    }
+}
+
+async fn api_ready(client: kube::Client) -> Result<(), String> {
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let body = client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("/readyz: {e}"))?;
+    if body.trim() == "ok" {
+        Ok(())
+    } else {
+        Err(format!("/readyz said: {body}"))
+    }
+}
+
+async fn default_service_account_has_token(client: kube::Client) -> Result<(), String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
+    match accounts.get_opt("default").await {
+        Ok(Some(sa)) if sa.secrets.as_ref().is_some_and(|s| !s.is_empty()) => Ok(()),
+        Ok(_) => Err("ServiceAccount default/default has no token yet".into()),
+        Err(e) => Err(format!("reading ServiceAccount default/default: {e}")),
+    }
+}
+
+/// `openssl genrsa` + `openssl rsa -pubout` into `dir/sa.key` and `dir/sa.pub`.
+async fn generate_service_account_keys(openssl: &Path, dir: &Path) -> Result<(), KitError> {
+    let key = dir.join("sa.key");
+    let public = dir.join("sa.pub");
+    run(tokio::process::Command::new(openssl)
+        .arg("genrsa")
+        .arg("-out")
+        .arg(&key)
+        .arg("2048"))
+    .await?;
+    run(tokio::process::Command::new(openssl)
+        .arg("rsa")
+        .arg("-in")
+        .arg(&key)
+        .arg("-pubout")
+        .arg("-out")
+        .arg(&public))
+    .await
+}
+
+/// Runs a short helper command; a non-zero exit becomes [`KitError::Command`].
+pub(crate) async fn run(command: &mut tokio::process::Command) -> Result<(), KitError> {
+    let shown = format!("{:?}", command.as_std()).replace('"', "");
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|source| KitError::Spawn {
+            program: shown.clone(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Err(KitError::Command {
+        command: shown,
+        status: output.status.to_string(),
+        output: crate::process::tail_lines(&text, 10).trim().to_string(),
+    })
+}
+
+/// 128 random bits as hex, from `/dev/urandom`.
+fn random_token() -> Result<String, KitError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| KitError::io("reading /dev/urandom", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), KitError> {
+    std::fs::write(path, text).map_err(|e| KitError::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_hex() {
+        let a = random_token().expect("token");
+        let b = random_token().expect("token");
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,92 @@
+//! Failure injection through annotations.
+//!
+//! Tests put these on a Pod template (Deployment, Job, ...) — the controllers copy
+//! template annotations onto the pods — or directly on a custom resource:
+//!
+//! | annotation | on | effect |
+//! | --- | --- | --- |
+//! | [`SIMULATE`] = `ImagePullBackOff`, `ErrImagePull`, `CreateContainerConfigError` or any other reason | pod | first container waiting with that reason; phase `Pending` (as a kubelet reports it: the container never started) |
+//! | [`SIMULATE`] = `CrashLoopBackOff` | pod | first container waiting `CrashLoopBackOff`, 3 restarts, last state terminated exit 1; phase `Running`, not Ready |
+//! | [`SIMULATE`] = `Fail` | pod | phase `Failed`, first container terminated exit 1 reason `Error` |
+//! | [`SIMULATE`] = `Succeed` | pod | phase `Succeeded` (Job pods get this without asking) |
+//! | [`SIMULATE`] = `Pending` | pod, PVC | left alone: the pod stays unscheduled, the PVC unbound |
+//! | [`MESSAGE`] | pod, CR | the message of the simulated failure |
+//! | [`DELAY_MS`] | pod | Running but not Ready until this many ms after the simulated start |
+//! | [`SIMULATE`] = `NotAccepted` / `NotProgrammed` | Gateway | `Accepted=False` (and Programmed) / `Programmed=False`, reason `Invalid` |
+//! | [`SIMULATE`] = `NotAccepted` / `UnresolvedRefs` | HTTPRoute | `Accepted=False` reason `NotAllowedByListeners` / `ResolvedRefs=False` reason `BackendNotFound` |
+//! | [`SIMULATE`] = `NotReady` | Certificate, Issuer, ClusterIssuer | `Ready=False` reason `Failed` (no Secret for a Certificate) |
+//! | [`SIMULATE`] = other value | Gateway / HTTPRoute / Certificate | the main condition (Programmed / Accepted / Ready) `False` with that value as reason |
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Selects a simulated outcome.
+pub const SIMULATE: &str = "testkit.preview-envs.io/simulate";
+/// The message of a simulated failure.
+pub const MESSAGE: &str = "testkit.preview-envs.io/message";
+/// Delays a pod's readiness (milliseconds after its simulated start).
+pub const DELAY_MS: &str = "testkit.preview-envs.io/delay-ms";
+/// Label on objects the simulator creates (Node, PersistentVolumes, Secrets).
+pub const SIMULATED_LABEL: &str = "testkit.preview-envs.io/simulated";
+
+/// The injection annotations of one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Injection {
+    /// The requested outcome, if any.
+    pub simulate: Option<String>,
+    /// The message to report.
+    pub message: Option<String>,
+    /// The readiness delay.
+    pub delay: Option<Duration>,
+}
+
+impl Injection {
+    /// Reads the annotations of an object (missing or malformed values are ignored).
+    pub(crate) fn of(annotations: Option<&BTreeMap<String, String>>) -> Self {
+        let Some(a) = annotations else {
+            return Self::default();
+        };
+        let non_empty = |k: &str| {
+            a.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            simulate: non_empty(SIMULATE),
+            message: a.get(MESSAGE).cloned().filter(|m| !m.is_empty()),
+            delay: non_empty(DELAY_MS)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis),
+        }
+    }
+
+    /// The message, or `default`.
+    pub(crate) fn message_or(&self, default: impl FnOnce() -> String) -> String {
+        self.message.clone().unwrap_or_else(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_annotations() {
+        let mut a = BTreeMap::new();
+        a.insert(SIMULATE.to_string(), " ImagePullBackOff ".to_string());
+        a.insert(MESSAGE.to_string(), "no such image".to_string());
+        a.insert(DELAY_MS.to_string(), "1500".to_string());
+        let i = Injection::of(Some(&a));
+        assert_eq!(i.simulate.as_deref(), Some("ImagePullBackOff"));
+        assert_eq!(i.message.as_deref(), Some("no such image"));
+        assert_eq!(i.delay, Some(Duration::from_millis(1500)));
+        assert_eq!(Injection::of(None), Injection::default());
+    }
+
+    #[test]
+    fn ignores_malformed_delay() {
+        let mut a = BTreeMap::new();
+        a.insert(DELAY_MS.to_string(), "soon".to_string());
+        assert_eq!(Injection::of(Some(&a)).delay, None);
+    }
+}
