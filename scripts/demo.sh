@@ -2,13 +2,17 @@
 # The main job, end to end, on a local control plane:
 #   1. installs the real parts (cached) and builds the binaries;
 #   2. starts etcd + kube-apiserver + kube-controller-manager on loopback ports,
-#      loads the Gateway API / cert-manager / nginx-gateway-fabric CRDs and runs the
-#      node simulator (no kubelet runs here: it marks pods Running/Ready);
-#   3. runs the preview lifecycle with the `stacks` binary against that cluster.
+#      loads the Gateway API / cert-manager / nginx-gateway-fabric CRDs, runs the
+#      node simulator (no kubelet runs here: it writes the status a kubelet would),
+#      and starts a PostgreSQL server standing in for the shared database server;
+#   3. runs the preview lifecycle with the `stacks` binary against that cluster:
+#      up preview-base → plan → up preview-pr --pr 123 → a second up that changes
+#      nothing → destroy, verified.
 # Everything is torn down on exit; state goes to a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/control-plane.sh install
+echo "==> building (first time: a few minutes)"
 cargo build --locked -q -p testkit --bin local-cluster -p stacks --bin stacks
 
 work=$(mktemp -d /tmp/preview-demo.XXXXXX)
@@ -22,24 +26,45 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "==> starting a local control plane (etcd, kube-apiserver, kube-controller-manager, CRDs, node simulator)"
-target/debug/local-cluster --crds --simulate --kubeconfig-out "$work/kubeconfig" >"$work/cluster.log" 2>&1 &
+echo "==> starting a local control plane (etcd, kube-apiserver, kube-controller-manager, CRDs, node simulator, PostgreSQL)"
+target/debug/local-cluster --crds --simulate --kubeconfig-out "$work/kubeconfig" \
+  --postgres-url-out "$work/postgres-url" >"$work/cluster.out" 2>"$work/cluster.log" &
 cluster_pid=$!
-for _ in $(seq 1 600); do
-  [ -s "$work/kubeconfig" ] && grep -q ready "$work/cluster.log" 2>/dev/null && break
+for _ in $(seq 1 900); do
+  grep -q '^export KUBECONFIG' "$work/cluster.out" 2>/dev/null && break
   kill -0 "$cluster_pid" 2>/dev/null || { cat "$work/cluster.log" >&2; echo "local cluster failed to start" >&2; exit 1; }
   sleep 0.2
 done
-[ -s "$work/kubeconfig" ] || { cat "$work/cluster.log" >&2; echo "local cluster did not become ready" >&2; exit 1; }
+grep -q '^export KUBECONFIG' "$work/cluster.out" || { cat "$work/cluster.log" >&2; echo "local cluster did not become ready" >&2; exit 1; }
+
 export KUBECONFIG="$work/kubeconfig"
 export PREVIEW_BACKEND="file://$work/state"
-kubectl get namespaces
+export PREVIEW_POSTGRES_URL_FILE="$work/postgres-url"
+# Demo-only secret values; in CI they come from environment secrets (see SECRETS.md).
+PREVIEW_DB_PASSWORD="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+export PREVIEW_DB_PASSWORD PREVIEW_POSTGRES_PASSWORD="$PREVIEW_DB_PASSWORD"
+stacks() { target/debug/stacks --progress plain "$@"; }
+pr=123
+images=(--web-image "registry.digitalocean.com/aphiria/web@sha256:$(printf 'a%.0s' {1..64})"
+        --api-image "registry.digitalocean.com/aphiria/api@sha256:$(printf 'b%.0s' {1..64})")
 
-echo "==> the engine is not wired into the stacks binary in this build yet; once it is, this runs:"
-cat <<'STEPS'
-    stacks up preview-base
-    stacks preview preview-pr --pr 123 --web-image …@sha256:… --api-image …@sha256:…
-    stacks up preview-pr --pr 123 …        # plan, progress, outputs and URLs
-    stacks up preview-pr --pr 123 …        # second run: no changes, zero writes
-    stacks destroy preview-pr --pr 123     # verified: nothing left
-STEPS
+step() { printf '\n==> %s\n' "$*"; }
+step "stacks up preview-base   (PostgreSQL service, Gateway, wildcard TLS)"
+stacks up preview-base
+step "stacks preview preview-pr --pr $pr   (the plan a PR comment shows)"
+stacks preview preview-pr --pr "$pr" "${images[@]}"
+step "stacks up preview-pr --pr $pr"
+stacks up preview-pr --pr "$pr" "${images[@]}"
+step "stacks up preview-pr --pr $pr   (again: nothing changes, zero writes)"
+stacks up preview-pr --pr "$pr" "${images[@]}"
+step "what is on the cluster"
+kubectl get namespace "preview-pr-$pr" --show-labels
+kubectl -n "preview-pr-$pr" get deployments,services,jobs,configmaps,httproutes
+step "stacks destroy preview-pr --pr $pr"
+stacks destroy preview-pr --pr "$pr"
+if kubectl get namespace "preview-pr-$pr" >/dev/null 2>&1; then
+  echo "namespace preview-pr-$pr still exists" >&2; exit 1
+fi
+echo "namespace preview-pr-$pr: gone (removed by the real namespace controller)"
+echo
+echo "demo complete: preview-base stays up (it is never destroyed by PR workflows)."

@@ -123,6 +123,10 @@ pub enum EngineError {
     /// Destroy refused: the stack has no state.
     #[error("stack {0} has no state in this backend; nothing to do")]
     NoState(String),
+    /// The run was interrupted (SIGTERM / Ctrl-C). Steps that were in flight are
+    /// recorded as pending and are resumed by the next run.
+    #[error("interrupted: state saved with {0} step(s) in flight; the next run resumes them")]
+    Cancelled(usize),
 }
 
 /// How a recorded resource drifted.
@@ -173,6 +177,7 @@ pub struct Engine {
     backend: Arc<dyn StateBackend>,
     events: EventSink,
     options: EngineOptions,
+    cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Result of one step.
@@ -196,7 +201,49 @@ impl Engine {
             backend,
             events,
             options,
+            cancel: None,
         }
+    }
+
+    /// Makes runs stop when `cancel` turns true: in-flight steps are abandoned
+    /// (they stay recorded as pending), the lock is released, and the run returns
+    /// [`EngineError::Cancelled`].
+    pub fn with_cancel(mut self, cancel: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    async fn cancelled(&self) {
+        match self.cancel.clone() {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|c| *c).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Runs `work` under the stack lock; on cancellation abandons it, counts the
+    /// steps left in flight, and still releases the lock.
+    async fn locked<T>(
+        &self,
+        stack: &str,
+        work: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let lock = self.backend.lock(stack).await?;
+        let result = tokio::select! {
+            r = work => r,
+            () = self.cancelled() => {
+                let pending = match self.backend.read(stack).await {
+                    Ok(Some(state)) => state.pending.len(),
+                    _ => 0,
+                };
+                Err(EngineError::Cancelled(pending))
+            }
+        };
+        let released = lock.release().await;
+        let value = result?;
+        released?;
+        Ok(value)
     }
 
     /// The options.
@@ -313,12 +360,7 @@ impl Engine {
             &graph.resources().cloned().collect::<Vec<_>>(),
             &self.options.policy,
         )?;
-        let lock = self.backend.lock(graph.stack()).await?;
-        let result = self.up_locked(graph, outputs, start).await;
-        let released = lock.release().await;
-        let report = result?;
-        released?;
-        Ok(report)
+        self.locked(graph.stack(), self.up_locked(graph, outputs, start)).await
     }
 
     async fn up_locked(
@@ -328,6 +370,15 @@ impl Engine {
         start: Instant,
     ) -> Result<UpReport, EngineError> {
         let mut state = self.read_state(graph.stack()).await?;
+        if !state.pending.is_empty() {
+            self.events.emit(Event::Warning {
+                id: None,
+                message: format!(
+                    "the previous run was interrupted with {} step(s) in flight; resuming",
+                    state.pending.len()
+                ),
+            });
+        }
         let observed = self.observe(graph, &state).await?;
         let plan = planner::plan(graph, &state, &observed, &self.options.plan)?;
         let before = state.clone();
@@ -349,12 +400,7 @@ impl Engine {
     /// that no object carrying the stack's label remains.
     pub async fn destroy(&self, stack: &str) -> Result<UpReport, EngineError> {
         let start = Instant::now();
-        let lock = self.backend.lock(stack).await?;
-        let result = self.destroy_locked(stack, start).await;
-        let released = lock.release().await;
-        let report = result?;
-        released?;
-        Ok(report)
+        self.locked(stack, self.destroy_locked(stack, start)).await
     }
 
     async fn destroy_locked(&self, stack: &str, start: Instant) -> Result<UpReport, EngineError> {

@@ -168,7 +168,28 @@ fn engine(
         kubernetes: Some(Arc::new(kube)),
         postgres: postgres_provider(),
     };
-    (Engine::new(providers, backend, events, options), printer)
+    let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
+    (engine, printer)
+}
+
+/// A flag that turns true on SIGTERM or Ctrl-C (SIGINT). The engine then stops,
+/// keeps the state it has written, releases the stack lock and reports
+/// `interrupted`; the process exits non-zero.
+fn interrupt_signal() -> tokio::sync::watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("interrupted: saving state and releasing the lock …");
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 /// The database provider, when `PREVIEW_POSTGRES_URL` (or `…_FILE`) says how the

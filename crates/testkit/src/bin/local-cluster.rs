@@ -8,7 +8,10 @@
 //! * `--crds`: install the Gateway API / cert-manager / NGINX Gateway Fabric CRDs
 //!   (v1.20-compatible variants from the shared data directory, or `PREVIEW_CRD_DIR`);
 //! * `--simulate`: run the node simulator (status writes only: no container runs);
-//! * `--kubeconfig-out PATH`: also write the admin kubeconfig to PATH (removed on exit).
+//! * `--kubeconfig-out PATH`: also write the admin kubeconfig to PATH (removed on exit);
+//! * `--postgres-url-out PATH`: also start a PostgreSQL server (standing in for the
+//!   in-cluster one, which cannot run without a kubelet), create the role named by
+//!   `--postgres-role` (default `aphiria`), and write its URL to PATH (removed on exit).
 //!
 //! Runs until Ctrl-C or SIGTERM, then stops every process and removes the temp dir.
 
@@ -17,13 +20,15 @@ use std::process::ExitCode;
 
 use testkit::{NodeSimulator, TestCluster, default_crd_dir, install_crds};
 
-const USAGE: &str = "usage: local-cluster [--crds] [--simulate] [--kubeconfig-out PATH]";
+const USAGE: &str = "usage: local-cluster [--crds] [--simulate] [--kubeconfig-out PATH] [--postgres-url-out PATH [--postgres-role NAME]]";
 
 #[derive(Debug, Default)]
 struct Args {
     crds: bool,
     simulate: bool,
     kubeconfig_out: Option<PathBuf>,
+    postgres_url_out: Option<PathBuf>,
+    postgres_role: Option<String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -35,6 +40,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--kubeconfig-out" => {
                 let path = args.next().ok_or("--kubeconfig-out needs a path")?;
                 parsed.kubeconfig_out = Some(PathBuf::from(path));
+            }
+            "--postgres-url-out" => {
+                let path = args.next().ok_or("--postgres-url-out needs a path")?;
+                parsed.postgres_url_out = Some(PathBuf::from(path));
+            }
+            "--postgres-role" => {
+                let role = args.next().ok_or("--postgres-role needs a name")?;
+                if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                    return Err(format!("--postgres-role {role}: use lowercase letters, digits and '_'"));
+                }
+                parsed.postgres_role = Some(role);
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -115,6 +131,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => cluster.kubeconfig_path().to_path_buf(),
     };
+    let postgres = match &args.postgres_url_out {
+        Some(out) => {
+            let pg = testkit::TestPostgres::start().await?;
+            let role = args.postgres_role.as_deref().unwrap_or("aphiria");
+            pg.client().await?.batch_execute(&format!("CREATE ROLE {role} LOGIN")).await?;
+            std::fs::write(out, pg.url()).map_err(|e| format!("writing {}: {e}", out.display()))?;
+            eprintln!("PostgreSQL running at {} (role {role})", pg.url());
+            Some(pg)
+        }
+        None => None,
+    };
     println!("kubeconfig: {}", kubeconfig.display());
     println!("export KUBECONFIG={}", kubeconfig.display());
     eprintln!("running; press Ctrl-C to stop and remove everything");
@@ -129,7 +156,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         sim.stop().await;
     }
     drop(cluster);
-    if let Some(out) = &args.kubeconfig_out {
+    drop(postgres);
+    for out in [&args.kubeconfig_out, &args.postgres_url_out].into_iter().flatten() {
         let _ = std::fs::remove_file(out);
     }
     eprintln!("stopped");

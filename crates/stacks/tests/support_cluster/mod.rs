@@ -1,0 +1,111 @@
+//! Shared set-up for the cluster tests of the `stacks` binary: a real control
+//! plane with CRDs and the node simulator, a real PostgreSQL with the app role,
+//! and a runner for the `stacks` binary with a private state directory.
+
+#![allow(dead_code, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testkit::{NodeSimulator, TestCluster, TestPostgres, default_crd_dir, install_crds};
+use tokio::sync::OnceCell;
+
+/// The shared cluster (CRDs installed once) and PostgreSQL.
+pub struct World {
+    pub cluster: &'static TestCluster,
+    pub pg: &'static TestPostgres,
+}
+
+static WORLD: OnceCell<World> = OnceCell::const_new();
+
+pub async fn world() -> &'static World {
+    WORLD
+        .get_or_init(|| async {
+            let cluster = TestCluster::shared().await.expect("cluster");
+            install_crds(&cluster.client().expect("client"), &default_crd_dir())
+                .await
+                .expect("crds");
+            NodeSimulator::shared().await.expect("simulator");
+            let pg = TestPostgres::shared().await.expect("postgres");
+            pg.client()
+                .await
+                .expect("pg client")
+                .batch_execute("DO $$ BEGIN CREATE ROLE aphiria LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+                .await
+                .expect("role");
+            World { cluster, pg }
+        })
+        .await
+}
+
+/// Runs the `stacks` binary against the world with its own state directory.
+pub struct Stacks {
+    pub state: PathBuf,
+    kubeconfig: PathBuf,
+    pg_url: String,
+}
+
+pub fn digest(n: u64) -> String {
+    format!("{n:064x}")
+}
+
+pub fn pr_args(pr: u64) -> Vec<String> {
+    vec![
+        "--pr".into(),
+        pr.to_string(),
+        "--web-image".into(),
+        format!("registry.example/aphiria/web@sha256:{}", digest(pr)),
+        "--api-image".into(),
+        format!("registry.example/aphiria/api@sha256:{}", digest(pr + 1_000_000)),
+    ]
+}
+
+impl Stacks {
+    pub fn new(world: &World, state: &Path) -> Self {
+        Stacks {
+            state: state.to_path_buf(),
+            kubeconfig: world.cluster.kubeconfig_path().to_path_buf(),
+            pg_url: world.pg.url(),
+        }
+    }
+
+    pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stacks"));
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--backend")
+            .arg(format!("file://{}", self.state.display()))
+            .arg("--config-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"))
+            .arg("--progress")
+            .arg("plain")
+            .args(args.iter().map(AsRef::as_ref))
+            .env("PREVIEW_DB_PASSWORD", "db-password-canary-7f3a")
+            .env("PREVIEW_POSTGRES_PASSWORD", "db-password-canary-7f3a")
+            .env("PREVIEW_POSTGRES_URL", &self.pg_url)
+            .env_remove("KUBECONFIG")
+            .env_remove("PREVIEW_BACKEND");
+        c
+    }
+
+    pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Output {
+        self.command(args).output().expect("run stacks")
+    }
+
+    pub fn ok<S: AsRef<str>>(&self, args: &[S]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "stacks {:?} failed:\n--- stdout\n{}\n--- stderr\n{}",
+            args.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `up preview-base` once per state directory.
+    pub fn base(&self) {
+        self.ok(&["up", "preview-base"]);
+    }
+}
