@@ -346,8 +346,11 @@ impl PreviewGateway {
                 protocol: "HTTPS".to_owned(),
                 tls: Some(GatewayTlsConfig {
                     mode: Some("Terminate".to_owned()),
+                    // `group` is left out (it defaults to the core group): the v1.20
+                    // API server's server-side apply turns an explicit "" into null,
+                    // which the CRD schema then rejects.
                     certificate_refs: vec![SecretObjectReference {
-                        group: Some(String::new()),
+                        group: None,
                         kind: Some("Secret".to_owned()),
                         name: self.tls_secret_name.clone(),
                         namespace: None,

@@ -266,8 +266,9 @@ impl HttpRoute {
                         path: Some(HttpPathMatch::prefix("/")),
                     }],
                     filters,
+                    // No explicit `group: ""`: v1.20's server-side apply turns it into null.
                     backend_refs: vec![HttpBackendRef {
-                        group: Some(String::new()),
+                        group: None,
                         kind: Some("Service".to_owned()),
                         name: self.service.clone(),
                         namespace: None,
@@ -463,7 +464,7 @@ mod tests {
         );
         assert_eq!(
             spec["rules"][0]["backendRefs"],
-            json!([{"group": "", "kind": "Service", "name": "web", "port": 80, "weight": 1}])
+            json!([{"kind": "Service", "name": "web", "port": 80, "weight": 1}])
         );
         assert_eq!(
             spec["rules"][0]["matches"],

@@ -97,7 +97,7 @@ pub struct StackArgs {
     #[arg(value_enum)]
     pub stack: StackName,
     /// Pull-request number (preview-pr): a positive integer.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pr: Option<String>,
     /// Web image pinned by digest: NAME@sha256:<64 hex>.
     #[arg(long, value_name = "REF", env = "PREVIEW_WEB_IMAGE")]

@@ -83,6 +83,7 @@ impl Stacks {
             .env("PREVIEW_DB_PASSWORD", "db-password-canary-7f3a")
             .env("PREVIEW_POSTGRES_PASSWORD", "db-password-canary-7f3a")
             .env("PREVIEW_POSTGRES_URL", &self.pg_url)
+            .env("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e")
             .env_remove("KUBECONFIG")
             .env_remove("PREVIEW_BACKEND");
         c
