@@ -45,7 +45,6 @@ impl Env {
             .arg("none")
             .args(args)
             .env("PREVIEW_DB_PASSWORD", "bench-password")
-            .env("PREVIEW_POSTGRES_PASSWORD", "bench-password")
             .env("PREVIEW_POSTGRES_URL", &self.pg_url)
             .env("PREVIEW_DIGITALOCEAN_TOKEN", "bench-dns-token");
         c

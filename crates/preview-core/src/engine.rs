@@ -360,7 +360,8 @@ impl Engine {
             &graph.resources().cloned().collect::<Vec<_>>(),
             &self.options.policy,
         )?;
-        self.locked(graph.stack(), self.up_locked(graph, outputs, start)).await
+        self.locked(graph.stack(), self.up_locked(graph, outputs, start))
+            .await
     }
 
     async fn up_locked(

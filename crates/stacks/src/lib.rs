@@ -11,6 +11,7 @@
 pub mod config;
 pub mod params;
 pub mod stack;
+pub mod state_cmd;
 
 use std::collections::BTreeMap;
 

@@ -22,7 +22,11 @@ fn up_args(pr: u64) -> Vec<String> {
 }
 
 fn preview_json(stacks: &Stacks, pr: u64) -> serde_json::Value {
-    let mut a = vec!["--json".to_owned(), "preview".to_owned(), "preview-pr".to_owned()];
+    let mut a = vec![
+        "--json".to_owned(),
+        "preview".to_owned(),
+        "preview-pr".to_owned(),
+    ];
     a.extend(pr_args(pr));
     serde_json::from_slice(&stacks.ok(&a).stdout).expect("plan json")
 }
@@ -66,13 +70,22 @@ async fn labelled_objects(stack: &str) -> Vec<String> {
         ("", "v1", "ResourceQuota", "resourcequotas"),
         ("apps", "v1", "Deployment", "deployments"),
         ("batch", "v1", "Job", "jobs"),
-        ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
+        (
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+        ),
         ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
     ] {
         let ar = kube::core::ApiResource {
             group: group.into(),
             version: version.into(),
-            api_version: if group.is_empty() { version.into() } else { format!("{group}/{version}") },
+            api_version: if group.is_empty() {
+                version.into()
+            } else {
+                format!("{group}/{version}")
+            },
             kind: kind.into(),
             plural: plural.into(),
         };
@@ -84,7 +97,10 @@ async fn labelled_objects(stack: &str) -> Vec<String> {
         for o in list.items {
             found.push(format!(
                 "{kind} {}{}",
-                o.metadata.namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+                o.metadata
+                    .namespace
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default(),
                 o.metadata.name.unwrap_or_default()
             ));
         }
@@ -96,14 +112,14 @@ async fn labelled_objects(stack: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_every_step_boundary_then_rerun_converges() {
     let world = world().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stacks = Stacks::new(world, dir.path());
-    stacks.base();
+    let stacks = Stacks::new(world);
     let pr = 901;
     let stack = format!("preview-pr-{pr}");
-    let steps = preview_json(&stacks, pr)["summary"]["create"].as_u64().expect("create count") as usize;
+    let steps = preview_json(&stacks, pr)["summary"]["create"]
+        .as_u64()
+        .expect("create count") as usize;
     assert!(steps >= 15, "a 15+-resource stack ({steps})");
-    let backend = FileBackend::new(dir.path().join("state"));
+    let backend = FileBackend::new(stacks.state.clone());
 
     for k in 1..steps {
         let killed = kill_after_steps(&stacks, pr, k);
@@ -112,7 +128,10 @@ async fn sigkill_at_every_step_boundary_then_rerun_converges() {
             break;
         }
         // The state after a SIGKILL is readable and passes its integrity check.
-        backend.read(&stack).await.expect("state readable after SIGKILL");
+        backend
+            .read(&stack)
+            .await
+            .expect("state readable after SIGKILL");
     }
     stacks.ok(&up_args(pr));
 
@@ -122,7 +141,11 @@ async fn sigkill_at_every_step_boundary_then_rerun_converges() {
     assert_eq!(plan["summary"]["delete"], 0, "{plan}");
     assert_eq!(plan["summary"]["replace"], 0, "{plan}");
     let state = backend.read(&stack).await.expect("read").expect("state");
-    assert!(state.pending.is_empty(), "no step left in flight: {:?}", state.pending);
+    assert!(
+        state.pending.is_empty(),
+        "no step left in flight: {:?}",
+        state.pending
+    );
     let recorded: Vec<String> = state
         .resources
         .keys()
@@ -145,9 +168,7 @@ async fn sigkill_at_every_step_boundary_then_rerun_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_saves_state_and_releases_the_lock_within_two_seconds() {
     let world = world().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stacks = Stacks::new(world, dir.path());
-    stacks.base();
+    let stacks = Stacks::new(world);
     let pr = 902;
     let mut child = stacks
         .command(&up_args(pr))
@@ -165,21 +186,37 @@ async fn sigterm_saves_state_and_releases_the_lock_within_two_seconds() {
     }
     let pid = child.id().to_string();
     let sent = Instant::now();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        assert!(sent.elapsed() < Duration::from_secs(2), "still running 2 s after SIGTERM");
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "still running 2 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!status.success(), "interrupted runs exit non-zero");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
     let stack = format!("preview-pr-{pr}");
-    assert!(!dir.path().join("state").join(format!("{stack}.lock")).exists(), "lock released");
-    let backend = FileBackend::new(dir.path().join("state"));
-    backend.read(&stack).await.expect("state readable").expect("state saved");
+    assert!(
+        !stacks.state.join(format!("{stack}.lock")).exists(),
+        "lock released"
+    );
+    let backend = FileBackend::new(stacks.state.clone());
+    backend
+        .read(&stack)
+        .await
+        .expect("state readable")
+        .expect("state saved");
     // The next run resumes and converges; then clean up.
     stacks.ok(&up_args(pr));
     stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);

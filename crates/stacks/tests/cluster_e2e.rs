@@ -16,7 +16,11 @@ use kube::api::ListParams;
 use support_cluster::{Stacks, digest, pr_args, world};
 
 fn up(stacks: &Stacks, pr: u64) -> serde_json::Value {
-    let mut a = vec!["--json".to_owned(), "up".to_owned(), "preview-pr".to_owned()];
+    let mut a = vec![
+        "--json".to_owned(),
+        "up".to_owned(),
+        "preview-pr".to_owned(),
+    ];
     a.extend(pr_args(pr));
     serde_json::from_slice(&stacks.ok(&a).stdout).expect("json report")
 }
@@ -39,7 +43,12 @@ async fn httproute_hosts(client: &kube::Client, ns: &str) -> BTreeSet<String> {
     };
     let api: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
     let mut hosts = BTreeSet::new();
-    for r in api.list(&ListParams::default()).await.expect("routes").items {
+    for r in api
+        .list(&ListParams::default())
+        .await
+        .expect("routes")
+        .items
+    {
         for h in r.data["spec"]["hostnames"].as_array().into_iter().flatten() {
             hosts.insert(h.as_str().unwrap_or_default().to_owned());
         }
@@ -50,19 +59,41 @@ async fn httproute_hosts(client: &kube::Client, ns: &str) -> BTreeSet<String> {
 async fn check_preview(client: &kube::Client, pr: u64) {
     let ns = format!("preview-pr-{pr}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    assert!(namespaces.get_opt(&ns).await.expect("get ns").is_some(), "namespace {ns}");
+    assert!(
+        namespaces.get_opt(&ns).await.expect("get ns").is_some(),
+        "namespace {ns}"
+    );
 
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
-    let quota = quotas.list(&ListParams::default()).await.expect("quotas").items;
+    let quota = quotas
+        .list(&ListParams::default())
+        .await
+        .expect("quotas")
+        .items;
     assert_eq!(quota.len(), 1, "one ResourceQuota");
-    let hard = quota[0].spec.as_ref().and_then(|s| s.hard.clone()).expect("hard");
+    let hard = quota[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.hard.clone())
+        .expect("hard");
     let q = |k: &str| hard.get(k).map(|v| v.0.clone());
-    assert_eq!(q("limits.cpu").or(q("requests.cpu")).as_deref(), Some("2"), "{hard:?}");
-    assert_eq!(q("limits.memory").or(q("requests.memory")).as_deref(), Some("4Gi"), "{hard:?}");
+    assert_eq!(
+        q("limits.cpu").or(q("requests.cpu")).as_deref(),
+        Some("2"),
+        "{hard:?}"
+    );
+    assert_eq!(
+        q("limits.memory").or(q("requests.memory")).as_deref(),
+        Some("4Gi"),
+        "{hard:?}"
+    );
     assert_eq!(q("pods").as_deref(), Some("5"), "{hard:?}");
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let env = cms.get(&format!("env-vars-pr-{pr}")).await.expect("env configmap");
+    let env = cms
+        .get(&format!("env-vars-pr-{pr}"))
+        .await
+        .expect("env configmap");
     let data = env.data.expect("data");
     let expect: BTreeMap<&str, String> = [
         ("APP_ENV", "preview".to_owned()),
@@ -80,18 +111,30 @@ async fn check_preview(client: &kube::Client, pr: u64) {
     for (k, v) in &expect {
         assert_eq!(data.get(*k), Some(v), "ConfigMap key {k}");
     }
-    for k in ["APP_BUILDER_API", "APP_BUILDER_CONSOLE", "DB_USER", "DOC_LEXEMES_TABLE_NAME", "LOG_LEVEL"] {
+    for k in [
+        "APP_BUILDER_API",
+        "APP_BUILDER_CONSOLE",
+        "DB_USER",
+        "DOC_LEXEMES_TABLE_NAME",
+        "LOG_LEVEL",
+    ] {
         assert!(data.contains_key(k), "ConfigMap key {k}: {data:?}");
     }
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let s = secrets.get(&format!("env-var-secrets-pr-{pr}")).await.expect("env secret");
+    let s = secrets
+        .get(&format!("env-var-secrets-pr-{pr}"))
+        .await
+        .expect("env secret");
     let keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
     assert!(keys.contains("DB_PASSWORD"), "{keys:?}");
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     for (name, image_digest) in [("web", digest(pr)), ("api", digest(pr + 1_000_000))] {
-        let d = deployments.get(name).await.unwrap_or_else(|e| panic!("deployment {name}: {e}"));
+        let d = deployments
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("deployment {name}: {e}"));
         let spec = d.spec.expect("spec");
         assert_eq!(spec.replicas, Some(1), "{name} replicas");
         let images: Vec<String> = spec
@@ -103,62 +146,113 @@ async fn check_preview(client: &kube::Client, pr: u64) {
             .filter_map(|c| c.image)
             .collect();
         assert!(
-            images.iter().any(|i| i.ends_with(&format!("@sha256:{image_digest}"))),
+            images
+                .iter()
+                .any(|i| i.ends_with(&format!("@sha256:{image_digest}"))),
             "{name} runs the digest it was given: {images:?}"
         );
-        assert!(images.iter().all(|i| i.contains("@sha256:")), "{name}: every image pinned: {images:?}");
+        assert!(
+            images.iter().all(|i| i.contains("@sha256:")),
+            "{name}: every image pinned: {images:?}"
+        );
         let status = d.status.expect("status");
         assert_eq!(status.available_replicas, Some(1), "{name} available");
     }
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     for name in ["web", "api"] {
-        services.get(name).await.unwrap_or_else(|e| panic!("service {name}: {e}"));
+        services
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("service {name}: {e}"));
     }
 
     // Migrations + seeder completed before the API Deployment was created.
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let job = jobs.list(&ListParams::default()).await.expect("jobs").items;
     assert_eq!(job.len(), 1, "one migration job");
-    let completed = job[0].status.as_ref().and_then(|s| s.completion_time.clone()).expect("job completed");
+    let completed = job[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.completion_time.clone())
+        .expect("job completed");
     let api = deployments.get("api").await.expect("api");
     let api_created = api.metadata.creation_timestamp.expect("created");
-    assert!(api_created.0 >= completed.0, "API applied only after the migration job completed");
+    assert!(
+        api_created.0 >= completed.0,
+        "API applied only after the migration job completed"
+    );
 
     assert_eq!(
         httproute_hosts(client, &ns).await,
-        [format!("{pr}.pr.aphiria.com"), format!("{pr}.pr-api.aphiria.com")].into_iter().collect(),
+        [
+            format!("{pr}.pr.aphiria.com"),
+            format!("{pr}.pr-api.aphiria.com")
+        ]
+        .into_iter()
+        .collect(),
         "HTTPRoute hostnames"
     );
 
     // Isolation: default deny, and nothing admits traffic from other previews.
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
-    let policies = policies.list(&ListParams::default()).await.expect("netpols").items;
+    let policies = policies
+        .list(&ListParams::default())
+        .await
+        .expect("netpols")
+        .items;
     assert!(
         policies.iter().any(|p| {
             let spec = p.spec.as_ref().expect("spec");
-            spec.pod_selector.as_ref().and_then(|s| s.match_labels.as_ref()).is_none_or(|m| m.is_empty())
+            spec.pod_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref())
+                .is_none_or(|m| m.is_empty())
                 && spec.ingress.as_ref().is_none_or(|i| i.is_empty())
-                && spec.policy_types.as_ref().is_some_and(|t| t.iter().any(|t| t == "Ingress"))
+                && spec
+                    .policy_types
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t == "Ingress"))
         }),
         "a default-deny ingress policy"
     );
-    let text = serde_json::to_string(&policies).expect("json");
-    assert!(!text.contains("preview-pr-"), "no policy admits another preview namespace");
+    // Every namespace an ingress rule admits is the gateway's: never another preview.
+    let admitted: BTreeSet<String> = policies
+        .iter()
+        .flat_map(|p| p.spec.iter().flat_map(|s| s.ingress.iter().flatten()))
+        .flat_map(|rule| rule.from.iter().flatten())
+        .filter_map(|peer| peer.namespace_selector.as_ref()?.match_labels.clone())
+        .flat_map(|labels| labels.into_values())
+        .collect();
+    assert!(
+        !admitted.is_empty(),
+        "ingress is admitted from somewhere (the gateway)"
+    );
+    assert!(
+        admitted.iter().all(|ns| ns == "nginx-gateway"),
+        "only the gateway namespace is admitted: {admitted:?}"
+    );
 
-    assert!(database_exists(&format!("aphiria_pr_{pr}")).await, "database aphiria_pr_{pr}");
+    assert!(
+        database_exists(&format!("aphiria_pr_{pr}")).await,
+        "database aphiria_pr_{pr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_and_two_previews_side_by_side_then_destroy_one() {
     let world = world().await;
     let client = world.cluster.client().expect("client");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stacks = Stacks::new(world, dir.path());
-    stacks.base();
+    let stacks = Stacks::new(world);
 
     let first = up(&stacks, 123);
-    assert_eq!(first["outputs"]["webUrl"], "https://123.pr.aphiria.com", "{first}");
-    assert_eq!(first["outputs"]["apiUrl"], "https://123.pr-api.aphiria.com", "{first}");
+    assert_eq!(
+        first["outputs"]["webUrl"], "https://123.pr.aphiria.com",
+        "{first}"
+    );
+    assert_eq!(
+        first["outputs"]["apiUrl"], "https://123.pr-api.aphiria.com",
+        "{first}"
+    );
     up(&stacks, 7);
     check_preview(&client, 123).await;
     check_preview(&client, 7).await;
@@ -170,7 +264,8 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
 
     // The two previews share no namespaced object.
     let state_of = |pr: u64| {
-        let text = std::fs::read_to_string(dir.path().join("state").join(format!("preview-pr-{pr}.json"))).expect("state");
+        let text = std::fs::read_to_string(stacks.state.join(format!("preview-pr-{pr}.json")))
+            .expect("state");
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         v["state"]["resources"]
             .as_array()
@@ -180,22 +275,36 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
             .collect::<BTreeSet<_>>()
     };
     let (a, b) = (state_of(123), state_of(7));
-    assert!(a.is_disjoint(&b), "shared: {:?}", a.intersection(&b).collect::<Vec<_>>());
+    assert!(
+        a.is_disjoint(&b),
+        "shared: {:?}",
+        a.intersection(&b).collect::<Vec<_>>()
+    );
 
     // Destroy PR 7: its namespace and database go; PR 123 and the base stay.
-    let base_before = std::fs::read(dir.path().join("state").join("preview-base.json")).expect("base state");
+    let base_before = std::fs::read(stacks.state.join("preview-base.json")).expect("base state");
     stacks.ok(&["destroy", "preview-pr", "--pr", "7"]);
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    assert!(namespaces.get_opt("preview-pr-7").await.expect("get").is_none(), "namespace gone");
+    assert!(
+        namespaces
+            .get_opt("preview-pr-7")
+            .await
+            .expect("get")
+            .is_none(),
+        "namespace gone"
+    );
     assert!(!database_exists("aphiria_pr_7").await, "database dropped");
     check_preview(&client, 123).await;
     assert_eq!(
-        std::fs::read(dir.path().join("state").join("preview-base.json")).expect("base state"),
+        std::fs::read(stacks.state.join("preview-base.json")).expect("base state"),
         base_before,
         "base state untouched"
     );
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    assert!(services.get_opt("db").await.expect("get").is_some(), "base database service untouched");
+    assert!(
+        services.get_opt("db").await.expect("get").is_some(),
+        "base database service untouched"
+    );
 
     stacks.ok(&["destroy", "preview-pr", "--pr", "123"]);
     assert!(!database_exists("aphiria_pr_123").await);
@@ -204,42 +313,98 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_before_any_side_effect() {
     let world = world().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stacks = Stacks::new(world, dir.path());
+    let stacks = Stacks::new(world);
     let good = format!("registry.example/aphiria/web@sha256:{}", digest(1));
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--pr".into(), "0".into()], "start at 1"),
         (vec!["--pr".into(), "-1".into()], "positive"),
         (vec!["--pr".into(), "abc".into()], "not a number"),
         (vec!["--pr".into(), "1".repeat(60)], "63"),
-        (vec!["--pr".into(), "5".into(), "--web-image".into(), "registry.example/web:1.0".into(), "--api-image".into(), good.clone()], "not pinned by digest"),
-        (vec!["--pr".into(), "5".into(), "--web-image".into(), "registry.example/web@sha256:abc123".into(), "--api-image".into(), good.clone()], "hex characters, expected 64"),
-        (vec!["--pr".into(), "5".into(), "--web-image".into(), format!("registry.example/web@sha256:{}", "A".repeat(64)), "--api-image".into(), good.clone()], "lowercase"),
+        (
+            vec![
+                "--pr".into(),
+                "5".into(),
+                "--web-image".into(),
+                "registry.example/web:1.0".into(),
+                "--api-image".into(),
+                good.clone(),
+            ],
+            "not pinned by digest",
+        ),
+        (
+            vec![
+                "--pr".into(),
+                "5".into(),
+                "--web-image".into(),
+                "registry.example/web@sha256:abc123".into(),
+                "--api-image".into(),
+                good.clone(),
+            ],
+            "hex characters, expected 64",
+        ),
+        (
+            vec![
+                "--pr".into(),
+                "5".into(),
+                "--web-image".into(),
+                format!("registry.example/web@sha256:{}", "A".repeat(64)),
+                "--api-image".into(),
+                good.clone(),
+            ],
+            "lowercase",
+        ),
     ];
     for (extra, says) in cases {
         let mut args = vec!["up".to_owned(), "preview-pr".to_owned()];
         let has_images = extra.iter().any(|a| a == "--web-image");
         args.extend(extra.clone());
         if !has_images {
-            args.extend(["--web-image".into(), good.clone(), "--api-image".into(), good.clone()]);
+            args.extend([
+                "--web-image".into(),
+                good.clone(),
+                "--api-image".into(),
+                good.clone(),
+            ]);
         }
         let out = stacks.run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{extra:?} must fail");
-        assert!(err.contains(says), "{extra:?}: expected {says:?} in:\n{err}");
+        assert!(
+            err.contains(says),
+            "{extra:?}: expected {says:?} in:\n{err}"
+        );
     }
-    // A base stack that was never deployed.
+    // A base stack that was never deployed (an empty state backend).
+    let empty = tempfile::tempdir().expect("tempdir");
+    let fresh = Stacks::with_state(world, empty.path());
     let mut args = vec!["up".to_owned(), "preview-pr".to_owned()];
     args.extend(pr_args(5));
-    let out = stacks.run(&args);
+    let out = fresh.run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("preview-base"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("preview-base"),
+        "{err}"
+    );
     // A missing secret.
-    let out = stacks.command(&args).env_remove("PREVIEW_DB_PASSWORD").env_remove("PREVIEW_POSTGRES_PASSWORD").output().expect("run");
-    assert!(!out.status.success());
+    let out = stacks
+        .command(&args)
+        .env_remove("PREVIEW_DB_PASSWORD")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("DB_PASSWORD"),
+        "{err}"
+    );
     // Nothing was applied: no namespace for PR 5, no state written.
     let client = world.cluster.client().expect("client");
     let namespaces: Api<Namespace> = Api::all(client);
-    assert!(namespaces.get_opt("preview-pr-5").await.expect("get").is_none());
-    assert!(!dir.path().join("state").join("preview-pr-5.json").exists());
+    assert!(
+        namespaces
+            .get_opt("preview-pr-5")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(!stacks.state.join("preview-pr-5.json").exists());
 }

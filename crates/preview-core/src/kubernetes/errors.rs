@@ -44,6 +44,12 @@ pub fn is_immutable(status: &kube::core::Status) -> bool {
 /// Classifies a dry-run apply failure.
 pub fn dry_run_outcome(id: &ResourceId, err: kube::Error) -> Result<DryRun, ProviderError> {
     match err {
+        kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists" => {
+            Ok(DryRun::Rejected {
+                code: 409,
+                message: status.message.clone(),
+            })
+        }
         kube::Error::Api(status) if status.code == 409 => Ok(DryRun::Conflict {
             conflicts: conflicts(&status),
             message: status.message.clone(),

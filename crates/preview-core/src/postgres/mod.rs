@@ -1,6 +1,12 @@
 //! The PostgreSQL provider: per-PR logical databases (`postgres.preview-envs.io/v1`,
 //! kind `Database`), executed directly over SQL with tokio-postgres.
 //!
+//! Crash safety: `CREATE DATABASE` cannot run in a transaction, so it and its
+//! COMMENT cannot be one atomic step. The database is therefore created under a
+//! reserved temporary name ([`sql::temp_name`]), marked, and then renamed — the
+//! rename is atomic, so the real name never exists without the marker. A leftover
+//! temporary database from an interrupted run is dropped before the next create.
+//!
 //! Ownership: a database the engine creates carries a COMMENT naming the stack
 //! ([`sql::marker_comment`]). Create refuses a database that exists without our
 //! marker (no silent adoption); drop happens only when the marker names this
@@ -8,8 +14,11 @@
 //! and destroy verifies the database is gone from `pg_database`.
 //!
 //! The live representation returned by [`Provider::read`] is
-//! `{"owner": …, "ownerMarker": …}` — the parts of the desired body that can be
-//! observed (the `server` address is how pods reach it, not how the engine does).
+//! `{"metadata": {"labels": {STACK_LABEL: marker}}, "owner": …, "ownerMarker": …}`:
+//! the parts of the desired body that can be observed (the `server` address is how
+//! pods reach it, not how the engine does), plus the owning stack in the same place
+//! a Kubernetes object carries it, so the planner's ownership rules (crash resume,
+//! adoption refusal) work the same for databases.
 
 pub mod sql;
 
@@ -23,7 +32,7 @@ use tokio::time::Instant;
 use crate::events::{Event, EventSink};
 use crate::observe::DryRun;
 use crate::provider::{Provider, ProviderError, WaitOptions};
-use crate::resource::{ProviderKind, Resource, ResourceId};
+use crate::resource::{ProviderKind, Resource, ResourceId, STACK_LABEL};
 use crate::secret::SecretString;
 
 /// Runs database operations over a direct connection to the server.
@@ -71,12 +80,65 @@ impl PostgresProvider {
     }
 }
 
+impl PostgresProvider {
+    /// CREATE under the temporary name, COMMENT, RENAME (see the module docs).
+    /// Retries when an interrupted run's CREATE of the temporary name is still
+    /// finishing on the server.
+    async fn create_marked(
+        &self,
+        id: &ResourceId,
+        db: &str,
+        role: &str,
+        comment: &str,
+    ) -> Result<(), ProviderError> {
+        let tmp = sql::quote_ident(&sql::temp_name(&id.name));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (tmp, db, role, comment) = (
+                tmp.clone(),
+                db.to_owned(),
+                role.to_owned(),
+                comment.to_owned(),
+            );
+            let result = self
+                .with_client(id, async move |c| {
+                    c.batch_execute(&format!("DROP DATABASE IF EXISTS {tmp} WITH (FORCE)"))
+                        .await?;
+                    c.batch_execute(&format!("CREATE DATABASE {tmp} OWNER {role}"))
+                        .await?;
+                    c.batch_execute(&format!("COMMENT ON DATABASE {tmp} IS {comment}"))
+                        .await?;
+                    c.batch_execute(&format!("ALTER DATABASE {tmp} RENAME TO {db}"))
+                        .await
+                })
+                .await;
+            match result {
+                Err(e) if attempt < 5 && e.to_string().contains("42P04") => {
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// A tokio-postgres error without anything from the connection string.
 fn redact(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     }
+}
+
+/// The observable state of a database (see the module docs).
+fn live_value(owner: &str, marker: &str) -> Value {
+    let labels = if marker.is_empty() {
+        json!({})
+    } else {
+        json!({ STACK_LABEL: marker })
+    };
+    json!({"metadata": {"labels": labels}, "owner": owner, "ownerMarker": marker})
 }
 
 fn other(id: &ResourceId, message: String) -> ProviderError {
@@ -129,10 +191,7 @@ impl Provider for PostgresProvider {
         Ok(row.map(|r| {
             let owner: String = r.get(0);
             let comment: String = r.get(1);
-            json!({
-                "owner": owner,
-                "ownerMarker": sql::marker_stack(&comment).unwrap_or(""),
-            })
+            live_value(&owner, sql::marker_stack(&comment).unwrap_or(""))
         }))
     }
 
@@ -147,7 +206,7 @@ impl Provider for PostgresProvider {
                 ),
             }),
             _ => Ok(DryRun::Accepted {
-                object: json!({"owner": owner, "ownerMarker": marker}),
+                object: live_value(&owner, &marker),
             }),
         }
     }
@@ -189,20 +248,17 @@ impl Provider for PostgresProvider {
                 ),
             ));
         }
-        self.with_client(&res.id, async move |c| {
-            if !exists {
-                // CREATE DATABASE cannot run inside a transaction; a concurrent create
-                // fails with duplicate_database, which the next run sees as existing.
-                c.batch_execute(&format!("CREATE DATABASE {db} OWNER {role}"))
-                    .await?;
-            } else {
+        if exists {
+            self.with_client(&res.id, async move |c| {
                 c.batch_execute(&format!("ALTER DATABASE {db} OWNER TO {role}"))
                     .await?;
-            }
-            c.batch_execute(&format!("COMMENT ON DATABASE {db} IS {comment}"))
-                .await
-        })
-        .await?;
+                c.batch_execute(&format!("COMMENT ON DATABASE {db} IS {comment}"))
+                    .await
+            })
+            .await?;
+        } else {
+            self.create_marked(&res.id, &db, &role, &comment).await?;
+        }
         self.read(&res.id).await?.ok_or_else(|| {
             other(
                 &res.id,

@@ -38,6 +38,17 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Prefix of the temporary names databases are created under (reserved for the engine).
+pub const TEMP_PREFIX: &str = "preview_envs_tmp_";
+
+/// The temporary name `name` is created under before it is marked and renamed:
+/// the final name only ever exists with the ownership marker on it.
+pub fn temp_name(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    format!("{TEMP_PREFIX}{}", &hex::encode(digest)[..16])
+}
+
 /// The database COMMENT that marks a database as owned by a stack.
 pub fn marker_comment(stack: &str) -> String {
     format!("managed-by=preview-envs stack={stack}")
@@ -72,6 +83,15 @@ mod tests {
                 .expect_err("long")
                 .contains("64 characters")
         );
+    }
+
+    #[test]
+    fn temp_names_are_valid_short_and_distinct() {
+        let a = temp_name("aphiria_pr_1");
+        assert!(check_identifier("temp", &a).is_ok(), "{a}");
+        assert!(a.len() <= 63);
+        assert_ne!(a, temp_name("aphiria_pr_2"));
+        assert_eq!(a, temp_name("aphiria_pr_1"));
     }
 
     #[test]

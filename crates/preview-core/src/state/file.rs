@@ -5,7 +5,12 @@
 //! to a temporary file in the same directory, are fsynced, then renamed over the
 //! old file, so a crash leaves either the old or the new state, never a mix.
 //! A lock whose holder process no longer exists on this host is stale and is
-//! taken over; on another host it must be broken explicitly.
+//! taken over; on another host it must be broken explicitly
+//! (`stacks state break-lock STACK`).
+//!
+//! The read-check-rename of a write runs under an exclusive `flock` on
+//! `DIR/.<stack>.write-lock`, so concurrent writers (even without the stack
+//! lock) cannot both pass the serial check: exactly one wins per serial.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +18,10 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::{StackLock, StackState, StateBackend, StateError, format};
+use super::{
+    StackLock, StackState, StateBackend, StateError, WriteRule, check_stack_name, check_write,
+    format, host_name,
+};
 
 /// The file backend.
 #[derive(Clone, Debug)]
@@ -26,25 +34,6 @@ fn io_err(backend: &FileBackend, message: String, e: std::io::Error) -> StateErr
         backend: backend.describe(),
         message,
         source: Some(Box::new(e)),
-    }
-}
-
-/// Stack names become file names: only DNS-1123-ish characters are allowed.
-fn check_stack_name(stack: &str) -> Result<(), StateError> {
-    let ok = !stack.is_empty()
-        && stack.len() <= 253
-        && stack
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !stack.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(StateError::Io {
-            backend: "file".into(),
-            message: format!("invalid stack name {stack:?}: use letters, digits, '-', '_' and '.'"),
-            source: None,
-        })
     }
 }
 
@@ -90,38 +79,18 @@ impl FileBackend {
         Ok(Some(state))
     }
 
-    fn write_sync(&self, state: &StackState) -> Result<(), StateError> {
+    fn write_lock_path(&self, stack: &str) -> PathBuf {
+        self.dir.join(format!(".{stack}.write-lock"))
+    }
+
+    fn write_sync(&self, state: &StackState, rule: &WriteRule) -> Result<(), StateError> {
         check_stack_name(&state.stack)?;
-        if let Some(stored) = self.read_sync(&state.stack)? {
-            if stored.lineage != state.lineage {
-                return Err(StateError::Stale {
-                    stack: state.stack.clone(),
-                    message: format!(
-                        "stored state has lineage {}, this run has {}",
-                        stored.lineage, state.lineage
-                    ),
-                });
-            }
-            if state.serial != stored.serial + 1 {
-                return Err(StateError::Stale {
-                    stack: state.stack.clone(),
-                    message: format!(
-                        "stored serial is {}, this write has {} (another run wrote in between?)",
-                        stored.serial, state.serial
-                    ),
-                });
-            }
-        } else if state.serial != 1 {
-            return Err(StateError::Stale {
-                stack: state.stack.clone(),
-                message: format!(
-                    "no stored state, but this write has serial {} (expected 1)",
-                    state.serial
-                ),
-            });
-        }
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| io_err(self, format!("cannot create {}", self.dir.display()), e))?;
+        // Serialise writers of this stack (blocking; held for milliseconds).
+        let guard = self.write_guard(&state.stack)?;
+        let stored = self.read_sync(&state.stack)?;
+        check_write(stored.as_ref(), state, rule)?;
         let bytes = format::encode(state).map_err(|message| StateError::Io {
             backend: self.describe(),
             message,
@@ -138,15 +107,17 @@ impl FileBackend {
             std::fs::rename(&tmp, &path)?;
             std::fs::File::open(&self.dir)?.sync_all()
         };
-        write().map_err(|e| {
+        let result = write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             io_err(self, format!("cannot write {}", path.display()), e)
-        })
+        });
+        drop(guard);
+        result
     }
 }
 
 /// Who holds a lock, as written into the lock file.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Holder {
     host: String,
     pid: u32,
@@ -163,42 +134,66 @@ impl std::fmt::Display for Holder {
     }
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown-host".to_owned())
-}
-
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// A held file lock; removes the lock file on release or drop.
+/// The lock file: the holder plus a random token of this acquisition (so a
+/// guard whose lock was broken and re-taken never removes the new lock).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockFile {
+    #[serde(flatten)]
+    holder: Holder,
+    #[serde(default)]
+    token: String,
+}
+
+fn read_lock_file(path: &Path) -> Option<LockFile> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn read_holder(path: &Path) -> Option<Holder> {
+    read_lock_file(path).map(|f| f.holder)
+}
+
+/// A held file lock; removes the lock file on release or drop, if it is still
+/// this lock's file (a broken and re-taken lock is left to its new holder).
 struct FileLock {
     path: PathBuf,
+    token: String,
     released: bool,
+}
+
+impl FileLock {
+    fn remove(&mut self) -> std::io::Result<()> {
+        self.released = true;
+        if read_lock_file(&self.path).map(|f| f.token).as_deref() != Some(self.token.as_str()) {
+            return Ok(());
+        }
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
 impl StackLock for FileLock {
     async fn release(mut self: Box<Self>) -> Result<(), StateError> {
-        self.released = true;
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StateError::Io {
-                backend: "file".into(),
-                message: format!("cannot remove lock {}", self.path.display()),
-                source: Some(Box::new(e)),
-            }),
-        }
+        self.remove().map_err(|e| StateError::Io {
+            backend: "file".into(),
+            message: format!("cannot remove lock {}", self.path.display()),
+            source: Some(Box::new(e)),
+        })
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
         if !self.released {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = self.remove();
         }
     }
 }
@@ -214,32 +209,54 @@ impl FileBackend {
             pid: std::process::id(),
             started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         };
+        // The lock file appears with its content in one step (hard link of a
+        // complete temporary file), so a competitor never reads an empty lock.
+        let nonce: u64 = rand::random();
+        let tmp = self
+            .dir
+            .join(format!(".{stack}.lock.tmp-{}-{nonce:x}", me.pid));
+        let token = hex::encode(rand::random::<[u8; 8]>());
+        let file = LockFile {
+            holder: me.clone(),
+            token: token.clone(),
+        };
+        let body = serde_json::to_vec(&file).map_err(|e| StateError::Io {
+            backend: self.describe(),
+            message: format!("cannot encode lock holder: {e}"),
+            source: None,
+        })?;
+        let prepare = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()
+        };
+        prepare().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_err(self, format!("cannot write lock {}", tmp.display()), e)
+        })?;
+        let result = self.link_lock(stack, &tmp, &path, &me);
+        let _ = std::fs::remove_file(&tmp);
+        result.map(|()| FileLock {
+            path,
+            token,
+            released: false,
+        })
+    }
+
+    fn link_lock(
+        &self,
+        stack: &str,
+        tmp: &Path,
+        path: &Path,
+        me: &Holder,
+    ) -> Result<(), StateError> {
         for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let body = serde_json::to_vec(&me).unwrap_or_default();
-                    f.write_all(&body)
-                        .and_then(|()| f.sync_all())
-                        .map_err(|e| {
-                            io_err(self, format!("cannot write lock {}", path.display()), e)
-                        })?;
-                    return Ok(FileLock {
-                        path,
-                        released: false,
-                    });
-                }
+            match std::fs::hard_link(tmp, path) {
+                Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder: Option<Holder> = std::fs::read(&path)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok());
-                    match holder {
+                    match read_holder(path) {
                         Some(h) if h.host == me.host && !process_alive(h.pid) => {
-                            tracing::warn!(stack, holder = %h, "taking over a stale lock");
-                            let _ = std::fs::remove_file(&path);
+                            self.remove_if_held_by(stack, &h)?;
                         }
                         Some(h) => {
                             return Err(StateError::Locked {
@@ -270,12 +287,43 @@ impl FileBackend {
         })
     }
 
-    /// Removes a stack's lock file regardless of its holder.
-    pub fn break_lock(&self, stack: &str) -> Result<(), StateError> {
+    /// Removes the lock file of a dead holder, under the stack's write guard, and
+    /// only if it still names that holder (two runs taking over the same stale
+    /// lock must not remove each other's fresh lock).
+    fn remove_if_held_by(&self, stack: &str, dead: &Holder) -> Result<(), StateError> {
+        let guard = self.write_guard(stack)?;
+        let path = self.lock_path(stack);
+        if read_holder(&path).as_ref() == Some(dead) {
+            tracing::warn!(stack, holder = %dead, "taking over the lock of a process that no longer exists");
+            let _ = std::fs::remove_file(&path);
+        }
+        drop(guard);
+        Ok(())
+    }
+
+    fn write_guard(&self, stack: &str) -> Result<std::fs::File, StateError> {
+        let guard_path = self.write_lock_path(stack);
+        let guard = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&guard_path)
+            .map_err(|e| io_err(self, format!("cannot open {}", guard_path.display()), e))?;
+        guard
+            .lock()
+            .map_err(|e| io_err(self, format!("cannot lock {}", guard_path.display()), e))?;
+        Ok(guard)
+    }
+
+    fn break_lock_sync(&self, stack: &str) -> Result<Option<String>, StateError> {
         check_stack_name(stack)?;
-        match std::fs::remove_file(self.lock_path(stack)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        let path = self.lock_path(stack);
+        let holder = read_holder(&path).map(|h| h.to_string());
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(Some(
+                holder.unwrap_or_else(|| "an unreadable lock file".into()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(self, "cannot remove lock".into(), e)),
         }
     }
@@ -291,8 +339,17 @@ impl StateBackend for FileBackend {
         self.read_sync(stack)
     }
 
-    async fn write(&self, state: &StackState) -> Result<(), StateError> {
-        self.write_sync(state)
+    async fn write_with(&self, state: &StackState, rule: &WriteRule) -> Result<(), StateError> {
+        let this = self.clone();
+        let state = state.clone();
+        let rule = rule.clone();
+        tokio::task::spawn_blocking(move || this.write_sync(&state, &rule))
+            .await
+            .map_err(|e| StateError::Io {
+                backend: self.describe(),
+                message: format!("state write task failed: {e}"),
+                source: None,
+            })?
     }
 
     async fn delete(&self, stack: &str) -> Result<(), StateError> {
@@ -330,6 +387,10 @@ impl StateBackend for FileBackend {
 
     async fn lock(&self, stack: &str) -> Result<Box<dyn StackLock>, StateError> {
         Ok(Box::new(self.lock_sync(stack)?))
+    }
+
+    async fn break_lock(&self, stack: &str) -> Result<Option<String>, StateError> {
+        self.break_lock_sync(stack)
     }
 }
 

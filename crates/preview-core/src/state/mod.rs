@@ -1,18 +1,41 @@
-//! Stack state: what the engine created last time.
+//! Stack state: what the engine created last time, and where it is kept.
 //!
-//! [`StackState`] is the in-memory model; [`format`] is the versioned on-disk
-//! serialisation, kept separate so the core types can change without breaking
-//! stored state. Backends implement [`StateBackend`]; [`file`] is the default.
+//! [`StackState`] is the in-memory model; [`format`](mod@format) is the versioned stored
+//! serialisation (with a SHA-256 checksum since format 2), kept separate so the
+//! core types can change without breaking stored state. Backends implement
+//! [`StateBackend`] and are chosen by URL with [`open_backend`]:
 //!
-//! Invariants:
-//! - every write is atomic (write-then-rename, or one transaction);
-//! - a state with another lineage or an older serial than the stored one is rejected;
-//! - unreadable state stops the run; it is never replaced by an empty state.
+//! | URL | backend | lock |
+//! |---|---|---|
+//! | `file://DIR` | [`file`](mod@file): `DIR/<stack>.json`, write-then-rename | `DIR/<stack>.lock` (`O_EXCL`) |
+//! | `kubernetes://NAMESPACE` | [`kubernetes`]: Secret `preview-state-<stack>` (chunked when large) | Lease `preview-lock-<stack>` |
+//! | `postgres://…` | [`postgres`]: row in `preview_envs_state` | per-stack session advisory lock |
+//!
+//! Secret outputs are sealed with a per-stack data key ([`crypto`]).
+//!
+//! Invariants, on every backend:
+//! - every write is atomic (write-then-rename, a `resourceVersion` precondition,
+//!   or one transaction);
+//! - a write is checked against the stored state by the one function
+//!   [`check_write`]: another lineage or a serial that does not follow the stored
+//!   one is rejected with [`StateError::Stale`];
+//! - unreadable or tampered state stops the run with [`StateError::Corrupt`]; it
+//!   is never replaced by an empty state;
+//! - one lock per stack, never a global one: stacks never block each other.
+//!   A lock names its holder ([`LockHolder`]); [`lock_with_timeout`] waits for it,
+//!   [`StateBackend::break_lock`] (`stacks state break-lock STACK`) removes it.
 
+pub mod crypto;
 pub mod file;
 pub mod format;
+pub mod kubernetes;
+mod lock;
+pub mod postgres;
+mod url;
 
 use std::collections::BTreeMap;
+
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -84,6 +107,10 @@ pub struct StackState {
     /// Steps in flight; non-empty after an interrupted run.
     #[serde(default)]
     pub pending: Vec<PendingOperation>,
+    /// The stack's wrapped data key, once a secret output has been sealed
+    /// ([`crypto::Sealer`]). Absent in states written before encryption existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crypto::Encryption>,
 }
 
 impl StackState {
@@ -96,6 +123,7 @@ impl StackState {
             resources: BTreeMap::new(),
             outputs: BTreeMap::new(),
             pending: Vec::new(),
+            encryption: None,
         }
     }
 
@@ -145,13 +173,21 @@ pub enum StateError {
     /// Reading or writing failed.
     #[error("state backend {backend}: {message}")]
     Io {
-        /// Backend description (e.g. `file:///…/preview-pr-1.json`).
+        /// Backend description (e.g. `file:///…/preview-pr-1.json`), never with a password.
         backend: String,
         /// What failed.
         message: String,
         /// Cause.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The backend URL or its settings are not usable.
+    #[error("state backend {url}: {message}")]
+    Config {
+        /// The URL with any password removed.
+        url: String,
+        /// What is wrong and how to fix it.
+        message: String,
     },
     /// The stored state cannot be read; it is left untouched.
     #[error(
@@ -175,7 +211,7 @@ pub enum StateError {
     },
     /// Another run holds the stack's lock.
     #[error(
-        "stack {stack} is locked by {holder}; wait for it, pass --lock-timeout, or break it with `state break-lock {stack}` if that run is dead"
+        "stack {stack} is locked by {holder}; wait for it, pass --lock-timeout, or break it with `stacks state break-lock {stack}` if that run is dead"
     )]
     Locked {
         /// Stack.
@@ -183,24 +219,207 @@ pub enum StateError {
         /// Who holds it (host, pid, start time).
         holder: String,
     },
+    /// A sealed value or the stack's data key could not be decrypted (or sealed).
+    #[error("cannot decrypt {what} of stack {stack}: {reason}")]
+    Decrypt {
+        /// Stack.
+        stack: String,
+        /// What (`secret output db_password`, `the data key`).
+        what: String,
+        /// Why (usually "wrong passphrase or tampered state").
+        reason: String,
+    },
+    /// The state passphrase is missing or unusable.
+    #[error("state passphrase: {0}")]
+    Passphrase(String),
+}
+
+impl StateError {
+    /// True for [`StateError::Locked`].
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StateError::Locked { .. })
+    }
+}
+
+/// How a write must relate to the stored state. Checked by [`check_write`]
+/// atomically with the write, on every backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteRule {
+    /// The normal rule: same lineage and exactly the next serial (1 for a new
+    /// stack).
+    Next,
+    /// Same lineage and a higher serial; any serial ≥ 1 when the stack has no
+    /// state (importing a state file keeps its serial).
+    Newer,
+    /// Replace whatever is stored, provided it is still exactly the state that
+    /// was inspected (`None`: still absent) and the new serial is higher. Used by
+    /// a forced import, which may change the lineage.
+    Replace {
+        /// `(lineage, serial)` of the state the caller inspected.
+        expected: Option<(String, u64)>,
+    },
+}
+
+/// The one integrity check every backend applies, inside its atomic write:
+/// `stored` is the state currently stored (`None`: the stack has none).
+pub fn check_write(
+    stored: Option<&StackState>,
+    next: &StackState,
+    rule: &WriteRule,
+) -> Result<(), StateError> {
+    let stale = |message: String| {
+        Err(StateError::Stale {
+            stack: next.stack.clone(),
+            message,
+        })
+    };
+    if next.serial == 0 {
+        return stale("serial 0 is never stored (the first write has serial 1)".into());
+    }
+    if let WriteRule::Replace { expected } = rule {
+        let actual = stored.map(|s| (s.lineage.clone(), s.serial));
+        if &actual != expected {
+            let show = |v: &Option<(String, u64)>| match v {
+                Some((l, s)) => format!("lineage {l} serial {s}"),
+                None => "no state".to_owned(),
+            };
+            return stale(format!(
+                "the stored state changed since it was inspected (expected {}, found {})",
+                show(expected),
+                show(&actual)
+            ));
+        }
+        return match stored {
+            Some(s) if next.serial <= s.serial => stale(format!(
+                "stored serial is {}, this write has {} (a replacement must have a higher serial)",
+                s.serial, next.serial
+            )),
+            _ => Ok(()),
+        };
+    }
+    let Some(stored) = stored else {
+        return match rule {
+            WriteRule::Next if next.serial != 1 => stale(format!(
+                "no stored state, but this write has serial {} (expected 1; was the state deleted while this run was going?)",
+                next.serial
+            )),
+            _ => Ok(()),
+        };
+    };
+    if stored.lineage != next.lineage {
+        return stale(format!(
+            "stored state has lineage {}, this write has {} (it belongs to another state history)",
+            stored.lineage, next.lineage
+        ));
+    }
+    match rule {
+        WriteRule::Next if next.serial != stored.serial + 1 => stale(format!(
+            "stored serial is {}, this write has {} (another run wrote in between?)",
+            stored.serial, next.serial
+        )),
+        WriteRule::Newer if next.serial <= stored.serial => stale(format!(
+            "stored serial is {}, this write has {} (it is not newer)",
+            stored.serial, next.serial
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a stack name common to all backends (some add stricter rules):
+/// 1–253 characters, letters, digits, `-`, `_` and `.`, not starting with `.`.
+pub fn check_stack_name(stack: &str) -> Result<(), StateError> {
+    let ok = !stack.is_empty()
+        && stack.len() <= 253
+        && stack
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !stack.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::Io {
+            backend: "state".into(),
+            message: format!("invalid stack name {stack:?}: use letters, digits, '-', '_' and '.'"),
+            source: None,
+        })
+    }
+}
+
+/// Who holds a stack lock: written into the lock (file, Lease, table row) so that
+/// a second run can name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id on that host.
+    pub pid: u32,
+    /// When the lock was taken (RFC 3339, UTC).
+    pub started: String,
+    /// Random id of this acquisition: a process that takes the same lock twice
+    /// (or a pid reused later) is told apart. Not shown in messages.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+}
+
+impl LockHolder {
+    /// This process, now, with a fresh token.
+    pub fn current() -> Self {
+        let token: [u8; 8] = rand::random();
+        LockHolder {
+            host: host_name(),
+            pid: std::process::id(),
+            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            token: hex::encode(token),
+        }
+    }
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} on {} since {}",
+            self.pid, self.host, self.started
+        )
+    }
+}
+
+/// The host name (from `/proc`; `unknown-host` when unavailable).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// Reads, writes and locks stack states.
 #[async_trait]
 pub trait StateBackend: Send + Sync {
-    /// A human-readable location, e.g. `file:///home/me/.preview/state`.
+    /// A human-readable location, e.g. `file:///home/me/.preview/state`. Never
+    /// contains a password.
     fn describe(&self) -> String;
     /// Reads a stack's state; `Ok(None)` when the stack has none.
     async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError>;
-    /// Writes a stack's state atomically. `state.serial` must be exactly one more
-    /// than the stored serial (or 1 for a new stack) and the lineage must match.
-    async fn write(&self, state: &StackState) -> Result<(), StateError>;
-    /// Removes a stack's state.
+    /// Writes a stack's state atomically under [`WriteRule::Next`]: `state.serial`
+    /// must be exactly one more than the stored serial (or 1 for a new stack) and
+    /// the lineage must match.
+    async fn write(&self, state: &StackState) -> Result<(), StateError> {
+        self.write_with(state, &WriteRule::Next).await
+    }
+    /// Writes a stack's state atomically if [`check_write`] accepts it under `rule`.
+    async fn write_with(&self, state: &StackState, rule: &WriteRule) -> Result<(), StateError>;
+    /// Removes a stack's state (not its lock).
     async fn delete(&self, stack: &str) -> Result<(), StateError>;
-    /// Lists stacks with state.
+    /// Lists stacks with state, sorted.
     async fn list(&self) -> Result<Vec<String>, StateError>;
-    /// Takes the stack's lock; released when the guard is dropped.
+    /// Takes the stack's lock without waiting ([`StateError::Locked`] names the
+    /// holder); released by [`StackLock::release`] or, best effort, on drop.
     async fn lock(&self, stack: &str) -> Result<Box<dyn StackLock>, StateError>;
+    /// Removes the stack's lock whoever holds it (`stacks state break-lock STACK`);
+    /// returns a description of the holder it removed, `None` when unlocked. Only
+    /// for a holder known to be dead: a live holder keeps running unlocked.
+    async fn break_lock(&self, stack: &str) -> Result<Option<String>, StateError>;
 }
 
 /// A held stack lock.
@@ -208,4 +427,16 @@ pub trait StateBackend: Send + Sync {
 pub trait StackLock: Send + Sync {
     /// Releases the lock explicitly (dropping also releases, best effort).
     async fn release(self: Box<Self>) -> Result<(), StateError>;
+    /// True when the backend noticed that the lock is no longer held (expired or
+    /// broken lease, lost database session). Writes stay safe regardless: they
+    /// are checked against the stored serial.
+    fn is_lost(&self) -> bool {
+        false
+    }
 }
+
+pub use lock::lock_with_timeout;
+pub use url::{BackendOptions, BackendUrl, open_backend, open_backend_with, redact_url};
+
+#[cfg(test)]
+mod tests;

@@ -10,10 +10,14 @@ use std::process::{Command, Output};
 use testkit::{NodeSimulator, TestCluster, TestPostgres, default_crd_dir, install_crds};
 use tokio::sync::OnceCell;
 
-/// The shared cluster (CRDs installed once) and PostgreSQL.
+/// The shared cluster (CRDs installed once), PostgreSQL, and one state directory
+/// in which `preview-base` is deployed once: the base is cluster-wide (namespace
+/// `default`, the gateway), so every test of a binary shares it, as CI does.
 pub struct World {
     pub cluster: &'static TestCluster,
     pub pg: &'static TestPostgres,
+    pub state: PathBuf,
+    _state_dir: tempfile::TempDir,
 }
 
 static WORLD: OnceCell<World> = OnceCell::const_new();
@@ -33,7 +37,15 @@ pub async fn world() -> &'static World {
                 .batch_execute("DO $$ BEGIN CREATE ROLE aphiria LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
                 .await
                 .expect("role");
-            World { cluster, pg }
+            let dir = tempfile::tempdir().expect("state dir");
+            let world = World {
+                cluster,
+                pg,
+                state: dir.path().to_path_buf(),
+                _state_dir: dir,
+            };
+            Stacks::new(&world).ok(&["up", "preview-base"]);
+            world
         })
         .await
 }
@@ -56,16 +68,27 @@ pub fn pr_args(pr: u64) -> Vec<String> {
         "--web-image".into(),
         format!("registry.example/aphiria/web@sha256:{}", digest(pr)),
         "--api-image".into(),
-        format!("registry.example/aphiria/api@sha256:{}", digest(pr + 1_000_000)),
+        format!(
+            "registry.example/aphiria/api@sha256:{}",
+            digest(pr + 1_000_000)
+        ),
     ]
 }
 
 impl Stacks {
-    pub fn new(world: &World, state: &Path) -> Self {
+    pub fn new(world: &World) -> Self {
         Stacks {
-            state: state.to_path_buf(),
+            state: world.state.clone(),
             kubeconfig: world.cluster.kubeconfig_path().to_path_buf(),
             pg_url: world.pg.url(),
+        }
+    }
+
+    /// A runner with its own (e.g. empty) state directory.
+    pub fn with_state(world: &World, state: &Path) -> Self {
+        Stacks {
+            state: state.to_path_buf(),
+            ..Stacks::new(world)
         }
     }
 
@@ -81,7 +104,6 @@ impl Stacks {
             .arg("plain")
             .args(args.iter().map(AsRef::as_ref))
             .env("PREVIEW_DB_PASSWORD", "db-password-canary-7f3a")
-            .env("PREVIEW_POSTGRES_PASSWORD", "db-password-canary-7f3a")
             .env("PREVIEW_POSTGRES_URL", &self.pg_url)
             .env("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e")
             .env_remove("KUBECONFIG")
@@ -103,10 +125,5 @@ impl Stacks {
             String::from_utf8_lossy(&out.stderr)
         );
         out
-    }
-
-    /// `up preview-base` once per state directory.
-    pub fn base(&self) {
-        self.ok(&["up", "preview-base"]);
     }
 }

@@ -47,8 +47,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--postgres-role" => {
                 let role = args.next().ok_or("--postgres-role needs a name")?;
-                if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                    return Err(format!("--postgres-role {role}: use lowercase letters, digits and '_'"));
+                if role.is_empty()
+                    || !role
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    return Err(format!(
+                        "--postgres-role {role}: use lowercase letters, digits and '_'"
+                    ));
                 }
                 parsed.postgres_role = Some(role);
             }
@@ -135,7 +141,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(out) => {
             let pg = testkit::TestPostgres::start().await?;
             let role = args.postgres_role.as_deref().unwrap_or("aphiria");
-            pg.client().await?.batch_execute(&format!("CREATE ROLE {role} LOGIN")).await?;
+            pg.client()
+                .await?
+                .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+                .await?;
             std::fs::write(out, pg.url()).map_err(|e| format!("writing {}: {e}", out.display()))?;
             eprintln!("PostgreSQL running at {} (role {role})", pg.url());
             Some(pg)
@@ -157,7 +166,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(cluster);
     drop(postgres);
-    for out in [&args.kubeconfig_out, &args.postgres_url_out].into_iter().flatten() {
+    for out in [&args.kubeconfig_out, &args.postgres_url_out]
+        .into_iter()
+        .flatten()
+    {
         let _ = std::fs::remove_file(out);
     }
     eprintln!("stopped");

@@ -1,0 +1,344 @@
+//! Per-stack configuration: `config/<stack>.yaml`, a few environment overrides, and
+//! the built-in defaults of the reference project (aphiria.com).
+//!
+//! Reading happens in two stages, so the parsing stays pure and testable:
+//! 1. [`ConfigFile`] is the file as written: camelCase YAML, every key optional,
+//!    unknown keys rejected (`deny_unknown_fields`: a typo is an error naming it).
+//! 2. [`StackConfig::from_source`] resolves it for one stack: keys the stack does
+//!    not read are rejected (a `quota` in `preview-base.yaml` would otherwise be
+//!    silently ignored), environment overrides are applied, defaults fill the
+//!    gaps, values are checked, and a required key without a value is a
+//!    [`StackError::Missing`] naming the key and the file.
+//!
+//! [`StackConfig::load`] is the only function doing IO: it reads
+//! `<dir>/<stack>.yaml` (a missing file means "all defaults", which only works
+//! for stacks whose required keys all have defaults, i.e. `local`), the
+//! environment, and the manifest bundles the file lists.
+//!
+//! # Keys
+//!
+//! Stacks: L = local, B = preview-base, P = preview-pr, X = production. "req" =
+//! required (no default). Quantities (`cpu`, `memory`, sizes) are Kubernetes
+//! quantities (`250m`, `1`, `512Mi`); numbers are accepted too.
+//!
+//! | key | stacks | default |
+//! | --- | --- | --- |
+//! | `domain` | all | L `aphiria.localhost`; B, P, X req (env `PREVIEW_DOMAIN`) |
+//! | `app` | all | `aphiria` (labels `app.kubernetes.io/part-of`, default DB user/names) |
+//! | `namespace` | L, X | L `<app>-local`, X `<app>` (P uses `preview-pr-<N>`) |
+//! | `registry` | all | `ghcr.io` (host of the pull Secret) |
+//! | `registryPullSecret` | all | `false`; `true` renders `registry-credentials` from secret `REGISTRY_TOKEN` |
+//! | `registryUser` | all | req when `registryPullSecret` is true |
+//! | `database.user` | all | `<app>` (`DB_USER`, the PostgreSQL superuser of B/L/X) |
+//! | `database.namePrefix` | P | `<app>_pr_` (database `aphiria_pr_123`) |
+//! | `database.name` | L, X | `<app>_local` / `<app>_production` |
+//! | `database.namespace` | L, B, X | `default` (where the PostgreSQL server runs) |
+//! | `database.host`, `.port`, `.cidr` | L, X | unset: the stack runs its own server; set: use that server (`cidr` is its address range for the NetworkPolicy) |
+//! | `database.storage.size`, `.storageClass` | L, B, X | B, X `10Gi` on the default class; L none (`emptyDir`) |
+//! | `quota.cpu`, `.memory`, `.pods` | L, P, X | P `2` / `4Gi` / `5`; L, X none |
+//! | `resources.<container>.requests/limits.cpu/memory` | containers `web`, `apiNginx`, `apiPhp`, `apiInit`, `migration` (L, P, X), `postgres` (L, B, X) | none; with a quota every app container needs all four |
+//! | `replicas` | L, P, X | L, P `1`; X `2` (at least 2) |
+//! | `logLevel` | L, P, X | `debug`; X `info` |
+//! | `lexemesTableName` | L, P, X | `""` (`DOC_LEXEMES_TABLE_NAME`) |
+//! | `builder.api`, `builder.console` | L, P, X | the seed spec's `\Aphiria\Framework\Api\SynchronousApiApplicationBuilder`, `\Aphiria\Framework\Console\ConsoleApplicationBuilder` |
+//! | `appEnv` | L, X | `development` / `production` (P always `preview`) |
+//! | `nginxImage` | L, P, X | L `docker.io/library/nginx:1.27-alpine`; P, X req (pinned by digest) |
+//! | `postgresImage` | L, B, X | L `docker.io/library/postgres:16-alpine`; B, X req (pinned by digest) |
+//! | `images.web`, `images.api` | L | `aphiria/web:local`, `aphiria/api:local` (used when no `--web-image`/`--api-image`) |
+//! | `gateway.name`, `.namespace`, `.className` | L, B, X | B `preview-gateway`, L/X `gateway`; `nginx-gateway`; `nginx` |
+//! | `tls.issuer` | L, B, X | L `self-signed`; B, X `letsencrypt` (env `PREVIEW_TLS_ISSUER`) |
+//! | `tls.email` | L, B, X | req for `letsencrypt`/`letsencrypt-staging` (env `PREVIEW_TLS_EMAIL`) |
+//! | `tls.dnsTokenSecret` | L, B, X | `digitalocean-dns` (DNS-01 token Secret in the gateway namespace, from secret `DIGITALOCEAN_TOKEN`) |
+//! | `hosts.web`, `hosts.api` | L, X | `www.<domain>`, `api.<domain>` |
+//! | `kubeContext` | B | none; exported as output `kubeContext` |
+//! | `bundles[]` `{name, path, sha256, namespace}` | L, B, X | none; paths relative to the config file's directory |
+//! | `protect` | B, X | `true`: the engine refuses to delete the database server, the namespaces and the database |
+//! | `networkPolicies` | L, X | `true` (P always isolates) |
+//! | `connectionLimit.connectionsPerClient`, `.requestRate`, `.burst` | L, P, X | `10`, `10r/s`, `20` |
+//! | `migrationCommand` | L, P, X | Phinx migrate, then the LexemeSeeder |
+//!
+//! Environment overrides (only for stacks that read the key; empty = unset):
+//! `PREVIEW_DOMAIN` → `domain`, `PREVIEW_TLS_ISSUER` → `tls.issuer`,
+//! `PREVIEW_TLS_EMAIL` → `tls.email`. Secrets never live in config files; they
+//! come from a [`crate::SecretSource`].
+
+mod file;
+mod resolve;
+
+use std::path::{Path, PathBuf};
+
+use components::{ComputeResources, ConnectionLimit, Quota, Storage};
+
+pub use file::{
+    BuilderFile, BundleFile, ConfigFile, ConnectionLimitFile, ContainerResourcesFile,
+    CpuMemoryFile, DatabaseFile, GatewayFile, HostsFile, ImagesFile, IssuerKind, QuantityValue,
+    QuotaFile, ResourcesFile, StorageFile, TlsFile,
+};
+use resolve::Resolver;
+
+use crate::{StackError, StackKind};
+
+// ---------------------------------------------------------------------------
+// The resolved configuration
+// ---------------------------------------------------------------------------
+
+/// The configuration of one stack, resolved: defaults applied, values checked.
+///
+/// Fields a stack does not read keep their defaults (see the module docs for who
+/// reads what).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackConfig {
+    /// The stack this configuration was resolved for.
+    pub stack: StackKind,
+    /// Where it came from, for messages (`config/preview-pr.yaml`).
+    pub origin: String,
+    /// Public domain (`aphiria.com`).
+    pub domain: String,
+    /// Application name (`aphiria`).
+    pub app: String,
+    /// Application namespace (local, production).
+    pub namespace: String,
+    /// Registry host (`ghcr.io`).
+    pub registry: String,
+    /// Image pull Secret settings, when one is rendered.
+    pub pull_secret: Option<PullSecretConfig>,
+    /// Database settings.
+    pub database: DatabaseConfig,
+    /// ResourceQuota of the application namespace.
+    pub quota: Option<Quota>,
+    /// Requests/limits per container.
+    pub resources: ResourcesConfig,
+    /// Web and API replicas.
+    pub replicas: i32,
+    /// `LOG_LEVEL`.
+    pub log_level: String,
+    /// `DOC_LEXEMES_TABLE_NAME`.
+    pub lexemes_table_name: String,
+    /// `APP_BUILDER_API`.
+    pub builder_api: String,
+    /// `APP_BUILDER_CONSOLE`.
+    pub builder_console: String,
+    /// `APP_ENV` (local, production; preview-pr always uses `preview`).
+    pub app_env: String,
+    /// The nginx image of the API pods (local, preview-pr, production).
+    pub nginx_image: Option<String>,
+    /// The PostgreSQL image (local, preview-base, production).
+    pub postgres_image: Option<String>,
+    /// Local web image (used when no `--web-image`).
+    pub local_web_image: String,
+    /// Local API image (used when no `--api-image`).
+    pub local_api_image: String,
+    /// The Gateway.
+    pub gateway: GatewayConfig,
+    /// TLS.
+    pub tls: TlsConfig,
+    /// Public web host (local, production).
+    pub web_host: String,
+    /// Public API host (local, production).
+    pub api_host: String,
+    /// Kubeconfig context exported by preview-base.
+    pub kube_context: Option<String>,
+    /// Upstream manifest bundles.
+    pub bundles: Vec<BundleSource>,
+    /// Protect persistent objects (preview-base, production).
+    pub protect: bool,
+    /// Render NetworkPolicies.
+    pub network_policies: bool,
+    /// Per-client limits on the routes.
+    pub connection_limit: ConnectionLimit,
+    /// Migration shell command (`None` = the component's default).
+    pub migration_command: Option<String>,
+}
+
+/// The image pull Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullSecretConfig {
+    /// Registry user.
+    pub user: String,
+}
+
+/// Database settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `DB_USER` (and the server's superuser).
+    pub user: String,
+    /// Per-PR database name prefix (`aphiria_pr_`).
+    pub name_prefix: String,
+    /// Database name (local, production).
+    pub name: String,
+    /// Namespace of the stack's own server.
+    pub namespace: String,
+    /// An external server instead of the stack's own (local, production).
+    pub external: Option<ExternalDatabase>,
+    /// Persistent storage of the stack's own server.
+    pub storage: Option<Storage>,
+}
+
+/// A PostgreSQL server the stack does not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalDatabase {
+    /// Host as the pods see it.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Address range, for the NetworkPolicy's egress rule.
+    pub cidr: Option<String>,
+}
+
+/// Requests/limits per container (`None` = render none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourcesConfig {
+    /// Web container.
+    pub web: Option<ComputeResources>,
+    /// API nginx container.
+    pub api_nginx: Option<ComputeResources>,
+    /// API PHP-FPM container.
+    pub api_php: Option<ComputeResources>,
+    /// API init container.
+    pub api_init: Option<ComputeResources>,
+    /// Migration container.
+    pub migration: Option<ComputeResources>,
+    /// PostgreSQL container.
+    pub postgres: Option<ComputeResources>,
+}
+
+/// The Gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Gateway name.
+    pub name: String,
+    /// Gateway namespace.
+    pub namespace: String,
+    /// GatewayClass name.
+    pub class_name: String,
+}
+
+/// TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Issuer.
+    pub issuer: IssuerKind,
+    /// ACME account e-mail (required for ACME issuers).
+    pub email: Option<String>,
+    /// Secret with the DigitalOcean token for DNS-01.
+    pub dns_token_secret: String,
+}
+
+/// A manifest bundle listed in the config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleSource {
+    /// Short name.
+    pub name: String,
+    /// The file (resolved against the config directory by [`StackConfig::load`]).
+    pub path: PathBuf,
+    /// Pinned SHA-256.
+    pub sha256: String,
+    /// Namespace override.
+    pub namespace: Option<String>,
+    /// The bytes, once read ([`StackConfig::load`] reads them; building is pure).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// `\Aphiria\Framework\Api\SynchronousApiApplicationBuilder` (the seed spec's value).
+pub const DEFAULT_BUILDER_API: &str = "\\Aphiria\\Framework\\Api\\SynchronousApiApplicationBuilder";
+/// `\Aphiria\Framework\Console\ConsoleApplicationBuilder` (the seed spec's value).
+pub const DEFAULT_BUILDER_CONSOLE: &str =
+    "\\Aphiria\\Framework\\Console\\ConsoleApplicationBuilder";
+
+/// The config file's name for a stack: `preview-pr.yaml`.
+pub fn file_name(kind: StackKind) -> String {
+    format!("{}.yaml", kind.as_str())
+}
+
+/// Reads an environment variable (tests pass a closure over a map).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl StackConfig {
+    /// Reads `<dir>/<stack>.yaml` (missing file = all defaults), applies the
+    /// environment overrides, resolves, and reads the bundles the file lists.
+    pub fn load(dir: &Path, kind: StackKind) -> Result<StackConfig, StackError> {
+        StackConfig::load_with_env(dir, kind, &|name| std::env::var(name).ok())
+    }
+
+    /// [`StackConfig::load`] with an explicit environment.
+    pub fn load_with_env(
+        dir: &Path,
+        kind: StackKind,
+        env: EnvLookup<'_>,
+    ) -> Result<StackConfig, StackError> {
+        let path = dir.join(file_name(kind));
+        let origin = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(StackError::Invalid(format!("cannot read {origin}: {err}"))),
+        };
+        let mut config = StackConfig::from_source(text.as_deref(), kind, &origin, env)?;
+        config.read_bundles(dir)?;
+        Ok(config)
+    }
+
+    /// Resolves `text` (the file's content, `None` when there is no file) for
+    /// `kind`. Pure: `env` is the only input besides the text.
+    pub fn from_source(
+        text: Option<&str>,
+        kind: StackKind,
+        origin: &str,
+        env: EnvLookup<'_>,
+    ) -> Result<StackConfig, StackError> {
+        let file = match text {
+            Some(text) => ConfigFile::parse(text, origin)?,
+            None => ConfigFile::default(),
+        };
+        let resolver = Resolver {
+            kind,
+            origin,
+            file_exists: text.is_some(),
+        };
+        resolver.check_readers(&file)?;
+        let file = resolver.apply_env(file, env)?;
+        resolver.resolve(file)
+    }
+
+    /// Resolves YAML for `kind` as if read from `config/<stack>.yaml`, without
+    /// environment overrides (for tests and embedding).
+    pub fn from_yaml(text: &str, kind: StackKind) -> Result<StackConfig, StackError> {
+        let origin = format!("config/{}", file_name(kind));
+        StackConfig::from_source(Some(text), kind, &origin, &|_| None)
+    }
+
+    /// Reads the bytes of every bundle whose bytes are not loaded yet; relative
+    /// paths are resolved against `dir`.
+    pub fn read_bundles(&mut self, dir: &Path) -> Result<(), StackError> {
+        for bundle in &mut self.bundles {
+            if bundle.bytes.is_some() {
+                continue;
+            }
+            let path = if bundle.path.is_absolute() {
+                bundle.path.clone()
+            } else {
+                dir.join(&bundle.path)
+            };
+            let bytes = std::fs::read(&path).map_err(|err| {
+                StackError::Invalid(format!(
+                    "bundle `{}` in {}: cannot read {}: {err}",
+                    bundle.name,
+                    self.origin,
+                    path.display()
+                ))
+            })?;
+            bundle.path = path;
+            bundle.bytes = Some(bytes);
+        }
+        Ok(())
+    }
+
+    /// `Missing` for a key this stack needs but which has no value (used by the
+    /// stacks for keys that are optional for other stacks).
+    pub fn missing(&self, key: &str) -> StackError {
+        StackError::Missing {
+            what: format!("config key `{key}` in {}", self.origin),
+            hint: format!("set `{key}` in {}", self.origin),
+        }
+    }
+}

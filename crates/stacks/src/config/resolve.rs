@@ -1,0 +1,632 @@
+//! Resolution of a [`ConfigFile`] for one stack: the readers check,
+//! environment overrides, defaults, value checks and required keys.
+
+use std::path::PathBuf;
+
+use components::{ComputeResources, ConnectionLimit, Quota, RequestRate, Storage};
+
+use super::file::{
+    ConfigFile, ContainerResourcesFile, DatabaseFile, IssuerKind, QuantityValue, QuotaFile,
+    ResourcesFile, TlsFile, readers,
+};
+use super::{
+    BundleSource, DEFAULT_BUILDER_API, DEFAULT_BUILDER_CONSOLE, DatabaseConfig, EnvLookup,
+    ExternalDatabase, GatewayConfig, PullSecretConfig, ResourcesConfig, StackConfig, TlsConfig,
+};
+use crate::{StackError, StackKind};
+
+/// Resolves a [`ConfigFile`] for one stack.
+pub(super) struct Resolver<'a> {
+    pub(super) kind: StackKind,
+    pub(super) origin: &'a str,
+    pub(super) file_exists: bool,
+}
+
+impl Resolver<'_> {
+    fn reads(&self, key: &str) -> bool {
+        readers(key).contains(&self.kind)
+    }
+
+    fn missing(&self, key: &str, example: &str, env: Option<&str>) -> StackError {
+        let mut hint = if self.file_exists {
+            format!("add `{example}` to {}", self.origin)
+        } else {
+            format!(
+                "{} does not exist; create it with `{example}` (the repository's config/ directory has a file for every stack)",
+                self.origin
+            )
+        };
+        if let Some(env) = env {
+            hint.push_str(&format!(", or set {env}"));
+        }
+        StackError::Missing {
+            what: format!("config key `{key}` in {}", self.origin),
+            hint,
+        }
+    }
+
+    fn invalid(&self, key: &str, message: impl std::fmt::Display) -> StackError {
+        StackError::Invalid(format!("config key `{key}` in {}: {message}", self.origin))
+    }
+
+    pub(super) fn check_readers(&self, file: &ConfigFile) -> Result<(), StackError> {
+        for key in file.present_keys() {
+            if !self.reads(key) {
+                let readers: Vec<&str> = readers(key).iter().map(|k| k.as_str()).collect();
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "the {} stack does not read it (read by: {}); remove it",
+                        self.kind.as_str(),
+                        readers.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_env(
+        &self,
+        mut file: ConfigFile,
+        env: EnvLookup<'_>,
+    ) -> Result<ConfigFile, StackError> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(domain) = get("PREVIEW_DOMAIN") {
+            file.domain = Some(domain);
+        }
+        if self.reads("tls") {
+            if let Some(raw) = get("PREVIEW_TLS_ISSUER") {
+                let issuer = IssuerKind::parse(raw.trim()).ok_or_else(|| {
+                    StackError::Invalid(format!(
+                        "PREVIEW_TLS_ISSUER={raw}: expected self-signed, letsencrypt-staging or letsencrypt"
+                    ))
+                })?;
+                file.tls.get_or_insert_with(TlsFile::default).issuer = Some(issuer);
+            }
+            if let Some(email) = get("PREVIEW_TLS_EMAIL") {
+                file.tls.get_or_insert_with(TlsFile::default).email = Some(email);
+            }
+        }
+        Ok(file)
+    }
+
+    pub(super) fn resolve(&self, file: ConfigFile) -> Result<StackConfig, StackError> {
+        use StackKind::{Local, PreviewBase, PreviewPr, Production};
+        let kind = self.kind;
+
+        let domain = match (file.domain, kind) {
+            (Some(d), _) => d,
+            (None, Local) => "aphiria.localhost".to_owned(),
+            (None, _) => {
+                return Err(self.missing("domain", "domain: aphiria.com", Some("PREVIEW_DOMAIN")));
+            }
+        };
+        check_domain(&domain).map_err(|m| self.invalid("domain", m))?;
+        let app = file.app.unwrap_or_else(|| "aphiria".to_owned());
+        check_label(&app).map_err(|m| self.invalid("app", m))?;
+        let namespace = file.namespace.unwrap_or_else(|| match kind {
+            Local => format!("{app}-local"),
+            _ => app.clone(),
+        });
+        check_label(&namespace).map_err(|m| self.invalid("namespace", m))?;
+
+        let registry = file.registry.unwrap_or_else(|| "ghcr.io".to_owned());
+        let pull_secret = if file.registry_pull_secret.unwrap_or(false) {
+            let user = file.registry_user.ok_or_else(|| {
+                self.missing("registryUser", "registryUser: <registry user name>", None)
+            })?;
+            Some(PullSecretConfig { user })
+        } else {
+            None
+        };
+
+        let database = self.database(file.database.unwrap_or_default(), &app)?;
+        let quota = self.quota(file.quota)?;
+        let resources = self.resources(file.resources.unwrap_or_default())?;
+        if let Some(quota) = &quota {
+            self.require_complete_resources(&resources, quota, &database, &namespace)?;
+        }
+
+        let replicas = file
+            .replicas
+            .unwrap_or(if kind == Production { 2 } else { 1 });
+        let min_replicas = if kind == Production { 2 } else { 1 };
+        if replicas < min_replicas {
+            return Err(self.invalid(
+                "replicas",
+                format!(
+                    "{replicas}: the {} stack needs at least {min_replicas}",
+                    kind.as_str()
+                ),
+            ));
+        }
+        let log_level = file
+            .log_level
+            .unwrap_or_else(|| if kind == Production { "info" } else { "debug" }.to_owned());
+        let builder = file.builder.unwrap_or_default();
+        let app_env = file.app_env.unwrap_or_else(|| {
+            match kind {
+                Local => "development",
+                PreviewPr => "preview",
+                PreviewBase | Production => "production",
+            }
+            .to_owned()
+        });
+
+        let nginx_image = match (file.nginx_image, kind) {
+            (Some(image), _) => Some(image),
+            (None, Local) => Some("docker.io/library/nginx:1.27-alpine".to_owned()),
+            (None, PreviewPr | Production) => {
+                return Err(self.missing(
+                    "nginxImage",
+                    "nginxImage: docker.io/library/nginx:1.27-alpine@sha256:<64 hex>",
+                    None,
+                ));
+            }
+            (None, PreviewBase) => None,
+        };
+        let postgres_image = match (file.postgres_image, kind) {
+            (Some(image), _) => Some(image),
+            (None, Local) => Some("docker.io/library/postgres:16-alpine".to_owned()),
+            (None, PreviewBase | Production) => {
+                return Err(self.missing(
+                    "postgresImage",
+                    "postgresImage: docker.io/library/postgres:16-alpine@sha256:<64 hex>",
+                    None,
+                ));
+            }
+            (None, PreviewPr) => None,
+        };
+        if kind != Local {
+            for (key, image) in [
+                ("nginxImage", &nginx_image),
+                ("postgresImage", &postgres_image),
+            ] {
+                if let Some(image) = image {
+                    crate::PinnedImage::parse(key, image).map_err(|m| {
+                        StackError::Invalid(format!("config key `{key}` in {}: {m}", self.origin))
+                    })?;
+                }
+            }
+        }
+        let images = file.images.unwrap_or_default();
+
+        let gateway = file.gateway.unwrap_or_default();
+        let gateway = GatewayConfig {
+            name: gateway.name.unwrap_or_else(|| {
+                if kind == PreviewBase {
+                    "preview-gateway"
+                } else {
+                    "gateway"
+                }
+                .to_owned()
+            }),
+            namespace: gateway
+                .namespace
+                .unwrap_or_else(|| "nginx-gateway".to_owned()),
+            class_name: gateway.class_name.unwrap_or_else(|| "nginx".to_owned()),
+        };
+        for (key, value) in [
+            ("gateway.name", &gateway.name),
+            ("gateway.namespace", &gateway.namespace),
+        ] {
+            check_label(value).map_err(|m| self.invalid(key, m))?;
+        }
+        let tls = self.tls(file.tls.unwrap_or_default())?;
+
+        let hosts = file.hosts.unwrap_or_default();
+        let web_host = hosts.web.unwrap_or_else(|| format!("www.{domain}"));
+        let api_host = hosts.api.unwrap_or_else(|| format!("api.{domain}"));
+        for (key, host) in [("hosts.web", &web_host), ("hosts.api", &api_host)] {
+            check_domain(host).map_err(|m| self.invalid(key, m))?;
+        }
+
+        let bundles = file
+            .bundles
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| BundleSource {
+                name: b.name,
+                path: PathBuf::from(b.path),
+                sha256: b.sha256,
+                namespace: b.namespace,
+                bytes: None,
+            })
+            .collect();
+
+        let limit = file.connection_limit.unwrap_or_default();
+        let defaults = ConnectionLimit::default();
+        let default_rate = RequestRate::default();
+        let connection_limit = ConnectionLimit {
+            connections_per_client: limit
+                .connections_per_client
+                .unwrap_or(defaults.connections_per_client),
+            request_rate: Some(RequestRate {
+                rate: limit.request_rate.unwrap_or(default_rate.rate),
+                burst: limit.burst.unwrap_or(default_rate.burst),
+                no_delay: default_rate.no_delay,
+            }),
+            ..defaults
+        };
+
+        Ok(StackConfig {
+            stack: kind,
+            origin: self.origin.to_owned(),
+            domain,
+            app: app.clone(),
+            namespace,
+            registry,
+            pull_secret,
+            database,
+            quota,
+            resources,
+            replicas,
+            log_level,
+            lexemes_table_name: file.lexemes_table_name.unwrap_or_default(),
+            builder_api: builder
+                .api
+                .unwrap_or_else(|| DEFAULT_BUILDER_API.to_owned()),
+            builder_console: builder
+                .console
+                .unwrap_or_else(|| DEFAULT_BUILDER_CONSOLE.to_owned()),
+            app_env,
+            nginx_image,
+            postgres_image,
+            local_web_image: images.web.unwrap_or_else(|| format!("{app}/web:local")),
+            local_api_image: images.api.unwrap_or_else(|| format!("{app}/api:local")),
+            gateway,
+            tls,
+            web_host,
+            api_host,
+            kube_context: file.kube_context,
+            bundles,
+            protect: file.protect.unwrap_or(true),
+            network_policies: file.network_policies.unwrap_or(true),
+            connection_limit,
+            migration_command: file.migration_command,
+        })
+    }
+
+    fn database(&self, db: DatabaseFile, app: &str) -> Result<DatabaseConfig, StackError> {
+        let suffix = match self.kind {
+            StackKind::Local => "local",
+            _ => "production",
+        };
+        let external = match (db.host, db.port, db.cidr) {
+            (Some(host), port, cidr) => Some(ExternalDatabase {
+                host,
+                port: port.unwrap_or(5432),
+                cidr,
+            }),
+            (None, None, None) => None,
+            (None, _, _) => {
+                return Err(self.invalid(
+                    "database.port",
+                    "`database.port` and `database.cidr` describe an external server; set `database.host` too",
+                ));
+            }
+        };
+        let storage = match (db.storage, self.kind) {
+            (Some(s), _) => {
+                let size = s
+                    .size
+                    .ok_or_else(|| self.missing("database.storage.size", "size: 10Gi", None))?
+                    .0;
+                check_quantity(&size).map_err(|m| self.invalid("database.storage.size", m))?;
+                Some(Storage {
+                    storage_class: s.storage_class,
+                    ..Storage::new(size)
+                })
+            }
+            (None, StackKind::Local) => None,
+            (None, _) => Some(Storage::new("10Gi")),
+        };
+        Ok(DatabaseConfig {
+            user: db.user.unwrap_or_else(|| app.to_owned()),
+            name_prefix: db.name_prefix.unwrap_or_else(|| format!("{app}_pr_")),
+            name: db.name.unwrap_or_else(|| format!("{app}_{suffix}")),
+            namespace: db.namespace.unwrap_or_else(|| "default".to_owned()),
+            external,
+            storage,
+        })
+    }
+
+    fn quota(&self, quota: Option<QuotaFile>) -> Result<Option<Quota>, StackError> {
+        let quota = match (quota, self.kind) {
+            (Some(q), _) => q,
+            (None, StackKind::PreviewPr) => QuotaFile::default(),
+            (None, _) => return Ok(None),
+        };
+        let preview = self.kind == StackKind::PreviewPr;
+        let value =
+            |v: Option<QuantityValue>, key: &str, default: &str| -> Result<String, StackError> {
+                let v = match (v, preview) {
+                    (Some(v), _) => v.0,
+                    (None, true) => default.to_owned(),
+                    (None, false) => {
+                        return Err(self.missing(
+                            key,
+                            &format!("{}: {default}", key.trim_start_matches("quota.")),
+                            None,
+                        ));
+                    }
+                };
+                check_quantity(&v).map_err(|m| self.invalid(key, m))?;
+                Ok(v)
+            };
+        let cpu = value(quota.cpu, "quota.cpu", "2")?;
+        let memory = value(quota.memory, "quota.memory", "4Gi")?;
+        let pods = match (quota.pods, preview) {
+            (Some(p), _) => p,
+            (None, true) => 5,
+            (None, false) => return Err(self.missing("quota.pods", "pods: 5", None)),
+        };
+        if pods == 0 {
+            return Err(self.invalid("quota.pods", "0: no pod could run"));
+        }
+        Ok(Some(Quota { cpu, memory, pods }))
+    }
+
+    fn resources(&self, file: ResourcesFile) -> Result<ResourcesConfig, StackError> {
+        let convert = |name: &str,
+                       c: Option<ContainerResourcesFile>|
+         -> Result<Option<ComputeResources>, StackError> {
+            let Some(c) = c else { return Ok(None) };
+            let mut out = ComputeResources::default();
+            for (section, values, target) in [
+                ("requests", c.requests, &mut out.requests),
+                ("limits", c.limits, &mut out.limits),
+            ] {
+                let values = values.unwrap_or_default();
+                for (field, value, slot) in [
+                    ("cpu", values.cpu, &mut target.cpu),
+                    ("memory", values.memory, &mut target.memory),
+                ] {
+                    if let Some(v) = value {
+                        check_quantity(&v.0).map_err(|m| {
+                            self.invalid(&format!("resources.{name}.{section}.{field}"), m)
+                        })?;
+                        *slot = Some(v.0);
+                    }
+                }
+            }
+            Ok(Some(out))
+        };
+        Ok(ResourcesConfig {
+            web: convert("web", file.web)?,
+            api_nginx: convert("apiNginx", file.api_nginx)?,
+            api_php: convert("apiPhp", file.api_php)?,
+            api_init: convert("apiInit", file.api_init)?,
+            migration: convert("migration", file.migration)?,
+            postgres: convert("postgres", file.postgres)?,
+        })
+    }
+
+    fn require_complete_resources(
+        &self,
+        resources: &ResourcesConfig,
+        quota: &Quota,
+        database: &DatabaseConfig,
+        namespace: &str,
+    ) -> Result<(), StackError> {
+        let mut containers = vec![
+            ("web", &resources.web),
+            ("apiNginx", &resources.api_nginx),
+            ("apiPhp", &resources.api_php),
+            ("apiInit", &resources.api_init),
+            ("migration", &resources.migration),
+        ];
+        let own_server_in_namespace = self.kind != StackKind::PreviewPr
+            && database.external.is_none()
+            && database.namespace == namespace;
+        if own_server_in_namespace {
+            containers.push(("postgres", &resources.postgres));
+        }
+        for (name, value) in containers {
+            let empty = ComputeResources::default();
+            let value = value.as_ref().unwrap_or(&empty);
+            for (section, cm) in [("requests", &value.requests), ("limits", &value.limits)] {
+                for (field, v) in [("cpu", &cm.cpu), ("memory", &cm.memory)] {
+                    if v.is_none() {
+                        let key = format!("resources.{name}.{section}.{field}");
+                        let mut err = self.missing(&key, &format!("{key}: …"), None);
+                        if let StackError::Missing { hint, .. } = &mut err {
+                            *hint = format!(
+                                "the namespace has a ResourceQuota (cpu {}, memory {}, pods {}), so every container needs cpu and memory requests and limits; {hint}",
+                                quota.cpu, quota.memory, quota.pods
+                            );
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tls(&self, tls: TlsFile) -> Result<TlsConfig, StackError> {
+        let issuer = tls.issuer.unwrap_or(match self.kind {
+            StackKind::Local => IssuerKind::SelfSigned,
+            _ => IssuerKind::Letsencrypt,
+        });
+        let reads_tls = self.reads("tls");
+        if reads_tls && issuer.is_acme() {
+            match &tls.email {
+                None => {
+                    return Err(self.missing(
+                        "tls.email",
+                        "tls: {email: you@example.com}",
+                        Some("PREVIEW_TLS_EMAIL"),
+                    ));
+                }
+                Some(email) if !email.contains('@') => {
+                    return Err(
+                        self.invalid("tls.email", format!("{email:?} is not an e-mail address"))
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        let config = TlsConfig {
+            issuer,
+            email: tls.email,
+            dns_token_secret: tls
+                .dns_token_secret
+                .unwrap_or_else(|| "digitalocean-dns".to_owned()),
+        };
+        Ok(config)
+    }
+}
+
+/// A DNS-1123 label.
+fn check_label(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a DNS-1123 label (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+/// A lowercase DNS name with at least two labels.
+fn check_domain(value: &str) -> Result<(), String> {
+    if value.len() <= 253 && value.contains('.') && value.split('.').all(|l| check_label(l).is_ok())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a lowercase DNS name such as aphiria.com"
+        ))
+    }
+}
+
+/// A Kubernetes quantity: a decimal number with an optional suffix.
+fn check_quantity(value: &str) -> Result<(), String> {
+    const SUFFIXES: [&str; 14] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E", "",
+    ];
+    let ok = SUFFIXES.iter().any(|suffix| {
+        value.strip_suffix(suffix).is_some_and(|number| {
+            let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+            !(int.is_empty() && frac.is_empty())
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && frac.bytes().all(|b| b.is_ascii_digit())
+                && (number.contains('.') || !int.is_empty())
+        })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a Kubernetes quantity (e.g. 250m, 1, 512Mi, 4Gi)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::file::*;
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        for ok in ["2", "250m", "0.5", "4Gi", "512Mi", "1k", ".5"] {
+            assert!(check_quantity(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "2 cores", "Gi", "1.2.3", "-1", "4GB", "."] {
+            assert!(check_quantity(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_quantities() {
+        let file =
+            ConfigFile::parse("quota: {cpu: 2, memory: 4Gi, pods: 5}\n", "x").expect("parses");
+        let quota = file.quota.expect("quota");
+        assert_eq!(quota.cpu, Some(QuantityValue("2".into())));
+        let file = ConfigFile::parse("quota: {cpu: 0.5}\n", "x").expect("parses");
+        assert_eq!(
+            file.quota.expect("quota").cpu,
+            Some(QuantityValue("0.5".into()))
+        );
+    }
+
+    #[test]
+    fn empty_and_comment_only_files_are_empty_configs() {
+        assert_eq!(
+            ConfigFile::parse("", "x").expect("ok"),
+            ConfigFile::default()
+        );
+        assert_eq!(
+            ConfigFile::parse("# nothing\n\n", "x").expect("ok"),
+            ConfigFile::default()
+        );
+    }
+
+    #[test]
+    fn every_settable_key_has_readers() {
+        // Keys of the reader table that are not top-level fall through to "all";
+        // make sure the stack-specific ones are spelled like present_keys().
+        let all = ConfigFile {
+            domain: Some("a.b".into()),
+            app: Some("a".into()),
+            namespace: Some("n".into()),
+            registry: Some("r".into()),
+            registry_user: Some("u".into()),
+            registry_pull_secret: Some(true),
+            database: Some(DatabaseFile {
+                user: Some("u".into()),
+                name_prefix: Some("p".into()),
+                name: Some("n".into()),
+                namespace: Some("n".into()),
+                host: Some("h".into()),
+                port: Some(1),
+                cidr: Some("c".into()),
+                storage: Some(StorageFile::default()),
+            }),
+            quota: Some(QuotaFile::default()),
+            resources: Some(ResourcesFile {
+                web: Some(ContainerResourcesFile::default()),
+                api_nginx: Some(ContainerResourcesFile::default()),
+                api_php: Some(ContainerResourcesFile::default()),
+                api_init: Some(ContainerResourcesFile::default()),
+                migration: Some(ContainerResourcesFile::default()),
+                postgres: Some(ContainerResourcesFile::default()),
+            }),
+            replicas: Some(1),
+            log_level: Some("l".into()),
+            lexemes_table_name: Some("t".into()),
+            builder: Some(BuilderFile::default()),
+            app_env: Some("e".into()),
+            nginx_image: Some("i".into()),
+            postgres_image: Some("i".into()),
+            images: Some(ImagesFile::default()),
+            gateway: Some(GatewayFile::default()),
+            tls: Some(TlsFile::default()),
+            hosts: Some(HostsFile::default()),
+            kube_context: Some("c".into()),
+            bundles: Some(Vec::new()),
+            protect: Some(true),
+            network_policies: Some(true),
+            connection_limit: Some(ConnectionLimitFile::default()),
+            migration_command: Some("m".into()),
+        };
+        let keys = all.present_keys();
+        assert_eq!(keys.len(), 38);
+        let all_stacks = readers("domain");
+        let specific = keys
+            .iter()
+            .filter(|k| readers(k).len() < all_stacks.len())
+            .count();
+        assert_eq!(specific, 32, "{keys:?}");
+    }
+}

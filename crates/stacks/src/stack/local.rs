@@ -1,0 +1,60 @@
+//! `local`: the whole application on a local cluster (minikube, kind, …) with
+//! locally built images.
+//!
+//! The composition is `standalone.rs`'s (gateway, PostgreSQL, application in
+//! namespace `aphiria-local`) with:
+//! - images from `--web-image` / `--api-image` when given, else `images.web` /
+//!   `images.api` (default `aphiria/web:local`, `aphiria/api:local`), not
+//!   required to be pinned, pulled `IfNotPresent` so images loaded into the
+//!   node (`minikube image load`, `kind load`) are used;
+//! - the nginx and PostgreSQL images default to upstream tags
+//!   (`nginx:1.27-alpine`, `postgres:16-alpine`);
+//! - a self-signed issuer (browsers warn) for `*.aphiria.localhost`, hosts
+//!   `www.aphiria.localhost` and `api.aphiria.localhost` (`*.localhost` resolves
+//!   to the loopback address);
+//! - ephemeral database storage unless `database.storage` is set; nothing is
+//!   protected; no quota unless `quota` is set.
+//!
+//! Secrets: `DB_PASSWORD` (also the local server's superuser password), plus
+//! `DIGITALOCEAN_TOKEN` only if a Let's Encrypt issuer is configured.
+
+use components::ImagePullPolicy;
+use preview_core::validate::Policy;
+
+use super::app::Images;
+use super::inputs::required;
+use super::standalone::Standalone;
+use crate::config::StackConfig;
+use crate::{SecretSource, StackBuild, StackError, StackKind, StackRequest};
+
+/// Builds `local`.
+pub fn build(
+    request: &StackRequest,
+    config: &StackConfig,
+    secrets: &dyn SecretSource,
+) -> Result<StackBuild, StackError> {
+    let images = Images {
+        web: request
+            .web_image
+            .clone()
+            .unwrap_or_else(|| config.local_web_image.clone()),
+        api: request
+            .api_image
+            .clone()
+            .unwrap_or_else(|| config.local_api_image.clone()),
+        nginx: required(config, &config.nginx_image, "nginxImage")?.to_owned(),
+        pull_policy: ImagePullPolicy::IfNotPresent,
+        pull_secrets: Vec::new(),
+    };
+    Standalone {
+        config,
+        name: StackKind::Local.as_str(),
+        images,
+        protect: false,
+        policy: Policy {
+            require_image_digests: false,
+            ..Policy::default()
+        },
+    }
+    .build(secrets)
+}

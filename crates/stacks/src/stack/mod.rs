@@ -1,0 +1,64 @@
+//! Stack compositions: what each of the four stacks is made of.
+//!
+//! [`build`] checks that the configuration was resolved for the requested stack
+//! and dispatches to one module per stack:
+//!
+//! | module | stack | composes |
+//! | --- | --- | --- |
+//! | [`preview_base`] | `preview-base` | PostgreSQL 16 in `default`, gateway namespace, GatewayClass, issuer, wildcard Certificate, Gateway, bundles; exports [`preview_base::BaseOutputs`] |
+//! | [`preview_pr`] | `preview-pr --pr N` | namespace + quota + NetworkPolicies, env ConfigMap/Secret, logical database, migration Job, API, web, HTTPRoutes through the base gateway |
+//! | [`local`] | `local` | gateway, PostgreSQL and the application in one cluster; local images, self-signed TLS |
+//! | [`production`] | `production` | the same as `local` with pinned images, 2+ replicas, Let's Encrypt, persistent and protected database |
+//!
+//! Shared pieces: [`app`] (the application: env, database, migration, API, web,
+//! routes), `standalone` (local and production), `gateway` (gateway namespace,
+//! TLS issuer, Gateway), `server` (the PostgreSQL server), `bundles` (upstream
+//! manifests), `inputs` (flags, secrets, outputs).
+//!
+//! Every builder is pure and deterministic: the same request, configuration,
+//! references and secrets give byte-identical resources.
+
+pub mod app;
+mod bundles;
+mod gateway;
+mod inputs;
+pub mod local;
+pub mod preview_base;
+pub mod preview_pr;
+pub mod production;
+mod server;
+mod standalone;
+
+use crate::config::StackConfig;
+use crate::{References, SecretSource, StackBuild, StackError, StackKind, StackRequest};
+
+/// Secret: the PostgreSQL password (`DB_PASSWORD` of the apps, and the server's
+/// superuser password in `preview-base`, `local` and `production`).
+pub const DB_PASSWORD: &str = "DB_PASSWORD";
+/// Secret: the registry token of the image pull Secret (`registryPullSecret: true`).
+pub const REGISTRY_TOKEN: &str = "REGISTRY_TOKEN";
+/// Secret: the DigitalOcean API token cert-manager uses for DNS-01 (Let's Encrypt issuers).
+pub const DIGITALOCEAN_TOKEN: &str = "DIGITALOCEAN_TOKEN";
+
+/// Builds the requested stack.
+pub fn build(
+    request: &StackRequest,
+    config: &StackConfig,
+    references: &References,
+    secrets: &dyn SecretSource,
+) -> Result<StackBuild, StackError> {
+    if config.stack != request.kind {
+        return Err(StackError::Invalid(format!(
+            "the configuration from {} was resolved for the {} stack, not {}",
+            config.origin,
+            config.stack.as_str(),
+            request.kind.as_str()
+        )));
+    }
+    match request.kind {
+        StackKind::Local => local::build(request, config, secrets),
+        StackKind::PreviewBase => preview_base::build(request, config, secrets),
+        StackKind::PreviewPr => preview_pr::build(request, config, references, secrets),
+        StackKind::Production => production::build(request, config, secrets),
+    }
+}

@@ -1,0 +1,267 @@
+//! `preview-base`: the persistent, shared part of the preview cluster. Never
+//! destroyed by PR workflows.
+//!
+//! Resources:
+//! - the configured upstream bundles (none by default; see `bundles.rs`);
+//! - the gateway's `Namespace` (`gateway.namespace`, default `nginx-gateway`),
+//!   labelled with both namespace-name labels so the previews' NetworkPolicies
+//!   can admit traffic from it;
+//! - the TLS issuer, a namespaced `Issuer` in the gateway namespace (`tls.issuer`:
+//!   Let's Encrypt over DNS-01 by default, with the DigitalOcean token Secret
+//!   `digitalocean-dns` from secret `DIGITALOCEAN_TOKEN`; or self-signed),
+//!   one wildcard `Certificate` for `*.pr.<domain>` and `*.pr-api.<domain>` written
+//!   to Secret `tls-cert`, the `GatewayClass` `nginx` (unless a bundle installs it)
+//!   and the `Gateway` with the HTTPS listeners `https-pr` and `https-pr-api`;
+//! - PostgreSQL 16 (`postgresImage`, pinned) in `database.namespace` (default
+//!   `default`): Secret `db-credentials` (user `database.user`, password from
+//!   secret `DB_PASSWORD` — the same password the previews use), PVC
+//!   `db-pv-claim` (`database.storage`, default 10Gi), Deployment and Service `db`;
+//! - the image pull Secret `registry-credentials` in the database namespace, when
+//!   `registryPullSecret: true` (used by the PostgreSQL pod; each preview renders
+//!   its own, since pull Secrets are namespaced).
+//!
+//! With `protect: true` (the default) the gateway namespace and every PostgreSQL
+//! object are protected: the engine refuses to delete them, so
+//! `stacks destroy preview-base` fails. To tear the base down on purpose, set
+//! `protect: false`, run `stacks up preview-base` (records the change), then
+//! destroy.
+//!
+//! Not rendered: the cluster itself (bring your own kubeconfig; the context name
+//! can be exported with `kubeContext`) and the wildcard DNS records (point
+//! `*.pr.<domain>` and `*.pr-api.<domain>` at the gateway's load balancer).
+//!
+//! # Outputs (read by `preview-pr` through [`BaseOutputs::from_references`])
+//!
+//! | output | value |
+//! | --- | --- |
+//! | `kubeContext` | `kubeContext` from the config (only when set) |
+//! | `dbHost` | the PostgreSQL Service's FQDN, `db.default.svc.cluster.local` |
+//! | `dbPort` | `5432` (a number) |
+//! | `dbNamespace` | `default` (the previews' NetworkPolicies allow egress to it) |
+//! | `gatewayName` | `preview-gateway` |
+//! | `gatewayNamespace` | `nginx-gateway` |
+//! | `gatewayHttpsWebSection` | `https-pr` (listener for `*.pr.<domain>`) |
+//! | `gatewayHttpsApiSection` | `https-pr-api` (listener for `*.pr-api.<domain>`) |
+//! | `tlsSecretName` | `tls-cert` (in the gateway namespace) |
+//! | `domain` | the domain (preview-pr checks it uses the same one) |
+
+use std::collections::BTreeMap;
+
+use components::WildcardHost;
+use preview_core::state::Output;
+use preview_core::validate::Policy;
+use serde_json::Value;
+
+use super::bundles::{bundle_resources, merge};
+use super::gateway::gateway;
+use super::inputs::{labels, plain, pull_secret, pull_secret_names, secret};
+use super::server::postgres;
+use crate::config::StackConfig;
+use crate::{References, SecretSource, StackBuild, StackError, StackKind, StackRequest};
+
+/// The stack's name, also its key in [`References`].
+pub const NAME: &str = "preview-base";
+
+/// Output names.
+pub mod outputs {
+    /// Kubeconfig context (optional).
+    pub const KUBE_CONTEXT: &str = "kubeContext";
+    /// PostgreSQL host (cluster FQDN).
+    pub const DB_HOST: &str = "dbHost";
+    /// PostgreSQL port.
+    pub const DB_PORT: &str = "dbPort";
+    /// Namespace of the PostgreSQL pods.
+    pub const DB_NAMESPACE: &str = "dbNamespace";
+    /// Gateway name.
+    pub const GATEWAY_NAME: &str = "gatewayName";
+    /// Gateway namespace.
+    pub const GATEWAY_NAMESPACE: &str = "gatewayNamespace";
+    /// Listener for the web hosts.
+    pub const GATEWAY_HTTPS_WEB_SECTION: &str = "gatewayHttpsWebSection";
+    /// Listener for the API hosts.
+    pub const GATEWAY_HTTPS_API_SECTION: &str = "gatewayHttpsApiSection";
+    /// Secret with the wildcard certificate.
+    pub const TLS_SECRET_NAME: &str = "tlsSecretName";
+    /// The domain.
+    pub const DOMAIN: &str = "domain";
+}
+
+/// Subdomain of the previews' web hosts (`123.pr.aphiria.com`).
+pub const WEB_SUBDOMAIN: &str = "pr";
+/// Subdomain of the previews' API hosts (`123.pr-api.aphiria.com`).
+pub const API_SUBDOMAIN: &str = "pr-api";
+
+/// What `preview-base` exports and `preview-pr` reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseOutputs {
+    /// Kubeconfig context.
+    pub kube_context: Option<String>,
+    /// PostgreSQL host.
+    pub db_host: String,
+    /// PostgreSQL port.
+    pub db_port: u16,
+    /// Namespace of the PostgreSQL pods.
+    pub db_namespace: String,
+    /// Gateway name.
+    pub gateway_name: String,
+    /// Gateway namespace.
+    pub gateway_namespace: String,
+    /// Listener for `*.pr.<domain>`.
+    pub web_section: String,
+    /// Listener for `*.pr-api.<domain>`.
+    pub api_section: String,
+    /// TLS Secret.
+    pub tls_secret_name: String,
+    /// Domain.
+    pub domain: String,
+}
+
+impl BaseOutputs {
+    /// The outputs as recorded in state.
+    pub fn to_outputs(&self) -> BTreeMap<String, Output> {
+        let mut out = BTreeMap::new();
+        if let Some(context) = &self.kube_context {
+            out.insert(outputs::KUBE_CONTEXT.to_owned(), plain(context.as_str()));
+        }
+        for (name, value) in [
+            (outputs::DB_HOST, plain(self.db_host.as_str())),
+            (outputs::DB_PORT, plain(self.db_port)),
+            (outputs::DB_NAMESPACE, plain(self.db_namespace.as_str())),
+            (outputs::GATEWAY_NAME, plain(self.gateway_name.as_str())),
+            (
+                outputs::GATEWAY_NAMESPACE,
+                plain(self.gateway_namespace.as_str()),
+            ),
+            (
+                outputs::GATEWAY_HTTPS_WEB_SECTION,
+                plain(self.web_section.as_str()),
+            ),
+            (
+                outputs::GATEWAY_HTTPS_API_SECTION,
+                plain(self.api_section.as_str()),
+            ),
+            (
+                outputs::TLS_SECRET_NAME,
+                plain(self.tls_secret_name.as_str()),
+            ),
+            (outputs::DOMAIN, plain(self.domain.as_str())),
+        ] {
+            out.insert(name.to_owned(), value);
+        }
+        out
+    }
+
+    /// Reads the outputs of `preview-base` from `references`.
+    pub fn from_references(references: &References) -> Result<BaseOutputs, StackError> {
+        let outputs = references.get(NAME).ok_or_else(|| StackError::Missing {
+            what: format!("stack {NAME} outputs"),
+            hint: format!("run `stacks up {NAME}` first (with the same --backend)"),
+        })?;
+        let get = |name: &str| -> Result<&Value, StackError> {
+            match outputs.get(name) {
+                Some(Output::Plain(value)) => Ok(value),
+                Some(Output::Secret(_)) => Err(StackError::Invalid(format!(
+                    "output `{name}` of stack {NAME} is a secret; expected a plain value"
+                ))),
+                None => Err(StackError::Missing {
+                    what: format!("output `{name}` of stack {NAME}"),
+                    hint: format!(
+                        "the recorded {NAME} outputs predate this version; run `stacks up {NAME}` again"
+                    ),
+                }),
+            }
+        };
+        let text = |name: &str| -> Result<String, StackError> {
+            match get(name)? {
+                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                other => Err(StackError::Invalid(format!(
+                    "output `{name}` of stack {NAME} is {other}; expected a non-empty string"
+                ))),
+            }
+        };
+        let port = match get(outputs::DB_PORT)? {
+            Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            StackError::Invalid(format!(
+                "output `{}` of stack {NAME} is not a port number",
+                outputs::DB_PORT
+            ))
+        })?;
+        let kube_context = match outputs.get(outputs::KUBE_CONTEXT) {
+            Some(_) => Some(text(outputs::KUBE_CONTEXT)?),
+            None => None,
+        };
+        Ok(BaseOutputs {
+            kube_context,
+            db_host: text(outputs::DB_HOST)?,
+            db_port: port,
+            db_namespace: text(outputs::DB_NAMESPACE)?,
+            gateway_name: text(outputs::GATEWAY_NAME)?,
+            gateway_namespace: text(outputs::GATEWAY_NAMESPACE)?,
+            web_section: text(outputs::GATEWAY_HTTPS_WEB_SECTION)?,
+            api_section: text(outputs::GATEWAY_HTTPS_API_SECTION)?,
+            tls_secret_name: text(outputs::TLS_SECRET_NAME)?,
+            domain: text(outputs::DOMAIN)?,
+        })
+    }
+}
+
+/// Builds `preview-base`.
+pub fn build(
+    request: &StackRequest,
+    config: &StackConfig,
+    secrets: &dyn SecretSource,
+) -> Result<StackBuild, StackError> {
+    debug_assert_eq!(request.kind, StackKind::PreviewBase);
+    let labels = labels(config, NAME);
+    let protected = config.protect;
+    let password = secret(secrets, super::DB_PASSWORD)?;
+    let bundles = bundle_resources(config)?;
+
+    let hosts = vec![
+        WildcardHost::for_subdomain(WEB_SUBDOMAIN, &config.domain),
+        WildcardHost::for_subdomain(API_SUBDOMAIN, &config.domain),
+    ];
+    let web_section = hosts[0].listener.clone();
+    let api_section = hosts[1].listener.clone();
+    let edge = gateway(config, &labels, hosts, &bundles, secrets, protected)?;
+
+    let pull = pull_secret(config, &config.database.namespace, &labels, secrets)?;
+    let server = postgres(
+        config,
+        &labels,
+        password,
+        pull_secret_names(pull.as_ref()),
+        protected,
+    )?;
+
+    let outputs = BaseOutputs {
+        kube_context: config.kube_context.clone(),
+        db_host: server.host.clone(),
+        db_port: server.port,
+        db_namespace: config.database.namespace.clone(),
+        gateway_name: edge.gateway.name.clone(),
+        gateway_namespace: edge.gateway.namespace.clone(),
+        web_section,
+        api_section,
+        tls_secret_name: edge.gateway.tls_secret_name.clone(),
+        domain: config.domain.clone(),
+    };
+
+    let mut own = edge.resources;
+    own.extend(pull);
+    own.extend(server.resources);
+    Ok(StackBuild {
+        name: NAME.to_owned(),
+        resources: merge(bundles, own)?,
+        outputs: outputs.to_outputs(),
+        policy: Policy {
+            require_image_digests: true,
+            ..Policy::default()
+        },
+    })
+}

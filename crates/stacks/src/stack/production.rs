@@ -1,0 +1,55 @@
+//! `production`: the application on the production cluster.
+//!
+//! The composition is `standalone.rs`'s (gateway, PostgreSQL, application in
+//! `namespace`, default `aphiria`) with:
+//! - `--web-image` / `--api-image` pinned by digest — the digests that were tested
+//!   in a preview (the `promote` command copies them from that preview's state;
+//!   images are never rebuilt for production);
+//! - `replicas` (default and minimum 2);
+//! - Let's Encrypt (`tls.issuer: letsencrypt`, DNS-01 with the DigitalOcean token
+//!   from secret `DIGITALOCEAN_TOKEN`) for `*.<domain>`, hosts `www.<domain>` and
+//!   `api.<domain>`;
+//! - persistent database storage (`database.storage`, default 10Gi) and, with
+//!   `protect: true` (the default), the namespaces, the PostgreSQL objects and the
+//!   database protected from deletion.
+//!
+//! Existing production objects are adopted with `stacks import production`
+//! (names here match what the stack renders: Deployments `web`/`api`, Services,
+//! `env-vars`, `env-var-secrets`, Service `db` in `database.namespace`).
+
+use components::ImagePullPolicy;
+use preview_core::validate::Policy;
+
+use super::app::Images;
+use super::inputs::{api_image, required, web_image};
+use super::standalone::Standalone;
+use crate::config::StackConfig;
+use crate::{SecretSource, StackBuild, StackError, StackKind, StackRequest};
+
+/// Builds `production`.
+pub fn build(
+    request: &StackRequest,
+    config: &StackConfig,
+    secrets: &dyn SecretSource,
+) -> Result<StackBuild, StackError> {
+    let web = web_image(request.web_image.as_deref())?;
+    let api = api_image(request.api_image.as_deref())?;
+    let images = Images {
+        web: web.to_string(),
+        api: api.to_string(),
+        nginx: required(config, &config.nginx_image, "nginxImage")?.to_owned(),
+        pull_policy: ImagePullPolicy::IfNotPresent,
+        pull_secrets: Vec::new(),
+    };
+    Standalone {
+        config,
+        name: StackKind::Production.as_str(),
+        images,
+        protect: config.protect,
+        policy: Policy {
+            require_image_digests: true,
+            ..Policy::default()
+        },
+    }
+    .build(secrets)
+}

@@ -1,0 +1,58 @@
+//! The PostgreSQL server a stack runs itself (`preview-base`, `local`,
+//! `production`): [`components::PostgresServer`] in `database.namespace`
+//! (default `default`), Service `db`, credentials Secret `db-credentials` whose
+//! `POSTGRES_USER` is `database.user` and `POSTGRES_PASSWORD` the secret
+//! `DB_PASSWORD` — the same credentials the applications use (`DB_USER`,
+//! `DB_PASSWORD`), as in the reference project.
+//!
+//! With `protect`, the credentials Secret, the data claim, the Deployment and the
+//! Service are protected: the engine refuses to delete them (so `destroy` of the
+//! stack fails until `protect: false` is applied).
+
+use components::{Labels, PostgresServer};
+use preview_core::Resource;
+use preview_core::secret::SecretString;
+
+use super::inputs::{protect, required};
+use crate::StackError;
+use crate::config::StackConfig;
+
+/// What [`postgres`] renders.
+pub(crate) struct Server {
+    /// Secret, claim, Deployment, Service.
+    pub resources: Vec<Resource>,
+    /// The Service's cluster FQDN (`db.default.svc.cluster.local`).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// The server, with `password` as its superuser password.
+pub(crate) fn postgres(
+    config: &StackConfig,
+    labels: &Labels,
+    password: SecretString,
+    pull_secrets: Vec<String>,
+    protected: bool,
+) -> Result<Server, StackError> {
+    let image = required(config, &config.postgres_image, "postgresImage")?;
+    let server = PostgresServer {
+        namespace: config.database.namespace.clone(),
+        storage: config.database.storage.clone(),
+        resources: config.resources.postgres.clone(),
+        image_pull_secrets: pull_secrets,
+        labels: labels.clone(),
+        ..PostgresServer::new(image, config.database.user.as_str(), password)
+    };
+    let resources = server
+        .build()?
+        .into_resources()
+        .into_iter()
+        .map(|r| protect(r, protected))
+        .collect();
+    Ok(Server {
+        resources,
+        host: server.host(),
+        port: components::postgres::PORT,
+    })
+}
