@@ -486,3 +486,52 @@ async fn existing_objects_are_not_adopted_without_import() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_namespace_is_reported_and_finalized_only_on_request() {
+    let rig = rig().await;
+    let ns = "engine-it-stuck";
+    let stack = "engine-it-stuck";
+    // A finalizer no controller here will ever remove keeps the namespace Terminating.
+    let resources = vec![res(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes", "example.com/hold"]}}))];
+    let (engine, _rx) = rig.engine(options());
+    engine
+        .up(&graph(stack, resources), BTreeMap::new())
+        .await
+        .expect("up");
+
+    let (impatient, _rx) = rig.engine(EngineOptions {
+        timeout: Duration::from_secs(20),
+        failure_grace: Duration::from_secs(2),
+        ..EngineOptions::default()
+    });
+    let err = impatient.destroy(stack).await.expect_err("stuck");
+    let text = err.to_string();
+    assert!(text.contains(&format!("Namespace {ns}")), "{text}");
+    assert!(
+        text.contains("example.com/hold"),
+        "names the finalizer: {text}"
+    );
+    assert!(
+        text.contains("--force-finalize"),
+        "says how to force: {text}"
+    );
+    let still = live(&rig, &ResourceId::kubernetes("v1", "Namespace", None, ns))
+        .await
+        .expect("still there");
+    assert_eq!(still.pointer("/status/phase"), Some(&json!("Terminating")));
+
+    let (forcing, _rx) = rig.engine(EngineOptions {
+        timeout: Duration::from_secs(60),
+        failure_grace: Duration::from_secs(1),
+        force_finalize: true,
+        ..EngineOptions::default()
+    });
+    forcing.destroy(stack).await.expect("forced destroy");
+    assert!(
+        live(&rig, &ResourceId::kubernetes("v1", "Namespace", None, ns))
+            .await
+            .is_none()
+    );
+}

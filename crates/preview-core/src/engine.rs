@@ -71,6 +71,9 @@ pub struct EngineOptions {
     /// Wait for readiness after each apply (off: dependents start as soon as the
     /// API server accepted their dependencies).
     pub wait: bool,
+    /// How long to wait for another run's lock on the stack (zero: fail fast,
+    /// naming the holder).
+    pub lock_timeout: Duration,
     /// Static checks run before any side effect.
     pub policy: Policy,
     /// Planner options (import selection…).
@@ -86,6 +89,7 @@ impl Default for EngineOptions {
             force_conflicts: false,
             force_finalize: false,
             wait: true,
+            lock_timeout: Duration::ZERO,
             policy: Policy::default(),
             plan: PlanOptions::default(),
         }
@@ -229,7 +233,12 @@ impl Engine {
         stack: &str,
         work: impl std::future::Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
-        let lock = self.backend.lock(stack).await?;
+        let lock = crate::state::lock_with_timeout(
+            self.backend.as_ref(),
+            stack,
+            self.options.lock_timeout,
+        )
+        .await?;
         let result = tokio::select! {
             r = work => r,
             () = self.cancelled() => {

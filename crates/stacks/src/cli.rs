@@ -61,6 +61,9 @@ pub struct GlobalArgs {
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Wait this long for another run holding the stack's lock (default: fail fast, naming the holder).
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub lock_timeout: Duration,
     /// Progress display: auto (live on terminals, lines otherwise), plain, none.
     #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
@@ -184,6 +187,20 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Deploy production with the image digests a preview was tested with (never rebuilt).
+    ///
+    /// Reads `webImage` and `apiImage` from the preview stack's recorded outputs and
+    /// runs `up production` with exactly those references.
+    Promote {
+        /// The preview stack whose images to promote, e.g. preview-pr-123.
+        #[arg(long = "from", value_name = "STACK")]
+        from: String,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Inspect and repair stack state (list, show, export, import, break-lock, delete, …).
+    #[command(subcommand)]
+    State(StateCommand),
     /// Adopt existing objects into the stack without recreating them.
     Import {
         #[command(flatten)]
@@ -193,5 +210,57 @@ pub enum Command {
         /// Only these resources (`Kind/namespace/name` or `Kind/name`); default: every desired object that exists.
         #[arg(long = "resource", value_name = "KIND/NS/NAME")]
         resources: Vec<String>,
+    },
+}
+
+/// `stacks state …`: STACK is the state name (`preview-base`, `preview-pr-123`).
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the stacks that have state in the backend.
+    List,
+    /// Show a stack's state (secret outputs redacted).
+    Show {
+        /// State name, e.g. preview-pr-123.
+        stack: String,
+    },
+    /// Write a stack's state to a file (secret outputs stay sealed; mode 0600).
+    Export {
+        /// State name.
+        stack: String,
+        /// Destination file.
+        file: PathBuf,
+    },
+    /// Store a state file as the stack's state (must be a newer state of the same history unless --force).
+    Import {
+        /// State name.
+        stack: String,
+        /// Source file (from `state export`).
+        file: PathBuf,
+        /// Replace the stored state even if the file is older or of another lineage.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a stack's lock whoever holds it; only when that run is known to be dead.
+    BreakLock {
+        /// State name.
+        stack: String,
+    },
+    /// Delete a stack's state; refuses while resources remain recorded (run destroy first) unless --force.
+    Delete {
+        /// State name.
+        stack: String,
+        /// Delete even though recorded resources would become orphans.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-wrap the stack's secrets key: old passphrase from PREVIEW_STATE_PASSPHRASE[_FILE], new from PREVIEW_STATE_NEW_PASSPHRASE[_FILE].
+    RotatePassphrase {
+        /// State name.
+        stack: String,
+    },
+    /// For a lost passphrase: drop the stack's sealed outputs and key (the next `up` seals them again).
+    ForgetSecrets {
+        /// State name.
+        stack: String,
     },
 }

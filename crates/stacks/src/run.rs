@@ -16,14 +16,15 @@ use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Plan;
 use preview_core::planner::ImportSelection;
 use preview_core::render;
-use preview_core::state::file::FileBackend;
 use preview_core::state::{Output, StateBackend};
 use preview_core::{ProviderKind, ResourceId};
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
 use stacks::{EnvSecrets, PrNumber, References, StackBuild, StackKind, StackRequest};
 
-use crate::cli::{ApplyArgs, Cli, Command, GlobalArgs, PlanFormat, StackArgs, StackName};
+use crate::cli::{
+    ApplyArgs, Cli, Command, GlobalArgs, PlanFormat, StackArgs, StackName, StateCommand,
+};
 use crate::progress;
 
 /// Runs the command; the exit code says whether it succeeded.
@@ -58,6 +59,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             force_finalize,
         } => destroy_cmd(g, stack, apply, *force_finalize).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
+        Command::State(cmd) => state_cmd(g, cmd).await,
+        Command::Promote { from, apply } => promote_cmd(g, from, apply).await,
         Command::Outputs { stack } => outputs_cmd(g, stack).await,
     }
 }
@@ -91,21 +94,15 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
     })
 }
 
-/// Opens the state backend named by `--backend`.
-fn backend(url: &str) -> Result<Arc<dyn StateBackend>> {
-    if let Some(dir) = url.strip_prefix("file://") {
-        if dir.is_empty() {
-            bail!("--backend file:// needs a directory, e.g. file://.preview/state");
-        }
-        return Ok(Arc::new(FileBackend::new(dir)));
-    }
-    let scheme = url.split("://").next().unwrap_or(url);
-    match scheme {
-        "kubernetes" | "postgres" | "postgresql" => bail!(
-            "--backend {scheme}://… is not available in this build yet; use file://DIR (the default)"
-        ),
-        _ => bail!("--backend {url}: unknown scheme; use file://DIR"),
-    }
+/// Opens the state backend named by `--backend`. A `kubernetes://` backend gets
+/// its own client, so state and lease traffic is not counted as the engine's.
+async fn backend(g: &GlobalArgs) -> Result<Arc<dyn StateBackend>> {
+    let client = if g.backend.starts_with("kubernetes://") {
+        Some(connect(g).await?.client().clone())
+    } else {
+        None
+    };
+    Ok(preview_core::state::open_backend(&g.backend, client.as_ref()).await?)
 }
 
 async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<References> {
@@ -153,7 +150,10 @@ fn engine(
 ) -> (Engine, tokio::task::JoinHandle<()>) {
     let (events, rx) = EventSink::channel();
     let printer = tokio::spawn(progress::print(rx, g.progress));
-    let mut options = EngineOptions::default();
+    let mut options = EngineOptions {
+        lock_timeout: g.lock_timeout,
+        ..EngineOptions::default()
+    };
     if let Some(a) = apply {
         options.timeout = a.timeout;
         options.concurrency = a.concurrency;
@@ -225,7 +225,7 @@ fn print_stdout(text: &str) -> Result<()> {
 
 async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Result<ExitCode> {
     let req = request(args)?;
-    let backend = backend(&g.backend)?;
+    let backend = backend(g).await?;
     let build = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let manifests: Vec<&preview_core::Resource> = graph
@@ -281,7 +281,7 @@ async fn preview_cmd(
     out: Option<&Path>,
 ) -> Result<ExitCode> {
     let req = request(args)?;
-    let backend = backend(&g.backend)?;
+    let backend = backend(g).await?;
     let build = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let kube = connect(g).await?;
@@ -338,7 +338,7 @@ async fn up_cmd(
 ) -> Result<ExitCode> {
     let started = Instant::now();
     let req = request(args)?;
-    let backend = backend(&g.backend)?;
+    let backend = backend(g).await?;
     let build = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let import = import.selection(&graph)?;
@@ -391,7 +391,7 @@ async fn destroy_cmd(
     let started = Instant::now();
     let req = request(args)?;
     let name = req.instance_name()?;
-    let backend = backend(&g.backend)?;
+    let backend = backend(g).await?;
     if backend.read(&name).await?.is_none() {
         bail!(
             "stack {name} has no state in {}: nothing to destroy",
@@ -429,7 +429,7 @@ async fn destroy_cmd(
 async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
     let req = request(args)?;
     let name = req.instance_name()?;
-    let backend = backend(&g.backend)?;
+    let backend = backend(g).await?;
     let Some(state) = backend.read(&name).await? else {
         bail!(
             "stack {name} has no state in {}; run `stacks up` first",
@@ -449,7 +449,7 @@ async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
 /// Compares live objects with what was recorded; reports drift, changes nothing.
 async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
     let req = request(args)?;
-    let backend = backend(&g.backend)?;
+    let backend = backend(g).await?;
     let build = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let kube = connect(g).await?;
@@ -538,4 +538,88 @@ impl Import {
             ),
         })
     }
+}
+
+async fn state_cmd(g: &GlobalArgs, cmd: &StateCommand) -> Result<ExitCode> {
+    use stacks::state_cmd as sc;
+    let backend = backend(g).await?;
+    let b = backend.as_ref();
+    let value: Value = match cmd {
+        StateCommand::List => serde_json::to_value(sc::list(b).await?)?,
+        StateCommand::Show { stack } => sc::show(b, stack).await?,
+        StateCommand::Export { stack, file } => {
+            serde_json::to_value(sc::export_to_file(b, stack, file).await?)?
+        }
+        StateCommand::Import { stack, file, force } => {
+            let options = sc::ImportOptions {
+                force: *force,
+                lock_timeout: g.lock_timeout,
+            };
+            serde_json::to_value(sc::import_from_file(b, stack, file, &options).await?)?
+        }
+        StateCommand::BreakLock { stack } => match sc::break_lock(b, stack).await? {
+            Some(holder) => json!({"stack": stack, "broken": true, "holder": holder}),
+            None => json!({"stack": stack, "broken": false}),
+        },
+        StateCommand::Delete { stack, force } => {
+            let options = sc::DeleteOptions {
+                force: *force,
+                lock_timeout: g.lock_timeout,
+            };
+            serde_json::to_value(sc::delete(b, stack, &options).await?)?
+        }
+        StateCommand::RotatePassphrase { stack } => {
+            let old = preview_core::state::crypto::passphrase_from_env()?.ok_or_else(|| {
+                anyhow!("set PREVIEW_STATE_PASSPHRASE (or _FILE) to the current passphrase")
+            })?;
+            let new = preview_core::state::crypto::passphrase_from(
+                std::env::var("PREVIEW_STATE_NEW_PASSPHRASE").ok(),
+                std::env::var_os("PREVIEW_STATE_NEW_PASSPHRASE_FILE").map(std::path::PathBuf::from),
+            )?
+            .ok_or_else(|| {
+                anyhow!("set PREVIEW_STATE_NEW_PASSPHRASE (or _FILE) to the new passphrase")
+            })?;
+            serde_json::to_value(
+                sc::rotate_passphrase(b, stack, &old, &new, g.lock_timeout).await?,
+            )?
+        }
+        StateCommand::ForgetSecrets { stack } => {
+            serde_json::to_value(sc::forget_secrets(b, stack, g.lock_timeout).await?)?
+        }
+    };
+    print_stdout(&serde_json::to_string_pretty(&value)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `promote --from preview-pr-N`: production gets the preview's tested digests.
+async fn promote_cmd(g: &GlobalArgs, from: &str, apply: &ApplyArgs) -> Result<ExitCode> {
+    let backend = backend(g).await?;
+    let Some(state) = backend.read(from).await? else {
+        bail!(
+            "stack {from} has no state in {}: deploy and test the preview first",
+            backend.describe()
+        );
+    };
+    let image = |key: &str| -> Result<String> {
+        match state.outputs.get(key) {
+            Some(Output::Plain(Value::String(s))) => {
+                stacks::PinnedImage::parse(&format!("{from} output {key}"), s)
+                    .map_err(|e| anyhow!(e))?;
+                Ok(s.clone())
+            }
+            _ => bail!("stack {from} has no output {key}; only a deployed preview can be promoted"),
+        }
+    };
+    let args = StackArgs {
+        stack: StackName::Production,
+        pr: None,
+        web_image: Some(image("webImage")?),
+        api_image: Some(image("apiImage")?),
+    };
+    eprintln!(
+        "promoting {from}: web {} and api {}",
+        args.web_image.as_deref().unwrap_or_default(),
+        args.api_image.as_deref().unwrap_or_default()
+    );
+    up_cmd(g, &args, apply, Import::Nothing).await
 }

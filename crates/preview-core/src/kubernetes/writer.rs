@@ -42,6 +42,9 @@ pub async fn delete(p: &KubeProvider, id: &ResourceId) -> Result<(), ProviderErr
     match api.delete(&id.name, &params).await {
         Ok(_) => Ok(()),
         Err(e) if status_code(&e) == Some(404) => Ok(()),
+        // A namespace already terminating answers 409 "the system is ensuring all
+        // content is removed": deletion is under way, which is what was asked.
+        Err(e) if status_code(&e) == Some(409) && id.is("", "Namespace") => Ok(()),
         Err(e) => Err(api_error(id, "delete", e)),
     }
 }
