@@ -223,6 +223,55 @@ fn print_stdout(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// A stack built, graphed and connected, with its engine and progress printer.
+struct Prepared {
+    build: StackBuild,
+    graph: DesiredGraph,
+    engine: Engine,
+    printer: tokio::task::JoinHandle<()>,
+    counts: preview_core::kubernetes::RequestCounts,
+}
+
+async fn prepare(
+    g: &GlobalArgs,
+    args: &StackArgs,
+    apply: Option<&ApplyArgs>,
+    import: Import,
+) -> Result<Prepared> {
+    let req = request(args)?;
+    let backend = backend(g).await?;
+    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let graph = graph_of(&build)?;
+    let import = import.selection(&graph)?;
+    let kube = connect(g).await?;
+    let counts = kube.counts().clone();
+    let (engine, printer) = engine(kube, backend, g, apply, Some(&build), import);
+    Ok(Prepared {
+        build,
+        graph,
+        engine,
+        printer,
+        counts,
+    })
+}
+
+impl Prepared {
+    /// Runs one engine operation, then lets the progress printer drain.
+    async fn run<T>(
+        self,
+        op: impl AsyncFnOnce(&Engine, &DesiredGraph) -> Result<T, preview_core::engine::EngineError>,
+    ) -> Result<(
+        T,
+        StackBuild,
+        preview_core::kubernetes::counting::CountSnapshot,
+    )> {
+        let result = op(&self.engine, &self.graph).await;
+        drop(self.engine);
+        let _ = self.printer.await;
+        Ok((result?, self.build, self.counts.snapshot()))
+    }
+}
+
 async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Result<ExitCode> {
     let req = request(args)?;
     let backend = backend(g).await?;
@@ -280,16 +329,10 @@ async fn preview_cmd(
     format: PlanFormat,
     out: Option<&Path>,
 ) -> Result<ExitCode> {
-    let req = request(args)?;
-    let backend = backend(g).await?;
-    let build = build_stack(g, &req, backend.as_ref()).await?;
-    let graph = graph_of(&build)?;
-    let kube = connect(g).await?;
-    let (engine, printer) = engine(kube, backend, g, None, Some(&build), ImportSelection::None);
-    let plan = engine.preview(&graph).await;
-    drop(engine);
-    let _ = printer.await;
-    let plan = plan?;
+    let (plan, _, _) = prepare(g, args, None, Import::Nothing)
+        .await?
+        .run(async |engine, graph| engine.preview(graph).await)
+        .await?;
     let text = match (format, g.json) {
         (PlanFormat::Json, _) | (_, true) => serde_json::to_string_pretty(&render::json(&plan))?,
         (PlanFormat::Markdown, _) => render::markdown(&plan, &render::MarkdownOptions::default()),
@@ -337,19 +380,11 @@ async fn up_cmd(
     import: Import,
 ) -> Result<ExitCode> {
     let started = Instant::now();
-    let req = request(args)?;
-    let backend = backend(g).await?;
-    let build = build_stack(g, &req, backend.as_ref()).await?;
-    let graph = graph_of(&build)?;
-    let import = import.selection(&graph)?;
-    let kube = connect(g).await?;
-    let counts = kube.counts().clone();
-    let (engine, printer) = engine(kube, backend, g, Some(apply), Some(&build), import);
-    let report = engine.up(&graph, build.outputs.clone()).await;
-    drop(engine);
-    let _ = printer.await;
-    let report = report?;
-    let requests = counts.snapshot();
+    let prepared = prepare(g, args, Some(apply), import).await?;
+    let outputs = prepared.build.outputs.clone();
+    let (report, build, requests) = prepared
+        .run(async |engine, graph| engine.up(graph, outputs).await)
+        .await?;
     if g.json {
         print_stdout(&serde_json::to_string_pretty(&json!({
             "stack": build.name,
@@ -448,16 +483,10 @@ async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
 
 /// Compares live objects with what was recorded; reports drift, changes nothing.
 async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
-    let req = request(args)?;
-    let backend = backend(g).await?;
-    let build = build_stack(g, &req, backend.as_ref()).await?;
-    let graph = graph_of(&build)?;
-    let kube = connect(g).await?;
-    let (engine, printer) = engine(kube, backend, g, None, Some(&build), ImportSelection::None);
-    let drift = engine.refresh(&graph).await;
-    drop(engine);
-    let _ = printer.await;
-    let drift = drift?;
+    let (drift, build, _) = prepare(g, args, None, Import::Nothing)
+        .await?
+        .run(async |engine, graph| engine.refresh(graph).await)
+        .await?;
     if g.json {
         print_stdout(&serde_json::to_string_pretty(&drift)?)?;
     } else if drift.is_empty() {

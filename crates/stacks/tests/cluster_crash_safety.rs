@@ -31,15 +31,15 @@ fn preview_json(stacks: &Stacks, pr: u64) -> serde_json::Value {
     serde_json::from_slice(&stacks.ok(&a).stdout).expect("plan json")
 }
 
+/// Starts `up preview-pr` with its progress lines (stderr) piped back.
+fn spawn_up(stacks: &Stacks, pr: u64) -> (std::process::Child, std::process::ChildStderr) {
+    let (mut child, stderr) = spawn_up(stacks, pr);
+    (child, stderr)
+}
+
 /// Starts `up` and SIGKILLs it right after the `k`-th finished step.
 fn kill_after_steps(stacks: &Stacks, pr: u64, k: usize) -> bool {
-    let mut child = stacks
-        .command(&up_args(pr))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
+    let (mut child, stderr) = spawn_up(&stacks, pr);
     let mut done = 0;
     let mut killed = false;
     for line in BufReader::new(stderr).lines() {
