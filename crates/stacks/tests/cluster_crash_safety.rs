@@ -33,7 +33,13 @@ fn preview_json(stacks: &Stacks, pr: u64) -> serde_json::Value {
 
 /// Starts `up preview-pr` with its progress lines (stderr) piped back.
 fn spawn_up(stacks: &Stacks, pr: u64) -> (std::process::Child, std::process::ChildStderr) {
-    let (mut child, stderr) = spawn_up(stacks, pr);
+    let mut child = stacks
+        .command(&up_args(pr))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
     (child, stderr)
 }
 
