@@ -45,7 +45,7 @@ fn spawn_up(stacks: &Stacks, pr: u64) -> (std::process::Child, std::process::Chi
 
 /// Starts `up` and SIGKILLs it right after the `k`-th finished step.
 fn kill_after_steps(stacks: &Stacks, pr: u64, k: usize) -> bool {
-    let (mut child, stderr) = spawn_up(&stacks, pr);
+    let (mut child, stderr) = spawn_up(stacks, pr);
     let mut done = 0;
     let mut killed = false;
     for line in BufReader::new(stderr).lines() {
@@ -176,13 +176,7 @@ async fn sigterm_saves_state_and_releases_the_lock_within_two_seconds() {
     let world = world().await;
     let stacks = Stacks::new(world);
     let pr = 902;
-    let mut child = stacks
-        .command(&up_args(pr))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
+    let (mut child, stderr) = spawn_up(&stacks, pr);
     let mut lines = BufReader::new(stderr).lines();
     // Wait until the run is applying (first finished step), then SIGTERM.
     for line in lines.by_ref() {
