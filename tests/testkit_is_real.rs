@@ -24,7 +24,26 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use testkit::simulator::annotations::{DELAY_MS, MESSAGE, SIMULATE};
-use testkit::{ADMIN_USER, CONTROLLER_MANAGER_USER, SIMULATOR_USER, TestPostgres};
+use testkit::{ADMIN_USER, CONTROLLER_MANAGER_USER, SIMULATOR_USER, TestCluster, TestPostgres};
+
+/// The shared cluster, a client for it and a new namespace named after `prefix`.
+async fn cluster_namespace(prefix: &str) -> (&'static TestCluster, kube::Client, String) {
+    let cluster = cluster().await.expect("shared cluster");
+    let client = cluster.client().expect("client");
+    let ns = create_namespace(&client, prefix).await.expect("namespace");
+    (cluster, client, ns)
+}
+
+/// Waits until Deployment `name` has `replicas` available replicas (`what` names the
+/// wait in the error).
+async fn wait_available(deployments: &Api<Deployment>, name: &str, replicas: i32, what: &str) {
+    wait_for(deployments, name, what, |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.available_replicas == Some(replicas))
+    })
+    .await
+    .expect("available");
+}
 
 fn deployment(name: &str, replicas: i32, annotations: Value) -> Deployment {
     serde_json::from_value(json!({
@@ -119,11 +138,7 @@ fn cr_condition<'a>(obj: &'a DynamicObject, pointer: &str, kind: &str) -> Option
 
 #[tokio::test]
 async fn deployment_becomes_available_through_the_real_controllers() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "deploy")
-        .await
-        .expect("namespace");
+    let (cluster, client, ns) = cluster_namespace("deploy").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     deployments
         .create(&PostParams::default(), &deployment("web", 2, json!({})))
@@ -245,9 +260,7 @@ async fn deployment_becomes_available_through_the_real_controllers() {
 
 #[tokio::test]
 async fn job_completes_through_the_real_job_controller() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "job").await.expect("namespace");
+    let (cluster, client, ns) = cluster_namespace("job").await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     jobs.create(&PostParams::default(), &job("migrate", json!({}), 6))
         .await
@@ -292,11 +305,7 @@ async fn job_completes_through_the_real_job_controller() {
 
 #[tokio::test]
 async fn failing_job_pod_makes_the_real_job_controller_give_up() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "jobfail")
-        .await
-        .expect("namespace");
+    let (_, client, ns) = cluster_namespace("jobfail").await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let annotations = json!({SIMULATE: "Fail", MESSAGE: "relation \"users\" does not exist"});
     jobs.create(&PostParams::default(), &job("migrate", annotations, 0))
@@ -344,11 +353,7 @@ async fn failing_job_pod_makes_the_real_job_controller_give_up() {
 
 #[tokio::test]
 async fn image_pull_backoff_and_crash_loop_are_reported() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "failing")
-        .await
-        .expect("namespace");
+    let (_, client, ns) = cluster_namespace("failing").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let message = "rpc error: code = NotFound desc = ghcr.io/acme/api:pr-123: not found";
     deployments
@@ -438,9 +443,7 @@ async fn image_pull_backoff_and_crash_loop_are_reported() {
 
 #[tokio::test]
 async fn delayed_readiness_is_observed() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "slow").await.expect("namespace");
+    let (_, client, ns) = cluster_namespace("slow").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     deployments
         .create(
@@ -471,17 +474,13 @@ async fn delayed_readiness_is_observed() {
         "the pod was Running but not Ready during the delay"
     );
     // … then available.
-    wait_for(
+    wait_available(
         &deployments,
         "slow",
+        1,
         "Deployment available after the delay",
-        |d: Option<&Deployment>| {
-            d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| s.available_replicas == Some(1))
-        },
     )
-    .await
-    .expect("available");
+    .await;
     assert!(
         began.elapsed() >= std::time::Duration::from_millis(2000),
         "readiness waited for the delay"
@@ -490,25 +489,13 @@ async fn delayed_readiness_is_observed() {
 
 #[tokio::test]
 async fn garbage_collector_removes_a_deleted_deployments_dependents() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "gc").await.expect("namespace");
+    let (cluster, client, ns) = cluster_namespace("gc").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     deployments
         .create(&PostParams::default(), &deployment("web", 2, json!({})))
         .await
         .expect("create");
-    wait_for(
-        &deployments,
-        "web",
-        "Deployment available",
-        |d: Option<&Deployment>| {
-            d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| s.available_replicas == Some(2))
-        },
-    )
-    .await
-    .expect("available");
+    wait_available(&deployments, "web", 2, "Deployment available").await;
     // Background propagation: the API server deletes the Deployment at once and
     // the real garbage collector deletes the ReplicaSet, whose pods follow.
     deployments
@@ -554,27 +541,13 @@ async fn garbage_collector_removes_a_deleted_deployments_dependents() {
 
 #[tokio::test]
 async fn namespace_deletion_by_the_real_namespace_controller() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "doomed")
-        .await
-        .expect("namespace");
+    let (cluster, client, ns) = cluster_namespace("doomed").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     deployments
         .create(&PostParams::default(), &deployment("web", 1, json!({})))
         .await
         .expect("create");
-    wait_for(
-        &deployments,
-        "web",
-        "Deployment available",
-        |d: Option<&Deployment>| {
-            d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| s.available_replicas == Some(1))
-        },
-    )
-    .await
-    .expect("available");
+    wait_available(&deployments, "web", 1, "Deployment available").await;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"a": "b"}}))
@@ -626,9 +599,7 @@ async fn namespace_deletion_by_the_real_namespace_controller() {
 
 #[tokio::test]
 async fn persistent_volume_claim_is_bound_by_the_real_binder() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "pvc").await.expect("namespace");
+    let (_, client, ns) = cluster_namespace("pvc").await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({
         "metadata": {"name": "data"},
@@ -1002,9 +973,7 @@ async fn postgres_creates_and_drops_a_database() {
 
 #[tokio::test]
 async fn audit_log_tells_the_users_apart() {
-    let cluster = cluster().await.expect("shared cluster");
-    let client = cluster.client().expect("client");
-    let ns = create_namespace(&client, "audit").await.expect("namespace");
+    let (cluster, client, ns) = cluster_namespace("audit").await;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "probe"}})).expect("cm");
     config_maps

@@ -261,16 +261,7 @@ pub async fn run_gate(
                 &request.run_url,
                 &assessment.reason,
             );
-            let outcome = upsert_comment_with(
-                client,
-                repo,
-                request.pr,
-                GATE_COMMENT_MARKER,
-                &request.comment_author,
-                &body,
-                WhenMissing::Create,
-            )
-            .await?;
+            let outcome = upsert_gate_comment(client, request, &body, WhenMissing::Create).await?;
             report.comment = Some(outcome);
         }
         Decision::Approve => {
@@ -283,22 +274,33 @@ pub async fn run_gate(
                 &request.run_url,
                 &assessment.reason,
             );
-            let outcome = upsert_comment_with(
-                client,
-                repo,
-                request.pr,
-                GATE_COMMENT_MARKER,
-                &request.comment_author,
-                &body,
-                WhenMissing::Skip,
-            )
-            .await?;
+            let outcome = upsert_gate_comment(client, request, &body, WhenMissing::Skip).await?;
             if outcome.comment_id.is_some() {
                 report.comment = Some(outcome);
             }
         }
     }
     Ok(report)
+}
+
+/// Creates or updates the gate's own comment (carrying [`GATE_COMMENT_MARKER`]) on
+/// the request's PR.
+async fn upsert_gate_comment(
+    client: &GithubClient,
+    request: &GateRequest,
+    body: &str,
+    when_missing: WhenMissing,
+) -> Result<UpsertOutcome, GithubError> {
+    upsert_comment_with(
+        client,
+        &request.repo,
+        request.pr,
+        GATE_COMMENT_MARKER,
+        &request.comment_author,
+        body,
+        when_missing,
+    )
+    .await
 }
 
 async fn wait_and_approve(

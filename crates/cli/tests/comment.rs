@@ -3,7 +3,7 @@
 mod common;
 
 use cli::comment::{MAX_COMMENT_CHARS, PR_COMMENT_MARKER};
-use common::{REPO, SHA, digest, env_for, fake, marker_comments, run};
+use common::{SHA, comment_args, digest, env_for, fake, marker_comments, run};
 
 const BOT: &str = "github-actions[bot]";
 
@@ -17,25 +17,22 @@ async fn first_run_creates_one_comment() {
     let api = digest("api", 'b');
     let run = run(
         &env_for(&fake),
-        &[
-            "comment",
-            "--repo",
-            REPO,
-            "--pr",
+        &comment_args(
             "7",
-            "--status",
             "pending",
-            "--sha",
-            SHA,
-            "--web-digest",
-            &web,
-            "--api-digest",
-            &api,
-            "--plan-file",
-            plan.path().to_str().expect("utf-8 path"),
-            "--message",
-            "Waiting for approval.",
-        ],
+            &[
+                "--sha",
+                SHA,
+                "--web-digest",
+                &web,
+                "--api-digest",
+                &api,
+                "--plan-file",
+                plan.path().to_str().expect("utf-8 path"),
+                "--message",
+                "Waiting for approval.",
+            ],
+        ),
     )
     .await;
     assert!(run.result.is_ok(), "{}", run.error_line());
@@ -84,28 +81,23 @@ async fn rerun_updates_in_place_and_identical_rerun_sends_nothing() {
     let fake = fake().await;
     fake.add_pull(7, "alice", SHA);
     let env = env_for(&fake);
-    let pending = [
-        "comment", "--repo", REPO, "--pr", "7", "--status", "pending", "--json",
-    ];
+    let pending = comment_args("7", "pending", &["--json"]);
     let first = run(&env, &pending).await;
     assert!(first.result.is_ok(), "{}", first.error_line());
     let first_id = first.json()["comment_id"].as_u64().expect("id");
     assert_eq!(first.json()["action"], "created");
 
-    let success = [
-        "comment",
-        "--repo",
-        REPO,
-        "--pr",
+    let success = comment_args(
         "7",
-        "--status",
         "success",
-        "--web-url",
-        "https://7.pr.example.com",
-        "--api-url",
-        "https://7.pr-api.example.com",
-        "--json",
-    ];
+        &[
+            "--web-url",
+            "https://7.pr.example.com",
+            "--api-url",
+            "https://7.pr-api.example.com",
+            "--json",
+        ],
+    );
     let second = run(&env, &success).await;
     assert!(second.result.is_ok(), "{}", second.error_line());
     assert_eq!(second.json()["action"], "updated");
@@ -139,17 +131,7 @@ async fn duplicate_markers_keep_newest_and_delete_the_rest() {
 
     let run = run(
         &env_for(&fake),
-        &[
-            "comment",
-            "--repo",
-            REPO,
-            "--pr",
-            "9",
-            "--status",
-            "failure",
-            "--message",
-            "boom",
-        ],
+        &comment_args("9", "failure", &["--message", "boom"]),
     )
     .await;
     assert!(run.result.is_ok(), "{}", run.error_line());
@@ -199,13 +181,7 @@ async fn pagination_finds_the_marker_on_page_two() {
         fake.seed_comment(11, "reviewer", &format!("late comment {i}"));
     }
 
-    let run = run(
-        &env_for(&fake),
-        &[
-            "comment", "--repo", REPO, "--pr", "11", "--status", "success",
-        ],
-    )
-    .await;
+    let run = run(&env_for(&fake), &comment_args("11", "success", &[])).await;
     assert!(run.result.is_ok(), "{}", run.error_line());
     assert!(run.out.contains(&format!("updated {ours}")), "{}", run.out);
     assert_eq!(marker_comments(&fake, 11, PR_COMMENT_MARKER).len(), 1);
@@ -229,17 +205,11 @@ async fn huge_plans_are_truncated_to_what_github_accepts() {
     std::fs::write(plan.path(), format!("```diff\n{}```\n", line.repeat(3_000))).expect("write");
     let run = run(
         &env_for(&fake),
-        &[
-            "comment",
-            "--repo",
-            REPO,
-            "--pr",
+        &comment_args(
             "12",
-            "--status",
             "pending",
-            "--plan-file",
-            plan.path().to_str().expect("utf-8 path"),
-        ],
+            &["--plan-file", plan.path().to_str().expect("utf-8 path")],
+        ),
     )
     .await;
     assert!(run.result.is_ok(), "{}", run.error_line());
@@ -256,17 +226,7 @@ async fn unreadable_plan_file_fails_before_any_request() {
     fake.add_pull(7, "alice", SHA);
     let run = run(
         &env_for(&fake),
-        &[
-            "comment",
-            "--repo",
-            REPO,
-            "--pr",
-            "7",
-            "--status",
-            "pending",
-            "--plan-file",
-            "/nonexistent/plan.md",
-        ],
+        &comment_args("7", "pending", &["--plan-file", "/nonexistent/plan.md"]),
     )
     .await;
     assert_eq!(run.exit_code(), 2);
@@ -283,16 +243,7 @@ async fn if_exists_skips_prs_without_a_preview_comment() {
     let fake = fake().await;
     fake.add_pull(20, "alice", SHA);
     let env = env_for(&fake);
-    let args = [
-        "comment",
-        "--repo",
-        REPO,
-        "--pr",
-        "20",
-        "--status",
-        "destroyed",
-        "--if-exists",
-    ];
+    let args = comment_args("20", "destroyed", &["--if-exists"]);
     let skipped = run(&env, &args).await;
     assert!(skipped.result.is_ok(), "{}", skipped.error_line());
     assert!(
@@ -303,13 +254,7 @@ async fn if_exists_skips_prs_without_a_preview_comment() {
     assert!(fake.comments(20).is_empty());
     assert!(fake.requests().iter().all(|r| r.method == "GET"));
 
-    let created = run(
-        &env,
-        &[
-            "comment", "--repo", REPO, "--pr", "20", "--status", "success",
-        ],
-    )
-    .await;
+    let created = run(&env, &comment_args("20", "success", &[])).await;
     assert!(created.result.is_ok());
     let destroyed = run(&env, &args).await;
     assert!(

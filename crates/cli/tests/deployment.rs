@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{REPO, SHA, env_for, fake, run};
+use common::{
+    REPO, SHA, deployment_create_args, deployment_deactivate_args, deployment_status_args, env_for,
+    fake, run,
+};
 
 #[tokio::test]
 async fn lifecycle_in_progress_success_inactive() {
@@ -10,20 +13,7 @@ async fn lifecycle_in_progress_success_inactive() {
     fake.add_pull(7, "alice", SHA);
     let env = env_for(&fake);
 
-    let created = run(
-        &env,
-        &[
-            "deployment",
-            "create",
-            "--repo",
-            REPO,
-            "--pr",
-            "7",
-            "--sha",
-            SHA,
-        ],
-    )
-    .await;
+    let created = run(&env, &deployment_create_args("7", &[])).await;
     assert!(created.result.is_ok(), "{}", created.error_line());
     let id: u64 = created
         .out
@@ -52,36 +42,21 @@ async fn lifecycle_in_progress_success_inactive() {
     let id_text = id.to_string();
     let progress = run(
         &env,
-        &[
-            "deployment",
-            "status",
-            "--repo",
-            REPO,
-            "--id",
+        &deployment_status_args(
             &id_text,
-            "--state",
             "in_progress",
-            "--log-url",
-            "https://github.com/acme/site/actions/runs/5",
-        ],
+            &["--log-url", "https://github.com/acme/site/actions/runs/5"],
+        ),
     )
     .await;
     assert!(progress.result.is_ok(), "{}", progress.error_line());
     let success = run(
         &env,
-        &[
-            "deployment",
-            "status",
-            "--repo",
-            REPO,
-            "--id",
+        &deployment_status_args(
             &id_text,
-            "--state",
             "success",
-            "--environment-url",
-            "https://7.pr.example.com",
-            "--json",
-        ],
+            &["--environment-url", "https://7.pr.example.com", "--json"],
+        ),
     )
     .await;
     assert!(success.result.is_ok(), "{}", success.error_line());
@@ -105,18 +80,7 @@ async fn lifecycle_in_progress_success_inactive() {
         "https://github.com/acme/site/actions/runs/5"
     );
 
-    let deactivated = run(
-        &env,
-        &[
-            "deployment",
-            "deactivate",
-            "--repo",
-            REPO,
-            "--environment",
-            "preview-pr-7",
-        ],
-    )
-    .await;
+    let deactivated = run(&env, &deployment_deactivate_args("preview-pr-7", &[])).await;
     assert!(deactivated.result.is_ok(), "{}", deactivated.error_line());
     assert_eq!(
         deactivated.out.trim(),
@@ -130,15 +94,7 @@ async fn lifecycle_in_progress_success_inactive() {
     // Idempotent: a second cleanup adds nothing.
     let again = run(
         &env,
-        &[
-            "deployment",
-            "deactivate",
-            "--repo",
-            REPO,
-            "--environment",
-            "preview-pr-7",
-            "--json",
-        ],
+        &deployment_deactivate_args("preview-pr-7", &["--json"]),
     )
     .await;
     assert_eq!(again.json()["deactivated"], serde_json::json!([]));
@@ -155,51 +111,16 @@ async fn deactivate_covers_every_deployment_across_pages() {
     let mut ids = Vec::new();
     // More than one page of 100.
     for _ in 0..105 {
-        let created = run(
-            &env,
-            &[
-                "deployment",
-                "create",
-                "--repo",
-                REPO,
-                "--pr",
-                "8",
-                "--sha",
-                SHA,
-                "--json",
-            ],
-        )
-        .await;
+        let created = run(&env, &deployment_create_args("8", &["--json"])).await;
         ids.push(created.json()["id"].as_u64().expect("id"));
     }
     // Another environment is left alone.
-    let other = run(
-        &env,
-        &[
-            "deployment",
-            "create",
-            "--repo",
-            REPO,
-            "--pr",
-            "9",
-            "--sha",
-            SHA,
-        ],
-    )
-    .await;
+    let other = run(&env, &deployment_create_args("9", &[])).await;
     let other_id: u64 = other.out.trim().parse().expect("id");
 
     let deactivated = run(
         &env,
-        &[
-            "deployment",
-            "deactivate",
-            "--repo",
-            REPO,
-            "--environment",
-            "preview-pr-8",
-            "--json",
-        ],
+        &deployment_deactivate_args("preview-pr-8", &["--json"]),
     )
     .await;
     assert!(deactivated.result.is_ok(), "{}", deactivated.error_line());
@@ -258,18 +179,7 @@ async fn production_deployment_and_bad_input() {
     let long = "x".repeat(400);
     let status = run(
         &env,
-        &[
-            "deployment",
-            "status",
-            "--repo",
-            REPO,
-            "--id",
-            &id,
-            "--state",
-            "failure",
-            "--description",
-            &long,
-        ],
+        &deployment_status_args(&id, "failure", &["--description", &long]),
     )
     .await;
     assert!(status.result.is_ok(), "{}", status.error_line());

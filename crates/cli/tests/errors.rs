@@ -7,7 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use github_fake::Fault;
 use serde_json::json;
 
-use common::{REPO, SHA, TOKEN, env_for, fake, run, run_binary};
+use common::{
+    REPO, SHA, TOKEN, comment_args, deployment_create_args, deployment_deactivate_args,
+    deployment_status_args, env_for, fake, run, run_binary,
+};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -27,9 +30,7 @@ async fn missing_token_is_a_clear_error_and_nothing_is_sent() {
     let base = fake.base_url();
     let process = run_binary(
         &[("GITHUB_API_URL", base.as_str())],
-        &[
-            "comment", "--repo", REPO, "--pr", "7", "--status", "pending",
-        ],
+        &comment_args("7", "pending", &[]),
     )
     .await;
     assert_eq!(process.code, 2, "{}", process.err);
@@ -45,14 +46,7 @@ async fn missing_token_is_a_clear_error_and_nothing_is_sent() {
     // Blank counts as missing too.
     let blank = run_binary(
         &[("GITHUB_API_URL", base.as_str()), ("GITHUB_TOKEN", "  ")],
-        &[
-            "deployment",
-            "deactivate",
-            "--repo",
-            REPO,
-            "--environment",
-            "preview-pr-7",
-        ],
+        &deployment_deactivate_args("preview-pr-7", &[]),
     )
     .await;
     assert_eq!(blank.code, 2);
@@ -67,9 +61,7 @@ async fn token_is_not_sent_over_plain_http_to_remote_hosts() {
             ("GITHUB_API_URL", "http://api.example.com"),
             ("GITHUB_TOKEN", TOKEN),
         ],
-        &[
-            "comment", "--repo", REPO, "--pr", "7", "--status", "pending",
-        ],
+        &comment_args("7", "pending", &[]),
     )
     .await;
     assert_eq!(process.code, 2);
@@ -173,13 +165,7 @@ async fn unauthorized_forbidden_not_found_and_validation_messages() {
     );
 
     // 404: a PR the repository does not have.
-    let missing = run(
-        &env,
-        &[
-            "comment", "--repo", REPO, "--pr", "999", "--status", "pending",
-        ],
-    )
-    .await;
+    let missing = run(&env, &comment_args("999", "pending", &[])).await;
     assert_eq!(
         missing.error_line(),
         format!(
@@ -215,35 +201,15 @@ async fn unauthorized_forbidden_not_found_and_validation_messages() {
         )
         .on("POST", "/statuses"),
     );
-    let created = run(
-        &env,
-        &[
-            "deployment",
-            "create",
-            "--repo",
-            REPO,
-            "--pr",
-            "7",
-            "--sha",
-            SHA,
-        ],
-    )
-    .await;
+    let created = run(&env, &deployment_create_args("7", &[])).await;
     let id = created.out.trim().to_string();
     let invalid = run(
         &env,
-        &[
-            "deployment",
-            "status",
-            "--repo",
-            REPO,
-            "--id",
+        &deployment_status_args(
             &id,
-            "--state",
             "success",
-            "--environment-url",
-            "https://7.pr.example.com",
-        ],
+            &["--environment-url", "https://7.pr.example.com"],
+        ),
     )
     .await;
     assert_eq!(
@@ -282,63 +248,31 @@ async fn canary_tokens_never_appear_in_any_output() {
     let attempts = ["--github-attempts", "2"];
     let mut outputs = Vec::new();
     let scenarios: Vec<(Option<Fault>, Vec<&str>)> = vec![
-        (
-            None,
-            vec![
-                "comment", "--repo", REPO, "--pr", "7", "--status", "success",
-            ],
-        ),
+        (None, comment_args("7", "success", &[])),
         (
             Some(Fault::bad_credentials()),
-            vec![
-                "comment", "--repo", REPO, "--pr", "7", "--status", "failure",
-            ],
+            comment_args("7", "failure", &[]),
         ),
         (
             Some(Fault::status(403, "Resource not accessible by integration")),
-            vec![
-                "deployment",
-                "deactivate",
-                "--repo",
-                REPO,
-                "--environment",
-                "preview-pr-7",
-            ],
+            deployment_deactivate_args("preview-pr-7", &[]),
         ),
         (
             Some(Fault::rate_limited(now() + 3_000)),
-            vec![
-                "comment", "--repo", REPO, "--pr", "7", "--status", "pending",
-            ],
+            comment_args("7", "pending", &[]),
         ),
         (
             Some(Fault::server_error(500).times(5)),
-            vec![
-                "comment", "--repo", REPO, "--pr", "7", "--status", "pending",
-            ],
+            comment_args("7", "pending", &[]),
         ),
         (
             Some(Fault::validation_failed(
                 "Validation Failed",
                 json!([{"code": "invalid", "field": "ref"}]),
             )),
-            vec![
-                "deployment",
-                "create",
-                "--repo",
-                REPO,
-                "--pr",
-                "7",
-                "--sha",
-                SHA,
-            ],
+            deployment_create_args("7", &[]),
         ),
-        (
-            None,
-            vec![
-                "comment", "--repo", REPO, "--pr", "404", "--status", "pending",
-            ],
-        ),
+        (None, comment_args("404", "pending", &[])),
         (
             None,
             vec![

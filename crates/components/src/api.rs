@@ -27,19 +27,19 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, EmptyDirVolumeSource,
-    EnvFromSource, KeyToPath, PodSpec, PodTemplateSpec, SecretEnvSource, Volume, VolumeMount,
+    EnvFromSource, KeyToPath, PodSpec, SecretEnvSource, Volume, VolumeMount,
 };
 use preview_core::{Resource, ResourceId};
 
 use crate::common::{
-    ComputeResources, ImagePullPolicy, Labels, check_dns_label, http_probe, match_labels, meta,
-    pull_secrets, requirements, selector_labels, tcp_container_port, template_meta, to_resource,
+    ComputeResources, ImagePullPolicy, Labels, check_dns_label, check_not_blank,
+    check_not_negative, http_probe, meta, pull_secrets, requirements, tcp_container_port,
+    to_resource,
 };
 use crate::error::ComponentError;
-use crate::web::{http_service, rolling_update};
+use crate::web::{http_service, rolling_deployment};
 
 /// How the database is migrated before the API runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,21 +203,9 @@ impl Api {
         check_dns_label("namespace", &self.namespace)?;
         check_dns_label("api name", &self.name)?;
         check_dns_label("nginx config name", &self.nginx_config_name)?;
-        for (what, image) in [
-            ("API image", &self.php_image),
-            ("nginx image", &self.nginx_image),
-        ] {
-            if image.trim().is_empty() {
-                return Err(ComponentError::invalid(what, "", "must not be empty"));
-            }
-        }
-        if self.replicas < 0 {
-            return Err(ComponentError::invalid(
-                "api replicas",
-                self.replicas.to_string(),
-                "must not be negative",
-            ));
-        }
+        check_not_blank("API image", &self.php_image)?;
+        check_not_blank("nginx image", &self.nginx_image)?;
+        check_not_negative("api replicas", self.replicas)?;
         let ns = Some(self.namespace.as_str());
         let labels = self.labels.component(&self.name, "backend");
 
@@ -251,13 +239,7 @@ impl Api {
             ..Container::default()
         }];
         if let Migration::InitContainer { command } = &self.migration {
-            if command.trim().is_empty() {
-                return Err(ComponentError::invalid(
-                    "migration command",
-                    "",
-                    "must not be empty",
-                ));
-            }
+            check_not_blank("migration command", command)?;
             init_containers.push(Container {
                 name: "db-migration".to_owned(),
                 image: Some(self.php_image.clone()),
@@ -318,26 +300,19 @@ impl Api {
                 ..Volume::default()
             },
         ];
-        let mut deployment = to_resource(&Deployment {
-            metadata: meta(&self.name, ns, &labels),
-            spec: Some(DeploymentSpec {
-                replicas: Some(self.replicas),
-                selector: match_labels(selector_labels(&self.name)),
-                strategy: Some(rolling_update()),
-                template: PodTemplateSpec {
-                    metadata: Some(template_meta(&labels)),
-                    spec: Some(PodSpec {
-                        init_containers: Some(init_containers),
-                        containers: vec![nginx, php],
-                        volumes: Some(volumes),
-                        image_pull_secrets: pull_secrets(&self.image_pull_secrets),
-                        ..PodSpec::default()
-                    }),
-                },
-                ..DeploymentSpec::default()
-            }),
-            ..Deployment::default()
-        })?;
+        let mut deployment = rolling_deployment(
+            &self.name,
+            ns,
+            &labels,
+            self.replicas,
+            PodSpec {
+                init_containers: Some(init_containers),
+                containers: vec![nginx, php],
+                volumes: Some(volumes),
+                image_pull_secrets: pull_secrets(&self.image_pull_secrets),
+                ..PodSpec::default()
+            },
+        )?;
         if let Migration::AfterJob(job) = &self.migration {
             deployment = deployment.depends_on(job);
         }

@@ -330,6 +330,27 @@ pub(crate) fn check_dns_label(what: &'static str, value: &str) -> Result<(), Com
     Ok(())
 }
 
+/// Checks that `value` (an image, a command) is not empty or blank; the error shows
+/// no value.
+pub(crate) fn check_not_blank(what: &'static str, value: &str) -> Result<(), ComponentError> {
+    if value.trim().is_empty() {
+        return Err(ComponentError::invalid(what, "", "must not be empty"));
+    }
+    Ok(())
+}
+
+/// Checks that a count (replicas, a backoff limit) is not negative.
+pub(crate) fn check_not_negative(what: &'static str, value: i32) -> Result<(), ComponentError> {
+    if value < 0 {
+        return Err(ComponentError::invalid(
+            what,
+            value.to_string(),
+            "must not be negative",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

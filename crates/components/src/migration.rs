@@ -38,8 +38,9 @@ use preview_core::diff::canonical_json;
 use preview_core::{Resource, ResourceId, ResourceOptions};
 
 use crate::common::{
-    ComputeResources, ImagePullPolicy, Labels, check_dns_label, config_fingerprint, meta,
-    pull_secrets, requirements, short_hash, template_meta, to_resource,
+    ComputeResources, ImagePullPolicy, Labels, check_dns_label, check_not_blank,
+    check_not_negative, config_fingerprint, meta, pull_secrets, requirements, short_hash,
+    template_meta, to_resource,
 };
 use crate::error::ComponentError;
 
@@ -178,27 +179,9 @@ impl MigrationJob {
             ));
         }
         check_dns_label("migration job name", &self.base_name)?;
-        if self.image.trim().is_empty() {
-            return Err(ComponentError::invalid(
-                "migration image",
-                "",
-                "must not be empty",
-            ));
-        }
-        if self.command.trim().is_empty() {
-            return Err(ComponentError::invalid(
-                "migration command",
-                "",
-                "must not be empty",
-            ));
-        }
-        if self.backoff_limit < 0 {
-            return Err(ComponentError::invalid(
-                "backoff limit",
-                self.backoff_limit.to_string(),
-                "must not be negative",
-            ));
-        }
+        check_not_blank("migration image", &self.image)?;
+        check_not_blank("migration command", &self.command)?;
+        check_not_negative("backoff limit", self.backoff_limit)?;
         let labels = self.labels.component(&self.base_name, "database");
         let job = Job {
             metadata: meta(&self.job_name()?, Some(&self.namespace), &labels),

@@ -33,9 +33,9 @@ use preview_core::secret::SecretString;
 use std::collections::BTreeMap;
 
 use crate::common::{
-    ComputeResources, ImagePullPolicy, Labels, check_dns_label, match_labels, meta, pull_secrets,
-    requirements, selector_labels, tcp_container_port, tcp_service_port, template_meta,
-    to_resource,
+    ComputeResources, ImagePullPolicy, Labels, check_dns_label, check_not_blank, match_labels,
+    meta, pull_secrets, requirements, selector_labels, tcp_container_port, tcp_service_port,
+    template_meta, to_resource,
 };
 use crate::error::ComponentError;
 
@@ -145,13 +145,7 @@ impl PostgresServer {
     pub fn build(&self) -> Result<PostgresResources, ComponentError> {
         check_dns_label("namespace", &self.namespace)?;
         check_dns_label("service name", &self.service_name)?;
-        if self.image.trim().is_empty() {
-            return Err(ComponentError::invalid(
-                "postgres image",
-                "",
-                "must not be empty",
-            ));
-        }
+        check_not_blank("postgres image", &self.image)?;
         crate::database::check_identifier("postgres user", &self.user)?;
         if self.password.is_empty() {
             return Err(ComponentError::invalid(

@@ -34,9 +34,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use preview_core::Resource;
 
 use crate::common::{
-    ComputeResources, ImagePullPolicy, Labels, check_dns_label, http_probe, match_labels, meta,
-    pull_secrets, requirements, selector_labels, tcp_container_port, tcp_service_port,
-    template_meta, to_resource,
+    ComputeResources, ImagePullPolicy, Labels, check_dns_label, check_not_blank,
+    check_not_negative, http_probe, match_labels, meta, pull_secrets, requirements,
+    selector_labels, tcp_container_port, tcp_service_port, template_meta, to_resource,
 };
 use crate::error::ComponentError;
 
@@ -152,13 +152,7 @@ impl Web {
         check_dns_label("namespace", &self.namespace)?;
         check_dns_label("web name", &self.name)?;
         check_dns_label("js-config name", &self.js_config_name)?;
-        if self.image.trim().is_empty() {
-            return Err(ComponentError::invalid(
-                "web image",
-                "",
-                "must not be empty",
-            ));
-        }
+        check_not_blank("web image", &self.image)?;
         if !self.api_url.starts_with("https://") && !self.api_url.starts_with("http://") {
             return Err(ComponentError::invalid(
                 "API URL",
@@ -166,13 +160,7 @@ impl Web {
                 "must be an http(s) URL",
             ));
         }
-        if self.replicas < 0 {
-            return Err(ComponentError::invalid(
-                "web replicas",
-                self.replicas.to_string(),
-                "must not be negative",
-            ));
-        }
+        check_not_negative("web replicas", self.replicas)?;
         let ns = Some(self.namespace.as_str());
         let labels = self.labels.component(&self.name, "frontend");
 
@@ -201,32 +189,25 @@ impl Web {
             resources: requirements(self.resources.as_ref()),
             ..Container::default()
         };
-        let deployment = to_resource(&Deployment {
-            metadata: meta(&self.name, ns, &labels),
-            spec: Some(DeploymentSpec {
-                replicas: Some(self.replicas),
-                selector: match_labels(selector_labels(&self.name)),
-                strategy: Some(rolling_update()),
-                template: PodTemplateSpec {
-                    metadata: Some(template_meta(&labels)),
-                    spec: Some(PodSpec {
-                        containers: vec![container],
-                        volumes: Some(vec![Volume {
-                            name: "js-config".to_owned(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: self.js_config_name.clone(),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        }]),
-                        image_pull_secrets: pull_secrets(&self.image_pull_secrets),
-                        ..PodSpec::default()
+        let deployment = rolling_deployment(
+            &self.name,
+            ns,
+            &labels,
+            self.replicas,
+            PodSpec {
+                containers: vec![container],
+                volumes: Some(vec![Volume {
+                    name: "js-config".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: self.js_config_name.clone(),
+                        ..ConfigMapVolumeSource::default()
                     }),
-                },
-                ..DeploymentSpec::default()
-            }),
-            ..Deployment::default()
-        })?;
+                    ..Volume::default()
+                }]),
+                image_pull_secrets: pull_secrets(&self.image_pull_secrets),
+                ..PodSpec::default()
+            },
+        )?;
 
         let service = http_service(&self.name, &self.namespace, &labels)?;
         Ok(WebResources {
@@ -246,6 +227,31 @@ pub(crate) fn rolling_update() -> DeploymentStrategy {
             max_surge: Some(IntOrString::Int(1)),
         }),
     }
+}
+
+/// A Deployment `name` of `replicas` pods running `pod`, labelled `labels`, selected
+/// by [`selector_labels`]`(name)` and updated with [`rolling_update`].
+pub(crate) fn rolling_deployment(
+    name: &str,
+    namespace: Option<&str>,
+    labels: &Labels,
+    replicas: i32,
+    pod: PodSpec,
+) -> Result<Resource, ComponentError> {
+    to_resource(&Deployment {
+        metadata: meta(name, namespace, labels),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: match_labels(selector_labels(name)),
+            strategy: Some(rolling_update()),
+            template: PodTemplateSpec {
+                metadata: Some(template_meta(labels)),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    })
 }
 
 /// A ClusterIP Service `name` on port 80 (`http`, TCP) → the pods' `http` port.

@@ -22,6 +22,14 @@ fn request(
         .header("user-agent", "github-fake-tests")
 }
 
+/// Sends a GET with the contract headers of [`request`].
+async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    request(client, reqwest::Method::GET, url)
+        .send()
+        .await
+        .expect("send")
+}
+
 #[test]
 fn official_examples_validate_except_the_documented_ones() {
     let spec = Spec::load(&default_spec_path()).expect("spec");
@@ -101,14 +109,11 @@ async fn bad_requests_are_rejected_and_recorded() {
     .expect("send");
 
     // Unknown query parameter and non-integer page.
-    request(
+    get(
         &client,
-        reqwest::Method::GET,
         &format!("{base}/repos/acme/site/issues/1/comments?perpage=100&page=two"),
     )
-    .send()
-    .await
-    .expect("send");
+    .await;
 
     // Missing contract headers, and an endpoint the description does not have.
     client
@@ -118,14 +123,7 @@ async fn bad_requests_are_rejected_and_recorded() {
         .send()
         .await
         .expect("send");
-    request(
-        &client,
-        reqwest::Method::GET,
-        &format!("{base}/repos/acme/site/branches"),
-    )
-    .send()
-    .await
-    .expect("send");
+    get(&client, &format!("{base}/repos/acme/site/branches")).await;
 
     let violations = fake.violations().join("\n");
     for expected in [
@@ -155,10 +153,7 @@ async fn responses_follow_the_description_and_paginate() {
     let client = reqwest::Client::new();
     let base = fake.base_url();
     let url = format!("{base}/repos/acme/site/issues/1/comments?per_page=20&page=2");
-    let response = request(&client, reqwest::Method::GET, &url)
-        .send()
-        .await
-        .expect("send");
+    let response = get(&client, &url).await;
     assert_eq!(response.status(), 200);
     let link = response.headers()["link"]
         .to_str()
@@ -183,20 +178,14 @@ async fn responses_follow_the_description_and_paginate() {
         "/repos/acme/site/collaborators/alice/permission",
         "/repos/acme/site/actions/runs/5/pending_deployments",
     ] {
-        let response = request(&client, reqwest::Method::GET, &format!("{base}{path}"))
-            .send()
-            .await
-            .expect("send");
+        let response = get(&client, &format!("{base}{path}")).await;
         assert_eq!(response.status(), 200, "{path}");
     }
-    let permission: Value = request(
+    let permission: Value = get(
         &client,
-        reqwest::Method::GET,
         &format!("{base}/repos/acme/site/collaborators/alice/permission"),
     )
-    .send()
     .await
-    .expect("send")
     .json()
     .await
     .expect("json");
@@ -218,10 +207,7 @@ async fn faults_are_served_in_order_and_then_cleared() {
     let url = format!("{}/repos/acme/site/pulls/1", fake.base_url());
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let response = request(&client, reqwest::Method::GET, &url)
-            .send()
-            .await
-            .expect("send");
+        let response = get(&client, &url).await;
         seen.push((
             response.status().as_u16(),
             response

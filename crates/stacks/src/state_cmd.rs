@@ -257,6 +257,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateCmdError> {
     })
 }
 
+/// Runs `work` under the stack's lock (waiting up to `lock_timeout`; `work`, a
+/// future, does nothing before it is awaited here), then releases the lock. An
+/// error of `work` wins over an error releasing the lock.
+async fn under_lock<T>(
+    backend: &dyn StateBackend,
+    stack: &str,
+    lock_timeout: Duration,
+    work: impl Future<Output = Result<T, StateCmdError>>,
+) -> Result<T, StateCmdError> {
+    let lock = lock_with_timeout(backend, stack, lock_timeout).await?;
+    let result = work.await;
+    let released = lock.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
 /// Options of `state import`.
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
@@ -341,12 +358,13 @@ pub async fn import_bytes(
             ),
         });
     }
-    let lock = lock_with_timeout(backend, stack, options.lock_timeout).await?;
-    let result = import_locked(backend, &mut imported, options).await;
-    let released = lock.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    under_lock(
+        backend,
+        stack,
+        options.lock_timeout,
+        import_locked(backend, &mut imported, options),
+    )
+    .await
 }
 
 async fn import_locked(
@@ -453,12 +471,13 @@ pub async fn delete(
     stack: &str,
     options: &DeleteOptions,
 ) -> Result<DeleteReport, StateCmdError> {
-    let lock = lock_with_timeout(backend, stack, options.lock_timeout).await?;
-    let result = delete_locked(backend, stack, options).await;
-    let released = lock.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    under_lock(
+        backend,
+        stack,
+        options.lock_timeout,
+        delete_locked(backend, stack, options),
+    )
+    .await
 }
 
 async fn delete_locked(
@@ -534,8 +553,7 @@ pub async fn rotate_passphrase(
     new: &SecretString,
     lock_timeout: Duration,
 ) -> Result<RotateReport, StateCmdError> {
-    let lock = lock_with_timeout(backend, stack, lock_timeout).await?;
-    let result: Result<RotateReport, StateCmdError> = async {
+    let work = async {
         let mut state = read_existing(backend, stack).await?;
         if state.encryption.is_none() {
             return Ok(RotateReport {
@@ -552,12 +570,8 @@ pub async fn rotate_passphrase(
             serial: state.serial,
             rotated: true,
         })
-    }
-    .await;
-    let released = lock.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    };
+    under_lock(backend, stack, lock_timeout, work).await
 }
 
 /// What [`forget_secrets`] removed.
@@ -580,8 +594,7 @@ pub async fn forget_secrets(
     stack: &str,
     lock_timeout: Duration,
 ) -> Result<ForgetReport, StateCmdError> {
-    let lock = lock_with_timeout(backend, stack, lock_timeout).await?;
-    let result: Result<ForgetReport, StateCmdError> = async {
+    let work = async {
         let mut state = read_existing(backend, stack).await?;
         let removed: Vec<String> = state
             .outputs
@@ -605,12 +618,8 @@ pub async fn forget_secrets(
             removed,
             serial: state.serial,
         })
-    }
-    .await;
-    let released = lock.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    };
+    under_lock(backend, stack, lock_timeout, work).await
 }
 
 #[cfg(test)]
@@ -656,6 +665,22 @@ mod tests {
             uid: None,
             protect: false,
             imported: false,
+        }
+    }
+
+    /// `state import --force`.
+    fn forced_import() -> ImportOptions {
+        ImportOptions {
+            force: true,
+            ..Default::default()
+        }
+    }
+
+    /// `state delete --force`.
+    fn forced_delete() -> DeleteOptions {
+        DeleteOptions {
+            force: true,
+            ..Default::default()
         }
     }
 
@@ -760,17 +785,9 @@ mod tests {
             err.to_string().contains("not newer") && err.to_string().contains("--force"),
             "{err}"
         );
-        let forced = import_from_file(
-            &dst,
-            "s",
-            &file,
-            &ImportOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("forced");
+        let forced = import_from_file(&dst, "s", &file, &forced_import())
+            .await
+            .expect("forced");
         assert_eq!((forced.serial, forced.replaced), (4, true));
         // The secret still unseals with the original passphrase.
         let stored = dst.read("s").await.expect("read").expect("some");
@@ -833,17 +850,9 @@ mod tests {
 
         // Locked stack: the import fails fast naming the holder.
         let held = b.lock("s").await.expect("lock");
-        let err = import_from_file(
-            &b,
-            "s",
-            &foreign,
-            &ImportOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect_err("locked");
+        let err = import_from_file(&b, "s", &foreign, &forced_import())
+            .await
+            .expect_err("locked");
         assert!(
             err.to_string()
                 .contains(&format!("pid {}", std::process::id())),
@@ -867,16 +876,7 @@ mod tests {
         );
         assert!(text.contains("… 2 more"), "{text}");
         assert!(b.read("s").await.expect("read").is_some());
-        let report = delete(
-            &b,
-            "s",
-            &DeleteOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("forced");
+        let report = delete(&b, "s", &forced_delete()).await.expect("forced");
         assert_eq!(report.forgotten_resources, 7);
         assert!(b.read("s").await.expect("read").is_none());
         assert!(b.lock("s").await.is_ok(), "lock released");
@@ -897,16 +897,9 @@ mod tests {
             .await
             .expect_err("corrupt");
         assert!(err.to_string().contains("--force"), "{err}");
-        let report = delete(
-            &b,
-            "c",
-            &DeleteOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("forced corrupt");
+        let report = delete(&b, "c", &forced_delete())
+            .await
+            .expect("forced corrupt");
         assert!(report.was_corrupt);
     }
 

@@ -52,14 +52,17 @@ pub fn etcd() -> Result<PathBuf, KitError> {
     })
 }
 
+/// Where [`kube_apiserver`] looks.
+const KUBE_APISERVER: Search<'static> = Search {
+    name: "kube-apiserver",
+    file_var: None,
+    dir_var: Some("PREVIEW_KUBE_BIN_DIR"),
+    in_cache: true,
+};
+
 /// `kube-apiserver` (v1.20.2, built by the install script).
 pub fn kube_apiserver() -> Result<PathBuf, KitError> {
-    locate(&Search {
-        name: "kube-apiserver",
-        file_var: None,
-        dir_var: Some("PREVIEW_KUBE_BIN_DIR"),
-        in_cache: true,
-    })
+    locate(&KUBE_APISERVER)
 }
 
 /// `kube-controller-manager` (v1.20.2, built by the install script).
@@ -215,16 +218,7 @@ mod tests {
     #[test]
     fn missing_binary_names_it_and_the_install_script() {
         let env = env_of(&[("HOME", "/nonexistent-home"), ("PATH", "/nonexistent-bin")]);
-        let err = locate_with(
-            &Search {
-                name: "kube-apiserver",
-                file_var: None,
-                dir_var: Some("PREVIEW_KUBE_BIN_DIR"),
-                in_cache: true,
-            },
-            &env,
-        )
-        .expect_err("nothing to find");
+        let err = locate_with(&KUBE_APISERVER, &env).expect_err("nothing to find");
         let msg = err.to_string();
         assert!(msg.contains("`kube-apiserver` not found"), "{msg}");
         assert!(msg.contains("scripts/control-plane.sh install"), "{msg}");
@@ -243,16 +237,7 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let dir_str = dir.path().to_str().expect("utf-8 temp path");
         let env = env_of(&[("PREVIEW_KUBE_BIN_DIR", dir_str), ("PATH", "/usr/bin")]);
-        let found = locate_with(
-            &Search {
-                name: "kube-apiserver",
-                file_var: None,
-                dir_var: Some("PREVIEW_KUBE_BIN_DIR"),
-                in_cache: true,
-            },
-            &env,
-        )
-        .expect("found");
+        let found = locate_with(&KUBE_APISERVER, &env).expect("found");
         assert_eq!(found, file);
     }
 

@@ -141,6 +141,15 @@ mod tests {
     use super::*;
     use crate::process::pid_alive;
 
+    /// A `sleep 300` leading its own process group.
+    fn sleeper_group() -> Child {
+        Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .expect("sleep")
+    }
+
     fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !cond() {
@@ -153,11 +162,7 @@ mod tests {
     fn closing_the_pipe_kills_groups_and_removes_the_dir() {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         let mut reaper = Reaper::spawn(&dir, None).expect("reaper");
-        let mut sleeper = Command::new("sleep")
-            .arg("300")
-            .process_group(0)
-            .spawn()
-            .expect("sleep");
+        let mut sleeper = sleeper_group();
         reaper.watch_group(sleeper.id()).expect("register");
         drop(reaper); // as if the test process had died
         wait_until("sleeper to die", || {
@@ -170,11 +175,7 @@ mod tests {
     fn disarm_leaves_everything_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut reaper = Reaper::spawn(dir.path(), None).expect("reaper");
-        let mut sleeper = Command::new("sleep")
-            .arg("300")
-            .process_group(0)
-            .spawn()
-            .expect("sleep");
+        let mut sleeper = sleeper_group();
         reaper.watch_group(sleeper.id()).expect("register");
         let reaper_pid = reaper.child.id();
         reaper.disarm();

@@ -39,6 +39,59 @@ pub fn env_for(fake: &GithubFake) -> Environment {
     }
 }
 
+/// `comment --repo REPO --pr <pr> --status <status>`, then `extra`.
+pub fn comment_args<'a>(pr: &'a str, status: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["comment", "--repo", REPO, "--pr", pr, "--status", status];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `deployment create --repo REPO --pr <pr> --sha SHA`, then `extra`.
+pub fn deployment_create_args<'a>(pr: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "deployment",
+        "create",
+        "--repo",
+        REPO,
+        "--pr",
+        pr,
+        "--sha",
+        SHA,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `deployment status --repo REPO --id <id> --state <state>`, then `extra`.
+pub fn deployment_status_args<'a>(id: &'a str, state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "deployment",
+        "status",
+        "--repo",
+        REPO,
+        "--id",
+        id,
+        "--state",
+        state,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `deployment deactivate --repo REPO --environment <environment>`, then `extra`.
+pub fn deployment_deactivate_args<'a>(environment: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "deployment",
+        "deactivate",
+        "--repo",
+        REPO,
+        "--environment",
+        environment,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// What an in-process run produced.
 pub struct Run {
     /// Ok or the error.

@@ -114,7 +114,12 @@ impl PostgresProvider {
                 })
                 .await;
             match result {
-                Err(e) if attempt < 5 && e.to_string().contains("42P04") => {
+                // 42P04 duplicate_database, or 23505 when the other CREATE was still
+                // in progress when ours checked: drop the leftover and try again.
+                Err(e)
+                    if attempt < 5
+                        && (e.to_string().contains("42P04") || e.to_string().contains("23505")) =>
+                {
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 other => return other,

@@ -55,9 +55,11 @@ pub(crate) fn gateway_status(obj: &DynamicObject, address: &str, now: &str) -> V
     let g = generation(obj);
     let inj = injection(obj);
     let message = |default: &str| inj.message_or(|| default.to_string());
+    let gateway_accepted =
+        || condition("Accepted", true, "Accepted", "Gateway is accepted", g, now);
     let (accepted, programmed) = match inj.simulate.as_deref() {
         None => (
-            condition("Accepted", true, "Accepted", "Gateway is accepted", g, now),
+            gateway_accepted(),
             condition(
                 "Programmed",
                 true,
@@ -86,7 +88,7 @@ pub(crate) fn gateway_status(obj: &DynamicObject, address: &str, now: &str) -> V
             ),
         ),
         Some("NotProgrammed") => (
-            condition("Accepted", true, "Accepted", "Gateway is accepted", g, now),
+            gateway_accepted(),
             condition(
                 "Programmed",
                 false,
@@ -97,7 +99,7 @@ pub(crate) fn gateway_status(obj: &DynamicObject, address: &str, now: &str) -> V
             ),
         ),
         Some(reason) => (
-            condition("Accepted", true, "Accepted", "Gateway is accepted", g, now),
+            gateway_accepted(),
             condition(
                 "Programmed",
                 false,
@@ -145,34 +147,30 @@ pub(crate) fn http_route_status(obj: &DynamicObject, controller: &str, now: &str
     let g = generation(obj);
     let inj = injection(obj);
     let message = |default: &str| inj.message_or(|| default.to_string());
+    let route_accepted = || {
+        condition(
+            "Accepted",
+            true,
+            "Accepted",
+            "The route is accepted",
+            g,
+            now,
+        )
+    };
+    let refs_resolved = || {
+        condition(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "All references are resolved",
+            g,
+            now,
+        )
+    };
     let (accepted, resolved) = match inj.simulate.as_deref() {
-        None => (
-            condition(
-                "Accepted",
-                true,
-                "Accepted",
-                "The route is accepted",
-                g,
-                now,
-            ),
-            condition(
-                "ResolvedRefs",
-                true,
-                "ResolvedRefs",
-                "All references are resolved",
-                g,
-                now,
-            ),
-        ),
+        None => (route_accepted(), refs_resolved()),
         Some("UnresolvedRefs") => (
-            condition(
-                "Accepted",
-                true,
-                "Accepted",
-                "The route is accepted",
-                g,
-                now,
-            ),
+            route_accepted(),
             condition(
                 "ResolvedRefs",
                 false,
@@ -191,14 +189,7 @@ pub(crate) fn http_route_status(obj: &DynamicObject, controller: &str, now: &str
                 g,
                 now,
             ),
-            condition(
-                "ResolvedRefs",
-                true,
-                "ResolvedRefs",
-                "All references are resolved",
-                g,
-                now,
-            ),
+            refs_resolved(),
         ),
         Some(reason) => (
             condition(
@@ -209,14 +200,7 @@ pub(crate) fn http_route_status(obj: &DynamicObject, controller: &str, now: &str
                 g,
                 now,
             ),
-            condition(
-                "ResolvedRefs",
-                true,
-                "ResolvedRefs",
-                "All references are resolved",
-                g,
-                now,
-            ),
+            refs_resolved(),
         ),
     };
     let parents: Vec<Value> = obj
