@@ -166,7 +166,11 @@ fn engine(
     options.plan.import = import;
     let providers = Providers {
         kubernetes: Some(Arc::new(kube)),
-        postgres: postgres_provider(),
+        postgres: postgres_provider(build.is_some_and(|b| {
+            b.resources
+                .iter()
+                .any(|r| r.id.provider == ProviderKind::Postgres)
+        })),
     };
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
     (engine, printer)
@@ -197,11 +201,17 @@ fn interrupt_signal() -> tokio::sync::watch::Receiver<bool> {
 
 /// The database provider, when `PREVIEW_POSTGRES_URL` (or `…_FILE`) says how the
 /// engine reaches the PostgreSQL server directly. Stacks with a database resource
-/// fail with a message naming the variable when it is missing.
-fn postgres_provider() -> Option<Arc<dyn preview_core::provider::Provider>> {
+/// fail with a message naming the variable when it is missing. When `warm` (the
+/// stack has a database), the connection starts at once, overlapping the server's
+/// backend start-up with the rest of the preparation.
+fn postgres_provider(warm: bool) -> Option<Arc<dyn preview_core::provider::Provider>> {
     use stacks::SecretSource;
     let url = EnvSecrets.get("POSTGRES_URL")?;
-    Some(Arc::new(preview_core::postgres::PostgresProvider::new(url)))
+    let provider = preview_core::postgres::PostgresProvider::new(url);
+    if warm {
+        provider.warm_up();
+    }
+    Some(Arc::new(provider))
 }
 
 fn plan_text(plan: &Plan) -> String {

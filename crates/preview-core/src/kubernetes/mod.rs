@@ -9,6 +9,7 @@
 //! - [`counting`] counts requests by verb, so tests and benchmarks can prove that a
 //!   no-op `up` writes nothing.
 
+pub mod connection;
 pub mod counting;
 pub mod errors;
 pub mod kinds;
@@ -100,8 +101,15 @@ impl KubeProvider {
     /// Builds a provider from a kube config, adding the request-counting layer.
     pub fn from_config(config: kube::Config) -> Result<Self, String> {
         let counts = RequestCounts::default();
-        let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| e.to_string())?;
-        let client = builder.with_layer(&counts.layer()).build();
+        let client = if config.proxy_url.is_some() {
+            // kube's own stack knows proxies; ours (no-delay sockets) does not.
+            kube::client::ClientBuilder::try_from(config)
+                .map_err(|e| e.to_string())?
+                .with_layer(&counts.layer())
+                .build()
+        } else {
+            connection::client(config, &counts)?
+        };
         Ok(KubeProvider {
             client,
             kinds: Arc::new(kinds::KindCache::default()),

@@ -39,7 +39,7 @@ use crate::secret::SecretString;
 pub struct PostgresProvider {
     /// A libpq-style connection string or `postgres://` URL (password may be in it).
     conninfo: SecretString,
-    client: Mutex<Option<tokio_postgres::Client>>,
+    client: std::sync::Arc<Mutex<Option<tokio_postgres::Client>>>,
 }
 
 impl PostgresProvider {
@@ -47,8 +47,30 @@ impl PostgresProvider {
     pub fn new(conninfo: SecretString) -> Self {
         PostgresProvider {
             conninfo,
-            client: Mutex::new(None),
+            client: std::sync::Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Starts connecting in the background, so the server's backend start-up
+    /// (tens of milliseconds) overlaps with the rest of the run's preparation.
+    /// A failure here is silent: the first real use connects again and reports it.
+    pub fn warm_up(&self) {
+        let slot = self.client.clone();
+        let conninfo = self.conninfo.clone();
+        tokio::spawn(async move {
+            let mut guard = slot.lock().await;
+            if guard.is_some() {
+                return;
+            }
+            if let Ok((client, connection)) =
+                tokio_postgres::connect(conninfo.expose(), tokio_postgres::NoTls).await
+            {
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                *guard = Some(client);
+            }
+        });
     }
 
     async fn with_client<T>(
