@@ -42,7 +42,7 @@ export PREVIEW_BACKEND="file://$work/state"
 export PREVIEW_POSTGRES_URL_FILE="$work/postgres-url"
 # Demo-only secret values; in CI they come from environment secrets (see SECRETS.md).
 PREVIEW_DB_PASSWORD="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-export PREVIEW_DB_PASSWORD PREVIEW_POSTGRES_PASSWORD="$PREVIEW_DB_PASSWORD"
+export PREVIEW_DB_PASSWORD
 # cert-manager's DNS-01 solver token; nothing talks to DigitalOcean here (no cert-manager runs).
 export PREVIEW_DIGITALOCEAN_TOKEN="demo-token-not-used-locally"
 stacks() { target/debug/stacks --progress plain "$@"; }
