@@ -231,10 +231,7 @@ pub async fn run(runs: usize) -> Result<Vec<Row>> {
     }
 
     let max_writes = ours_writes.iter().max().copied().unwrap_or(0);
-    let kubectl_writes_median = {
-        kubectl_patches.sort();
-        kubectl_patches[kubectl_patches.len() / 2]
-    };
+    let kubectl_writes_median = median(&mut kubectl_patches);
     Ok(vec![
         Row {
             name: format!(

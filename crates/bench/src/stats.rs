@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-/// Median of a non-empty sample (sorts it).
-pub fn median(samples: &mut [Duration]) -> Duration {
+/// Median of a sample (sorts it); the default value for an empty one.
+pub fn median<T: Ord + Copy + Default>(samples: &mut [T]) -> T {
     if samples.is_empty() {
-        return Duration::ZERO;
+        return T::default();
     }
     samples.sort();
     samples[samples.len() / 2]

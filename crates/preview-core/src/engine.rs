@@ -347,12 +347,15 @@ impl Engine {
         Ok(observed)
     }
 
+    /// The static checks, before any side effect; every problem at once.
+    fn validate(&self, graph: &DesiredGraph) -> Result<(), ValidationError> {
+        let resources: Vec<Resource> = graph.resources().cloned().collect();
+        validate::validate(&resources, &self.options.policy)
+    }
+
     /// Plans without changing anything (no lock, no writes).
     pub async fn preview(&self, graph: &DesiredGraph) -> Result<Plan, EngineError> {
-        validate::validate(
-            &graph.resources().cloned().collect::<Vec<_>>(),
-            &self.options.policy,
-        )?;
+        self.validate(graph)?;
         let state = self.read_state(graph.stack()).await?;
         let observed = self.observe(graph, &state).await?;
         Ok(planner::plan(graph, &state, &observed, &self.options.plan)?)
@@ -365,10 +368,7 @@ impl Engine {
         outputs: BTreeMap<String, Output>,
     ) -> Result<UpReport, EngineError> {
         let start = Instant::now();
-        validate::validate(
-            &graph.resources().cloned().collect::<Vec<_>>(),
-            &self.options.policy,
-        )?;
+        self.validate(graph)?;
         self.locked(graph.stack(), self.up_locked(graph, outputs, start))
             .await
     }
@@ -442,12 +442,12 @@ impl Engine {
         stack: &str,
         recorded: &[ResourceId],
     ) -> Result<Vec<ResourceId>, EngineError> {
-        let mut residue = BTreeSet::new();
-        for id in recorded {
-            if self.providers.get(id)?.read(id).await?.is_some() {
-                residue.insert(id.clone());
-            }
-        }
+        let reads = futures::future::try_join_all(recorded.iter().map(|id| async move {
+            let live = self.providers.get(id)?.read(id).await?;
+            Ok::<_, ProviderError>(live.is_some().then(|| id.clone()))
+        }))
+        .await?;
+        let mut residue: BTreeSet<ResourceId> = reads.into_iter().flatten().collect();
         for kind in [ProviderKind::Kubernetes, ProviderKind::Postgres] {
             let of_kind: Vec<ResourceId> = recorded
                 .iter()

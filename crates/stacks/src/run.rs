@@ -355,30 +355,27 @@ async fn preview_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+/// An output as shown to people and machines: secret outputs are `[secret]`.
+fn shown(output: &Output) -> Value {
+    match output {
+        Output::Plain(v) => v.clone(),
+        Output::Secret(_) => json!(preview_core::plan::SECRET_PLACEHOLDER),
+    }
+}
+
 fn outputs_json(outputs: &BTreeMap<String, Output>) -> Value {
-    let map: serde_json::Map<String, Value> = outputs
-        .iter()
-        .map(|(k, v)| {
-            let shown = match v {
-                Output::Plain(v) => v.clone(),
-                Output::Secret(_) => json!(preview_core::plan::SECRET_PLACEHOLDER),
-            };
-            (k.clone(), shown)
-        })
-        .collect();
-    Value::Object(map)
+    Value::Object(outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect())
 }
 
 fn outputs_text(outputs: &BTreeMap<String, Output>) -> String {
     let width = outputs.keys().map(String::len).max().unwrap_or(0);
     let mut s = String::from("Outputs:\n");
     for (k, v) in outputs {
-        let shown = match v {
-            Output::Plain(Value::String(s)) => s.clone(),
-            Output::Plain(v) => v.to_string(),
-            Output::Secret(_) => preview_core::plan::SECRET_PLACEHOLDER.to_owned(),
+        let text = match shown(v) {
+            Value::String(s) => s,
+            other => other.to_string(),
         };
-        s.push_str(&format!("  {k:width$}  {shown}\n"));
+        s.push_str(&format!("  {k:width$}  {text}\n"));
     }
     s
 }

@@ -58,44 +58,29 @@ impl KubeProvider {
     /// Connects using a kubeconfig file (and optional context), or the default
     /// (`$KUBECONFIG`, `~/.kube/config`, in-cluster) when `path` is `None`.
     pub async fn connect(path: Option<&Path>, context: Option<&str>) -> Result<Self, ConnectError> {
-        let describe = || path.map_or_else(|| "default".to_owned(), |p| p.display().to_string());
+        let fail = |message: String| ConnectError::Kubeconfig {
+            path: path.map_or_else(|| "default".to_owned(), |p| p.display().to_string()),
+            message,
+        };
         let options = kube::config::KubeConfigOptions {
             context: context.map(str::to_owned),
             ..Default::default()
         };
-        let config =
-            match path {
-                Some(p) => {
-                    let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| {
-                        ConnectError::Kubeconfig {
-                            path: describe(),
-                            message: e.to_string(),
-                        }
-                    })?;
-                    kube::Config::from_custom_kubeconfig(kc, &options)
-                        .await
-                        .map_err(|e| ConnectError::Kubeconfig {
-                            path: describe(),
-                            message: e.to_string(),
-                        })?
-                }
-                None if context.is_some() => kube::Config::from_kubeconfig(&options)
+        let config = match path {
+            Some(p) => {
+                let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| fail(e.to_string()))?;
+                kube::Config::from_custom_kubeconfig(kc, &options)
                     .await
-                    .map_err(|e| ConnectError::Kubeconfig {
-                        path: describe(),
-                        message: e.to_string(),
-                    })?,
-                None => kube::Config::infer()
-                    .await
-                    .map_err(|e| ConnectError::Kubeconfig {
-                        path: describe(),
-                        message: e.to_string(),
-                    })?,
-            };
-        Self::from_config(config).map_err(|message| ConnectError::Kubeconfig {
-            path: describe(),
-            message,
-        })
+                    .map_err(|e| fail(e.to_string()))?
+            }
+            None if context.is_some() => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| fail(e.to_string()))?,
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| fail(e.to_string()))?,
+        };
+        Self::from_config(config).map_err(fail)
     }
 
     /// Builds a provider from a kube config, adding the request-counting layer.

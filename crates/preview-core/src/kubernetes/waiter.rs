@@ -48,27 +48,41 @@ async fn next_change(changes: &mut Changes, deadline: Instant) {
     while let Some(Some(())) = changes.next().now_or_never() {}
 }
 
+/// The pod-selected kinds a readiness rule for `id` reads (pods, ReplicaSets),
+/// as kind-of ids in the object's namespace, with the label selector to use.
+fn selected_kinds(id: &ResourceId, obj: &Value) -> Option<(Vec<ResourceId>, String)> {
+    let needs = readiness::related_needed(id);
+    let selector = readiness::pod_selector(obj)?;
+    let ns = id.namespace.as_deref();
+    let kinds = [
+        (needs.pods, "v1", "Pod"),
+        (needs.replica_sets, "apps/v1", "ReplicaSet"),
+    ]
+    .into_iter()
+    .filter(|(wanted, _, _)| *wanted)
+    .map(|(_, api_version, kind)| ResourceId::kubernetes(api_version, kind, ns, ""))
+    .collect();
+    Some((kinds, selector))
+}
+
 async fn related_objects(
     p: &KubeProvider,
     id: &ResourceId,
     obj: &Value,
 ) -> Result<Related, ProviderError> {
-    let needs = readiness::related_needed(id);
     let mut related = Related::default();
-    if needs.events {
+    if readiness::related_needed(id).events {
         related.events = reader::events_about(p, id).await?;
     }
-    let Some(selector) = readiness::pod_selector(obj) else {
+    let Some((kinds, selector)) = selected_kinds(id, obj) else {
         return Ok(related);
     };
-    let ns = id.namespace.as_deref();
-    if needs.pods {
-        let pods = ResourceId::kubernetes("v1", "Pod", ns, "");
-        related.pods = reader::list(p, &pods, &selector).await?;
-    }
-    if needs.replica_sets {
-        let rs = ResourceId::kubernetes("apps/v1", "ReplicaSet", ns, "");
-        related.replica_sets = reader::list(p, &rs, &selector).await?;
+    for kind_of in kinds {
+        let items = reader::list(p, &kind_of, &selector).await?;
+        match kind_of.kind.as_str() {
+            "Pod" => related.pods = items,
+            _ => related.replica_sets = items,
+        }
     }
     Ok(related)
 }
@@ -78,25 +92,17 @@ async fn related_changes(
     id: &ResourceId,
     obj: &Value,
 ) -> Result<Vec<Changes>, ProviderError> {
-    let needs = readiness::related_needed(id);
-    let Some(selector) = readiness::pod_selector(obj) else {
+    let Some((kinds, selector)) = selected_kinds(id, obj) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    let ns = id.namespace.as_deref();
-    for (wanted, api_version, kind) in [
-        (needs.pods, "v1", "Pod"),
-        (needs.replica_sets, "apps/v1", "ReplicaSet"),
-    ] {
-        if wanted {
-            let rid = ResourceId::kubernetes(api_version, kind, ns, "");
-            let k = p.kinds.resolve(&p.client, &rid).await?;
-            let api = api_for(&p.client, &k, &rid)?;
-            out.push(watch_changes(
-                api,
-                watcher::Config::default().labels(&selector),
-            ));
-        }
+    for kind_of in kinds {
+        let k = p.kinds.resolve(&p.client, &kind_of).await?;
+        let api = api_for(&p.client, &k, &kind_of)?;
+        out.push(watch_changes(
+            api,
+            watcher::Config::default().labels(&selector),
+        ));
     }
     Ok(out)
 }

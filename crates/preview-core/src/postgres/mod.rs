@@ -241,7 +241,8 @@ impl Provider for PostgresProvider {
     async fn apply(&self, res: &Resource, _force: bool) -> Result<Value, ProviderError> {
         check_database_id(&res.id)?;
         let (owner, marker) = desired(res)?;
-        if let Some(live) = self.read(&res.id).await?
+        let live = self.read(&res.id).await?;
+        if let Some(live) = &live
             && live["ownerMarker"] != json!(marker)
         {
             return Err(other(
@@ -255,7 +256,7 @@ impl Provider for PostgresProvider {
         let db = sql::quote_ident(&res.id.name);
         let role = sql::quote_ident(&owner);
         let comment = sql::quote_literal(&sql::marker_comment(&marker));
-        let exists = self.read(&res.id).await?.is_some();
+        let exists = live.is_some();
         let owner_check = owner.clone();
         let role_exists = self
             .with_client(&res.id, async move |c| {
