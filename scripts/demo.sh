@@ -4,7 +4,8 @@
 #   2. starts etcd + kube-apiserver + kube-controller-manager on loopback ports,
 #      loads the Gateway API / cert-manager / nginx-gateway-fabric CRDs, runs the
 #      node simulator (no kubelet runs here: it writes the status a kubelet would),
-#      and starts a PostgreSQL server standing in for the shared database server;
+#      and starts a PostgreSQL server standing in for the shared database server
+#      (the Service db.default.svc.cluster.local leads to it);
 #   3. runs the preview lifecycle with the `stacks` binary against that cluster:
 #      up preview-base → plan → up preview-pr --pr 123 → a second up that changes
 #      nothing → destroy, verified.
@@ -39,7 +40,9 @@ grep -q '^export KUBECONFIG' "$work/cluster.out" || { cat "$work/cluster.log" >&
 
 export KUBECONFIG="$work/kubeconfig"
 export PREVIEW_BACKEND="file://$work/state"
-export PREVIEW_POSTGRES_URL_FILE="$work/postgres-url"
+# No PREVIEW_POSTGRES_URL: as on a remote cluster, the preview's database is
+# created and dropped by Jobs in the database's namespace (their psql runs).
+unset PREVIEW_POSTGRES_URL PREVIEW_POSTGRES_URL_FILE
 # Demo-only secret values; in CI they come from environment secrets (see SECRETS.md).
 PREVIEW_DB_PASSWORD="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 export PREVIEW_DB_PASSWORD
@@ -62,6 +65,7 @@ stacks up preview-pr --pr "$pr" "${images[@]}"
 step "what is on the cluster"
 kubectl get namespace "preview-pr-$pr" --show-labels
 kubectl -n "preview-pr-$pr" get deployments,services,jobs,configmaps,httproutes
+kubectl -n default get jobs -l "preview-envs.io/stack=preview-pr-$pr"   # the database Job
 step "stacks destroy preview-pr --pr $pr"
 stacks destroy preview-pr --pr "$pr"
 if kubectl get namespace "preview-pr-$pr" >/dev/null 2>&1; then

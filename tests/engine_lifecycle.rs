@@ -56,6 +56,7 @@ impl Rig {
         let providers = Providers {
             kubernetes: Some(Arc::new(self.kube.clone())),
             postgres: None,
+            digitalocean: None,
         };
         (
             Engine::new(providers, self.backend.clone(), events, options),

@@ -52,6 +52,7 @@ async fn database_lifecycle_with_ownership_marker() {
         Providers {
             kubernetes: None,
             postgres: Some(provider),
+            digitalocean: None,
         },
         Arc::new(FileBackend::new(dir.path())),
         EventSink::none(),

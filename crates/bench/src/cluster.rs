@@ -1,6 +1,11 @@
 //! The cluster half of the benchmark: a real etcd + kube-apiserver +
 //! kube-controller-manager with CRDs and the node simulator (test kit), a real
 //! PostgreSQL, the release `stacks` binary and `kubectl`.
+//!
+//! The per-PR database is reached directly (`PREVIEW_POSTGRES_URL`), so the
+//! plan, no-op and first-up numbers include a new PostgreSQL connection (and
+//! the first up a `CREATE DATABASE`); the same SQL is timed alone in the same
+//! run and reported in the note column, so that part can be told apart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use testkit::{NodeSimulator, TestCluster, TestPostgres, default_crd_dir, install_crds};
 
+use crate::scale::{Batch, run_all};
 use crate::stats::{median, ms};
 
 /// One table row.
@@ -17,6 +23,7 @@ pub struct Row {
     pub ours: String,
     pub baseline: String,
     pub target: String,
+    pub note: String,
 }
 
 struct Env {
@@ -105,7 +112,199 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub async fn run(runs: usize) -> Result<Vec<Row>> {
+/// What the direct PostgreSQL executor spends, timed alone (median of `runs`):
+/// a new connection plus the read of one database's owner and marker, and a
+/// new connection plus creating a database the crash-safe way (temporary name,
+/// COMMENT, RENAME) and reading it back.
+struct PostgresCosts {
+    connect_read: Duration,
+    connect_create: Duration,
+}
+
+async fn postgres_costs(url: &str, runs: usize) -> Result<PostgresCosts> {
+    const READ: &str = "SELECT pg_catalog.pg_get_userbyid(d.datdba), \
+        COALESCE(pg_catalog.shobj_description(d.oid, 'pg_database'), '') \
+        FROM pg_catalog.pg_database d WHERE d.datname = $1";
+    let connect = async || -> Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    };
+    let mut reads = Vec::new();
+    let mut creates = Vec::new();
+    for i in 0..runs {
+        let t = Instant::now();
+        let c = connect().await?;
+        c.query_opt(READ, &[&"aphiria_pr_100"]).await?;
+        reads.push(t.elapsed());
+        drop(c);
+
+        let db = format!("bench_create_{i}");
+        let t = Instant::now();
+        let c = connect().await?;
+        // One statement per round trip, as the executor sends them (CREATE
+        // DATABASE cannot share a transaction).
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db}_tmp WITH (FORCE)"),
+            format!("CREATE DATABASE {db}_tmp OWNER aphiria"),
+            format!("COMMENT ON DATABASE {db}_tmp IS 'bench'"),
+            format!("ALTER DATABASE {db}_tmp RENAME TO {db}"),
+        ] {
+            c.batch_execute(&sql).await?;
+        }
+        c.query_opt(READ, &[&db]).await?;
+        creates.push(t.elapsed());
+        c.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .await?;
+    }
+    Ok(PostgresCosts {
+        connect_read: median(&mut reads),
+        connect_create: median(&mut creates),
+    })
+}
+
+/// Waits until the controllers and the node simulator have caught up with
+/// what the last batch created (no pod Pending, and the pod count stable for
+/// two polls), so the next measurement does not pay for the previous one's
+/// background work. Gives up after a minute.
+fn settle(env: &Env) -> Result<Duration> {
+    let t = Instant::now();
+    let mut last = usize::MAX;
+    while t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, out) = timed(
+            env.kubectl(&["get", "pods", "--all-namespaces", "--no-headers"]),
+            &[0],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let pods = text.lines().count();
+        let pending = text
+            .lines()
+            .filter(|l| l.contains("Pending") || l.contains("ContainerCreating"))
+            .count();
+        if pending == 0 && pods == last {
+            break;
+        }
+        last = pods;
+    }
+    Ok(t.elapsed())
+}
+
+/// Sum of the engine's mutating requests over `up --json` reports.
+fn engine_writes(batch: &Batch) -> u64 {
+    batch
+        .outputs
+        .iter()
+        .filter_map(|o| serde_json::from_slice::<serde_json::Value>(o).ok())
+        .map(|r| r["requests"]["writes"].as_u64().unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add)
+}
+
+fn report_errors(what: &str, batch: &Batch) {
+    if let Some(e) = &batch.first_error {
+        eprintln!("{what}: {} error(s); the first:\n{e}", batch.errors);
+    }
+}
+
+/// `count` preview-pr stacks, applied by `count` processes at once: first up
+/// (no readiness waits) and then a no-op up, each against the same number of
+/// `kubectl apply --server-side` processes applying the rendered manifests of
+/// as many other PRs.
+fn scale_rows(env: &Env, cluster: &TestCluster, work: &Path, count: usize) -> Result<Vec<Row>> {
+    let ours_prs: Vec<u32> = (0..count as u32).map(|i| 1000 + i).collect();
+    let kubectl_prs: Vec<u32> = (0..count as u32).map(|i| 3000 + i).collect();
+    eprintln!("rendering {count} PR stacks for kubectl …");
+    let mut dirs = Vec::new();
+    for pr in &kubectl_prs {
+        let dir = work.join(format!("scale-{pr}"));
+        let dir_s = dir.display().to_string();
+        let mut r: Vec<String> = vec![
+            "render".into(),
+            "preview-pr".into(),
+            "--dir".into(),
+            dir_s.clone(),
+        ];
+        r.extend(Env::pr_args(*pr));
+        timed(
+            env.stacks(&r.iter().map(String::as_str).collect::<Vec<_>>()),
+            &[0],
+        )?;
+        dirs.push(dir_s);
+    }
+    let ours = |extra: &[&str]| -> Vec<Command> {
+        ours_prs
+            .iter()
+            .map(|pr| {
+                let mut a: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+                a.extend(["up".into(), "preview-pr".into(), "--no-wait".into()]);
+                a.extend(Env::pr_args(*pr));
+                env.stacks(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect()
+    };
+    let kubectl = || -> Vec<Command> {
+        dirs.iter()
+            .map(|dir| {
+                env.kubectl(&[
+                    "apply",
+                    "--server-side",
+                    "--field-manager",
+                    "bench",
+                    "-f",
+                    dir,
+                ])
+            })
+            .collect()
+    };
+
+    eprintln!("settling: {:.1} s", settle(env)?.as_secs_f64());
+    eprintln!("{count} × stacks up preview-pr --no-wait, at once …");
+    let ours_first = run_all(ours(&[]));
+    report_errors("stacks up", &ours_first);
+    eprintln!("settling: {:.1} s", settle(env)?.as_secs_f64());
+    eprintln!("{count} × kubectl apply --server-side, at once …");
+    let kubectl_first = run_all(kubectl());
+    report_errors("kubectl apply", &kubectl_first);
+    eprintln!("settling: {:.1} s", settle(env)?.as_secs_f64());
+
+    eprintln!("{count} × no-op stacks up, at once …");
+    let ours_noop = run_all(ours(&["--json"]));
+    report_errors("stacks up (no-op)", &ours_noop);
+    let ours_writes = engine_writes(&ours_noop);
+    let (_, skip) = kubectl_writes(cluster, 0)?;
+    eprintln!("{count} × kubectl apply --server-side again, at once …");
+    let kubectl_noop = run_all(kubectl());
+    report_errors("kubectl apply (again)", &kubectl_noop);
+    let (kubectl_patches, _) = kubectl_writes(cluster, skip)?;
+
+    Ok(vec![
+        Row {
+            name: format!(
+                "{count} preview-pr stacks, first up (no readiness waits), {count} processes at once"
+            ),
+            ours: ours_first.summary(),
+            baseline: format!("{} (kubectl apply --server-side)", kubectl_first.summary()),
+            target: "0 errors".into(),
+            note: format!(
+                "one API server, one PostgreSQL server ({count} CREATE DATABASE); per stack = its process's start to exit"
+            ),
+        },
+        Row {
+            name: format!("{count} preview-pr stacks, no-op up, {count} processes at once"),
+            ours: format!("{}; {ours_writes} writes", ours_noop.summary()),
+            baseline: format!(
+                "{}; {kubectl_patches} writes (kubectl apply --server-side)",
+                kubectl_noop.summary()
+            ),
+            target: "0 errors, 0 writes".into(),
+            note: format!("{count} new PostgreSQL connections at once"),
+        },
+    ])
+}
+
+pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
     eprintln!("starting the local control plane, CRDs, node simulator and PostgreSQL …");
     let cluster = TestCluster::start().await?;
     install_crds(&cluster.client()?, &default_crd_dir()).await?;
@@ -229,10 +428,15 @@ pub async fn run(runs: usize) -> Result<Vec<Row>> {
             .0,
         );
     }
+    let pg_costs = postgres_costs(&env.pg_url, runs.max(3)).await?;
+    let pg_read_note = format!(
+        "includes a new PostgreSQL connection + 1 query ({} alone, overlapped with the Kubernetes reads)",
+        ms(pg_costs.connect_read)
+    );
 
     let max_writes = ours_writes.iter().max().copied().unwrap_or(0);
     let kubectl_writes_median = median(&mut kubectl_patches);
-    Ok(vec![
+    let mut rows = vec![
         Row {
             name: format!(
                 "plan, deployed preview-pr ({resources} Kubernetes objects + 1 database)"
@@ -243,6 +447,7 @@ pub async fn run(runs: usize) -> Result<Vec<Row>> {
                 ms(median(&mut kubectl_diff))
             ),
             target: "≤ 30 ms".into(),
+            note: pg_read_note.clone(),
         },
         Row {
             name: "first up, excluding readiness waits".into(),
@@ -252,6 +457,10 @@ pub async fn run(runs: usize) -> Result<Vec<Row>> {
                 ms(median(&mut kubectl_first))
             ),
             target: "≤ 100 ms".into(),
+            note: format!(
+                "includes creating the database: new connection + CREATE DATABASE, COMMENT, RENAME = {} alone, on the path database → migration Job → API Deployment",
+                ms(pg_costs.connect_create)
+            ),
         },
         Row {
             name: "no-op up".into(),
@@ -261,6 +470,11 @@ pub async fn run(runs: usize) -> Result<Vec<Row>> {
                 ms(median(&mut kubectl_noop))
             ),
             target: "≤ 50 ms, 0 writes".into(),
+            note: pg_read_note,
         },
-    ])
+    ];
+    if scale > 0 {
+        rows.extend(scale_rows(&env, &cluster, work.path(), scale)?);
+    }
+    Ok(rows)
 }

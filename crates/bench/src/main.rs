@@ -8,9 +8,17 @@
 //!   `kubectl apply --server-side` of the same rendered manifests into a new namespace;
 //! - no-op up: `stacks up` again vs `kubectl apply --server-side` again, with the
 //!   mutating requests each sent (from the API server's audit log);
-//! - a synthetic 2,000-resource stack: graph + plan time and peak memory (own process).
+//! - a synthetic 2,000-resource stack: graph + plan time and peak memory (own process);
+//! - scale: 100 preview-pr stacks (`BENCH_SCALE=N` to change, 0 to skip) applied
+//!   by as many `stacks up --no-wait` processes started at once, then a no-op up
+//!   of all of them at once, each against as many `kubectl apply --server-side`
+//!   processes at once: wall time, each process's p50/p95, errors.
+//!
+//! The note column says what a number contains that its baseline does not
+//! (the per-PR database on a real PostgreSQL server), timed alone in the same run.
 
 mod cluster;
+mod scale;
 mod stats;
 mod synthetic;
 
@@ -32,10 +40,14 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let env_number = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let runs = env_number("BENCH_RUNS", 5).max(1);
+    let scale = env_number("BENCH_SCALE", 100);
 
     // Synthetic plan in its own process, so its peak memory is its own.
     let exe = std::env::current_exe()?;
@@ -50,20 +62,20 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let rows = rt.block_on(cluster::run(runs))?;
+    let rows = rt.block_on(cluster::run(runs, scale))?;
 
     println!(
-        "\n| measurement (median of {runs}, whole process) | preview-envs | kubectl baseline | target |"
+        "\n| measurement (median of {runs}, whole process) | preview-envs | kubectl baseline | target | note |"
     );
-    println!("| --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- |");
     for row in rows {
         println!(
-            "| {} | {} | {} | {} |",
-            row.name, row.ours, row.baseline, row.target
+            "| {} | {} | {} | {} | {} |",
+            row.name, row.ours, row.baseline, row.target, row.note
         );
     }
     println!(
-        "| plan, synthetic {}-resource stack (in-process, graph + plan) | {:.0} ms, peak {:.1} MB RSS | — | ≤ 1 s, ≤ 100 MB |",
+        "| plan, synthetic {}-resource stack (in-process, graph + plan) | {:.0} ms, peak {:.1} MB RSS | — | ≤ 1 s, ≤ 100 MB | median of 5 in its own process |",
         synth["resources"],
         synth["planMs"].as_f64().unwrap_or(0.0),
         synth["peakKib"].as_f64().unwrap_or(0.0) / 1024.0

@@ -10,7 +10,15 @@
 //!   host: db.default.svc.cluster.local
 //!   port: 5432
 //! ownerMarker: preview-pr-123    # the stack; only databases carrying it are dropped
+//! job:                           # optional: how the in-cluster executor runs its Jobs
+//!   namespace: default           # the server's namespace
+//!   image: postgres:16-alpine@sha256:…   # has sh and psql
+//!   credentialsSecret: db-credentials    # POSTGRES_USER / POSTGRES_PASSWORD
+//!   imagePullSecrets: []
+//!   resources: {requests: …, limits: …}  # optional
 //! ```
+//!
+//! Without `job` only the direct executor (`PREVIEW_POSTGRES_URL`) can manage it.
 //!
 //! The executors (in-cluster Job or direct SQL) create it idempotently, record the
 //! marker (e.g. as a `COMMENT ON DATABASE`), and drop it only when the marker
@@ -18,6 +26,7 @@
 //! `[a-z_][a-z0-9_]{0,62}` (lowercase, so no quoting surprises; at most 63 bytes,
 //! PostgreSQL's `NAMEDATALEN - 1`) with [`check_identifier`].
 
+use preview_core::postgres::job::JobSettings;
 use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -42,6 +51,8 @@ pub struct LogicalDatabase {
     pub port: u16,
     /// Ownership marker: the name of the stack that owns the database.
     pub owner_marker: String,
+    /// Where the in-cluster executor's Jobs run (default none).
+    pub job: Option<JobSettings>,
 }
 
 impl LogicalDatabase {
@@ -58,6 +69,7 @@ impl LogicalDatabase {
             host: host.into(),
             port: crate::postgres::PORT,
             owner_marker: owner_marker.into(),
+            job: None,
         }
     }
 
@@ -97,13 +109,31 @@ impl LogicalDatabase {
                 "must name the owning stack",
             ));
         }
+        let mut body = json!({
+            "owner": self.owner,
+            "server": {"host": self.host, "port": self.port},
+            "ownerMarker": self.owner_marker,
+        });
+        if let Some(job) = &self.job {
+            for (what, value) in [
+                ("database job namespace", &job.namespace),
+                ("database job image", &job.image),
+                ("database job credentials secret", &job.credentials_secret),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(ComponentError::invalid(
+                        what,
+                        value.as_str(),
+                        "must not be empty",
+                    ));
+                }
+            }
+            body["job"] = serde_json::to_value(job)
+                .map_err(|e| ComponentError::invalid("database job", "", e.to_string()))?;
+        }
         Ok(Resource {
             id: self.id(),
-            body: json!({
-                "owner": self.owner,
-                "server": {"host": self.host, "port": self.port},
-                "ownerMarker": self.owner_marker,
-            }),
+            body,
             depends_on: BTreeSet::new(),
             options: ResourceOptions::default(),
         })

@@ -16,6 +16,8 @@
 //! | [`namespace`] | `Namespace`, `ResourceQuota`, `NetworkPolicy` set (default deny; ingress from the gateway; egress to DNS and the database) |
 //! | [`postgres`] | PostgreSQL server: credentials `Secret`, `PersistentVolumeClaim`, `Deployment`, Service `db` |
 //! | [`database`] | the per-PR logical database (a `postgres` provider resource) |
+//! | [`dns_record`] | a DNS record in a DigitalOcean zone (a `digitalocean` provider resource), e.g. the wildcard A records pointing at the gateway |
+//! | [`doks_cluster`] | a DigitalOcean Kubernetes cluster (a `digitalocean` provider resource), for creating the preview cluster |
 //! | [`gateway`] | `GatewayClass`, cert-manager issuer, wildcard `Certificate`, `Gateway` |
 //! | [`http_route`] | `HTTPRoute` with a connection-limiting `SnippetsFilter` |
 //! | [`web`] | `js-config` ConfigMap, web `Deployment`, Service `web` |
@@ -140,8 +142,8 @@
 //! ```
 //!
 //! The `preview-base` stack composes [`PostgresServer`], [`PreviewGateway`],
-//! [`ImagePullSecret`] and [`ManifestBundle`]s (Gateway API CRDs, nginx-gateway-fabric,
-//! cert-manager) the same way.
+//! [`ImagePullSecret`], [`ManifestBundle`]s (Gateway API CRDs, nginx-gateway-fabric,
+//! cert-manager) and, optionally, [`DnsRecord`]s the same way.
 
 pub mod api;
 pub mod bundle;
@@ -149,6 +151,8 @@ pub mod common;
 pub mod config;
 pub mod crd;
 pub mod database;
+pub mod dns_record;
+pub mod doks_cluster;
 pub mod error;
 pub mod gateway;
 pub mod http_route;
@@ -166,6 +170,8 @@ pub use bundle::ManifestBundle;
 pub use common::{ComputeResources, CpuMemory, ImagePullPolicy, Labels, config_fingerprint};
 pub use config::{EnvConfigMap, EnvSecret};
 pub use database::LogicalDatabase;
+pub use dns_record::{DnsRecord, DnsRecordData};
+pub use doks_cluster::{DoksCluster, DoksNodePool};
 pub use error::ComponentError;
 pub use gateway::{
     AcmeDigitalOcean, AcmeServer, AllowedRouteNamespaces, GatewayResources, IssuerScope,

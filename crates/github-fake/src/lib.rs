@@ -27,8 +27,10 @@
 mod model;
 mod openapi;
 mod routes;
-pub mod schema;
 mod server;
+
+/// The JSON-schema validator (shared with the other fakes, see [`openapi_fake`]).
+pub use openapi_fake::schema;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -48,7 +50,7 @@ use server::Shared;
 #[derive(Debug, thiserror::Error)]
 pub enum FakeError {
     /// The OpenAPI description could not be loaded.
-    #[error(transparent)]
+    #[error("GitHub: {0}; set {OPENAPI_ENV} to its location")]
     Spec(#[from] SpecError),
     /// The listener could not be bound.
     #[error("cannot bind 127.0.0.1:0: {0}")]
@@ -77,7 +79,7 @@ impl GithubFake {
 
     /// Starts a fake validating against the description at `spec_path`.
     pub async fn start_with_spec(spec_path: &Path) -> Result<Self, FakeError> {
-        let spec = Spec::load(spec_path)?;
+        let spec = openapi::load(spec_path)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(FakeError::Bind)?;
@@ -279,10 +281,6 @@ impl GithubFake {
 
     /// The loaded OpenAPI description (for extra checks in tests).
     pub fn validate_against(&self, schema_pointer: &str, value: &serde_json::Value) -> Vec<String> {
-        let document = self.shared.spec.document();
-        match document.pointer(schema_pointer) {
-            Some(schema) => self.shared.spec.validator().validate(schema, value),
-            None => vec![format!("no schema at {schema_pointer}")],
-        }
+        self.shared.spec.validate_at(schema_pointer, value)
     }
 }

@@ -1,15 +1,13 @@
 //! HTTP plumbing: accept loop, request parsing, header/body checks, fault injection,
 //! response validation.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use openapi_fake::http::parse_query;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -39,24 +37,11 @@ impl Shared {
 
 /// Accepts connections until the task is aborted.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    openapi_fake::http::serve(listener, "github-fake", move |request| {
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(respond(&shared, request).await) }
-            });
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "github-fake connection ended with an error");
-            }
-        });
-    }
+        async move { respond(&shared, request).await }
+    })
+    .await;
 }
 
 fn header_text(request: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
@@ -65,42 +50,6 @@ fn header_text(request: &Request<Incoming>, name: header::HeaderName) -> Option<
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-fn decode(component: &str) -> String {
-    let bytes = component.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => out.push(b' '),
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        index += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((key, value)) => (decode(key), decode(value)),
-            None => (decode(pair), String::new()),
-        })
-        .collect()
 }
 
 async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -286,22 +235,4 @@ async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
     builder
         .body(Full::new(payload))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decoding() {
-        assert_eq!(
-            parse_query(Some("environment=preview-pr-1&per_page=100&x=a%20b+c")),
-            vec![
-                ("environment".to_string(), "preview-pr-1".to_string()),
-                ("per_page".to_string(), "100".to_string()),
-                ("x".to_string(), "a b c".to_string()),
-            ]
-        );
-        assert_eq!(decode("100%"), "100%");
-    }
 }

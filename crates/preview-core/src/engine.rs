@@ -5,12 +5,18 @@
 //! [`Plan`]. [`Engine::up`] validates first (no side effect on bad input), takes
 //! the stack lock, plans, and executes the plan: independent steps run
 //! concurrently (bounded), a step starts only when the steps it depends on have
-//! finished and are ready, and a failed step skips its dependents. The state is
-//! written when steps start (as pending operations) and when they finish, so an
-//! interrupted run is detected and resumed. [`Engine::destroy`] is a plan
-//! against an empty graph, followed by verification that nothing is left.
+//! finished and are ready, and a failed step skips its dependents. The plan's
+//! steps are written to the state as pending operations before the first one
+//! starts, and each finished step's record is written while the others run
+//! (writes are batched, one in flight at a time), so an interrupted run is
+//! detected and resumed; a run that changes nothing writes nothing.
+//! Cancellation saves what finished and leaves the steps in flight pending.
+//! [`Engine::destroy`] is a plan against an empty graph, followed by
+//! verification that nothing is left.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +43,8 @@ pub struct Providers {
     pub kubernetes: Option<Arc<dyn Provider>>,
     /// PostgreSQL databases.
     pub postgres: Option<Arc<dyn Provider>>,
+    /// DigitalOcean API objects (DNS records, Kubernetes clusters).
+    pub digitalocean: Option<Arc<dyn Provider>>,
 }
 
 impl Providers {
@@ -44,12 +52,14 @@ impl Providers {
         let p = match id.provider {
             ProviderKind::Kubernetes => &self.kubernetes,
             ProviderKind::Postgres => &self.postgres,
+            ProviderKind::DigitalOcean => &self.digitalocean,
         };
         p.as_ref().ok_or_else(|| ProviderError::Other {
             id: id.clone(),
             message: match id.provider {
                 ProviderKind::Postgres => "no PostgreSQL connection is configured for this run: set PREVIEW_POSTGRES_URL (or PREVIEW_POSTGRES_URL_FILE) to reach the database server".to_owned(),
                 ProviderKind::Kubernetes => "no Kubernetes connection is configured for this run".to_owned(),
+                ProviderKind::DigitalOcean => "no DigitalOcean API token is configured for this run: set PREVIEW_DIGITALOCEAN_TOKEN (or PREVIEW_DIGITALOCEAN_TOKEN_FILE)".to_owned(),
             },
         })
     }
@@ -217,21 +227,37 @@ impl Engine {
         self
     }
 
+    /// Resolves when the run is cancelled; never without a cancel signal (or
+    /// when its sender is gone without having signalled).
     async fn cancelled(&self) {
-        match self.cancel.clone() {
-            Some(mut rx) => {
-                let _ = rx.wait_for(|c| *c).await;
-            }
-            None => std::future::pending().await,
+        if let Some(mut rx) = self.cancel.clone()
+            && rx.wait_for(|c| *c).await.is_ok()
+        {
+            return;
+        }
+        std::future::pending().await
+    }
+
+    /// Runs `work` unless the run is cancelled first; `in_flight` is what the
+    /// stored state then has pending.
+    async fn unless_cancelled<T>(
+        &self,
+        work: impl Future<Output = Result<T, EngineError>>,
+        in_flight: usize,
+    ) -> Result<T, EngineError> {
+        tokio::select! {
+            r = work => r,
+            () = self.cancelled() => Err(EngineError::Cancelled(in_flight)),
         }
     }
 
-    /// Runs `work` under the stack lock; on cancellation abandons it, counts the
-    /// steps left in flight, and still releases the lock.
+    /// Runs `work` under the stack lock and releases the lock however it ends.
+    /// `work` handles cancellation itself ([`Engine::unless_cancelled`], and the
+    /// scheduler, which saves what finished before it returns).
     async fn locked<T>(
         &self,
         stack: &str,
-        work: impl std::future::Future<Output = Result<T, EngineError>>,
+        work: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
         let lock = crate::state::lock_with_timeout(
             self.backend.as_ref(),
@@ -239,16 +265,7 @@ impl Engine {
             self.options.lock_timeout,
         )
         .await?;
-        let result = tokio::select! {
-            r = work => r,
-            () = self.cancelled() => {
-                let pending = match self.backend.read(stack).await {
-                    Ok(Some(state)) => state.pending.len(),
-                    _ => 0,
-                };
-                Err(EngineError::Cancelled(pending))
-            }
-        };
+        let result = work.await;
         let released = lock.release().await;
         let value = result?;
         released?;
@@ -379,30 +396,33 @@ impl Engine {
         outputs: BTreeMap<String, Output>,
         start: Instant,
     ) -> Result<UpReport, EngineError> {
-        let mut state = self.read_state(graph.stack()).await?;
+        let state = self.read_state(graph.stack()).await?;
         if !state.pending.is_empty() {
             self.events.emit(Event::Warning {
                 id: None,
                 message: format!(
-                    "the previous run was interrupted with {} step(s) in flight; resuming",
+                    "the previous run was interrupted with {} step(s) unfinished; resuming",
                     state.pending.len()
                 ),
             });
         }
-        let observed = self.observe(graph, &state).await?;
+        let observed = self
+            .unless_cancelled(self.observe(graph, &state), state.pending.len())
+            .await?;
         let plan = planner::plan(graph, &state, &observed, &self.options.plan)?;
-        let before = state.clone();
-        self.refresh_no_op_records(graph, &plan, &observed, &mut state);
-        self.execute(graph, &plan, &mut state).await?;
-        state.outputs = outputs;
-        state.pending.clear();
-        if state_changed(&before, &state) {
-            self.write(&mut state).await?;
-        }
+        tracing::debug!(steps = plan.steps.len(), "planned");
+        let mut rec = Recorder::new(self.backend.clone(), state);
+        self.refresh_no_op_records(graph, &plan, &observed, &mut rec.state);
+        self.execute(graph, &plan, &mut rec).await?;
+        rec.state.outputs = outputs;
+        rec.state.pending.clear();
+        // The last steps' records and the outputs go out in one write; a no-op
+        // run whose records and outputs are unchanged writes nothing.
+        rec.flush().await?;
         Ok(UpReport {
             plan,
             elapsed: start.elapsed(),
-            serial: state.serial,
+            serial: rec.state.serial,
         })
     }
 
@@ -414,25 +434,32 @@ impl Engine {
     }
 
     async fn destroy_locked(&self, stack: &str, start: Instant) -> Result<UpReport, EngineError> {
-        let Some(mut state) = self.backend.read(stack).await? else {
+        let Some(state) = self.backend.read(stack).await? else {
             return Err(EngineError::NoState(stack.to_owned()));
         };
         let graph = DesiredGraph::empty(stack);
-        let observed = self.observe(&graph, &state).await?;
+        let observed = self
+            .unless_cancelled(self.observe(&graph, &state), state.pending.len())
+            .await?;
         let plan = planner::plan(&graph, &state, &observed, &self.options.plan)?;
         let kinds: Vec<ResourceId> = state.resources.keys().cloned().collect();
-        self.execute(&graph, &plan, &mut state).await?;
-        let residue = self.verify_gone(stack, &kinds).await?;
+        let mut rec = Recorder::new(self.backend.clone(), state);
+        self.execute(&graph, &plan, &mut rec).await?;
+        // What was deleted is recorded before verification, which may fail.
+        rec.flush().await?;
+        let residue = self
+            .unless_cancelled(self.verify_gone(stack, &kinds), rec.state.pending.len())
+            .await?;
         if !residue.is_empty() {
             return Err(EngineError::Residue(residue));
         }
-        state.outputs.clear();
-        state.pending.clear();
-        self.write(&mut state).await?;
+        rec.state.outputs.clear();
+        rec.state.pending.clear();
+        rec.flush().await?;
         Ok(UpReport {
             plan,
             elapsed: start.elapsed(),
-            serial: state.serial,
+            serial: rec.state.serial,
         })
     }
 
@@ -448,7 +475,11 @@ impl Engine {
         }))
         .await?;
         let mut residue: BTreeSet<ResourceId> = reads.into_iter().flatten().collect();
-        for kind in [ProviderKind::Kubernetes, ProviderKind::Postgres] {
+        for kind in [
+            ProviderKind::Kubernetes,
+            ProviderKind::Postgres,
+            ProviderKind::DigitalOcean,
+        ] {
             let of_kind: Vec<ResourceId> = recorded
                 .iter()
                 .filter(|id| id.provider == kind)
@@ -493,15 +524,6 @@ impl Engine {
                 .iter()
                 .any(|s| s.id == p.id && s.action == Action::NoOp)
         });
-    }
-
-    async fn write(&self, state: &mut StackState) -> Result<(), EngineError> {
-        state.serial += 1;
-        if let Err(e) = self.backend.write(state).await {
-            state.serial -= 1;
-            return Err(e.into());
-        }
-        Ok(())
     }
 
     fn wait_options(&self, res: Option<&Resource>) -> WaitOptions {
@@ -565,96 +587,235 @@ impl Engine {
         }
     }
 
-    /// Executes the mutating steps of `plan`, recording state as steps start and finish.
+    /// Executes the mutating steps of `plan`, recording state as steps start and
+    /// finish.
+    ///
+    /// Every mutating step of the plan is recorded as pending in one write before
+    /// the first step starts (a write-ahead record of what this run may change),
+    /// so a step never waits for a write of its own: it starts as soon as the
+    /// steps it depends on have finished. A finished step's record goes into the
+    /// next write. Writes go out one at a time while steps run ([`Recorder`]):
+    /// whatever finished while one write was in flight goes into the next.
+    /// Returns with the last records possibly not yet written (the caller's
+    /// [`Recorder::flush`] adds the run's outputs to that write); on failure or
+    /// cancellation the pending entries of steps that never started are removed
+    /// and everything is written before it returns.
     async fn execute(
         &self,
         graph: &DesiredGraph,
         plan: &Plan,
-        state: &mut StackState,
+        rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let mut sched = Scheduler::new(&plan.steps);
         let mut failures: Vec<ProviderError> = Vec::new();
         let mut running = FuturesUnordered::new();
+        let mut unstarted: Vec<&Step> = plan
+            .steps
+            .iter()
+            .filter(|s| s.action.is_mutating())
+            .collect();
+        rec.state
+            .pending
+            .extend(unstarted.iter().map(|step| PendingOperation {
+                id: step.id.clone(),
+                action: step.action,
+            }));
+        // Steps taken from the scheduler whose pending entry is not yet written.
+        let mut blocked: Vec<&Step> = Vec::new();
         let mut done = 0usize;
+        let concurrency = self.options.concurrency.max(1);
         loop {
-            let room = self
-                .options
-                .concurrency
-                .max(1)
-                .saturating_sub(running.len());
-            let newly = sched.take_ready(room);
-            if !newly.is_empty() {
-                for step in &newly {
-                    state.pending.push(PendingOperation {
+            let room = concurrency.saturating_sub(running.len() + blocked.len());
+            blocked.extend(sched.take_ready(room));
+            let (startable, waiting): (Vec<&Step>, Vec<&Step>) =
+                blocked.into_iter().partition(|s| rec.is_pending_durably(s));
+            blocked = waiting;
+            for step in startable {
+                unstarted.retain(|s| !std::ptr::eq(*s, step));
+                self.events.emit(Event::StepStarted {
+                    id: step.id.clone(),
+                    action: step.action,
+                });
+                running.push(async move {
+                    let t = Instant::now();
+                    let result = self.run_step(graph, step).await;
+                    StepOutcome {
                         id: step.id.clone(),
                         action: step.action,
-                    });
-                }
-                self.write(state).await?;
-                for step in newly {
-                    self.events.emit(Event::StepStarted {
-                        id: step.id.clone(),
-                        action: step.action,
-                    });
-                    running.push(async move {
-                        let t = Instant::now();
-                        let result = self.run_step(graph, step).await;
-                        StepOutcome {
-                            id: step.id.clone(),
-                            action: step.action,
-                            result,
-                            elapsed: t.elapsed(),
-                        }
-                    });
-                }
-            }
-            let Some(outcome) = running.next().await else {
-                break;
-            };
-            state.pending.retain(|p| p.id != outcome.id);
-            match outcome.result {
-                Ok(live) => {
-                    done += 1;
-                    match (outcome.action, graph.get(&outcome.id), live) {
-                        (Action::Delete, _, _) => {
-                            state.resources.remove(&outcome.id);
-                        }
-                        (_, Some(res), Some(live)) => {
-                            let mut record =
-                                record_for(graph, res, &live, state.resources.get(&outcome.id));
-                            record.imported |= outcome.action == Action::Import;
-                            state.resources.insert(outcome.id.clone(), record);
-                        }
-                        _ => {}
+                        result,
+                        elapsed: t.elapsed(),
                     }
-                    self.events.emit(Event::StepDone {
-                        id: outcome.id.clone(),
-                        action: outcome.action,
-                        elapsed: outcome.elapsed,
-                    });
-                    sched.finished(&outcome.id);
+                });
+            }
+            if running.is_empty() && blocked.is_empty() && !rec.is_writing() {
+                break;
+            }
+            // Blocked steps make the state differ from what is written, so this
+            // starts a write whenever one is needed for them to start.
+            rec.start_write();
+            tokio::select! {
+                written = rec.written(), if rec.is_writing() => written?,
+                Some(outcome) = running.next(), if !running.is_empty() => {
+                    rec.state.pending.retain(|p| p.id != outcome.id);
+                    match outcome.result {
+                        Ok(live) => {
+                            done += 1;
+                            match (outcome.action, graph.get(&outcome.id), live) {
+                                (Action::Delete, _, _) => {
+                                    rec.state.resources.remove(&outcome.id);
+                                }
+                                (_, Some(res), Some(live)) => {
+                                    let mut record = record_for(
+                                        graph,
+                                        res,
+                                        &live,
+                                        rec.state.resources.get(&outcome.id),
+                                    );
+                                    record.imported |= outcome.action == Action::Import;
+                                    rec.state.resources.insert(outcome.id.clone(), record);
+                                }
+                                _ => {}
+                            }
+                            self.events.emit(Event::StepDone {
+                                id: outcome.id.clone(),
+                                action: outcome.action,
+                                elapsed: outcome.elapsed,
+                            });
+                            sched.finished(&outcome.id);
+                        }
+                        Err(e) => {
+                            self.events.emit(Event::StepFailed {
+                                id: outcome.id.clone(),
+                                action: outcome.action,
+                                error: e.to_string(),
+                            });
+                            sched.failed(&outcome.id);
+                            failures.push(e);
+                        }
+                    }
                 }
-                Err(e) => {
-                    self.events.emit(Event::StepFailed {
-                        id: outcome.id.clone(),
-                        action: outcome.action,
-                        error: e.to_string(),
-                    });
-                    sched.failed(&outcome.id);
-                    failures.push(e);
+                () = self.cancelled() => {
+                    // Steps in flight are abandoned and stay pending; what
+                    // finished is saved, and the next run resumes the rest.
+                    drop(running);
+                    forget_unstarted(&mut rec.state, &unstarted);
+                    rec.flush().await?;
+                    return Err(EngineError::Cancelled(rec.state.pending.len()));
                 }
             }
-            self.write(state).await?;
         }
         if failures.is_empty() {
             Ok(())
         } else {
+            forget_unstarted(&mut rec.state, &unstarted);
+            rec.flush().await?;
             Err(EngineError::Apply {
                 failed: failures,
                 skipped: sched.skipped,
                 done,
             })
         }
+    }
+}
+
+/// Removes the pending entries of steps that never started (skipped after a
+/// failure, or not reached before a cancellation): the last matching entry of
+/// each is this run's; an older one from an interrupted run stays.
+fn forget_unstarted(state: &mut StackState, unstarted: &[&Step]) {
+    for step in unstarted {
+        if let Some(i) = state
+            .pending
+            .iter()
+            .rposition(|p| p.id == step.id && p.action == step.action)
+        {
+            state.pending.remove(i);
+        }
+    }
+}
+
+/// The stack's state during a run, and the writes that make it durable.
+///
+/// Writes go out one at a time, in serial order, each with everything recorded
+/// so far (a group commit): what is recorded while one write is in flight goes
+/// into the next. [`Recorder::is_pending_durably`] says whether a step's pending
+/// entry has reached the backend, which is what lets the step start.
+struct Recorder {
+    backend: Arc<dyn StateBackend>,
+    /// The state as recorded in this run so far (ahead of the backend).
+    state: StackState,
+    /// What the backend holds: the state as read, then each completed write.
+    durable: StackState,
+    /// The write in flight; resolves to the state it wrote.
+    writing: Option<StateWrite>,
+}
+
+/// A state write in flight, resolving to the state it wrote.
+type StateWrite = Pin<Box<dyn Future<Output = Result<StackState, StateError>> + Send>>;
+
+impl Recorder {
+    /// A recorder for `stored`, the state as read from `backend`.
+    fn new(backend: Arc<dyn StateBackend>, stored: StackState) -> Self {
+        Recorder {
+            backend,
+            state: stored.clone(),
+            durable: stored,
+            writing: None,
+        }
+    }
+
+    /// Something is recorded that the backend does not have yet.
+    fn is_dirty(&self) -> bool {
+        self.state.resources != self.durable.resources
+            || self.state.outputs != self.durable.outputs
+            || self.state.pending != self.durable.pending
+    }
+
+    fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// The backend records `step` as pending.
+    fn is_pending_durably(&self, step: &Step) -> bool {
+        self.durable
+            .pending
+            .iter()
+            .any(|p| p.id == step.id && p.action == step.action)
+    }
+
+    /// Starts writing everything recorded so far, under the next serial; does
+    /// nothing while a write is in flight or when nothing changed.
+    fn start_write(&mut self) {
+        if self.writing.is_some() || !self.is_dirty() {
+            return;
+        }
+        let mut next = self.state.clone();
+        next.serial = self.durable.serial + 1;
+        let backend = self.backend.clone();
+        self.writing = Some(Box::pin(async move {
+            backend.write(&next).await?;
+            Ok(next)
+        }));
+    }
+
+    /// Waits for the write in flight, if any (cancel-safe: the write stays in
+    /// flight when this future is dropped).
+    async fn written(&mut self) -> Result<(), StateError> {
+        let Some(writing) = self.writing.as_mut() else {
+            return Ok(());
+        };
+        let result = writing.await;
+        self.writing = None;
+        let next = result?;
+        self.state.serial = next.serial;
+        self.durable = next;
+        Ok(())
+    }
+
+    /// Waits for the write in flight, then writes what is left (if anything).
+    async fn flush(&mut self) -> Result<(), StateError> {
+        self.written().await?;
+        self.start_write();
+        self.written().await
     }
 }
 
@@ -756,19 +917,273 @@ fn record_for(
     }
 }
 
-fn state_changed(a: &StackState, b: &StackState) -> bool {
-    a.resources != b.resources
-        || a.outputs != b.outputs
-        || a.pending != b.pending
-        || a.serial != b.serial
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::DryRun;
+    use crate::state::file::FileBackend;
+    use crate::state::{StackLock, WriteRule};
+    use async_trait::async_trait;
+    use serde_json::json;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn id(name: &str) -> ResourceId {
         ResourceId::kubernetes("v1", "ConfigMap", Some("ns"), name)
+    }
+
+    /// A file backend that counts state writes.
+    struct Counted {
+        inner: FileBackend,
+        writes: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl StateBackend for Counted {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError> {
+            self.inner.read(stack).await
+        }
+        async fn write_with(&self, state: &StackState, rule: &WriteRule) -> Result<(), StateError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.inner.write_with(state, rule).await
+        }
+        async fn delete(&self, stack: &str) -> Result<(), StateError> {
+            self.inner.delete(stack).await
+        }
+        async fn list(&self) -> Result<Vec<String>, StateError> {
+            self.inner.list().await
+        }
+        async fn lock(&self, stack: &str) -> Result<Box<dyn StackLock>, StateError> {
+            self.inner.lock(stack).await
+        }
+        async fn break_lock(&self, stack: &str) -> Result<Option<String>, StateError> {
+            self.inner.break_lock(stack).await
+        }
+    }
+
+    /// Objects in memory. Every apply first checks that the stored state
+    /// already records the resource as pending; `fail` fails, `slow` hangs.
+    struct Fake {
+        objects: Mutex<BTreeMap<ResourceId, Value>>,
+        backend: Arc<Counted>,
+        violations: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Provider for Fake {
+        async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
+            Ok(self.objects.lock().expect("lock").get(id).cloned())
+        }
+        async fn dry_run(&self, res: &Resource, _: bool) -> Result<DryRun, ProviderError> {
+            Ok(DryRun::Accepted {
+                object: res.body.clone(),
+            })
+        }
+        async fn apply(&self, res: &Resource, _: bool) -> Result<Value, ProviderError> {
+            let stored = self.backend.read("s").await.ok().flatten();
+            if !stored.is_some_and(|s| s.pending.iter().any(|p| p.id == res.id)) {
+                self.violations.lock().expect("lock").push(format!(
+                    "{} applied before it was recorded as pending",
+                    res.id
+                ));
+            }
+            match res.id.name.as_str() {
+                "fail" => {
+                    return Err(ProviderError::Other {
+                        id: res.id.clone(),
+                        message: "rejected".into(),
+                    });
+                }
+                "slow" => tokio::time::sleep(Duration::from_secs(600)).await,
+                _ => {}
+            }
+            self.objects
+                .lock()
+                .expect("lock")
+                .insert(res.id.clone(), res.body.clone());
+            Ok(res.body.clone())
+        }
+        async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+            self.objects.lock().expect("lock").remove(id);
+            Ok(())
+        }
+        async fn wait_ready(
+            &self,
+            _: &Resource,
+            _: WaitOptions,
+            _: &EventSink,
+        ) -> Result<Value, ProviderError> {
+            Ok(Value::Null)
+        }
+        async fn wait_gone(
+            &self,
+            _: &ResourceId,
+            _: WaitOptions,
+            _: &EventSink,
+        ) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        async fn list_owned(
+            &self,
+            _: &str,
+            _: &[ResourceId],
+        ) -> Result<Vec<ResourceId>, ProviderError> {
+            Ok(Vec::new())
+        }
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        backend: Arc<Counted>,
+        fake: Arc<Fake>,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Arc::new(Counted {
+            inner: FileBackend::new(dir.path()),
+            writes: AtomicUsize::new(0),
+        });
+        let fake = Arc::new(Fake {
+            objects: Mutex::new(BTreeMap::new()),
+            backend: backend.clone(),
+            violations: Mutex::new(Vec::new()),
+        });
+        World {
+            _dir: dir,
+            backend,
+            fake,
+        }
+    }
+
+    impl World {
+        fn engine(&self) -> Engine {
+            let providers = Providers {
+                kubernetes: Some(self.fake.clone()),
+                ..Providers::default()
+            };
+            Engine::new(
+                providers,
+                self.backend.clone(),
+                EventSink::none(),
+                EngineOptions::default(),
+            )
+        }
+        fn writes(&self) -> usize {
+            self.backend.writes.load(Ordering::SeqCst)
+        }
+        async fn stored(&self) -> StackState {
+            self.backend.read("s").await.expect("read").expect("state")
+        }
+        fn violations(&self) -> Vec<String> {
+            self.fake.violations.lock().expect("lock").clone()
+        }
+    }
+
+    /// A namespace and ConfigMaps in it (each depends on the namespace); `extra`
+    /// adds one that depends on ConfigMap `after`.
+    fn graph(names: &[&str], extra: Option<(&str, &str)>) -> DesiredGraph {
+        let cm = |name: &str| {
+            Resource::kubernetes(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "ns"}, "data": {"k": name}}))
+            .expect("resource")
+        };
+        let mut resources = vec![
+            Resource::kubernetes(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}),
+            )
+            .expect("resource"),
+        ];
+        resources.extend(names.iter().map(|n| cm(n)));
+        if let Some((name, after)) = extra {
+            resources.push(cm(name).depends_on(&id(after)));
+        }
+        DesiredGraph::new("s", resources).expect("graph")
+    }
+
+    #[tokio::test]
+    async fn steps_are_pending_before_they_start_and_writes_are_batched() {
+        let w = world();
+        let engine = w.engine();
+        let g = graph(&["a", "b", "c", "d", "e"], Some(("f", "a")));
+        let outputs = BTreeMap::from([("k".to_owned(), Output::Plain(json!("v")))]);
+        let report = engine.up(&g, outputs.clone()).await.expect("up");
+        assert_eq!(report.plan.summary().create, 7);
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+        // Written before the first step, at most once per wave while steps run
+        // (one write in flight at a time), and once at the end with the outputs:
+        // fewer writes than steps, where two per step used to be written.
+        let writes = w.writes();
+        assert!((2..=4).contains(&writes), "{writes} writes");
+        let stored = w.stored().await;
+        assert!(stored.pending.is_empty(), "{:?}", stored.pending);
+        assert_eq!(stored.resources.len(), 7);
+        assert_eq!(stored.outputs, outputs);
+        assert_eq!(stored.serial, writes as u64);
+        assert_eq!(report.serial, stored.serial);
+
+        // Nothing changed: nothing is written.
+        let again = engine.up(&g, outputs).await.expect("no-op up");
+        assert!(again.plan.is_empty());
+        assert_eq!(w.writes(), writes, "a no-op up writes no state");
+        // Only the outputs changed: one write.
+        let other = BTreeMap::from([("k".to_owned(), Output::Plain(json!("w")))]);
+        engine.up(&g, other).await.expect("outputs up");
+        assert_eq!(w.writes(), writes + 1);
+    }
+
+    #[tokio::test]
+    async fn a_failure_records_what_finished_and_leaves_nothing_pending() {
+        let w = world();
+        let engine = w.engine();
+        let g = graph(&["a", "fail"], Some(("after-fail", "fail")));
+        let err = engine.up(&g, BTreeMap::new()).await.expect_err("fails");
+        let EngineError::Apply {
+            failed, skipped, ..
+        } = err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(failed.len(), 1);
+        assert_eq!(skipped, vec![id("after-fail")]);
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+        let stored = w.stored().await;
+        assert!(stored.pending.is_empty(), "{:?}", stored.pending);
+        let recorded: Vec<&str> = stored.resources.keys().map(|i| i.name.as_str()).collect();
+        assert_eq!(recorded, ["a", "ns"]);
+        assert!(stored.outputs.is_empty(), "outputs only on success");
+    }
+
+    #[tokio::test]
+    async fn cancellation_saves_what_finished_and_keeps_steps_in_flight_pending() {
+        let w = world();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let engine = w.engine().with_cancel(rx);
+        let g = graph(&["a", "slow"], Some(("after-slow", "slow")));
+        let run = engine.up(&g, BTreeMap::new());
+        let cancel = async {
+            // Once `a` is done (namespace and `a` applied), cancel.
+            while w.fake.objects.lock().expect("lock").len() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tx.send(true);
+        };
+        let (result, ()) = tokio::join!(run, cancel);
+        assert!(
+            matches!(result, Err(EngineError::Cancelled(1))),
+            "{result:?}"
+        );
+        let stored = w.stored().await;
+        let pending: Vec<&str> = stored.pending.iter().map(|p| p.id.name.as_str()).collect();
+        assert_eq!(pending, ["slow"], "only the step in flight stays pending");
+        let recorded: Vec<&str> = stored.resources.keys().map(|i| i.name.as_str()).collect();
+        assert_eq!(recorded, ["a", "ns"]);
+        // The lock is released: the next run resumes.
+        assert!(w.backend.lock("s").await.is_ok());
     }
 
     fn step(name: &str, action: Action, after: &[&str]) -> Step {

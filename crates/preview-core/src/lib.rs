@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod diff;
+pub mod digitalocean;
 pub mod engine;
 pub mod events;
 pub mod graph;

@@ -30,6 +30,9 @@ pub enum ProviderKind {
     Kubernetes,
     /// A PostgreSQL object (a logical database), managed over SQL or an in-cluster Job.
     Postgres,
+    /// A DigitalOcean API object (a DNS record), managed over the DigitalOcean API.
+    #[serde(rename = "digitalocean")]
+    DigitalOcean,
 }
 
 impl fmt::Display for ProviderKind {
@@ -37,6 +40,7 @@ impl fmt::Display for ProviderKind {
         f.write_str(match self {
             ProviderKind::Kubernetes => "kubernetes",
             ProviderKind::Postgres => "postgres",
+            ProviderKind::DigitalOcean => "digitalocean",
         })
     }
 }

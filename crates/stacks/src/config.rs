@@ -36,7 +36,7 @@
 //! | `database.host`, `.port`, `.cidr` | L, X | unset: the stack runs its own server; set: use that server (`cidr` is its address range for the NetworkPolicy) |
 //! | `database.storage.size`, `.storageClass` | L, B, X | B, X `10Gi` on the default class; L none (`emptyDir`) |
 //! | `quota.cpu`, `.memory`, `.pods` | L, P, X | P `2` / `4Gi` / `5`; L, X none |
-//! | `resources.<container>.requests/limits.cpu/memory` | containers `web`, `apiNginx`, `apiPhp`, `apiInit`, `migration` (L, P, X), `postgres` (L, B, X) | none; with a quota every app container needs all four |
+//! | `resources.<container>.requests/limits.cpu/memory` | containers `web`, `apiNginx`, `apiPhp`, `apiInit`, `migration`, `databaseJob` (the in-cluster database executor's `psql` Job, in the database's namespace) (L, P, X), `postgres` (L, B, X) | none; with a quota every app container needs all four |
 //! | `replicas` | L, P, X | L, P `1`; X `2` (at least 2) |
 //! | `logLevel` | L, P, X | `debug`; X `info` |
 //! | `lexemesTableName` | L, P, X | `""` (`DOC_LEXEMES_TABLE_NAME`) |
@@ -56,6 +56,11 @@
 //! | `networkPolicies` | L, X | `true` (P always isolates) |
 //! | `connectionLimit.connectionsPerClient`, `.requestRate`, `.burst` | L, P, X | `10`, `10r/s`, `20` |
 //! | `migrationCommand` | L, P, X | Phinx migrate, then the LexemeSeeder |
+//! | `dns` | B | none: no DNS records (point `*.pr.<domain>` and `*.pr-api.<domain>` at the gateway yourself); set: the stack manages the two wildcard A records |
+//! | `dns.provider` | B | `digitalocean` (the only one): records over the DigitalOcean API, token from secret `DIGITALOCEAN_TOKEN`, API URL from env `PREVIEW_DIGITALOCEAN_API_URL` (default `https://api.digitalocean.com`) |
+//! | `dns.zone` | B | `domain`; the DigitalOcean domain (zone) holding the records, `domain` itself or a parent of it |
+//! | `dns.ttl` | B | `300` seconds (at least 30) |
+//! | `dns.address` | B | none: the records point at the Gateway's load-balancer address (`status.addresses[0]`), read when they are applied; set: this IPv4 address |
 //!
 //! Environment overrides (only for stacks that read the key; empty = unset):
 //! `PREVIEW_DOMAIN` → `domain`, `PREVIEW_TLS_ISSUER` → `tls.issuer`,
@@ -71,8 +76,8 @@ use components::{ComputeResources, ConnectionLimit, Quota, Storage};
 
 pub use file::{
     BuilderFile, BundleFile, ConfigFile, ConnectionLimitFile, ContainerResourcesFile,
-    CpuMemoryFile, DatabaseFile, GatewayFile, HostsFile, ImagesFile, IssuerKind, QuantityValue,
-    QuotaFile, ResourcesFile, StorageFile, TlsFile,
+    CpuMemoryFile, DatabaseFile, DnsFile, DnsProvider, GatewayFile, HostsFile, ImagesFile,
+    IssuerKind, QuantityValue, QuotaFile, ResourcesFile, StorageFile, TlsFile,
 };
 use resolve::Resolver;
 
@@ -148,6 +153,37 @@ pub struct StackConfig {
     pub connection_limit: ConnectionLimit,
     /// Migration shell command (`None` = the component's default).
     pub migration_command: Option<String>,
+    /// Wildcard DNS records (preview-base; `None` = not managed).
+    pub dns: Option<DnsConfig>,
+}
+
+/// The wildcard DNS records of `preview-base`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Who hosts the zone.
+    pub provider: DnsProvider,
+    /// The zone (DigitalOcean domain) holding the records.
+    pub zone: String,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// A fixed IPv4 address; `None` = the Gateway's load-balancer address.
+    pub address: Option<String>,
+}
+
+impl DnsConfig {
+    /// The name, relative to the zone, of `*.<subdomain>.<domain>` (`*.pr` when the
+    /// zone is the domain, `*.pr.preview` for domain `preview.example.com` in zone
+    /// `example.com`).
+    pub fn wildcard_name(&self, subdomain: &str, domain: &str) -> String {
+        let below = domain
+            .strip_suffix(self.zone.as_str())
+            .and_then(|rest| rest.strip_suffix('.'))
+            .filter(|rest| !rest.is_empty());
+        match below {
+            Some(rest) => format!("*.{subdomain}.{rest}"),
+            None => format!("*.{subdomain}"),
+        }
+    }
 }
 
 /// The image pull Secret.
@@ -198,6 +234,8 @@ pub struct ResourcesConfig {
     pub api_init: Option<ComputeResources>,
     /// Migration container.
     pub migration: Option<ComputeResources>,
+    /// The in-cluster database executor's Job container.
+    pub database_job: Option<ComputeResources>,
     /// PostgreSQL container.
     pub postgres: Option<ComputeResources>,
 }

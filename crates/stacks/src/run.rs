@@ -164,13 +164,16 @@ fn engine(
         options.policy = b.policy.clone();
     }
     options.plan.import = import;
+    let kube = Arc::new(kube);
+    let has_database = build.is_some_and(|b| {
+        b.resources
+            .iter()
+            .any(|r| r.id.provider == ProviderKind::Postgres)
+    });
     let providers = Providers {
-        kubernetes: Some(Arc::new(kube)),
-        postgres: postgres_provider(build.is_some_and(|b| {
-            b.resources
-                .iter()
-                .any(|r| r.id.provider == ProviderKind::Postgres)
-        })),
+        kubernetes: Some(kube.clone()),
+        postgres: Some(postgres_provider(has_database, &kube, &events)),
+        digitalocean: digitalocean_provider(&kube, build),
     };
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
     (engine, printer)
@@ -199,19 +202,32 @@ fn interrupt_signal() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
-/// The database provider, when `PREVIEW_POSTGRES_URL` (or `…_FILE`) says how the
-/// engine reaches the PostgreSQL server directly. Stacks with a database resource
-/// fail with a message naming the variable when it is missing. When `warm` (the
-/// stack has a database), the connection starts at once, overlapping the server's
-/// backend start-up with the rest of the preparation.
-fn postgres_provider(warm: bool) -> Option<Arc<dyn preview_core::provider::Provider>> {
+/// The database executor. With `PREVIEW_POSTGRES_URL` (or `…_FILE`) set, the
+/// engine reaches the PostgreSQL server directly (local clusters, managed
+/// databases, tests); when `warm` (the stack has a database) the connection
+/// starts at once, overlapping the server's start-up with the rest of the
+/// preparation. Otherwise databases are created and dropped by Jobs inside the
+/// cluster (the spec's NFR-017: CI never needs a route to a remote database).
+fn postgres_provider(
+    warm: bool,
+    kube: &Arc<KubeProvider>,
+    events: &EventSink,
+) -> Arc<dyn preview_core::provider::Provider> {
     use stacks::SecretSource;
-    let url = EnvSecrets.get("POSTGRES_URL")?;
-    let provider = preview_core::postgres::PostgresProvider::new(url);
-    if warm {
-        provider.warm_up();
+    match EnvSecrets.get("POSTGRES_URL") {
+        Some(url) => {
+            let provider = preview_core::postgres::PostgresProvider::new(url);
+            if warm {
+                provider.warm_up();
+            }
+            Arc::new(provider)
+        }
+        None => Arc::new(preview_core::postgres::in_cluster::InClusterProvider::new(
+            kube.clone(),
+            kube.client().clone(),
+            events.clone(),
+        )),
     }
-    Some(Arc::new(provider))
 }
 
 fn plan_text(plan: &Plan) -> String {
@@ -658,4 +674,40 @@ async fn promote_cmd(g: &GlobalArgs, from: &str, apply: &ApplyArgs) -> Result<Ex
         args.api_image.as_deref().unwrap_or_default()
     );
     up_cmd(g, &args, apply, Import::Nothing).await
+}
+
+/// The DigitalOcean provider (DNS records), when `PREVIEW_DIGITALOCEAN_TOKEN` (or
+/// `…_FILE`) holds an API token; the API base URL is `PREVIEW_DIGITALOCEAN_API_URL`
+/// (default `https://api.digitalocean.com`). Records whose address comes from a
+/// cluster object (`dataFrom`, e.g. the Gateway's load-balancer address) read it
+/// through the cluster connection (reads only), and the stack's desired records are
+/// registered so that a changed address shows up in the plan. Stacks with a
+/// DigitalOcean resource fail with a message naming the variable when the token is
+/// missing.
+fn digitalocean_provider(
+    kube: &KubeProvider,
+    build: Option<&StackBuild>,
+) -> Option<Arc<dyn preview_core::provider::Provider>> {
+    use preview_core::digitalocean::{DEFAULT_API_URL, DigitalOceanProvider, DoClient};
+    use stacks::SecretSource;
+    let token = EnvSecrets.get("DIGITALOCEAN_TOKEN")?;
+    let base = std::env::var("PREVIEW_DIGITALOCEAN_API_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+    let client = match DoClient::new(&base, token) {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!(
+                "warning: PREVIEW_DIGITALOCEAN_API_URL: {error}; DigitalOcean resources cannot be managed in this run"
+            );
+            return None;
+        }
+    };
+    let resources = build.map(|b| b.resources.as_slice()).unwrap_or_default();
+    Some(Arc::new(
+        DigitalOceanProvider::new(client)
+            .with_kube(kube.client().clone())
+            .with_sources(resources),
+    ))
 }

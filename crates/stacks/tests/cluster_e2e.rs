@@ -310,6 +310,67 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
     assert!(!database_exists("aphiria_pr_123").await);
 }
 
+/// NFR-017: without a route from the engine to the database server, the
+/// preview's database is created and dropped by Jobs in the server's namespace
+/// (their `psql` really runs against the real PostgreSQL), the migration Job
+/// runs after it, a second up changes nothing, and destroy leaves no Job behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_made_by_jobs_when_the_engine_cannot_reach_it() {
+    let world = world().await;
+    let client = world.cluster.client().expect("client");
+    let stacks = Stacks::new(world).in_cluster_database();
+    let pr = 314;
+    let first = up(&stacks, pr);
+    assert_eq!(
+        first["plan"]["summary"]["create"].as_u64().map(|n| n > 10),
+        Some(true),
+        "{first}"
+    );
+    assert!(
+        database_exists("aphiria_pr_314").await,
+        "database created by the Job"
+    );
+    let pg = world.pg.client().await.expect("pg");
+    let comment: String = pg
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'aphiria_pr_314'",
+            &[],
+        )
+        .await
+        .expect("comment")
+        .get(0);
+    assert_eq!(comment, "managed-by=preview-envs stack=preview-pr-314");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let ours = ListParams::default().labels("preview-envs.io/stack=preview-pr-314");
+    let names: Vec<String> = jobs
+        .list(&ours)
+        .await
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("create-db-aphiria-pr-314-"),
+        "{names:?}"
+    );
+    check_preview(&client, pr).await;
+
+    let again = up(&stacks, pr);
+    assert_eq!(again["requests"]["writes"], 0, "{again}");
+
+    stacks.ok(&["destroy", "preview-pr", "--pr", "314"]);
+    assert!(
+        !database_exists("aphiria_pr_314").await,
+        "dropped by the drop Job"
+    );
+    assert!(
+        jobs.list(&ours).await.expect("jobs").items.is_empty(),
+        "no database Job is left in the server's namespace"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_before_any_side_effect() {
     let world = world().await;

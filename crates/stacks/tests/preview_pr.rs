@@ -109,7 +109,17 @@ fn database_is_owned_by_the_stack() {
         db.body,
         json!({"owner": "aphiria",
                "server": {"host": "db.default.svc.cluster.local", "port": 5432},
-               "ownerMarker": "preview-pr-123"})
+               "ownerMarker": "preview-pr-123",
+               // The in-cluster executor's Jobs: in the server's namespace, with
+               // the server's image and credentials, read from preview-base.
+               "job": {"namespace": "default",
+                       "image": db.body["job"]["image"],
+                       "credentialsSecret": "db-credentials"}})
+    );
+    let image = db.body["job"]["image"].as_str().expect("image");
+    assert!(
+        image.contains("postgres:16") && image.contains("@sha256:"),
+        "{image}"
     );
 }
 

@@ -1,5 +1,14 @@
 //! The PostgreSQL provider: per-PR logical databases (`postgres.preview-envs.io/v1`,
-//! kind `Database`), executed directly over SQL with tokio-postgres.
+//! kind `Database`), with two executors of the same contract:
+//!
+//! - [`PostgresProvider`] (this module), **direct**: SQL over a tokio-postgres
+//!   connection, when the engine can reach the server (local clusters, managed
+//!   databases, tests; `PREVIEW_POSTGRES_URL`);
+//! - [`in_cluster::InClusterProvider`], **in-cluster**: the same steps as
+//!   Kubernetes Jobs in the server's namespace ([`job`]), for remote clusters
+//!   whose database the CI runner cannot reach (the spec's NFR-017).
+//!
+//! The rest of this page describes the contract and the direct executor.
 //!
 //! Crash safety: `CREATE DATABASE` cannot run in a transaction, so it and its
 //! COMMENT cannot be one atomic step. The database is therefore created under a
@@ -20,6 +29,8 @@
 //! a Kubernetes object carries it, so the planner's ownership rules (crash resume,
 //! adoption refusal) work the same for databases.
 
+pub mod in_cluster;
+pub mod job;
 pub mod sql;
 
 use std::time::Duration;

@@ -104,7 +104,9 @@ pub struct StackState {
     pub resources: BTreeMap<ResourceId, ResourceRecord>,
     /// Outputs, by name.
     pub outputs: BTreeMap<String, Output>,
-    /// Steps in flight; non-empty after an interrupted run.
+    /// Steps a run has planned and not yet recorded as done: all of a run's
+    /// mutating steps are recorded here before the first one starts, and each
+    /// leaves when its outcome is recorded. Non-empty after an interrupted run.
     #[serde(default)]
     pub pending: Vec<PendingOperation>,
     /// The stack's wrapped data key, once a secret output has been sealed

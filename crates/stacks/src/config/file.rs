@@ -61,6 +61,8 @@ pub struct ConfigFile {
     pub connection_limit: Option<ConnectionLimitFile>,
     /// Migration shell command.
     pub migration_command: Option<String>,
+    /// Wildcard DNS records for the preview hosts (preview-base).
+    pub dns: Option<DnsFile>,
 }
 
 /// `database:`.
@@ -121,6 +123,8 @@ pub struct ResourcesFile {
     pub api_init: Option<ContainerResourcesFile>,
     /// The migration Job's container.
     pub migration: Option<ContainerResourcesFile>,
+    /// The in-cluster database executor's Job container (`psql`).
+    pub database_job: Option<ContainerResourcesFile>,
     /// The PostgreSQL container.
     pub postgres: Option<ContainerResourcesFile>,
 }
@@ -211,6 +215,28 @@ pub struct BundleFile {
     pub sha256: String,
     /// Namespace for its namespaced objects (default: the file's).
     pub namespace: Option<String>,
+}
+
+/// `dns:` — wildcard DNS records pointing the preview hosts at the gateway.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DnsFile {
+    /// Who hosts the zone (only `digitalocean`).
+    pub provider: Option<DnsProvider>,
+    /// The zone the records live in (default: `domain`).
+    pub zone: Option<String>,
+    /// TTL in seconds.
+    pub ttl: Option<u32>,
+    /// A fixed IPv4 address instead of the Gateway's load-balancer address.
+    pub address: Option<String>,
+}
+
+/// Who hosts a DNS zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsProvider {
+    /// DigitalOcean DNS, over the DigitalOcean API (token from secret `DIGITALOCEAN_TOKEN`).
+    Digitalocean,
 }
 
 /// `connectionLimit:`.
@@ -333,6 +359,7 @@ impl ConfigFile {
             add(r.api_php.is_some(), "resources.apiPhp");
             add(r.api_init.is_some(), "resources.apiInit");
             add(r.migration.is_some(), "resources.migration");
+            add(r.database_job.is_some(), "resources.databaseJob");
             add(r.postgres.is_some(), "resources.postgres");
         }
         add(self.replicas.is_some(), "replicas");
@@ -352,6 +379,7 @@ impl ConfigFile {
         add(self.network_policies.is_some(), "networkPolicies");
         add(self.connection_limit.is_some(), "connectionLimit");
         add(self.migration_command.is_some(), "migrationCommand");
+        add(self.dns.is_some(), "dns");
         keys
     }
 }
@@ -377,9 +405,10 @@ pub(super) fn readers(key: &str) -> &'static [StackKind] {
         | "resources.apiNginx"
         | "resources.apiPhp"
         | "resources.apiInit"
-        | "resources.migration" => &[L, P, X],
+        | "resources.migration"
+        | "resources.databaseJob" => &[L, P, X],
         "images" => &[L],
-        "kubeContext" => &[B],
+        "kubeContext" | "dns" => &[B],
         "protect" => &[B, X],
         _ => &[L, B, P, X],
     }

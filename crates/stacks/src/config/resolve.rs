@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use components::{ComputeResources, ConnectionLimit, Quota, RequestRate, Storage};
 
 use super::file::{
-    ConfigFile, ContainerResourcesFile, DatabaseFile, IssuerKind, QuantityValue, QuotaFile,
-    ResourcesFile, TlsFile, readers,
+    ConfigFile, ContainerResourcesFile, DatabaseFile, DnsFile, DnsProvider, IssuerKind,
+    QuantityValue, QuotaFile, ResourcesFile, TlsFile, readers,
 };
 use super::{
-    BundleSource, DEFAULT_BUILDER_API, DEFAULT_BUILDER_CONSOLE, DatabaseConfig, EnvLookup,
-    ExternalDatabase, GatewayConfig, PullSecretConfig, ResourcesConfig, StackConfig, TlsConfig,
+    BundleSource, DEFAULT_BUILDER_API, DEFAULT_BUILDER_CONSOLE, DatabaseConfig, DnsConfig,
+    EnvLookup, ExternalDatabase, GatewayConfig, PullSecretConfig, ResourcesConfig, StackConfig,
+    TlsConfig,
 };
 use crate::{StackError, StackKind};
 
@@ -235,6 +236,8 @@ impl Resolver<'_> {
             })
             .collect();
 
+        let dns = self.dns(file.dns, &domain)?;
+
         let limit = file.connection_limit.unwrap_or_default();
         let defaults = ConnectionLimit::default();
         let default_rate = RequestRate::default();
@@ -285,7 +288,42 @@ impl Resolver<'_> {
             network_policies: file.network_policies.unwrap_or(true),
             connection_limit,
             migration_command: file.migration_command,
+            dns,
         })
+    }
+
+    fn dns(&self, dns: Option<DnsFile>, domain: &str) -> Result<Option<DnsConfig>, StackError> {
+        let Some(dns) = dns else { return Ok(None) };
+        let provider = dns.provider.unwrap_or(DnsProvider::Digitalocean);
+        let zone = dns.zone.unwrap_or_else(|| domain.to_owned());
+        check_domain(&zone).map_err(|m| self.invalid("dns.zone", m))?;
+        if zone != domain && !domain.ends_with(&format!(".{zone}")) {
+            return Err(self.invalid(
+                "dns.zone",
+                format!("{zone:?} does not contain the domain {domain:?}; use the domain or one of its parents"),
+            ));
+        }
+        let ttl = dns.ttl.unwrap_or(300);
+        if ttl < 30 {
+            return Err(self.invalid(
+                "dns.ttl",
+                format!("{ttl}: DigitalOcean accepts at least 30 seconds"),
+            ));
+        }
+        if let Some(address) = &dns.address
+            && address.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(self.invalid(
+                "dns.address",
+                format!("{address:?} is not an IPv4 address; leave it out to use the Gateway's load-balancer address"),
+            ));
+        }
+        Ok(Some(DnsConfig {
+            provider,
+            zone,
+            ttl,
+            address: dns.address,
+        }))
     }
 
     fn database(&self, db: DatabaseFile, app: &str) -> Result<DatabaseConfig, StackError> {
@@ -399,6 +437,7 @@ impl Resolver<'_> {
             api_php: convert("apiPhp", file.api_php)?,
             api_init: convert("apiInit", file.api_init)?,
             migration: convert("migration", file.migration)?,
+            database_job: convert("databaseJob", file.database_job)?,
             postgres: convert("postgres", file.postgres)?,
         })
     }
@@ -422,6 +461,7 @@ impl Resolver<'_> {
             && database.namespace == namespace;
         if own_server_in_namespace {
             containers.push(("postgres", &resources.postgres));
+            containers.push(("databaseJob", &resources.database_job));
         }
         for (name, value) in containers {
             let empty = ComputeResources::default();
@@ -573,6 +613,64 @@ mod tests {
     }
 
     #[test]
+    fn dns_section() {
+        let base = |dns: &str| {
+            format!(
+                "domain: preview.example.com\npostgresImage: docker.io/library/postgres@sha256:{}\ntls: {{issuer: self-signed}}\n{dns}",
+                "a".repeat(64)
+            )
+        };
+        let config = crate::config::StackConfig::from_yaml(&base(""), StackKind::PreviewBase)
+            .expect("no dns");
+        assert_eq!(config.dns, None);
+        let config =
+            crate::config::StackConfig::from_yaml(&base("dns: {}\n"), StackKind::PreviewBase)
+                .expect("defaults");
+        let dns = config.dns.expect("dns");
+        assert_eq!(
+            (
+                dns.provider,
+                dns.zone.as_str(),
+                dns.ttl,
+                dns.address.as_deref()
+            ),
+            (DnsProvider::Digitalocean, "preview.example.com", 300, None)
+        );
+        assert_eq!(dns.wildcard_name("pr", "preview.example.com"), "*.pr");
+        let config = crate::config::StackConfig::from_yaml(
+            &base("dns: {provider: digitalocean, zone: example.com, ttl: 60, address: 203.0.113.10}\n"),
+            StackKind::PreviewBase,
+        )
+        .expect("explicit");
+        let dns = config.dns.expect("dns");
+        assert_eq!(
+            dns.wildcard_name("pr-api", "preview.example.com"),
+            "*.pr-api.preview"
+        );
+        assert_eq!(dns.address.as_deref(), Some("203.0.113.10"));
+        for (dns, expected) in [
+            ("dns: {zone: other.org}", "config key `dns.zone`"),
+            ("dns: {ttl: 5}", "at least 30"),
+            ("dns: {address: lb.example.net}", "not an IPv4 address"),
+            ("dns: {provider: route53}", "unknown variant `route53`"),
+            ("dns: {zones: x.org}", "unknown field `zones`"),
+        ] {
+            let err = crate::config::StackConfig::from_yaml(&base(dns), StackKind::PreviewBase)
+                .expect_err(dns)
+                .to_string();
+            assert!(err.contains(expected), "{dns}: {err}");
+        }
+        let err = crate::config::StackConfig::from_yaml(
+            "domain: example.com\nnginxImage: x\ndns: {}\n",
+            StackKind::PreviewPr,
+        )
+        .expect_err("preview-pr does not read dns")
+        .to_string();
+        assert!(err.contains("config key `dns`"), "{err}");
+        assert!(err.contains("read by: preview-base"), "{err}");
+    }
+
+    #[test]
     fn every_settable_key_has_readers() {
         // Keys of the reader table that are not top-level fall through to "all";
         // make sure the stack-specific ones are spelled like present_keys().
@@ -600,6 +698,7 @@ mod tests {
                 api_php: Some(ContainerResourcesFile::default()),
                 api_init: Some(ContainerResourcesFile::default()),
                 migration: Some(ContainerResourcesFile::default()),
+                database_job: Some(ContainerResourcesFile::default()),
                 postgres: Some(ContainerResourcesFile::default()),
             }),
             replicas: Some(1),
@@ -619,14 +718,15 @@ mod tests {
             network_policies: Some(true),
             connection_limit: Some(ConnectionLimitFile::default()),
             migration_command: Some("m".into()),
+            dns: Some(DnsFile::default()),
         };
         let keys = all.present_keys();
-        assert_eq!(keys.len(), 38);
+        assert_eq!(keys.len(), 40);
         let all_stacks = readers("domain");
         let specific = keys
             .iter()
             .filter(|k| readers(k).len() < all_stacks.len())
             .count();
-        assert_eq!(specific, 32, "{keys:?}");
+        assert_eq!(specific, 34, "{keys:?}");
     }
 }

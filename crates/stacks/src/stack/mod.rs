@@ -5,7 +5,7 @@
 //!
 //! | module | stack | composes |
 //! | --- | --- | --- |
-//! | [`preview_base`] | `preview-base` | PostgreSQL 16 in `default`, gateway namespace, GatewayClass, issuer, wildcard Certificate, Gateway, bundles; exports [`preview_base::BaseOutputs`] |
+//! | [`preview_base`] | `preview-base` | PostgreSQL 16 in `default`, gateway namespace, GatewayClass, issuer, wildcard Certificate, Gateway, bundles, optional wildcard DNS records (DigitalOcean); exports [`preview_base::BaseOutputs`] |
 //! | [`preview_pr`] | `preview-pr --pr N` | namespace + quota + NetworkPolicies, env ConfigMap/Secret, logical database, migration Job, API, web, HTTPRoutes through the base gateway |
 //! | [`local`] | `local` | gateway, PostgreSQL and the application in one cluster; local images, self-signed TLS |
 //! | [`production`] | `production` | the same as `local` with pinned images, 2+ replicas, Let's Encrypt, persistent and protected database |
@@ -13,13 +13,14 @@
 //! Shared pieces: [`app`] (the application: env, database, migration, API, web,
 //! routes), `standalone` (local and production), `gateway` (gateway namespace,
 //! TLS issuer, Gateway), `server` (the PostgreSQL server), `bundles` (upstream
-//! manifests), `inputs` (flags, secrets, outputs).
+//! manifests), `dns` (wildcard DNS records), `inputs` (flags, secrets, outputs).
 //!
 //! Every builder is pure and deterministic: the same request, configuration,
 //! references and secrets give byte-identical resources.
 
 pub mod app;
 mod bundles;
+mod dns;
 mod gateway;
 mod inputs;
 pub mod local;
@@ -37,7 +38,8 @@ use crate::{References, SecretSource, StackBuild, StackError, StackKind, StackRe
 pub const DB_PASSWORD: &str = "DB_PASSWORD";
 /// Secret: the registry token of the image pull Secret (`registryPullSecret: true`).
 pub const REGISTRY_TOKEN: &str = "REGISTRY_TOKEN";
-/// Secret: the DigitalOcean API token cert-manager uses for DNS-01 (Let's Encrypt issuers).
+/// Secret: the DigitalOcean API token: cert-manager's DNS-01 (Let's Encrypt issuers) and
+/// the wildcard DNS records of `preview-base` (`dns:`).
 pub const DIGITALOCEAN_TOKEN: &str = "DIGITALOCEAN_TOKEN";
 
 /// Builds the requested stack.

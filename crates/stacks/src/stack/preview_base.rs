@@ -20,15 +20,24 @@
 //!   `registryPullSecret: true` (used by the PostgreSQL pod; each preview renders
 //!   its own, since pull Secrets are namespaced).
 //!
-//! With `protect: true` (the default) the gateway namespace and every PostgreSQL
-//! object are protected: the engine refuses to delete them, so
+//! With `protect: true` (the default) the gateway namespace, every PostgreSQL
+//! object and the DNS records are protected: the engine refuses to delete them, so
 //! `stacks destroy preview-base` fails. To tear the base down on purpose, set
 //! `protect: false`, run `stacks up preview-base` (records the change), then
 //! destroy.
 //!
+//! - with a `dns:` section, the wildcard DNS records: A records `*.pr` and
+//!   `*.pr-api` in the zone (`dns.zone`, default the domain) on DigitalOcean DNS,
+//!   pointing at the Gateway's load-balancer address (`status.addresses[0]`, read
+//!   when they are applied, after the Gateway is ready) or at `dns.address`; TTL
+//!   `dns.ttl` (300). Ownership is marked by a TXT record `_preview-envs` in the
+//!   zone, so the engine never adopts or deletes a record it did not create (see
+//!   `dns.rs` and `preview_core::digitalocean`). Token: secret `DIGITALOCEAN_TOKEN`.
+//!
 //! Not rendered: the cluster itself (bring your own kubeconfig; the context name
-//! can be exported with `kubeContext`) and the wildcard DNS records (point
-//! `*.pr.<domain>` and `*.pr-api.<domain>` at the gateway's load balancer).
+//! can be exported with `kubeContext`), and, without `dns:`, the DNS records (then
+//! point `*.pr.<domain>` and `*.pr-api.<domain>` at the gateway's load balancer
+//! yourself).
 //!
 //! # Outputs (read by `preview-pr` through [`BaseOutputs::from_references`])
 //!
@@ -38,6 +47,9 @@
 //! | `dbHost` | the PostgreSQL Service's FQDN, `db.default.svc.cluster.local` |
 //! | `dbPort` | `5432` (a number) |
 //! | `dbNamespace` | `default` (the previews' NetworkPolicies allow egress to it) |
+//! | `dbJobImage` | the PostgreSQL image: the previews' database Jobs run `psql` from it |
+//! | `dbCredentialsSecret` | `db-credentials` (in `dbNamespace`; the database Jobs' credentials) |
+//! | `dbImagePullSecrets` | pull Secrets for that image in `dbNamespace` (a list, maybe empty) |
 //! | `gatewayName` | `preview-gateway` |
 //! | `gatewayNamespace` | `nginx-gateway` |
 //! | `gatewayHttpsWebSection` | `https-pr` (listener for `*.pr.<domain>`) |
@@ -53,6 +65,7 @@ use preview_core::validate::Policy;
 use serde_json::Value;
 
 use super::bundles::{bundle_resources, merge};
+use super::dns::wildcard_records;
 use super::gateway::gateway;
 use super::inputs::{labels, plain, pull_secret, pull_secret_names, secret};
 use super::server::postgres;
@@ -72,6 +85,12 @@ pub mod outputs {
     pub const DB_PORT: &str = "dbPort";
     /// Namespace of the PostgreSQL pods.
     pub const DB_NAMESPACE: &str = "dbNamespace";
+    /// Image the database Jobs run.
+    pub const DB_JOB_IMAGE: &str = "dbJobImage";
+    /// Credentials Secret of the database Jobs.
+    pub const DB_CREDENTIALS_SECRET: &str = "dbCredentialsSecret";
+    /// Pull Secrets of the database Jobs.
+    pub const DB_IMAGE_PULL_SECRETS: &str = "dbImagePullSecrets";
     /// Gateway name.
     pub const GATEWAY_NAME: &str = "gatewayName";
     /// Gateway namespace.
@@ -102,6 +121,12 @@ pub struct BaseOutputs {
     pub db_port: u16,
     /// Namespace of the PostgreSQL pods.
     pub db_namespace: String,
+    /// Image the database Jobs run (the server's).
+    pub db_job_image: String,
+    /// Credentials Secret in `db_namespace`.
+    pub db_credentials_secret: String,
+    /// Pull Secrets in `db_namespace` for `db_job_image`.
+    pub db_image_pull_secrets: Vec<String>,
     /// Gateway name.
     pub gateway_name: String,
     /// Gateway namespace.
@@ -127,6 +152,15 @@ impl BaseOutputs {
             (outputs::DB_HOST, plain(self.db_host.as_str())),
             (outputs::DB_PORT, plain(self.db_port)),
             (outputs::DB_NAMESPACE, plain(self.db_namespace.as_str())),
+            (outputs::DB_JOB_IMAGE, plain(self.db_job_image.as_str())),
+            (
+                outputs::DB_CREDENTIALS_SECRET,
+                plain(self.db_credentials_secret.as_str()),
+            ),
+            (
+                outputs::DB_IMAGE_PULL_SECRETS,
+                plain(self.db_image_pull_secrets.clone()),
+            ),
             (outputs::GATEWAY_NAME, plain(self.gateway_name.as_str())),
             (
                 outputs::GATEWAY_NAMESPACE,
@@ -191,6 +225,19 @@ impl BaseOutputs {
                 outputs::DB_PORT
             ))
         })?;
+        let pull_secrets = match get(outputs::DB_IMAGE_PULL_SECRETS)? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            StackError::Invalid(format!(
+                "output `{}` of stack {NAME} is not a list of names",
+                outputs::DB_IMAGE_PULL_SECRETS
+            ))
+        })?;
         let kube_context = match outputs.get(outputs::KUBE_CONTEXT) {
             Some(_) => Some(text(outputs::KUBE_CONTEXT)?),
             None => None,
@@ -200,6 +247,9 @@ impl BaseOutputs {
             db_host: text(outputs::DB_HOST)?,
             db_port: port,
             db_namespace: text(outputs::DB_NAMESPACE)?,
+            db_job_image: text(outputs::DB_JOB_IMAGE)?,
+            db_credentials_secret: text(outputs::DB_CREDENTIALS_SECRET)?,
+            db_image_pull_secrets: pull_secrets,
             gateway_name: text(outputs::GATEWAY_NAME)?,
             gateway_namespace: text(outputs::GATEWAY_NAMESPACE)?,
             web_section: text(outputs::GATEWAY_HTTPS_WEB_SECTION)?,
@@ -239,11 +289,23 @@ pub fn build(
         protected,
     )?;
 
+    let records = wildcard_records(
+        config,
+        NAME,
+        &[WEB_SUBDOMAIN, API_SUBDOMAIN],
+        &edge.gateway,
+        secrets,
+        protected,
+    )?;
+
     let outputs = BaseOutputs {
         kube_context: config.kube_context.clone(),
         db_host: server.host.clone(),
         db_port: server.port,
         db_namespace: config.database.namespace.clone(),
+        db_job_image: server.job.image.clone(),
+        db_credentials_secret: server.job.credentials_secret.clone(),
+        db_image_pull_secrets: server.job.image_pull_secrets.clone(),
         gateway_name: edge.gateway.name.clone(),
         gateway_namespace: edge.gateway.namespace.clone(),
         web_section,
@@ -255,6 +317,7 @@ pub fn build(
     let mut own = edge.resources;
     own.extend(pull);
     own.extend(server.resources);
+    own.extend(records);
     Ok(StackBuild {
         name: NAME.to_owned(),
         resources: merge(bundles, own)?,

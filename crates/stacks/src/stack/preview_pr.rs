@@ -41,6 +41,7 @@ use components::{
     DatabaseEgress, GatewayRef, ImagePullPolicy, LogicalDatabase, NetworkIsolation,
     PreviewNamespace,
 };
+use preview_core::postgres::job::JobSettings;
 use preview_core::validate::Policy;
 
 use super::app::{App, EnvValues, Images, Route, env_vars};
@@ -48,6 +49,7 @@ use super::inputs::{
     api_image, labels, plain, pull_secret, pull_secret_names, required, secret, web_image,
 };
 use super::preview_base::{API_SUBDOMAIN, BaseOutputs, WEB_SUBDOMAIN};
+use super::server::job_resources;
 use crate::config::StackConfig;
 use crate::{PrNumber, References, SecretSource, StackBuild, StackError, StackRequest};
 
@@ -178,6 +180,13 @@ pub fn build(
 
     let database = LogicalDatabase {
         port: base.db_port,
+        job: Some(JobSettings {
+            namespace: base.db_namespace.clone(),
+            image: base.db_job_image.clone(),
+            credentials_secret: base.db_credentials_secret.clone(),
+            image_pull_secrets: base.db_image_pull_secrets.clone(),
+            resources: job_resources(config),
+        }),
         ..LogicalDatabase::new(
             names.database.as_str(),
             config.database.user.as_str(),

@@ -8,9 +8,14 @@
 //! With `protect`, the credentials Secret, the data claim, the Deployment and the
 //! Service are protected: the engine refuses to delete them (so `destroy` of the
 //! stack fails until `protect: false` is applied).
+//!
+//! [`Server::job`] says how the in-cluster database executor reaches the server:
+//! its Jobs run in the server's namespace with the server's own image (it has
+//! `psql`), the credentials Secret and the server's pull secrets.
 
-use components::{Labels, PostgresServer};
+use components::{ComputeResources, Labels, PostgresServer};
 use preview_core::Resource;
+use preview_core::postgres::job::JobSettings;
 use preview_core::secret::SecretString;
 
 use super::inputs::{protect, required};
@@ -25,6 +30,8 @@ pub(crate) struct Server {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// Where database Jobs run (without container resources).
+    pub job: JobSettings,
 }
 
 /// The server, with `password` as its superuser password.
@@ -44,6 +51,13 @@ pub(crate) fn postgres(
         labels: labels.clone(),
         ..PostgresServer::new(image, config.database.user.as_str(), password)
     };
+    let job = JobSettings {
+        namespace: server.namespace.clone(),
+        image: server.image.clone(),
+        credentials_secret: server.credentials_secret.clone(),
+        image_pull_secrets: server.image_pull_secrets.clone(),
+        resources: None,
+    };
     let resources = server
         .build()?
         .into_resources()
@@ -54,5 +68,16 @@ pub(crate) fn postgres(
         resources,
         host: server.host(),
         port: components::postgres::PORT,
+        job,
     })
+}
+
+/// `resources` of the database Job's container, from `resources.databaseJob`.
+pub(crate) fn job_resources(config: &StackConfig) -> Option<serde_json::Value> {
+    config
+        .resources
+        .database_job
+        .as_ref()
+        .and_then(ComputeResources::to_k8s)
+        .and_then(|r| serde_json::to_value(r).ok())
 }

@@ -25,13 +25,14 @@ use std::collections::BTreeMap;
 use components::{
     DatabaseEgress, GatewayRef, LogicalDatabase, NetworkIsolation, PreviewNamespace, WildcardHost,
 };
+use preview_core::postgres::job::JobSettings;
 use preview_core::validate::Policy;
 
 use super::app::{App, EnvValues, Images, Route, env_vars};
 use super::bundles::{bundle_resources, merge};
 use super::gateway::gateway;
 use super::inputs::{labels, plain, protect, pull_secret, pull_secret_names, secret};
-use super::server::postgres;
+use super::server::{job_resources, postgres};
 use crate::config::StackConfig;
 use crate::{SecretSource, StackBuild, StackError};
 
@@ -90,7 +91,7 @@ impl Standalone<'_> {
         let app_pull = pull_secret(config, ns, &labels, secrets)?;
         let pull_names = pull_secret_names(app_pull.as_ref());
 
-        let (db_host, db_port, egress) = match &config.database.external {
+        let (db_host, db_port, egress, job) = match &config.database.external {
             Some(external) => {
                 let egress = match (&external.cidr, config.network_policies) {
                     (Some(cidr), _) => Some(DatabaseEgress::Cidr {
@@ -105,7 +106,8 @@ impl Standalone<'_> {
                         });
                     }
                 };
-                (external.host.clone(), external.port, egress)
+                // Not our server: only the direct executor reaches it.
+                (external.host.clone(), external.port, egress, None)
             }
             None => {
                 let db_ns = config.database.namespace.as_str();
@@ -128,10 +130,15 @@ impl Standalone<'_> {
                 )?;
                 own.extend(server_pull);
                 own.extend(server.resources);
+                let job = JobSettings {
+                    resources: job_resources(config),
+                    ..server.job
+                };
                 (
                     server.host,
                     server.port,
                     Some(DatabaseEgress::in_cluster(db_ns)),
+                    Some(job),
                 )
             }
         };
@@ -156,6 +163,7 @@ impl Standalone<'_> {
 
         let database = LogicalDatabase {
             port: db_port,
+            job,
             ..LogicalDatabase::new(
                 config.database.name.as_str(),
                 config.database.user.as_str(),

@@ -29,12 +29,20 @@ pub async fn world() -> &'static World {
             install_crds(&cluster.client().expect("client"), &default_crd_dir())
                 .await
                 .expect("crds");
-            NodeSimulator::shared().await.expect("simulator");
+            let simulator = NodeSimulator::shared().await.expect("simulator");
             let pg = TestPostgres::shared().await.expect("postgres");
+            // The base's Service `db` leads to this server for the database Jobs
+            // the simulator runs (as cluster DNS and kube-proxy would).
+            simulator.route_service(
+                "db.default.svc.cluster.local:5432",
+                &format!("127.0.0.1:{}", pg.port()),
+            );
+            // `aphiria` is the server's superuser, as POSTGRES_USER is in the
+            // official image (the in-cluster executor creates databases as it).
             pg.client()
                 .await
                 .expect("pg client")
-                .batch_execute("DO $$ BEGIN CREATE ROLE aphiria LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+                .batch_execute("DO $$ BEGIN CREATE ROLE aphiria LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
                 .await
                 .expect("role");
             let dir = tempfile::tempdir().expect("state dir");
@@ -54,7 +62,8 @@ pub async fn world() -> &'static World {
 pub struct Stacks {
     pub state: PathBuf,
     kubeconfig: PathBuf,
-    pg_url: String,
+    /// `PREVIEW_POSTGRES_URL` (direct executor); `None`: in-cluster Jobs.
+    pg_url: Option<String>,
 }
 
 pub fn digest(n: u64) -> String {
@@ -80,7 +89,15 @@ impl Stacks {
         Stacks {
             state: world.state.clone(),
             kubeconfig: world.cluster.kubeconfig_path().to_path_buf(),
-            pg_url: world.pg.url(),
+            pg_url: Some(world.pg.url()),
+        }
+    }
+
+    /// Without `PREVIEW_POSTGRES_URL`: databases are made by in-cluster Jobs.
+    pub fn in_cluster_database(self) -> Self {
+        Stacks {
+            pg_url: None,
+            ..self
         }
     }
 
@@ -104,10 +121,14 @@ impl Stacks {
             .arg("plain")
             .args(args.iter().map(AsRef::as_ref))
             .env("PREVIEW_DB_PASSWORD", "db-password-canary-7f3a")
-            .env("PREVIEW_POSTGRES_URL", &self.pg_url)
             .env("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e")
             .env_remove("KUBECONFIG")
-            .env_remove("PREVIEW_BACKEND");
+            .env_remove("PREVIEW_BACKEND")
+            .env_remove("PREVIEW_POSTGRES_URL")
+            .env_remove("PREVIEW_POSTGRES_URL_FILE");
+        if let Some(url) = &self.pg_url {
+            c.env("PREVIEW_POSTGRES_URL", url);
+        }
         c
     }
 

@@ -7,11 +7,15 @@
 //!
 //! * `--crds`: install the Gateway API / cert-manager / NGINX Gateway Fabric CRDs
 //!   (v1.20-compatible variants from the shared data directory, or `PREVIEW_CRD_DIR`);
-//! * `--simulate`: run the node simulator (status writes only: no container runs);
+//! * `--simulate`: run the node simulator (status writes only: no container runs,
+//!   except the `psql` commands of database Jobs, which run on this host);
 //! * `--kubeconfig-out PATH`: also write the admin kubeconfig to PATH (removed on exit);
 //! * `--postgres-url-out PATH`: also start a PostgreSQL server (standing in for the
 //!   in-cluster one, which cannot run without a kubelet), create the role named by
-//!   `--postgres-role` (default `aphiria`), and write its URL to PATH (removed on exit).
+//!   `--postgres-role` (default `aphiria`) as its superuser (as `POSTGRES_USER` is
+//!   in the official image), and write its URL to PATH (removed on exit). With
+//!   `--simulate`, `db.default.svc.cluster.local:5432` is routed to it for the
+//!   database Jobs the simulator runs.
 //!
 //! Runs until Ctrl-C or SIGTERM, then stops every process and removes the temp dir.
 
@@ -122,7 +126,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let simulator = if args.simulate {
         let sim = NodeSimulator::start_for(&cluster).await?;
         eprintln!(
-            "node simulator running (node `{}`): it writes pod, volume, Gateway and Certificate status; no container, kubelet, scheduler or gateway runs",
+            "node simulator running (node `{}`): it writes pod, volume, Gateway and Certificate status; no kubelet, scheduler or gateway runs; only database Jobs' psql runs, on this host",
             sim.node_name()
         );
         Some(sim)
@@ -143,8 +147,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let role = args.postgres_role.as_deref().unwrap_or("aphiria");
             pg.client()
                 .await?
-                .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+                .batch_execute(&format!("CREATE ROLE {role} LOGIN SUPERUSER"))
                 .await?;
+            if let Some(sim) = &simulator {
+                sim.route_service(
+                    "db.default.svc.cluster.local:5432",
+                    &format!("127.0.0.1:{}", pg.port()),
+                );
+            }
             std::fs::write(out, pg.url()).map_err(|e| format!("writing {}: {e}", out.display()))?;
             eprintln!("PostgreSQL running at {} (role {role})", pg.url());
             Some(pg)

@@ -7,7 +7,11 @@
 //! simulator only writes, through the API server, the objects and status fields
 //! those components would write, so that readiness waits and failure reporting
 //! can be tested against the real API server and the real controllers in
-//! kube-controller-manager. A pod the simulator marks `Running` ran nothing.
+//! kube-controller-manager. A pod the simulator marks `Running` ran nothing —
+//! with one exception: the commands of selected Job pods (by default those with a
+//! `postgres` image: the database executor's `psql` Jobs) run on the host, with
+//! their Secrets resolved and `PGHOST` routed to the test PostgreSQL
+//! ([`job_runner`], [`NodeSimulator::route_service`]).
 //!
 //! What it writes:
 //! * a Node ([`node`]) with a heartbeat, so the node-lifecycle controller keeps it Ready;
@@ -28,6 +32,7 @@ pub mod annotations;
 mod certificate;
 mod custom;
 mod gateway;
+pub mod job_runner;
 mod node;
 mod pods;
 mod status;
@@ -53,6 +58,7 @@ use tokio::task::JoinSet;
 
 use crate::{KitError, TestCluster};
 use custom::CustomKind;
+pub use job_runner::{JobRunnerOptions, ServiceRoutes};
 use pods::{PodAction, PodEnv};
 
 /// The REAL controller name of NGINX Gateway Fabric, which the simulator imitates.
@@ -72,6 +78,8 @@ pub struct SimulatorOptions {
     pub gateway_controller_name: String,
     /// The address written into Gateway status (routes nowhere).
     pub gateway_address: String,
+    /// Job pods whose commands really run on the host ([`job_runner`]).
+    pub job_runner: JobRunnerOptions,
 }
 
 impl Default for SimulatorOptions {
@@ -82,6 +90,7 @@ impl Default for SimulatorOptions {
             heartbeat_interval: Duration::from_secs(10),
             gateway_controller_name: NGINX_GATEWAY_CONTROLLER.into(),
             gateway_address: "10.240.0.100".into(),
+            job_runner: JobRunnerOptions::default(),
         }
     }
 }
@@ -91,6 +100,8 @@ pub(crate) struct Ctx {
     client: kube::Client,
     options: SimulatorOptions,
     next_ip: AtomicU32,
+    /// UIDs of the pods whose commands the job runner has started.
+    running_jobs: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Ctx {
@@ -112,6 +123,7 @@ pub struct NodeSimulator {
     shutdown: watch::Sender<bool>,
     runner: Runner,
     node_name: String,
+    routes: ServiceRoutes,
 }
 
 impl Debug for NodeSimulator {
@@ -144,11 +156,13 @@ impl NodeSimulator {
         node::ensure(&client, &options).await?;
         let (shutdown, stop) = watch::channel(false);
         let node_name = options.node_name.clone();
+        let routes = options.job_runner.services.clone();
         let task = tokio::spawn(run(client, options, stop));
         Ok(NodeSimulator {
             shutdown,
             runner: Runner::Task(task),
             node_name,
+            routes,
         })
     }
 
@@ -162,6 +176,7 @@ impl NodeSimulator {
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), KitError>>();
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let node_name = options.node_name.clone();
+        let routes = options.job_runner.services.clone();
         std::thread::Builder::new()
             .name("testkit-node-simulator".into())
             .spawn(move || {
@@ -202,6 +217,7 @@ impl NodeSimulator {
             shutdown,
             runner: Runner::Thread(Some(done_rx)),
             node_name,
+            routes,
         })
     }
 
@@ -222,6 +238,12 @@ impl NodeSimulator {
     /// The simulated node's name.
     pub fn node_name(&self) -> &str {
         &self.node_name
+    }
+
+    /// Routes a cluster service address (`db.default.svc.cluster.local:5432`) to a
+    /// host address (`127.0.0.1:5433`) for the Job pods the job runner runs.
+    pub fn route_service(&self, service: &str, backend: &str) {
+        self.routes.add(service, backend);
     }
 
     /// Stops all simulation tasks and waits until they have ended.
@@ -264,6 +286,7 @@ async fn run(client: kube::Client, options: SimulatorOptions, mut stop: watch::R
         client,
         options,
         next_ip: AtomicU32::new(0),
+        running_jobs: std::sync::Mutex::new(HashSet::new()),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(heartbeat_loop(ctx.clone()));
@@ -389,9 +412,21 @@ async fn pod_loop(ctx: Arc<Ctx>) {
 }
 
 /// Acts on one pod; returns the pod's key and a delay when it must be looked at again.
-async fn handle_pod(ctx: &Ctx, pod: Pod) -> Option<((String, String), Duration)> {
+async fn handle_pod(ctx: &Arc<Ctx>, pod: Pod) -> Option<((String, String), Duration)> {
     let namespace = pod.metadata.namespace.clone()?;
     let name = pod.metadata.name.clone()?;
+    if job_runner::wants(&pod, &ctx.options.node_name, &ctx.options.job_runner) {
+        let uid = pod.metadata.uid.clone()?;
+        let first = ctx
+            .running_jobs
+            .lock()
+            .map(|mut started| started.insert(uid))
+            .unwrap_or(false);
+        if first {
+            tokio::spawn(job_runner::run(ctx.clone(), pod));
+        }
+        return None;
+    }
     let env = PodEnv {
         node: &ctx.options.node_name,
         host_ip: &ctx.options.node_ip,

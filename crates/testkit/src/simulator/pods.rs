@@ -17,7 +17,8 @@
 //!   kubelet's final confirmation (without it pods stay `Terminating` forever and
 //!   namespaces never finish deleting).
 //!
-//! No container runs; a pod's IP (10.244.0.0/16) is allocated by the simulator and
+//! No container runs (except the Job pods [`job_runner`](super::job_runner)
+//! runs on the host, which are handled there); a pod's IP (10.244.0.0/16) is allocated by the simulator and
 //! routes nowhere.
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
@@ -69,6 +70,8 @@ enum Outcome {
     CrashLoop,
     Waiting(String),
     Unscheduled,
+    /// The command really ran ([`super::job_runner`]): exit code and message.
+    Exited(i32, Option<String>),
 }
 
 /// Decides what to do about `pod`. `allocate_ip` is called only when the pod
@@ -141,6 +144,36 @@ pub(crate) fn plan(
     }
 }
 
+/// The status of a pod whose command the job runner runs: `Running` while
+/// `exit` is `None`, then terminated with the exit code and message.
+pub(crate) fn ran_status(
+    pod: &Pod,
+    env: &PodEnv<'_>,
+    ip: &str,
+    exit: Option<(i32, Option<String>)>,
+) -> Option<Value> {
+    let spec = pod.spec.as_ref()?;
+    let start = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0)
+        .unwrap_or(env.now);
+    let outcome = match exit {
+        None => Outcome::Ready,
+        Some((code, message)) => Outcome::Exited(code, message),
+    };
+    Some(desired_status(
+        pod,
+        spec,
+        &Injection::default(),
+        &outcome,
+        start,
+        ip,
+        env,
+    ))
+}
+
 fn outcome_requested(injection: &Injection) -> Option<Outcome> {
     Some(match injection.simulate.as_deref()? {
         "Fail" => Outcome::Fail,
@@ -195,6 +228,13 @@ fn desired_status(
                 Outcome::Ready => sim.running(c, true),
                 Outcome::Starting => sim.running(c, false),
                 Outcome::Succeed => sim.terminated(c, 0, "Completed", None),
+                Outcome::Exited(code, message) if is_first => sim.terminated(
+                    c,
+                    *code,
+                    if *code == 0 { "Completed" } else { "Error" },
+                    message.clone(),
+                ),
+                Outcome::Exited(..) => sim.terminated(c, 0, "Completed", None),
                 Outcome::Fail if is_first => sim.terminated(
                     c,
                     1,
@@ -240,8 +280,13 @@ fn desired_status(
         Outcome::Waiting(_) => ("Pending", Some("ContainersNotReady")),
         Outcome::Succeed => ("Succeeded", Some("PodCompleted")),
         Outcome::Fail => ("Failed", Some("PodCompleted")),
+        Outcome::Exited(0, _) => ("Succeeded", Some("PodCompleted")),
+        Outcome::Exited(..) => ("Failed", Some("PodCompleted")),
     };
-    let finished = matches!(outcome, Outcome::Succeed | Outcome::Fail);
+    let finished = matches!(
+        outcome,
+        Outcome::Succeed | Outcome::Fail | Outcome::Exited(..)
+    );
     let ready_condition = |kind: &str| match ready_reason {
         None => {
             json!({"type": kind, "status": "True", "lastProbeTime": null, "lastTransitionTime": now})

@@ -1,10 +1,11 @@
-//! A focused JSON-Schema validator for the OpenAPI 3.0 subset used by GitHub's REST
-//! description.
+//! A focused JSON-Schema validator for the OpenAPI 3.0 subset used by the GitHub and
+//! DigitalOcean descriptions.
 //!
 //! Supported keywords: `type`, `nullable`, `enum`, `properties`, `required`,
 //! `additionalProperties` (boolean or schema), `items`, `allOf`, `oneOf`, `anyOf`,
-//! `$ref` (local `#/...` pointers), `minLength`/`maxLength`, `minItems`/`maxItems`,
-//! `maxProperties`, `minimum`/`maximum`. Annotations (`format`, `description`, `example`,
+//! `discriminator` (with or without `mapping`), `$ref` (local `#/...` pointers),
+//! `minLength`/`maxLength`, `minItems`/`maxItems`, `maxProperties`,
+//! `minimum`/`maximum`. Annotations (`format`, `description`, `example`,
 //! `default`, `title`, `deprecated`, `x-*`, …) are ignored. Keywords that would change
 //! the outcome but are not implemented (`pattern`, `not`, …) are reported as errors so a
 //! schema can never be accepted silently by a validator that does not understand it.
@@ -38,6 +39,7 @@ const SUPPORTED: &[&str] = &[
     "allOf",
     "oneOf",
     "anyOf",
+    "discriminator",
     "$ref",
     "minLength",
     "maxLength",
@@ -169,6 +171,14 @@ impl<'a> Validator<'a> {
                 self.check(sub, value, path, depth + 1, errors);
             }
         }
+        if let Some(chosen) = self.discriminated(schema, value, path, errors) {
+            // The discriminator names the one alternative that applies: check it
+            // alone, which also gives precise messages instead of "matched none".
+            if let Some(target) = chosen {
+                self.check(&target, value, path, depth + 1, errors);
+            }
+            return;
+        }
         if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
             let matching: Vec<usize> = one
                 .iter()
@@ -187,6 +197,62 @@ impl<'a> Validator<'a> {
             && !any.iter().any(|sub| self.matches(sub, value, path, depth))
         {
             errors.push(format!("{path}: matches none of the anyOf alternatives"));
+        }
+    }
+
+    /// With a `discriminator` and an object value carrying its property:
+    /// `Some(Some(schema))` for the alternative it names, `Some(None)` when it names
+    /// none (reported), `None` when the discriminator does not apply.
+    fn discriminated(
+        &self,
+        schema: &serde_json::Map<String, Value>,
+        value: &Value,
+        path: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<Option<Value>> {
+        let discriminator = schema.get("discriminator")?;
+        let property = discriminator.get("propertyName")?.as_str()?;
+        let tag = value.as_object()?.get(property)?.as_str()?;
+        let alternatives: Vec<&Value> = ["oneOf", "anyOf"]
+            .iter()
+            .filter_map(|key| schema.get(*key).and_then(Value::as_array))
+            .flatten()
+            .collect();
+        let mapped = discriminator
+            .get("mapping")
+            .and_then(|m| m.get(tag))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                // Implicit mapping: the alternative whose `$ref` ends in the tag.
+                alternatives
+                    .iter()
+                    .filter_map(|a| a.get("$ref").and_then(Value::as_str))
+                    .find(|r| r.rsplit('/').next() == Some(tag))
+                    .map(str::to_owned)
+            });
+        match mapped {
+            Some(reference) => Some(Some(serde_json::json!({ "$ref": reference }))),
+            None => {
+                let mut known: Vec<String> = discriminator
+                    .get("mapping")
+                    .and_then(Value::as_object)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                if known.is_empty() {
+                    known = alternatives
+                        .iter()
+                        .filter_map(|a| a.get("$ref").and_then(Value::as_str))
+                        .filter_map(|r| r.rsplit('/').next())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                errors.push(format!(
+                    "{path}.{property}: {tag:?} is not one of the discriminator values [{}]",
+                    known.join(", ")
+                ));
+                Some(None)
+            }
         }
     }
 
@@ -414,6 +480,47 @@ mod tests {
         let either = json!({"anyOf": [{"type": "integer"}, {"type": "boolean"}]});
         assert!(validator.validate(&either, &json!(true)).is_empty());
         assert_eq!(validator.validate(&either, &json!("no")).len(), 1);
+    }
+
+    #[test]
+    fn discriminator_picks_the_alternative() {
+        let root = json!({"components": {"schemas": {
+            "a": {"type": "object", "required": ["type", "data"],
+                "properties": {"type": {"type": "string"}, "data": {"type": "string"}}},
+            "mx": {"type": "object", "required": ["type", "priority"],
+                "properties": {"type": {"type": "string"}, "priority": {"type": "integer"}}}
+        }}});
+        let validator = Validator::new(&root);
+        let mapped = json!({
+            "anyOf": [{"$ref": "#/components/schemas/a"}, {"$ref": "#/components/schemas/mx"}],
+            "discriminator": {"propertyName": "type", "mapping": {
+                "A": "#/components/schemas/a", "MX": "#/components/schemas/mx"}}
+        });
+        assert!(
+            validator
+                .validate(&mapped, &json!({"type": "A", "data": "1.2.3.4"}))
+                .is_empty()
+        );
+        // The message comes from the named alternative, not "matched none".
+        assert_eq!(
+            validator.validate(&mapped, &json!({"type": "A", "priority": 1})),
+            vec!["$: missing required property `data`".to_owned()]
+        );
+        assert_eq!(
+            validator.validate(&mapped, &json!({"type": "SPF", "data": "x"})),
+            vec!["$.type: \"SPF\" is not one of the discriminator values [A, MX]".to_owned()]
+        );
+        // Without the property the combinator applies as usual.
+        assert_eq!(validator.validate(&mapped, &json!({"data": "x"})).len(), 1);
+        let implicit = json!({
+            "oneOf": [{"$ref": "#/components/schemas/a"}, {"$ref": "#/components/schemas/mx"}],
+            "discriminator": {"propertyName": "type"}
+        });
+        assert!(
+            validator
+                .validate(&implicit, &json!({"type": "mx", "priority": 10}))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -1,0 +1,412 @@
+//! The in-cluster database executor: per-PR databases created and dropped by
+//! Kubernetes Jobs in the database server's namespace (the spec's NFR-017: no
+//! port-forwarding from CI to a remote cluster's database).
+//!
+//! The Jobs are described in [`super::job`]; this module runs them. All writes
+//! (apply / delete of the Jobs) go through the Kubernetes [`Provider`] — the one
+//! module that writes to the cluster — and readiness through its watch-driven
+//! waiter, so progress ("pod … ImagePullBackOff") is reported like any other Job.
+//! Reads (Job status, the pods' termination messages) use the client directly.
+//!
+//! How each operation maps:
+//!
+//! - **read**: the ensure Job `create-db-<name>-<hash>`. Complete → the owner and
+//!   marker it reported; missing, failed or still running → `None` (the planner
+//!   plans a create, and the idempotent ensure settles it). A database dropped
+//!   behind the engine's back is therefore only noticed by the next ensure; the
+//!   direct executor reads `pg_database` itself.
+//! - **apply**: runs the ensure Job to completion (a Job made for other
+//!   parameters, or a failed one, is deleted first; one still running from an
+//!   interrupted run is waited for) and returns what it reported. The database
+//!   exists when apply returns, with or without `--no-wait`: the migration Job
+//!   that depends on it needs it.
+//! - **delete**: runs a drop Job with the ensure Job's own parameters (image,
+//!   credentials, marker), which drops only a database carrying this stack's
+//!   marker and fails unless it is gone from `pg_database` afterwards; then
+//!   deletes the ensure Job, then the drop Job (a complete drop Job without an
+//!   ensure Job is an interrupted destroy's proof of the drop). Without either the
+//!   executor does not know how the database was made and says so (the direct
+//!   executor can drop it). The ensure Job is the database's record: do not
+//!   delete it by hand or give database Jobs a TTL.
+//! - **list_owned**: ensure Jobs labelled with the stack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::{Value, json};
+
+use super::job::{
+    DATABASE_ANNOTATION, DatabaseJob, JobPhase, JobSettings, OPERATION_LABEL, Operation,
+    SPEC_HASH_ANNOTATION, job_name, job_phase, parse_ensure_result, termination_message,
+};
+use super::{check_database_id, desired, live_value, other, sql};
+use crate::events::EventSink;
+use crate::observe::DryRun;
+use crate::provider::{Provider, ProviderError, WaitOptions};
+use crate::resource::{Resource, ResourceId, STACK_LABEL};
+
+/// How long a database Job may take (scheduling, image pull, SQL).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs database operations as Kubernetes Jobs.
+pub struct InClusterProvider {
+    kube: Arc<dyn Provider>,
+    client: kube::Client,
+    events: EventSink,
+}
+
+impl InClusterProvider {
+    /// An executor writing through `kube` (the Kubernetes provider), reading with
+    /// `client`, reporting progress to `events`.
+    pub fn new(kube: Arc<dyn Provider>, client: kube::Client, events: EventSink) -> Self {
+        InClusterProvider {
+            kube,
+            client,
+            events,
+        }
+    }
+
+    /// The ensure Job of a database, found by name in any namespace (delete and
+    /// read know only the database's name).
+    async fn find_job(&self, op: Operation, database: &str) -> Result<Option<Value>, kube::Error> {
+        let api: Api<Job> = Api::all(self.client.clone());
+        let name = job_name(op, database);
+        let list = api
+            .list(
+                &ListParams::default()
+                    .fields(&format!("metadata.name={name}"))
+                    .labels(&format!("{OPERATION_LABEL}={}", op.as_str())),
+            )
+            .await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|j| serde_json::to_value(j).ok())
+            .find(|j| {
+                j.pointer(&format!(
+                    "/metadata/annotations/{}",
+                    escape(DATABASE_ANNOTATION)
+                )) == Some(&json!(database))
+            }))
+    }
+
+    async fn pods_of(&self, job: &Value) -> Result<Vec<Value>, kube::Error> {
+        let (Some(ns), Some(name)) = (
+            job.pointer("/metadata/namespace").and_then(Value::as_str),
+            job.pointer("/metadata/name").and_then(Value::as_str),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let pods = api
+            .list(&ListParams::default().labels(&format!("job-name={name}")))
+            .await?;
+        Ok(pods
+            .items
+            .into_iter()
+            .filter_map(|p| serde_json::to_value(p).ok())
+            .collect())
+    }
+
+    /// The result line of a complete Job (from its succeeded pod).
+    async fn result_of(&self, id: &ResourceId, job: &Value) -> Result<String, ProviderError> {
+        let pods = self.pods_of(job).await.map_err(|e| kube_error(id, e))?;
+        pods.iter()
+            .filter(|p| p.pointer("/status/phase") == Some(&json!("Succeeded")))
+            .find_map(|p| termination_message(p).map(str::to_owned))
+            .ok_or_else(|| {
+                other(
+                    id,
+                    format!(
+                        "Job {} completed but none of its pods reports a result (were they deleted?)",
+                        job_label(job)
+                    ),
+                )
+            })
+    }
+
+    /// Applies `job`, waits for it, and returns its result line. A failure names the
+    /// Job and carries psql's error from the pod's termination message.
+    async fn run_job(
+        &self,
+        id: &ResourceId,
+        job: &DatabaseJob,
+        timeout: Duration,
+    ) -> Result<String, ProviderError> {
+        let res = job.render();
+        let existing = self.kube.read(&res.id).await?;
+        let reusable = existing.as_ref().filter(|live| {
+            live.pointer(&format!(
+                "/metadata/annotations/{}",
+                escape(SPEC_HASH_ANNOTATION)
+            )) == Some(&json!(job.spec_hash()))
+                && !matches!(job_phase(live), JobPhase::Failed(_))
+        });
+        if existing.is_some() && reusable.is_none() {
+            // Made for other parameters, or failed: a Job's template is immutable.
+            self.delete_job(&res.id, timeout).await?;
+        }
+        if reusable.is_none() {
+            self.kube.apply(&res, false).await?;
+        }
+        let opts = WaitOptions {
+            timeout,
+            failure_grace: Duration::from_secs(60),
+            force_finalize: false,
+        };
+        let live = match self.kube.wait_ready(&res, opts, &self.events).await {
+            Ok(live) => live,
+            Err(e) => {
+                // The Job rule's message carries the failed pods' termination
+                // messages, i.e. psql's ERROR line.
+                return Err(other(id, e.to_string()));
+            }
+        };
+        self.result_of(id, &live).await
+    }
+
+    async fn delete_job(&self, job: &ResourceId, timeout: Duration) -> Result<(), ProviderError> {
+        self.kube.delete(job).await?;
+        let opts = WaitOptions {
+            timeout,
+            failure_grace: timeout,
+            force_finalize: false,
+        };
+        self.kube.wait_gone(job, opts, &self.events).await
+    }
+
+    /// The ensure Job of `res` (its parameters checked).
+    fn ensure_job(res: &Resource) -> Result<DatabaseJob, ProviderError> {
+        let (owner, marker) = desired(res)?;
+        let settings: JobSettings = res
+            .body
+            .get("job")
+            .cloned()
+            .ok_or_else(|| {
+                other(
+                    &res.id,
+                    "missing field job (namespace, image and credentialsSecret of the in-cluster executor)".into(),
+                )
+            })
+            .and_then(|v| {
+                serde_json::from_value(v).map_err(|e| other(&res.id, format!("field job: {e}")))
+            })?;
+        let server = &res.body["server"];
+        let job = DatabaseJob {
+            operation: Operation::Ensure,
+            database: res.id.name.clone(),
+            owner,
+            stack: marker,
+            host: server["host"].as_str().unwrap_or_default().to_owned(),
+            port: server["port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(0),
+            settings,
+        };
+        job.check().map_err(|m| other(&res.id, m))?;
+        Ok(job)
+    }
+
+    fn timeout_of(res: &Resource) -> Duration {
+        res.options.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+}
+
+#[async_trait]
+impl Provider for InClusterProvider {
+    async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
+        check_database_id(id)?;
+        let Some(job) = self
+            .find_job(Operation::Ensure, &id.name)
+            .await
+            .map_err(|e| kube_error(id, e))?
+        else {
+            return Ok(None);
+        };
+        if job_phase(&job) != JobPhase::Complete {
+            return Ok(None);
+        }
+        let result =
+            parse_ensure_result(&self.result_of(id, &job).await?).map_err(|m| other(id, m))?;
+        Ok(Some(live_value(
+            &result.owner,
+            sql::marker_stack(&result.comment).unwrap_or(""),
+        )))
+    }
+
+    async fn dry_run(&self, res: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
+        let job = Self::ensure_job(res)?;
+        match self.read(&res.id).await? {
+            Some(live) if live["ownerMarker"] != json!(job.stack) => Ok(DryRun::Rejected {
+                code: 409,
+                message: format!(
+                    "database {} exists and is not marked as owned by stack {}",
+                    res.id.name, job.stack
+                ),
+            }),
+            _ => Ok(DryRun::Accepted {
+                object: live_value(&job.owner, &job.stack),
+            }),
+        }
+    }
+
+    async fn apply(&self, res: &Resource, _force: bool) -> Result<Value, ProviderError> {
+        check_database_id(&res.id)?;
+        let job = Self::ensure_job(res)?;
+        let line = self.run_job(&res.id, &job, Self::timeout_of(res)).await?;
+        let result = parse_ensure_result(&line).map_err(|m| other(&res.id, m))?;
+        Ok(live_value(
+            &result.owner,
+            sql::marker_stack(&result.comment).unwrap_or(""),
+        ))
+    }
+
+    async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+        check_database_id(id)?;
+        let find = |op| async move {
+            self.find_job(op, &id.name)
+                .await
+                .map_err(|e| kube_error(id, e))
+        };
+        let Some(ensure) = find(Operation::Ensure).await? else {
+            // An interrupted destroy may have removed the ensure Job after a verified
+            // drop: the complete drop Job is the proof.
+            if let Some(drop) = find(Operation::Drop).await?
+                && job_phase(&drop) == JobPhase::Complete
+                && self.result_of(id, &drop).await?.contains("\"absent\"")
+            {
+                let drop_id = DatabaseJob::from_live(&drop)
+                    .map(|j| j.render().id)
+                    .ok_or_else(|| {
+                        other(
+                            id,
+                            format!("Job {} is not a database Job", job_label(&drop)),
+                        )
+                    })?;
+                return self.delete_job(&drop_id, DEFAULT_TIMEOUT).await;
+            }
+            return Err(other(
+                id,
+                format!(
+                    "cannot drop database {}: its Job {} (the in-cluster executor's record of how it was created) is gone; set PREVIEW_POSTGRES_URL so the direct executor can drop and verify it",
+                    id.name,
+                    job_name(Operation::Ensure, &id.name)
+                ),
+            ));
+        };
+        let mut job = DatabaseJob::from_live(&ensure).ok_or_else(|| {
+            other(
+                id,
+                format!(
+                    "Job {} is not a database Job made by preview-envs; refusing to use it",
+                    job_label(&ensure)
+                ),
+            )
+        })?;
+        let ensure_id = job.render().id;
+        job.operation = Operation::Drop;
+        job.check().map_err(|m| other(id, m))?;
+        let line = self.run_job(id, &job, DEFAULT_TIMEOUT).await?;
+        if !line.contains("\"absent\"") {
+            return Err(other(
+                id,
+                format!("the drop Job reported {line:?} instead of the database's absence"),
+            ));
+        }
+        // Ensure Job first: until the drop Job is gone too, it proves the drop.
+        self.delete_job(&ensure_id, DEFAULT_TIMEOUT).await?;
+        self.delete_job(&job.render().id, DEFAULT_TIMEOUT).await
+    }
+
+    async fn wait_ready(
+        &self,
+        res: &Resource,
+        _opts: WaitOptions,
+        _events: &EventSink,
+    ) -> Result<Value, ProviderError> {
+        // apply ran the Job to completion; what it reported is the live state.
+        self.read(&res.id)
+            .await?
+            .ok_or_else(|| ProviderError::NotReady {
+                id: res.id.clone(),
+                message: format!(
+                    "the ensure Job {} is not complete",
+                    job_name(Operation::Ensure, &res.id.name)
+                ),
+            })
+    }
+
+    async fn wait_gone(
+        &self,
+        id: &ResourceId,
+        _opts: WaitOptions,
+        _events: &EventSink,
+    ) -> Result<(), ProviderError> {
+        // delete verified the drop inside the server (pg_database) and removed the Jobs.
+        match self
+            .find_job(Operation::Ensure, &id.name)
+            .await
+            .map_err(|e| kube_error(id, e))?
+        {
+            None => Ok(()),
+            Some(job) => Err(ProviderError::NotReady {
+                id: id.clone(),
+                message: format!("the ensure Job {} still exists", job_label(&job)),
+            }),
+        }
+    }
+
+    async fn list_owned(
+        &self,
+        stack: &str,
+        kinds: &[ResourceId],
+    ) -> Result<Vec<ResourceId>, ProviderError> {
+        let Some(probe) = kinds.first() else {
+            return Ok(Vec::new());
+        };
+        let api: Api<Job> = Api::all(self.client.clone());
+        let jobs = api
+            .list(&ListParams::default().labels(&format!(
+                "{STACK_LABEL}={stack},{OPERATION_LABEL}={}",
+                Operation::Ensure.as_str()
+            )))
+            .await
+            .map_err(|e| kube_error(probe, e))?;
+        Ok(jobs
+            .items
+            .iter()
+            .filter_map(|j| j.metadata.annotations.as_ref()?.get(DATABASE_ANNOTATION))
+            .map(|name| ResourceId {
+                name: name.clone(),
+                ..probe.clone()
+            })
+            .collect())
+    }
+}
+
+/// A JSON-pointer token for a key with `/` in it.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn job_label(job: &Value) -> String {
+    format!(
+        "{}/{}",
+        job.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        job.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    )
+}
+
+fn kube_error(id: &ResourceId, e: kube::Error) -> ProviderError {
+    other(id, format!("reading database Jobs: {e}"))
+}

@@ -1,0 +1,257 @@
+//! The in-cluster database executor (NFR-017) against the real API server, the
+//! real Job controller and a real PostgreSQL: the Jobs' `psql` commands really
+//! run (the node simulator's job runner executes them on the host, with the
+//! Secret resolved through the API server and `db.<ns>.svc.cluster.local:5432`
+//! routed to the test server).
+//!
+//! Covered: create through a Job (marker COMMENT, owner) → no-op → refusal to
+//! take over a database without our marker (with psql's error in the message,
+//! nothing changed) → destroy drops it through a Job and verifies it is gone,
+//! leaving no Job behind → a missing credentials Secret fails with the reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use integration_tests::{cluster, create_namespace};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use preview_core::engine::{Engine, EngineOptions, Providers};
+use preview_core::events::EventSink;
+use preview_core::graph::DesiredGraph;
+use preview_core::kubernetes::KubeProvider;
+use preview_core::postgres::in_cluster::InClusterProvider;
+use preview_core::provider::Provider;
+use preview_core::state::file::FileBackend;
+use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use serde_json::json;
+use testkit::{NodeSimulator, TestPostgres};
+
+const IMAGE: &str = "docker.io/library/postgres:16-alpine@sha256:57c72fd2a128e416c7fcc499958864df5301e940bca0a56f58fddf30ffc07777";
+
+fn database(name: &str, stack: &str, namespace: &str, secret: &str) -> Resource {
+    Resource {
+        id: ResourceId {
+            provider: ProviderKind::Postgres,
+            api_version: "postgres.preview-envs.io/v1".into(),
+            kind: "Database".into(),
+            namespace: None,
+            name: name.into(),
+        },
+        body: json!({
+            "owner": "aphiria",
+            "server": {"host": format!("db.{namespace}.svc.cluster.local"), "port": 5432},
+            "ownerMarker": stack,
+            "job": {"namespace": namespace, "image": IMAGE, "credentialsSecret": secret},
+        }),
+        depends_on: BTreeSet::new(),
+        options: ResourceOptions::default(),
+    }
+}
+
+struct World {
+    admin: tokio_postgres::Client,
+    namespace: String,
+    jobs: Api<Job>,
+    engine: Engine,
+    _state: tempfile::TempDir,
+}
+
+/// A namespace standing for the database server's, its credentials Secret, the
+/// service route to the test PostgreSQL, and an engine with the in-cluster executor.
+async fn world(pg: &TestPostgres) -> World {
+    let cluster = cluster().await.expect("cluster");
+    let client = cluster.client().expect("client");
+    let namespace = create_namespace(&client, "dbjobs")
+        .await
+        .expect("namespace");
+    NodeSimulator::shared()
+        .await
+        .expect("simulator")
+        .route_service(
+            &format!("db.{namespace}.svc.cluster.local:5432"),
+            &format!("127.0.0.1:{}", pg.port()),
+        );
+    let admin = pg.client().await.expect("pg client");
+    // As the official image's POSTGRES_USER: the server's superuser.
+    admin
+        .batch_execute("DO $$ BEGIN CREATE ROLE aphiria LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        .await
+        .expect("role");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let data = BTreeMap::from([
+        ("POSTGRES_USER".to_owned(), ByteString(b"aphiria".to_vec())),
+        (
+            "POSTGRES_PASSWORD".to_owned(),
+            ByteString(b"unused-with-trust-auth".to_vec()),
+        ),
+    ]);
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("db-credentials".into()),
+                    ..Default::default()
+                },
+                data: Some(data),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("secret");
+    let kube = Arc::new(
+        KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
+            .await
+            .expect("connect"),
+    );
+    let in_cluster = InClusterProvider::new(kube.clone(), kube.client().clone(), EventSink::none());
+    let state = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(
+        Providers {
+            kubernetes: Some(kube),
+            postgres: Some(Arc::new(in_cluster)),
+            digitalocean: None,
+        },
+        Arc::new(FileBackend::new(state.path())),
+        EventSink::none(),
+        EngineOptions::default(),
+    );
+    World {
+        admin,
+        jobs: Api::namespaced(client, &namespace),
+        namespace,
+        engine,
+        _state: state,
+    }
+}
+
+async fn comment_of(pg: &tokio_postgres::Client, name: &str) -> Option<String> {
+    pg.query_opt(
+        "SELECT COALESCE(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $1",
+        &[&name],
+    )
+    .await
+    .expect("query")
+    .map(|r| r.get(0))
+}
+
+async fn job_names(jobs: &Api<Job>) -> Vec<String> {
+    jobs.list(&ListParams::default())
+        .await
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_lifecycle_through_jobs() {
+    let pg = TestPostgres::start().await.expect("postgres");
+    let w = world(&pg).await;
+    let stack = "preview-pr-77";
+    let db = database("aphiria_pr_77", stack, &w.namespace, "db-credentials");
+    let g = DesiredGraph::new(stack, vec![db.clone()]).expect("graph");
+
+    let report = w.engine.up(&g, BTreeMap::new()).await.expect("create");
+    assert_eq!(report.plan.summary().create, 1);
+    assert_eq!(
+        comment_of(&w.admin, "aphiria_pr_77").await.as_deref(),
+        Some("managed-by=preview-envs stack=preview-pr-77")
+    );
+    let owner: String = w
+        .admin
+        .query_one(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'aphiria_pr_77'",
+            &[],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(owner, "aphiria");
+    let created = job_names(&w.jobs).await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(
+        created[0].starts_with("create-db-aphiria-pr-77-"),
+        "{created:?}"
+    );
+
+    // Nothing changed: no new Job, no write.
+    let report = w.engine.up(&g, BTreeMap::new()).await.expect("no-op");
+    assert!(report.plan.is_empty(), "{:?}", report.plan);
+    assert_eq!(job_names(&w.jobs).await, created);
+
+    let report = w.engine.destroy(stack).await.expect("destroy");
+    assert_eq!(report.plan.summary().delete, 1);
+    assert_eq!(comment_of(&w.admin, "aphiria_pr_77").await, None);
+    assert!(job_names(&w.jobs).await.is_empty(), "no Job is left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_our_marker_is_not_taken_over() {
+    let pg = TestPostgres::start().await.expect("postgres");
+    let w = world(&pg).await;
+    for sql in [
+        "CREATE DATABASE aphiria_pr_78",
+        "COMMENT ON DATABASE aphiria_pr_78 IS 'production data'",
+    ] {
+        w.admin.batch_execute(sql).await.expect("foreign database");
+    }
+    let stack = "preview-pr-78";
+    let g = DesiredGraph::new(
+        stack,
+        vec![database(
+            "aphiria_pr_78",
+            stack,
+            &w.namespace,
+            "db-credentials",
+        )],
+    )
+    .expect("graph");
+    let err = w
+        .engine
+        .up(&g, BTreeMap::new())
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("aphiria_pr_78"), "{err}");
+    assert!(err.contains("refusing to take it over"), "{err}");
+    assert!(
+        err.contains("create-db-aphiria-pr-78-"),
+        "names the Job: {err}"
+    );
+    assert_eq!(
+        comment_of(&w.admin, "aphiria_pr_78").await.as_deref(),
+        Some("production data"),
+        "the foreign database is untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_credentials_secret_is_reported() {
+    let pg = TestPostgres::start().await.expect("postgres");
+    let w = world(&pg).await;
+    let cluster = cluster().await.expect("cluster");
+    let kube = Arc::new(
+        KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
+            .await
+            .expect("connect"),
+    );
+    let executor = InClusterProvider::new(kube.clone(), kube.client().clone(), EventSink::none());
+    let db = database(
+        "aphiria_pr_79",
+        "preview-pr-79",
+        &w.namespace,
+        "no-such-secret",
+    );
+    let err = executor
+        .apply(&db, false)
+        .await
+        .expect_err("fails")
+        .to_string();
+    assert!(err.contains("no-such-secret"), "{err}");
+    assert_eq!(comment_of(&w.admin, "aphiria_pr_79").await, None);
+}
