@@ -620,16 +620,23 @@ impl Engine {
                 id: step.id.clone(),
                 action: step.action,
             }));
-        // Steps taken from the scheduler whose pending entry is not yet written.
+        if !unstarted.is_empty() {
+            rec.touch();
+        }
+        // Steps may start once this write (recording them all as pending) is done.
+        let pending_written = rec.next_write();
+        // Steps taken from the scheduler before that.
         let mut blocked: Vec<&Step> = Vec::new();
         let mut done = 0usize;
         let concurrency = self.options.concurrency.max(1);
         loop {
             let room = concurrency.saturating_sub(running.len() + blocked.len());
             blocked.extend(sched.take_ready(room));
-            let (startable, waiting): (Vec<&Step>, Vec<&Step>) =
-                blocked.into_iter().partition(|s| rec.is_pending_durably(s));
-            blocked = waiting;
+            let startable = if rec.is_written(pending_written) {
+                std::mem::take(&mut blocked)
+            } else {
+                Vec::new()
+            };
             for step in startable {
                 unstarted.retain(|s| !std::ptr::eq(*s, step));
                 self.events.emit(Event::StepStarted {
@@ -650,12 +657,13 @@ impl Engine {
             if running.is_empty() && blocked.is_empty() && !rec.is_writing() {
                 break;
             }
-            // Blocked steps make the state differ from what is written, so this
-            // starts a write whenever one is needed for them to start.
+            // The next write, when something changed and none is in flight:
+            // the first one records every step as pending.
             rec.start_write();
             tokio::select! {
                 written = rec.written(), if rec.is_writing() => written?,
                 Some(outcome) = running.next(), if !running.is_empty() => {
+                    rec.touch();
                     rec.state.pending.retain(|p| p.id != outcome.id);
                     match outcome.result {
                         Ok(live) => {
@@ -737,8 +745,8 @@ fn forget_unstarted(state: &mut StackState, unstarted: &[&Step]) {
 ///
 /// Writes go out one at a time, in serial order, each with everything recorded
 /// so far (a group commit): what is recorded while one write is in flight goes
-/// into the next. [`Recorder::is_pending_durably`] says whether a step's pending
-/// entry has reached the backend, which is what lets the step start.
+/// into the next. [`Recorder::next_write`] and [`Recorder::is_written`] tell
+/// when what was recorded has reached the backend (what lets a step start).
 struct Recorder {
     backend: Arc<dyn StateBackend>,
     /// The state as recorded in this run so far (ahead of the backend).
@@ -747,6 +755,13 @@ struct Recorder {
     durable: StackState,
     /// The write in flight; resolves to the state it wrote.
     writing: Option<StateWrite>,
+    /// Changed since the last write started ([`Recorder::touch`];
+    /// [`Recorder::flush`] also compares with what the backend holds).
+    dirty: bool,
+    /// Writes started in this run.
+    started: u64,
+    /// Writes completed in this run.
+    completed: u64,
 }
 
 /// A state write in flight, resolving to the state it wrote.
@@ -760,34 +775,40 @@ impl Recorder {
             state: stored.clone(),
             durable: stored,
             writing: None,
+            dirty: false,
+            started: 0,
+            completed: 0,
         }
     }
 
-    /// Something is recorded that the backend does not have yet.
-    fn is_dirty(&self) -> bool {
-        self.state.resources != self.durable.resources
-            || self.state.outputs != self.durable.outputs
-            || self.state.pending != self.durable.pending
+    /// Marks the state as changed, so that the next write goes out.
+    fn touch(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The number of the write that will carry everything recorded so far
+    /// (after a [`Recorder::touch`]): a write in flight took its copy earlier.
+    fn next_write(&self) -> u64 {
+        self.started + 1
+    }
+
+    /// Write number `n` has completed.
+    fn is_written(&self, n: u64) -> bool {
+        self.completed >= n
     }
 
     fn is_writing(&self) -> bool {
         self.writing.is_some()
     }
 
-    /// The backend records `step` as pending.
-    fn is_pending_durably(&self, step: &Step) -> bool {
-        self.durable
-            .pending
-            .iter()
-            .any(|p| p.id == step.id && p.action == step.action)
-    }
-
     /// Starts writing everything recorded so far, under the next serial; does
     /// nothing while a write is in flight or when nothing changed.
     fn start_write(&mut self) {
-        if self.writing.is_some() || !self.is_dirty() {
+        if self.writing.is_some() || !self.dirty {
             return;
         }
+        self.dirty = false;
+        self.started += 1;
         let mut next = self.state.clone();
         next.serial = self.durable.serial + 1;
         let backend = self.backend.clone();
@@ -806,14 +827,19 @@ impl Recorder {
         let result = writing.await;
         self.writing = None;
         let next = result?;
+        self.completed = self.started;
         self.state.serial = next.serial;
         self.durable = next;
         Ok(())
     }
 
-    /// Waits for the write in flight, then writes what is left (if anything).
+    /// Waits for the write in flight, then writes what is left: whatever makes
+    /// the state differ from what the backend holds (whoever changed it).
     async fn flush(&mut self) -> Result<(), StateError> {
         self.written().await?;
+        self.dirty = self.state.resources != self.durable.resources
+            || self.state.outputs != self.durable.outputs
+            || self.state.pending != self.durable.pending;
         self.start_write();
         self.written().await
     }

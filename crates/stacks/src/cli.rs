@@ -23,6 +23,13 @@ Examples:
   stacks render preview-pr --pr 123 --dir manifests/
   stacks destroy preview-pr --pr 123
 
+Creating the cluster on DigitalOcean instead of bringing a kubeconfig (config/preview-cluster.yaml;
+PREVIEW_DIGITALOCEAN_TOKEN, PREVIEW_STATE_PASSPHRASE; no Kubernetes connection needed):
+  stacks up preview-cluster                        # create, wait until running, seal the kubeconfig in state
+  stacks kubeconfig preview-cluster -o kubeconfig  # export it (the only command that prints it)
+  stacks --kubeconfig-from preview-cluster up preview-base
+  stacks destroy preview-cluster                   # refused while `protect: true` (the default)
+
 State lives in the backend given by --backend / PREVIEW_BACKEND (default file://.preview/state).
 Secrets come from environment variables or files, never from flags."
 )]
@@ -50,6 +57,14 @@ pub struct GlobalArgs {
     /// Kubeconfig context to use.
     #[arg(long, global = true)]
     pub context: Option<String>,
+    /// Use the kubeconfig sealed in this stack's state (`preview-cluster`) instead of --kubeconfig; needs PREVIEW_STATE_PASSPHRASE.
+    #[arg(
+        long,
+        global = true,
+        value_name = "STACK",
+        env = "PREVIEW_KUBECONFIG_FROM"
+    )]
+    pub kubeconfig_from: Option<String>,
     /// Directory with per-stack config files (<stack>.yaml).
     #[arg(
         long,
@@ -91,6 +106,8 @@ pub enum StackName {
     PreviewPr,
     /// Production: 2+ replicas, promoted digests, Let's Encrypt.
     Production,
+    /// The DigitalOcean Kubernetes cluster the previews run on (optional; DigitalOcean API only, no kubeconfig needed).
+    PreviewCluster,
 }
 
 /// Which stack, and its per-run parameters.
@@ -197,6 +214,19 @@ pub enum Command {
         from: String,
         #[command(flatten)]
         apply: ApplyArgs,
+    },
+    /// Print the kubeconfig sealed in a stack's state (`preview-cluster`), for kubectl and other tools.
+    ///
+    /// The only command that shows a secret: the kubeconfig `up preview-cluster`
+    /// recorded, unsealed with PREVIEW_STATE_PASSPHRASE. Warns on stderr when its
+    /// token has expired (run `up preview-cluster` to record a fresh one).
+    Kubeconfig {
+        /// State name of the stack that recorded it.
+        #[arg(default_value = "preview-cluster", value_name = "STACK")]
+        stack: String,
+        /// Write it to this file (created with mode 0600) instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Inspect and repair stack state (list, show, export, import, break-lock, delete, …).
     #[command(subcommand)]

@@ -17,7 +17,8 @@
 //!
 //! # Keys
 //!
-//! Stacks: L = local, B = preview-base, P = preview-pr, X = production. "req" =
+//! Stacks: L = local, B = preview-base, P = preview-pr, X = production, C =
+//! preview-cluster (which reads only `cluster` and `protect`). "req" =
 //! required (no default). Quantities (`cpu`, `memory`, sizes) are Kubernetes
 //! quantities (`250m`, `1`, `512Mi`); numbers are accepted too.
 //!
@@ -52,7 +53,7 @@
 //! | `hosts.web`, `hosts.api` | L, X | `www.<domain>`, `api.<domain>` |
 //! | `kubeContext` | B | none; exported as output `kubeContext` |
 //! | `bundles[]` `{name, path, sha256, namespace}` | L, B, X | none; paths relative to the config file's directory |
-//! | `protect` | B, X | `true`: the engine refuses to delete the database server, the namespaces and the database |
+//! | `protect` | B, X, C | `true`: the engine refuses to delete the database server, the namespaces and the database (C: the cluster) |
 //! | `networkPolicies` | L, X | `true` (P always isolates) |
 //! | `connectionLimit.connectionsPerClient`, `.requestRate`, `.burst` | L, P, X | `10`, `10r/s`, `20` |
 //! | `migrationCommand` | L, P, X | Phinx migrate, then the LexemeSeeder |
@@ -61,6 +62,11 @@
 //! | `dns.zone` | B | `domain`; the DigitalOcean domain (zone) holding the records, `domain` itself or a parent of it |
 //! | `dns.ttl` | B | `300` seconds (at least 30) |
 //! | `dns.address` | B | none: the records point at the Gateway's load-balancer address (`status.addresses[0]`), read when they are applied; set: this IPv4 address |
+//! | `cluster.name` | C | req; the DOKS cluster's name (1–63 lowercase letters, digits, `-`; unique in the account) |
+//! | `cluster.region` | C | req; region slug (`fra1`, `nyc3`: lowercase letters then digits) |
+//! | `cluster.version` | C | req; exact version slug (`1.33.1-do.0`; not `latest`, which would read as a change on every run) |
+//! | `cluster.nodePools[]` `{name, size, count}` | C | one pool `workers`, `s-2vcpu-4gb` × 2; `name` defaults to `workers`, `size` and `count` (≥ 1) are required in an entry |
+//! | `cluster.kubeconfigExpiry` | C | `7d`: lifetime of the recorded kubeconfig's token (at least `1h`); `up` fetches a new one once less than half of it is left |
 //!
 //! Environment overrides (only for stacks that read the key; empty = unset):
 //! `PREVIEW_DOMAIN` → `domain`, `PREVIEW_TLS_ISSUER` → `tls.issuer`,
@@ -71,13 +77,14 @@ mod file;
 mod resolve;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use components::{ComputeResources, ConnectionLimit, Quota, Storage};
+use components::{ComputeResources, ConnectionLimit, DoksNodePool, Quota, Storage};
 
 pub use file::{
-    BuilderFile, BundleFile, ConfigFile, ConnectionLimitFile, ContainerResourcesFile,
+    BuilderFile, BundleFile, ClusterFile, ConfigFile, ConnectionLimitFile, ContainerResourcesFile,
     CpuMemoryFile, DatabaseFile, DnsFile, DnsProvider, GatewayFile, HostsFile, ImagesFile,
-    IssuerKind, QuantityValue, QuotaFile, ResourcesFile, StorageFile, TlsFile,
+    IssuerKind, NodePoolFile, QuantityValue, QuotaFile, ResourcesFile, StorageFile, TlsFile,
 };
 use resolve::Resolver;
 
@@ -155,6 +162,23 @@ pub struct StackConfig {
     pub migration_command: Option<String>,
     /// Wildcard DNS records (preview-base; `None` = not managed).
     pub dns: Option<DnsConfig>,
+    /// The DOKS cluster (preview-cluster; `None` for the other stacks).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The DigitalOcean Kubernetes cluster of `preview-cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Cluster name.
+    pub name: String,
+    /// Region slug.
+    pub region: String,
+    /// Exact version slug.
+    pub version: String,
+    /// Node pools (at least one).
+    pub node_pools: Vec<DoksNodePool>,
+    /// Lifetime of the recorded kubeconfig's token.
+    pub kubeconfig_expiry: Duration,
 }
 
 /// The wildcard DNS records of `preview-base`.

@@ -1,7 +1,9 @@
 //! # stacks
 //!
-//! The four stacks — `local`, `preview-base`, `preview-pr`, `production` — each a
-//! composition of the same [`components`] with its own configuration.
+//! The four application stacks — `local`, `preview-base`, `preview-pr`,
+//! `production` — each a composition of the same [`components`] with its own
+//! configuration, and `preview-cluster`, the optional DigitalOcean Kubernetes
+//! cluster they can run on.
 //!
 //! A stack is built by [`build`] from a [`StackRequest`] (the stack and its per-run
 //! parameters), a [`config::StackConfig`] (per-stack config file plus environment),
@@ -33,6 +35,9 @@ pub enum StackKind {
     PreviewPr,
     /// Production.
     Production,
+    /// The DigitalOcean Kubernetes cluster the previews run on (optional; the
+    /// alternative to bringing your own kubeconfig).
+    PreviewCluster,
 }
 
 impl StackKind {
@@ -43,6 +48,7 @@ impl StackKind {
             StackKind::PreviewBase => "preview-base",
             StackKind::PreviewPr => "preview-pr",
             StackKind::Production => "production",
+            StackKind::PreviewCluster => "preview-cluster",
         }
     }
 }

@@ -27,9 +27,17 @@ use crate::cli::{
 };
 use crate::progress;
 
+mod preview_cluster;
+
 /// Runs the command; the exit code says whether it succeeded.
-pub async fn run(cli: Cli) -> Result<ExitCode> {
+pub async fn run(mut cli: Cli) -> Result<ExitCode> {
+    // Removed when the run ends.
+    let _kubeconfig =
+        preview_cluster::use_recorded_kubeconfig(&mut cli.global, &cli.command).await?;
     let g = &cli.global;
+    if preview_cluster::targets_cluster(&cli.command) {
+        return preview_cluster::run(g, &cli.command).await;
+    }
     match &cli.command {
         Command::Render { stack, dir } => render_cmd(g, stack, dir.as_deref()).await,
         Command::Preview { stack, format, out } => {
@@ -62,6 +70,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::State(cmd) => state_cmd(g, cmd).await,
         Command::Promote { from, apply } => promote_cmd(g, from, apply).await,
         Command::Outputs { stack } => outputs_cmd(g, stack).await,
+        Command::Kubeconfig { stack, output } => {
+            preview_cluster::kubeconfig_cmd(g, stack, output.as_deref()).await
+        }
     }
 }
 
@@ -71,6 +82,7 @@ fn kind_of(name: StackName) -> StackKind {
         StackName::PreviewBase => StackKind::PreviewBase,
         StackName::PreviewPr => StackKind::PreviewPr,
         StackName::Production => StackKind::Production,
+        StackName::PreviewCluster => StackKind::PreviewCluster,
     }
 }
 

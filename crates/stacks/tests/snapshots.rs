@@ -31,6 +31,18 @@ fn production() {
     insta::assert_yaml_snapshot!(manifest(&stack(StackKind::Production)));
 }
 
+/// The DOKS cluster: protected, owned by the stack, outputs known before it runs.
+#[test]
+fn preview_cluster() {
+    let build = stack(StackKind::PreviewCluster);
+    let text = serde_json::to_string(&manifest(&build)).expect("json");
+    assert!(
+        !text.contains(DO_TOKEN),
+        "the token is in no resource or output"
+    );
+    insta::assert_yaml_snapshot!(manifest(&build));
+}
+
 #[test]
 fn local() {
     insta::assert_yaml_snapshot!(manifest(&stack(StackKind::Local)));

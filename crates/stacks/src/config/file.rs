@@ -63,6 +63,36 @@ pub struct ConfigFile {
     pub migration_command: Option<String>,
     /// Wildcard DNS records for the preview hosts (preview-base).
     pub dns: Option<DnsFile>,
+    /// The DigitalOcean Kubernetes cluster (preview-cluster).
+    pub cluster: Option<ClusterFile>,
+}
+
+/// `cluster:` — the DOKS cluster of `preview-cluster`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterFile {
+    /// Cluster name (unique in the DigitalOcean account).
+    pub name: Option<String>,
+    /// Region slug, e.g. `fra1`.
+    pub region: Option<String>,
+    /// Exact version slug, e.g. `1.33.1-do.0`.
+    pub version: Option<String>,
+    /// Node pools.
+    pub node_pools: Option<Vec<NodePoolFile>>,
+    /// Lifetime of the kubeconfig's token (`7d`).
+    pub kubeconfig_expiry: Option<String>,
+}
+
+/// One entry of `cluster.nodePools:`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodePoolFile {
+    /// Pool name (default `workers`).
+    pub name: Option<String>,
+    /// Droplet size slug, e.g. `s-2vcpu-4gb`.
+    pub size: Option<String>,
+    /// Number of nodes.
+    pub count: Option<u32>,
 }
 
 /// `database:`.
@@ -380,13 +410,16 @@ impl ConfigFile {
         add(self.connection_limit.is_some(), "connectionLimit");
         add(self.migration_command.is_some(), "migrationCommand");
         add(self.dns.is_some(), "dns");
+        add(self.cluster.is_some(), "cluster");
         keys
     }
 }
 
 /// The stacks that read a (dotted) key.
 pub(super) fn readers(key: &str) -> &'static [StackKind] {
-    use StackKind::{Local as L, PreviewBase as B, PreviewPr as P, Production as X};
+    use StackKind::{
+        Local as L, PreviewBase as B, PreviewCluster as C, PreviewPr as P, Production as X,
+    };
     match key {
         "database.namePrefix" => &[P],
         "database.name" | "database.host" | "database.port" | "database.cidr" => &[L, X],
@@ -409,7 +442,8 @@ pub(super) fn readers(key: &str) -> &'static [StackKind] {
         | "resources.databaseJob" => &[L, P, X],
         "images" => &[L],
         "kubeContext" | "dns" => &[B],
-        "protect" => &[B, X],
+        "protect" => &[B, X, C],
+        "cluster" => &[C],
         _ => &[L, B, P, X],
     }
 }

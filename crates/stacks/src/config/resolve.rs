@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use components::{ComputeResources, ConnectionLimit, Quota, RequestRate, Storage};
 
 use super::file::{
-    ConfigFile, ContainerResourcesFile, DatabaseFile, DnsFile, DnsProvider, IssuerKind,
-    QuantityValue, QuotaFile, ResourcesFile, TlsFile, readers,
+    ClusterFile, ConfigFile, ContainerResourcesFile, DatabaseFile, DnsFile, DnsProvider,
+    IssuerKind, QuantityValue, QuotaFile, ResourcesFile, TlsFile, readers,
 };
 use super::{
-    BundleSource, DEFAULT_BUILDER_API, DEFAULT_BUILDER_CONSOLE, DatabaseConfig, DnsConfig,
-    EnvLookup, ExternalDatabase, GatewayConfig, PullSecretConfig, ResourcesConfig, StackConfig,
-    TlsConfig,
+    BundleSource, ClusterConfig, DEFAULT_BUILDER_API, DEFAULT_BUILDER_CONSOLE, DatabaseConfig,
+    DnsConfig, EnvLookup, ExternalDatabase, GatewayConfig, PullSecretConfig, ResourcesConfig,
+    StackConfig, TlsConfig,
 };
 use crate::{StackError, StackKind};
 
@@ -73,7 +73,9 @@ impl Resolver<'_> {
         env: EnvLookup<'_>,
     ) -> Result<ConfigFile, StackError> {
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        if let Some(domain) = get("PREVIEW_DOMAIN") {
+        if self.reads("domain")
+            && let Some(domain) = get("PREVIEW_DOMAIN")
+        {
             file.domain = Some(domain);
         }
         if self.reads("tls") {
@@ -93,12 +95,13 @@ impl Resolver<'_> {
     }
 
     pub(super) fn resolve(&self, file: ConfigFile) -> Result<StackConfig, StackError> {
-        use StackKind::{Local, PreviewBase, PreviewPr, Production};
+        use StackKind::{Local, PreviewBase, PreviewCluster, PreviewPr, Production};
         let kind = self.kind;
 
         let domain = match (file.domain, kind) {
             (Some(d), _) => d,
-            (None, Local) => "aphiria.localhost".to_owned(),
+            // preview-cluster reads no domain; the field keeps local's default.
+            (None, Local | PreviewCluster) => "aphiria.localhost".to_owned(),
             (None, _) => {
                 return Err(self.missing("domain", "domain: aphiria.com", Some("PREVIEW_DOMAIN")));
             }
@@ -150,7 +153,7 @@ impl Resolver<'_> {
             match kind {
                 Local => "development",
                 PreviewPr => "preview",
-                PreviewBase | Production => "production",
+                PreviewBase | Production | PreviewCluster => "production",
             }
             .to_owned()
         });
@@ -165,7 +168,7 @@ impl Resolver<'_> {
                     None,
                 ));
             }
-            (None, PreviewBase) => None,
+            (None, PreviewBase | PreviewCluster) => None,
         };
         let postgres_image = match (file.postgres_image, kind) {
             (Some(image), _) => Some(image),
@@ -177,7 +180,7 @@ impl Resolver<'_> {
                     None,
                 ));
             }
-            (None, PreviewPr) => None,
+            (None, PreviewPr | PreviewCluster) => None,
         };
         if kind != Local {
             for (key, image) in [
@@ -237,6 +240,7 @@ impl Resolver<'_> {
             .collect();
 
         let dns = self.dns(file.dns, &domain)?;
+        let cluster = self.cluster(file.cluster)?;
 
         let limit = file.connection_limit.unwrap_or_default();
         let defaults = ConnectionLimit::default();
@@ -289,7 +293,93 @@ impl Resolver<'_> {
             connection_limit,
             migration_command: file.migration_command,
             dns,
+            cluster,
         })
+    }
+
+    /// `cluster:`, required by (and only read by) `preview-cluster`.
+    fn cluster(&self, file: Option<ClusterFile>) -> Result<Option<ClusterConfig>, StackError> {
+        use preview_core::digitalocean::cluster::{check_name, check_version};
+        if self.kind != StackKind::PreviewCluster {
+            return Ok(None);
+        }
+        let file = file.unwrap_or_default();
+        let name = file.name.ok_or_else(|| {
+            self.missing(
+                "cluster.name",
+                "cluster: {name: aphiria-previews, region: fra1, version: 1.33.1-do.0}",
+                None,
+            )
+        })?;
+        check_name(&name).map_err(|m| self.invalid("cluster.name", m))?;
+        let region = file
+            .region
+            .ok_or_else(|| self.missing("cluster.region", "region: fra1", None))?;
+        check_region(&region).map_err(|m| self.invalid("cluster.region", m))?;
+        let version = file
+            .version
+            .ok_or_else(|| self.missing("cluster.version", "version: 1.33.1-do.0", None))?;
+        check_version(&version).map_err(|m| self.invalid("cluster.version", m))?;
+        let node_pools = match file.node_pools {
+            None => vec![components::DoksNodePool::new("workers", "s-2vcpu-4gb", 2)],
+            Some(pools) if pools.is_empty() => {
+                return Err(self.invalid("cluster.nodePools", "needs at least one pool"));
+            }
+            Some(pools) => pools
+                .into_iter()
+                .enumerate()
+                .map(|(i, pool)| {
+                    let key = |field: &str| format!("cluster.nodePools[{i}].{field}");
+                    let name = pool.name.unwrap_or_else(|| "workers".to_owned());
+                    check_label(&name).map_err(|m| self.invalid(&key("name"), m))?;
+                    let size = pool
+                        .size
+                        .ok_or_else(|| self.missing(&key("size"), "size: s-2vcpu-4gb", None))?;
+                    check_slug(&size).map_err(|m| self.invalid(&key("size"), m))?;
+                    let count = pool
+                        .count
+                        .ok_or_else(|| self.missing(&key("count"), "count: 2", None))?;
+                    if count == 0 {
+                        return Err(
+                            self.invalid(&key("count"), "0: a pool needs at least one node")
+                        );
+                    }
+                    Ok(components::DoksNodePool::new(name, size, count))
+                })
+                .collect::<Result<Vec<_>, StackError>>()?,
+        };
+        let mut names: Vec<&str> = node_pools.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(dup) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(self.invalid(
+                "cluster.nodePools",
+                format!("two pools are named {:?}; give each a name", dup[0]),
+            ));
+        }
+        let kubeconfig_expiry = match file.kubeconfig_expiry {
+            None => std::time::Duration::from_secs(7 * 24 * 3600),
+            Some(raw) => {
+                let d = humantime::parse_duration(raw.trim()).map_err(|e| {
+                    self.invalid(
+                        "cluster.kubeconfigExpiry",
+                        format!("{raw:?}: {e} (e.g. 7d)"),
+                    )
+                })?;
+                if d < std::time::Duration::from_secs(3600) {
+                    return Err(
+                        self.invalid("cluster.kubeconfigExpiry", format!("{raw}: at least 1h"))
+                    );
+                }
+                d
+            }
+        };
+        Ok(Some(ClusterConfig {
+            name,
+            region,
+            version,
+            node_pools,
+            kubeconfig_expiry,
+        }))
     }
 
     fn dns(&self, dns: Option<DnsFile>, domain: &str) -> Result<Option<DnsConfig>, StackError> {
@@ -572,6 +662,37 @@ fn check_quantity(value: &str) -> Result<(), String> {
     }
 }
 
+/// A DigitalOcean region slug: lowercase letters, then digits (`fra1`, `nyc3`).
+fn check_region(region: &str) -> Result<(), String> {
+    let letters = region.bytes().take_while(u8::is_ascii_lowercase).count();
+    let digits = &region.as_bytes()[letters..];
+    if (2..=4).contains(&letters)
+        && (1..=2).contains(&digits.len())
+        && digits.iter().all(u8::is_ascii_digit)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{region:?} is not a DigitalOcean region slug (lowercase letters then digits, e.g. fra1, nyc3; list them with `doctl kubernetes options regions`)"
+        ))
+    }
+}
+
+/// A DigitalOcean size slug (`s-2vcpu-4gb`): lowercase letters, digits and `-`.
+fn check_slug(slug: &str) -> Result<(), String> {
+    if !slug.is_empty()
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{slug:?} is not a Droplet size slug such as s-2vcpu-4gb (list them with `doctl kubernetes options sizes`)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::file::*;
@@ -719,14 +840,86 @@ mod tests {
             connection_limit: Some(ConnectionLimitFile::default()),
             migration_command: Some("m".into()),
             dns: Some(DnsFile::default()),
+            cluster: Some(ClusterFile::default()),
         };
         let keys = all.present_keys();
-        assert_eq!(keys.len(), 40);
+        assert_eq!(keys.len(), 41);
         let all_stacks = readers("domain");
         let specific = keys
             .iter()
             .filter(|k| readers(k).len() < all_stacks.len())
             .count();
-        assert_eq!(specific, 34, "{keys:?}");
+        assert_eq!(specific, 35, "{keys:?}");
+    }
+
+    #[test]
+    fn cluster_section() {
+        let resolve = |yaml: &str| {
+            crate::config::StackConfig::from_yaml(yaml, StackKind::PreviewCluster)
+                .map_err(|e| e.to_string())
+        };
+        let config = resolve(
+            "cluster: {name: previews, region: fra1, version: 1.33.1-do.0}
+",
+        )
+        .expect("defaults");
+        let cluster = config.cluster.expect("cluster");
+        assert_eq!(
+            cluster.node_pools,
+            [components::DoksNodePool::new("workers", "s-2vcpu-4gb", 2)]
+        );
+        assert_eq!(cluster.kubeconfig_expiry.as_secs(), 7 * 24 * 3600);
+        assert!(config.protect);
+        for (yaml, says) in [
+            ("protect: false
+", "config key `cluster.name`"),
+            (
+                "cluster: {name: p, region: Frankfurt, version: 1.33.1-do.0}
+",
+                "config key `cluster.region` in config/preview-cluster.yaml: \"Frankfurt\" is not a DigitalOcean region slug",
+            ),
+            (
+                "cluster: {name: p, region: fra1, version: latest}
+",
+                "config key `cluster.version`",
+            ),
+            (
+                "cluster: {name: P_1, region: fra1, version: 1.33.1-do.0}
+",
+                "config key `cluster.name`",
+            ),
+            (
+                "cluster: {name: p, region: fra1, version: 1.33.1-do.0, nodePools: [{size: s-1vcpu-2gb, count: 0}]}
+",
+                "config key `cluster.nodePools[0].count`",
+            ),
+            (
+                "cluster: {name: p, region: fra1, version: 1.33.1-do.0, nodePools: [{count: 1}]}
+",
+                "config key `cluster.nodePools[0].size`",
+            ),
+            (
+                "cluster: {name: p, region: fra1, version: 1.33.1-do.0, kubeconfigExpiry: 5m}
+",
+                "config key `cluster.kubeconfigExpiry`",
+            ),
+            (
+                "domain: example.com\ncluster: {name: p, region: fra1, version: 1.33.1-do.0}
+",
+                "config key `domain` in config/preview-cluster.yaml: the preview-cluster stack does not read it",
+            ),
+            ("cluster: {nodes: 3}
+", "unknown field `nodes`"),
+        ] {
+            let err = resolve(yaml).expect_err(yaml);
+            assert!(err.contains(says), "{yaml}: {err}");
+        }
+        let err = crate::config::StackConfig::from_yaml(
+            "domain: example.com\nnginxImage: x\ncluster: {}\n",
+            StackKind::PreviewPr,
+        )
+        .expect_err("preview-pr does not read cluster")
+        .to_string();
+        assert!(err.contains("read by: preview-cluster"), "{err}");
     }
 }

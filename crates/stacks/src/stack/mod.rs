@@ -1,4 +1,4 @@
-//! Stack compositions: what each of the four stacks is made of.
+//! Stack compositions: what each stack is made of.
 //!
 //! [`build`] checks that the configuration was resolved for the requested stack
 //! and dispatches to one module per stack:
@@ -9,6 +9,7 @@
 //! | [`preview_pr`] | `preview-pr --pr N` | namespace + quota + NetworkPolicies, env ConfigMap/Secret, logical database, migration Job, API, web, HTTPRoutes through the base gateway |
 //! | [`local`] | `local` | gateway, PostgreSQL and the application in one cluster; local images, self-signed TLS |
 //! | [`production`] | `production` | the same as `local` with pinned images, 2+ replicas, Let's Encrypt, persistent and protected database |
+//! | [`preview_cluster`] | `preview-cluster` | the DigitalOcean Kubernetes cluster (optional; instead of your own kubeconfig), protected; its kubeconfig is recorded sealed by the binary |
 //!
 //! Shared pieces: [`app`] (the application: env, database, migration, API, web,
 //! routes), `standalone` (local and production), `gateway` (gateway namespace,
@@ -25,6 +26,7 @@ mod gateway;
 mod inputs;
 pub mod local;
 pub mod preview_base;
+pub mod preview_cluster;
 pub mod preview_pr;
 pub mod production;
 mod server;
@@ -39,7 +41,7 @@ pub const DB_PASSWORD: &str = "DB_PASSWORD";
 /// Secret: the registry token of the image pull Secret (`registryPullSecret: true`).
 pub const REGISTRY_TOKEN: &str = "REGISTRY_TOKEN";
 /// Secret: the DigitalOcean API token: cert-manager's DNS-01 (Let's Encrypt issuers) and
-/// the wildcard DNS records of `preview-base` (`dns:`).
+/// the wildcard DNS records of `preview-base` (`dns:`), and the cluster of `preview-cluster`.
 pub const DIGITALOCEAN_TOKEN: &str = "DIGITALOCEAN_TOKEN";
 
 /// Builds the requested stack.
@@ -62,5 +64,6 @@ pub fn build(
         StackKind::PreviewBase => preview_base::build(request, config, secrets),
         StackKind::PreviewPr => preview_pr::build(request, config, references, secrets),
         StackKind::Production => production::build(request, config, secrets),
+        StackKind::PreviewCluster => preview_cluster::build(request, config, secrets),
     }
 }

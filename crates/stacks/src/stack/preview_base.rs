@@ -34,8 +34,9 @@
 //!   zone, so the engine never adopts or deletes a record it did not create (see
 //!   `dns.rs` and `preview_core::digitalocean`). Token: secret `DIGITALOCEAN_TOKEN`.
 //!
-//! Not rendered: the cluster itself (bring your own kubeconfig; the context name
-//! can be exported with `kubeContext`), and, without `dns:`, the DNS records (then
+//! Not rendered: the cluster itself (bring your own kubeconfig, or create it with
+//! the `preview-cluster` stack and run with `--kubeconfig-from preview-cluster`;
+//! the context name can be exported with `kubeContext`), and, without `dns:`, the DNS records (then
 //! point `*.pr.<domain>` and `*.pr-api.<domain>` at the gateway's load balancer
 //! yourself).
 //!
