@@ -75,9 +75,13 @@ impl Env {
     }
 }
 
+/// Runs a whole process and times it. The waiting happens outside the async
+/// runtime's worker threads ([`tokio::task::block_in_place`]), so the node
+/// simulator running on them keeps going.
 fn timed(mut cmd: Command, ok_codes: &[i32]) -> Result<(Duration, Output)> {
     let t = Instant::now();
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    let out =
+        tokio::task::block_in_place(|| cmd.output()).with_context(|| format!("running {cmd:?}"))?;
     let elapsed = t.elapsed();
     let code = out.status.code().unwrap_or(-1);
     if !ok_codes.contains(&code) {
@@ -166,30 +170,47 @@ async fn postgres_costs(url: &str, runs: usize) -> Result<PostgresCosts> {
 }
 
 /// Waits until the controllers and the node simulator have caught up with
-/// what the last batch created (no pod Pending, and the pod count stable for
-/// two polls), so the next measurement does not pay for the previous one's
-/// background work. Gives up after a minute.
-fn settle(env: &Env) -> Result<Duration> {
+/// what a batch created — every namespace `preview-pr-N` of `prs` has its three
+/// pods (web, API, migration Job) started or completed, and no pod anywhere is
+/// Pending — so that the next measurement does not pay for the previous one's
+/// background work. Gives up after two minutes (said on stderr).
+fn settle(env: &Env, prs: &[u32]) -> Result<Duration> {
+    const PODS_PER_STACK: usize = 3;
+    let namespaces: std::collections::BTreeSet<String> =
+        prs.iter().map(|pr| format!("preview-pr-{pr}")).collect();
     let t = Instant::now();
-    let mut last = usize::MAX;
-    while t.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(500));
+    loop {
         let (_, out) = timed(
             env.kubectl(&["get", "pods", "--all-namespaces", "--no-headers"]),
             &[0],
         )?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let pods = text.lines().count();
-        let pending = text
-            .lines()
-            .filter(|l| l.contains("Pending") || l.contains("ContainerCreating"))
-            .count();
-        if pending == 0 && pods == last {
-            break;
+        let mut started = 0;
+        let mut pending = 0;
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(ns), Some(status)) = (cols.first(), cols.get(3)) else {
+                continue;
+            };
+            match *status {
+                "Running" | "Completed" if namespaces.contains(*ns) => started += 1,
+                "Pending" | "ContainerCreating" => pending += 1,
+                _ => {}
+            }
         }
-        last = pods;
+        if pending == 0 && started >= PODS_PER_STACK * namespaces.len() {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            eprintln!(
+                "settling: gave up after {:.0} s ({started} of {} pods started, {pending} pending)",
+                t.elapsed().as_secs_f64(),
+                PODS_PER_STACK * namespaces.len()
+            );
+            return Ok(t.elapsed());
+        }
+        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(500)));
     }
-    Ok(t.elapsed())
 }
 
 /// Sum of the engine's mutating requests over `up --json` reports.
@@ -259,15 +280,18 @@ fn scale_rows(env: &Env, cluster: &TestCluster, work: &Path, count: usize) -> Re
             .collect()
     };
 
-    eprintln!("settling: {:.1} s", settle(env)?.as_secs_f64());
+    eprintln!("settling: {:.1} s", settle(env, &[])?.as_secs_f64());
     eprintln!("{count} × stacks up preview-pr --no-wait, at once …");
     let ours_first = run_all(ours(&[]));
     report_errors("stacks up", &ours_first);
-    eprintln!("settling: {:.1} s", settle(env)?.as_secs_f64());
+    eprintln!("settling: {:.1} s", settle(env, &ours_prs)?.as_secs_f64());
     eprintln!("{count} × kubectl apply --server-side, at once …");
     let kubectl_first = run_all(kubectl());
     report_errors("kubectl apply", &kubectl_first);
-    eprintln!("settling: {:.1} s", settle(env)?.as_secs_f64());
+    eprintln!(
+        "settling: {:.1} s",
+        settle(env, &kubectl_prs)?.as_secs_f64()
+    );
 
     eprintln!("{count} × no-op stacks up, at once …");
     let ours_noop = run_all(ours(&["--json"]));
@@ -336,15 +360,24 @@ pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
     eprintln!("stacks up preview-base …");
     timed(env.stacks(&["up", "preview-base"]), &[0])?;
 
-    // First up without readiness waits, on fresh PR numbers; kubectl on fresh namespaces.
+    // The database work alone. This also warms the new server up, as a server
+    // in use is: its first CREATE DATABASEs allocate WAL segments.
+    let pg_costs = postgres_costs(&env.pg_url, runs.max(3)).await?;
+
+    // First up without readiness waits, on fresh PR numbers; kubectl on fresh
+    // namespaces. Each starts on a settled cluster: the controllers and the node
+    // simulator have finished the pods of the previous one.
     let mut ours_first = Vec::new();
     let mut kubectl_first = Vec::new();
     let mut manifest_dirs = Vec::new();
+    let mut previous: Vec<u32> = Vec::new();
+    let mut settling = Duration::ZERO;
     for i in 0..runs as u32 {
         let pr = 100 + i;
         let args = Env::pr_args(pr);
         let mut a: Vec<&str> = vec!["up", "preview-pr", "--no-wait"];
         a.extend(args.iter().map(String::as_str));
+        settling += settle(&env, &previous)?;
         ours_first.push(timed(env.stacks(&a), &[0])?.0);
         // Same manifests, other namespace, for kubectl: render PR 200+i.
         let kpr = 200 + i;
@@ -354,6 +387,8 @@ pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
         let mut r: Vec<&str> = vec!["render", "preview-pr", "--dir", &dir_s];
         r.extend(kargs.iter().map(String::as_str));
         timed(env.stacks(&r), &[0])?;
+        settling += settle(&env, &[pr])?;
+        previous = vec![kpr];
         kubectl_first.push(
             timed(
                 env.kubectl(&[
@@ -370,6 +405,10 @@ pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
         );
         manifest_dirs.push(dir_s);
     }
+    eprintln!(
+        "first ups measured (settling between them: {:.1} s)",
+        settling.as_secs_f64()
+    );
     let resources = std::fs::read_dir(&manifest_dirs[0])?.count();
 
     // Let the first PR's stack become ready, then measure no-op up and plan.
@@ -377,6 +416,7 @@ pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
     let mut a: Vec<&str> = vec!["up", "preview-pr"];
     a.extend(args.iter().map(String::as_str));
     timed(env.stacks(&a), &[0])?;
+    settle(&env, &previous)?;
     let mut ours_noop = Vec::new();
     let mut ours_writes = Vec::new();
     let mut aj = a.clone();
@@ -428,7 +468,6 @@ pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
             .0,
         );
     }
-    let pg_costs = postgres_costs(&env.pg_url, runs.max(3)).await?;
     let pg_read_note = format!(
         "includes a new PostgreSQL connection + 1 query ({} alone, overlapped with the Kubernetes reads)",
         ms(pg_costs.connect_read)
@@ -474,7 +513,9 @@ pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
         },
     ];
     if scale > 0 {
-        rows.extend(scale_rows(&env, &cluster, work.path(), scale)?);
+        rows.extend(tokio::task::block_in_place(|| {
+            scale_rows(&env, &cluster, work.path(), scale)
+        })?);
     }
     Ok(rows)
 }

@@ -65,6 +65,11 @@ impl Providers {
     }
 }
 
+/// Reads (GETs, dry-runs) in flight at once while observing. Reads change
+/// nothing and share one HTTP/2 connection, so a ~20-resource stack is read in
+/// one round rather than in two or three.
+const READS_IN_FLIGHT: usize = 32;
+
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -353,7 +358,7 @@ impl Engine {
             };
             Ok::<_, ProviderError>((id.clone(), Observation { live, dry_run }))
         }))
-        .buffer_unordered(self.options.concurrency.max(1) * 2)
+        .buffer_unordered(READS_IN_FLIGHT.max(self.options.concurrency * 2))
         .collect::<Vec<_>>()
         .await;
         let mut observed = Observed::new();

@@ -280,10 +280,12 @@ async fn prepare(
     let backend = backend(g).await?;
     let build = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
+    tracing::debug!(resources = graph.order().len(), "stack built");
     let import = import.selection(&graph)?;
     let kube = connect(g).await?;
     let counts = kube.counts().clone();
     let (engine, printer) = engine(kube, backend, g, apply, Some(&build), import);
+    tracing::debug!("connected");
     Ok(Prepared {
         build,
         graph,
