@@ -86,13 +86,14 @@ impl InClusterProvider {
         Ok(list
             .items
             .into_iter()
-            .filter_map(|j| serde_json::to_value(j).ok())
-            .find(|j| {
-                j.pointer(&format!(
-                    "/metadata/annotations/{}",
-                    escape(DATABASE_ANNOTATION)
-                )) == Some(&json!(database))
-            }))
+            .filter(|j| {
+                j.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DATABASE_ANNOTATION))
+                    .is_some_and(|d| d == database)
+            })
+            .find_map(|j| serde_json::to_value(j).ok()))
     }
 
     async fn pods_of(&self, job: &Value) -> Result<Vec<Value>, kube::Error> {
@@ -140,11 +141,9 @@ impl InClusterProvider {
     ) -> Result<String, ProviderError> {
         let res = job.render();
         let existing = self.kube.read(&res.id).await?;
+        let annotation = |job: &Value| job["metadata"]["annotations"][SPEC_HASH_ANNOTATION].clone();
         let reusable = existing.as_ref().filter(|live| {
-            live.pointer(&format!(
-                "/metadata/annotations/{}",
-                escape(SPEC_HASH_ANNOTATION)
-            )) == Some(&json!(job.spec_hash()))
+            annotation(live) == annotation(&res.body)
                 && !matches!(job_phase(live), JobPhase::Failed(_))
         });
         if existing.is_some() && reusable.is_none() {
@@ -388,11 +387,6 @@ impl Provider for InClusterProvider {
             })
             .collect())
     }
-}
-
-/// A JSON-pointer token for a key with `/` in it.
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 fn job_label(job: &Value) -> String {

@@ -173,20 +173,6 @@ impl DatabaseJob {
         }
     }
 
-    /// Hash of the rendered Job (without this annotation): a Job whose
-    /// annotation differs was made for other parameters, or by another version,
-    /// and is replaced (a Job's template is immutable).
-    pub fn spec_hash(&self) -> String {
-        let mut body = self.render().body;
-        if let Some(a) = body
-            .pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut)
-        {
-            a.remove(SPEC_HASH_ANNOTATION);
-        }
-        body_hash(&body)
-    }
-
     /// The Job (call [`DatabaseJob::check`] first).
     pub fn render(&self) -> Resource {
         let id = self.id();
@@ -272,6 +258,9 @@ impl DatabaseJob {
                 },
             },
         });
+        // Hash of everything that shapes the Job: one whose annotation differs was
+        // made for other parameters, or by another version, and is replaced (a
+        // Job's template is immutable).
         let hash = body_hash(&body);
         if let Some(a) = body
             .pointer_mut("/metadata/annotations")
