@@ -188,6 +188,8 @@ pub struct UpReport {
     pub elapsed: Duration,
     /// Serial of the state after the run.
     pub serial: u64,
+    /// Lineage of the stack's state.
+    pub lineage: String,
 }
 
 /// The engine for one stack backend and set of providers.
@@ -442,6 +444,26 @@ impl Engine {
             .await
     }
 
+    /// [`Engine::up`], then `after` with the report while the stack lock is still
+    /// held, so that what `after` records (e.g. the tested images of a preview)
+    /// follows the order of the runs. An error from `after` fails the run; the
+    /// applied changes and their state stay recorded.
+    pub async fn up_then(
+        &self,
+        graph: &DesiredGraph,
+        outputs: BTreeMap<String, Output>,
+        after: impl AsyncFnOnce(&UpReport) -> Result<(), StateError>,
+    ) -> Result<UpReport, EngineError> {
+        let start = Instant::now();
+        self.validate(graph)?;
+        self.locked(graph.stack(), async {
+            let report = self.up_locked(graph, outputs, start).await?;
+            after(&report).await?;
+            Ok(report)
+        })
+        .await
+    }
+
     async fn up_locked(
         &self,
         graph: &DesiredGraph,
@@ -475,6 +497,7 @@ impl Engine {
             plan,
             elapsed: start.elapsed(),
             serial: rec.state.serial,
+            lineage: rec.state.lineage.clone(),
         })
     }
 
@@ -512,6 +535,7 @@ impl Engine {
             plan,
             elapsed: start.elapsed(),
             serial: rec.state.serial,
+            lineage: rec.state.lineage.clone(),
         })
     }
 
@@ -1211,6 +1235,50 @@ mod tests {
         let other = BTreeMap::from([("k".to_owned(), Output::Plain(json!("w")))]);
         engine.up(&g, other).await.expect("outputs up");
         assert_eq!(w.writes(), writes + 1);
+    }
+
+    #[tokio::test]
+    async fn up_then_runs_after_a_success_under_the_lock_and_its_error_fails_the_run() {
+        let w = world();
+        let engine = w.engine();
+        let g = graph(&["a"], None);
+        let backend = w.backend.clone();
+        let seen = Mutex::new(None);
+        let report = engine
+            .up_then(&g, BTreeMap::new(), async |report: &UpReport| {
+                // The stack lock is still held.
+                let locked = backend.lock("s").await.err().is_some_and(|e| e.is_locked());
+                *seen.lock().expect("seen") = Some((report.serial, report.lineage.clone(), locked));
+                Ok(())
+            })
+            .await
+            .expect("up");
+        let stored = w.stored().await;
+        assert_eq!(
+            seen.lock().expect("seen").clone(),
+            Some((stored.serial, stored.lineage.clone(), true))
+        );
+        assert_eq!((report.serial, report.lineage), (stored.serial, stored.lineage));
+        let err = engine
+            .up_then(&g, BTreeMap::new(), async |_: &UpReport| {
+                Err(StateError::Passphrase("record failed".into()))
+            })
+            .await
+            .expect_err("after failed");
+        assert!(err.to_string().contains("record failed"), "{err}");
+        // The lock was released all the same.
+        assert!(w.backend.lock("s").await.is_ok());
+        // A failed up never calls it.
+        let failing = graph(&["fail"], None);
+        let called = AtomicUsize::new(0);
+        let _ = engine
+            .up_then(&failing, BTreeMap::new(), async |_: &UpReport| {
+                called.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .expect_err("fails");
+        assert_eq!(called.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -157,6 +157,11 @@ pub struct Plan {
     pub stack: String,
     /// Steps, in execution order.
     pub steps: Vec<Step>,
+    /// Notes the caller attached for whoever reviews the plan (e.g. `UNTESTED: …`
+    /// on a promotion of images no preview ran), shown by every rendering
+    /// ([`crate::planner::PlanOptions::notes`]). Display only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Plan {

@@ -110,6 +110,8 @@ pub struct PlanOptions {
     pub force_conflicts: bool,
     /// Existing objects to adopt.
     pub import: ImportSelection,
+    /// Notes copied into the plan ([`Plan::notes`]), for its renderings.
+    pub notes: Vec<String>,
 }
 
 /// What kind of problem stopped the plan.
@@ -194,6 +196,7 @@ pub fn plan(
         Ok(Plan {
             stack: graph.stack().to_owned(),
             steps: planner.steps,
+            notes: opts.notes.clone(),
         })
     } else {
         Err(PlanError::Problems(planner.problems))

@@ -23,7 +23,8 @@
 //!       ],
 //!       "after": [<resource>, …]                 // steps that must finish first
 //!     }
-//!   ]
+//!   ],
+//!   "notes": ["UNTESTED: …"]                    // only when the plan has notes
 //! }
 //! ```
 //!
@@ -76,6 +77,12 @@ pub fn json(plan: &Plan) -> Value {
     root.insert("stack".into(), Value::from(plan.stack.clone()));
     root.insert("summary".into(), Value::Object(summary_map));
     root.insert("steps".into(), Value::Array(steps));
+    if !plan.notes.is_empty() {
+        root.insert(
+            "notes".into(),
+            Value::Array(plan.notes.iter().cloned().map(Value::from).collect()),
+        );
+    }
     Value::Object(root)
 }
 

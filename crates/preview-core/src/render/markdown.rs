@@ -1,6 +1,7 @@
 //! Markdown rendering for a pull-request comment.
 //!
-//! A heading, a table of counts, then the changes in a collapsible
+//! A heading, the plan's notes ([`Plan::notes`]) as `> [!WARNING]` blocks, a table of
+//! counts, then the changes in a collapsible
 //! `<details><summary>Plan: …</summary>` with a ```` ```diff ```` block, so GitHub colours
 //! `+` lines green and `-` lines red:
 //!
@@ -17,7 +18,7 @@
 //! at the end of the diff.
 
 use crate::plan::Plan;
-use crate::render::{change_symbol, change_text, one_line, summary_line};
+use crate::render::{change_symbol, change_text, one_line, one_line_full, summary_line};
 
 /// Default [`MarkdownOptions::max_chars`].
 pub const DEFAULT_MAX_CHARS: usize = 60_000;
@@ -42,6 +43,9 @@ impl Default for MarkdownOptions {
 pub fn markdown(plan: &Plan, opts: &MarkdownOptions) -> String {
     let summary = plan.summary();
     let mut head = format!("### Preview plan for `{}`\n\n", plan.stack);
+    for note in &plan.notes {
+        head.push_str(&format!("> [!WARNING]\n> {}\n\n", one_line_full(note)));
+    }
     head.push_str("| Create | Update | Replace | Delete | Import | Unchanged |\n");
     head.push_str("|---:|---:|---:|---:|---:|---:|\n");
     head.push_str(&format!(

@@ -67,6 +67,16 @@ pub(crate) fn one_line(text: &str) -> String {
     shorten(flat.trim())
 }
 
+/// A note on one line (control characters become spaces), never shortened:
+/// a note may carry full image references.
+pub(crate) fn one_line_full(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
 /// The symbol of a field change (`+`, `-`, `~`).
 pub(crate) fn change_symbol(kind: ChangeKind) -> &'static str {
     match kind {

@@ -140,6 +140,7 @@ fn every_action() -> Plan {
                 vec![],
             ),
         ],
+        notes: Vec::new(),
     }
 }
 
@@ -172,6 +173,7 @@ fn text_of_an_empty_plan() {
     let plan = Plan {
         stack: STACK.into(),
         steps: vec![step(id("v1", "Service", "api"), Action::NoOp, None, vec![])],
+        notes: Vec::new(),
     };
     assert_eq!(
         text(&plan, &TextOptions::default()),
@@ -215,6 +217,7 @@ fn markdown_of_an_empty_plan_has_no_details() {
     let plan = Plan {
         stack: STACK.into(),
         steps: vec![],
+        notes: Vec::new(),
     };
     let out = markdown(&plan, &MarkdownOptions::default());
     assert!(out.ends_with("\nNo changes.\n"), "{out}");
@@ -241,6 +244,7 @@ fn markdown_is_truncated_with_a_visible_note() {
     let plan = Plan {
         stack: STACK.into(),
         steps,
+        notes: Vec::new(),
     };
     for max_chars in [2_000, 10_000, DEFAULT_MAX_CHARS] {
         let out = markdown(&plan, &MarkdownOptions { max_chars });
@@ -277,6 +281,7 @@ fn markdown_fence_outgrows_backticks_in_values() {
                 v(json!("````")),
             )],
         )],
+        notes: Vec::new(),
     };
     let out = markdown(&plan, &MarkdownOptions::default());
     assert!(out.contains("\n`````diff\n"), "{out}");
@@ -386,4 +391,30 @@ fn secret_canary_never_rendered() {
     for out in &renderings {
         assert!(out.contains(crate::plan::SECRET_PLACEHOLDER), "{out}");
     }
+}
+
+#[test]
+fn notes_show_in_every_rendering_and_only_when_present() {
+    let mut plan = every_action();
+    let note = "UNTESTED: web registry.example/web@sha256:0000 was not recorded by any successful preview";
+    plan.notes = vec![format!("{note}\n(second line)")];
+    let out = text(&plan, &TextOptions::default());
+    assert!(
+        out.starts_with(&format!(
+            "Plan for stack {STACK}:\n\n  ! {note} (second line)\n\n"
+        )),
+        "{out}"
+    );
+    let md = markdown(&plan, &MarkdownOptions::default());
+    assert!(
+        md.contains(&format!("> [!WARNING]\n> {note} (second line)\n\n|")),
+        "{md}"
+    );
+    let doc = json(&plan);
+    assert_eq!(doc["notes"][0], format!("{note}\n(second line)"));
+
+    plan.notes.clear();
+    assert!(json(&plan).get("notes").is_none());
+    assert!(!text(&plan, &TextOptions::default()).contains("  ! "));
+    assert!(!markdown(&plan, &MarkdownOptions::default()).contains("[!WARNING]"));
 }

@@ -12,13 +12,14 @@
 //! Plan: 1 to create, 1 to update, 1 to replace, 1 to delete, 12 unchanged.
 //! ```
 //!
+//! Notes attached to the plan ([`Plan::notes`]) come first, one `  ! …` line each.
 //! Steps appear in execution order; unchanged resources only with
 //! [`TextOptions::show_unchanged`]. ANSI colours (green create, yellow update,
 //! magenta replace, red delete, cyan import) only with [`TextOptions::color`]; the
 //! binary decides, from the terminal, whether to ask for them.
 
 use crate::plan::{Action, ChangeKind, Plan};
-use crate::render::{change_symbol, change_text, one_line, summary_line};
+use crate::render::{change_symbol, change_text, one_line, one_line_full, summary_line};
 
 const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
@@ -69,6 +70,13 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
     let mut out = String::new();
     out.push_str(&paint(BOLD, &format!("Plan for stack {}:", plan.stack)));
     out.push_str("\n\n");
+    for note in &plan.notes {
+        out.push_str(&paint(YELLOW, &format!("  ! {}", one_line_full(note))));
+        out.push('\n');
+    }
+    if !plan.notes.is_empty() {
+        out.push('\n');
+    }
     let mut shown = 0;
     for step in &plan.steps {
         if step.action == Action::NoOp && !opts.show_unchanged {

@@ -11,6 +11,10 @@
 //! The read-check-rename of a write runs under an exclusive `flock` on
 //! `DIR/.<stack>.write-lock`, so concurrent writers (even without the stack
 //! lock) cannot both pass the serial check: exactly one wins per serial.
+//!
+//! Records ([`records`]) live in `DIR/<kind>/<name>.json`.
+
+mod records;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -391,6 +395,34 @@ impl StateBackend for FileBackend {
 
     async fn break_lock(&self, stack: &str) -> Result<Option<String>, StateError> {
         self.break_lock_sync(stack)
+    }
+
+    async fn read_record(&self, kind: &str, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.read_record_sync(kind, name)
+    }
+
+    async fn swap_record(
+        &self,
+        kind: &str,
+        name: &str,
+        expected: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<(), StateError> {
+        let (this, kind, name) = (self.clone(), kind.to_owned(), name.to_owned());
+        let (expected, body) = (expected.map(<[u8]>::to_vec), body.to_vec());
+        tokio::task::spawn_blocking(move || {
+            this.swap_record_sync(&kind, &name, expected.as_deref(), &body)
+        })
+        .await
+        .map_err(|e| StateError::Io {
+            backend: self.describe(),
+            message: format!("record write task failed: {e}"),
+            source: None,
+        })?
+    }
+
+    async fn list_records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        self.list_records_sync(kind)
     }
 }
 

@@ -24,6 +24,10 @@
 //! - one lock per stack, never a global one: stacks never block each other.
 //!   A lock names its holder ([`LockHolder`]); [`lock_with_timeout`] waits for it,
 //!   [`StateBackend::break_lock`] (`stacks state break-lock STACK`) removes it.
+//!
+//! Beside the states, a backend keeps small durable *records* that outlive the
+//! stacks ([`StateBackend::read_record`]; `delete` and destroy never touch them):
+//! [`tested`] keeps the images each successful preview ran, for promotion.
 
 pub mod crypto;
 pub mod file;
@@ -31,6 +35,7 @@ pub mod format;
 pub mod kubernetes;
 mod lock;
 pub mod postgres;
+pub mod tested;
 mod url;
 
 use std::collections::BTreeMap;
@@ -422,6 +427,65 @@ pub trait StateBackend: Send + Sync {
     /// returns a description of the holder it removed, `None` when unlocked. Only
     /// for a holder known to be dead: a live holder keeps running unlocked.
     async fn break_lock(&self, stack: &str) -> Result<Option<String>, StateError>;
+    /// Reads record `kind`/`name` (e.g. `tested-images`/`pr-12`, see [`tested`]);
+    /// `Ok(None)` when absent. Records are kept apart from the states: neither
+    /// [`StateBackend::delete`] nor `list` sees them.
+    async fn read_record(&self, kind: &str, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        check_record_key(kind, name)?;
+        Err(records_unsupported(&self.describe()))
+    }
+    /// Stores `body` as record `kind`/`name`, atomically and only if the stored
+    /// record is still exactly `expected` (`None`: still absent): a
+    /// compare-and-swap, [`StateError::Stale`] when another writer came first.
+    async fn swap_record(
+        &self,
+        kind: &str,
+        name: &str,
+        expected: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<(), StateError> {
+        let _ = (expected, body);
+        check_record_key(kind, name)?;
+        Err(records_unsupported(&self.describe()))
+    }
+    /// Every record of `kind` as `(name, body)`, sorted by name.
+    async fn list_records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        check_record_key(kind, "x")?;
+        Err(records_unsupported(&self.describe()))
+    }
+}
+
+fn records_unsupported(backend: &str) -> StateError {
+    StateError::Io {
+        backend: backend.to_owned(),
+        message: "this state backend keeps no records (tested images); use file://, kubernetes:// or postgres://".into(),
+        source: None,
+    }
+}
+
+/// Checks a record's kind and name: each 1–63 lowercase letters, digits and
+/// `-`, starting and ending with a letter or digit (they name files, objects and
+/// rows on every backend).
+pub fn check_record_key(kind: &str, name: &str) -> Result<(), StateError> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    if ok(kind) && ok(name) {
+        Ok(())
+    } else {
+        Err(StateError::Io {
+            backend: "state".into(),
+            message: format!(
+                "invalid record {kind:?}/{name:?}: use lowercase letters, digits and '-', at most 63 characters each"
+            ),
+            source: None,
+        })
+    }
 }
 
 /// A held stack lock.

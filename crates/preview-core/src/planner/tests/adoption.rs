@@ -108,7 +108,8 @@ fn import_adopts_selected_objects_with_the_dry_run_diff() {
         "import_web",
         outline(&Plan {
             stack: plan.stack.clone(),
-            steps: vec![web_step.clone()]
+            steps: vec![web_step.clone()],
+            notes: Vec::new(),
         })
     );
 }

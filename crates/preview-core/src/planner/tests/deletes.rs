@@ -40,7 +40,8 @@ fn removed_resources_are_deleted_dependents_first_after_all_other_steps() {
         "delete_web",
         outline(&Plan {
             stack: plan.stack.clone(),
-            steps: deletes.into_iter().cloned().collect()
+            steps: deletes.into_iter().cloned().collect(),
+            notes: Vec::new(),
         })
     );
 }

@@ -131,7 +131,8 @@ fn changed_image_is_an_update_with_a_field_diff() {
         "image_update",
         outline(&Plan {
             stack: plan.stack.clone(),
-            steps: vec![step.clone()]
+            steps: vec![step.clone()],
+            notes: Vec::new(),
         })
     );
 }
@@ -167,7 +168,8 @@ fn config_change_updates_the_config_map_and_rolls_its_workloads() {
                 .steps
                 .into_iter()
                 .filter(|s| s.action.is_mutating())
-                .collect()
+                .collect(),
+            notes: Vec::new(),
         })
     );
 }

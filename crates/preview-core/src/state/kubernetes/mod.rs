@@ -18,8 +18,11 @@
 //! a complete old or a complete new state; a reader that raced a flip retries.
 //!
 //! **Lock.** [`lease`]: a `coordination.k8s.io/v1` Lease `preview-lock-<stack>`.
+//!
+//! **Records.** [`records`]: ConfigMaps `preview-<kind>-<name>` (tested images).
 
 pub mod lease;
+pub mod records;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -117,7 +120,7 @@ pub fn check_kube_stack_name(stack: &str) -> Result<(), StateError> {
 pub(crate) fn kube_io(backend: &str, what: String, e: kube::Error) -> StateError {
     let message = match &e {
         kube::Error::Api(s) if s.code == 403 => format!(
-            "{what}: forbidden ({}); the credentials need get/list/create/update/delete on secrets and leases in this namespace",
+            "{what}: forbidden ({}); the credentials need get/list/create/update/delete on secrets and leases (and get/list/create/update on configmaps, for tested-image records) in this namespace",
             s.message
         ),
         kube::Error::Api(s) if s.code == 404 && s.message.contains("namespaces") => format!(
@@ -560,6 +563,24 @@ impl StateBackend for KubeBackend {
     async fn break_lock(&self, stack: &str) -> Result<Option<String>, StateError> {
         check_kube_stack_name(stack)?;
         lease::break_lease(self, stack).await
+    }
+
+    async fn read_record(&self, kind: &str, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.read_record_impl(kind, name).await
+    }
+
+    async fn swap_record(
+        &self,
+        kind: &str,
+        name: &str,
+        expected: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<(), StateError> {
+        self.swap_record_impl(kind, name, expected, body).await
+    }
+
+    async fn list_records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        self.list_records_impl(kind).await
     }
 }
 

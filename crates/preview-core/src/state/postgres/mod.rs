@@ -14,8 +14,11 @@
 //! each required to touch exactly one row, else [`StateError::Stale`].
 //!
 //! **Lock.** [`lock`]: a per-stack session advisory lock — never a global one.
+//!
+//! **Records.** [`records`]: rows of `preview_envs_records` (tested images).
 
 pub mod lock;
+pub mod records;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -341,5 +344,23 @@ impl StateBackend for PgBackend {
     async fn break_lock(&self, stack: &str) -> Result<Option<String>, StateError> {
         check_stack_name(stack)?;
         lock::break_lock(self, stack).await
+    }
+
+    async fn read_record(&self, kind: &str, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.read_record_impl(kind, name).await
+    }
+
+    async fn swap_record(
+        &self,
+        kind: &str,
+        name: &str,
+        expected: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<(), StateError> {
+        self.swap_record_impl(kind, name, expected, body).await
+    }
+
+    async fn list_records(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        self.list_records_impl(kind).await
     }
 }
