@@ -22,6 +22,7 @@ Examples:
   stacks outputs preview-pr --pr 123 --json
   stacks render preview-pr --pr 123 --dir manifests/
   stacks destroy preview-pr --pr 123
+  stacks promote --from-pr 123                     # production gets what preview-pr-123 last ran
 
 Creating the cluster on DigitalOcean instead of bringing a kubeconfig (config/preview-cluster.yaml;
 PREVIEW_DIGITALOCEAN_TOKEN, PREVIEW_STATE_PASSPHRASE; no Kubernetes connection needed):
@@ -127,6 +128,29 @@ pub struct StackArgs {
     pub api_image: Option<String>,
 }
 
+/// Which tested images `promote` deploys: a pull request's (its last tested
+/// images, or with --from-sha those of that commit), a commit's, or images named
+/// explicitly (checked against the records).
+#[derive(Debug, Args)]
+#[group(id = "source", required = true, multiple = true)]
+pub struct PromoteSource {
+    /// The images last tested by this pull request's preview (also after it was destroyed).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub from_pr: Option<String>,
+    /// The images tested at this commit (full SHA or a unique prefix of 7+); with --from-pr, that PR's test of it.
+    #[arg(long, value_name = "SHA")]
+    pub from_sha: Option<String>,
+    /// Same as --from-pr N for STACK preview-pr-N.
+    #[arg(long = "from", value_name = "STACK", conflicts_with_all = ["from_pr", "from_sha"])]
+    pub from: Option<String>,
+    /// Web image NAME@sha256:<64 hex>; must have been tested together with --api-image.
+    #[arg(long, value_name = "REF", requires = "api_image", conflicts_with_all = ["from_pr", "from_sha", "from"])]
+    pub web_image: Option<String>,
+    /// API image NAME@sha256:<64 hex>; must have been tested together with --web-image.
+    #[arg(long, value_name = "REF", requires = "web_image", conflicts_with_all = ["from_pr", "from_sha", "from"])]
+    pub api_image: Option<String>,
+}
+
 /// Options for commands that change things.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -170,11 +194,18 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Create or update the stack's resources and wait until they are ready.
+    ///
+    /// A successful `up` of preview-pr (waiting for readiness) records the images
+    /// it ran, with the PR number and --commit, as tested: `promote` deploys only
+    /// recorded images to production, also after the preview is destroyed.
     Up {
         #[command(flatten)]
         stack: StackArgs,
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Commit SHA the preview's images were built from (preview-pr; recorded with them for `promote --from-sha`). Default: $GITHUB_SHA.
+        #[arg(long, value_name = "SHA", env = "PREVIEW_COMMIT_SHA")]
+        commit: Option<String>,
     },
     /// Delete everything the stack created, wait until it is gone, verify nothing is left.
     Destroy {
@@ -206,12 +237,30 @@ pub enum Command {
     },
     /// Deploy production with the image digests a preview was tested with (never rebuilt).
     ///
-    /// Reads `webImage` and `apiImage` from the preview stack's recorded outputs and
-    /// runs `up production` with exactly those references.
+    /// Every successful `up preview-pr` records the images it ran (with the PR
+    /// number and commit) in the state backend; destroy keeps that record.
+    /// `promote` looks the images up there and runs `up production` with exactly
+    /// those references. Images given with --web-image/--api-image must have
+    /// been run together by a successful preview, unless --untested is given,
+    /// which every rendering of the plan then shows.
     Promote {
-        /// The preview stack whose images to promote, e.g. preview-pr-123.
-        #[arg(long = "from", value_name = "STACK")]
-        from: String,
+        #[command(flatten)]
+        source: PromoteSource,
+        /// Deploy --web-image/--api-image although no successful preview recorded them (the plan says so).
+        #[arg(long, requires = "web_image")]
+        untested: bool,
+        /// Where the tested-image records are (default: --backend), e.g. the preview backend when production keeps its state elsewhere.
+        #[arg(long, value_name = "URL", env = "PREVIEW_RECORDS_BACKEND")]
+        records: Option<String>,
+        /// Only show the plan (reads only; no lock, no writes).
+        #[arg(long)]
+        preview: bool,
+        /// Plan format with --preview.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text, requires = "preview")]
+        format: PlanFormat,
+        /// With --preview: also write the plan (in --format) to this file.
+        #[arg(long, requires = "preview")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         apply: ApplyArgs,
     },

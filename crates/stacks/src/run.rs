@@ -16,7 +16,7 @@ use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Plan;
 use preview_core::planner::ImportSelection;
 use preview_core::render;
-use preview_core::state::{Output, StateBackend};
+use preview_core::state::{Output, StateBackend, tested};
 use preview_core::{ProviderKind, ResourceId};
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
@@ -28,6 +28,7 @@ use crate::cli::{
 use crate::progress;
 
 mod preview_cluster;
+mod promote;
 
 /// Runs the command; the exit code says whether it succeeded.
 pub async fn run(mut cli: Cli) -> Result<ExitCode> {
@@ -41,9 +42,20 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Render { stack, dir } => render_cmd(g, stack, dir.as_deref()).await,
         Command::Preview { stack, format, out } => {
-            preview_cmd(g, stack, *format, out.as_deref()).await
+            preview_cmd(g, stack, *format, out.as_deref(), Vec::new()).await
         }
-        Command::Up { stack, apply } => up_cmd(g, stack, apply, Import::Nothing).await,
+        Command::Up {
+            stack,
+            apply,
+            commit,
+        } => {
+            let extras = UpExtras {
+                commit: commit_of(stack, commit.as_deref())?,
+                record_tested: true,
+                ..UpExtras::default()
+            };
+            up_cmd(g, stack, apply, Import::Nothing, &extras).await
+        }
         Command::Import {
             stack,
             apply,
@@ -59,7 +71,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
                         .collect::<Result<_>>()?,
                 )
             };
-            up_cmd(g, stack, apply, selection).await
+            up_cmd(g, stack, apply, selection, &UpExtras::default()).await
         }
         Command::Destroy {
             stack,
@@ -68,7 +80,22 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         } => destroy_cmd(g, stack, apply, *force_finalize).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
         Command::State(cmd) => state_cmd(g, cmd).await,
-        Command::Promote { from, apply } => promote_cmd(g, from, apply).await,
+        Command::Promote {
+            source,
+            untested,
+            records,
+            preview,
+            format,
+            out,
+            apply,
+        } => {
+            let options = promote::Options {
+                untested: *untested,
+                records: records.as_deref(),
+                preview: preview.then_some((*format, out.as_deref())),
+            };
+            promote::run(g, source, &options, apply).await
+        }
         Command::Outputs { stack } => outputs_cmd(g, stack).await,
         Command::Kubeconfig { stack, output } => {
             preview_cluster::kubeconfig_cmd(g, stack, output.as_deref()).await
@@ -109,12 +136,17 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
 /// Opens the state backend named by `--backend`. A `kubernetes://` backend gets
 /// its own client, so state and lease traffic is not counted as the engine's.
 async fn backend(g: &GlobalArgs) -> Result<Arc<dyn StateBackend>> {
-    let client = if g.backend.starts_with("kubernetes://") {
+    backend_at(g, &g.backend).await
+}
+
+/// Opens the backend at `url` (the cluster connection of `g` for `kubernetes://`).
+async fn backend_at(g: &GlobalArgs, url: &str) -> Result<Arc<dyn StateBackend>> {
+    let client = if url.starts_with("kubernetes://") {
         Some(connect(g).await?.client().clone())
     } else {
         None
     };
-    Ok(preview_core::state::open_backend(&g.backend, client.as_ref()).await?)
+    Ok(preview_core::state::open_backend(url, client.as_ref()).await?)
 }
 
 async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<References> {
@@ -159,6 +191,7 @@ fn engine(
     apply: Option<&ApplyArgs>,
     build: Option<&StackBuild>,
     import: ImportSelection,
+    notes: Vec<String>,
 ) -> (Engine, tokio::task::JoinHandle<()>) {
     let (events, rx) = EventSink::channel();
     let printer = tokio::spawn(progress::print(rx, g.progress));
@@ -176,6 +209,7 @@ fn engine(
         options.policy = b.policy.clone();
     }
     options.plan.import = import;
+    options.plan.notes = notes;
     let kube = Arc::new(kube);
     let has_database = build.is_some_and(|b| {
         b.resources
@@ -264,6 +298,7 @@ fn print_stdout(text: &str) -> Result<()> {
 /// A stack built, graphed and connected, with its engine and progress printer.
 struct Prepared {
     build: StackBuild,
+    backend: Arc<dyn StateBackend>,
     graph: DesiredGraph,
     engine: Engine,
     printer: tokio::task::JoinHandle<()>,
@@ -275,6 +310,7 @@ async fn prepare(
     args: &StackArgs,
     apply: Option<&ApplyArgs>,
     import: Import,
+    notes: Vec<String>,
 ) -> Result<Prepared> {
     let req = request(args)?;
     let backend = backend(g).await?;
@@ -284,10 +320,19 @@ async fn prepare(
     let import = import.selection(&graph)?;
     let kube = connect(g).await?;
     let counts = kube.counts().clone();
-    let (engine, printer) = engine(kube, backend, g, apply, Some(&build), import);
+    let (engine, printer) = engine(
+        kube,
+        backend.clone(),
+        g,
+        apply,
+        Some(&build),
+        import,
+        notes,
+    );
     tracing::debug!("connected");
     Ok(Prepared {
         build,
+        backend,
         graph,
         engine,
         printer,
@@ -368,8 +413,9 @@ async fn preview_cmd(
     args: &StackArgs,
     format: PlanFormat,
     out: Option<&Path>,
+    notes: Vec<String>,
 ) -> Result<ExitCode> {
-    let (plan, _, _) = prepare(g, args, None, Import::Nothing)
+    let (plan, _, _) = prepare(g, args, None, Import::Nothing, notes)
         .await?
         .run(async |engine, graph| engine.preview(graph).await)
         .await?;
@@ -410,27 +456,164 @@ fn outputs_text(outputs: &BTreeMap<String, Output>) -> String {
     s
 }
 
+/// What an `up` does beside applying the stack.
+#[derive(Debug, Default)]
+struct UpExtras {
+    /// The commit the preview's images were built from (checked).
+    commit: Option<String>,
+    /// Record a preview's images as tested after a successful, waited-for run.
+    record_tested: bool,
+    /// Notes shown with the plan (a promotion of untested images).
+    notes: Vec<String>,
+    /// Added to the JSON report as `promotion`.
+    promotion: Option<Value>,
+}
+
+/// The commit of `up preview-pr`: `--commit` / `PREVIEW_COMMIT_SHA`, else
+/// `GITHUB_SHA`; checked here, before anything happens. Ignored for other stacks.
+fn commit_of(args: &StackArgs, flag: Option<&str>) -> Result<Option<String>> {
+    if args.stack != StackName::PreviewPr {
+        return Ok(None);
+    }
+    let (source, raw) = match flag.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(raw) => ("--commit (PREVIEW_COMMIT_SHA)", raw.to_owned()),
+        None => match std::env::var("GITHUB_SHA") {
+            Ok(raw) if !raw.trim().is_empty() => ("GITHUB_SHA", raw.trim().to_owned()),
+            _ => return Ok(None),
+        },
+    };
+    let commit = raw.to_ascii_lowercase();
+    preview_core::state::tested::check_commit(&commit).map_err(|e| {
+        anyhow!("{source} {raw}: {e}; pass the full SHA of the commit the images were built from")
+    })?;
+    Ok(Some(commit))
+}
+
+/// Records what a successful preview ran; called under the stack lock.
+async fn record_tested(
+    backend: &dyn StateBackend,
+    build: &StackBuild,
+    pr: u64,
+    commit: Option<String>,
+    report: &preview_core::engine::UpReport,
+) -> Result<(tested::Appended, tested::TestedEntry), preview_core::state::StateError> {
+    let mut images = BTreeMap::new();
+    for (component, key) in [("api", "apiImage"), ("web", "webImage")] {
+        if let Some(Output::Plain(Value::String(image))) = build.outputs.get(key) {
+            images.insert(component.to_owned(), image.clone());
+        }
+    }
+    let entry = tested::TestedEntry::now(commit, images, &build.name, &report.lineage, report.serial);
+    let appended = tested::append(backend, pr, entry.clone())
+        .await
+        .map_err(|e| preview_core::state::StateError::Io {
+            backend: backend.describe(),
+            message: format!(
+                "{} is deployed, but its tested images could not be recorded (promote will not find them; run `up` again): {e}",
+                build.name
+            ),
+            source: None,
+        })?;
+    Ok((appended, entry))
+}
+
 async fn up_cmd(
     g: &GlobalArgs,
     args: &StackArgs,
     apply: &ApplyArgs,
     import: Import,
+    extras: &UpExtras,
 ) -> Result<ExitCode> {
     let started = Instant::now();
-    let prepared = prepare(g, args, Some(apply), import).await?;
+    let req = request(args)?;
+    let record_pr = match (&req.pr, extras.record_tested) {
+        (Some(pr), true) if req.kind == StackKind::PreviewPr => Some(
+            pr.as_str()
+                .parse::<u64>()
+                .map_err(|_| anyhow!("--pr {pr}: too large a number"))?,
+        ),
+        _ => None,
+    };
+    let prepared = prepare(g, args, Some(apply), import, extras.notes.clone()).await?;
     let outputs = prepared.build.outputs.clone();
-    let (report, build, requests) = prepared
-        .run(async |engine, graph| engine.up(graph, outputs).await)
-        .await?;
+    let backend = prepared.backend.clone();
+    let build_for_record = prepared.build.clone();
+    let recorded = std::sync::Mutex::new(None);
+    let (report, build, requests) = match record_pr {
+        Some(pr) if !apply.no_wait => {
+            prepared
+                .run(async |engine, graph| {
+                    engine
+                        .up_then(graph, outputs, async |report| {
+                            let r = record_tested(
+                                backend.as_ref(),
+                                &build_for_record,
+                                pr,
+                                extras.commit.clone(),
+                                report,
+                            )
+                            .await?;
+                            if let Ok(mut slot) = recorded.lock() {
+                                *slot = Some(r);
+                            }
+                            Ok(())
+                        })
+                        .await
+                })
+                .await?
+        }
+        _ => {
+            if record_pr.is_some() {
+                eprintln!(
+                    "note: --no-wait: the images are not recorded as tested (promote accepts only images a preview ran to readiness)"
+                );
+            }
+            prepared
+                .run(async |engine, graph| engine.up(graph, outputs).await)
+                .await?
+        }
+    };
+    let recorded = recorded.into_inner().ok().flatten();
+    if let Some((appended, entry)) = &recorded {
+        if entry.commit.is_none() {
+            eprintln!(
+                "warning: no commit given (--commit, PREVIEW_COMMIT_SHA or GITHUB_SHA): the tested images are recorded without one, so `promote --from-sha` cannot find them"
+            );
+        }
+        match appended {
+            tested::Appended::Added(n) => eprintln!(
+                "recorded the tested images of {} ({}) in {} (entry {n})",
+                build.name,
+                entry.short_commit(),
+                backend.describe()
+            ),
+            tested::Appended::Unchanged => eprintln!(
+                "tested images of {} ({}) already recorded",
+                build.name,
+                entry.short_commit()
+            ),
+        }
+    }
     if g.json {
-        print_stdout(&serde_json::to_string_pretty(&json!({
+        let mut doc = json!({
             "stack": build.name,
             "plan": render::json(&report.plan),
             "outputs": outputs_json(&build.outputs),
             "serial": report.serial,
             "elapsedMs": started.elapsed().as_millis() as u64,
             "requests": requests,
-        }))?)?;
+        });
+        if let Some((appended, entry)) = &recorded {
+            doc["tested"] = json!({
+                "recorded": matches!(appended, tested::Appended::Added(_)),
+                "commit": entry.commit,
+                "images": entry.images,
+            });
+        }
+        if let Some(promotion) = &extras.promotion {
+            doc["promotion"] = promotion.clone();
+        }
+        print_stdout(&serde_json::to_string_pretty(&doc)?)?;
     } else {
         if report.plan.is_empty() {
             print_stdout(&format!(
@@ -471,7 +654,15 @@ async fn destroy_cmd(
         );
     }
     let kube = connect(g).await?;
-    let (mut engine, printer) = engine(kube, backend, g, Some(apply), None, ImportSelection::None);
+    let (mut engine, printer) = engine(
+        kube,
+        backend,
+        g,
+        Some(apply),
+        None,
+        ImportSelection::None,
+        Vec::new(),
+    );
     if force_finalize {
         let mut options = engine.options().clone();
         options.force_finalize = true;
@@ -520,7 +711,7 @@ async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
 
 /// Compares live objects with what was recorded; reports drift, changes nothing.
 async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
-    let (drift, build, _) = prepare(g, args, None, Import::Nothing)
+    let (drift, build, _) = prepare(g, args, None, Import::Nothing, Vec::new())
         .await?
         .run(async |engine, graph| engine.refresh(graph).await)
         .await?;
@@ -655,39 +846,6 @@ async fn state_cmd(g: &GlobalArgs, cmd: &StateCommand) -> Result<ExitCode> {
     };
     print_stdout(&serde_json::to_string_pretty(&value)?)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `promote --from preview-pr-N`: production gets the preview's tested digests.
-async fn promote_cmd(g: &GlobalArgs, from: &str, apply: &ApplyArgs) -> Result<ExitCode> {
-    let backend = backend(g).await?;
-    let Some(state) = backend.read(from).await? else {
-        bail!(
-            "stack {from} has no state in {}: deploy and test the preview first",
-            backend.describe()
-        );
-    };
-    let image = |key: &str| -> Result<String> {
-        match state.outputs.get(key) {
-            Some(Output::Plain(Value::String(s))) => {
-                stacks::PinnedImage::parse(&format!("{from} output {key}"), s)
-                    .map_err(|e| anyhow!(e))?;
-                Ok(s.clone())
-            }
-            _ => bail!("stack {from} has no output {key}; only a deployed preview can be promoted"),
-        }
-    };
-    let args = StackArgs {
-        stack: StackName::Production,
-        pr: None,
-        web_image: Some(image("webImage")?),
-        api_image: Some(image("apiImage")?),
-    };
-    eprintln!(
-        "promoting {from}: web {} and api {}",
-        args.web_image.as_deref().unwrap_or_default(),
-        args.api_image.as_deref().unwrap_or_default()
-    );
-    up_cmd(g, &args, apply, Import::Nothing).await
 }
 
 /// The DigitalOcean provider (DNS records), when `PREVIEW_DIGITALOCEAN_TOKEN` (or

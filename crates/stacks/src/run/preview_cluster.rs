@@ -77,7 +77,7 @@ pub(super) async fn run(g: &GlobalArgs, command: &Command) -> Result<ExitCode> {
         Command::Preview { stack, format, out } => {
             preview_cmd(g, stack, *format, out.as_deref()).await
         }
-        Command::Up { stack, apply } => up_cmd(g, stack, apply, Import::Nothing).await,
+        Command::Up { stack, apply, .. } => up_cmd(g, stack, apply, Import::Nothing).await,
         Command::Import {
             stack,
             apply,
