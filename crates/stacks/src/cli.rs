@@ -247,7 +247,7 @@ pub enum Command {
         #[command(flatten)]
         source: PromoteSource,
         /// Deploy --web-image/--api-image although no successful preview recorded them (the plan says so).
-        #[arg(long, requires = "web_image")]
+        #[arg(long)]
         untested: bool,
         /// Where the tested-image records are (default: --backend), e.g. the preview backend when production keeps its state elsewhere.
         #[arg(long, value_name = "URL", env = "PREVIEW_RECORDS_BACKEND")]

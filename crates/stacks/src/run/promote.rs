@@ -266,6 +266,11 @@ pub(super) async fn run(
     apply: &ApplyArgs,
 ) -> Result<ExitCode> {
     let source = parse(source)?;
+    if options.untested && !matches!(source, Source::Images(_)) {
+        bail!(
+            "--untested applies only to --web-image/--api-image: --from-pr, --from-sha and --from promote recorded (tested) images"
+        );
+    }
     let records = backend_at(g, options.records.unwrap_or(&g.backend)).await?;
     let resolved = resolve(records.as_ref(), &source, options.untested).await?;
     let image = |c: &str| resolved.images.get(c).cloned();

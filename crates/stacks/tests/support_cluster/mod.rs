@@ -64,6 +64,8 @@ pub struct Stacks {
     kubeconfig: PathBuf,
     /// `PREVIEW_POSTGRES_URL` (direct executor); `None`: in-cluster Jobs.
     pg_url: Option<String>,
+    /// `--config-dir` (default: the repository's `config/`).
+    config_dir: PathBuf,
 }
 
 pub fn digest(n: u64) -> String {
@@ -90,6 +92,15 @@ impl Stacks {
             state: world.state.clone(),
             kubeconfig: world.cluster.kubeconfig_path().to_path_buf(),
             pg_url: Some(world.pg.url()),
+            config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+        }
+    }
+
+    /// A runner reading stack configs from `dir`.
+    pub fn with_config_dir(self, dir: &Path) -> Self {
+        Stacks {
+            config_dir: dir.to_path_buf(),
+            ..self
         }
     }
 
@@ -116,7 +127,7 @@ impl Stacks {
             .arg("--backend")
             .arg(format!("file://{}", self.state.display()))
             .arg("--config-dir")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"))
+            .arg(&self.config_dir)
             .arg("--progress")
             .arg("plain")
             .args(args.iter().map(AsRef::as_ref))
@@ -125,7 +136,10 @@ impl Stacks {
             .env_remove("KUBECONFIG")
             .env_remove("PREVIEW_BACKEND")
             .env_remove("PREVIEW_POSTGRES_URL")
-            .env_remove("PREVIEW_POSTGRES_URL_FILE");
+            .env_remove("PREVIEW_POSTGRES_URL_FILE")
+            .env_remove("GITHUB_SHA")
+            .env_remove("PREVIEW_COMMIT_SHA")
+            .env_remove("PREVIEW_RECORDS_BACKEND");
         if let Some(url) = &self.pg_url {
             c.env("PREVIEW_POSTGRES_URL", url);
         }
