@@ -1258,7 +1258,10 @@ mod tests {
             seen.lock().expect("seen").clone(),
             Some((stored.serial, stored.lineage.clone(), true))
         );
-        assert_eq!((report.serial, report.lineage), (stored.serial, stored.lineage));
+        assert_eq!(
+            (report.serial, report.lineage),
+            (stored.serial, stored.lineage)
+        );
         let err = engine
             .up_then(&g, BTreeMap::new(), async |_: &UpReport| {
                 Err(StateError::Passphrase("record failed".into()))

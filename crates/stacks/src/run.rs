@@ -320,15 +320,7 @@ async fn prepare(
     let import = import.selection(&graph)?;
     let kube = connect(g).await?;
     let counts = kube.counts().clone();
-    let (engine, printer) = engine(
-        kube,
-        backend.clone(),
-        g,
-        apply,
-        Some(&build),
-        import,
-        notes,
-    );
+    let (engine, printer) = engine(kube, backend.clone(), g, apply, Some(&build), import, notes);
     tracing::debug!("connected");
     Ok(Prepared {
         build,
@@ -503,7 +495,8 @@ async fn record_tested(
             images.insert(component.to_owned(), image.clone());
         }
     }
-    let entry = tested::TestedEntry::now(commit, images, &build.name, &report.lineage, report.serial);
+    let entry =
+        tested::TestedEntry::now(commit, images, &build.name, &report.lineage, report.serial);
     let appended = tested::append(backend, pr, entry.clone())
         .await
         .map_err(|e| preview_core::state::StateError::Io {

@@ -55,7 +55,10 @@ fn config_dir() -> tempfile::TempDir {
         .replace("namespace: aphiria\n", &format!("namespace: {PROD_NS}\n"))
         .replace("  namespace: default\n", "  namespace: aphiria-prod-db\n")
         .replace("  name: gateway\n", "  name: prod-gateway\n")
-        .replace("  namespace: nginx-gateway\n", "  namespace: prod-gateway\n")
+        .replace(
+            "  namespace: nginx-gateway\n",
+            "  namespace: prod-gateway\n",
+        )
         .replace("  className: nginx\n", "  className: nginx-prod\n");
     for needle in [
         "namespace: aphiria-prod\n",
@@ -188,7 +191,11 @@ async fn production_runs_exactly_what_a_destroyed_preview_tested() {
         recorded
     );
     let outputs = stacks.ok(&["--json", "outputs", "preview-pr", "--pr", &PR.to_string()]);
-    assert_eq!(text(&outputs.stdout).trim(), "{}", "destroy cleared the outputs");
+    assert_eq!(
+        text(&outputs.stdout).trim(),
+        "{}",
+        "destroy cleared the outputs"
+    );
 
     // Images no preview ran are refused; the plan of --untested says so.
     let other_web = format!("registry.example/aphiria/web@sha256:{}", digest(7_777));
@@ -242,11 +249,21 @@ async fn production_runs_exactly_what_a_destroyed_preview_tested() {
     // After the preview is gone, promote deploys production with its images.
     let plan: serde_json::Value = serde_json::from_slice(
         &stacks
-            .ok(&["promote", "--from-pr", &PR.to_string(), "--preview", "--format", "json"])
+            .ok(&[
+                "promote",
+                "--from-pr",
+                &PR.to_string(),
+                "--preview",
+                "--format",
+                "json",
+            ])
             .stdout,
     )
     .expect("plan");
-    assert!(plan.get("notes").is_none(), "a tested promotion has no note");
+    assert!(
+        plan.get("notes").is_none(),
+        "a tested promotion has no note"
+    );
     let out = stacks.ok(&["--json", "promote", "--from-pr", &PR.to_string()]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["stack"], "production");
@@ -258,7 +275,11 @@ async fn production_runs_exactly_what_a_destroyed_preview_tested() {
 
     let tested: BTreeSet<String> = [web(PR), api(PR)].into();
     let (templates, running) = production_images(&client).await;
-    assert_eq!(app_images(&templates), tested, "pod templates: {templates:?}");
+    assert_eq!(
+        app_images(&templates),
+        tested,
+        "pod templates: {templates:?}"
+    );
     assert_eq!(app_images(&running), tested, "pods' imageIDs: {running:?}");
     // Every replica runs them (production has 2+ of each).
     let pods: Api<Pod> = Api::namespaced(client.clone(), PROD_NS);
@@ -310,8 +331,10 @@ async fn production_runs_exactly_what_a_destroyed_preview_tested() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
-        err.contains(&format!("has no successful preview of commit {}", commit(2)))
-            && err.contains(&commit(1)[..12]),
+        err.contains(&format!(
+            "has no successful preview of commit {}",
+            commit(2)
+        )) && err.contains(&commit(1)[..12]),
         "{err}"
     );
     let out = stacks.run(&["promote", "--from-pr", "613"]);

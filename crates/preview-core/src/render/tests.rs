@@ -396,7 +396,8 @@ fn secret_canary_never_rendered() {
 #[test]
 fn notes_show_in_every_rendering_and_only_when_present() {
     let mut plan = every_action();
-    let note = "UNTESTED: web registry.example/web@sha256:0000 was not recorded by any successful preview";
+    let note =
+        "UNTESTED: web registry.example/web@sha256:0000 was not recorded by any successful preview";
     plan.notes = vec![format!("{note}\n(second line)")];
     let out = text(&plan, &TextOptions::default());
     assert!(

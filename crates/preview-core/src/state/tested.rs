@@ -49,8 +49,10 @@ pub const KIND: &str = "tested-images";
 /// Current format of a stored record.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// How often [`append`] retries after another writer changed the record.
-const CAS_ATTEMPTS: usize = 8;
+/// How often [`append`] tries before giving up while other writers keep changing
+/// the record (each round one writer wins; previews of one PR are serialised by
+/// their stack lock anyway, so contention is rare).
+const CAS_ATTEMPTS: u32 = 32;
 
 /// One successful preview deployment: what it ran.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,7 +329,12 @@ pub async fn append(
             source: None,
         });
     }
-    for _ in 0..CAS_ATTEMPTS {
+    for attempt in 0..CAS_ATTEMPTS {
+        if attempt > 0 {
+            // Jittered back-off, so that racing writers stop colliding.
+            let ms = rand::random_range(5..=25) * u64::from(attempt.min(8));
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         let stored = backend.read_record(KIND, &name).await?;
         let mut record = match &stored {
             Some(bytes) => decode_checked(backend, &name, pr, bytes)?,
@@ -405,10 +412,13 @@ pub fn find_images(records: &[TestedRecord], images: &BTreeMap<String, String>) 
     records
         .iter()
         .flat_map(|r| {
-            r.entries.iter().filter(|e| &e.images == images).map(|e| Found {
-                pr: r.pr,
-                entry: e.clone(),
-            })
+            r.entries
+                .iter()
+                .filter(|e| &e.images == images)
+                .map(|e| Found {
+                    pr: r.pr,
+                    entry: e.clone(),
+                })
         })
         .max_by(|a, b| a.entry.recorded_at.cmp(&b.entry.recorded_at))
 }

@@ -20,8 +20,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
-use preview_core::state::tested::{self, Found, TestedRecord};
 use preview_core::state::StateBackend;
+use preview_core::state::tested::{self, Found, TestedRecord};
 use serde_json::{Value, json};
 use stacks::{PinnedImage, PrNumber};
 
@@ -121,11 +121,7 @@ fn not_recorded(backend: &dyn StateBackend, what: &str, hint: &str) -> anyhow::E
 }
 
 /// Looks the source up in the records.
-async fn resolve(
-    backend: &dyn StateBackend,
-    source: &Source,
-    untested: bool,
-) -> Result<Resolved> {
+async fn resolve(backend: &dyn StateBackend, source: &Source, untested: bool) -> Result<Resolved> {
     let found = match source {
         Source::Pr { pr, commit } => {
             let record = tested::read(backend, *pr).await?.ok_or_else(|| {
@@ -352,9 +348,15 @@ mod tests {
             Source::Commit("abcdef1".into())
         );
         for (bad, says) in [
-            (src(Some("production"), None, None, None), "--from production"),
+            (
+                src(Some("production"), None, None, None),
+                "--from production",
+            ),
             (src(Some("preview-pr-0"), None, None, None), "--from 0"),
-            (src(None, Some("x"), None, None), "--from-pr x: not a number"),
+            (
+                src(None, Some("x"), None, None),
+                "--from-pr x: not a number",
+            ),
             (src(None, None, Some("abc"), None), "--from-sha abc"),
             (src(None, None, Some("zzzzzzzz"), None), "not a commit SHA"),
             (
@@ -375,7 +377,12 @@ mod tests {
             ("web".to_owned(), "r/web@sha256:2".to_owned()),
         ]);
         let note = untested_note(&images);
-        assert!(note.starts_with("UNTESTED: api r/api@sha256:1 and web r/web@sha256:2 were not recorded"), "{note}");
+        assert!(
+            note.starts_with(
+                "UNTESTED: api r/api@sha256:1 and web r/web@sha256:2 were not recorded"
+            ),
+            "{note}"
+        );
         let reasons = untested_reasons(&[], &images);
         assert_eq!(reasons.len(), 2);
         assert!(reasons[0].contains("never recorded"));

@@ -119,7 +119,10 @@ mod tests {
     async fn swap_is_compare_and_swap_and_records_stay_apart_from_states() {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = FileBackend::new(dir.path());
-        assert_eq!(b.read_record("tested-images", "pr-1").await.expect("read"), None);
+        assert_eq!(
+            b.read_record("tested-images", "pr-1").await.expect("read"),
+            None
+        );
         b.swap_record("tested-images", "pr-1", None, b"one")
             .await
             .expect("create");

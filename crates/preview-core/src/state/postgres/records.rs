@@ -22,7 +22,10 @@ CREATE TABLE IF NOT EXISTS preview_envs_records (
 );";
 
 impl PgBackend {
-    async fn records_table_exists(&self, client: &tokio_postgres::Client) -> Result<bool, StateError> {
+    async fn records_table_exists(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<bool, StateError> {
         Ok(client
             .query_one(
                 "SELECT to_regclass('preview_envs_records') IS NOT NULL",

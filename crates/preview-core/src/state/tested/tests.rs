@@ -66,9 +66,17 @@ fn tampering_other_kinds_and_formats_are_refused() {
             .contains("checksum mismatch")
     );
     let other = text.replace("\"kind\": \"tested-images\"", "\"kind\": \"plans\"");
-    assert!(decode(other.as_bytes()).expect_err("kind").contains("\"plans\""));
+    assert!(
+        decode(other.as_bytes())
+            .expect_err("kind")
+            .contains("\"plans\"")
+    );
     let future = text.replace("\"format\": 1", "\"format\": 2");
-    assert!(decode(future.as_bytes()).expect_err("format").contains("format 2"));
+    assert!(
+        decode(future.as_bytes())
+            .expect_err("format")
+            .contains("format 2")
+    );
     assert!(decode(b"").is_err());
     assert!(decode(b"{\"format\": 1}").is_err());
 }
@@ -77,7 +85,8 @@ fn tampering_other_kinds_and_formats_are_refused() {
 fn entries_must_be_pinned_and_well_formed() {
     let bad_image = {
         let mut e = entry(1, Some(1));
-        e.images.insert("web".into(), "registry.example/web:latest".into());
+        e.images
+            .insert("web".into(), "registry.example/web:latest".into());
         e
     };
     assert!(bad_image.problem().expect("tag").contains("not pinned"));
@@ -93,7 +102,12 @@ fn entries_must_be_pinned_and_well_formed() {
         e.commit = Some("abc1234".into());
         e
     };
-    assert!(short_commit.problem().expect("short").contains("full commit"));
+    assert!(
+        short_commit
+            .problem()
+            .expect("short")
+            .contains("full commit")
+    );
     let empty = TestedEntry::now(None, BTreeMap::new(), "s", "l", 1);
     assert!(empty.problem().is_some());
     assert_eq!(entry(1, Some(1)).problem(), None);
@@ -200,7 +214,11 @@ async fn append_keeps_a_history_and_skips_an_unchanged_test() {
         Appended::Added(4)
     );
     let record = read(&b, 7).await.expect("read").expect("present");
-    let commits: Vec<String> = record.entries.iter().map(TestedEntry::short_commit).collect();
+    let commits: Vec<String> = record
+        .entries
+        .iter()
+        .map(TestedEntry::short_commit)
+        .collect();
     assert_eq!(
         commits,
         [1, 2, 3, 1].map(|n| commit(n)[..12].to_owned()).to_vec()
@@ -232,7 +250,11 @@ async fn bad_entries_are_refused_before_any_write_and_damage_is_reported() {
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     // An append does not overwrite a damaged record.
     assert!(append(&b, 7, entry(2, Some(2))).await.is_err());
-    assert!(std::fs::read_to_string(&path).expect("kept").contains("\"serial\": 2"));
+    assert!(
+        std::fs::read_to_string(&path)
+            .expect("kept")
+            .contains("\"serial\": 2")
+    );
 
     // A record stored under another PR's name is refused.
     let moved = dir.path().join("tested-images/pr-9.json");
@@ -317,7 +339,9 @@ fn look_ups_by_commit_and_images() {
     assert!(ever_tested(&records, &images(1)["api"]));
     assert!(!ever_tested(&records, &image("web", 77)));
     assert_eq!(
-        records[0].latest_for_commit(&commit(0xabc1)).map(|e| e.serial),
+        records[0]
+            .latest_for_commit(&commit(0xabc1))
+            .map(|e| e.serial),
         Some(1)
     );
 }
