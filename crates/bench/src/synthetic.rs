@@ -117,7 +117,7 @@ pub fn run(resources: usize, runs: usize) -> anyhow::Result<SyntheticResult> {
             .collect::<Result<_, _>>()?;
         let t = Instant::now();
         let graph = DesiredGraph::new(stack, desired)?;
-        let p = plan(&graph, &state, &observed, &PlanOptions::default())?;
+        let p = plan(&graph, &state, &observed, &hasher(), &PlanOptions::default())?;
         times.push(t.elapsed());
         anyhow::ensure!(p.is_empty(), "synthetic no-op plan has changes");
         planned = p.steps.len();

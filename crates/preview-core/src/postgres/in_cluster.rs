@@ -29,6 +29,14 @@
 //!   executor can drop it). The ensure Job is the database's record: do not
 //!   delete it by hand or give database Jobs a TTL.
 //! - **list_owned**: ensure Jobs labelled with the stack.
+//!
+//! **Where Jobs are looked up.** Only in the database server's namespace, given
+//! when the executor is made ([`InClusterProvider::new`]) from the stack's own
+//! configuration or the base stack's `dbNamespace` output — never from the
+//! stack's state, which names databases only. A Job with a database Job's name,
+//! labels and annotations planted in any other namespace is never read, reused
+//! or parameterised from; a desired `Database` whose `job.namespace` is not that
+//! namespace is refused before any Job is written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,23 +66,53 @@ pub struct InClusterProvider {
     kube: Arc<dyn Provider>,
     client: kube::Client,
     events: EventSink,
+    namespace: Option<String>,
 }
 
 impl InClusterProvider {
     /// An executor writing through `kube` (the Kubernetes provider), reading with
-    /// `client`, reporting progress to `events`.
-    pub fn new(kube: Arc<dyn Provider>, client: kube::Client, events: EventSink) -> Self {
+    /// `client`, reporting progress to `events`, running and finding its Jobs
+    /// only in `server_namespace`, the database server's namespace (from
+    /// trusted configuration; `None` when the caller cannot tell, and then every
+    /// operation fails saying so).
+    pub fn new(
+        kube: Arc<dyn Provider>,
+        client: kube::Client,
+        events: EventSink,
+        server_namespace: Option<String>,
+    ) -> Self {
         InClusterProvider {
             kube,
             client,
             events,
+            namespace: server_namespace,
         }
     }
 
-    /// The ensure Job of a database, found by name in any namespace (delete and
-    /// read know only the database's name).
-    async fn find_job(&self, op: Operation, database: &str) -> Result<Option<Value>, kube::Error> {
-        let api: Api<Job> = Api::all(self.client.clone());
+    /// The server's namespace, or an error naming `id`.
+    fn namespace(&self, id: &ResourceId) -> Result<&str, ProviderError> {
+        self.namespace.as_deref().ok_or_else(|| {
+            other(
+                id,
+                "the in-cluster database executor does not know the database server's namespace (config `database.namespace`, or output `dbNamespace` of the base stack); set PREVIEW_POSTGRES_URL to use the direct executor instead".into(),
+            )
+        })
+    }
+
+    /// The Jobs API of the server's namespace.
+    fn jobs(&self, id: &ResourceId) -> Result<Api<Job>, ProviderError> {
+        Ok(Api::namespaced(self.client.clone(), self.namespace(id)?))
+    }
+
+    /// The ensure Job of a database, found by name in the server's namespace
+    /// (delete and read know only the database's name).
+    async fn find_job(
+        &self,
+        id: &ResourceId,
+        op: Operation,
+        database: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        let api = self.jobs(id)?;
         let name = job_name(op, database);
         let list = api
             .list(
@@ -82,7 +120,8 @@ impl InClusterProvider {
                     .fields(&format!("metadata.name={name}"))
                     .labels(&format!("{OPERATION_LABEL}={}", op.as_str())),
             )
-            .await?;
+            .await
+            .map_err(|e| kube_error(id, e))?;
         Ok(list
             .items
             .into_iter()
@@ -179,8 +218,9 @@ impl InClusterProvider {
         self.kube.wait_gone(job, opts, &self.events).await
     }
 
-    /// The ensure Job of `res` (its parameters checked).
-    fn ensure_job(res: &Resource) -> Result<DatabaseJob, ProviderError> {
+    /// The ensure Job of `res` (its parameters checked; it must run in the
+    /// server's namespace).
+    fn ensure_job(&self, res: &Resource) -> Result<DatabaseJob, ProviderError> {
         let (owner, marker) = desired(res)?;
         let settings: JobSettings = res
             .body
@@ -209,6 +249,16 @@ impl InClusterProvider {
             settings,
         };
         job.check().map_err(|m| other(&res.id, m))?;
+        let server = self.namespace(&res.id)?;
+        if job.settings.namespace != server {
+            return Err(other(
+                &res.id,
+                format!(
+                    "field job.namespace is {:?}, but database Jobs run only in the database server's namespace {server:?}",
+                    job.settings.namespace
+                ),
+            ));
+        }
         Ok(job)
     }
 
@@ -221,11 +271,7 @@ impl InClusterProvider {
 impl Provider for InClusterProvider {
     async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
         check_database_id(id)?;
-        let Some(job) = self
-            .find_job(Operation::Ensure, &id.name)
-            .await
-            .map_err(|e| kube_error(id, e))?
-        else {
+        let Some(job) = self.find_job(id, Operation::Ensure, &id.name).await? else {
             return Ok(None);
         };
         if job_phase(&job) != JobPhase::Complete {
@@ -240,7 +286,7 @@ impl Provider for InClusterProvider {
     }
 
     async fn dry_run(&self, res: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
-        let job = Self::ensure_job(res)?;
+        let job = self.ensure_job(res)?;
         match self.read(&res.id).await? {
             Some(live) if live["ownerMarker"] != json!(job.stack) => Ok(DryRun::Rejected {
                 code: 409,
@@ -257,7 +303,7 @@ impl Provider for InClusterProvider {
 
     async fn apply(&self, res: &Resource, _force: bool) -> Result<Value, ProviderError> {
         check_database_id(&res.id)?;
-        let job = Self::ensure_job(res)?;
+        let job = self.ensure_job(res)?;
         let line = self.run_job(&res.id, &job, Self::timeout_of(res)).await?;
         let result = parse_ensure_result(&line).map_err(|m| other(&res.id, m))?;
         Ok(live_value(
@@ -268,11 +314,7 @@ impl Provider for InClusterProvider {
 
     async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
         check_database_id(id)?;
-        let find = |op| async move {
-            self.find_job(op, &id.name)
-                .await
-                .map_err(|e| kube_error(id, e))
-        };
+        let find = |op| async move { self.find_job(id, op, &id.name).await };
         let Some(ensure) = find(Operation::Ensure).await? else {
             // An interrupted destroy may have removed the ensure Job after a verified
             // drop: the complete drop Job is the proof.
@@ -348,11 +390,7 @@ impl Provider for InClusterProvider {
         _events: &EventSink,
     ) -> Result<(), ProviderError> {
         // delete verified the drop inside the server (pg_database) and removed the Jobs.
-        match self
-            .find_job(Operation::Ensure, &id.name)
-            .await
-            .map_err(|e| kube_error(id, e))?
-        {
+        match self.find_job(id, Operation::Ensure, &id.name).await? {
             None => Ok(()),
             Some(job) => Err(ProviderError::NotReady {
                 id: id.clone(),
@@ -369,7 +407,7 @@ impl Provider for InClusterProvider {
         let Some(probe) = kinds.first() else {
             return Ok(Vec::new());
         };
-        let api: Api<Job> = Api::all(self.client.clone());
+        let api = self.jobs(probe)?;
         let jobs = api
             .list(&ListParams::default().labels(&format!(
                 "{STACK_LABEL}={stack},{OPERATION_LABEL}={}",

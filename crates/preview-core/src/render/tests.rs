@@ -35,6 +35,7 @@ fn step(id: ResourceId, action: Action, reason: Option<&str>, diff: Vec<FieldCha
         reason: reason.map(str::to_owned),
         diff,
         after: Vec::new(),
+        target: None,
     }
 }
 
@@ -345,13 +346,13 @@ fn secret_canary_never_rendered() {
     let after = DesiredGraph::new(STACK, resources).expect("graph");
     for r in after.resources() {
         let o = observed.get_mut(&r.id).expect("observed");
-        if crate::planner::needs_dry_run(r, state.resources.get(&r.id), o.live.as_ref()) {
+        if crate::planner::needs_dry_run(r, state.resources.get(&r.id), o.live.as_ref(), &hasher()) {
             o.dry_run = Some(DryRun::Accepted {
                 object: r.body.clone(),
             });
         }
     }
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
     let secret_step = plan
         .steps
         .iter()
