@@ -1120,6 +1120,8 @@ mod tests {
         objects: Mutex<BTreeMap<ResourceId, Value>>,
         backend: Arc<Counted>,
         violations: Mutex<Vec<String>>,
+        /// Every delete sent, with the uid it was conditional on.
+        deletes: Mutex<Vec<(ResourceId, Option<String>)>>,
     }
 
     #[async_trait]
@@ -1157,6 +1159,17 @@ mod tests {
             Ok(res.body.clone())
         }
         async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+            self.delete_checked(id, None).await
+        }
+        async fn delete_checked(
+            &self,
+            id: &ResourceId,
+            uid: Option<&str>,
+        ) -> Result<(), ProviderError> {
+            self.deletes
+                .lock()
+                .expect("lock")
+                .push((id.clone(), uid.map(str::to_owned)));
             self.objects.lock().expect("lock").remove(id);
             Ok(())
         }
@@ -1201,6 +1214,7 @@ mod tests {
             objects: Mutex::new(BTreeMap::new()),
             backend: backend.clone(),
             violations: Mutex::new(Vec::new()),
+            deletes: Mutex::new(Vec::new()),
         });
         World {
             _dir: dir,
@@ -1283,6 +1297,147 @@ mod tests {
         let other = BTreeMap::from([("k".to_owned(), Output::Plain(json!("w")))]);
         engine.up(&g, other).await.expect("outputs up");
         assert_eq!(w.writes(), writes + 1);
+    }
+
+    /// A state edited to point at a foreign object (no label) and at one of ours
+    /// recreated by someone else (another uid): destroy deletes the rest, never
+    /// those, says so while running and at the end, and keeps their records.
+    #[tokio::test]
+    async fn destroy_of_a_tampered_state_deletes_nothing_it_cannot_prove_it_owns() {
+        let w = world();
+        let g = graph(&["a", "b"], None);
+        w.engine().up(&g, BTreeMap::new()).await.expect("up");
+        // Someone else's ConfigMap in another namespace, without our label.
+        let foreign = ResourceId::kubernetes("v1", "ConfigMap", Some("kube-system"), "theirs");
+        w.fake.objects.lock().expect("lock").insert(
+            foreign.clone(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "theirs", "namespace": "kube-system", "uid": "u-theirs"}}),
+        );
+        // `b` was recreated outside the engine: our label, another uid.
+        if let Some(b) = w.fake.objects.lock().expect("lock").get_mut(&id("b")) {
+            b["metadata"]["uid"] = json!("u-b-new");
+        }
+        let mut edited = w.stored().await;
+        edited.resources.insert(
+            foreign.clone(),
+            ResourceRecord {
+                id: foreign.clone(),
+                depends_on: Vec::new(),
+                desired_hash: "sha256:x".into(),
+                live_hash: "sha256:x".into(),
+                uid: None,
+                protect: false,
+                imported: false,
+            },
+        );
+        if let Some(b) = edited.resources.get_mut(&id("b")) {
+            b.uid = Some("u-b-old".into());
+        }
+        edited.serial += 1;
+        w.backend.write(&edited).await.expect("edit the state");
+
+        let (events, mut rx) = EventSink::channel();
+        let engine = Engine::new(
+            Providers {
+                kubernetes: Some(w.fake.clone()),
+                ..Providers::default()
+            },
+            w.backend.clone(),
+            events,
+            EngineOptions::default(),
+        );
+        let err = engine.destroy("s").await.expect_err("refused");
+        let EngineError::Refused { refused, residue } = &err else {
+            panic!("{err}");
+        };
+        let ids: Vec<&ResourceId> = refused.iter().map(|(id, _)| id).collect();
+        // `b` lives in namespace `ns`: the Namespace is refused with it.
+        assert_eq!(
+            ids,
+            [
+                &id("b"),
+                &ResourceId::kubernetes("v1", "Namespace", None, "ns"),
+                &foreign
+            ]
+        );
+        assert!(residue.is_empty(), "{residue:?}");
+        let text = err.to_string();
+        assert!(text.starts_with("refused to delete 3 recorded object(s)"), "{text}");
+        assert!(text.contains("ConfigMap kube-system/theirs: ConfigMap kube-system/theirs is recorded in the state of stack s but the live object does not carry the label preview-envs.io/stack=s"), "{text}");
+        assert!(text.contains("has uid u-b-new"), "{text}");
+        // Only `a` was deleted, conditional on the uid it was checked with.
+        let deletes = w.fake.deletes.lock().expect("lock").clone();
+        assert_eq!(deletes, [(id("a"), None)]);
+        assert!(w.fake.objects.lock().expect("lock").contains_key(&foreign));
+        assert!(w.fake.objects.lock().expect("lock").contains_key(&id("b")));
+        // The refused records stay; what was deleted left the state.
+        let stored = w.stored().await;
+        let recorded: Vec<&str> = stored.resources.keys().map(|i| i.name.as_str()).collect();
+        assert_eq!(recorded, ["theirs", "b", "ns"]);
+        // Each refusal was reported while running.
+        drop(engine);
+        let mut warned = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let Event::Warning { id: Some(id), message } = event {
+                assert!(message.starts_with("not deleting it: "), "{message}");
+                warned.push(id);
+            }
+        }
+        assert_eq!(warned.len(), 3, "{warned:?}");
+    }
+
+    /// Secret bodies are recorded with keyed hashes that stay stable across runs
+    /// (and processes): a no-op up after a restart still writes nothing.
+    #[tokio::test]
+    async fn secret_hashes_are_keyed_and_a_no_op_up_still_writes_nothing() {
+        use crate::secret::SecretString;
+        use crate::state::auth::Authenticator;
+        use crate::state::crypto::KdfParams;
+        use crate::state::format::Codec;
+        let authenticated = || {
+            Codec::authenticated(Arc::new(Authenticator::with_params(
+                SecretString::new("engine test passphrase, long enough"),
+                KdfParams::insecure_for_tests(),
+            )))
+        };
+        let mut w = world();
+        let dir = w._dir.path().to_owned();
+        w.backend = Arc::new(Counted {
+            inner: FileBackend::new(&dir).with_codec(authenticated()),
+            writes: AtomicUsize::new(0),
+        });
+        let fake = Arc::new(Fake {
+            objects: Mutex::new(BTreeMap::new()),
+            backend: w.backend.clone(),
+            violations: Mutex::new(Vec::new()),
+            deletes: Mutex::new(Vec::new()),
+        });
+        w.fake = fake;
+        let secret = Resource::kubernetes(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "env", "namespace": "ns"}, "stringData": {"DB_PASSWORD": "hunter2-canary"}}))
+        .expect("secret");
+        let g = DesiredGraph::new("s", vec![secret.clone()]).expect("graph");
+        w.engine().up(&g, BTreeMap::new()).await.expect("up");
+        let stored = w.stored().await;
+        let record = &stored.resources[&secret.id];
+        assert!(record.desired_hash.starts_with("hmac-sha256:"), "{record:?}");
+        assert!(record.live_hash.starts_with("hmac-sha256:"), "{record:?}");
+        assert_ne!(
+            record.desired_hash,
+            crate::diff::body_hash(&g.get(&secret.id).expect("res").body),
+            "not the plain hash a reader could test guesses against"
+        );
+        // Another process: a new backend and authenticator over the same files.
+        let writes = w.writes();
+        w.backend = Arc::new(Counted {
+            inner: FileBackend::new(&dir).with_codec(authenticated()),
+            writes: AtomicUsize::new(0),
+        });
+        let again = w.engine().up(&g, BTreeMap::new()).await.expect("no-op up");
+        assert!(again.plan.is_empty());
+        assert_eq!(w.writes(), 0, "no state write after {writes}");
+        assert_eq!(w.stored().await.resources[&secret.id], *record);
     }
 
     #[tokio::test]

@@ -1023,6 +1023,132 @@ mod tests {
         assert!(!again.rotated);
     }
 
+    const STATE_PASSPHRASE: &str = "the state passphrase of these tests";
+
+    fn authenticated(passphrase: &str) -> Codec {
+        Codec::authenticated(std::sync::Arc::new(
+            preview_core::state::auth::Authenticator::with_params(
+                SecretString::new(passphrase),
+                KdfParams::insecure_for_tests(),
+            ),
+        ))
+    }
+
+    /// Format-2 state written without a passphrase is refused once a passphrase
+    /// is set; the error says how to upgrade, and export + import with
+    /// `--trust-unauthenticated` stores it authenticated.
+    #[tokio::test]
+    async fn unauthenticated_state_is_upgraded_consciously() {
+        let dir = TempDir::new("upgrade");
+        let plain = FileBackend::new(&dir.0);
+        let original = seeded(&plain, "s", 2).await;
+        let with_passphrase = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
+        let err = show(&with_passphrase, "s").await.expect_err("unauthenticated");
+        let text = err.to_string();
+        assert!(
+            text.contains("is not authentic: it is format 2 state, which carries no authentication tag"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`stacks state export s FILE --trust-unauthenticated`, review FILE, then `stacks state import s FILE --trust-unauthenticated`"),
+            "{text}"
+        );
+        // Nothing else gets through either: import, a plain write.
+        let file = dir.0.join("s-export.json");
+        let err = export_to_file(&with_passphrase, "s", &file)
+            .await
+            .expect_err("export without trust");
+        assert!(err.to_string().contains("not authentic"), "{err}");
+        let mut next = original.clone();
+        next.serial = 2;
+        assert!(with_passphrase.write(&next).await.is_err(), "never overwritten");
+
+        // The conscious path: export it (unauthenticated, for review) …
+        let trusting = FileBackend::new(&dir.0)
+            .with_codec(authenticated(STATE_PASSPHRASE).trusting_unauthenticated());
+        let report = export_to_file(&trusting, "s", &file).await.expect("export");
+        assert_eq!((report.serial, report.authenticated), (1, false));
+        let exported = std::fs::read_to_string(&file).expect("read");
+        assert!(exported.starts_with("{\n  \"format\": 2"), "{exported}");
+        // … importing it without trust says what to do …
+        let err = import_from_file(&with_passphrase, "s", &file, &ImportOptions::default())
+            .await
+            .expect_err("file not authentic");
+        assert!(
+            err.to_string().contains("import it with --trust-unauthenticated"),
+            "{err}"
+        );
+        // … and with trust it is stored authenticated, at the next serial.
+        let r = import_from_file(&trusting, "s", &file, &ImportOptions::default())
+            .await
+            .expect("import");
+        assert_eq!(
+            (r.serial, r.replaced, r.unchanged, r.authenticated),
+            (2, false, false, true)
+        );
+        let stored = std::fs::read_to_string(dir.0.join("s.json")).expect("stored");
+        assert!(stored.starts_with("{\n  \"format\": 3"), "{stored}");
+        let read = with_passphrase.read("s").await.expect("authentic").expect("some");
+        assert_eq!(read.resources, original.resources);
+        assert_eq!(read.outputs, original.outputs);
+        // Another passphrase does not read it; without one it is read (checksum
+        // only) but never overwritten.
+        let other = FileBackend::new(&dir.0).with_codec(authenticated("some other passphrase!"));
+        assert!(matches!(
+            other.read("s").await,
+            Err(StateError::NotAuthentic { .. })
+        ));
+        assert_eq!(plain.read("s").await.expect("read"), Some(read.clone()));
+        let mut downgrade = read.clone();
+        downgrade.serial += 1;
+        let err = plain.write(&downgrade).await.expect_err("no downgrade");
+        assert!(err.to_string().contains("PREVIEW_STATE_PASSPHRASE"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.0.join("s.json")).expect("kept"), stored);
+        // An authenticated export imports into another backend without trust.
+        let authenticated_file = dir.0.join("s-authenticated.json");
+        let report = export_to_file(&with_passphrase, "s", &authenticated_file)
+            .await
+            .expect("export");
+        assert!(report.authenticated);
+        let elsewhere = TempDir::new("upgrade-dst");
+        let dst = FileBackend::new(&elsewhere.0).with_codec(authenticated(STATE_PASSPHRASE));
+        let r = import_from_file(&dst, "s", &authenticated_file, &ImportOptions::default())
+            .await
+            .expect("import");
+        assert_eq!(r.serial, 2);
+    }
+
+    #[tokio::test]
+    async fn rotation_reauthenticates_the_document() {
+        let dir = TempDir::new("rotate-auth");
+        let old = SecretString::new(STATE_PASSPHRASE);
+        let new = SecretString::new("the next passphrase, rotated");
+        let before = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
+        let mut s = StackState::new("s");
+        s.serial = 1;
+        before.write(&s).await.expect("write");
+        let rotating = FileBackend::new(&dir.0).with_codec(Codec::authenticated(
+            std::sync::Arc::new(
+                preview_core::state::auth::Authenticator::with_params(
+                    new.clone(),
+                    KdfParams::insecure_for_tests(),
+                )
+                .rotating_from(old.clone()),
+            ),
+        ));
+        let r = rotate_passphrase(&rotating, "s", &old, &new, Duration::ZERO)
+            .await
+            .expect("rotate");
+        assert_eq!((r.serial, r.rotated, r.reauthenticated), (2, false, true));
+        let after = FileBackend::new(&dir.0).with_codec(authenticated("the next passphrase, rotated"));
+        assert_eq!(after.read("s").await.expect("new").map(|s| s.serial), Some(2));
+        let stale = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
+        assert!(matches!(
+            stale.read("s").await,
+            Err(StateError::NotAuthentic { .. })
+        ));
+    }
+
     #[tokio::test]
     async fn break_lock_names_the_holder() {
         let dir = TempDir::new("break");

@@ -233,7 +233,8 @@ fn destroy_of_an_edited_state_refuses_every_foreign_object() {
         &PlanOptions::default(),
     )
     .expect("plan");
-    let refused: Vec<String> = plan.refused_steps().map(|s| s.id.to_string()).collect();
+    let mut refused: Vec<String> = plan.refused_steps().map(|s| s.id.to_string()).collect();
+    refused.sort();
     assert_eq!(
         refused,
         [
