@@ -442,3 +442,166 @@ fn job_label(job: &Value) -> String {
 fn kube_error(id: &ResourceId, e: kube::Error) -> ProviderError {
     other(id, format!("reading database Jobs: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::resource::{ProviderKind, ResourceOptions};
+
+    /// A client whose API server answers every request with an empty list and
+    /// records the request paths.
+    fn recording_client() -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            log.lock().expect("lock").push(req.uri().to_string());
+            async move {
+                let body = serde_json::to_vec(&json!({
+                    "apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": []
+                }))
+                .expect("json");
+                http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body))
+            }
+        });
+        (kube::Client::new(service, "default"), seen)
+    }
+
+    /// The Kubernetes provider stand-in: these tests never get as far as a write.
+    struct NoWrites;
+
+    fn refused(id: &ResourceId) -> ProviderError {
+        other(id, "the test's Kubernetes provider was asked to act".into())
+    }
+
+    #[async_trait]
+    impl Provider for NoWrites {
+        async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
+            Err(refused(id))
+        }
+        async fn dry_run(&self, res: &Resource, _: bool) -> Result<DryRun, ProviderError> {
+            Err(refused(&res.id))
+        }
+        async fn apply(&self, res: &Resource, _: bool) -> Result<Value, ProviderError> {
+            Err(refused(&res.id))
+        }
+        async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+            Err(refused(id))
+        }
+        async fn wait_ready(
+            &self,
+            res: &Resource,
+            _: WaitOptions,
+            _: &EventSink,
+        ) -> Result<Value, ProviderError> {
+            Err(refused(&res.id))
+        }
+        async fn wait_gone(
+            &self,
+            id: &ResourceId,
+            _: WaitOptions,
+            _: &EventSink,
+        ) -> Result<(), ProviderError> {
+            Err(refused(id))
+        }
+        async fn list_owned(
+            &self,
+            _: &str,
+            kinds: &[ResourceId],
+        ) -> Result<Vec<ResourceId>, ProviderError> {
+            Err(refused(&kinds[0]))
+        }
+    }
+
+    fn database(job_namespace: &str) -> Resource {
+        Resource {
+            id: ResourceId {
+                provider: ProviderKind::Postgres,
+                api_version: "postgres.preview-envs.io/v1".into(),
+                kind: "Database".into(),
+                namespace: None,
+                name: "aphiria_pr_5".into(),
+            },
+            body: json!({
+                "owner": "aphiria",
+                "ownerMarker": "preview-pr-5",
+                "server": {"host": "db.db-server.svc.cluster.local", "port": 5432},
+                "job": {"namespace": job_namespace, "image": "postgres:16", "credentialsSecret": "db-credentials"},
+            }),
+            depends_on: Default::default(),
+            options: ResourceOptions::default(),
+        }
+    }
+
+    fn executor(namespace: Option<&str>) -> (InClusterProvider, Arc<Mutex<Vec<String>>>) {
+        let (client, seen) = recording_client();
+        let p = InClusterProvider::new(
+            Arc::new(NoWrites),
+            client,
+            EventSink::none(),
+            namespace.map(str::to_owned),
+        );
+        (p, seen)
+    }
+
+    #[tokio::test]
+    async fn jobs_are_looked_up_only_in_the_server_namespace() {
+        let (p, seen) = executor(Some("db-server"));
+        let db = database("db-server");
+        assert_eq!(p.read(&db.id).await.expect("read"), None);
+        assert!(
+            p.list_owned("preview-pr-5", std::slice::from_ref(&db.id))
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        let err = p.delete(&db.id).await.expect_err("no record").to_string();
+        assert!(err.contains("is gone"), "{err}");
+        let paths = seen.lock().expect("lock").clone();
+        assert!(paths.len() >= 4, "{paths:?}");
+        for path in &paths {
+            assert!(
+                path.starts_with("/apis/batch/v1/namespaces/db-server/jobs?"),
+                "a request outside the server's namespace: {path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_job_elsewhere_or_an_unknown_namespace_is_refused_before_any_request() {
+        let (p, seen) = executor(Some("db-server"));
+        let err = p
+            .apply(&database("preview-pr-5"), false)
+            .await
+            .expect_err("other namespace")
+            .to_string();
+        assert!(
+            err.contains("field job.namespace is \"preview-pr-5\", but database Jobs run only in the database server's namespace \"db-server\""),
+            "{err}"
+        );
+        let err = p
+            .dry_run(&database("preview-pr-5"), false)
+            .await
+            .expect_err("other namespace");
+        assert!(err.to_string().contains("job.namespace"), "{err}");
+        let (unknown, unknown_seen) = executor(None);
+        let db = database("db-server");
+        for err in [
+            unknown.read(&db.id).await.expect_err("read"),
+            unknown.delete(&db.id).await.expect_err("delete"),
+            unknown.apply(&db, false).await.expect_err("apply"),
+        ] {
+            assert!(
+                err.to_string()
+                    .contains("does not know the database server's namespace"),
+                "{err}"
+            );
+        }
+        assert!(seen.lock().expect("lock").is_empty());
+        assert!(unknown_seen.lock().expect("lock").is_empty());
+    }
+}
