@@ -139,7 +139,7 @@ impl std::fmt::Display for NotAuthentic {
                 "it is format {format} state, which carries no authentication tag, and a state passphrase is set (it was written without the passphrase or by an older version, or replaced by someone who does not know the passphrase)"
             ),
             NotAuthentic::Mismatch => f.write_str(
-                "its authentication tag does not verify with the state passphrase (it was modified outside this tool, copied from another stack, or written with another passphrase)",
+                "its authentication tag does not verify with the state passphrase (a wrong passphrase, or the state was modified outside this tool or copied from another stack)",
             ),
             NotAuthentic::BadHeader(m) => write!(f, "its authentication header is unusable: {m}"),
         }
