@@ -1141,7 +1141,9 @@ async fn postgres_advisory_locks_are_per_stack_and_name_the_holder() {
     let c = b.lock("c").await.expect("lock c concurrently");
     let rows = client
         .query(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1",
+            // This fixture's database only: other tests share the server.
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .await
