@@ -286,3 +286,38 @@ async fn a_forged_state_never_deletes_what_the_stack_does_not_own() {
         let _ = namespaces.delete(name, &DeleteParams::default()).await;
     }
 }
+
+/// A delete is conditional on the uid the planner checked: an object recreated
+/// since (same name, another uid) is not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_are_conditional_on_the_checked_uid() {
+    use preview_core::provider::Provider;
+    let cluster = TestCluster::shared().await.expect("cluster");
+    let client = cluster.client().expect("client");
+    let kube = KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
+        .await
+        .expect("connect");
+    let ns = create_namespace(&client, "uid-precondition")
+        .await
+        .expect("namespace");
+    let uid = configmap(&client, &ns, "c", None).await;
+    let id = ResourceId::kubernetes("v1", "ConfigMap", Some(&ns), "c");
+    let err = kube
+        .delete_checked(&id, Some("the-uid-that-was-checked"))
+        .await
+        .expect_err("another uid")
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "not deleted: the object now has uid {uid}, not the checked the-uid-that-was-checked"
+        )),
+        "{err}"
+    );
+    assert!(still_there(&client, Some(&ns), "c").await);
+    kube.delete_checked(&id, Some(&uid))
+        .await
+        .expect("the checked uid");
+    assert!(!still_there(&client, Some(&ns), "c").await);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
