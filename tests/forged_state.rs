@@ -93,7 +93,12 @@ fn deletes_of(cluster: &TestCluster, resource: &str, namespace: Option<&str>, na
         .count()
 }
 
-async fn configmap(client: &kube::Client, ns: &str, name: &str, labels: Option<(&str, &str)>) -> String {
+async fn configmap(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    labels: Option<(&str, &str)>,
+) -> String {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let cm = ConfigMap {
         metadata: ObjectMeta {
@@ -148,7 +153,9 @@ async fn a_forged_state_never_deletes_what_the_stack_does_not_own() {
     eng.up(&g, Default::default()).await.expect("up");
 
     // Someone else's namespace and object, without the stack's label.
-    let victim_ns = create_namespace(&client, "victim").await.expect("namespace");
+    let victim_ns = create_namespace(&client, "victim")
+        .await
+        .expect("namespace");
     let precious_uid = configmap(&client, &victim_ns, "precious", None).await;
     // The stack's ConfigMap `other`, deleted and recreated by someone else with
     // the stack's label: same id, not the object the stack created.
@@ -161,7 +168,13 @@ async fn a_forged_state_never_deletes_what_the_stack_does_not_own() {
         assert!(std::time::Instant::now() < deadline, "other is not gone");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    configmap(&client, &ns, "other", Some(("preview-envs.io/stack", stack))).await;
+    configmap(
+        &client,
+        &ns,
+        "other",
+        Some(("preview-envs.io/stack", stack)),
+    )
+    .await;
 
     // The forged state: the victim namespace (no uid), its object (real uid).
     let victim_id = ResourceId::kubernetes("v1", "Namespace", None, victim_ns.as_str());
@@ -212,7 +225,10 @@ async fn a_forged_state_never_deletes_what_the_stack_does_not_own() {
     drop(eng);
     let mut warnings = 0;
     while let Ok(event) = rx.try_recv() {
-        if let Event::Warning { id: Some(_), message } = event
+        if let Event::Warning {
+            id: Some(_),
+            message,
+        } = event
             && message.starts_with("not deleting it: ")
         {
             warnings += 1;
@@ -277,7 +293,10 @@ async fn a_forged_state_never_deletes_what_the_stack_does_not_own() {
     );
     assert_eq!(std::fs::read_to_string(&path).expect("kept"), forged);
     assert!(still_there(&client, None, &victim_ns).await);
-    assert!(still_there(&client, None, &ans).await, "nothing was deleted");
+    assert!(
+        still_there(&client, None, &ans).await,
+        "nothing was deleted"
+    );
     assert_eq!(deletes_of(cluster, "namespaces", None, &victim_ns), before);
 
     // Clean up by hand.

@@ -320,7 +320,10 @@ async fn jobs_planted_in_another_namespace_are_never_used() {
         .expect("delete real job");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !job_names(&w.jobs).await.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the real Job is not gone");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the real Job is not gone"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
@@ -359,14 +362,13 @@ async fn jobs_planted_in_another_namespace_are_never_used() {
     );
     assert!(comment_of(&w.admin, "aphiria_pr_80").await.is_some());
     // An executor that does not know the server's namespace says so.
-    let unknown = InClusterProvider::new(
-        kube.clone(),
-        kube.client().clone(),
-        EventSink::none(),
-        None,
-    );
+    let unknown =
+        InClusterProvider::new(kube.clone(), kube.client().clone(), EventSink::none(), None);
     let err = unknown.read(&db.id).await.expect_err("unknown").to_string();
-    assert!(err.contains("does not know the database server's namespace"), "{err}");
+    assert!(
+        err.contains("does not know the database server's namespace"),
+        "{err}"
+    );
     w.admin
         .batch_execute("DROP DATABASE aphiria_pr_80")
         .await

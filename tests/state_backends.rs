@@ -24,13 +24,13 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use preview_core::secret::SecretString;
-use preview_core::state::crypto::Sealer;
-use preview_core::state::file::FileBackend;
-use preview_core::state::kubernetes::KubeBackend;
-use preview_core::state::kubernetes::lease::{lease_name, micro_ago, now_micro};
 use preview_core::state::auth::Authenticator;
 use preview_core::state::crypto::KdfParams;
+use preview_core::state::crypto::Sealer;
+use preview_core::state::file::FileBackend;
 use preview_core::state::format::Codec;
+use preview_core::state::kubernetes::KubeBackend;
+use preview_core::state::kubernetes::lease::{lease_name, micro_ago, now_micro};
 use preview_core::state::{
     BackendOptions, LockHolder, Output, ResourceRecord, StackLock, StackState, StateBackend,
     StateError, format, lock_with_timeout, open_backend, open_backend_with,
@@ -195,9 +195,9 @@ impl Fixture {
     /// without the passphrase, trusting or not).
     async fn reopen(&self, codec: Codec) -> Arc<dyn StateBackend> {
         match self.kind {
-            Kind::File => Arc::new(
-                FileBackend::new(self.dir.as_ref().expect("dir").path()).with_codec(codec),
-            ),
+            Kind::File => {
+                Arc::new(FileBackend::new(self.dir.as_ref().expect("dir").path()).with_codec(codec))
+            }
             Kind::Kube => {
                 let (client, ns) = self.kube.as_ref().expect("kube");
                 Arc::new(
@@ -745,11 +745,15 @@ async fn authenticity(kind: Kind) {
         ),
         (
             "a record's uid",
-            forged(&doc, 3, |st| st["resources"][0]["uid"] = json!("a-foreign-uid")),
+            forged(&doc, 3, |st| {
+                st["resources"][0]["uid"] = json!("a-foreign-uid")
+            }),
         ),
         (
             "an output",
-            forged(&doc, 3, |st| st["outputs"]["url"]["value"] = json!("https://evil")),
+            forged(&doc, 3, |st| {
+                st["outputs"]["url"]["value"] = json!("https://evil")
+            }),
         ),
         ("the serial", forged(&doc, 3, |st| st["serial"] = json!(7))),
         (
@@ -778,7 +782,10 @@ async fn authenticity(kind: Kind) {
         assert!(shown.contains("--trust-unauthenticated"), "{what}: {shown}");
         // A write is refused too, and leaves the forged document in place.
         let err = b.write(&next).await.expect_err(what);
-        assert!(matches!(err, StateError::NotAuthentic { .. }), "{what}: {err}");
+        assert!(
+            matches!(err, StateError::NotAuthentic { .. }),
+            "{what}: {err}"
+        );
         assert_eq!(fx.document("trust-a").await, bytes, "{what}: overwritten");
         fx.rewrite("trust-a", |_| doc.clone()).await;
     }

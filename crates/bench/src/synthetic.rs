@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use preview_core::Resource;
-use preview_core::state::auth::RecordHasher;
 use preview_core::graph::DesiredGraph;
 use preview_core::observe::{Observation, Observed};
 use preview_core::planner::{PlanOptions, plan};
+use preview_core::state::auth::RecordHasher;
 use preview_core::state::{ResourceRecord, StackState};
 use serde_json::{Value, json};
 

@@ -639,7 +639,9 @@ impl Engine {
                 id: Some(step.id.clone()),
                 message: format!(
                     "not deleting it: {}",
-                    step.reason.as_deref().unwrap_or("it fails the ownership checks")
+                    step.reason
+                        .as_deref()
+                        .unwrap_or("it fails the ownership checks")
                 ),
             });
         }
@@ -739,7 +741,11 @@ impl Engine {
 
     /// Sends the delete of a Delete or Replace step: only for the object the
     /// planner checked (conditional on its uid), none for one that was gone.
-    async fn delete_target(&self, provider: &dyn Provider, step: &Step) -> Result<(), ProviderError> {
+    async fn delete_target(
+        &self,
+        provider: &dyn Provider,
+        step: &Step,
+    ) -> Result<(), ProviderError> {
         match &step.target {
             Some(DeleteTarget::Live { uid }) => provider.delete_checked(&step.id, uid.as_deref()).await,
             Some(DeleteTarget::Absent) => Ok(()),
@@ -1410,7 +1416,10 @@ mod tests {
         );
         assert!(residue.is_empty(), "{residue:?}");
         let text = err.to_string();
-        assert!(text.starts_with("refused to delete 3 recorded object(s)"), "{text}");
+        assert!(
+            text.starts_with("refused to delete 3 recorded object(s)"),
+            "{text}"
+        );
         assert!(text.contains("ConfigMap kube-system/theirs: ConfigMap kube-system/theirs is recorded in the state of stack s but the live object does not carry the label preview-envs.io/stack=s"), "{text}");
         assert!(text.contains("has uid u-b-new"), "{text}");
         // Only `a` was deleted, conditional on the uid it was checked with.
@@ -1426,7 +1435,11 @@ mod tests {
         drop(engine);
         let mut warned = Vec::new();
         while let Ok(event) = rx.try_recv() {
-            if let Event::Warning { id: Some(id), message } = event {
+            if let Event::Warning {
+                id: Some(id),
+                message,
+            } = event
+            {
                 assert!(message.starts_with("not deleting it: "), "{message}");
                 warned.push(id);
             }
@@ -1468,7 +1481,10 @@ mod tests {
         w.engine().up(&g, BTreeMap::new()).await.expect("up");
         let stored = w.stored().await;
         let record = &stored.resources[&secret.id];
-        assert!(record.desired_hash.starts_with("hmac-sha256:"), "{record:?}");
+        assert!(
+            record.desired_hash.starts_with("hmac-sha256:"),
+            "{record:?}"
+        );
         assert!(record.live_hash.starts_with("hmac-sha256:"), "{record:?}");
         assert_ne!(
             record.desired_hash,

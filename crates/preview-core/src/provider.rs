@@ -102,7 +102,11 @@ pub trait Provider: Send + Sync {
     /// the provider reports one. A provider that can make the delete conditional
     /// on it does (Kubernetes: `preconditions.uid`), so an object recreated
     /// after planning is not deleted; the default is [`Provider::delete`].
-    async fn delete_checked(&self, id: &ResourceId, uid: Option<&str>) -> Result<(), ProviderError> {
+    async fn delete_checked(
+        &self,
+        id: &ResourceId,
+        uid: Option<&str>,
+    ) -> Result<(), ProviderError> {
         let _ = uid;
         self.delete(id).await
     }

@@ -118,16 +118,18 @@ pub async fn list(backend: &dyn StateBackend) -> Result<Vec<StackSummary>, State
                 problem: None,
             },
             Ok(None) => continue, // deleted while listing
-            Err(e @ (StateError::Corrupt { .. } | StateError::NotAuthentic { .. })) => StackSummary {
-                stack,
-                serial: None,
-                lineage: None,
-                resources: 0,
-                outputs: 0,
-                pending: 0,
-                encrypted: false,
-                problem: Some(e.to_string()),
-            },
+            Err(e @ (StateError::Corrupt { .. } | StateError::NotAuthentic { .. })) => {
+                StackSummary {
+                    stack,
+                    serial: None,
+                    lineage: None,
+                    resources: 0,
+                    outputs: 0,
+                    pending: 0,
+                    encrypted: false,
+                    problem: Some(e.to_string()),
+                }
+            }
             Err(e) => return Err(e.into()),
         };
         out.push(summary);
@@ -381,9 +383,7 @@ pub async fn import_bytes(
         return Err(StateCmdError::Refused {
             action: "import",
             stack: stack.to_owned(),
-            reason: format!(
-                "the file holds the state of stack {other:?}; import it as that stack"
-            ),
+            reason: format!("the file holds the state of stack {other:?}; import it as that stack"),
         });
     }
     let mut imported = decode_file(backend.codec(), stack, bytes)?;
@@ -1043,10 +1043,14 @@ mod tests {
         let plain = FileBackend::new(&dir.0);
         let original = seeded(&plain, "s", 2).await;
         let with_passphrase = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
-        let err = show(&with_passphrase, "s").await.expect_err("unauthenticated");
+        let err = show(&with_passphrase, "s")
+            .await
+            .expect_err("unauthenticated");
         let text = err.to_string();
         assert!(
-            text.contains("is not authentic: it is format 2 state, which carries no authentication tag"),
+            text.contains(
+                "is not authentic: it is format 2 state, which carries no authentication tag"
+            ),
             "{text}"
         );
         assert!(
@@ -1061,7 +1065,10 @@ mod tests {
         assert!(err.to_string().contains("not authentic"), "{err}");
         let mut next = original.clone();
         next.serial = 2;
-        assert!(with_passphrase.write(&next).await.is_err(), "never overwritten");
+        assert!(
+            with_passphrase.write(&next).await.is_err(),
+            "never overwritten"
+        );
 
         // The conscious path: export it (unauthenticated, for review) …
         let trusting = FileBackend::new(&dir.0)
@@ -1075,7 +1082,8 @@ mod tests {
             .await
             .expect_err("file not authentic");
         assert!(
-            err.to_string().contains("import it with --trust-unauthenticated"),
+            err.to_string()
+                .contains("import it with --trust-unauthenticated"),
             "{err}"
         );
         // … and with trust it is stored authenticated, at the next serial.
@@ -1088,7 +1096,11 @@ mod tests {
         );
         let stored = std::fs::read_to_string(dir.0.join("s.json")).expect("stored");
         assert!(stored.starts_with("{\n  \"format\": 3"), "{stored}");
-        let read = with_passphrase.read("s").await.expect("authentic").expect("some");
+        let read = with_passphrase
+            .read("s")
+            .await
+            .expect("authentic")
+            .expect("some");
         assert_eq!(read.resources, original.resources);
         assert_eq!(read.outputs, original.outputs);
         // Another passphrase does not read it; without one it is read (checksum
@@ -1102,8 +1114,14 @@ mod tests {
         let mut downgrade = read.clone();
         downgrade.serial += 1;
         let err = plain.write(&downgrade).await.expect_err("no downgrade");
-        assert!(err.to_string().contains("PREVIEW_STATE_PASSPHRASE"), "{err}");
-        assert_eq!(std::fs::read_to_string(dir.0.join("s.json")).expect("kept"), stored);
+        assert!(
+            err.to_string().contains("PREVIEW_STATE_PASSPHRASE"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.0.join("s.json")).expect("kept"),
+            stored
+        );
         // An authenticated export imports into another backend without trust.
         let authenticated_file = dir.0.join("s-authenticated.json");
         let report = export_to_file(&with_passphrase, "s", &authenticated_file)
@@ -1127,21 +1145,24 @@ mod tests {
         let mut s = StackState::new("s");
         s.serial = 1;
         before.write(&s).await.expect("write");
-        let rotating = FileBackend::new(&dir.0).with_codec(Codec::authenticated(
-            std::sync::Arc::new(
+        let rotating =
+            FileBackend::new(&dir.0).with_codec(Codec::authenticated(std::sync::Arc::new(
                 preview_core::state::auth::Authenticator::with_params(
                     new.clone(),
                     KdfParams::insecure_for_tests(),
                 )
                 .rotating_from(old.clone()),
-            ),
-        ));
+            )));
         let r = rotate_passphrase(&rotating, "s", &old, &new, Duration::ZERO)
             .await
             .expect("rotate");
         assert_eq!((r.serial, r.rotated, r.reauthenticated), (2, false, true));
-        let after = FileBackend::new(&dir.0).with_codec(authenticated("the next passphrase, rotated"));
-        assert_eq!(after.read("s").await.expect("new").map(|s| s.serial), Some(2));
+        let after =
+            FileBackend::new(&dir.0).with_codec(authenticated("the next passphrase, rotated"));
+        assert_eq!(
+            after.read("s").await.expect("new").map(|s| s.serial),
+            Some(2)
+        );
         let stale = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
         assert!(matches!(
             stale.read("s").await,

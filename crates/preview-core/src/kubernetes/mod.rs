@@ -189,7 +189,11 @@ impl Provider for KubeProvider {
         writer::delete(self, id, None).await
     }
 
-    async fn delete_checked(&self, id: &ResourceId, uid: Option<&str>) -> Result<(), ProviderError> {
+    async fn delete_checked(
+        &self,
+        id: &ResourceId,
+        uid: Option<&str>,
+    ) -> Result<(), ProviderError> {
         writer::delete(self, id, uid).await
     }
 

@@ -317,12 +317,17 @@ fn refused_deletes_are_shown_and_counted() {
     );
     let shown = text(&plan, &TextOptions::default());
     assert!(
-        shown.contains("  ! ConfigMap kube-system/cluster-info (ConfigMap kube-system/cluster-info is recorded"),
+        shown.contains(
+            "  ! ConfigMap kube-system/cluster-info (ConfigMap kube-system/cluster-info is recorded"
+        ),
         "{shown}"
     );
     let md = markdown(&plan, &MarkdownOptions::default());
     assert!(md.contains("**1 recorded object(s) refused:**"), "{md}");
-    assert!(md.contains("\n! ConfigMap kube-system/cluster-info ("), "{md}");
+    assert!(
+        md.contains("\n! ConfigMap kube-system/cluster-info ("),
+        "{md}"
+    );
     let doc = json(&plan);
     assert_eq!(doc["summary"]["refuse"], 1);
     assert_eq!(doc["steps"][0]["action"], "refuse");
@@ -381,13 +386,21 @@ fn secret_canary_never_rendered() {
     let after = DesiredGraph::new(STACK, resources).expect("graph");
     for r in after.resources() {
         let o = observed.get_mut(&r.id).expect("observed");
-        if crate::planner::needs_dry_run(r, state.resources.get(&r.id), o.live.as_ref(), &hasher()) {
+        if crate::planner::needs_dry_run(r, state.resources.get(&r.id), o.live.as_ref(), &hasher())
+        {
             o.dry_run = Some(DryRun::Accepted {
                 object: r.body.clone(),
             });
         }
     }
-    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let secret_step = plan
         .steps
         .iter()

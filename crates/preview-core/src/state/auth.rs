@@ -454,7 +454,10 @@ mod tests {
         ] {
             let h = ha.desired_hash(&res);
             assert!(h.starts_with(KEYED_HASH_PREFIX), "{h}");
-            assert!(!h.contains(&plain_hash[7..]), "a keyed hash is not the plain one");
+            assert!(
+                !h.contains(&plain_hash[7..]),
+                "a keyed hash is not the plain one"
+            );
             assert_eq!(h, ha_again.desired_hash(&res), "stable within a stack");
             assert_ne!(h, hb.desired_hash(&res), "differs between stacks");
             // A different value gives a different hash; the live projection of
@@ -495,7 +498,10 @@ mod tests {
         .expect("valid");
         let h = RecordHasher::without_passphrase(&st);
         assert_eq!(h.desired_hash(&cm), body_hash(&cm.body));
-        assert_eq!(h.live_hash(&cm.body, &cm), projection_hash(&cm.body, &cm.body));
+        assert_eq!(
+            h.live_hash(&cm.body, &cm),
+            projection_hash(&cm.body, &cm.body)
+        );
         // Declared secret paths make any body keyed.
         let mut declared = cm.clone();
         declared.options.secret_paths = vec!["/data/A".into()];
@@ -507,12 +513,24 @@ mod tests {
     fn tags_bind_the_stack_the_parameters_and_the_bytes() {
         let auth = auth("a long enough state passphrase");
         let header = auth.sign("s", b"{\"serial\": 1}").expect("sign");
-        assert_eq!(auth.verify("s", &header, b"{\"serial\": 1}"), Verdict::Authentic);
-        assert_eq!(auth.verify("s", &header, b"{\"serial\": 2}"), Verdict::Mismatch);
-        assert_eq!(auth.verify("t", &header, b"{\"serial\": 1}"), Verdict::Mismatch);
+        assert_eq!(
+            auth.verify("s", &header, b"{\"serial\": 1}"),
+            Verdict::Authentic
+        );
+        assert_eq!(
+            auth.verify("s", &header, b"{\"serial\": 2}"),
+            Verdict::Mismatch
+        );
+        assert_eq!(
+            auth.verify("t", &header, b"{\"serial\": 1}"),
+            Verdict::Mismatch
+        );
         let mut weaker = header.clone();
         weaker.kdf.iterations += 1;
-        assert_eq!(auth.verify("s", &weaker, b"{\"serial\": 1}"), Verdict::Mismatch);
+        assert_eq!(
+            auth.verify("s", &weaker, b"{\"serial\": 1}"),
+            Verdict::Mismatch
+        );
         let mut bad = header.clone();
         bad.kdf.memory_kib = 1;
         assert!(matches!(
@@ -530,7 +548,10 @@ mod tests {
             SecretString::new("the next passphrase, rotated"),
             KdfParams::insecure_for_tests(),
         );
-        assert_eq!(new.verify("s", &header, b"{\"serial\": 1}"), Verdict::Mismatch);
+        assert_eq!(
+            new.verify("s", &header, b"{\"serial\": 1}"),
+            Verdict::Mismatch
+        );
         let rotating = Authenticator::with_params(
             SecretString::new("the next passphrase, rotated"),
             KdfParams::insecure_for_tests(),

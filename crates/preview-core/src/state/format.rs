@@ -300,9 +300,7 @@ impl Codec {
                 .is_some()
                 .then_some(NotAuthentic::Unauthenticated { format: env.format }),
             (AUTHENTICATED_FORMAT_VERSION, None) => {
-                return corrupt(
-                    "format 3 state without its authentication header".to_owned(),
-                );
+                return corrupt("format 3 state without its authentication header".to_owned());
             }
             (AUTHENTICATED_FORMAT_VERSION, Some(header)) => match &self.auth {
                 Some(auth) => match auth.verify(stack, header, raw) {

@@ -214,7 +214,9 @@ pub enum StateError {
     /// A state passphrase is set and the stored document is not authenticated
     /// by it (edited, moved, written with another passphrase, or in an older
     /// unauthenticated format); it is left untouched.
-    #[error("state of stack {stack} at {location} is not authentic: {message}; it was not modified")]
+    #[error(
+        "state of stack {stack} at {location} is not authentic: {message}; it was not modified"
+    )]
     NotAuthentic {
         /// Stack.
         stack: String,

@@ -10,9 +10,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::format::Codec;
 use super::kubernetes::{DEFAULT_LEASE_DURATION, KubeBackend};
 use super::postgres::PgBackend;
-use super::format::Codec;
 use super::{StateBackend, StateError, file::FileBackend};
 use crate::secret::SecretString;
 

@@ -39,7 +39,14 @@ fn existing(label: Option<&str>) -> (DesiredGraph, Observed) {
 #[test]
 fn existing_unmanaged_objects_are_refused_naming_each_one() {
     let (g, observed) = existing(None);
-    let err = plan(&g, &empty_state(), &observed, &hasher(), &PlanOptions::default()).expect_err("refused");
+    let err = plan(
+        &g,
+        &empty_state(),
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect_err("refused");
     let PlanError::Problems(found) = &err;
     assert_eq!(found.len(), 2, "every problem, not only the first");
     assert_eq!(found[0].id, web());
@@ -55,7 +62,13 @@ fn existing_unmanaged_objects_are_refused_naming_each_one() {
 #[test]
 fn objects_of_another_stack_or_a_lost_state_are_refused_with_the_reason() {
     let (g, observed) = existing(Some("preview-pr-2"));
-    let found = problems(plan(&g, &empty_state(), &observed, &hasher(), &PlanOptions::default()));
+    let found = problems(plan(
+        &g,
+        &empty_state(),
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert!(
         found[0]
             .message
@@ -67,7 +80,13 @@ fn objects_of_another_stack_or_a_lost_state_are_refused_with_the_reason() {
 
     // Our label but nothing pending: not a crash-resume; the state may be lost.
     let (g, observed) = existing(Some(STACK));
-    let found = problems(plan(&g, &empty_state(), &observed, &hasher(), &PlanOptions::default()));
+    let found = problems(plan(
+        &g,
+        &empty_state(),
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert!(
         found[0]
             .message
@@ -208,7 +227,8 @@ fn crash_between_create_and_state_write_resumes() {
             message: "spec.selector: field is immutable".into(),
         },
     );
-    let replan = super::plan(&g, &state, &immutable, &hasher(), &PlanOptions::default()).expect("plan");
+    let replan =
+        super::plan(&g, &state, &immutable, &hasher(), &PlanOptions::default()).expect("plan");
     let api_step = replan.steps.iter().find(|s| s.id == api()).expect("api");
     assert_eq!(api_step.action, Action::Replace);
     assert_eq!(
@@ -218,7 +238,13 @@ fn crash_between_create_and_state_write_resumes() {
 
     // Without its dry-run, a crash-resume cannot be planned (engine bug).
     observed.get_mut(&api()).expect("api").dry_run = None;
-    let found = problems(super::plan(&g, &state, &observed, &hasher(), &PlanOptions::default()));
+    let found = problems(super::plan(
+        &g,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].kind, ProblemKind::MissingDryRun);
 }

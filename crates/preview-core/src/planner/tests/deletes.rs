@@ -24,7 +24,14 @@ fn removed_resources_are_deleted_dependents_first_after_all_other_steps() {
     let before = graph();
     let (state, observed) = applied(&before);
     let after = removed_web_stack();
-    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let deletes: Vec<&Step> = plan
         .steps
         .iter()
@@ -150,7 +157,11 @@ fn an_object_recreated_by_someone_else_is_refused_not_deleted() {
         &PlanOptions::default(),
     )
     .expect("plan");
-    let step = plan.steps.iter().find(|s| s.id == service).expect("service");
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.id == service)
+        .expect("service");
     assert_eq!(step.action, Action::Refuse);
     assert!(!step.action.is_mutating());
     assert_eq!(step.target, None);
@@ -328,7 +339,10 @@ fn ownership_rules() {
         Ok(Some("u2".into())),
         "no recorded uid: the label decides, the live uid pins the delete"
     );
-    assert_eq!(ownership(STACK, &id, None, &live(ours.clone(), None)), Ok(None));
+    assert_eq!(
+        ownership(STACK, &id, None, &live(ours.clone(), None)),
+        Ok(None)
+    );
     assert!(ownership(STACK, &id, Some("u1"), &live(ours.clone(), Some("u2"))).is_err());
     assert!(ownership(STACK, &id, Some("u1"), &live(ours, None)).is_err());
     assert!(ownership(STACK, &id, Some("u1"), &live(json!({}), Some("u1"))).is_err());

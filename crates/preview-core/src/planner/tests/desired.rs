@@ -82,9 +82,9 @@ fn needs_dry_run_only_for_changes_drift_and_unrecorded_objects() {
     assert!(needs_dry_run(
         changed.get(&web()).expect("web"),
         record,
-        Some(&live)
-    ,
-        &hasher()));
+        Some(&live),
+        &hasher()
+    ));
 
     let mut drifted = live.clone();
     drifted["spec"]["replicas"] = json!(5);
@@ -115,7 +115,14 @@ fn changed_image_is_an_update_with_a_field_diff() {
     });
     let needing: Vec<&ResourceId> = after
         .resources()
-        .filter(|r| needs_dry_run(r, state.resources.get(&r.id), observed[&r.id].live.as_ref(), &hasher()))
+        .filter(|r| {
+            needs_dry_run(
+                r,
+                state.resources.get(&r.id),
+                observed[&r.id].live.as_ref(),
+                &hasher(),
+            )
+        })
         .map(|r| &r.id)
         .collect();
     assert_eq!(
@@ -124,7 +131,14 @@ fn changed_image_is_an_update_with_a_field_diff() {
         "only the changed Deployment needs a dry-run"
     );
     accept_dry_run(&after, &mut observed, &web());
-    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let step = plan.steps.iter().find(|s| s.id == web()).expect("web step");
     assert_eq!(step.action, Action::Update);
     assert_eq!(plan.summary().update, 1);
@@ -151,7 +165,14 @@ fn config_change_updates_the_config_map_and_rolls_its_workloads() {
     for id in [&config, &web(), &id("apps/v1", "Deployment", "api")] {
         accept_dry_run(&after, &mut observed, id);
     }
-    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let updated: Vec<String> = plan.mutating_steps().map(|s| s.id.to_string()).collect();
     assert_eq!(
         updated,
@@ -185,7 +206,14 @@ fn accepted_dry_run_that_changes_nothing_is_a_no_op() {
         }
     });
     accept_dry_run(&after, &mut observed, &web());
-    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     assert!(plan.is_empty(), "{}", outline(&plan));
 }
 
@@ -206,7 +234,14 @@ fn immutable_field_change_is_a_replace_with_the_servers_reason() {
             message: message.into(),
         },
     );
-    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let step = plan.steps.iter().find(|s| s.id == web()).expect("web");
     assert_eq!(step.action, Action::Replace);
     assert_eq!(step.reason.as_deref(), Some(message));
@@ -254,7 +289,13 @@ fn conflicts_are_a_problem_unless_forced() {
                 .into(),
         },
     );
-    let found = problems(plan(&after, &state, &observed, &hasher(), &PlanOptions::default()));
+    let found = problems(plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].kind, ProblemKind::Conflict);
     assert_eq!(found[0].id, web());
@@ -296,7 +337,14 @@ fn rejected_and_missing_observations_are_problems_all_reported() {
     );
     // api changed but the engine forgot its dry-run; quota was not read at all.
     observed.remove(&quota);
-    let err = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect_err("problems");
+    let err = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect_err("problems");
     let PlanError::Problems(found) = &err;
     let kinds: Vec<(String, ProblemKind)> =
         found.iter().map(|p| (p.id.to_string(), p.kind)).collect();
@@ -358,7 +406,14 @@ fn secret_changes_are_masked_and_last_applied_copies_ignored() {
     ] {
         accept_dry_run(&after, &mut observed, id);
     }
-    let plan = plan(&after, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let step = plan.steps.iter().find(|s| s.id == secret).expect("secret");
     assert_eq!(step.action, Action::Update);
     let paths: Vec<&str> = step.diff.iter().map(|c| c.path.as_str()).collect();

@@ -100,7 +100,12 @@ fn tampering_is_detected_by_the_checksum() {
         .filter(|l| !l.contains("\"sha256\""))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(decode(&stripped).expect_err("no checksum").to_string().contains("without"));
+    assert!(
+        decode(&stripped)
+            .expect_err("no checksum")
+            .to_string()
+            .contains("without")
+    );
     // Another stack's document is refused.
     let err = Codec::plain()
         .decode(text.as_bytes(), "preview-pr-2", Purpose::Read)
@@ -133,7 +138,10 @@ fn authenticated_round_trip_is_format_3_and_verifies_in_another_process() {
         text.starts_with("{\n  \"format\": 3,\n  \"sha256\": \""),
         "{text}"
     );
-    assert!(text.contains("\"authentication\": {\"algorithm\":\"hmac-sha256\""), "{text}");
+    assert!(
+        text.contains("\"authentication\": {\"algorithm\":\"hmac-sha256\""),
+        "{text}"
+    );
     assert!(!text.contains(PASSPHRASE));
     assert_eq!(
         codec
@@ -171,7 +179,9 @@ fn forged_records_outputs_and_serials_are_refused_and_named_not_authentic() {
         ),
         (
             "an output",
-            forge(&doc, |st| st["outputs"]["dbNamespace"]["value"] = json!("victim")),
+            forge(&doc, |st| {
+                st["outputs"]["dbNamespace"]["value"] = json!("victim")
+            }),
         ),
         ("the serial", forge(&doc, |st| st["serial"] = json!(8))),
     ];
@@ -179,7 +189,11 @@ fn forged_records_outputs_and_serials_are_refused_and_named_not_authentic() {
         let err = codec
             .decode(&forged, "preview-pr-1", Purpose::Read)
             .expect_err(what);
-        assert_eq!(err, DecodeError::NotAuthentic(NotAuthentic::Mismatch), "{what}");
+        assert_eq!(
+            err,
+            DecodeError::NotAuthentic(NotAuthentic::Mismatch),
+            "{what}"
+        );
         let shown = err
             .at("preview-pr-1", "file:///state/preview-pr-1.json")
             .to_string();
@@ -218,7 +232,9 @@ fn forged_records_outputs_and_serials_are_refused_and_named_not_authentic() {
     let downgraded = envelope(2, None, &body).expect("env");
     assert_eq!(
         codec.decode(&downgraded, "preview-pr-1", Purpose::Read),
-        Err(DecodeError::NotAuthentic(NotAuthentic::Unauthenticated { format: 2 }))
+        Err(DecodeError::NotAuthentic(NotAuthentic::Unauthenticated {
+            format: 2
+        }))
     );
 }
 
@@ -265,11 +281,15 @@ fn unauthenticated_state_is_refused_with_a_passphrase_and_upgrades_when_trusted(
         );
     }
     // Trust does not skip the checksum.
-    let damaged = String::from_utf8(v2).expect("utf8").replace("\"serial\": 7", "\"serial\": 9");
+    let damaged = String::from_utf8(v2)
+        .expect("utf8")
+        .replace("\"serial\": 7", "\"serial\": 9");
     assert!(matches!(
-        auth(PASSPHRASE)
-            .trusting_unauthenticated()
-            .decode(damaged.as_bytes(), "preview-pr-1", Purpose::Read),
+        auth(PASSPHRASE).trusting_unauthenticated().decode(
+            damaged.as_bytes(),
+            "preview-pr-1",
+            Purpose::Read
+        ),
         Err(DecodeError::Corrupt(_))
     ));
 }
@@ -299,14 +319,18 @@ fn without_a_passphrase_authenticated_state_is_read_but_never_overwritten() {
     let damaged = String::from_utf8(doc.clone())
         .expect("utf8")
         .replace("\"serial\": 7", "\"serial\": 9");
-    assert!(plain
-        .decode(damaged.as_bytes(), "preview-pr-1", Purpose::Read)
-        .is_err());
+    assert!(
+        plain
+            .decode(damaged.as_bytes(), "preview-pr-1", Purpose::Read)
+            .is_err()
+    );
     // An explicit decision may replace it.
-    assert!(plain
-        .trusting_unauthenticated()
-        .decode(&doc, "preview-pr-1", Purpose::Write)
-        .is_ok());
+    assert!(
+        plain
+            .trusting_unauthenticated()
+            .decode(&doc, "preview-pr-1", Purpose::Write)
+            .is_ok()
+    );
 }
 
 #[test]
