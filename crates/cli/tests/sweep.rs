@@ -376,7 +376,7 @@ async fn answers_before_an_outage_count_and_a_missing_pr_is_unknown() {
     let fake = fake_with_prs().await;
     let stacks = FakeStacks::new(&["preview-pr-5", "preview-pr-3"], &[]);
     let bin = stacks.bin_arg();
-    let run = run(&env_for(&fake), &sweep_args(&bin, &[])).await;
+    let run = common::run(&env_for(&fake), &sweep_args(&bin, &[])).await;
     assert_eq!(run.exit_code(), 1);
     let report = run.json();
     assert_eq!(report["stacks"][0]["action"], "destroy");
