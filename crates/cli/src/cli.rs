@@ -382,7 +382,9 @@ pub async fn run(
             deployment(command, cli.json, cli.github_attempts, env, out).await
         }
         Command::Gate(args) => gate(args, cli.json, cli.github_attempts, env, out).await,
-        Command::VerifyHead(args) => verify_head(args, cli.json, cli.github_attempts, env, out).await,
+        Command::VerifyHead(args) => {
+            verify_head(args, cli.json, cli.github_attempts, env, out).await
+        }
         Command::Sweep(args) => sweep(args, cli.json, cli.github_attempts, env, out, err).await,
         Command::Health(args) => health(args, cli.json, out, err).await,
     }
@@ -417,7 +419,7 @@ async fn sweep(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
-    use crate::sweep::{SweepAction, SweepReport, Summary, assess, destroy_closed, list_stacks};
+    use crate::sweep::{Summary, SweepAction, SweepReport, assess, destroy_closed, list_stacks};
     let client = client(env, attempts)?;
     let (prs, ignored) = list_stacks(&args.stacks_bin)
         .await
@@ -456,7 +458,10 @@ async fn sweep(
                 .unwrap_or_default();
             write_line(
                 out,
-                &format!("sweep: {} (PR #{}): {what} — {}{error}", v.stack, v.pr, v.reason),
+                &format!(
+                    "sweep: {} (PR #{}): {what} — {}{error}",
+                    v.stack, v.pr, v.reason
+                ),
             )?;
         }
         write_line(

@@ -145,7 +145,10 @@ fn role_text(login: &str, permission: Option<&CollaboratorPermission>) -> (bool,
         Some(p) if is_maintainer(p) => (true, format!("{login} has the {} role", p.role_name)),
         Some(p) => (
             false,
-            format!("{login} has the {} role (needs admin or maintain)", p.role_name),
+            format!(
+                "{login} has the {} role (needs admin or maintain)",
+                p.role_name
+            ),
         ),
         None => (false, format!("{login} is not a collaborator")),
     }
@@ -185,7 +188,11 @@ pub fn decide(facts: &GateFacts<'_>) -> Assessment {
             if !ok {
                 unmet.push(format!("the run's actor {text}"));
             }
-            format!("{} has the {} role", facts.actor.describe(), role_name(facts.actor_permission))
+            format!(
+                "{} has the {} role",
+                facts.actor.describe(),
+                role_name(facts.actor_permission)
+            )
         }
         None => {
             unmet.push(format!(
@@ -200,7 +207,10 @@ pub fn decide(facts: &GateFacts<'_>) -> Assessment {
             decision: Decision::Approve,
             reason: format!(
                 "the PR author {author_text}, {actor_text}, the head branch is in {} and the head is {}",
-                facts.base_repo.map(|r| r.full_name.as_str()).unwrap_or_default(),
+                facts
+                    .base_repo
+                    .map(|r| r.full_name.as_str())
+                    .unwrap_or_default(),
                 facts.expected_sha
             ),
         }
@@ -561,7 +571,6 @@ async fn wait_and_approve(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,7 +734,11 @@ mod tests {
         assert!(a.reason.contains("PR head is now"));
         let mut only_moved = facts(&maintainer, &actor, &maintainer, &base);
         only_moved.head_sha = &moved;
-        assert!(decide(&only_moved).reason.starts_with("the PR head is now ffff"));
+        assert!(
+            decide(&only_moved)
+                .reason
+                .starts_with("the PR head is now ffff")
+        );
     }
 
     #[test]

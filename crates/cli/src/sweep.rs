@@ -170,7 +170,9 @@ pub async fn assess(
             verdicts.push(Verdict::unknown(
                 stack,
                 *pr,
-                format!("unknown: not asked, GitHub was unavailable earlier in this sweep ({cause})"),
+                format!(
+                    "unknown: not asked, GitHub was unavailable earlier in this sweep ({cause})"
+                ),
             ));
             continue;
         }
@@ -433,7 +435,10 @@ mod tests {
     #[test]
     fn only_closed_answers_destroy() {
         let open = classify("preview-pr-1", 1, Ok(&pull(1, "open", Some(false))));
-        assert_eq!((open.state, open.action), (PrState::Open, SweepAction::Keep));
+        assert_eq!(
+            (open.state, open.action),
+            (PrState::Open, SweepAction::Keep)
+        );
         let merged = classify("preview-pr-2", 2, Ok(&pull(2, "closed", Some(true))));
         assert_eq!(
             (merged.state, merged.action),
@@ -483,7 +488,11 @@ mod tests {
             let verdict = classify("preview-pr-1", 1, Err(error));
             assert_eq!(verdict.action, SweepAction::Unknown, "{error}");
             assert_eq!(verdict.state, PrState::Unknown);
-            assert!(verdict.reason.starts_with("unknown: "), "{}", verdict.reason);
+            assert!(
+                verdict.reason.starts_with("unknown: "),
+                "{}",
+                verdict.reason
+            );
         }
         assert!(is_unavailable(&errors[0]) && is_unavailable(&errors[1]));
         assert!(is_unavailable(&errors[2]));

@@ -154,8 +154,20 @@ mod tests {
         assert!(environment_name("a b").is_err());
         assert_eq!(duration("120s"), Ok(std::time::Duration::from_secs(120)));
         assert_eq!(login("alice"), Ok("alice".into()));
-        assert_eq!(login("github-actions[bot]"), Ok("github-actions[bot]".into()));
-        for bad in ["", "-a", "a-", "a--b", "a b", "a/b", "[bot]", &"a".repeat(40)] {
+        assert_eq!(
+            login("github-actions[bot]"),
+            Ok("github-actions[bot]".into())
+        );
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "a b",
+            "a/b",
+            "[bot]",
+            &"a".repeat(40),
+        ] {
             assert!(login(bad).is_err(), "{bad}");
         }
     }

@@ -128,7 +128,11 @@ async fn external_author_gets_a_comment_and_no_approval() {
     );
     let comments = marker_comments(&fake, 8, GATE_COMMENT_MARKER);
     assert_eq!(comments.len(), 1);
-    assert!(comments[0].body.contains("the PR author mallory has the read role"));
+    assert!(
+        comments[0]
+            .body
+            .contains("the PR author mallory has the read role")
+    );
     assert!(comments[0].body.contains(SHA), "names the commit to review");
     assert!(
         comments[0]
@@ -361,7 +365,11 @@ async fn the_dispatcher_vouches_only_for_the_build_actor_it_names() {
     assert_eq!(unconfigured.json()["actor"]["login"], "preview-bot");
     // The maintainer's own push, published by the dispatcher: approved.
     let by_maintainer = run(&env, &dispatched("alice")).await;
-    assert!(by_maintainer.result.is_ok(), "{}", by_maintainer.error_line());
+    assert!(
+        by_maintainer.result.is_ok(),
+        "{}",
+        by_maintainer.error_line()
+    );
     assert_eq!(by_maintainer.json()["decision"], "approve");
     assert_eq!(fake.reviews().len(), 1);
     fake.assert_no_violations();

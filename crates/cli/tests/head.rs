@@ -90,7 +90,15 @@ async fn bad_input_is_refused_before_any_request() {
     let vars = [("GITHUB_API_URL", base.as_str()), ("GITHUB_TOKEN", TOKEN)];
     for (bad, expected) in [
         (
-            vec!["verify-head", "--repo", REPO, "--pr", "7", "--sha", "abc1234"],
+            vec![
+                "verify-head",
+                "--repo",
+                REPO,
+                "--pr",
+                "7",
+                "--sha",
+                "abc1234",
+            ],
             "is not a full 40-digit commit SHA",
         ),
         (

@@ -60,8 +60,7 @@ exit 2
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         Self { dir }
     }
@@ -149,7 +148,11 @@ async fn open_prs_are_kept_and_closed_or_merged_ones_destroyed() {
     let fake = fake_with_prs().await;
     let stacks = FakeStacks::new(STACKS, &[]);
     let bin = stacks.bin_arg();
-    let run = run(&env_for(&fake), &sweep_args(&bin, &["--lock-timeout", "5m"])).await;
+    let run = run(
+        &env_for(&fake),
+        &sweep_args(&bin, &["--lock-timeout", "5m"]),
+    )
+    .await;
     assert!(run.result.is_ok(), "{}", run.error_line());
     let report = run.json();
     assert_eq!(report["dry_run"], false);
@@ -180,7 +183,10 @@ async fn open_prs_are_kept_and_closed_or_merged_ones_destroyed() {
     .collect();
     assert_eq!(rows, expected);
     assert_eq!(report["stacks"][1]["destroyed"], true);
-    assert_eq!(report["ignored"], serde_json::json!(["preview-base", "production"]));
+    assert_eq!(
+        report["ignored"],
+        serde_json::json!(["preview-base", "production"])
+    );
     // Exactly the closed PRs' previews, with the verified destroy and the lock timeout.
     assert_eq!(stacks.destroyed(), ["2", "3"]);
     assert!(
@@ -190,8 +196,14 @@ async fn open_prs_are_kept_and_closed_or_merged_ones_destroyed() {
         "{:?}",
         stacks.calls()
     );
-    assert!(run.err.contains("sweep: preview-pr-2: PR was merged; running"));
-    assert!(run.err.contains("verified nothing carrying the stack's label remains"));
+    assert!(
+        run.err
+            .contains("sweep: preview-pr-2: PR was merged; running")
+    );
+    assert!(
+        run.err
+            .contains("verified nothing carrying the stack's label remains")
+    );
     // Read-only on GitHub: one GET per PR stack, nothing else.
     assert!(fake.requests().iter().all(|r| r.method == "GET"));
     assert_eq!(pull_gets(&fake), 4);
@@ -417,8 +429,7 @@ async fn a_failed_listing_destroys_nothing() {
     let run = run(&env_for(&fake), &sweep_args(&bin, &[])).await;
     assert_eq!(run.exit_code(), 1);
     assert!(
-        run.error_line()
-            .contains("sweep: nothing destroyed: ")
+        run.error_line().contains("sweep: nothing destroyed: ")
             && run.error_line().contains("state list` failed")
             && run.error_line().contains("connection refused"),
         "{}",
@@ -427,7 +438,13 @@ async fn a_failed_listing_destroys_nothing() {
     assert!(fake.requests().is_empty());
     assert_eq!(stacks.calls(), ["state list"]);
 
-    let missing = ["sweep", "--repo", REPO, "--stacks-bin", "/nonexistent/stacks"];
+    let missing = [
+        "sweep",
+        "--repo",
+        REPO,
+        "--stacks-bin",
+        "/nonexistent/stacks",
+    ];
     let run = common::run(&env_for(&fake), &missing).await;
     assert_eq!(run.exit_code(), 1);
     assert!(

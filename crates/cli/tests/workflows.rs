@@ -469,7 +469,6 @@ fn preview_deploy_is_dispatched_with_typed_inputs_and_one_run_per_pr() {
         get(concurrency, "cancel-in-progress").and_then(Value::as_bool),
         Some(false)
     );
-
 }
 
 fn concurrency_group(w: &Workflow) -> Option<String> {
@@ -741,7 +740,9 @@ fn env_of(value: &Value) -> BTreeMap<String, String> {
                 .map(|(k, v)| {
                     (
                         k.as_str().unwrap_or_default().to_string(),
-                        v.as_str().map(str::to_string).unwrap_or_else(|| yaml_text(v)),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| yaml_text(v)),
                     )
                 })
                 .collect()
@@ -810,7 +811,11 @@ fn every_deploy_checks_the_built_commit_right_before_stacks_up() {
                 let reads_prs = job_permissions(job)
                     .get("pull-requests")
                     .is_some_and(|l| l == "read" || l == "write");
-                assert!(reads_prs, "{} {name}: verify-head needs pull-requests: read", w.file);
+                assert!(
+                    reads_prs,
+                    "{} {name}: verify-head needs pull-requests: read",
+                    w.file
+                );
             }
         }
     }
@@ -838,7 +843,9 @@ fn every_deploy_checks_the_built_commit_right_before_stacks_up() {
         for (name, job) in jobs(&workflow(file)) {
             if get(job, "uses").is_some() {
                 assert_eq!(
-                    job_permissions(job).get("pull-requests").map(String::as_str),
+                    job_permissions(job)
+                        .get("pull-requests")
+                        .map(String::as_str),
                     Some("read"),
                     "{file} {name}"
                 );
@@ -861,7 +868,10 @@ fn the_deploy_run_is_bound_to_the_built_commit() {
         .map(|(_, job)| job)
         .expect("validate job");
     let script = run_scripts(validate).join("\n");
-    assert!(script.contains("[[ \"$HEAD_SHA\" =~ ^[0-9a-f]{40}$ ]]"), "{script}");
+    assert!(
+        script.contains("[[ \"$HEAD_SHA\" =~ ^[0-9a-f]{40}$ ]]"),
+        "{script}"
+    );
     assert!(yaml_text(validate).contains("HEAD_SHA: ${{ inputs.head_sha }}"));
 
     // At the start (the plan job, before planning) the head is checked…
@@ -898,7 +908,8 @@ fn the_deploy_run_is_bound_to_the_built_commit() {
         for step in steps(job) {
             if let Some(sha) = step_env(step).get("HEAD_SHA") {
                 assert!(
-                    sha == "${{ needs.validate.outputs.head_sha }}" || sha == "${{ inputs.head_sha }}",
+                    sha == "${{ needs.validate.outputs.head_sha }}"
+                        || sha == "${{ inputs.head_sha }}",
                     "{name}: HEAD_SHA is {sha}"
                 );
             }
@@ -907,12 +918,20 @@ fn the_deploy_run_is_bound_to_the_built_commit() {
 
     // The build passes the commit it built; publish passes it on (from the event).
     let build = workflow("build.yml");
-    assert!(build.text.contains("head_sha: ${{ steps.digests.outputs.head_sha }}"));
+    assert!(
+        build
+            .text
+            .contains("head_sha: ${{ steps.digests.outputs.head_sha }}")
+    );
     let publish = workflow("publish-images.yml");
     let publish_scripts = all_scripts(&publish);
     assert!(publish_scripts.contains("-f head_sha=\"$HEAD_SHA\""));
     assert!(publish_scripts.contains("[[ \"$built\" == \"$RUN_HEAD_SHA\" ]]"));
-    assert!(publish.text.contains("RUN_HEAD_SHA: ${{ github.event.workflow_run.head_sha }}"));
+    assert!(
+        publish
+            .text
+            .contains("RUN_HEAD_SHA: ${{ github.event.workflow_run.head_sha }}")
+    );
 }
 
 #[test]
@@ -928,14 +947,21 @@ fn the_gate_counts_the_runs_triggering_actor() {
         script.contains("--triggering-actor \"$GITHUB_TRIGGERING_ACTOR\""),
         "{name}: {script}"
     );
-    assert!(!yaml_text(gate).contains("GITHUB_TRIGGERING_ACTOR:"), "{name}: never overridden");
+    assert!(
+        !yaml_text(gate).contains("GITHUB_TRIGGERING_ACTOR:"),
+        "{name}: never overridden"
+    );
     // The build actor from the inputs counts only for the configured dispatcher.
     assert!(script.contains("vouched+=(--dispatcher \"$DISPATCHER\")"));
     assert!(yaml_text(gate).contains("DISPATCHER: ${{ vars.PREVIEW_DISPATCHER }}"));
     let publish = workflow("publish-images.yml");
     let (dispatch_name, dispatch) = jobs(&publish)
         .into_iter()
-        .find(|(_, job)| run_scripts(job).iter().any(|s| s.contains("gh workflow run")))
+        .find(|(_, job)| {
+            run_scripts(job)
+                .iter()
+                .any(|s| s.contains("gh workflow run"))
+        })
         .expect("a dispatch job");
     assert!(
         uses_environment(dispatch, "preview-dispatch"),
@@ -969,7 +995,11 @@ fn the_state_passphrase_reaches_only_steps_that_run_stacks() {
                     continue;
                 };
                 steps_with_it += 1;
-                assert_eq!(value, "${{ secrets.STATE_PASSPHRASE }}", "{} {name}", w.file);
+                assert_eq!(
+                    value, "${{ secrets.STATE_PASSPHRASE }}",
+                    "{} {name}",
+                    w.file
+                );
                 assert!(
                     runs_stacks(step_script(step)),
                     "{} {name}: step {:?} gets PREVIEW_STATE_PASSPHRASE but runs no `stacks`",
@@ -985,7 +1015,11 @@ fn the_state_passphrase_reaches_only_steps_that_run_stacks() {
             .flat_map(|(_, job)| steps(job))
             .filter(|s| step_env(s).contains_key("PREVIEW_STATE_PASSPHRASE"))
             .count();
-        assert_eq!(uses, in_steps, "{}: STATE_PASSPHRASE outside a stacks step", w.file);
+        assert_eq!(
+            uses, in_steps,
+            "{}: STATE_PASSPHRASE outside a stacks step",
+            w.file
+        );
     }
     assert!(steps_with_it >= 4, "{steps_with_it}");
 }
@@ -1038,7 +1072,10 @@ fn the_sweep_is_scheduled_keeps_unknowns_and_reports() {
         .and_then(|d| get(d, "inputs"))
         .and_then(|i| get(i, "dry_run"))
         .expect("dry_run input");
-    assert_eq!(get(dry_run, "type").and_then(Value::as_str), Some("boolean"));
+    assert_eq!(
+        get(dry_run, "type").and_then(Value::as_str),
+        Some("boolean")
+    );
     let scripts = all_scripts(&w);
     assert!(scripts.contains("preview sweep --repo \"$REPO\""));
     assert!(scripts.contains("flags+=(--dry-run)"));
@@ -1046,7 +1083,9 @@ fn the_sweep_is_scheduled_keeps_unknowns_and_reports() {
     assert!(scripts.contains("|| status=$?") && scripts.contains("exit \"$status\""));
     // Swept previews' deployments end inactive and their comments say so.
     assert!(scripts.contains("select(.destroyed == true)"));
-    assert!(scripts.contains("preview deployment deactivate --repo \"$REPO\" --environment \"preview-pr-$pr\""));
+    assert!(scripts.contains(
+        "preview deployment deactivate --repo \"$REPO\" --environment \"preview-pr-$pr\""
+    ));
     assert!(scripts.contains("--status destroyed --if-exists"));
     // Nothing from a PR but numbers from the state backend.
     assert!(!w.text.contains("pull_request"));

@@ -626,7 +626,10 @@ fn pull(state: &State, spec: &Spec, call: &Call<'_>, number: u64) -> Reply {
 fn repo_json(example: &Value, full_name: &str, base: &str) -> Value {
     let mut repo = example.clone();
     let (owner, name) = full_name.split_once('/').unwrap_or((full_name, full_name));
-    repo["id"] = json!(stable_id(&format!("repo:{}", full_name.to_ascii_lowercase())));
+    repo["id"] = json!(stable_id(&format!(
+        "repo:{}",
+        full_name.to_ascii_lowercase()
+    )));
     repo["node_id"] = json!(format!("R_kgDO{}", repo["id"]));
     repo["name"] = json!(name);
     repo["full_name"] = json!(full_name);
