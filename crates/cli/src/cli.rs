@@ -419,27 +419,25 @@ async fn sweep(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
-    use crate::sweep::{Summary, SweepAction, SweepReport, assess, destroy_closed, list_stacks};
+    use crate::sweep::{StacksCommand, SweepAction, SweepOptions};
     let client = client(env, attempts)?;
-    let (prs, ignored) = list_stacks(&args.stacks_bin)
-        .await
-        .map_err(|e| CliError::Sweep(format!("sweep: nothing destroyed: {e}")))?;
-    let mut verdicts = assess(&client, &args.repo, &prs).await;
-    if !args.dry_run {
-        // Progress is best effort; a closed stderr must not stop the sweep.
-        let mut log = |line: &str| {
-            let _ = writeln!(err, "{line}");
-        };
-        destroy_closed(&args.stacks_bin, args.lock_timeout, &mut verdicts, &mut log).await;
-    }
-    let summary = Summary::of(&verdicts);
-    let report = SweepReport {
-        repo: args.repo.to_string(),
-        dry_run: args.dry_run,
-        stacks: verdicts,
-        ignored,
-        summary,
+    // Progress is best effort; a closed stderr must not stop the sweep.
+    let mut log = |line: &str| {
+        let _ = writeln!(err, "{line}");
     };
+    let report = crate::sweep::sweep(
+        &client,
+        &args.repo,
+        &StacksCommand::new(&args.stacks_bin),
+        SweepOptions {
+            dry_run: args.dry_run,
+            lock_timeout: args.lock_timeout,
+        },
+        &mut log,
+    )
+    .await
+    .map_err(|e| CliError::Sweep(format!("sweep: nothing destroyed: {e}")))?;
+    let summary = report.summary;
     if json {
         write_json(out, &report)?;
     } else {

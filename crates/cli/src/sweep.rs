@@ -13,10 +13,12 @@
 //! Unknown states and failed destroys make the command exit 1 after its report.
 //!
 //! `preview` holds the GitHub side and `stacks` the cluster side, so the sweep drives
-//! the `stacks` binary as a subprocess (`--stacks-bin`). The child gets the process
-//! environment (kubeconfig, backend, passphrase) minus the GitHub tokens.
+//! the `stacks` binary as a subprocess ([`StacksCommand`], `--stacks-bin`). The child
+//! gets the process environment (kubeconfig, backend, passphrase) minus the GitHub
+//! tokens. [`sweep`] runs the three phases and returns the [`SweepReport`].
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -223,6 +225,35 @@ struct ListedStack {
     stack: String,
 }
 
+/// How to run the `stacks` binary.
+#[derive(Debug, Clone)]
+pub struct StacksCommand {
+    /// The binary (a path, or a name looked up on `PATH`).
+    pub bin: PathBuf,
+    /// Global options put before every subcommand (e.g. `--backend`, `--kubeconfig`
+    /// when embedding; the `preview` binary passes none and relies on the
+    /// environment).
+    pub global_args: Vec<OsString>,
+    /// Extra environment variables for the child (on top of this process's, minus
+    /// the GitHub tokens).
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl StacksCommand {
+    /// `bin` with no extra options.
+    pub fn new(bin: impl Into<PathBuf>) -> Self {
+        Self {
+            bin: bin.into(),
+            global_args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.bin.display().to_string()
+    }
+}
+
 /// What a `stacks` run produced.
 struct ChildOutput {
     success: bool,
@@ -231,9 +262,10 @@ struct ChildOutput {
     stderr: String,
 }
 
-async fn run_stacks(bin: &Path, args: &[String]) -> Result<ChildOutput, StacksError> {
-    let mut command = tokio::process::Command::new(bin);
+async fn run_stacks(stacks: &StacksCommand, args: &[String]) -> Result<ChildOutput, StacksError> {
+    let mut command = tokio::process::Command::new(&stacks.bin);
     command
+        .args(&stacks.global_args)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -242,8 +274,9 @@ async fn run_stacks(bin: &Path, args: &[String]) -> Result<ChildOutput, StacksEr
     for name in WITHHELD_FROM_STACKS {
         command.env_remove(name);
     }
+    command.envs(stacks.env.iter().map(|(k, v)| (k, v)));
     let output = command.output().await.map_err(|e| StacksError::Spawn {
-        bin: bin.display().to_string(),
+        bin: stacks.name(),
         cause: e.to_string(),
     })?;
     Ok(ChildOutput {
@@ -265,9 +298,11 @@ fn last_line(text: &str) -> String {
 
 /// Stacks in the backend: `(pr stacks as (name, N), other stack names)`, from
 /// `stacks state list` (which reads `PREVIEW_BACKEND`).
-pub async fn list_stacks(bin: &Path) -> Result<(Vec<(String, u64)>, Vec<String>), StacksError> {
-    let output = run_stacks(bin, &["state".into(), "list".into()]).await?;
-    let name = bin.display().to_string();
+pub async fn list_stacks(
+    stacks: &StacksCommand,
+) -> Result<(Vec<(String, u64)>, Vec<String>), StacksError> {
+    let output = run_stacks(stacks, &["state".into(), "list".into()]).await?;
+    let name = stacks.name();
     if !output.success {
         return Err(StacksError::List {
             bin: name,
@@ -298,7 +333,7 @@ pub async fn list_stacks(bin: &Path) -> Result<(Vec<(String, u64)>, Vec<String>)
 /// verdict, one at a time, and records the outcome on it. `log` gets each run's
 /// output. Nothing else is ever destroyed.
 pub async fn destroy_closed(
-    bin: &Path,
+    stacks: &StacksCommand,
     lock_timeout: Duration,
     verdicts: &mut [Verdict],
     log: &mut dyn FnMut(&str),
@@ -319,10 +354,10 @@ pub async fn destroy_closed(
             "sweep: {}: {}; running {} {}",
             verdict.stack,
             verdict.reason,
-            bin.display(),
+            stacks.name(),
             args.join(" ")
         ));
-        match run_stacks(bin, &args).await {
+        match run_stacks(stacks, &args).await {
             Ok(output) => {
                 for line in output.stdout.lines().chain(output.stderr.lines()) {
                     log(&format!("sweep: {}: {line}", verdict.stack));
@@ -389,6 +424,40 @@ pub struct SweepReport {
     pub ignored: Vec<String>,
     /// Counts.
     pub summary: Summary,
+}
+
+/// Options of [`sweep`].
+#[derive(Debug, Clone, Copy)]
+pub struct SweepOptions {
+    /// Only decide; destroy nothing.
+    pub dry_run: bool,
+    /// How long each destroy waits for a stack another run holds.
+    pub lock_timeout: Duration,
+}
+
+/// The whole sweep: list the stacks, ask GitHub, destroy the closed PRs' previews
+/// (unless `dry_run`). `log` gets progress and the destroys' output. An error means
+/// the stacks could not be listed, and nothing was asked or destroyed.
+pub async fn sweep(
+    client: &GithubClient,
+    repo: &RepoSlug,
+    stacks: &StacksCommand,
+    options: SweepOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<SweepReport, StacksError> {
+    let (prs, ignored) = list_stacks(stacks).await?;
+    let mut verdicts = assess(client, repo, &prs).await;
+    if !options.dry_run {
+        destroy_closed(stacks, options.lock_timeout, &mut verdicts, log).await;
+    }
+    let summary = Summary::of(&verdicts);
+    Ok(SweepReport {
+        repo: repo.to_string(),
+        dry_run: options.dry_run,
+        stacks: verdicts,
+        ignored,
+        summary,
+    })
 }
 
 #[cfg(test)]
