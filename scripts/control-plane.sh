@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Provisions the real parts the tests and the local quick start run against:
-#   etcd (Debian etcd-server), kube-apiserver + kube-controller-manager (built from
-#   Debian's `kubernetes` source package with Debian's Go), PostgreSQL (Debian) and
-#   kubectl (the machine's, or Debian's kubernetes-client when none is present).
+#   kube-apiserver, kube-controller-manager, kube-scheduler and kubectl v1.37,
+#     built from the Kubernetes project's Go module `k8s.io/kubernetes`
+#     (crates/testkit/control-plane/go.mod, go.sum committed);
+#   etcd v3.6, built from the `go.etcd.io/etcd` modules
+#     (crates/testkit/control-plane/etcd/go.mod);
+#   the cert-manager controller v1.20, built from the cert-manager modules
+#     (crates/testkit/control-plane/cert-manager/, when present);
+#   PostgreSQL and openssl from Debian's packages.
 #
 # Usage: scripts/control-plane.sh install   # idempotent; cached outside the repo
 #        scripts/control-plane.sh env       # prints PREVIEW_* variables for the test kit
 #        scripts/control-plane.sh check     # verifies everything is in place, installs nothing
 #
-# The build is cached in ${PREVIEW_CACHE_DIR:-$HOME/.cache/preview-envs}/control-plane.
+# Builds are cached in ${PREVIEW_CACHE_DIR:-$HOME/.cache/preview-envs}/control-plane,
+# one directory per version and go.sum (e.g. k8s-v1.37.2-<hash>/), and
+# control-plane/bin holds symlinks to the current ones (where the test kit looks).
+# Go's module and build caches stay in their usual places (outside the repo).
 set -euo pipefail
 
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+MODULES="$REPO/crates/testkit/control-plane"
 CACHE_ROOT="${PREVIEW_CACHE_DIR:-$HOME/.cache/preview-envs}"
 CP_DIR="$CACHE_ROOT/control-plane"
 BIN_DIR="$CP_DIR/bin"
-STAMP="$CP_DIR/.built-v1"
+# Go 1.26 is what the machines have; the modules ask for it (go.mod `go 1.26.0`).
+MIN_GO_MINOR=26
 
 say() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { printf '[control-plane] error: %s\n' "$*" >&2; exit 1; }
@@ -46,21 +57,6 @@ apt_install() {
     || die "apt-get install ${missing[*]} failed"
 }
 
-ensure_deb_src() {
-  if grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
-    return 0
-  fi
-  say "adding a deb-src entry for bookworm (/etc/apt/sources.list.d/preview-envs-src.sources)"
-  as_root tee /etc/apt/sources.list.d/preview-envs-src.sources >/dev/null <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  APT_UPDATED=0
-}
-
 pg_bin_dir() {
   local d
   d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
@@ -68,77 +64,144 @@ pg_bin_dir() {
 }
 
 install_packages() {
-  apt_install golang-go etcd-server rsync jq golang-github-modern-go-reflect2-dev postgresql ca-certificates openssl
-  if ! command -v kubectl >/dev/null 2>&1; then
-    say "no kubectl on PATH: installing Debian's kubernetes-client"
-    apt_install kubernetes-client
-  fi
+  apt_install postgresql ca-certificates openssl jq
   [ -n "$(pg_bin_dir)" ] || die "PostgreSQL server binaries (initdb) not found under /usr/lib/postgresql/*/bin"
 }
 
-build_control_plane() {
-  if [ -f "$STAMP" ] && [ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/kube-controller-manager" ]; then
-    say "kube-apiserver and kube-controller-manager cached in $BIN_DIR"
-    return 0
+# The `go` on PATH, checked: Go >= 1.$MIN_GO_MINOR (older ones cannot build
+# Kubernetes v1.37; Debian bookworm's golang-go is 1.19).
+check_go() {
+  command -v go >/dev/null 2>&1 || die "no 'go' on PATH: install Go >= 1.$MIN_GO_MINOR (https://go.dev/doc/install)"
+  local v minor
+  v=$(go env GOVERSION 2>/dev/null || true)
+  minor=$(printf '%s' "$v" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+  [ -n "$minor" ] && [ "$minor" -ge "$MIN_GO_MINOR" ] \
+    || die "'go' on PATH ($(command -v go)) is ${v:-unknown}; Kubernetes v1.37 needs Go >= 1.$MIN_GO_MINOR"
+  say "using $v ($(command -v go))"
+}
+
+# required_version MODULE_DIR MODULE → the version go.mod requires (first match).
+required_version() {
+  awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1/go.mod"
+}
+
+# cache_dir NAME VERSION MODULE_DIR → a directory keyed by version and go.sum.
+cache_dir() {
+  local sum
+  sum=$(cat "$3/go.mod" "$3/go.sum" 2>/dev/null | sha256sum | cut -c1-12)
+  echo "$CP_DIR/$1-$2-$sum"
+}
+
+# go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE... — a static, reproducible build.
+go_build() {
+  local module=$1 out=$2 ldflags=$3; shift 3
+  mkdir -p "$out.tmp"
+  ( cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" -o "$out.tmp/" "$@" ) \
+    >"$out.log" 2>&1 || { tail -n 30 "$out.log" >&2; rm -rf "$out.tmp"; die "go build in $module failed (full log: $out.log)"; }
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+build_kubernetes() {
+  local version dir
+  version=$(required_version "$MODULES" k8s.io/kubernetes)
+  [ -n "$version" ] || die "no k8s.io/kubernetes requirement in $MODULES/go.mod"
+  dir=$(cache_dir k8s "$version" "$MODULES")
+  if [ -x "$dir/kube-apiserver" ] && [ -x "$dir/kube-controller-manager" ] && [ -x "$dir/kube-scheduler" ] && [ -x "$dir/kubectl" ]; then
+    say "Kubernetes $version cached in $dir"
+  else
+    local major minor start=$SECONDS
+    major=$(printf '%s' "$version" | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+    minor=$(printf '%s' "$version" | sed -n 's/^v[0-9]*\.\([0-9]*\)\..*/\1/p')
+    # The version the binaries report (/version, `kubectl version`), as the
+    # Kubernetes release build stamps it (hack/lib/version.sh).
+    local x="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor"
+    x="$x -X k8s.io/client-go/pkg/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitMajor=$major -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+    x="$x -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+    say "building kube-apiserver, kube-controller-manager, kube-scheduler and kubectl $version from k8s.io/kubernetes (first time: about 10-15 minutes on 2 cores)"
+    go_build "$MODULES" "$dir" "-s -w $x" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    say "built Kubernetes $version in $((SECONDS - start)) s into $dir"
   fi
-  ensure_deb_src
-  apt_update_once
-  local work="$CP_DIR/build"
-  rm -rf "$work"; mkdir -p "$work"
-  say "downloading Debian's kubernetes source package into $work"
-  ( cd "$work" && apt-get source --download-only -qq kubernetes >/dev/null ) \
-    || die "apt-get source kubernetes failed: is a bookworm deb-src entry configured?"
-  local orig
-  orig=$(ls "$work"/kubernetes_*.orig.tar.* 2>/dev/null | head -n1)
-  [ -n "$orig" ] || die "no kubernetes_*.orig.tar.* in $work after apt-get source"
-  say "unpacking $(basename "$orig")"
-  mkdir -p "$work/src"
-  tar -xf "$orig" -C "$work/src" --strip-components=1 || die "unpacking $orig failed"
-  local src="$work/src"
-  [ -d "$src/vendor/github.com/modern-go/reflect2" ] || die "unexpected source layout: $src/vendor/github.com/modern-go/reflect2 missing"
-  say "replacing vendored modern-go/reflect2 v1.0.1 with Debian's v1.0.2 (v1.0.1 crashes under Go >= 1.18)"
-  rm -rf "$src/vendor/github.com/modern-go/reflect2"
-  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$src/vendor/github.com/modern-go/reflect2"
-  rm -f "$src/vendor/github.com/modern-go/reflect2/go.mod"
-  mkdir -p "$src/.go/src/k8s.io"
-  ln -sfn ../../.. "$src/.go/src/k8s.io/kubernetes"
-  say "building kube-apiserver and kube-controller-manager with $(go version) (several minutes)"
-  local start=$SECONDS
-  ( cd "$src" && GOPATH="$src/.go" GOFLAGS=-mod=vendor GO111MODULE=off CGO_ENABLED=0 \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1 ) \
-    || { tail -n 30 "$work/build.log" >&2; die "go build failed (full log: $work/build.log)"; }
+  link_into_bin "$dir" kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+build_etcd() {
+  local module="$MODULES/etcd" version dir
+  version=$(required_version "$module" go.etcd.io/etcd/server/v3)
+  [ -n "$version" ] || die "no go.etcd.io/etcd/server/v3 requirement in $module/go.mod"
+  dir=$(cache_dir etcd "$version" "$module")
+  if [ -x "$dir/etcd" ]; then
+    say "etcd $version cached in $dir"
+  else
+    local start=$SECONDS
+    say "building etcd $version from go.etcd.io/etcd/server/v3"
+    mkdir -p "$dir.tmp"
+    ( cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$dir.tmp/etcd" go.etcd.io/etcd/server/v3 ) \
+      >"$dir.log" 2>&1 || { tail -n 30 "$dir.log" >&2; rm -rf "$dir.tmp"; die "building etcd failed (full log: $dir.log)"; }
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"
+    say "built etcd $version in $((SECONDS - start)) s into $dir"
+  fi
+  link_into_bin "$dir" etcd
+}
+
+build_cert_manager() {
+  local module="$MODULES/cert-manager" version dir
+  [ -f "$module/go.mod" ] || { say "no $module: cert-manager controller not built"; return 0; }
+  version=$(required_version "$module" github.com/cert-manager/cert-manager)
+  [ -n "$version" ] || die "no github.com/cert-manager/cert-manager requirement in $module/go.mod"
+  dir=$(cache_dir cert-manager "$version" "$module")
+  if [ -x "$dir/cert-manager-controller" ]; then
+    say "cert-manager $version cached in $dir"
+  else
+    local start=$SECONDS
+    say "building the cert-manager controller $version from github.com/cert-manager/cert-manager"
+    mkdir -p "$dir.tmp"
+    ( cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$dir.tmp/cert-manager-controller" . ) \
+      >"$dir.log" 2>&1 || { tail -n 30 "$dir.log" >&2; rm -rf "$dir.tmp"; die "building cert-manager failed (full log: $dir.log)"; }
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"
+    say "built cert-manager $version in $((SECONDS - start)) s into $dir"
+  fi
+  link_into_bin "$dir" cert-manager-controller
+}
+
+# link_into_bin DIR NAME... — control-plane/bin/NAME → DIR/NAME.
+link_into_bin() {
+  local dir=$1; shift
   mkdir -p "$BIN_DIR"
-  cp "$src/_output/local/bin/linux/amd64/kube-apiserver" "$src/_output/local/bin/linux/amd64/kube-controller-manager" "$BIN_DIR/"
-  say "built in $((SECONDS - start)) s; binaries in $BIN_DIR"
-  rm -rf "$work"
-  touch "$STAMP"
+  for name in "$@"; do ln -sfn "$dir/$name" "$BIN_DIR/$name"; done
 }
 
 print_env() {
-  local etcd kubectl_bin pg
-  etcd=$(command -v etcd || true)
-  kubectl_bin=$(command -v kubectl || true)
+  local pg
   pg=$(pg_bin_dir || true)
   echo "PREVIEW_KUBE_BIN_DIR=$BIN_DIR"
-  echo "PREVIEW_ETCD=$etcd"
-  echo "PREVIEW_KUBECTL=$kubectl_bin"
+  echo "PREVIEW_ETCD=$BIN_DIR/etcd"
+  echo "PREVIEW_KUBECTL=$BIN_DIR/kubectl"
   echo "PREVIEW_PG_BIN_DIR=$pg"
 }
 
 check() {
   local ok=1
-  [ -x "$BIN_DIR/kube-apiserver" ] || { say "missing: $BIN_DIR/kube-apiserver (run: scripts/control-plane.sh install)"; ok=0; }
-  [ -x "$BIN_DIR/kube-controller-manager" ] || { say "missing: $BIN_DIR/kube-controller-manager (run: scripts/control-plane.sh install)"; ok=0; }
-  command -v etcd >/dev/null || { say "missing: etcd (apt-get install etcd-server)"; ok=0; }
-  command -v kubectl >/dev/null || { say "missing: kubectl (apt-get install kubernetes-client)"; ok=0; }
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    [ -x "$BIN_DIR/$b" ] || { say "missing: $BIN_DIR/$b (run: scripts/control-plane.sh install)"; ok=0; }
+  done
+  if [ -f "$MODULES/cert-manager/go.mod" ] && [ ! -x "$BIN_DIR/cert-manager-controller" ]; then
+    say "missing: $BIN_DIR/cert-manager-controller (run: scripts/control-plane.sh install)"; ok=0
+  fi
   command -v openssl >/dev/null || { say "missing: openssl (apt-get install openssl)"; ok=0; }
   [ -n "$(pg_bin_dir)" ] || { say "missing: PostgreSQL server (apt-get install postgresql)"; ok=0; }
   [ "$ok" -eq 1 ] || die "control plane is not provisioned"
-  say "all parts present"
+  say "all parts present: $("$BIN_DIR/kube-apiserver" --version 2>/dev/null), etcd $("$BIN_DIR/etcd" --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
 }
 
 case "${1:-}" in
-  install) install_packages; build_control_plane; check ;;
+  install)
+    install_packages
+    check_go
+    t0=$SECONDS; build_kubernetes; t1=$SECONDS; build_etcd; t2=$SECONDS; build_cert_manager; t3=$SECONDS
+    say "build phases: kubernetes $((t1 - t0)) s, etcd $((t2 - t1)) s, cert-manager $((t3 - t2)) s"
+    check ;;
   env) print_env ;;
   check) check ;;
   *) echo "usage: $0 install|env|check" >&2; exit 2 ;;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end, on a local control plane:
 #   1. installs the real parts (cached) and builds the binaries;
-#   2. starts etcd + kube-apiserver + kube-controller-manager on loopback ports,
+#   2. starts etcd + kube-apiserver + kube-controller-manager + kube-scheduler
+#      (v1.37, built from the Kubernetes Go modules) on loopback ports,
 #      loads the Gateway API / cert-manager / nginx-gateway-fabric CRDs, runs the
 #      node simulator (no kubelet runs here: it writes the status a kubelet would),
 #      and starts a PostgreSQL server standing in for the shared database server
@@ -13,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/control-plane.sh install
+# The kubectl built with the control plane (v1.37), whatever else is on PATH.
+kubectl() { "$(scripts/control-plane.sh env | sed -n 's/^PREVIEW_KUBECTL=//p')" "$@"; }
 echo "==> building (first time: a few minutes)"
 cargo build --locked -q -p testkit --bin local-cluster -p stacks --bin stacks
 
@@ -27,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "==> starting a local control plane (etcd, kube-apiserver, kube-controller-manager, CRDs, node simulator, PostgreSQL)"
+echo "==> starting a local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, CRDs, node simulator, PostgreSQL)"
 target/debug/local-cluster --crds --simulate --kubeconfig-out "$work/kubeconfig" \
   --postgres-url-out "$work/postgres-url" >"$work/cluster.out" 2>"$work/cluster.log" &
 cluster_pid=$!

@@ -1,8 +1,8 @@
 //! Proof that the test kit runs the real thing: a real kube-apiserver and the
 //! real controllers in kube-controller-manager (deployment, replicaset, job,
 //! namespace, garbage collector, persistentvolume-binder) over a real etcd, a real
-//! PostgreSQL, and the real CRDs. The node simulator writes only what a kubelet,
-//! a scheduler, a gateway controller and cert-manager would write; no container
+//! PostgreSQL, the real kube-scheduler, and the real CRDs. The node simulator
+//! writes only what a kubelet and a gateway controller would write; no container
 //! runs. Each assertion below that a controller acted is checked against the
 //! object it writes or the API server's audit log (who sent which request).
 //!
@@ -24,7 +24,10 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use testkit::simulator::annotations::{DELAY_MS, MESSAGE, SIMULATE};
-use testkit::{ADMIN_USER, CONTROLLER_MANAGER_USER, SIMULATOR_USER, TestCluster, TestPostgres};
+use testkit::{
+    ADMIN_USER, CONTROLLER_MANAGER_USER, CONTROLLER_SERVICE_ACCOUNT_PREFIX, SCHEDULER_USER,
+    SIMULATOR_USER, TestCluster, TestPostgres,
+};
 
 /// The shared cluster, a client for it and a new namespace named after `prefix`.
 async fn cluster_namespace(prefix: &str) -> (&'static TestCluster, kube::Client, String) {
@@ -224,9 +227,7 @@ async fn deployment_becomes_available_through_the_real_controllers() {
     }
 
     // Who did what, according to the API server.
-    let kcm = cluster
-        .audit_events_by(CONTROLLER_MANAGER_USER)
-        .expect("audit log");
+    let kcm = cluster.controller_audit_events().expect("audit log");
     let in_ns = |e: &&testkit::AuditEvent, verb: &str, resource: &str| {
         e.verb == verb
             && e.resource.as_deref() == Some(resource)
@@ -244,13 +245,20 @@ async fn deployment_becomes_available_through_the_real_controllers() {
         2,
         "the replicaset controller created both pods"
     );
-    let sim = cluster.audit_events_by(SIMULATOR_USER).expect("audit log");
+    let scheduler = cluster.audit_events_by(SCHEDULER_USER).expect("audit log");
     assert_eq!(
-        sim.iter()
+        scheduler
+            .iter()
             .filter(|e| in_ns(e, "create", "pods") && e.subresource.as_deref() == Some("binding"))
             .count(),
         2,
-        "the simulator bound both pods"
+        "the real scheduler bound both pods"
+    );
+    let sim = cluster.audit_events_by(SIMULATOR_USER).expect("audit log");
+    assert!(
+        !sim.iter()
+            .any(|e| in_ns(&e, "create", "pods") && e.subresource.as_deref() == Some("binding")),
+        "the simulator binds nothing"
     );
     assert!(
         sim.iter()
@@ -290,9 +298,7 @@ async fn job_completes_through_the_real_job_controller() {
         (0, Some("Completed"))
     );
     // The Complete condition came from the controller-manager, not from the simulator.
-    let kcm = cluster
-        .audit_events_by(CONTROLLER_MANAGER_USER)
-        .expect("audit log");
+    let kcm = cluster.controller_audit_events().expect("audit log");
     assert!(kcm.iter().any(|e| e.resource.as_deref() == Some("jobs")
         && e.subresource.as_deref() == Some("status")
         && e.namespace.as_deref() == Some(ns.as_str())));
@@ -528,9 +534,7 @@ async fn garbage_collector_removes_a_deleted_deployments_dependents() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     eprintln!("dependents collected after {:?}", began.elapsed());
-    let kcm = cluster
-        .audit_events_by(CONTROLLER_MANAGER_USER)
-        .expect("audit log");
+    let kcm = cluster.controller_audit_events().expect("audit log");
     assert!(
         kcm.iter().any(|e| e.verb == "delete"
             && e.resource.as_deref() == Some("replicasets")
@@ -581,9 +585,7 @@ async fn namespace_deletion_by_the_real_namespace_controller() {
         began.elapsed()
     );
     // The namespace controller (controller-manager user) emptied it.
-    let kcm = cluster
-        .audit_events_by(CONTROLLER_MANAGER_USER)
-        .expect("audit log");
+    let kcm = cluster.controller_audit_events().expect("audit log");
     assert!(
         kcm.iter()
             .any(|e| e.verb == "deletecollection" && e.namespace.as_deref() == Some(ns.as_str())),
@@ -1002,26 +1004,37 @@ async fn audit_log_tells_the_users_apart() {
         assert!(e.groups.iter().any(|g| g == "system:masters"));
         assert!(e.request_uri.contains(&ns));
     }
-    // The controller-manager's own requests carry its own user …
+    // The controller-manager's requests carry its own user or its controllers'
+    // service accounts …
     let kcm: Vec<_> = events
         .iter()
-        .filter(|e| e.user == CONTROLLER_MANAGER_USER)
+        .filter(|e| {
+            e.user == CONTROLLER_MANAGER_USER
+                || e.user.starts_with(CONTROLLER_SERVICE_ACCOUNT_PREFIX)
+        })
         .collect();
     assert!(
         !kcm.is_empty(),
         "controller-manager requests are in the log"
     );
-    assert!(kcm.iter().all(|e| {
-        !e.user_agent
-            .as_deref()
-            .unwrap_or_default()
-            .contains("kube-apiserver")
-    }));
+    let from_apiserver: Vec<_> = kcm
+        .iter()
+        .filter(|e| {
+            e.user_agent
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("kube-apiserver/")
+        })
+        .map(|e| (&e.user, &e.verb, &e.request_uri, &e.user_agent))
+        .collect();
+    assert!(from_apiserver.is_empty(), "{from_apiserver:?}");
     // … e.g. the service-account controller creating `default` in our namespace.
     let began = Instant::now();
     loop {
         let sa_created = cluster
-            .audit_events_by(CONTROLLER_MANAGER_USER)
+            .audit_events_by(&format!(
+                "{CONTROLLER_SERVICE_ACCOUNT_PREFIX}service-account-controller"
+            ))
             .expect("audit log")
             .iter()
             .any(|e| {

@@ -331,7 +331,53 @@ impl Engine {
             .unwrap_or_else(|| StackState::new(stack)))
     }
 
-    /// Reads every desired or recorded resource; dry-runs only where needed.
+    /// Server-side dry-runs of the objects the plan will create, where the
+    /// provider can validate a create ([`Provider::create_prerequisite`]) and its
+    /// prerequisite exists or is not part of the plan (for Kubernetes: objects in
+    /// a namespace that exists already; objects in a namespace this plan creates
+    /// cannot be validated before it exists). A rejection becomes a plan problem
+    /// naming the resource and the field, before any write. A dry-run that fails
+    /// for another reason (a kind whose CRD this plan installs, a network error)
+    /// leaves the create unvalidated: the apply reports it.
+    async fn validate_creates(&self, graph: &DesiredGraph, observed: &mut Observed, force: bool) {
+        let creates: Vec<&Resource> = graph
+            .order()
+            .iter()
+            .filter(|id| observed.get(*id).is_some_and(|o| o.live.is_none()))
+            .filter_map(|id| {
+                let provider = self.providers.get(id).ok()?;
+                let prerequisite = provider.create_prerequisite(id)?;
+                let blocked = prerequisite.is_some_and(|p| {
+                    graph.contains(&p) && observed.get(&p).is_none_or(|o| o.live.is_none())
+                });
+                (!blocked).then(|| graph.get(id)).flatten()
+            })
+            .collect();
+        if creates.is_empty() {
+            return;
+        }
+        let results = futures::stream::iter(creates.into_iter().map(|res| async move {
+            let provider = self.providers.get(&res.id).ok()?;
+            match provider.dry_run(res, force).await {
+                Ok(dry_run) => Some((res.id.clone(), dry_run)),
+                Err(e) => {
+                    tracing::debug!(id = %res.id, error = %e, "create not validated by a dry-run");
+                    None
+                }
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT.max(self.options.concurrency * 2))
+        .collect::<Vec<_>>()
+        .await;
+        for (id, dry_run) in results.into_iter().flatten() {
+            if let Some(observation) = observed.get_mut(&id) {
+                observation.dry_run = Some(dry_run);
+            }
+        }
+    }
+
+    /// Reads every desired or recorded resource; dry-runs only where needed
+    /// (changed bodies, drifted objects, and creates that can be validated).
     pub async fn observe(
         &self,
         graph: &DesiredGraph,
@@ -366,6 +412,7 @@ impl Engine {
             let (id, obs) = r?;
             observed.insert(id, obs);
         }
+        self.validate_creates(graph, &mut observed, force).await;
         Ok(observed)
     }
 

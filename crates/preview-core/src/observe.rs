@@ -1,9 +1,11 @@
 //! Observations: what the providers reported before planning.
 //!
 //! The engine reads every resource that is desired or recorded (one GET each)
-//! and, only where [`crate::planner::needs_dry_run`] says the desired body changed
-//! or the live object drifted, asks for a server-side dry-run apply. The planner
-//! is a pure function of these values.
+//! and asks for a server-side dry-run apply only where
+//! [`crate::planner::needs_dry_run`] says the desired body changed or the live
+//! object drifted, and for objects it will create whose namespace already exists
+//! (so the API server's validation, CEL rules included, runs before any write).
+//! The planner is a pure function of these values.
 
 use std::collections::BTreeMap;
 

@@ -11,7 +11,7 @@
 //!
 //! | recorded | live | outcome |
 //! |---|---|---|
-//! | no  | none | **Create** |
+//! | no  | none | **Create**; a dry-run `Rejected` (the engine dry-runs creates whose namespace exists) → a problem with the code and message |
 //! | no  | some | selected by [`PlanOptions::import`] → **Import** (diff from the dry-run when there is one; no dry-run → no diff, said in the reason) |
 //! | no  | some | labelled with this stack ([`STACK_LABEL`]) *and* a `pending` operation in the state (a crash between create and state write) → planned as if recorded; an empty diff is still an **Update** so that apply records it |
 //! | no  | some | otherwise a problem: "… already exists and is not managed by stack S; adopt it with `import` or choose another name" |
@@ -259,7 +259,15 @@ impl Planner<'_> {
         };
         let record = self.state.resources.get(id);
         let decision = match (record, &observation.live) {
-            (None, None) => step(Action::Create, None, Vec::new()),
+            (None, None) => match observation.dry_run.as_ref() {
+                // A create the API server refused in its dry-run: a problem now,
+                // not a failure halfway through the apply.
+                Some(DryRun::Rejected { code, message }) => Decision::Problem(
+                    ProblemKind::Rejected,
+                    format!("{id} was rejected by the API server ({code}): {message}"),
+                ),
+                _ => step(Action::Create, None, Vec::new()),
+            },
             (Some(_), None) => step(
                 Action::Create,
                 Some("deleted outside the engine".to_owned()),

@@ -84,6 +84,15 @@ pub trait Provider: Send + Sync {
     async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError>;
     /// What applying `resource` would produce (no write).
     async fn dry_run(&self, resource: &Resource, force: bool) -> Result<DryRun, ProviderError>;
+    /// Whether a resource that does not exist yet can be validated with
+    /// [`Provider::dry_run`] before it is created, and what must exist first:
+    /// `None` = creates are not dry-run by this provider (the default);
+    /// `Some(None)` = always; `Some(Some(id))` = once `id` exists (for
+    /// Kubernetes: the object's namespace). The engine skips the dry-run when
+    /// that prerequisite is desired and not live yet (the plan creates it).
+    fn create_prerequisite(&self, _id: &ResourceId) -> Option<Option<ResourceId>> {
+        None
+    }
     /// Applies `resource` (create or update); returns the stored object.
     async fn apply(&self, resource: &Resource, force: bool) -> Result<Value, ProviderError>;
     /// Requests deletion (returns before the object is gone).

@@ -42,7 +42,7 @@ fn cache_bin_dir_with(env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf>
     Some(root.join("control-plane/bin"))
 }
 
-/// `etcd` (Debian package `etcd-server`).
+/// `etcd` (v3.6, built by the install script from the `go.etcd.io/etcd` modules).
 pub fn etcd() -> Result<PathBuf, KitError> {
     locate(&Search {
         name: "etcd",
@@ -60,12 +60,12 @@ const KUBE_APISERVER: Search<'static> = Search {
     in_cache: true,
 };
 
-/// `kube-apiserver` (v1.20.2, built by the install script).
+/// `kube-apiserver` (v1.37, built by the install script from `k8s.io/kubernetes`).
 pub fn kube_apiserver() -> Result<PathBuf, KitError> {
     locate(&KUBE_APISERVER)
 }
 
-/// `kube-controller-manager` (v1.20.2, built by the install script).
+/// `kube-controller-manager` (v1.37, built by the install script).
 pub fn kube_controller_manager() -> Result<PathBuf, KitError> {
     locate(&Search {
         name: "kube-controller-manager",
@@ -75,13 +75,24 @@ pub fn kube_controller_manager() -> Result<PathBuf, KitError> {
     })
 }
 
-/// `kubectl`, the machine's (used as a baseline, never needed by the kit itself).
+/// `kube-scheduler` (v1.37, built by the install script).
+pub fn kube_scheduler() -> Result<PathBuf, KitError> {
+    locate(&Search {
+        name: "kube-scheduler",
+        file_var: None,
+        dir_var: Some("PREVIEW_KUBE_BIN_DIR"),
+        in_cache: true,
+    })
+}
+
+/// `kubectl` v1.37 (built by the install script; used as a baseline, never
+/// needed by the kit itself).
 pub fn kubectl() -> Result<PathBuf, KitError> {
     locate(&Search {
         name: "kubectl",
         file_var: Some("PREVIEW_KUBECTL"),
         dir_var: None,
-        in_cache: false,
+        in_cache: true,
     })
 }
 

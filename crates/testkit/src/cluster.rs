@@ -1,31 +1,41 @@
-//! A real local control plane: etcd, kube-apiserver and kube-controller-manager.
+//! A real local control plane: etcd, kube-apiserver, kube-controller-manager and
+//! kube-scheduler, configured as a current cluster is.
 //!
-//! [`TestCluster::start`] runs the three v1.20.2 binaries (see [`crate::bins`]) on
-//! free loopback ports with everything in one temp dir: etcd's data, the API
-//! server's self-signed serving certificate (`certs/`), a service-account key pair
-//! made with `openssl`, a token file, the audit policy and log, kubeconfigs and
-//! each process's log file.
+//! [`TestCluster::start`] runs the v1.37 binaries (see [`crate::bins`]) on free
+//! loopback ports with everything in one temp dir: etcd's data, the API server's
+//! self-signed serving certificate (`certs/`), a service-account key pair made with
+//! `openssl`, a token file, the audit policy and log, kubeconfigs and each
+//! process's log file.
 //!
-//! Users (all static bearer tokens):
+//! The API server runs with `--authorization-mode=Node,RBAC`, its default
+//! admission plugins (PodSecurity, ResourceQuota, LimitRanger, ServiceAccount,
+//! ValidatingAdmissionPolicy, …) and a service-account issuer with signing keys.
+//! The controller-manager runs every default controller with per-controller
+//! service-account credentials (`--use-service-account-credentials`), as kubeadm
+//! sets it up; the scheduler binds pods to the Nodes the
+//! [`NodeSimulator`](crate::NodeSimulator) registers.
+//!
+//! Users (all static bearer tokens except the controllers' service accounts):
 //!
 //! | user | groups | used by |
 //! | --- | --- | --- |
 //! | [`ADMIN_USER`] | `system:masters` | [`TestCluster::client`], the kubeconfig file — the engine under test |
-//! | [`CONTROLLER_MANAGER_USER`] | `system:masters` | kube-controller-manager (`--use-service-account-credentials=false`, so all its controllers) |
+//! | [`CONTROLLER_MANAGER_USER`] | none (bootstrap RBAC) | kube-controller-manager itself; its controllers act as `system:serviceaccount:kube-system:<controller>` ([`TestCluster::controller_audit_events`]) |
+//! | [`SCHEDULER_USER`] | none (bootstrap RBAC) | kube-scheduler |
 //! | [`SIMULATOR_USER`] | `system:masters` | [`NodeSimulator`](crate::NodeSimulator) via [`TestCluster::simulator_client`] |
 //! | [`UNPRIVILEGED_USER`] | none | [`TestCluster::unprivileged_client`], for RBAC-denial tests |
 //!
 //! so the audit log ([`TestCluster::audit_events`]) tells their requests apart.
 //!
-//! Not running: kube-scheduler, kubelet, kube-proxy, any container runtime, any
-//! cloud provider. Pods stay Pending unless a [`NodeSimulator`](crate::NodeSimulator)
-//! writes the status a kubelet would.
+//! Not running: kubelet, kube-proxy, any container runtime, any cloud provider.
+//! Pods are bound by the real scheduler and then stay Pending unless a
+//! [`NodeSimulator`](crate::NodeSimulator) writes the status a kubelet would.
 //!
-//! v1.20 specifics handled here: the API server advertises 127.0.0.1 with
-//! `--endpoint-reconciler-type=none` (a loopback address in the `kubernetes`
-//! Endpoints is rejected, and the default would need a routable host address);
-//! the controller-manager gets its own `--flex-volume-plugin-dir` inside the temp
-//! dir instead of creating `/usr/libexec/kubernetes/...` on the host.
+//! The API server advertises 127.0.0.1 with `--endpoint-reconciler-type=none`
+//! (a loopback address is not allowed in the `kubernetes` Endpoints, and the
+//! default would need a routable host address); the controller-manager gets its own
+//! `--flex-volume-plugin-dir` inside the temp dir instead of creating
+//! `/usr/libexec/kubernetes/...` on the host.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -44,6 +54,10 @@ use crate::{KitError, bins, kubeconfig, ports};
 pub const ADMIN_USER: &str = "admin";
 /// The user kube-controller-manager authenticates as.
 pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// The user kube-scheduler authenticates as.
+pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+/// The prefix of the service accounts the controller-manager's controllers act as.
+pub const CONTROLLER_SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:kube-system:";
 /// The user the node simulator authenticates as.
 pub const SIMULATOR_USER: &str = "testkit:node-simulator";
 /// A user with no groups and no RBAC bindings.
@@ -66,6 +80,8 @@ pub struct ClusterOptions {
     pub extra_apiserver_args: Vec<String>,
     /// Extra `kube-controller-manager` flags, appended last.
     pub extra_controller_manager_args: Vec<String>,
+    /// Extra `kube-scheduler` flags, appended last.
+    pub extra_scheduler_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -74,12 +90,13 @@ impl Default for ClusterOptions {
             start_timeout: Duration::from_secs(60),
             extra_apiserver_args: Vec::new(),
             extra_controller_manager_args: Vec::new(),
+            extra_scheduler_args: Vec::new(),
         }
     }
 }
 
-/// A running etcd + kube-apiserver + kube-controller-manager. Dropping it stops
-/// all three (whole process groups) and removes its temp dir.
+/// A running etcd + kube-apiserver + kube-controller-manager + kube-scheduler.
+/// Dropping it stops all four (whole process groups) and removes its temp dir.
 #[derive(Debug)]
 pub struct TestCluster {
     scratch: Scratch,
@@ -129,6 +146,7 @@ impl TestCluster {
         let etcd = bins::etcd()?;
         let apiserver = bins::kube_apiserver()?;
         let controller_manager = bins::kube_controller_manager()?;
+        let scheduler = bins::kube_scheduler()?;
         let openssl = bins::openssl()?;
 
         let mut scratch = Scratch::new("testkit-cluster-", None)?;
@@ -144,11 +162,13 @@ impl TestCluster {
 
         let admin_token = random_token()?;
         let controller_manager_token = random_token()?;
+        let scheduler_token = random_token()?;
         let simulator_token = random_token()?;
         let unprivileged_token = random_token()?;
         let tokens = format!(
             "{admin_token},{ADMIN_USER},testkit-admin,\"system:masters\"\n\
-             {controller_manager_token},{CONTROLLER_MANAGER_USER},testkit-kcm,\"system:masters\"\n\
+             {controller_manager_token},{CONTROLLER_MANAGER_USER},testkit-kcm\n\
+             {scheduler_token},{SCHEDULER_USER},testkit-scheduler\n\
              {simulator_token},{SIMULATOR_USER},testkit-simulator,\"system:masters\"\n\
              {unprivileged_token},{UNPRIVILEGED_USER},testkit-unprivileged\n"
         );
@@ -196,9 +216,8 @@ impl TestCluster {
             format!("--service-account-key-file={}", d("sa.pub")),
             format!("--service-account-signing-key-file={}", d("sa.key")),
             format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
-            "--authorization-mode=RBAC".into(),
+            "--authorization-mode=Node,RBAC".into(),
             format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
-            "--insecure-port=0".into(),
             "--allow-privileged=true".into(),
             format!("--audit-policy-file={}", d("audit-policy.yaml")),
             format!("--audit-log-path={}", audit_log_path.display()),
@@ -227,6 +246,7 @@ impl TestCluster {
                 CONTROLLER_MANAGER_USER,
                 &controller_manager_token,
             ),
+            ("scheduler.kubeconfig", SCHEDULER_USER, &scheduler_token),
             ("simulator.kubeconfig", SIMULATOR_USER, &simulator_token),
             (
                 "unprivileged.kubeconfig",
@@ -239,13 +259,13 @@ impl TestCluster {
             kubeconfig::write(&path, &text)?;
             configs.push(kubeconfig::load(&path, &text).await?);
         }
-        let [_, simulator_config, unprivileged_config] =
-            match <[kube::Config; 3]>::try_from(configs) {
+        let [_, _, simulator_config, unprivileged_config] =
+            match <[kube::Config; 4]>::try_from(configs) {
                 Ok(c) => c,
                 Err(_) => {
                     return Err(KitError::io(
                         "building client configurations",
-                        std::io::Error::other("expected three kubeconfigs"),
+                        std::io::Error::other("expected four kubeconfigs"),
                     ));
                 }
             };
@@ -265,8 +285,7 @@ impl TestCluster {
             "--leader-elect=false".into(),
             "--bind-address=127.0.0.1".into(),
             "--secure-port=0".into(),
-            "--port=0".into(),
-            "--use-service-account-credentials=false".into(),
+            "--use-service-account-credentials=true".into(),
             format!("--flex-volume-plugin-dir={}", flexvolume.display()),
         ];
         controller_manager_args.extend(options.extra_controller_manager_args.iter().cloned());
@@ -276,10 +295,25 @@ impl TestCluster {
             &controller_manager_args,
             &[],
         )?;
-        // Ready when its service-account controllers have made the default
-        // ServiceAccount and its token Secret: pods can be admitted from then on.
+        // Ready when its service-account controller has made the default
+        // ServiceAccount: pods can be admitted from then on.
         wait_ready(&mut scratch, kcm_index, options.start_timeout, || {
-            default_service_account_has_token(admin.clone())
+            default_service_account_exists(admin.clone())
+        })
+        .await?;
+
+        // kube-scheduler: binds pods to the simulated Nodes.
+        let mut scheduler_args = vec![
+            format!("--kubeconfig={}", d("scheduler.kubeconfig")),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=0".into(),
+        ];
+        scheduler_args.extend(options.extra_scheduler_args.iter().cloned());
+        let scheduler_index = scratch.spawn("kube-scheduler", &scheduler, &scheduler_args, &[])?;
+        // Ready once its informers have listed: it has read the pods it will schedule.
+        wait_ready(&mut scratch, scheduler_index, options.start_timeout, || {
+            scheduler_is_watching(audit_log_path.clone())
         })
         .await?;
         let started_in = began.elapsed();
@@ -357,6 +391,20 @@ impl TestCluster {
         audit::read_log(&self.audit_log_path)
     }
 
+    /// The completed requests made by kube-controller-manager: its own user's and
+    /// its controllers' service accounts' (`system:serviceaccount:kube-system:*`).
+    pub fn controller_audit_events(&self) -> Result<Vec<AuditEvent>, KitError> {
+        Ok(self
+            .audit_events()?
+            .into_iter()
+            .filter(|e| {
+                (e.user == CONTROLLER_MANAGER_USER
+                    || e.user.starts_with(CONTROLLER_SERVICE_ACCOUNT_PREFIX))
+                    && e.is_complete()
+            })
+            .collect())
+    }
+
     /// The completed requests (stage `ResponseComplete`) made by `user`.
     pub fn audit_events_by(&self, user: &str) -> Result<Vec<AuditEvent>, KitError> {
         Ok(self
@@ -371,12 +419,13 @@ impl TestCluster {
         self.scratch.path()
     }
 
-    /// The log file of `component` (`etcd`, `kube-apiserver`, `kube-controller-manager`).
+    /// The log file of `component` (`etcd`, `kube-apiserver`, `kube-controller-manager`,
+    /// `kube-scheduler`).
     pub fn log_path(&self, component: &str) -> PathBuf {
         self.scratch.path().join(format!("{component}.log"))
     }
 
-    /// Names and process ids of the three servers.
+    /// Names and process ids of the four servers.
     pub fn pids(&self) -> Vec<(String, u32)> {
         self.scratch.pids()
     }
@@ -477,12 +526,25 @@ async fn api_ready(client: kube::Client) -> Result<(), String> {
     }
 }
 
-async fn default_service_account_has_token(client: kube::Client) -> Result<(), String> {
+async fn default_service_account_exists(client: kube::Client) -> Result<(), String> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
     match accounts.get_opt("default").await {
-        Ok(Some(sa)) if sa.secrets.as_ref().is_some_and(|s| !s.is_empty()) => Ok(()),
-        Ok(_) => Err("ServiceAccount default/default has no token yet".into()),
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("ServiceAccount default/default not made yet".into()),
         Err(e) => Err(format!("reading ServiceAccount default/default: {e}")),
+    }
+}
+
+/// The scheduler has started watching pods (seen in the audit log as its
+/// user's pod watch), so a pod created from now on gets scheduled.
+async fn scheduler_is_watching(audit_log: PathBuf) -> Result<(), String> {
+    let events = audit::read_log(&audit_log).map_err(|e| e.to_string())?;
+    if events.iter().any(|e| {
+        e.user == SCHEDULER_USER && e.verb == "watch" && e.resource.as_deref() == Some("pods")
+    }) {
+        Ok(())
+    } else {
+        Err("kube-scheduler has not started watching pods yet".into())
     }
 }
 

@@ -7,16 +7,12 @@
 //! Server-side apply matters: the largest CRDs (nginxproxies, about 293 KB) are too
 //! big for client-side apply's `last-applied-configuration` annotation.
 //!
-//! [`default_crd_dir`] is the shared data's `k8s-1.20-compat/` variants of the
-//! Gateway API v1.3.0, cert-manager v1.20.3 and NGINX Gateway Fabric CRDs (CEL
-//! rules, `selectableFields` and empty-string defaults removed so v1.20 accepts
-//! them; see `shared/data/crds/README.md`). They are read in place, never copied
-//! into this repository. On a v1.20 API server CEL rules are therefore not
-//! enforced; OpenAPI validation (enums, patterns, required fields) is.
-//!
-//! TODO: when the shared directory is absent, generate the CRDs from the typed
-//! Gateway API / cert-manager structs instead of failing with
-//! [`KitError::CrdDirMissing`].
+//! [`default_crd_dir`] is the shared data's upstream Gateway API v1.3.0,
+//! cert-manager v1.20.3 and NGINX Gateway Fabric CRD files, unmodified (see
+//! `shared/data/crds/README.md`): the API server enforces their OpenAPI schemas
+//! and their CEL rules (`x-kubernetes-validations`). They are read in place,
+//! never copied into this repository; only the `*.yaml` files directly in the
+//! directory are read (not the `k8s-1.20-compat/` or `samples/` subdirectories).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,14 +52,13 @@ impl CrdInstall {
     }
 }
 
-/// The directory with the v1.20-compatible CRDs: `$PREVIEW_CRD_DIR` if set, else
-/// `shared/data/crds/k8s-1.20-compat` next to the repository.
+/// The directory with the upstream CRDs: `$PREVIEW_CRD_DIR` if set, else
+/// `shared/data/crds` next to the repository.
 pub fn default_crd_dir() -> PathBuf {
     match std::env::var_os("PREVIEW_CRD_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/data/crds/k8s-1.20-compat");
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/crds");
             dir.canonicalize().unwrap_or(dir)
         }
     }

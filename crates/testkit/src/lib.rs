@@ -2,14 +2,15 @@
 //!
 //! Real parts for integration tests, started from Rust:
 //!
-//! * [`TestCluster`]: etcd + kube-apiserver + kube-controller-manager (v1.20.2) on
-//!   free loopback ports, token users, an audit log;
+//! * [`TestCluster`]: etcd 3.6 + kube-apiserver + kube-controller-manager +
+//!   kube-scheduler (v1.37, RBAC, default admission plugins including
+//!   PodSecurity) on free loopback ports, token users, an audit log;
 //! * [`TestPostgres`]: a throwaway PostgreSQL cluster on a loopback port;
-//! * [`install_crds`]: the Gateway API, cert-manager and NGINX Gateway Fabric CRDs
-//!   (their v1.20-compatible variants from the shared data directory);
-//! * [`NodeSimulator`]: writes the status that a kubelet, a scheduler, a gateway
-//!   controller and cert-manager would write. **No container, kubelet, scheduler
-//!   or gateway runs**; see the [`simulator`] module.
+//! * [`install_crds`]: the Gateway API, cert-manager and NGINX Gateway Fabric CRDs,
+//!   the upstream files unmodified (CEL rules enforced);
+//! * [`NodeSimulator`]: registers a Node with capacity and writes the status that a
+//!   kubelet and a gateway controller would write. **No container, kubelet or
+//!   gateway runs**; see the [`simulator`] module.
 //!
 //! Everything a kit object starts lives in one temp dir and one set of process
 //! groups, removed on drop; a watchdog process removes them too when the test
@@ -33,8 +34,9 @@ pub mod simulator;
 
 pub use audit::AuditEvent;
 pub use cluster::{
-    ADMIN_USER, CONTROLLER_MANAGER_USER, ClusterOptions, SERVICE_ACCOUNT_ISSUER,
-    SERVICE_CLUSTER_IP_RANGE, SIMULATOR_USER, TestCluster, UNPRIVILEGED_USER,
+    ADMIN_USER, CONTROLLER_MANAGER_USER, CONTROLLER_SERVICE_ACCOUNT_PREFIX, ClusterOptions,
+    SCHEDULER_USER, SERVICE_ACCOUNT_ISSUER, SERVICE_CLUSTER_IP_RANGE, SIMULATOR_USER, TestCluster,
+    UNPRIVILEGED_USER,
 };
 pub use crds::{CrdInstall, default_crd_dir, install_crds};
 pub use error::KitError;

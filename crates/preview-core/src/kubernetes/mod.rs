@@ -7,13 +7,17 @@
 //!   the [`FIELD_MANAGER`], delete, and explicit namespace finalisation;
 //! - [`waiter`] watches objects until [`crate::readiness`] says they are ready or gone;
 //! - [`counting`] counts requests by verb, so tests and benchmarks can prove that a
-//!   no-op `up` writes nothing.
+//!   no-op `up` writes nothing;
+//! - [`version`] is the supported Kubernetes range; [`KubeProvider::connect`]
+//!   reads the server's `/version` first and refuses an older server before any
+//!   other request.
 
 pub mod connection;
 pub mod counting;
 pub mod errors;
 pub mod kinds;
 pub mod reader;
+pub mod version;
 pub mod waiter;
 pub mod writer;
 
@@ -44,19 +48,38 @@ pub enum ConnectError {
         /// What is wrong.
         message: String,
     },
+    /// The server's `/version` could not be read.
+    #[error("reading the version of the API server at {server}: {message}")]
+    Version {
+        /// The server URL.
+        server: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The server runs a Kubernetes release outside the supported range.
+    #[error("the API server at {server}: {source}")]
+    Unsupported {
+        /// The server URL.
+        server: String,
+        /// The versions involved.
+        #[source]
+        source: version::UnsupportedVersion,
+    },
 }
 
 /// A connection to one cluster.
 #[derive(Clone)]
 pub struct KubeProvider {
     client: kube::Client,
+    server: String,
     kinds: Arc<kinds::KindCache>,
     counts: RequestCounts,
 }
 
 impl KubeProvider {
     /// Connects using a kubeconfig file (and optional context), or the default
-    /// (`$KUBECONFIG`, `~/.kube/config`, in-cluster) when `path` is `None`.
+    /// (`$KUBECONFIG`, `~/.kube/config`, in-cluster) when `path` is `None`, then
+    /// checks the server's version ([`KubeProvider::check_version`]).
     pub async fn connect(path: Option<&Path>, context: Option<&str>) -> Result<Self, ConnectError> {
         let fail = |message: String| ConnectError::Kubeconfig {
             path: path.map_or_else(|| "default".to_owned(), |p| p.display().to_string()),
@@ -80,12 +103,38 @@ impl KubeProvider {
                 .await
                 .map_err(|e| fail(e.to_string()))?,
         };
-        Self::from_config(config).map_err(fail)
+        let provider = Self::from_config(config).map_err(fail)?;
+        provider.check_version().await?;
+        Ok(provider)
+    }
+
+    /// Reads `/version` (the first request of a connection, one GET) and
+    /// refuses a server older than [`version::OLDEST_SUPPORTED_MINOR`]; a newer
+    /// one than [`version::NEWEST_TESTED_MINOR`] is logged as a warning.
+    pub async fn check_version(&self) -> Result<(), ConnectError> {
+        let server = self.server.clone();
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| ConnectError::Version {
+                server: server.clone(),
+                message: e.to_string(),
+            })?;
+        match version::check(&info) {
+            Ok(version::Support::Supported) => Ok(()),
+            Ok(version::Support::Untested { version }) => {
+                tracing::warn!(%server, %version, "Kubernetes {version} is newer than the newest tested release (1.{})", version::NEWEST_TESTED_MINOR);
+                Ok(())
+            }
+            Err(source) => Err(ConnectError::Unsupported { server, source }),
+        }
     }
 
     /// Builds a provider from a kube config, adding the request-counting layer.
     pub fn from_config(config: kube::Config) -> Result<Self, String> {
         let counts = RequestCounts::default();
+        let server = config.cluster_url.to_string();
         let client = if config.proxy_url.is_some() {
             // kube's own stack knows proxies; ours (no-delay sockets) does not.
             kube::client::ClientBuilder::try_from(config)
@@ -97,6 +146,7 @@ impl KubeProvider {
         };
         Ok(KubeProvider {
             client,
+            server,
             kinds: Arc::new(kinds::KindCache::default()),
             counts,
         })
@@ -121,6 +171,14 @@ impl Provider for KubeProvider {
 
     async fn dry_run(&self, resource: &Resource, force: bool) -> Result<DryRun, ProviderError> {
         reader::dry_run_apply(self, resource, force).await
+    }
+
+    fn create_prerequisite(&self, id: &ResourceId) -> Option<Option<ResourceId>> {
+        Some(
+            id.namespace
+                .as_deref()
+                .map(|ns| ResourceId::kubernetes("v1", "Namespace", None, ns)),
+        )
     }
 
     async fn apply(&self, resource: &Resource, force: bool) -> Result<Value, ProviderError> {

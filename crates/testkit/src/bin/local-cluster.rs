@@ -6,7 +6,7 @@
 //! ```
 //!
 //! * `--crds`: install the Gateway API / cert-manager / NGINX Gateway Fabric CRDs
-//!   (v1.20-compatible variants from the shared data directory, or `PREVIEW_CRD_DIR`);
+//!   (the upstream files from the shared data directory, or `PREVIEW_CRD_DIR`);
 //! * `--simulate`: run the node simulator (status writes only: no container runs,
 //!   except the `psql` commands of database Jobs, which run on this host);
 //! * `--kubeconfig-out PATH`: also write the admin kubeconfig to PATH (removed on exit);

@@ -2,7 +2,7 @@
 //! would write.
 //!
 //! **What does not run**: no container, no container runtime, no kubelet, no
-//! kube-scheduler, no kube-proxy, no gateway (NGINX Gateway Fabric) and no
+//! kube-proxy, no gateway (NGINX Gateway Fabric) and no
 //! cert-manager. Nothing is pulled, started, probed, routed or issued. The
 //! simulator only writes, through the API server, the objects and status fields
 //! those components would write, so that readiness waits and failure reporting
@@ -15,7 +15,7 @@
 //!
 //! What it writes:
 //! * a Node ([`node`]) with a heartbeat, so the node-lifecycle controller keeps it Ready;
-//! * pod bindings and pod status ([`pods`]), including kubelet-style failures
+//! * pod status ([`pods`]) for pods the real kube-scheduler bound to that node, including kubelet-style failures
 //!   injected with [`annotations`];
 //! * PersistentVolumes for pending claims ([`volumes`]), bound by the REAL
 //!   persistentvolume-binder controller;
@@ -46,9 +46,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{
-    Binding, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Resource};
@@ -438,31 +436,6 @@ async fn handle_pod(ctx: &Arc<Ctx>, pod: Pod) -> Option<((String, String), Durat
     match action {
         PodAction::Ignore => None,
         PodAction::Recheck(after) => Some((key, after)),
-        PodAction::Bind => {
-            let binding = Binding {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(namespace.clone()),
-                    ..Default::default()
-                },
-                target: ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Node".into()),
-                    name: Some(ctx.options.node_name.clone()),
-                    ..Default::default()
-                },
-            };
-            let bound: Result<serde_json::Value, _> = api
-                .create_subresource("binding", &name, &PostParams::default(), &binding)
-                .await;
-            match bound {
-                Ok(_) => tracing::debug!(%namespace, pod = %name, "bound to the simulated node"),
-                // Already bound (another simulator, or a stale event) or gone.
-                Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => {}
-                Err(e) => tracing::warn!(%namespace, pod = %name, error = %e, "binding failed"),
-            }
-            None
-        }
         PodAction::ForceDelete => {
             let params = DeleteParams {
                 grace_period_seconds: Some(0),

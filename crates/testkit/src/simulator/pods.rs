@@ -1,8 +1,8 @@
-//! Pods: what a scheduler and a kubelet would do, as status writes only.
+//! Pods: what a kubelet would do, as status writes only.
 //!
-//! For every pod in every namespace:
-//! * unscheduled (`spec.nodeName` empty) → bound to the simulated node through the
-//!   `pods/{name}/binding` subresource, as kube-scheduler does;
+//! The REAL kube-scheduler binds pods to the simulated node (it is registered
+//! with capacity, so requests, quotas and taints are really checked); an
+//! unbound pod is left alone. For every pod:
 //! * bound to the simulated node → `pods/{name}/status` is merge-patched to what a
 //!   kubelet would report once the containers run: phase `Running`, conditions
 //!   `Initialized`, `Ready`, `ContainersReady`, `PodScheduled` all `True`, a running
@@ -34,8 +34,6 @@ use super::status::{is_subset, time_string};
 pub(crate) enum PodAction {
     /// Nothing (another node's pod, a finished pod, or already as desired).
     Ignore,
-    /// Bind to the simulated node.
-    Bind,
     /// Confirm a graceful deletion (grace period 0).
     ForceDelete,
     /// Write this status; look again after `recheck_in` if set.
@@ -93,13 +91,7 @@ pub(crate) fn plan(
         };
     }
     let injection = Injection::of(pod.metadata.annotations.as_ref());
-    if node_name.is_empty() {
-        return if outcome_requested(&injection) == Some(Outcome::Unscheduled) {
-            PodAction::Ignore
-        } else {
-            PodAction::Bind
-        };
-    }
+    // Binding is the real kube-scheduler's job: an unbound pod is not ours yet.
     if node_name != env.node || outcome_requested(&injection) == Some(Outcome::Unscheduled) {
         return PodAction::Ignore;
     }
@@ -473,9 +465,9 @@ status: {phase: Pending}
     }
 
     #[test]
-    fn unscheduled_pods_are_bound() {
+    fn unscheduled_pods_are_left_to_the_scheduler() {
         let p = pod("metadata: {name: a}\nspec: {containers: [{name: c}]}");
-        assert_eq!(plan(&p, &env(), &mut ip()), PodAction::Bind);
+        assert_eq!(plan(&p, &env(), &mut ip()), PodAction::Ignore);
     }
 
     #[test]
@@ -628,8 +620,8 @@ spec: {nodeName: sim-node, restartPolicy: Never, containers: [{name: c, image: a
     }
 
     #[test]
-    fn pending_annotation_keeps_pods_unscheduled() {
-        let mut p = pod("metadata: {name: a}\nspec: {containers: [{name: c}]}");
+    fn pending_annotation_keeps_bound_pods_pending() {
+        let mut p = pod(BOUND);
         p.metadata
             .annotations
             .get_or_insert_with(Default::default)
