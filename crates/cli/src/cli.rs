@@ -465,13 +465,14 @@ async fn sweep(
         write_line(
             out,
             &format!(
-                "sweep: {} kept, {} destroyed, {} to destroy{}, {} unknown, {} failed; {} other stack(s) ignored",
+                "sweep: {} kept, {} destroyed, {} to destroy{}, {} unknown, {} failed; {} already empty, {} other stack(s) ignored",
                 summary.kept,
                 summary.destroyed,
                 summary.would_destroy,
                 if report.dry_run { " (dry run)" } else { "" },
                 summary.unknown,
                 summary.failed,
+                report.empty.len(),
                 report.ignored.len()
             ),
         )?;

@@ -12,6 +12,10 @@
 //! the rest unknown; [`destroy_closed`] acts on [`SweepAction::Destroy`] verdicts only.
 //! Unknown states and failed destroys make the command exit 1 after its report.
 //!
+//! A `preview-pr-N` state that records no resource and no interrupted step (what a
+//! verified destroy leaves) has nothing to destroy: it is reported as empty and not
+//! asked about, so a sweep after cleanup finds nothing to do.
+//!
 //! `preview` holds the GitHub side and `stacks` the cluster side, so the sweep drives
 //! the `stacks` binary as a subprocess ([`StacksCommand`], `--stacks-bin`). The child
 //! gets the process environment (kubeconfig, backend, passphrase) minus the GitHub
@@ -220,9 +224,34 @@ pub enum StacksError {
     },
 }
 
+/// One entry of `stacks state list` (the fields the sweep reads).
 #[derive(Deserialize)]
 struct ListedStack {
     stack: String,
+    #[serde(default)]
+    resources: usize,
+    #[serde(default)]
+    pending: usize,
+    #[serde(default)]
+    problem: Option<String>,
+}
+
+impl ListedStack {
+    /// Nothing recorded, nothing interrupted, and readable: nothing to destroy.
+    fn is_empty(&self) -> bool {
+        self.resources == 0 && self.pending == 0 && self.problem.is_none()
+    }
+}
+
+/// The stacks of a backend, as the sweep sorts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// `preview-pr-N` stacks with something to destroy, as `(name, N)`, by N.
+    pub prs: Vec<(String, u64)>,
+    /// `preview-pr-N` stacks that record nothing (already destroyed).
+    pub empty: Vec<String>,
+    /// Every other stack (never touched).
+    pub others: Vec<String>,
 }
 
 /// How to run the `stacks` binary.
@@ -296,11 +325,9 @@ fn last_line(text: &str) -> String {
         .to_string()
 }
 
-/// Stacks in the backend: `(pr stacks as (name, N), other stack names)`, from
-/// `stacks state list` (which reads `PREVIEW_BACKEND`).
-pub async fn list_stacks(
-    stacks: &StacksCommand,
-) -> Result<(Vec<(String, u64)>, Vec<String>), StacksError> {
+/// The stacks in the backend, from `stacks state list` (which reads
+/// `PREVIEW_BACKEND`).
+pub async fn list_stacks(stacks: &StacksCommand) -> Result<Listing, StacksError> {
     let output = run_stacks(stacks, &["state".into(), "list".into()]).await?;
     let name = stacks.name();
     if !output.success {
@@ -315,18 +342,19 @@ pub async fn list_stacks(
             bin: name,
             cause: e.to_string(),
         })?;
-    let mut prs = Vec::new();
-    let mut others = Vec::new();
-    for ListedStack { stack } in listed {
-        match pr_of_stack(&stack) {
-            Some(pr) => prs.push((stack, pr)),
-            None => others.push(stack),
+    let mut listing = Listing::default();
+    for entry in listed {
+        match pr_of_stack(&entry.stack) {
+            Some(_) if entry.is_empty() => listing.empty.push(entry.stack),
+            Some(pr) => listing.prs.push((entry.stack, pr)),
+            None => listing.others.push(entry.stack),
         }
     }
-    prs.sort_by_key(|(_, pr)| *pr);
-    prs.dedup();
-    others.sort();
-    Ok((prs, others))
+    listing.prs.sort_by_key(|(_, pr)| *pr);
+    listing.prs.dedup();
+    listing.empty.sort_by_key(|name| pr_of_stack(name));
+    listing.others.sort();
+    Ok(listing)
 }
 
 /// Runs `stacks destroy preview-pr --pr N` for every [`SweepAction::Destroy`]
@@ -418,8 +446,10 @@ pub struct SweepReport {
     pub repo: String,
     /// `--dry-run`.
     pub dry_run: bool,
-    /// One verdict per `preview-pr-N` stack, by PR number.
+    /// One verdict per `preview-pr-N` stack with something to destroy, by PR number.
     pub stacks: Vec<Verdict>,
+    /// `preview-pr-N` stacks that record nothing (already destroyed; not asked about).
+    pub empty: Vec<String>,
     /// Other stacks in the backend (never touched).
     pub ignored: Vec<String>,
     /// Counts.
@@ -445,8 +475,8 @@ pub async fn sweep(
     options: SweepOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<SweepReport, StacksError> {
-    let (prs, ignored) = list_stacks(stacks).await?;
-    let mut verdicts = assess(client, repo, &prs).await;
+    let listing = list_stacks(stacks).await?;
+    let mut verdicts = assess(client, repo, &listing.prs).await;
     if !options.dry_run {
         destroy_closed(stacks, options.lock_timeout, &mut verdicts, log).await;
     }
@@ -455,7 +485,8 @@ pub async fn sweep(
         repo: repo.to_string(),
         dry_run: options.dry_run,
         stacks: verdicts,
-        ignored,
+        empty: listing.empty,
+        ignored: listing.others,
         summary,
     })
 }

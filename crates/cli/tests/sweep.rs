@@ -19,14 +19,19 @@ struct FakeStacks {
 }
 
 impl FakeStacks {
-    /// `state list` prints `stacks` (as `stacks state list` does); `destroy preview-pr
-    /// --pr N` succeeds unless N is in `failing`.
+    /// `state list` prints `stacks` (as `stacks state list` does, each with 19
+    /// resources); `destroy preview-pr --pr N` succeeds unless N is in `failing`.
     fn new(stacks: &[&str], failing: &[u64]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
         let listing: Vec<serde_json::Value> = stacks
             .iter()
-            .map(|s| serde_json::json!({"stack": s, "serial": 3, "resources": 19}))
+            .map(|s| serde_json::json!({"stack": s, "serial": 3, "resources": 19, "pending": 0}))
             .collect();
+        Self::with_listing(&listing, failing)
+    }
+
+    /// `state list` prints `listing`.
+    fn with_listing(listing: &[serde_json::Value], failing: &[u64]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join("list.json"),
             serde_json::to_string_pretty(&listing).expect("json"),
@@ -238,7 +243,7 @@ async fn dry_run_lists_what_it_would_destroy_and_destroys_nothing() {
     );
     assert_eq!(
         lines[4],
-        "sweep: 2 kept, 0 destroyed, 2 to destroy (dry run), 0 unknown, 0 failed; 2 other stack(s) ignored"
+        "sweep: 2 kept, 0 destroyed, 2 to destroy (dry run), 0 unknown, 0 failed; 0 already empty, 2 other stack(s) ignored"
     );
     fake.assert_no_violations();
 }
@@ -474,5 +479,38 @@ async fn the_binary_keeps_github_tokens_from_stacks() {
     assert_eq!(stacks.destroyed(), ["2", "3"]);
     assert!(stacks.leaks().is_empty(), "{:?}", stacks.leaks());
     assert!(!process.out.contains(TOKEN) && !process.err.contains(TOKEN));
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn already_destroyed_previews_are_not_asked_about() {
+    let fake = fake_with_prs().await;
+    let listing = [
+        // What a verified destroy leaves: the state, with nothing recorded.
+        serde_json::json!({"stack": "preview-pr-2", "serial": 9, "resources": 0, "pending": 0}),
+        // An interrupted run: something may exist.
+        serde_json::json!({"stack": "preview-pr-3", "serial": 4, "resources": 0, "pending": 2}),
+        // Unreadable: the destroy decides (and reports) what it can.
+        serde_json::json!({"stack": "preview-pr-4", "resources": 0, "pending": 0, "problem": "corrupt"}),
+        serde_json::json!({"stack": "preview-pr-1", "serial": 2, "resources": 19, "pending": 0}),
+    ];
+    let stacks = FakeStacks::with_listing(&listing, &[]);
+    let bin = stacks.bin_arg();
+    let run = run(&env_for(&fake), &sweep_args(&bin, &[])).await;
+    assert!(run.result.is_ok(), "{}", run.error_line());
+    let report = run.json();
+    assert_eq!(report["empty"], serde_json::json!(["preview-pr-2"]));
+    let asked: Vec<u64> = report["stacks"]
+        .as_array()
+        .expect("stacks")
+        .iter()
+        .map(|v| v["pr"].as_u64().unwrap_or_default())
+        .collect();
+    assert_eq!(asked, [1, 3, 4]);
+    assert!(
+        !fake.requests().iter().any(|r| r.path.ends_with("/pulls/2")),
+        "an empty stack costs no API call"
+    );
+    assert_eq!(stacks.destroyed(), ["3"], "PR 4 is open");
     fake.assert_no_violations();
 }

@@ -107,18 +107,39 @@ async fn database_exists(world: &World, pr: u64) -> bool {
     .is_some()
 }
 
+/// Whether PR `pr`'s state records anything (a verified destroy leaves the state
+/// itself, with no resource and no output).
 fn has_state(world: &World, pr: u64) -> bool {
-    world.state.join(format!("preview-pr-{pr}.json")).exists()
+    let Ok(text) = std::fs::read_to_string(world.state.join(format!("preview-pr-{pr}.json")))
+    else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).expect("state json");
+    let count = |key: &str| match &v["state"][key] {
+        serde_json::Value::Array(items) => items.len(),
+        serde_json::Value::Object(items) => items.len(),
+        _ => 0,
+    };
+    count("resources") + count("outputs") > 0
 }
 
 async fn alive(world: &World, client: &kube::Client, pr: u64) -> bool {
     namespace_exists(client, pr).await && database_exists(world, pr).await && has_state(world, pr)
 }
 
-async fn gone(world: &World, client: &kube::Client, pr: u64) -> bool {
-    !namespace_exists(client, pr).await
-        && !database_exists(world, pr).await
-        && !has_state(world, pr)
+/// What is left of PR `pr`'s preview (empty: nothing).
+async fn left(world: &World, client: &kube::Client, pr: u64) -> Vec<&'static str> {
+    let mut left = Vec::new();
+    if namespace_exists(client, pr).await {
+        left.push("namespace");
+    }
+    if database_exists(world, pr).await {
+        left.push("database");
+    }
+    if has_state(world, pr) {
+        left.push("state");
+    }
+    left
 }
 
 fn now() -> u64 {
@@ -195,7 +216,8 @@ async fn sweep_destroys_closed_prs_previews_and_never_unknown_ones() {
         log.join("\n")
     );
     for pr in [MERGED, CLOSED] {
-        assert!(gone(world, &client, pr).await, "PR {pr}'s preview is left");
+        let left = left(world, &client, pr).await;
+        assert!(left.is_empty(), "PR {pr}: {left:?} left");
     }
     for pr in [OPEN, LATER] {
         assert!(
@@ -209,7 +231,20 @@ async fn sweep_destroys_closed_prs_previews_and_never_unknown_ones() {
     let (report, _) = run_sweep(&fake, world, false).await;
     assert_eq!(action(&report, LATER), SweepAction::Destroy);
     assert_eq!(report.summary.destroyed, 1, "{report:?}");
-    assert!(gone(world, &client, LATER).await);
+    // The destroyed previews' states record nothing: not asked about again.
+    let merged = format!("preview-pr-{MERGED}");
+    let closed = format!("preview-pr-{CLOSED}");
+    assert_eq!(report.empty, [merged.clone(), closed.clone()]);
+    // And a last sweep finds nothing to do.
+    let (report, _) = run_sweep(&fake, world, false).await;
+    assert_eq!(report.stacks.len(), 1, "{report:?}");
+    assert_eq!(action(&report, OPEN), SweepAction::Keep);
+    assert_eq!(report.summary.destroyed, 0);
+    assert_eq!(
+        report.empty,
+        [merged, closed, format!("preview-pr-{LATER}")]
+    );
+    assert_eq!(left(world, &client, LATER).await, Vec::<&str>::new());
     assert!(alive(world, &client, OPEN).await);
     fake.assert_no_violations();
 
