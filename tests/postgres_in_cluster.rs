@@ -7,7 +7,8 @@
 //! Covered: create through a Job (marker COMMENT, owner) → no-op → refusal to
 //! take over a database without our marker (with psql's error in the message,
 //! nothing changed) → destroy drops it through a Job and verifies it is gone,
-//! leaving no Job behind → a missing credentials Secret fails with the reason.
+//! leaving no Job behind → a missing credentials Secret fails with the reason →
+//! a Job planted in another namespace is never found, reused or dropped with.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -107,7 +108,12 @@ async fn world(pg: &TestPostgres) -> World {
             .await
             .expect("connect"),
     );
-    let in_cluster = InClusterProvider::new(kube.clone(), kube.client().clone(), EventSink::none());
+    let in_cluster = InClusterProvider::new(
+        kube.clone(),
+        kube.client().clone(),
+        EventSink::none(),
+        Some(namespace.clone()),
+    );
     let state = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(
         Providers {
@@ -240,7 +246,12 @@ async fn a_missing_credentials_secret_is_reported() {
             .await
             .expect("connect"),
     );
-    let executor = InClusterProvider::new(kube.clone(), kube.client().clone(), EventSink::none());
+    let executor = InClusterProvider::new(
+        kube.clone(),
+        kube.client().clone(),
+        EventSink::none(),
+        Some(w.namespace.clone()),
+    );
     let db = database(
         "aphiria_pr_79",
         "preview-pr-79",
@@ -254,4 +265,112 @@ async fn a_missing_credentials_secret_is_reported() {
         .to_string();
     assert!(err.contains("no-such-secret"), "{err}");
     assert_eq!(comment_of(&w.admin, "aphiria_pr_79").await, None);
+}
+
+/// The executor looks for its Jobs only in the database server's namespace: an
+/// ensure Job planted in another namespace (same name, labels and annotation,
+/// another image) is never found, reused or used to parameterise a drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_planted_in_another_namespace_are_never_used() {
+    use preview_core::postgres::job::{DatabaseJob, JobSettings, Operation, job_name};
+    let pg = TestPostgres::start().await.expect("postgres");
+    let w = world(&pg).await;
+    let stack = "preview-pr-80";
+    let db = database("aphiria_pr_80", stack, &w.namespace, "db-credentials");
+    let g = DesiredGraph::new(stack, vec![db.clone()]).expect("graph");
+    w.engine.up(&g, BTreeMap::new()).await.expect("create");
+    let cluster = cluster().await.expect("cluster");
+    let client = cluster.client().expect("client");
+    let elsewhere = create_namespace(&client, "planted")
+        .await
+        .expect("namespace");
+    // The planted Job: what the executor would render, in another namespace,
+    // with another image, suspended so that nothing runs it.
+    let planted = DatabaseJob {
+        operation: Operation::Ensure,
+        database: "aphiria_pr_80".into(),
+        owner: "aphiria".into(),
+        stack: stack.into(),
+        host: format!("db.{elsewhere}.svc.cluster.local"),
+        port: 5432,
+        settings: JobSettings {
+            namespace: elsewhere.clone(),
+            image: "registry.invalid/evil:latest".into(),
+            credentials_secret: "db-credentials".into(),
+            image_pull_secrets: Vec::new(),
+            resources: None,
+        },
+    };
+    let mut body = planted.render().body;
+    body["spec"]["suspend"] = json!(true);
+    let planted_jobs: Api<Job> = Api::namespaced(client.clone(), &elsewhere);
+    planted_jobs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value::<Job>(body).expect("job"),
+        )
+        .await
+        .expect("plant");
+    // The real ensure Job (the executor's record) goes away.
+    let real = job_names(&w.jobs).await;
+    assert_eq!(real, [job_name(Operation::Ensure, "aphiria_pr_80")]);
+    w.jobs
+        .delete(&real[0], &Default::default())
+        .await
+        .expect("delete real job");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !job_names(&w.jobs).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the real Job is not gone"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let kube = Arc::new(
+        KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
+            .await
+            .expect("connect"),
+    );
+    let executor = InClusterProvider::new(
+        kube.clone(),
+        kube.client().clone(),
+        EventSink::none(),
+        Some(w.namespace.clone()),
+    );
+    assert_eq!(executor.read(&db.id).await.expect("read"), None);
+    assert!(
+        executor
+            .list_owned(stack, std::slice::from_ref(&db.id))
+            .await
+            .expect("list")
+            .is_empty(),
+        "the planted Job is not listed as the stack's"
+    );
+    let err = executor
+        .delete(&db.id)
+        .await
+        .expect_err("no record")
+        .to_string();
+    assert!(err.contains("is gone"), "{err}");
+    // Nothing ran: no drop Job anywhere, the planted Job untouched, the
+    // database still there.
+    assert!(job_names(&w.jobs).await.is_empty());
+    assert_eq!(
+        job_names(&planted_jobs).await,
+        [job_name(Operation::Ensure, "aphiria_pr_80")]
+    );
+    assert!(comment_of(&w.admin, "aphiria_pr_80").await.is_some());
+    // An executor that does not know the server's namespace says so.
+    let unknown =
+        InClusterProvider::new(kube.clone(), kube.client().clone(), EventSink::none(), None);
+    let err = unknown.read(&db.id).await.expect_err("unknown").to_string();
+    assert!(
+        err.contains("does not know the database server's namespace"),
+        "{err}"
+    );
+    w.admin
+        .batch_execute("DROP DATABASE aphiria_pr_80")
+        .await
+        .expect("cleanup");
 }

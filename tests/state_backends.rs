@@ -8,6 +8,10 @@
 //! (20 lockers, 20 racing writers, 20 stacks), the secret canary, and
 //! backend-specific behaviour: Kubernetes chunking and Lease expiry, PostgreSQL
 //! per-stack advisory locks released by the server when a session dies.
+//! `authenticity_*`: with a state passphrase, forged documents (a record, an
+//! output, the serial, a downgrade to an unauthenticated format) are refused on
+//! every backend and never overwritten, and older state is upgraded only with
+//! explicit trust.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,13 +24,16 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use preview_core::secret::SecretString;
+use preview_core::state::auth::Authenticator;
+use preview_core::state::crypto::KdfParams;
 use preview_core::state::crypto::Sealer;
 use preview_core::state::file::FileBackend;
+use preview_core::state::format::Codec;
 use preview_core::state::kubernetes::KubeBackend;
 use preview_core::state::kubernetes::lease::{lease_name, micro_ago, now_micro};
 use preview_core::state::{
-    LockHolder, Output, StackLock, StackState, StateBackend, StateError, format, lock_with_timeout,
-    open_backend,
+    BackendOptions, LockHolder, Output, ResourceRecord, StackLock, StackState, StateBackend,
+    StateError, format, lock_with_timeout, open_backend, open_backend_with,
 };
 use serde_json::json;
 use testkit::{TestCluster, TestPostgres};
@@ -50,11 +57,11 @@ struct Fixture {
     pg_url: Option<String>,
 }
 
-async fn file_fixture() -> Fixture {
+async fn file_fixture(codec: Codec) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     Fixture {
         kind: Kind::File,
-        backend: Arc::new(FileBackend::new(dir.path())),
+        backend: Arc::new(FileBackend::new(dir.path()).with_codec(codec)),
         dir: Some(dir),
         kube: None,
         pg_url: None,
@@ -69,10 +76,11 @@ async fn kube_client() -> kube::Client {
         .expect("client")
 }
 
-async fn kube_fixture() -> Fixture {
+async fn kube_fixture(codec: Codec) -> Fixture {
     let client = kube_client().await;
     let ns = create_namespace(&client, "state").await.expect("namespace");
     let backend = KubeBackend::new(client.clone(), &ns)
+        .with_codec(codec)
         .with_lease_duration(TEST_LEASE)
         .expect("lease duration");
     Fixture {
@@ -96,9 +104,15 @@ async fn pg_database() -> String {
     pg.url_for(&db)
 }
 
-async fn pg_fixture() -> Fixture {
+async fn pg_fixture(codec: Codec) -> Fixture {
     let url = pg_database().await;
-    let backend = open_backend(&url, None).await.expect("open pg backend");
+    let options = BackendOptions {
+        codec,
+        ..BackendOptions::default()
+    };
+    let backend = open_backend_with(&url, None, &options)
+        .await
+        .expect("open pg backend");
     Fixture {
         kind: Kind::Pg,
         backend,
@@ -109,10 +123,14 @@ async fn pg_fixture() -> Fixture {
 }
 
 async fn fixture(kind: Kind) -> Fixture {
+    fixture_with(kind, Codec::plain()).await
+}
+
+async fn fixture_with(kind: Kind, codec: Codec) -> Fixture {
     match kind {
-        Kind::File => file_fixture().await,
-        Kind::Kube => kube_fixture().await,
-        Kind::Pg => pg_fixture().await,
+        Kind::File => file_fixture(codec).await,
+        Kind::Kube => kube_fixture(codec).await,
+        Kind::Pg => pg_fixture(codec).await,
     }
 }
 
@@ -164,12 +182,57 @@ impl Fixture {
 
     /// Changes the stored serial behind the backend's back (checksum not updated).
     async fn tamper(&self, stack: &str) {
-        let edit = |bytes: &[u8]| -> Vec<u8> {
+        self.rewrite(stack, |bytes: &[u8]| -> Vec<u8> {
             let text = String::from_utf8(bytes.to_vec()).expect("utf8");
             let edited = text.replacen("\"serial\": 1", "\"serial\": 5", 1);
             assert_ne!(edited, text, "nothing to tamper with");
             edited.into_bytes()
-        };
+        })
+        .await;
+    }
+
+    /// The same storage opened with another codec (another run: with or
+    /// without the passphrase, trusting or not).
+    async fn reopen(&self, codec: Codec) -> Arc<dyn StateBackend> {
+        match self.kind {
+            Kind::File => {
+                Arc::new(FileBackend::new(self.dir.as_ref().expect("dir").path()).with_codec(codec))
+            }
+            Kind::Kube => {
+                let (client, ns) = self.kube.as_ref().expect("kube");
+                Arc::new(
+                    KubeBackend::new(client.clone(), ns)
+                        .with_codec(codec)
+                        .with_lease_duration(TEST_LEASE)
+                        .expect("lease"),
+                )
+            }
+            Kind::Pg => {
+                let options = BackendOptions {
+                    codec,
+                    ..BackendOptions::default()
+                };
+                open_backend_with(self.pg_url.as_deref().expect("url"), None, &options)
+                    .await
+                    .expect("open")
+            }
+        }
+    }
+
+    /// The stored document (decompressed), as the backend keeps it.
+    async fn document(&self, stack: &str) -> Vec<u8> {
+        let captured = std::sync::Mutex::new(Vec::new());
+        self.rewrite(stack, |bytes| {
+            *captured.lock().expect("lock") = bytes.to_vec();
+            bytes.to_vec()
+        })
+        .await;
+        captured.into_inner().expect("lock")
+    }
+
+    /// Replaces the stored document of `stack` by `edit(document)`, behind the
+    /// backend's back (what someone with write access to the store can do).
+    async fn rewrite(&self, stack: &str, edit: impl Fn(&[u8]) -> Vec<u8>) {
         match self.kind {
             Kind::File => {
                 let path = self
@@ -548,7 +611,7 @@ async fn canary(kind: Kind) {
         "state show",
         serde_json::to_string(&shown).expect("json").as_bytes(),
     );
-    let exported = stacks::state_cmd::export_bytes(b, "canary")
+    let (_, exported) = stacks::state_cmd::export_bytes(b, "canary")
         .await
         .expect("export");
     assert_no_canary("state export", &exported);
@@ -609,6 +672,198 @@ async fn canary_postgres() {
     canary(Kind::Pg).await;
 }
 
+const STATE_PASSPHRASE: &str = "state-backends test passphrase";
+
+/// A codec with the test passphrase (cheap key derivation: tests only).
+fn authenticated(passphrase: &str) -> Codec {
+    Codec::authenticated(Arc::new(Authenticator::with_params(
+        SecretString::new(passphrase),
+        KdfParams::insecure_for_tests(),
+    )))
+}
+
+/// What a forger with write access to the store, but without the passphrase,
+/// does: edits the state and recomputes the checksum, keeping the rest of the
+/// document (or dropping the authentication, with `format: 2`).
+fn forged(doc: &[u8], format_version: u32, edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    let mut env: serde_json::Value = serde_json::from_slice(doc).expect("document");
+    edit(&mut env["state"]);
+    let body = serde_json::to_string_pretty(&env["state"]).expect("state");
+    let auth = match (format_version, env.get("authentication")) {
+        (3, Some(a)) => format!(
+            "  \"authentication\": {},\n",
+            serde_json::to_string(a).expect("header")
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{{\n  \"format\": {format_version},\n  \"sha256\": \"{}\",\n{auth}  \"state\": {body}\n}}\n",
+        format::sha256_hex(body.as_bytes())
+    )
+    .into_bytes()
+}
+
+fn state_with_record(stack: &str, serial: u64) -> StackState {
+    let mut s = state(stack, serial);
+    let id = preview_core::ResourceId::kubernetes("v1", "Namespace", None, stack);
+    s.resources.insert(
+        id.clone(),
+        ResourceRecord {
+            id,
+            depends_on: Vec::new(),
+            desired_hash: "sha256:d".into(),
+            live_hash: "sha256:l".into(),
+            uid: Some("uid-of-our-namespace".into()),
+            protect: false,
+            imported: false,
+        },
+    );
+    s
+}
+
+async fn authenticity(kind: Kind) {
+    let fx = fixture_with(kind, authenticated(STATE_PASSPHRASE)).await;
+    let b = fx.backend.as_ref();
+    let a = state_with_record("trust-a", 1);
+    b.write(&a).await.expect("write");
+    let doc = fx.document("trust-a").await;
+    let text = String::from_utf8(doc.clone()).expect("utf8");
+    assert!(text.starts_with("{\n  \"format\": 3,"), "{text}");
+    assert!(text.contains("\"authentication\": {\"algorithm\":\"hmac-sha256\""));
+    assert!(!text.contains(STATE_PASSPHRASE));
+    assert_eq!(b.read("trust-a").await.expect("read"), Some(a.clone()));
+    // Another run with the same passphrase reads it.
+    let again = fx.reopen(authenticated(STATE_PASSPHRASE)).await;
+    assert_eq!(again.read("trust-a").await.expect("read"), Some(a.clone()));
+
+    let forgeries: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a record pointing at another namespace",
+            forged(&doc, 3, |st| {
+                st["resources"][0]["id"]["name"] = json!("kube-system");
+            }),
+        ),
+        (
+            "a record's uid",
+            forged(&doc, 3, |st| {
+                st["resources"][0]["uid"] = json!("a-foreign-uid")
+            }),
+        ),
+        (
+            "an output",
+            forged(&doc, 3, |st| {
+                st["outputs"]["url"]["value"] = json!("https://evil")
+            }),
+        ),
+        ("the serial", forged(&doc, 3, |st| st["serial"] = json!(7))),
+        (
+            "a downgrade to unauthenticated format 2",
+            forged(&doc, 2, |_| {}),
+        ),
+    ];
+    // The forger's helper itself is faithful: unedited, the document verifies.
+    assert_eq!(forged(&doc, 3, |_| {}), doc);
+    let mut next = a.clone();
+    next.serial = 2;
+    for (what, bytes) in forgeries {
+        fx.rewrite("trust-a", |_| bytes.clone()).await;
+        let err = b.read("trust-a").await.expect_err(what);
+        assert!(
+            matches!(err, StateError::NotAuthentic { .. }),
+            "{what}: {err}"
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("state of stack trust-a at ")
+                && shown.contains(" is not authentic: ")
+                && shown.ends_with("; it was not modified"),
+            "{what}: {shown}"
+        );
+        assert!(shown.contains("--trust-unauthenticated"), "{what}: {shown}");
+        // A write is refused too, and leaves the forged document in place.
+        let err = b.write(&next).await.expect_err(what);
+        assert!(
+            matches!(err, StateError::NotAuthentic { .. }),
+            "{what}: {err}"
+        );
+        assert_eq!(fx.document("trust-a").await, bytes, "{what}: overwritten");
+        fx.rewrite("trust-a", |_| doc.clone()).await;
+    }
+    assert_eq!(b.read("trust-a").await.expect("restored"), Some(a.clone()));
+
+    // Without a passphrase the authenticated state is read (checksum only) but
+    // never overwritten: that would drop its authentication.
+    let plain = fx.reopen(Codec::plain()).await;
+    assert_eq!(plain.read("trust-a").await.expect("read"), Some(a.clone()));
+    let err = plain.write(&next).await.expect_err("downgrade");
+    assert!(
+        err.to_string().contains("PREVIEW_STATE_PASSPHRASE"),
+        "{err}"
+    );
+    assert_eq!(fx.document("trust-a").await, doc);
+
+    // Older (unauthenticated) state: refused with the way out, upgraded only
+    // with explicit trust, then authenticated.
+    let old = state_with_record("trust-b", 1);
+    plain.write(&old).await.expect("plain write");
+    assert!(
+        String::from_utf8(fx.document("trust-b").await)
+            .expect("utf8")
+            .starts_with("{\n  \"format\": 2,")
+    );
+    let err = b.read("trust-b").await.expect_err("unauthenticated");
+    assert!(
+        err.to_string()
+            .contains("it is format 2 state, which carries no authentication tag"),
+        "{err}"
+    );
+    let trusting = fx
+        .reopen(authenticated(STATE_PASSPHRASE).trusting_unauthenticated())
+        .await;
+    let file = tempfile::tempdir().expect("tempdir");
+    let path = file.path().join("trust-b.json");
+    stacks::state_cmd::export_to_file(trusting.as_ref(), "trust-b", &path)
+        .await
+        .expect("export");
+    let report = stacks::state_cmd::import_from_file(
+        trusting.as_ref(),
+        "trust-b",
+        &path,
+        &stacks::state_cmd::ImportOptions::default(),
+    )
+    .await
+    .expect("import");
+    assert_eq!((report.serial, report.authenticated), (2, true));
+    assert!(
+        String::from_utf8(fx.document("trust-b").await)
+            .expect("utf8")
+            .starts_with("{\n  \"format\": 3,")
+    );
+    let upgraded = b.read("trust-b").await.expect("authentic").expect("some");
+    assert_eq!(upgraded.resources, old.resources);
+    // Another passphrase does not read it.
+    let other = fx.reopen(authenticated("another state passphrase")).await;
+    assert!(matches!(
+        other.read("trust-b").await,
+        Err(StateError::NotAuthentic { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticity_file() {
+    authenticity(Kind::File).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticity_kubernetes() {
+    authenticity(Kind::Kube).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticity_postgres() {
+    authenticity(Kind::Pg).await;
+}
+
 fn big_state(stack: &str, serial: u64, random_bytes: usize) -> StackState {
     let mut s = state(stack, serial);
     let noise: Vec<u8> = (0..random_bytes).map(|_| rand::random::<u8>()).collect();
@@ -637,7 +892,7 @@ async fn secret_names(client: &kube::Client, ns: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_chunks_a_state_over_one_mebibyte() {
-    let fx = kube_fixture().await;
+    let fx = kube_fixture(Codec::plain()).await;
     let (client, ns) = fx.kube.clone().expect("kube");
     let b = fx.backend.as_ref();
     // ~2 MiB of base64 noise: over 1 MiB even compressed.
@@ -723,7 +978,7 @@ fn fake_lease(stack: &str, host: &str, pid: u32, renewed_ago: Duration) -> Lease
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_lease_fields_renewal_and_dead_holders() {
-    let fx = kube_fixture().await;
+    let fx = kube_fixture(Codec::plain()).await;
     let (client, ns) = fx.kube.clone().expect("kube");
     let b = fx.backend.as_ref();
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
@@ -828,7 +1083,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_lock_of_a_crashed_holder_expires() {
-    let fx = kube_fixture().await;
+    let fx = kube_fixture(Codec::plain()).await;
     let (_, ns) = fx.kube.clone().expect("kube");
     let config = TestCluster::shared()
         .await
@@ -859,7 +1114,7 @@ async fn kubernetes_lock_of_a_crashed_holder_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_lock_of_a_dead_session_is_released_by_the_server() {
-    let fx = pg_fixture().await;
+    let fx = pg_fixture(Codec::plain()).await;
     let url = fx.pg_url.clone().expect("url");
     lock_and_crash(
         move || async move { open_backend(&url, None).await.expect("open") },
@@ -886,14 +1141,16 @@ async fn postgres_lock_of_a_dead_session_is_released_by_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_advisory_locks_are_per_stack_and_name_the_holder() {
-    let fx = pg_fixture().await;
+    let fx = pg_fixture(Codec::plain()).await;
     let b = fx.backend.as_ref();
     let client = pg_client(fx.pg_url.as_deref().expect("url")).await;
     let a = b.lock("a").await.expect("lock a");
     let c = b.lock("c").await.expect("lock c concurrently");
     let rows = client
         .query(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1",
+            // This fixture's database only: other tests share the server.
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .await
@@ -967,7 +1224,7 @@ async fn backend_urls_never_show_a_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_never_touches_a_foreign_secret() {
-    let fx = kube_fixture().await;
+    let fx = kube_fixture(Codec::plain()).await;
     let (client, ns) = fx.kube.clone().expect("kube");
     let api: Api<Secret> = Api::namespaced(client, &ns);
     let foreign = Secret {

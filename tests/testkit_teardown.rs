@@ -39,11 +39,19 @@ async fn dropping_a_cluster_stops_its_processes_and_removes_its_dir() {
     let dir = cluster.temp_dir().to_path_buf();
     let pids = cluster.pids();
     let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["etcd", "kube-apiserver", "kube-controller-manager"]);
+    assert_eq!(
+        names,
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler"
+        ]
+    );
     assert_eq!(
         processes_mentioning(&dir.display().to_string()).len(),
-        4,
-        "three servers and the watchdog"
+        5,
+        "four servers and the watchdog"
     );
     // It works while it lives (and a simulator on the test's runtime stops cleanly).
     let simulator = NodeSimulator::start_for(&cluster).await.expect("simulator");

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use preview_core::Resource;
-use preview_core::diff::{body_hash, projection_hash};
 use preview_core::graph::DesiredGraph;
 use preview_core::observe::{Observation, Observed};
 use preview_core::planner::{PlanOptions, plan};
+use preview_core::state::auth::RecordHasher;
 use preview_core::state::{ResourceRecord, StackState};
 use serde_json::{Value, json};
 
@@ -83,6 +83,7 @@ pub fn run(resources: usize, runs: usize) -> anyhow::Result<SyntheticResult> {
             .collect::<Result<_, _>>()?,
     )?;
     let mut state = StackState::new(stack);
+    let hasher = RecordHasher::without_passphrase(&state);
     let mut observed = Observed::new();
     for (n, res) in first.resources().enumerate() {
         let live = live_of(&res.body, n);
@@ -91,8 +92,8 @@ pub fn run(resources: usize, runs: usize) -> anyhow::Result<SyntheticResult> {
             ResourceRecord {
                 id: res.id.clone(),
                 depends_on: first.dependencies(&res.id).iter().cloned().collect(),
-                desired_hash: body_hash(&res.body),
-                live_hash: projection_hash(&live, &res.body),
+                desired_hash: hasher.desired_hash(res),
+                live_hash: hasher.live_hash(&live, res),
                 uid: None,
                 protect: false,
                 imported: false,
@@ -117,7 +118,7 @@ pub fn run(resources: usize, runs: usize) -> anyhow::Result<SyntheticResult> {
             .collect::<Result<_, _>>()?;
         let t = Instant::now();
         let graph = DesiredGraph::new(stack, desired)?;
-        let p = plan(&graph, &state, &observed, &PlanOptions::default())?;
+        let p = plan(&graph, &state, &observed, &hasher, &PlanOptions::default())?;
         times.push(t.elapsed());
         anyhow::ensure!(p.is_empty(), "synthetic no-op plan has changes");
         planned = p.steps.len();

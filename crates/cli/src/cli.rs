@@ -15,8 +15,9 @@ use crate::comment::{
 use crate::deployment::{self, DeploymentState, NewDeployment};
 use crate::env::{APPROVER_TOKEN_VAR, Environment};
 use crate::error::CliError;
-use crate::gate::{Decision, GateRequest, PollOptions, run_gate};
+use crate::gate::{Decision, GateRequest, PollOptions, RunActor, run_gate};
 use crate::github::{GithubClient, RepoSlug};
+use crate::head;
 use crate::health::{Attempt, ExpectRange, HealthOptions, check_urls};
 use crate::validate;
 
@@ -47,14 +48,22 @@ Examples:
   preview deployment status --repo aphiria/aphiria.com --id \"$id\" --state success \\
       --environment-url https://123.pr.aphiria.com
 
-  # Approve automatically when the PR author is a maintainer (run next to the deploy job)
-  preview gate --repo aphiria/aphiria.com --pr 123 --run-id \"$GITHUB_RUN_ID\" --json
+  # Approve automatically when the PR author and the run's actor are maintainers and the
+  # head branch is in this repository (run next to the deploy job)
+  preview gate --repo aphiria/aphiria.com --pr 123 --run-id \"$GITHUB_RUN_ID\" --sha \"$BUILT_SHA\" \\
+      --triggering-actor \"$GITHUB_TRIGGERING_ACTOR\" --json
 
   # Wait for the environment to answer
   preview health --url https://123.pr.aphiria.com --url https://123.pr-api.aphiria.com/health
 
+  # Right before applying: the PR head must still be the commit the images were built from
+  preview verify-head --repo aphiria/aphiria.com --pr 123 --sha \"$BUILT_SHA\"
+
   # On PR close
   preview deployment deactivate --repo aphiria/aphiria.com --environment preview-pr-123
+
+  # Scheduled: destroy the previews of closed PRs (an unknown PR state never destroys)
+  preview sweep --repo aphiria/aphiria.com --dry-run --json
 ";
 
 /// `preview`: the pull-request side of preview environments — one PR comment, GitHub
@@ -96,12 +105,28 @@ pub enum Command {
     /// GitHub Deployments: create, set status, deactivate an environment.
     #[command(subcommand)]
     Deployment(DeploymentCommand),
-    /// Approve the pending deployment if the PR author is a maintainer; otherwise post a
-    /// comment asking a maintainer to approve.
+    /// Approve the pending deployment if the PR author and the run's actor are maintainers
+    /// and the head branch is in this repository (never for forks), at the built commit;
+    /// otherwise post a comment asking a maintainer to approve.
     #[command(
-        after_help = "Example:\n  preview gate --repo o/r --pr 7 --run-id \"$GITHUB_RUN_ID\" --environment preview --timeout 120s --json\n\nExit code 0 for both decisions; read `decision` from --json (approve | manual_approval_required)."
+        after_help = "Example:\n  preview gate --repo o/r --pr 7 --run-id \"$GITHUB_RUN_ID\" --sha \"$BUILT_SHA\" \\\n      --triggering-actor \"$GITHUB_TRIGGERING_ACTOR\" --environment preview --timeout 120s --json\n\nExit code 0 for both decisions; read `decision` from --json (approve | manual_approval_required)."
     )]
     Gate(GateArgs),
+    /// Check that a PR is open and its head is the commit the images were built from;
+    /// fails naming both SHAs otherwise (run at the start of a deploy and right before
+    /// `stacks up`).
+    #[command(
+        name = "verify-head",
+        after_help = "Example:\n  preview verify-head --repo o/r --pr 7 --sha \"$BUILT_SHA\"\n\nExit code 0 when the head is that commit, 1 when it moved, the PR is closed, or GitHub cannot say."
+    )]
+    VerifyHead(VerifyHeadArgs),
+    /// Destroy the previews of closed or merged PRs: lists `preview-pr-N` stacks with
+    /// `stacks state list`, asks GitHub for each PR's state, runs `stacks destroy` for
+    /// the closed ones. An unknown state (API error, timeout, rate limit) never destroys.
+    #[command(
+        after_help = "Example:\n  preview sweep --repo o/r --dry-run --json\n  preview sweep --repo o/r --stacks-bin tools/stacks --lock-timeout 5m\n\nThe stacks binary gets this process's environment (PREVIEW_BACKEND, KUBECONFIG, PREVIEW_STATE_PASSPHRASE, …) without GITHUB_TOKEN and PREVIEW_APPROVER_TOKEN.\nExit code 0 when every PR's state was known and every destroy succeeded; 1 otherwise (after the report); nothing is destroyed for a PR whose state is unknown."
+    )]
+    Sweep(SweepArgs),
     /// GET URLs with retries and backoff until they answer in the expected range.
     #[command(
         after_help = "Example:\n  preview health --url https://7.pr.example.com --url https://7.pr-api.example.com/health --timeout 300s --interval 5s --expect 200-399"
@@ -241,9 +266,23 @@ pub struct GateArgs {
     /// Protected environment to approve.
     #[arg(long, default_value = "preview", value_parser = validate::environment_name)]
     pub environment: String,
-    /// Commit the images were built from; no automatic approval if the PR head moved.
+    /// Commit the images were built from; the approval is bound to it (no automatic
+    /// approval if the PR head moved).
     #[arg(long, value_parser = validate::full_commit_sha)]
-    pub sha: Option<String>,
+    pub sha: String,
+    /// Who started this run: `$GITHUB_TRIGGERING_ACTOR` (`github.triggering_actor`).
+    /// Must be a maintainer too, unless it is the --dispatcher.
+    #[arg(long, value_name = "LOGIN", value_parser = validate::login)]
+    pub triggering_actor: String,
+    /// The account whose token only the default branch's publishing workflow holds.
+    /// When it triggered the run, --build-actor (the login that started the build it
+    /// published) must be a maintainer instead.
+    #[arg(long, value_name = "LOGIN", value_parser = validate::login)]
+    pub dispatcher: Option<String>,
+    /// Who started the build (`github.event.workflow_run.triggering_actor.login` in the
+    /// publishing workflow); counts only when the --dispatcher triggered this run.
+    #[arg(long, value_name = "LOGIN", value_parser = validate::login)]
+    pub build_actor: Option<String>,
     /// Give up waiting for the environment to become pending after this long.
     #[arg(long, default_value = "120s", value_parser = validate::duration)]
     pub timeout: Duration,
@@ -256,6 +295,37 @@ pub struct GateArgs {
     /// Only comments by this login count as ours (`*` for any author).
     #[arg(long, default_value = DEFAULT_COMMENT_AUTHOR, env = "PREVIEW_COMMENT_AUTHOR")]
     pub comment_author: String,
+}
+
+/// `preview verify-head`.
+#[derive(Debug, Args)]
+pub struct VerifyHeadArgs {
+    /// Repository, OWNER/REPO.
+    #[arg(long, value_parser = repo_parser)]
+    pub repo: RepoSlug,
+    /// Pull request number.
+    #[arg(long, value_parser = validate::pr_number)]
+    pub pr: u64,
+    /// Full SHA of the commit the images were built from.
+    #[arg(long, value_parser = validate::full_commit_sha)]
+    pub sha: String,
+}
+
+/// `preview sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Repository whose PRs the `preview-pr-N` stacks belong to, OWNER/REPO.
+    #[arg(long, value_parser = repo_parser)]
+    pub repo: RepoSlug,
+    /// Only list what would be destroyed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The `stacks` binary (default: `stacks` on PATH).
+    #[arg(long, value_name = "PATH", default_value = "stacks")]
+    pub stacks_bin: PathBuf,
+    /// How long each `stacks destroy` waits for a stack another run holds.
+    #[arg(long, default_value = "2m", value_parser = validate::duration)]
+    pub lock_timeout: Duration,
 }
 
 /// `preview health`.
@@ -312,8 +382,118 @@ pub async fn run(
             deployment(command, cli.json, cli.github_attempts, env, out).await
         }
         Command::Gate(args) => gate(args, cli.json, cli.github_attempts, env, out).await,
+        Command::VerifyHead(args) => {
+            verify_head(args, cli.json, cli.github_attempts, env, out).await
+        }
+        Command::Sweep(args) => sweep(args, cli.json, cli.github_attempts, env, out, err).await,
         Command::Health(args) => health(args, cli.json, out, err).await,
     }
+}
+
+async fn verify_head(
+    args: VerifyHeadArgs,
+    json: bool,
+    attempts: Option<u32>,
+    env: &Environment,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let client = client(env, attempts)?;
+    let check = head::verify_head(&client, &args.repo, args.pr, &args.sha).await?;
+    if json {
+        return write_json(out, &check);
+    }
+    write_line(
+        out,
+        &format!(
+            "verify-head: {}#{} is open at {}, the commit the images were built from",
+            check.repo, check.pr, check.sha
+        ),
+    )
+}
+
+async fn sweep(
+    args: SweepArgs,
+    json: bool,
+    attempts: Option<u32>,
+    env: &Environment,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    use crate::sweep::{StacksCommand, SweepAction, SweepOptions};
+    let client = client(env, attempts)?;
+    // Progress is best effort; a closed stderr must not stop the sweep.
+    let mut log = |line: &str| {
+        let _ = writeln!(err, "{line}");
+    };
+    let report = crate::sweep::sweep(
+        &client,
+        &args.repo,
+        &StacksCommand::new(&args.stacks_bin),
+        SweepOptions {
+            dry_run: args.dry_run,
+            lock_timeout: args.lock_timeout,
+        },
+        &mut log,
+    )
+    .await
+    .map_err(|e| CliError::Sweep(format!("sweep: nothing destroyed: {e}")))?;
+    let summary = report.summary;
+    if json {
+        write_json(out, &report)?;
+    } else {
+        for v in &report.stacks {
+            let what = match (v.action, v.destroyed) {
+                (SweepAction::Keep, _) => "kept",
+                (SweepAction::Unknown, _) => "kept (state unknown)",
+                (SweepAction::Destroy, None) => "would destroy",
+                (SweepAction::Destroy, Some(true)) => "destroyed",
+                (SweepAction::Destroy, Some(false)) => "DESTROY FAILED",
+            };
+            let error = v
+                .error
+                .as_deref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default();
+            write_line(
+                out,
+                &format!(
+                    "sweep: {} (PR #{}): {what} — {}{error}",
+                    v.stack, v.pr, v.reason
+                ),
+            )?;
+        }
+        write_line(
+            out,
+            &format!(
+                "sweep: {} kept, {} destroyed, {} to destroy{}, {} unknown, {} failed; {} already empty, {} other stack(s) ignored",
+                summary.kept,
+                summary.destroyed,
+                summary.would_destroy,
+                if report.dry_run { " (dry run)" } else { "" },
+                summary.unknown,
+                summary.failed,
+                report.empty.len(),
+                report.ignored.len()
+            ),
+        )?;
+    }
+    if summary.unknown > 0 || summary.failed > 0 {
+        let mut problems = Vec::new();
+        if summary.unknown > 0 {
+            problems.push(format!(
+                "the state of {} PR(s) is unknown, so their previews were kept (re-run when GitHub answers)",
+                summary.unknown
+            ));
+        }
+        if summary.failed > 0 {
+            problems.push(format!("{} destroy(s) failed", summary.failed));
+        }
+        return Err(CliError::Sweep(format!(
+            "sweep incomplete: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(())
 }
 
 async fn comment(
@@ -498,6 +678,11 @@ async fn gate(
         run_id: args.run_id,
         environment: args.environment,
         expected_sha: args.sha,
+        actor: RunActor::from_context(
+            &args.triggering_actor,
+            args.dispatcher.as_deref(),
+            args.build_actor.as_deref(),
+        ),
         run_url,
         comment_author: AuthorFilter::parse(&args.comment_author),
         poll: PollOptions {

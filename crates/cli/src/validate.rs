@@ -89,6 +89,26 @@ pub fn pr_number(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A GitHub login: 1–39 letters, digits or single hyphens (not at either end), or an
+/// app's bot login `NAME[bot]`. What `github.triggering_actor` and the API return.
+pub fn login(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let user = name.strip_suffix("[bot]").unwrap_or(name);
+    let ok = !user.is_empty()
+        && user.len() <= 39
+        && !user.starts_with('-')
+        && !user.ends_with('-')
+        && !user.contains("--")
+        && user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a GitHub login (letters, digits and single hyphens, at most 39, or NAME[bot])"
+        ))
+    }
+}
+
 /// A duration such as `120s`, `5m`, `250ms`.
 pub fn duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text.trim())
@@ -133,5 +153,22 @@ mod tests {
         assert!(environment_name("preview-pr-12").is_ok());
         assert!(environment_name("a b").is_err());
         assert_eq!(duration("120s"), Ok(std::time::Duration::from_secs(120)));
+        assert_eq!(login("alice"), Ok("alice".into()));
+        assert_eq!(
+            login("github-actions[bot]"),
+            Ok("github-actions[bot]".into())
+        );
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "a b",
+            "a/b",
+            "[bot]",
+            &"a".repeat(40),
+        ] {
+            assert!(login(bad).is_err(), "{bad}");
+        }
     }
 }

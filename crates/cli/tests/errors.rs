@@ -283,6 +283,10 @@ async fn canary_tokens_never_appear_in_any_output() {
                 "7",
                 "--run-id",
                 "1",
+                "--sha",
+                SHA,
+                "--triggering-actor",
+                "alice",
                 "--poll-interval",
                 "10ms",
             ],
@@ -290,8 +294,27 @@ async fn canary_tokens_never_appear_in_any_output() {
         (
             None,
             vec![
-                "gate", "--repo", REPO, "--pr", "8", "--run-id", "1", "--json",
+                "gate",
+                "--repo",
+                REPO,
+                "--pr",
+                "8",
+                "--run-id",
+                "1",
+                "--sha",
+                SHA,
+                "--triggering-actor",
+                "mallory",
+                "--json",
             ],
+        ),
+        (
+            None,
+            vec!["verify-head", "--repo", REPO, "--pr", "7", "--sha", SHA],
+        ),
+        (
+            Some(Fault::server_error(502).times(2)),
+            vec!["verify-head", "--repo", REPO, "--pr", "7", "--sha", SHA],
         ),
         (
             None,
@@ -336,7 +359,7 @@ async fn canary_tokens_never_appear_in_any_output() {
             assert!(process.err.contains("error: "), "{args}: {}", process.err);
         }
     }
-    assert_eq!(failures, 6, "the failure paths were exercised");
+    assert_eq!(failures, 7, "the failure paths were exercised");
     // The tokens were really used.
     let requests = fake.requests();
     assert!(requests.iter().any(|r| r.token.as_deref() == Some(CANARY)));

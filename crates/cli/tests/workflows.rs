@@ -3,8 +3,11 @@
 //! Every workflow file is parsed with serde_yaml_ng and checked for: least-privilege
 //! `permissions:`; `timeout-minutes` on every job; no `${{ … }}` (and so no untrusted
 //! string) inside `run:` scripts; no PR code checked out where secrets or environments
-//! are; pinned actions; the preview concurrency group; digest validation; and the order
-//! "plan comment before the protected environment".
+//! are; pinned actions; the preview concurrency group and cleanup's own; digest
+//! validation; the order "plan comment before the protected environment"; the deploy
+//! bound to the built commit (`verify-head` at the start and right before `stacks up`);
+//! the gate given the run's triggering actor; the state passphrase only in steps that
+//! run `stacks`; the backend URL only from secrets; the scheduled sweep.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -189,6 +192,7 @@ fn every_expected_workflow_exists_and_parses() {
         "deploy-reusable.yml",
         "preview-cleanup.yml",
         "preview-deploy.yml",
+        "preview-sweep.yml",
         "production-deploy.yml",
         "publish-images.yml",
     ] {
@@ -440,6 +444,7 @@ fn preview_deploy_is_dispatched_with_typed_inputs_and_one_run_per_pr() {
         .expect("inputs");
     for (input, kind) in [
         ("pr_number", "number"),
+        ("head_sha", "string"),
         ("web_digest", "string"),
         ("api_digest", "string"),
     ] {
@@ -464,15 +469,38 @@ fn preview_deploy_is_dispatched_with_typed_inputs_and_one_run_per_pr() {
         get(concurrency, "cancel-in-progress").and_then(Value::as_bool),
         Some(false)
     );
+}
 
-    // Cleanup shares the group, so it waits for a running deploy.
-    let cleanup = workflow("preview-cleanup.yml");
-    let group = get(&cleanup.doc, "concurrency")
+fn concurrency_group(w: &Workflow) -> Option<String> {
+    get(&w.doc, "concurrency")
         .and_then(|c| get(c, "group"))
-        .and_then(Value::as_str);
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+#[test]
+fn cleanup_has_its_own_concurrency_group() {
+    // A deploy waiting for approval holds its group for hours; cleanup must not queue
+    // behind it (the state lock orders a destroy after a running `up` instead).
+    let deploy = concurrency_group(&workflow("preview-deploy.yml")).expect("deploy group");
+    let cleanup = workflow("preview-cleanup.yml");
+    let group = concurrency_group(&cleanup).expect("cleanup group");
     assert_eq!(
         group,
-        Some("preview-${{ github.event.pull_request.number }}")
+        "preview-cleanup-${{ github.event.pull_request.number }}"
+    );
+    let sweep = concurrency_group(&workflow("preview-sweep.yml")).expect("sweep group");
+    for (name, other) in [("deploy", &deploy), ("sweep", &sweep)] {
+        assert_ne!(&group, other, "cleanup shares the {name} group");
+        // Not a prefix either: `preview-${{ … }}` never expands to `preview-cleanup-…`.
+        assert!(!group.starts_with(other.as_str()));
+    }
+    assert_ne!(deploy, sweep);
+    // The destroy waits for a running `up` through the state lock.
+    let scripts = all_scripts(&cleanup);
+    assert!(
+        scripts.contains("stacks destroy preview-pr --pr \"$PR_NUMBER\" --lock-timeout"),
+        "{scripts}"
     );
 }
 
@@ -669,7 +697,7 @@ fn cleanup_runs_on_close_destroys_verifies_and_reports() {
         .collect::<Vec<_>>()
         .join("\n");
     for needle in [
-        "cargo run --release --locked -q -p stacks -- destroy preview-pr --pr \"$PR_NUMBER\"",
+        "stacks destroy preview-pr --pr \"$PR_NUMBER\"",
         "get namespace \"preview-pr-$PR_NUMBER\"",
         "preview deployment deactivate --repo \"$REPO\" --environment \"preview-pr-$PR_NUMBER\"",
         "preview comment --repo \"$REPO\" --pr \"$PR_NUMBER\" --status destroyed",
@@ -686,4 +714,381 @@ fn mapping_helper_reads_on_as_a_string_key() {
     let doc: Value = serde_yaml_ng::from_str("on:\n  push: {}\n").expect("yaml");
     let map: &Mapping = doc.as_mapping().expect("mapping");
     assert!(map.contains_key("on"));
+}
+
+fn all_scripts(w: &Workflow) -> String {
+    jobs(w)
+        .into_iter()
+        .flat_map(|(_, job)| run_scripts(job))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn step_script(step: &Value) -> &str {
+    get(step, "run").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn step_env(step: &Value) -> BTreeMap<String, String> {
+    env_of(step)
+}
+
+fn env_of(value: &Value) -> BTreeMap<String, String> {
+    get(value, "env")
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap_or_default().to_string(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| yaml_text(v)),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a script runs the `stacks` binary (which unseals state), directly or
+/// through `preview sweep`.
+fn runs_stacks(script: &str) -> bool {
+    script.lines().any(|line| {
+        let line = line.trim_start();
+        line.starts_with("stacks ")
+            || line.starts_with("tools/stacks ")
+            || line.contains("-p stacks -- ")
+            || line.starts_with("preview sweep ")
+    })
+}
+
+/// Whether a script applies a stack (`stacks up …`, or the reusable `args=(up …)`).
+fn runs_stacks_up(script: &str) -> bool {
+    script.contains("args=(up ")
+        || script.lines().any(|l| {
+            let l = l.trim_start();
+            l.starts_with("stacks up ") || l.contains("-p stacks -- up ")
+        })
+}
+
+const VERIFY_HEAD: &str = "preview verify-head --repo \"$REPO\" --pr \"$PR_NUMBER\" --sha";
+
+#[test]
+fn every_deploy_checks_the_built_commit_right_before_stacks_up() {
+    let mut checked = 0;
+    for w in workflows() {
+        for (name, job) in jobs(&w) {
+            let steps = steps(job);
+            for (index, step) in steps.iter().enumerate() {
+                if !runs_stacks_up(step_script(step)) {
+                    continue;
+                }
+                checked += 1;
+                // The step right before it checks the head; for the shared reusable
+                // workflow, whenever the stack is a preview.
+                let before = index
+                    .checked_sub(1)
+                    .map(|i| steps[i])
+                    .unwrap_or_else(|| panic!("{} {name}: nothing before stacks up", w.file));
+                assert!(
+                    step_script(before).contains(VERIFY_HEAD),
+                    "{} {name}: the step before `stacks up` must run `{VERIFY_HEAD} …`",
+                    w.file
+                );
+                let condition = get(before, "if").and_then(Value::as_str);
+                assert!(
+                    condition.is_none() || condition == Some("inputs.stack == 'preview-pr'"),
+                    "{} {name}: verify-head runs only if {condition:?}",
+                    w.file
+                );
+                assert!(
+                    step_env(before)
+                        .get("GITHUB_TOKEN")
+                        .is_some_and(|t| t == "${{ github.token }}"),
+                    "{} {name}: verify-head needs GITHUB_TOKEN",
+                    w.file
+                );
+                let reads_prs = job_permissions(job)
+                    .get("pull-requests")
+                    .is_some_and(|l| l == "read" || l == "write");
+                assert!(
+                    reads_prs,
+                    "{} {name}: verify-head needs pull-requests: read",
+                    w.file
+                );
+            }
+        }
+    }
+    assert!(checked >= 1, "no `stacks up` found");
+
+    // The reusable workflow is told the built commit by the preview caller…
+    let reusable = workflow("deploy-reusable.yml");
+    let reusable_text = yaml_text(&reusable.doc);
+    assert!(reusable_text.contains("COMMIT_SHA: ${{ inputs.commit_sha }}"));
+    assert!(all_scripts(&reusable).contains(&format!("{VERIFY_HEAD} \"$COMMIT_SHA\"")));
+    let deploy = workflow("preview-deploy.yml");
+    let caller = jobs(&deploy)
+        .into_iter()
+        .find(|(_, job)| get(job, "uses").is_some())
+        .map(|(_, job)| job)
+        .expect("deploy job");
+    assert_eq!(
+        get(caller, "with")
+            .and_then(|w| get(w, "commit_sha"))
+            .and_then(Value::as_str),
+        Some("${{ needs.validate.outputs.head_sha }}")
+    );
+    // …and every caller grants what the reusable job asks for.
+    for file in ["preview-deploy.yml", "production-deploy.yml"] {
+        for (name, job) in jobs(&workflow(file)) {
+            if get(job, "uses").is_some() {
+                assert_eq!(
+                    job_permissions(job)
+                        .get("pull-requests")
+                        .map(String::as_str),
+                    Some("read"),
+                    "{file} {name}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_deploy_run_is_bound_to_the_built_commit() {
+    let deploy = workflow("preview-deploy.yml");
+    // The SHA comes from the build (an input), validated, never re-read from the PR.
+    assert!(
+        !deploy.text.contains(".head.sha"),
+        "preview-deploy.yml must not look the PR head up; it checks it with verify-head"
+    );
+    let validate = jobs(&deploy)
+        .into_iter()
+        .find(|(name, _)| name == "validate")
+        .map(|(_, job)| job)
+        .expect("validate job");
+    let script = run_scripts(validate).join("\n");
+    assert!(
+        script.contains("[[ \"$HEAD_SHA\" =~ ^[0-9a-f]{40}$ ]]"),
+        "{script}"
+    );
+    assert!(yaml_text(validate).contains("HEAD_SHA: ${{ inputs.head_sha }}"));
+
+    // At the start (the plan job, before planning) the head is checked…
+    let plan = jobs(&deploy)
+        .into_iter()
+        .find(|(name, _)| name == "plan")
+        .map(|(_, job)| job)
+        .expect("plan job");
+    let plan_steps = steps(plan);
+    let verify = plan_steps
+        .iter()
+        .position(|s| step_script(s).contains(&format!("{VERIFY_HEAD} \"$HEAD_SHA\"")))
+        .expect("plan verifies the head");
+    let planning = plan_steps
+        .iter()
+        .position(|s| step_script(s).contains("stacks preview preview-pr"))
+        .expect("plan runs stacks preview");
+    assert!(verify < planning, "verify-head before the plan");
+
+    // …and the comment, the Deployment and the gate all use that commit.
+    let scripts = all_scripts(&deploy);
+    for needle in [
+        "preview comment --repo \"$REPO\" --pr \"$PR_NUMBER\" --status pending \\\n    --sha \"$HEAD_SHA\"",
+        "preview deployment create --repo \"$REPO\" --pr \"$PR_NUMBER\" --sha \"$HEAD_SHA\"",
+        "--environment preview --sha \"$HEAD_SHA\"",
+    ] {
+        let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat(&scripts).contains(&flat(needle)), "missing `{needle}`");
+    }
+    for (name, job) in jobs(&deploy) {
+        if let Some(sha) = env_of(job).get("HEAD_SHA") {
+            assert_eq!(sha, "${{ needs.validate.outputs.head_sha }}", "{name}");
+        }
+        for step in steps(job) {
+            if let Some(sha) = step_env(step).get("HEAD_SHA") {
+                assert!(
+                    sha == "${{ needs.validate.outputs.head_sha }}"
+                        || sha == "${{ inputs.head_sha }}",
+                    "{name}: HEAD_SHA is {sha}"
+                );
+            }
+        }
+    }
+
+    // The build passes the commit it built; publish passes it on (from the event).
+    let build = workflow("build.yml");
+    assert!(
+        build
+            .text
+            .contains("head_sha: ${{ steps.digests.outputs.head_sha }}")
+    );
+    let publish = workflow("publish-images.yml");
+    let publish_scripts = all_scripts(&publish);
+    assert!(publish_scripts.contains("-f head_sha=\"$HEAD_SHA\""));
+    assert!(publish_scripts.contains("[[ \"$built\" == \"$RUN_HEAD_SHA\" ]]"));
+    assert!(
+        publish
+            .text
+            .contains("RUN_HEAD_SHA: ${{ github.event.workflow_run.head_sha }}")
+    );
+}
+
+#[test]
+fn the_gate_counts_the_runs_triggering_actor() {
+    let deploy = workflow("preview-deploy.yml");
+    let (name, gate) = jobs(&deploy)
+        .into_iter()
+        .find(|(_, job)| run_scripts(job).iter().any(|s| s.contains("preview gate")))
+        .expect("a gate job");
+    let script = run_scripts(gate).join("\n");
+    // GitHub's own run context, not a workflow input.
+    assert!(
+        script.contains("--triggering-actor \"$GITHUB_TRIGGERING_ACTOR\""),
+        "{name}: {script}"
+    );
+    assert!(
+        !yaml_text(gate).contains("GITHUB_TRIGGERING_ACTOR:"),
+        "{name}: never overridden"
+    );
+    // The build actor from the inputs counts only for the configured dispatcher.
+    assert!(script.contains("vouched+=(--dispatcher \"$DISPATCHER\")"));
+    assert!(yaml_text(gate).contains("DISPATCHER: ${{ vars.PREVIEW_DISPATCHER }}"));
+    let publish = workflow("publish-images.yml");
+    let (dispatch_name, dispatch) = jobs(&publish)
+        .into_iter()
+        .find(|(_, job)| {
+            run_scripts(job)
+                .iter()
+                .any(|s| s.contains("gh workflow run"))
+        })
+        .expect("a dispatch job");
+    assert!(
+        uses_environment(dispatch, "preview-dispatch"),
+        "{dispatch_name}: the dispatcher token lives in its own environment"
+    );
+    assert!(
+        publish
+            .text
+            .contains("BUILD_ACTOR: ${{ github.event.workflow_run.triggering_actor.login }}")
+    );
+}
+
+#[test]
+fn the_state_passphrase_reaches_only_steps_that_run_stacks() {
+    let mut steps_with_it = 0;
+    for w in workflows() {
+        assert!(
+            !env_of(&w.doc).contains_key("PREVIEW_STATE_PASSPHRASE"),
+            "{}: workflow-level passphrase",
+            w.file
+        );
+        for (name, job) in jobs(&w) {
+            assert!(
+                !env_of(job).contains_key("PREVIEW_STATE_PASSPHRASE"),
+                "{} {name}: job-level passphrase reaches every step",
+                w.file
+            );
+            for step in steps(job) {
+                let env = step_env(step);
+                let Some(value) = env.get("PREVIEW_STATE_PASSPHRASE") else {
+                    continue;
+                };
+                steps_with_it += 1;
+                assert_eq!(
+                    value, "${{ secrets.STATE_PASSPHRASE }}",
+                    "{} {name}",
+                    w.file
+                );
+                assert!(
+                    runs_stacks(step_script(step)),
+                    "{} {name}: step {:?} gets PREVIEW_STATE_PASSPHRASE but runs no `stacks`",
+                    w.file,
+                    get(step, "name").and_then(Value::as_str)
+                );
+            }
+        }
+        // The secret is read nowhere else.
+        let uses = w.text.matches("secrets.STATE_PASSPHRASE").count();
+        let in_steps: usize = jobs(&w)
+            .into_iter()
+            .flat_map(|(_, job)| steps(job))
+            .filter(|s| step_env(s).contains_key("PREVIEW_STATE_PASSPHRASE"))
+            .count();
+        assert_eq!(
+            uses, in_steps,
+            "{}: STATE_PASSPHRASE outside a stacks step",
+            w.file
+        );
+    }
+    assert!(steps_with_it >= 4, "{steps_with_it}");
+}
+
+#[test]
+fn the_backend_url_comes_only_from_secrets() {
+    let mut seen = 0;
+    for w in workflows() {
+        assert!(
+            !w.text.contains("vars.STATE_BACKEND"),
+            "{}: the backend URL may carry a password; pass it as a secret",
+            w.file
+        );
+        let mut scopes = vec![env_of(&w.doc)];
+        for (_, job) in jobs(&w) {
+            scopes.push(env_of(job));
+            scopes.extend(steps(job).into_iter().map(step_env));
+        }
+        for env in scopes {
+            if let Some(value) = env.get("PREVIEW_BACKEND") {
+                seen += 1;
+                assert_eq!(value, "${{ secrets.STATE_BACKEND }}", "{}", w.file);
+            }
+        }
+        // Whoever runs `stacks` against the shared state gets the backend too.
+        for (name, job) in jobs(&w) {
+            for step in steps(job) {
+                if step_env(step).contains_key("PREVIEW_STATE_PASSPHRASE") {
+                    assert!(
+                        step_env(step).contains_key("PREVIEW_BACKEND"),
+                        "{} {name}: runs stacks without the backend",
+                        w.file
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen >= 4, "{seen}");
+}
+
+#[test]
+fn the_sweep_is_scheduled_keeps_unknowns_and_reports() {
+    let w = workflow("preview-sweep.yml");
+    assert_eq!(
+        triggers(&w),
+        ["schedule".to_string(), "workflow_dispatch".to_string()].into()
+    );
+    let dry_run = get(&w.doc, "on")
+        .and_then(|on| get(on, "workflow_dispatch"))
+        .and_then(|d| get(d, "inputs"))
+        .and_then(|i| get(i, "dry_run"))
+        .expect("dry_run input");
+    assert_eq!(
+        get(dry_run, "type").and_then(Value::as_str),
+        Some("boolean")
+    );
+    let scripts = all_scripts(&w);
+    assert!(scripts.contains("preview sweep --repo \"$REPO\""));
+    assert!(scripts.contains("flags+=(--dry-run)"));
+    // The report is kept even when the sweep fails (unknown states exit 1).
+    assert!(scripts.contains("|| status=$?") && scripts.contains("exit \"$status\""));
+    // Swept previews' deployments end inactive and their comments say so.
+    assert!(scripts.contains("select(.destroyed == true)"));
+    assert!(scripts.contains(
+        "preview deployment deactivate --repo \"$REPO\" --environment \"preview-pr-$pr\""
+    ));
+    assert!(scripts.contains("--status destroyed --if-exists"));
+    // Nothing from a PR but numbers from the state backend.
+    assert!(!w.text.contains("pull_request"));
+    let (_, job) = jobs(&w).into_iter().next().expect("a job");
+    assert!(uses_environment(job, "preview-cleanup"));
 }

@@ -139,6 +139,7 @@ impl GithubFake {
         state.pulls.insert(
             number,
             Pull {
+                head_repo: repo.clone(),
                 repo,
                 number,
                 author: author.to_string(),
@@ -146,8 +147,33 @@ impl GithubFake {
                 head_ref: format!("feature-{number}"),
                 title: format!("Change #{number}"),
                 state: "open".into(),
+                merged: false,
             },
         );
+    }
+
+    /// Closes a pull request (`merged`: merged into the base branch, else closed
+    /// without merging).
+    pub fn close_pull(&self, number: u64, merged: bool) {
+        if let Some(pull) = self.shared.lock().pulls.get_mut(&number) {
+            pull.state = "closed".into();
+            pull.merged = merged;
+        }
+    }
+
+    /// Moves a pull request's head to another commit (a new push).
+    pub fn set_pull_head(&self, number: u64, head_sha: &str) {
+        if let Some(pull) = self.shared.lock().pulls.get_mut(&number) {
+            pull.head_sha = head_sha.to_string();
+        }
+    }
+
+    /// Makes the head branch of a pull request live in `owner/repo` (a fork) instead
+    /// of the base repository.
+    pub fn set_pull_head_repo(&self, number: u64, head_repo: &str) {
+        if let Some(pull) = self.shared.lock().pulls.get_mut(&number) {
+            pull.head_repo = head_repo.to_string();
+        }
     }
 
     /// Sets title and head branch of a pull request (untrusted strings in real life).

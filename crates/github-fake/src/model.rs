@@ -92,6 +92,10 @@ pub struct Pull {
     pub title: String,
     /// `open` or `closed`.
     pub state: String,
+    /// Whether it was merged (only when `closed`).
+    pub merged: bool,
+    /// `owner/repo` the head branch lives in: the base repository, or a fork.
+    pub head_repo: String,
 }
 
 /// An environment a workflow run waits on.

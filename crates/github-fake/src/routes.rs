@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::model::{
     Comment, Deployment, DeploymentStatus, Review, State, comment_json, deployment_json,
-    simple_user, status_json,
+    simple_user, stable_id, status_json,
 };
 use crate::openapi::Spec;
 
@@ -591,9 +591,51 @@ fn pull(state: &State, spec: &Spec, call: &Call<'_>, number: u64) -> Reply {
     json["html_url"] = json!(format!("https://github.com/{repo}/pull/{number}"));
     json["head"]["sha"] = json!(pull.head_sha);
     json["head"]["ref"] = json!(pull.head_ref);
-    json["head"]["label"] = json!(format!("{}:{}", pull.author, pull.head_ref));
     json["head"]["user"] = author;
+    let head_owner = pull.head_repo.split('/').next().unwrap_or_default();
+    json["head"]["label"] = json!(format!("{head_owner}:{}", pull.head_ref));
+    json["head"]["repo"] = repo_json(&json["head"]["repo"], &pull.head_repo, repo);
+    json["base"]["repo"] = repo_json(&json["base"]["repo"], repo, repo);
+    let base_owner = repo.split('/').next().unwrap_or_default();
+    json["base"]["user"] = simple_user(base_owner);
+    json["base"]["label"] = json!(format!("{base_owner}:main"));
+    json["base"]["ref"] = json!("main");
+    json["merged"] = json!(pull.merged);
+    if pull.state == "closed" {
+        json["closed_at"] = json!("2026-01-02T00:00:00Z");
+        if pull.merged {
+            json["merged_at"] = json!("2026-01-02T00:00:00Z");
+            json["merged_by"] = simple_user(base_owner);
+        } else {
+            json["merged_at"] = Value::Null;
+            json["merged_by"] = Value::Null;
+        }
+    } else {
+        json["closed_at"] = Value::Null;
+        json["merged_at"] = Value::Null;
+        json["merged_by"] = Value::Null;
+    }
     // The official example lists a team without `type`, which its own schema requires.
     json["requested_teams"] = json!([]);
     Reply::json(200, json)
+}
+
+/// The example `repository` object rewritten as `full_name` (a fork of `base` when
+/// they differ). Ids are stable per name, so the head and base of a same-repository
+/// PR carry the same id, as on GitHub.
+fn repo_json(example: &Value, full_name: &str, base: &str) -> Value {
+    let mut repo = example.clone();
+    let (owner, name) = full_name.split_once('/').unwrap_or((full_name, full_name));
+    repo["id"] = json!(stable_id(&format!(
+        "repo:{}",
+        full_name.to_ascii_lowercase()
+    )));
+    repo["node_id"] = json!(format!("R_kgDO{}", repo["id"]));
+    repo["name"] = json!(name);
+    repo["full_name"] = json!(full_name);
+    repo["owner"] = simple_user(owner);
+    repo["fork"] = json!(!full_name.eq_ignore_ascii_case(base));
+    repo["html_url"] = json!(format!("https://github.com/{full_name}"));
+    repo["url"] = json!(format!("https://api.github.com/repos/{full_name}"));
+    repo
 }

@@ -272,3 +272,51 @@ async fn responses_that_break_the_description_are_caught() {
         "{violations}"
     );
 }
+
+#[tokio::test]
+async fn pulls_carry_head_and_base_repositories_and_their_state() {
+    let fake = fake().await;
+    fake.add_pull(1, "alice", SHA);
+    fake.add_pull(2, "mallory", SHA);
+    fake.set_pull_head_repo(2, "mallory/site");
+    fake.close_pull(2, false);
+    fake.add_pull(3, "alice", SHA);
+    fake.close_pull(3, true);
+    let client = reqwest::Client::new();
+    let pull = |n: u64| {
+        let url = format!("{}/repos/acme/site/pulls/{n}", fake.base_url());
+        let client = client.clone();
+        async move {
+            let response = get(&client, &url).await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let same = pull(1).await;
+    assert_eq!(same["head"]["repo"]["full_name"], "acme/site");
+    assert_eq!(same["head"]["repo"]["id"], same["base"]["repo"]["id"]);
+    assert_eq!(same["head"]["repo"]["fork"], false);
+    assert_eq!(
+        (same["state"].clone(), same["merged"].clone()),
+        (json!("open"), json!(false))
+    );
+    assert!(same["closed_at"].is_null());
+
+    let fork = pull(2).await;
+    assert_eq!(fork["head"]["repo"]["full_name"], "mallory/site");
+    assert_eq!(fork["head"]["repo"]["owner"]["login"], "mallory");
+    assert_eq!(fork["head"]["repo"]["fork"], true);
+    assert_ne!(fork["head"]["repo"]["id"], fork["base"]["repo"]["id"]);
+    assert_eq!(fork["head"]["label"], "mallory:feature-2");
+    assert_eq!(
+        (fork["state"].clone(), fork["merged"].clone()),
+        (json!("closed"), json!(false))
+    );
+    assert!(fork["merged_at"].is_null() && !fork["closed_at"].is_null());
+
+    let merged = pull(3).await;
+    assert_eq!(merged["merged"], true);
+    assert!(!merged["merged_at"].is_null());
+    assert_eq!(merged["merged_by"]["login"], "acme");
+    fake.assert_no_violations();
+}

@@ -13,6 +13,14 @@
 //! Cancellation saves what finished and leaves the steps in flight pending.
 //! [`Engine::destroy`] is a plan against an empty graph, followed by
 //! verification that nothing is left.
+//!
+//! Recorded hashes are made with the stack's [`RecordHasher`] (keyed for bodies
+//! holding secrets; from the backend's codec). A delete the planner refused
+//! ([`Action::Refuse`]: the live object lacks the stack's label, or has another
+//! uid than recorded) is reported as a warning when the run starts; the run does
+//! everything else, keeps the refused records, and then fails with
+//! [`EngineError::Refused`]. Deletes are sent only for the object the planner
+//! checked ([`DeleteTarget`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -23,14 +31,14 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 
-use crate::diff::{body_hash, projection_hash};
 use crate::events::{Event, EventSink};
 use crate::graph::DesiredGraph;
 use crate::observe::{Observation, Observed};
-use crate::plan::{Action, Plan, Step};
+use crate::plan::{Action, DeleteTarget, Plan, Step};
 use crate::planner::{self, PlanOptions};
 use crate::provider::{Provider, ProviderError, WaitOptions};
 use crate::resource::{ProviderKind, Resource, ResourceId};
+use crate::state::auth::RecordHasher;
 use crate::state::{
     Output, PendingOperation, ResourceRecord, StackState, StateBackend, StateError,
 };
@@ -139,6 +147,15 @@ pub enum EngineError {
     /// Destroy finished but objects remain.
     #[error("destroy left residue: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     Residue(Vec<ResourceId>),
+    /// The run did everything else, but refused to delete recorded objects the
+    /// stack cannot prove it owns; they were left in place and stay recorded.
+    #[error("refused to delete {} recorded object(s) that fail the ownership checks; they were left untouched and stay recorded:\n{}\nInspect each: if it is the stack's own, restore its label (preview-envs.io/stack) and run again; if not, its record is wrong (an edited state?): after the rest is destroyed, `stacks state delete STACK --force` forgets it{}", refused.len(), refused.iter().map(|(id, why)| format!("  - {id}: {why}")).collect::<Vec<_>>().join("\n"), residue_note(residue))]
+    Refused {
+        /// Each refused object and why.
+        refused: Vec<(ResourceId, String)>,
+        /// Destroy only: other objects carrying the stack's label that remain.
+        residue: Vec<ResourceId>,
+    },
     /// Destroy refused: the stack has no state.
     #[error("stack {0} has no state in this backend; nothing to do")]
     NoState(String),
@@ -146,6 +163,28 @@ pub enum EngineError {
     /// recorded as pending and are resumed by the next run.
     #[error("interrupted: state saved with {0} step(s) in flight; the next run resumes them")]
     Cancelled(usize),
+}
+
+fn residue_note(residue: &[ResourceId]) -> String {
+    if residue.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nAlso left (carrying the stack's label): {}",
+            residue
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// The refused steps of `plan` with their reasons.
+fn refusals(plan: &Plan) -> Vec<(ResourceId, String)> {
+    plan.refused_steps()
+        .map(|s| (s.id.clone(), s.reason.clone().unwrap_or_default()))
+        .collect()
 }
 
 /// How a recorded resource drifted.
@@ -295,6 +334,7 @@ impl Engine {
     /// Changes nothing; the next `up` repairs what it reports.
     pub async fn refresh(&self, graph: &DesiredGraph) -> Result<Vec<Drift>, EngineError> {
         let state = self.read_state(graph.stack()).await?;
+        let hasher = self.hasher(&state)?;
         let mut drift = Vec::new();
         for (id, record) in &state.resources {
             let Some(live) = self.providers.get(id)?.read(id).await? else {
@@ -306,7 +346,7 @@ impl Engine {
                 continue;
             };
             let Some(res) = graph.get(id) else { continue };
-            if projection_hash(&live, &res.body) != record.live_hash {
+            if hasher.live_hash(&live, res) != record.live_hash {
                 let projected =
                     crate::diff::project(&crate::diff::strip_server_fields(&live), &res.body);
                 let changes = crate::diff::diff(&projected, &res.body, &|p| res.is_secret_path(p));
@@ -323,6 +363,12 @@ impl Engine {
             }
         }
         Ok(drift)
+    }
+
+    /// The record hasher of `state`'s stack (keyed by the passphrase when the
+    /// backend has one).
+    fn hasher(&self, state: &StackState) -> Result<RecordHasher, EngineError> {
+        Ok(self.backend.codec().record_hasher(state)?)
     }
 
     async fn read_state(&self, stack: &str) -> Result<StackState, EngineError> {
@@ -384,6 +430,7 @@ impl Engine {
         &self,
         graph: &DesiredGraph,
         state: &StackState,
+        hasher: &RecordHasher,
     ) -> Result<Observed, EngineError> {
         let mut ids: BTreeSet<&ResourceId> = graph.order().iter().collect();
         ids.extend(state.resources.keys());
@@ -398,7 +445,12 @@ impl Engine {
             let live = provider.read(id).await?;
             let dry_run = match graph.get(id) {
                 Some(res)
-                    if planner::needs_dry_run(res, state.resources.get(id), live.as_ref()) =>
+                    if planner::needs_dry_run(
+                        res,
+                        state.resources.get(id),
+                        live.as_ref(),
+                        hasher,
+                    ) =>
                 {
                     Some(provider.dry_run(res, force).await?)
                 }
@@ -428,8 +480,15 @@ impl Engine {
     pub async fn preview(&self, graph: &DesiredGraph) -> Result<Plan, EngineError> {
         self.validate(graph)?;
         let state = self.read_state(graph.stack()).await?;
-        let observed = self.observe(graph, &state).await?;
-        Ok(planner::plan(graph, &state, &observed, &self.options.plan)?)
+        let hasher = self.hasher(&state)?;
+        let observed = self.observe(graph, &state, &hasher).await?;
+        Ok(planner::plan(
+            graph,
+            &state,
+            &observed,
+            &hasher,
+            &self.options.plan,
+        )?)
     }
 
     /// Validates, locks, plans and applies; records `outputs` on success.
@@ -480,19 +539,28 @@ impl Engine {
                 ),
             });
         }
+        let hasher = self.hasher(&state)?;
         let observed = self
-            .unless_cancelled(self.observe(graph, &state), state.pending.len())
+            .unless_cancelled(self.observe(graph, &state, &hasher), state.pending.len())
             .await?;
-        let plan = planner::plan(graph, &state, &observed, &self.options.plan)?;
+        let plan = planner::plan(graph, &state, &observed, &hasher, &self.options.plan)?;
         tracing::debug!(steps = plan.steps.len(), "planned");
+        self.warn_refused(&plan);
         let mut rec = Recorder::new(self.backend.clone(), state);
-        self.refresh_no_op_records(graph, &plan, &observed, &mut rec.state);
-        self.execute(graph, &plan, &mut rec).await?;
+        self.refresh_no_op_records(graph, &plan, &observed, &hasher, &mut rec.state);
+        self.execute(graph, &plan, &hasher, &mut rec).await?;
         rec.state.outputs = outputs;
         rec.state.pending.clear();
         // The last steps' records and the outputs go out in one write; a no-op
         // run whose records and outputs are unchanged writes nothing.
         rec.flush().await?;
+        let refused = refusals(&plan);
+        if !refused.is_empty() {
+            return Err(EngineError::Refused {
+                refused,
+                residue: Vec::new(),
+            });
+        }
         Ok(UpReport {
             plan,
             elapsed: start.elapsed(),
@@ -513,18 +581,33 @@ impl Engine {
             return Err(EngineError::NoState(stack.to_owned()));
         };
         let graph = DesiredGraph::empty(stack);
+        let hasher = self.hasher(&state)?;
         let observed = self
-            .unless_cancelled(self.observe(&graph, &state), state.pending.len())
+            .unless_cancelled(self.observe(&graph, &state, &hasher), state.pending.len())
             .await?;
-        let plan = planner::plan(&graph, &state, &observed, &self.options.plan)?;
-        let kinds: Vec<ResourceId> = state.resources.keys().cloned().collect();
+        let plan = planner::plan(&graph, &state, &observed, &hasher, &self.options.plan)?;
+        self.warn_refused(&plan);
+        let refused = refusals(&plan);
+        let kinds: Vec<ResourceId> = state
+            .resources
+            .keys()
+            .filter(|id| !refused.iter().any(|(r, _)| r == *id))
+            .cloned()
+            .collect();
         let mut rec = Recorder::new(self.backend.clone(), state);
-        self.execute(&graph, &plan, &mut rec).await?;
+        self.execute(&graph, &plan, &hasher, &mut rec).await?;
         // What was deleted is recorded before verification, which may fail.
         rec.flush().await?;
-        let residue = self
+        let residue: Vec<ResourceId> = self
             .unless_cancelled(self.verify_gone(stack, &kinds), rec.state.pending.len())
-            .await?;
+            .await?
+            .into_iter()
+            .filter(|id| !refused.iter().any(|(r, _)| r == id))
+            .collect();
+        if !refused.is_empty() {
+            // The refused records stay; the outputs stay with them.
+            return Err(EngineError::Refused { refused, residue });
+        }
         if !residue.is_empty() {
             return Err(EngineError::Residue(residue));
         }
@@ -573,6 +656,21 @@ impl Engine {
         Ok(residue.into_iter().collect())
     }
 
+    /// One warning per refused delete, before anything runs.
+    fn warn_refused(&self, plan: &Plan) {
+        for step in plan.refused_steps() {
+            self.events.emit(Event::Warning {
+                id: Some(step.id.clone()),
+                message: format!(
+                    "not deleting it: {}",
+                    step.reason
+                        .as_deref()
+                        .unwrap_or("it fails the ownership checks")
+                ),
+            });
+        }
+    }
+
     /// Records fresh hashes for no-op resources whose record is missing or outdated
     /// (e.g. after a dry-run showed only server-side normalisation). No cluster writes.
     fn refresh_no_op_records(
@@ -580,6 +678,7 @@ impl Engine {
         graph: &DesiredGraph,
         plan: &Plan,
         observed: &Observed,
+        hasher: &RecordHasher,
         state: &mut StackState,
     ) {
         for step in plan.steps.iter().filter(|s| s.action == Action::NoOp) {
@@ -589,7 +688,7 @@ impl Engine {
             ) else {
                 continue;
             };
-            let record = record_for(graph, res, live, state.resources.get(&step.id));
+            let record = record_for(graph, res, live, hasher, state.resources.get(&step.id));
             if state.resources.get(&step.id) != Some(&record) {
                 state.resources.insert(step.id.clone(), record);
             }
@@ -650,16 +749,34 @@ impl Engine {
             }
             Action::Replace => {
                 let res = desired()?;
-                provider.delete(&step.id).await?;
+                self.delete_target(provider.as_ref(), step).await?;
                 provider.wait_gone(&step.id, opts, &self.events).await?;
                 let applied = provider.apply(res, self.options.force_conflicts).await?;
                 self.ready_or_applied(provider, res, applied, opts).await
             }
             Action::Delete => {
-                provider.delete(&step.id).await?;
+                self.delete_target(provider.as_ref(), step).await?;
                 provider.wait_gone(&step.id, opts, &self.events).await?;
                 Ok(None)
             }
+            Action::Refuse => Ok(None),
+        }
+    }
+
+    /// Sends the delete of a Delete or Replace step: only for the object the
+    /// planner checked (conditional on its uid), none for one that was gone.
+    async fn delete_target(
+        &self,
+        provider: &dyn Provider,
+        step: &Step,
+    ) -> Result<(), ProviderError> {
+        match &step.target {
+            Some(DeleteTarget::Live { uid }) => provider.delete_checked(&step.id, uid.as_deref()).await,
+            Some(DeleteTarget::Absent) => Ok(()),
+            None => Err(ProviderError::Other {
+                id: step.id.clone(),
+                message: "delete step without a checked target (engine bug: the planner checks ownership before every delete)".into(),
+            }),
         }
     }
 
@@ -680,6 +797,7 @@ impl Engine {
         &self,
         graph: &DesiredGraph,
         plan: &Plan,
+        hasher: &RecordHasher,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let mut sched = Scheduler::new(&plan.steps);
@@ -753,6 +871,7 @@ impl Engine {
                                         graph,
                                         res,
                                         &live,
+                                        hasher,
                                         rec.state.resources.get(&outcome.id),
                                     );
                                     record.imported |= outcome.action == Action::Import;
@@ -999,17 +1118,20 @@ impl<'p> Scheduler<'p> {
     }
 }
 
+/// The record of `res` after apply, `live` being what the provider returned
+/// (its uid is recorded, so later deletes can check it).
 fn record_for(
     graph: &DesiredGraph,
     res: &Resource,
     live: &Value,
+    hasher: &RecordHasher,
     old: Option<&ResourceRecord>,
 ) -> ResourceRecord {
     ResourceRecord {
         id: res.id.clone(),
         depends_on: graph.dependencies(&res.id).iter().cloned().collect(),
-        desired_hash: body_hash(&res.body),
-        live_hash: projection_hash(live, &res.body),
+        desired_hash: hasher.desired_hash(res),
+        live_hash: hasher.live_hash(live, res),
         uid: live
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
@@ -1045,6 +1167,9 @@ mod tests {
         fn describe(&self) -> String {
             self.inner.describe()
         }
+        fn codec(&self) -> &crate::state::format::Codec {
+            self.inner.codec()
+        }
         async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError> {
             self.inner.read(stack).await
         }
@@ -1072,6 +1197,8 @@ mod tests {
         objects: Mutex<BTreeMap<ResourceId, Value>>,
         backend: Arc<Counted>,
         violations: Mutex<Vec<String>>,
+        /// Every delete sent, with the uid it was conditional on.
+        deletes: Mutex<Vec<(ResourceId, Option<String>)>>,
     }
 
     #[async_trait]
@@ -1109,6 +1236,17 @@ mod tests {
             Ok(res.body.clone())
         }
         async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+            self.delete_checked(id, None).await
+        }
+        async fn delete_checked(
+            &self,
+            id: &ResourceId,
+            uid: Option<&str>,
+        ) -> Result<(), ProviderError> {
+            self.deletes
+                .lock()
+                .expect("lock")
+                .push((id.clone(), uid.map(str::to_owned)));
             self.objects.lock().expect("lock").remove(id);
             Ok(())
         }
@@ -1153,6 +1291,7 @@ mod tests {
             objects: Mutex::new(BTreeMap::new()),
             backend: backend.clone(),
             violations: Mutex::new(Vec::new()),
+            deletes: Mutex::new(Vec::new()),
         });
         World {
             _dir: dir,
@@ -1235,6 +1374,157 @@ mod tests {
         let other = BTreeMap::from([("k".to_owned(), Output::Plain(json!("w")))]);
         engine.up(&g, other).await.expect("outputs up");
         assert_eq!(w.writes(), writes + 1);
+    }
+
+    /// A state edited to point at a foreign object (no label) and at one of ours
+    /// recreated by someone else (another uid): destroy deletes the rest, never
+    /// those, says so while running and at the end, and keeps their records.
+    #[tokio::test]
+    async fn destroy_of_a_tampered_state_deletes_nothing_it_cannot_prove_it_owns() {
+        let w = world();
+        let g = graph(&["a", "b"], None);
+        w.engine().up(&g, BTreeMap::new()).await.expect("up");
+        // Someone else's ConfigMap in another namespace, without our label.
+        let foreign = ResourceId::kubernetes("v1", "ConfigMap", Some("kube-system"), "theirs");
+        w.fake.objects.lock().expect("lock").insert(
+            foreign.clone(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "theirs", "namespace": "kube-system", "uid": "u-theirs"}}),
+        );
+        // `b` was recreated outside the engine: our label, another uid.
+        if let Some(b) = w.fake.objects.lock().expect("lock").get_mut(&id("b")) {
+            b["metadata"]["uid"] = json!("u-b-new");
+        }
+        let mut edited = w.stored().await;
+        edited.resources.insert(
+            foreign.clone(),
+            ResourceRecord {
+                id: foreign.clone(),
+                depends_on: Vec::new(),
+                desired_hash: "sha256:x".into(),
+                live_hash: "sha256:x".into(),
+                uid: None,
+                protect: false,
+                imported: false,
+            },
+        );
+        if let Some(b) = edited.resources.get_mut(&id("b")) {
+            b.uid = Some("u-b-old".into());
+        }
+        edited.serial += 1;
+        w.backend.write(&edited).await.expect("edit the state");
+
+        let (events, mut rx) = EventSink::channel();
+        let engine = Engine::new(
+            Providers {
+                kubernetes: Some(w.fake.clone()),
+                ..Providers::default()
+            },
+            w.backend.clone(),
+            events,
+            EngineOptions::default(),
+        );
+        let err = engine.destroy("s").await.expect_err("refused");
+        let EngineError::Refused { refused, residue } = &err else {
+            panic!("{err}");
+        };
+        let ids: Vec<&ResourceId> = refused.iter().map(|(id, _)| id).collect();
+        // `b` lives in namespace `ns`: the Namespace is refused with it.
+        assert_eq!(
+            ids,
+            [
+                &id("b"),
+                &ResourceId::kubernetes("v1", "Namespace", None, "ns"),
+                &foreign
+            ]
+        );
+        assert!(residue.is_empty(), "{residue:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("refused to delete 3 recorded object(s)"),
+            "{text}"
+        );
+        assert!(text.contains("ConfigMap kube-system/theirs: ConfigMap kube-system/theirs is recorded in the state of stack s but the live object does not carry the label preview-envs.io/stack=s"), "{text}");
+        assert!(text.contains("has uid u-b-new"), "{text}");
+        // Only `a` was deleted, conditional on the uid it was checked with.
+        let deletes = w.fake.deletes.lock().expect("lock").clone();
+        assert_eq!(deletes, [(id("a"), None)]);
+        assert!(w.fake.objects.lock().expect("lock").contains_key(&foreign));
+        assert!(w.fake.objects.lock().expect("lock").contains_key(&id("b")));
+        // The refused records stay; what was deleted left the state.
+        let stored = w.stored().await;
+        let recorded: Vec<&str> = stored.resources.keys().map(|i| i.name.as_str()).collect();
+        assert_eq!(recorded, ["theirs", "b", "ns"]);
+        // Each refusal was reported while running.
+        drop(engine);
+        let mut warned = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let Event::Warning {
+                id: Some(id),
+                message,
+            } = event
+            {
+                assert!(message.starts_with("not deleting it: "), "{message}");
+                warned.push(id);
+            }
+        }
+        assert_eq!(warned.len(), 3, "{warned:?}");
+    }
+
+    /// Secret bodies are recorded with keyed hashes that stay stable across runs
+    /// (and processes): a no-op up after a restart still writes nothing.
+    #[tokio::test]
+    async fn secret_hashes_are_keyed_and_a_no_op_up_still_writes_nothing() {
+        use crate::secret::SecretString;
+        use crate::state::auth::Authenticator;
+        use crate::state::crypto::KdfParams;
+        use crate::state::format::Codec;
+        let authenticated = || {
+            Codec::authenticated(Arc::new(Authenticator::with_params(
+                SecretString::new("engine test passphrase, long enough"),
+                KdfParams::insecure_for_tests(),
+            )))
+        };
+        let mut w = world();
+        let dir = w._dir.path().to_owned();
+        w.backend = Arc::new(Counted {
+            inner: FileBackend::new(&dir).with_codec(authenticated()),
+            writes: AtomicUsize::new(0),
+        });
+        let fake = Arc::new(Fake {
+            objects: Mutex::new(BTreeMap::new()),
+            backend: w.backend.clone(),
+            violations: Mutex::new(Vec::new()),
+            deletes: Mutex::new(Vec::new()),
+        });
+        w.fake = fake;
+        let secret = Resource::kubernetes(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "env", "namespace": "ns"}, "stringData": {"DB_PASSWORD": "hunter2-canary"}}))
+        .expect("secret");
+        let g = DesiredGraph::new("s", vec![secret.clone()]).expect("graph");
+        w.engine().up(&g, BTreeMap::new()).await.expect("up");
+        let stored = w.stored().await;
+        let record = &stored.resources[&secret.id];
+        assert!(
+            record.desired_hash.starts_with("hmac-sha256:"),
+            "{record:?}"
+        );
+        assert!(record.live_hash.starts_with("hmac-sha256:"), "{record:?}");
+        assert_ne!(
+            record.desired_hash,
+            crate::diff::body_hash(&g.get(&secret.id).expect("res").body),
+            "not the plain hash a reader could test guesses against"
+        );
+        // Another process: a new backend and authenticator over the same files.
+        let writes = w.writes();
+        w.backend = Arc::new(Counted {
+            inner: FileBackend::new(&dir).with_codec(authenticated()),
+            writes: AtomicUsize::new(0),
+        });
+        let again = w.engine().up(&g, BTreeMap::new()).await.expect("no-op up");
+        assert!(again.plan.is_empty());
+        assert_eq!(w.writes(), 0, "no state write after {writes}");
+        assert_eq!(w.stored().await.resources[&secret.id], *record);
     }
 
     #[tokio::test]
@@ -1342,6 +1632,7 @@ mod tests {
             reason: None,
             diff: Vec::new(),
             after: after.iter().map(|a| id(a)).collect(),
+            target: None,
         }
     }
 

@@ -30,12 +30,16 @@ pub enum Action {
     Delete,
     /// Adopt an existing object (take field ownership) without recreating it.
     Import,
+    /// Recorded and no longer desired, but the live object fails the ownership
+    /// checks (it lacks the stack's label, or its uid is not the recorded one):
+    /// reported, never deleted, and left recorded for a person to resolve.
+    Refuse,
 }
 
 impl Action {
     /// True for every action that writes to a provider.
     pub fn is_mutating(self) -> bool {
-        !matches!(self, Action::NoOp)
+        !matches!(self, Action::NoOp | Action::Refuse)
     }
 
     /// The one-character symbol used in text renderings.
@@ -47,6 +51,7 @@ impl Action {
             Action::Replace => "+-",
             Action::Delete => "-",
             Action::Import => "=",
+            Action::Refuse => "!",
         }
     }
 }
@@ -129,6 +134,29 @@ pub struct Step {
     /// the dependents that must be gone first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<ResourceId>,
+    /// Delete and Replace steps: the checked object apply may delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<DeleteTarget>,
+}
+
+/// For a Delete or Replace step: what the planner checked, and so the only thing
+/// apply may delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum DeleteTarget {
+    /// The object was already gone: apply sends no delete, it only verifies
+    /// that the object stays gone (an object that appeared meanwhile is not
+    /// the stack's, and is never deleted).
+    Absent,
+    /// The live object carries the stack's label and, when recorded, the
+    /// recorded uid.
+    Live {
+        /// Its uid, when the provider reports one: the delete is made
+        /// conditional on it (Kubernetes `preconditions.uid`), so an object
+        /// recreated in between is never deleted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<String>,
+    },
 }
 
 /// Counts per action, for summaries.
@@ -145,6 +173,9 @@ pub struct Summary {
     pub delete: usize,
     /// Imports.
     pub import: usize,
+    /// Deletes refused by the ownership checks.
+    #[serde(default)]
+    pub refuse: usize,
     /// Unchanged.
     pub no_op: usize,
 }
@@ -176,6 +207,7 @@ impl Plan {
                 Action::Replace => s.replace += 1,
                 Action::Delete => s.delete += 1,
                 Action::Import => s.import += 1,
+                Action::Refuse => s.refuse += 1,
             }
         }
         s
@@ -189,5 +221,10 @@ impl Plan {
     /// The steps that write.
     pub fn mutating_steps(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(|s| s.action.is_mutating())
+    }
+
+    /// The refused deletes ([`Action::Refuse`]).
+    pub fn refused_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.action == Action::Refuse)
     }
 }

@@ -26,11 +26,21 @@
 //! Then every recorded resource that is no longer desired is a **Delete** (a problem
 //! when protected), in reverse topological order of the recorded `depends_on` edges,
 //! each waiting for the recorded dependents that are deleted too. A recorded object
-//! that is already gone is still a **Delete** step with reason "already gone": the
-//! engine verifies it is absent and drops it from the state (the summary counts it,
-//! so nothing leaves the state silently). A live object whose UID differs from the
-//! recorded one was recreated by someone else: a problem, never a delete. Deletes
-//! come after every create/update/replace step.
+//! that is already gone is still a **Delete** step with reason "already gone" and
+//! target [`DeleteTarget::Absent`]: the engine sends no delete, verifies it is absent
+//! and drops it from the state (the summary counts it, so nothing leaves the state
+//! silently). Deletes come after every create/update/replace step.
+//!
+//! **Ownership before any delete** ([`ownership`]). The state says what to delete,
+//! and the state may have been edited: a live object is deleted only when it
+//! carries the stack's label ([`STACK_LABEL`], reported by every provider) and,
+//! when the record has a uid, that uid. A recorded object that fails either check
+//! is a **Refuse** step (never executed, the record stays, the engine reports it
+//! and the run fails at the end); so is a Namespace whose deletion would take a
+//! refused object with it. A Delete or Replace carries the checked object's uid
+//! ([`DeleteTarget::Live`]) and the Kubernetes provider makes the delete
+//! conditional on it, so an object recreated after planning is not deleted either.
+//! A Replace of an object that fails the checks is a problem.
 //!
 //! Problems are collected for the whole plan (never only the first) and returned as
 //! [`PlanError::Problems`]. `destroy` is [`plan`] against
@@ -44,18 +54,20 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::diff::{body_hash, diff, project, projection_hash, strip_server_fields};
+use crate::diff::{diff, project, strip_server_fields};
 use crate::graph::{DesiredGraph, GraphError, topological_order};
 use crate::observe::{DryRun, Observed};
-use crate::plan::{Action, FieldChange, Plan, Step};
+use crate::plan::{Action, DeleteTarget, FieldChange, Plan, Step};
 use crate::resource::{Resource, ResourceId, STACK_LABEL};
+use crate::state::auth::RecordHasher;
 use crate::state::{ResourceRecord, StackState};
 
 /// True when the planner needs a server-side dry-run of `desired` to decide.
 ///
 /// - `live` is `None` → `false` (the resource will be created);
-/// - recorded, and neither the desired body ([`body_hash`]) nor the live object
-///   ([`projection_hash`] onto the desired body) changed since the last apply →
+/// - recorded, and neither the desired body ([`RecordHasher::desired_hash`]) nor the
+///   live object ([`RecordHasher::live_hash`], projected onto the desired body)
+///   changed since the last apply →
 ///   `false` (a no-op, decided without asking the API server);
 /// - otherwise `true`: the desired body changed, the live object drifted, or an
 ///   unrecorded object exists. In that last case the dry-run shows what an import or
@@ -64,11 +76,13 @@ use crate::state::{ResourceRecord, StackState};
 ///   resume after a crash.
 ///
 /// Pass the resource from the [`DesiredGraph`] (stamped with labels and config
-/// hash): it is the body the engine applies and records.
+/// hash): it is the body the engine applies and records; and the stack's
+/// `hasher` (the one its records were made with).
 pub fn needs_dry_run(
     desired: &Resource,
     record: Option<&ResourceRecord>,
     live: Option<&Value>,
+    hasher: &RecordHasher,
 ) -> bool {
     let Some(live) = live else {
         return false;
@@ -76,8 +90,43 @@ pub fn needs_dry_run(
     let Some(record) = record else {
         return true;
     };
-    record.desired_hash != body_hash(&desired.body)
-        || record.live_hash != projection_hash(live, &desired.body)
+    record.desired_hash != hasher.desired_hash(desired)
+        || record.live_hash != hasher.live_hash(live, desired)
+}
+
+/// The ownership checks before any delete of `id` on behalf of `stack`: the live
+/// object must carry the stack's label, and its uid must be the recorded one
+/// when one is recorded. `Ok` holds the live uid (the delete is made conditional
+/// on it); `Err` a sentence naming the object and the failed check.
+pub fn ownership(
+    stack: &str,
+    id: &ResourceId,
+    recorded_uid: Option<&str>,
+    live: &Value,
+) -> Result<Option<String>, String> {
+    let owner = live
+        .pointer("/metadata/labels")
+        .and_then(|labels| labels.get(STACK_LABEL))
+        .and_then(Value::as_str);
+    let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str);
+    if owner != Some(stack) {
+        let found = match owner {
+            Some(other) => format!("it is labelled {STACK_LABEL}={other}"),
+            None => format!("it has no {STACK_LABEL} label"),
+        };
+        return Err(format!(
+            "{id} is recorded in the state of stack {stack} but the live object does not carry the label {STACK_LABEL}={stack} ({found}): refusing to delete an object the stack cannot prove it owns"
+        ));
+    }
+    if let Some(recorded) = recorded_uid
+        && live_uid != Some(recorded)
+    {
+        return Err(format!(
+            "{id} is recorded with uid {recorded} but the live object has uid {}: it is not the object this stack created (recreated outside the engine, or the state was edited); refusing to delete it",
+            live_uid.unwrap_or("(none)")
+        ));
+    }
+    Ok(live_uid.map(str::to_owned))
 }
 
 /// Which existing, unrecorded objects the plan may adopt.
@@ -127,8 +176,8 @@ pub enum ProblemKind {
     ImportNeedsReplace,
     /// A protected resource would be deleted or replaced.
     Protected,
-    /// A recorded object was recreated outside the engine (UID changed).
-    Recreated,
+    /// An object that must be replaced fails the ownership checks (label, uid).
+    NotOwned,
     /// `import` names a resource that is not part of the stack.
     UnknownImport,
     /// The recorded dependencies of the resources to delete form a cycle.
@@ -173,16 +222,19 @@ impl fmt::Display for ProblemList<'_> {
 }
 
 /// Computes the plan. Pure: see the module documentation for the rules.
+/// `hasher` is the stack's record hasher (the one the engine records with).
 pub fn plan(
     graph: &DesiredGraph,
     state: &StackState,
     observed: &Observed,
+    hasher: &RecordHasher,
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let mut planner = Planner {
         graph,
         state,
         observed,
+        hasher,
         opts,
         steps: Vec::with_capacity(graph.len() + state.resources.len()),
         problems: Vec::new(),
@@ -207,6 +259,7 @@ struct Planner<'a> {
     graph: &'a DesiredGraph,
     state: &'a StackState,
     observed: &'a Observed,
+    hasher: &'a RecordHasher,
     opts: &'a PlanOptions,
     steps: Vec<Step>,
     problems: Vec<PlanProblem>,
@@ -278,7 +331,7 @@ impl Planner<'_> {
             ),
             (None, Some(live)) => self.plan_unrecorded(desired, live, observation.dry_run.as_ref()),
             (Some(record), Some(live)) => {
-                if needs_dry_run(desired, Some(record), Some(live)) {
+                if needs_dry_run(desired, Some(record), Some(live), self.hasher) {
                     self.plan_changed(desired, record.protect, live, observation.dry_run.as_ref())
                 } else {
                     step(Action::NoOp, None, Vec::new())
@@ -290,13 +343,30 @@ impl Planner<'_> {
                 action,
                 reason,
                 diff,
-            } => self.steps.push(Step {
-                id: id.clone(),
-                action,
-                reason,
-                diff,
-                after: self.graph.dependencies(id).iter().cloned().collect(),
-            }),
+            } => {
+                let mut target = None;
+                if action == Action::Replace
+                    && let Some(live) = &observation.live
+                {
+                    let recorded_uid = record.and_then(|r| r.uid.as_deref());
+                    match ownership(self.graph.stack(), id, recorded_uid, live) {
+                        Ok(uid) => target = Some(DeleteTarget::Live { uid }),
+                        Err(why) => {
+                            let message = format!("{id} must be replaced, but: {why}");
+                            self.problem(id, ProblemKind::NotOwned, message);
+                            return;
+                        }
+                    }
+                }
+                self.steps.push(Step {
+                    id: id.clone(),
+                    action,
+                    reason,
+                    diff,
+                    after: self.graph.dependencies(id).iter().cloned().collect(),
+                    target,
+                });
+            }
             Decision::Problem(kind, message) => self.problem(id, kind, message),
         }
     }
@@ -527,32 +597,65 @@ impl Planner<'_> {
                 self.problem(id, ProblemKind::MissingObservation, message);
                 continue;
             };
-            let reason = match &observation.live {
-                None => Some("already gone".to_owned()),
+            let (action, reason, target) = match &observation.live {
+                None => (
+                    Action::Delete,
+                    Some("already gone".to_owned()),
+                    Some(DeleteTarget::Absent),
+                ),
                 Some(live) => {
-                    let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str);
                     let recorded_uid = record.and_then(|r| r.uid.as_deref());
-                    if let (Some(live_uid), Some(recorded_uid)) = (live_uid, recorded_uid)
-                        && live_uid != recorded_uid
-                    {
-                        let message = format!(
-                            "{id} was recreated outside the engine (uid {live_uid}, recorded {recorded_uid}); refusing to delete an object this stack did not create: delete it by hand or remove it from the state"
-                        );
-                        self.problem(id, ProblemKind::Recreated, message);
-                        continue;
+                    match ownership(stack, id, recorded_uid, live) {
+                        Ok(uid) => (
+                            Action::Delete,
+                            record.is_none().then(|| {
+                                "created by an interrupted run and no longer desired".to_owned()
+                            }),
+                            Some(DeleteTarget::Live { uid }),
+                        ),
+                        Err(why) => (Action::Refuse, Some(why), None),
                     }
-                    record
-                        .is_none()
-                        .then(|| "created by an interrupted run and no longer desired".to_owned())
                 }
             };
             self.steps.push(Step {
                 id: id.clone(),
-                action: Action::Delete,
+                action,
                 reason,
                 diff: Vec::new(),
                 after: dependents.remove(id).unwrap_or_default(),
+                target,
             });
+        }
+        self.refuse_namespaces_holding_refused_objects();
+    }
+
+    /// Deleting a Namespace deletes everything in it: a Namespace holding a
+    /// refused object is refused too.
+    fn refuse_namespaces_holding_refused_objects(&mut self) {
+        let refused: Vec<ResourceId> = self
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Refuse)
+            .map(|s| s.id.clone())
+            .collect();
+        for step in &mut self.steps {
+            if step.action != Action::Delete || !step.id.is("", "Namespace") {
+                continue;
+            }
+            let held: Vec<String> = refused
+                .iter()
+                .filter(|r| r.namespace.as_deref() == Some(step.id.name.as_str()))
+                .map(ToString::to_string)
+                .collect();
+            if !held.is_empty() {
+                step.action = Action::Refuse;
+                step.reason = Some(format!(
+                    "{} holds {}, whose delete was refused; deleting the namespace would delete it too",
+                    step.id,
+                    held.join(", ")
+                ));
+                step.target = None;
+            }
         }
     }
 }

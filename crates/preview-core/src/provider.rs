@@ -97,6 +97,19 @@ pub trait Provider: Send + Sync {
     async fn apply(&self, resource: &Resource, force: bool) -> Result<Value, ProviderError>;
     /// Requests deletion (returns before the object is gone).
     async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError>;
+    /// Requests deletion of exactly the object the planner checked (its label
+    /// and uid, [`crate::planner::ownership`]): `uid` is that object's uid when
+    /// the provider reports one. A provider that can make the delete conditional
+    /// on it does (Kubernetes: `preconditions.uid`), so an object recreated
+    /// after planning is not deleted; the default is [`Provider::delete`].
+    async fn delete_checked(
+        &self,
+        id: &ResourceId,
+        uid: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let _ = uid;
+        self.delete(id).await
+    }
     /// Waits until the resource is ready by its rule, reporting progress.
     async fn wait_ready(
         &self,

@@ -308,6 +308,10 @@ pub enum StateCommand {
         stack: String,
         /// Destination file.
         file: PathBuf,
+        /// Export state whose authenticity cannot be established (written without
+        /// the passphrase, or by an older version); the file is unauthenticated.
+        #[arg(long)]
+        trust_unauthenticated: bool,
     },
     /// Store a state file as the stack's state (must be a newer state of the same history unless --force).
     Import {
@@ -318,6 +322,10 @@ pub enum StateCommand {
         /// Replace the stored state even if the file is older or of another lineage.
         #[arg(long)]
         force: bool,
+        /// Accept an unauthenticated file (and stored state) that you reviewed and
+        /// trust; it is stored authenticated with the current passphrase.
+        #[arg(long)]
+        trust_unauthenticated: bool,
     },
     /// Remove a stack's lock whoever holds it; only when that run is known to be dead.
     BreakLock {

@@ -155,6 +155,28 @@ pub fn build(
     stack::build(request, config, references, secrets)
 }
 
+/// The namespace of the PostgreSQL server whose Jobs the in-cluster database
+/// executor of stack `kind` may run and read: `database.namespace` of the
+/// stack's own configuration for the stacks that run the server, the base
+/// stack's `dbNamespace` output for `preview-pr`. Never taken from the stack's
+/// own state. `None` when there is none (no in-cluster server, no
+/// configuration, or the base stack's outputs are missing).
+pub fn database_server_namespace(
+    kind: StackKind,
+    config: Option<&config::StackConfig>,
+    references: &References,
+) -> Option<String> {
+    match kind {
+        StackKind::PreviewPr => stack::preview_base::BaseOutputs::from_references(references)
+            .ok()
+            .map(|base| base.db_namespace),
+        StackKind::PreviewCluster => None,
+        StackKind::Local | StackKind::PreviewBase | StackKind::Production => config
+            .filter(|c| c.database.external.is_none())
+            .map(|c| c.database.namespace.clone()),
+    }
+}
+
 /// The stacks a request reads outputs from (the caller loads them from state).
 pub fn references_of(kind: StackKind) -> &'static [&'static str] {
     match kind {

@@ -17,6 +17,7 @@ fn verb(action: Action) -> (&'static str, &'static str) {
         Action::Delete => ("deleting", "deleted"),
         Action::Import => ("importing", "imported"),
         Action::NoOp => ("checking", "unchanged"),
+        Action::Refuse => ("refusing to delete", "left untouched"),
     }
 }
 

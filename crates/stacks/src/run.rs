@@ -16,7 +16,9 @@ use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Plan;
 use preview_core::planner::ImportSelection;
 use preview_core::render;
-use preview_core::state::{Output, StateBackend, tested};
+use preview_core::state::auth::Authenticator;
+use preview_core::state::format::Codec;
+use preview_core::state::{BackendOptions, Output, StateBackend, tested};
 use preview_core::{ProviderKind, ResourceId};
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
@@ -133,20 +135,45 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
     })
 }
 
-/// Opens the state backend named by `--backend`. A `kubernetes://` backend gets
-/// its own client, so state and lease traffic is not counted as the engine's.
-async fn backend(g: &GlobalArgs) -> Result<Arc<dyn StateBackend>> {
-    backend_at(g, &g.backend).await
+/// How this run reads and writes state documents: authenticated with the state
+/// passphrase when `PREVIEW_STATE_PASSPHRASE` (or `…_FILE`) is set, else plain
+/// (checksummed only: forgery protection needs the passphrase).
+fn state_codec() -> Result<Codec> {
+    Ok(match preview_core::state::crypto::passphrase_from_env()? {
+        Some(passphrase) => Codec::authenticated(Arc::new(Authenticator::new(passphrase))),
+        None => Codec::plain(),
+    })
 }
 
-/// Opens the backend at `url` (the cluster connection of `g` for `kubernetes://`).
+/// Opens the state backend named by `--backend` with [`state_codec`].
+async fn backend(g: &GlobalArgs) -> Result<Arc<dyn StateBackend>> {
+    backend_with(g, state_codec()?).await
+}
+
+/// Opens the backend at `url` (e.g. `promote --records`) with [`state_codec`].
 async fn backend_at(g: &GlobalArgs, url: &str) -> Result<Arc<dyn StateBackend>> {
+    backend_at_with(g, url, state_codec()?).await
+}
+
+/// Opens the state backend named by `--backend`, reading and writing through
+/// `codec`.
+async fn backend_with(g: &GlobalArgs, codec: Codec) -> Result<Arc<dyn StateBackend>> {
+    backend_at_with(g, &g.backend, codec).await
+}
+
+/// Opens the backend at `url` through `codec`. A `kubernetes://` backend gets
+/// its own client, so state and lease traffic is not counted as the engine's.
+async fn backend_at_with(g: &GlobalArgs, url: &str, codec: Codec) -> Result<Arc<dyn StateBackend>> {
     let client = if url.starts_with("kubernetes://") {
         Some(connect(g).await?.client().clone())
     } else {
         None
     };
-    Ok(preview_core::state::open_backend(url, client.as_ref()).await?)
+    let options = BackendOptions {
+        codec,
+        ..BackendOptions::default()
+    };
+    Ok(preview_core::state::open_backend_with(url, client.as_ref(), &options).await?)
 }
 
 async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<References> {
@@ -164,14 +191,39 @@ async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<
     Ok(refs)
 }
 
+/// The stack built from its configuration and the referenced stacks' outputs,
+/// and the namespace its database Jobs may run in
+/// ([`stacks::database_server_namespace`]).
 async fn build_stack(
     g: &GlobalArgs,
     req: &StackRequest,
     backend: &dyn StateBackend,
-) -> Result<StackBuild> {
+) -> Result<(StackBuild, Option<String>)> {
     let config = StackConfig::load(&g.config_dir, req.kind)?;
     let refs = load_references(backend, req.kind).await?;
-    Ok(stacks::build(req, &config, &refs, &EnvSecrets)?)
+    let database_namespace = stacks::database_server_namespace(req.kind, Some(&config), &refs);
+    Ok((
+        stacks::build(req, &config, &refs, &EnvSecrets)?,
+        database_namespace,
+    ))
+}
+
+/// [`stacks::database_server_namespace`] for `destroy`, which builds nothing:
+/// from the configuration when it loads, and the referenced stacks' outputs.
+async fn database_namespace_for(
+    g: &GlobalArgs,
+    kind: StackKind,
+    backend: &dyn StateBackend,
+) -> Result<Option<String>> {
+    let config = StackConfig::load(&g.config_dir, kind)
+        .inspect_err(|e| tracing::debug!(error = %e, "no configuration for the database namespace"))
+        .ok();
+    let refs = load_references(backend, kind).await?;
+    Ok(stacks::database_server_namespace(
+        kind,
+        config.as_ref(),
+        &refs,
+    ))
 }
 
 fn graph_of(build: &StackBuild) -> Result<DesiredGraph> {
@@ -191,7 +243,7 @@ fn engine(
     apply: Option<&ApplyArgs>,
     build: Option<&StackBuild>,
     import: ImportSelection,
-    notes: Vec<String>,
+    database_namespace: Option<String>,
 ) -> (Engine, tokio::task::JoinHandle<()>) {
     let (events, rx) = EventSink::channel();
     let printer = tokio::spawn(progress::print(rx, g.progress));
@@ -209,7 +261,6 @@ fn engine(
         options.policy = b.policy.clone();
     }
     options.plan.import = import;
-    options.plan.notes = notes;
     let kube = Arc::new(kube);
     let has_database = build.is_some_and(|b| {
         b.resources
@@ -218,7 +269,12 @@ fn engine(
     });
     let providers = Providers {
         kubernetes: Some(kube.clone()),
-        postgres: Some(postgres_provider(has_database, &kube, &events)),
+        postgres: Some(postgres_provider(
+            has_database,
+            &kube,
+            &events,
+            database_namespace,
+        )),
         digitalocean: digitalocean_provider(&kube, build),
     };
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
@@ -253,11 +309,13 @@ fn interrupt_signal() -> tokio::sync::watch::Receiver<bool> {
 /// databases, tests); when `warm` (the stack has a database) the connection
 /// starts at once, overlapping the server's start-up with the rest of the
 /// preparation. Otherwise databases are created and dropped by Jobs inside the
-/// cluster (the spec's NFR-017: CI never needs a route to a remote database).
+/// cluster (the spec's NFR-017: CI never needs a route to a remote database),
+/// in `namespace`, the database server's, only.
 fn postgres_provider(
     warm: bool,
     kube: &Arc<KubeProvider>,
     events: &EventSink,
+    namespace: Option<String>,
 ) -> Arc<dyn preview_core::provider::Provider> {
     use stacks::SecretSource;
     match EnvSecrets.get("POSTGRES_URL") {
@@ -272,6 +330,7 @@ fn postgres_provider(
             kube.clone(),
             kube.client().clone(),
             events.clone(),
+            namespace,
         )),
     }
 }
@@ -314,13 +373,24 @@ async fn prepare(
 ) -> Result<Prepared> {
     let req = request(args)?;
     let backend = backend(g).await?;
-    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let (build, database_namespace) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     tracing::debug!(resources = graph.order().len(), "stack built");
     let import = import.selection(&graph)?;
     let kube = connect(g).await?;
     let counts = kube.counts().clone();
-    let (engine, printer) = engine(kube, backend.clone(), g, apply, Some(&build), import, notes);
+    let (engine, printer) = engine(
+        kube,
+        backend.clone(),
+        g,
+        apply,
+        Some(&build),
+        import,
+        database_namespace,
+    );
+    let mut options = engine.options().clone();
+    options.plan.notes = notes;
+    let engine = engine.with_options(options);
     tracing::debug!("connected");
     Ok(Prepared {
         build,
@@ -352,7 +422,7 @@ impl Prepared {
 async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Result<ExitCode> {
     let req = request(args)?;
     let backend = backend(g).await?;
-    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let (build, _) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let manifests: Vec<&preview_core::Resource> = graph
         .resources()
@@ -646,6 +716,7 @@ async fn destroy_cmd(
             backend.describe()
         );
     }
+    let database_namespace = database_namespace_for(g, req.kind, backend.as_ref()).await?;
     let kube = connect(g).await?;
     let (mut engine, printer) = engine(
         kube,
@@ -654,7 +725,7 @@ async fn destroy_cmd(
         Some(apply),
         None,
         ImportSelection::None,
-        Vec::new(),
+        database_namespace,
     );
     if force_finalize {
         let mut options = engine.options().clone();
@@ -790,17 +861,55 @@ impl Import {
     }
 }
 
+/// The codec of a `state` sub-command: `--trust-unauthenticated` trusts what
+/// cannot be verified (export, import), a rotation verifies with the old
+/// passphrase and authenticates with the new one.
+fn state_cmd_codec(cmd: &StateCommand) -> Result<Codec> {
+    use preview_core::state::crypto::passphrase_from_env;
+    match cmd {
+        StateCommand::Export {
+            trust_unauthenticated: true,
+            ..
+        }
+        | StateCommand::Import {
+            trust_unauthenticated: true,
+            ..
+        } => Ok(state_codec()?.trusting_unauthenticated()),
+        StateCommand::RotatePassphrase { .. } => {
+            let old = passphrase_from_env()?.ok_or_else(|| {
+                anyhow!("set PREVIEW_STATE_PASSPHRASE (or _FILE) to the current passphrase")
+            })?;
+            let new = rotation_target()?;
+            Ok(Codec::authenticated(Arc::new(
+                Authenticator::new(new).rotating_from(old),
+            )))
+        }
+        _ => state_codec(),
+    }
+}
+
+/// The new passphrase of a rotation (`PREVIEW_STATE_NEW_PASSPHRASE` or `…_FILE`).
+fn rotation_target() -> Result<preview_core::secret::SecretString> {
+    preview_core::state::crypto::passphrase_from(
+        std::env::var("PREVIEW_STATE_NEW_PASSPHRASE").ok(),
+        std::env::var_os("PREVIEW_STATE_NEW_PASSPHRASE_FILE").map(std::path::PathBuf::from),
+    )?
+    .ok_or_else(|| anyhow!("set PREVIEW_STATE_NEW_PASSPHRASE (or _FILE) to the new passphrase"))
+}
+
 async fn state_cmd(g: &GlobalArgs, cmd: &StateCommand) -> Result<ExitCode> {
     use stacks::state_cmd as sc;
-    let backend = backend(g).await?;
+    let backend = backend_with(g, state_cmd_codec(cmd)?).await?;
     let b = backend.as_ref();
     let value: Value = match cmd {
         StateCommand::List => serde_json::to_value(sc::list(b).await?)?,
         StateCommand::Show { stack } => sc::show(b, stack).await?,
-        StateCommand::Export { stack, file } => {
+        StateCommand::Export { stack, file, .. } => {
             serde_json::to_value(sc::export_to_file(b, stack, file).await?)?
         }
-        StateCommand::Import { stack, file, force } => {
+        StateCommand::Import {
+            stack, file, force, ..
+        } => {
             let options = sc::ImportOptions {
                 force: *force,
                 lock_timeout: g.lock_timeout,
@@ -822,13 +931,7 @@ async fn state_cmd(g: &GlobalArgs, cmd: &StateCommand) -> Result<ExitCode> {
             let old = preview_core::state::crypto::passphrase_from_env()?.ok_or_else(|| {
                 anyhow!("set PREVIEW_STATE_PASSPHRASE (or _FILE) to the current passphrase")
             })?;
-            let new = preview_core::state::crypto::passphrase_from(
-                std::env::var("PREVIEW_STATE_NEW_PASSPHRASE").ok(),
-                std::env::var_os("PREVIEW_STATE_NEW_PASSPHRASE_FILE").map(std::path::PathBuf::from),
-            )?
-            .ok_or_else(|| {
-                anyhow!("set PREVIEW_STATE_NEW_PASSPHRASE (or _FILE) to the new passphrase")
-            })?;
+            let new = rotation_target()?;
             serde_json::to_value(
                 sc::rotate_passphrase(b, stack, &old, &new, g.lock_timeout).await?,
             )?

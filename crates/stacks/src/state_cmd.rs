@@ -5,8 +5,8 @@
 //! |---|---|
 //! | `state list` | [`list`] |
 //! | `state show STACK` | [`show`] (JSON, secret outputs redacted) |
-//! | `state export STACK FILE` | [`export_to_file`] |
-//! | `state import STACK FILE [--force]` | [`import_from_file`] |
+//! | `state export STACK FILE [--trust-unauthenticated]` | [`export_to_file`] |
+//! | `state import STACK FILE [--force] [--trust-unauthenticated]` | [`import_from_file`] |
 //! | `state break-lock STACK` | [`break_lock`] |
 //! | `state delete STACK [--force]` | [`delete`] |
 //! | `state rotate-passphrase STACK` | [`rotate_passphrase`] |
@@ -18,7 +18,16 @@
 //! is still a compare-and-swap against the state it inspected. A state file keeps
 //! its secret outputs sealed; it can be read back only with the passphrase of the
 //! stack it came from.
-
+//!
+//! With a state passphrase the backend's codec authenticates every document
+//! ([`preview_core::state::auth`]): an export is authenticated, an import must
+//! verify, and a stored state that does not (older, unauthenticated state; a
+//! lost passphrase) is refused. The one-time, conscious way out is
+//! `--trust-unauthenticated` on a backend opened with
+//! [`Codec::trusting_unauthenticated`]: `state export` then writes the state
+//! unauthenticated (format 2) for review, and `state import` stores a reviewed
+//! file authenticated with the current passphrase, replacing the stored state of
+//! the same history even when the serials are equal.
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -26,6 +35,7 @@ use std::time::Duration;
 use preview_core::plan::SECRET_PLACEHOLDER;
 use preview_core::secret::SecretString;
 use preview_core::state::crypto::{KdfParams, Sealer};
+use preview_core::state::format::{Codec, DecodeError, Purpose};
 use preview_core::state::{
     Output, StackState, StateBackend, StateError, WriteRule, format, lock_with_timeout,
 };
@@ -108,16 +118,18 @@ pub async fn list(backend: &dyn StateBackend) -> Result<Vec<StackSummary>, State
                 problem: None,
             },
             Ok(None) => continue, // deleted while listing
-            Err(e @ StateError::Corrupt { .. }) => StackSummary {
-                stack,
-                serial: None,
-                lineage: None,
-                resources: 0,
-                outputs: 0,
-                pending: 0,
-                encrypted: false,
-                problem: Some(e.to_string()),
-            },
+            Err(e @ (StateError::Corrupt { .. } | StateError::NotAuthentic { .. })) => {
+                StackSummary {
+                    stack,
+                    serial: None,
+                    lineage: None,
+                    resources: 0,
+                    outputs: 0,
+                    pending: 0,
+                    encrypted: false,
+                    problem: Some(e.to_string()),
+                }
+            }
             Err(e) => return Err(e.into()),
         };
         out.push(summary);
@@ -182,18 +194,27 @@ pub async fn show(backend: &dyn StateBackend, stack: &str) -> Result<Value, Stat
     Ok(value)
 }
 
-/// The stored document of a stack (current format, with its checksum; secret
-/// outputs stay sealed).
+/// The stored state of a stack as a document, with its serial: encoded by the
+/// backend's codec (authenticated with a passphrase; secret outputs stay
+/// sealed), or unauthenticated (format 2) when the backend trusts
+/// unauthenticated state: what was not verified is not vouched for.
 pub async fn export_bytes(
     backend: &dyn StateBackend,
     stack: &str,
-) -> Result<Vec<u8>, StateCmdError> {
+) -> Result<(u64, Vec<u8>), StateCmdError> {
     let state = read_existing(backend, stack).await?;
-    format::encode(&state).map_err(|message| StateCmdError::File {
+    let codec = backend.codec();
+    let encoded = if codec.trusts_unauthenticated() {
+        format::encode(&state)
+    } else {
+        codec.encode(&state)
+    };
+    let bytes = encoded.map_err(|message| StateCmdError::File {
         path: "-".into(),
         message: format!("cannot encode the state: {message}"),
         source: None,
-    })
+    })?;
+    Ok((state.serial, bytes))
 }
 
 /// What an export wrote.
@@ -205,6 +226,8 @@ pub struct ExportReport {
     pub serial: u64,
     /// Bytes written.
     pub bytes: usize,
+    /// The file is authenticated (format 3).
+    pub authenticated: bool,
 }
 
 /// `state export STACK FILE`: writes the state to `path` atomically (temporary
@@ -214,13 +237,14 @@ pub async fn export_to_file(
     stack: &str,
     path: &Path,
 ) -> Result<ExportReport, StateCmdError> {
-    let bytes = export_bytes(backend, stack).await?;
-    let serial = format::decode(&bytes).map(|s| s.serial).unwrap_or_default();
+    let (serial, bytes) = export_bytes(backend, stack).await?;
     write_private(path, &bytes)?;
+    let codec = backend.codec();
     Ok(ExportReport {
         stack: stack.to_owned(),
         serial,
         bytes: bytes.len(),
+        authenticated: codec.is_authenticated() && !codec.trusts_unauthenticated(),
     })
 }
 
@@ -297,6 +321,8 @@ pub struct ImportReport {
     pub replaced: bool,
     /// The file was identical to the stored state: nothing was written.
     pub unchanged: bool,
+    /// What is stored now is authenticated (a state passphrase is set).
+    pub authenticated: bool,
 }
 
 /// `state import STACK FILE`.
@@ -325,12 +351,22 @@ pub async fn import_from_file(
         })
 }
 
-/// Imports a state document (as written by [`export_to_file`], format 1 or 2;
-/// the checksum is verified).
+/// The stack a document names, read without any check (only to word an error).
+fn claimed_stack(bytes: &[u8]) -> Option<String> {
+    let doc: Value = serde_json::from_slice(bytes).ok()?;
+    doc.pointer("/state/stack")?.as_str().map(str::to_owned)
+}
+
+/// Imports a state document (as written by [`export_to_file`]): format 1 to 3,
+/// the checksum verified, and with a state passphrase the authentication too
+/// (an unauthenticated file is refused unless the backend trusts
+/// unauthenticated state, `--trust-unauthenticated`).
 ///
 /// - no stored state: the file is stored with its lineage and serial;
 /// - same lineage, newer serial: stored as is;
-/// - identical to the stored state: nothing is written;
+/// - identical to the stored state: nothing is written — unless the backend
+///   trusts unauthenticated state: then a file of the same lineage is always
+///   stored (with the next serial), which is how older state is upgraded;
 /// - older or equal serial, or another lineage: refused unless
 ///   [`ImportOptions::force`]; then the file's content is stored with a serial
 ///   above the stored one, provided the stored state did not change meanwhile.
@@ -343,21 +379,14 @@ pub async fn import_bytes(
     bytes: &[u8],
     options: &ImportOptions,
 ) -> Result<ImportReport, StateCmdError> {
-    let mut imported = format::decode(bytes).map_err(|message| StateCmdError::File {
-        path: "-".into(),
-        message: format!("not a valid state file: {message}"),
-        source: None,
-    })?;
-    if imported.stack != stack {
+    if let Some(other) = claimed_stack(bytes).filter(|s| s != stack) {
         return Err(StateCmdError::Refused {
             action: "import",
             stack: stack.to_owned(),
-            reason: format!(
-                "the file holds the state of stack {:?}; import it as that stack",
-                imported.stack
-            ),
+            reason: format!("the file holds the state of stack {other:?}; import it as that stack"),
         });
     }
+    let mut imported = decode_file(backend.codec(), stack, bytes)?;
     under_lock(
         backend,
         stack,
@@ -365,6 +394,24 @@ pub async fn import_bytes(
         import_locked(backend, &mut imported, options),
     )
     .await
+}
+
+/// A state file of `stack`, decoded like stored state; an unauthenticated one
+/// says how to accept it.
+fn decode_file(codec: &Codec, stack: &str, bytes: &[u8]) -> Result<StackState, StateCmdError> {
+    let file_error = |message: String| StateCmdError::File {
+        path: "-".into(),
+        message,
+        source: None,
+    };
+    codec
+        .decode(bytes, stack, Purpose::Read)
+        .map_err(|e| match e {
+            DecodeError::NotAuthentic(why) => file_error(format!(
+                "not authentic: {why}; if you reviewed this file and trust it, import it with --trust-unauthenticated (it is then stored authenticated with the current passphrase)"
+            )),
+            other => file_error(format!("not a valid state file: {other}")),
+        })
 }
 
 async fn import_locked(
@@ -378,23 +425,37 @@ async fn import_locked(
         stack: stack.clone(),
         reason,
     };
+    let authenticated = backend.codec().is_authenticated();
+    let upgrade = backend.codec().trusts_unauthenticated();
     let stored = backend.read(&stack).await?;
     let (rule, replaced) = match &stored {
         None => {
             imported.serial = imported.serial.max(1);
             (WriteRule::Newer, false)
         }
-        Some(s) if s == &*imported => {
+        Some(s) if s == &*imported && !upgrade => {
             return Ok(ImportReport {
                 stack: stack.clone(),
                 serial: s.serial,
                 lineage: s.lineage.clone(),
                 replaced: false,
                 unchanged: true,
+                authenticated,
             });
         }
         Some(s) if s.lineage == imported.lineage && imported.serial > s.serial => {
             (WriteRule::Newer, false)
+        }
+        // The reviewed file replaces the stored state of its own history, which
+        // is written again (authenticated) even when nothing else changed.
+        Some(s) if upgrade && s.lineage == imported.lineage => {
+            imported.serial = s.serial + 1;
+            (
+                WriteRule::Replace {
+                    expected: Some((s.lineage.clone(), s.serial)),
+                },
+                false,
+            )
         }
         Some(s) => {
             let why = if s.lineage != imported.lineage {
@@ -429,6 +490,7 @@ async fn import_locked(
         lineage: imported.lineage.clone(),
         replaced,
         unchanged: false,
+        authenticated,
     })
 }
 
@@ -518,10 +580,12 @@ async fn delete_locked(
                 backend: backend.describe(),
             });
         }
-        Err(e @ StateError::Corrupt { .. }) if !options.force => {
+        Err(e @ (StateError::Corrupt { .. } | StateError::NotAuthentic { .. }))
+            if !options.force =>
+        {
             return Err(refuse(format!("{e}; pass --force to delete it anyway")));
         }
-        Err(StateError::Corrupt { .. }) => (0, true),
+        Err(StateError::Corrupt { .. } | StateError::NotAuthentic { .. }) => (0, true),
         Err(e) => return Err(e.into()),
     };
     backend.delete(stack).await?;
@@ -539,13 +603,21 @@ pub struct RotateReport {
     pub stack: String,
     /// Serial now stored.
     pub serial: u64,
-    /// False when the stack has no data key (nothing sealed): nothing written.
+    /// False when the stack has no data key (nothing sealed).
     pub rotated: bool,
+    /// The document was written again, authenticated with the new passphrase.
+    pub reauthenticated: bool,
 }
 
 /// `state rotate-passphrase STACK`: re-wraps the stack's data key under `new`
-/// (fresh salt, default Argon2id cost). Sealed values are unchanged; the
-/// state's serial advances by one. Fails without writing if `old` is wrong.
+/// (fresh salt, default Argon2id cost) and, when the backend authenticates
+/// state (opened with the new passphrase, [`Authenticator::rotating_from`] the
+/// old one), writes the document authenticated with the new passphrase. Sealed
+/// values are unchanged; the state's serial advances by one. Fails without
+/// writing if `old` is wrong. Nothing is written when there is neither a data
+/// key nor authentication.
+///
+/// [`Authenticator::rotating_from`]: preview_core::state::auth::Authenticator::rotating_from
 pub async fn rotate_passphrase(
     backend: &dyn StateBackend,
     stack: &str,
@@ -555,20 +627,26 @@ pub async fn rotate_passphrase(
 ) -> Result<RotateReport, StateCmdError> {
     let work = async {
         let mut state = read_existing(backend, stack).await?;
-        if state.encryption.is_none() {
+        let rotated = state.encryption.is_some();
+        let reauthenticated = backend.codec().is_authenticated();
+        if !rotated && !reauthenticated {
             return Ok(RotateReport {
                 stack: stack.to_owned(),
                 serial: state.serial,
-                rotated: false,
+                rotated,
+                reauthenticated,
             });
         }
-        Sealer::rewrap(&mut state, old, new, KdfParams::default())?;
+        if rotated {
+            Sealer::rewrap(&mut state, old, new, KdfParams::default())?;
+        }
         state.serial += 1;
         backend.write(&state).await?;
         Ok(RotateReport {
             stack: stack.to_owned(),
             serial: state.serial,
-            rotated: true,
+            rotated,
+            reauthenticated,
         })
     };
     under_lock(backend, stack, lock_timeout, work).await
@@ -943,6 +1021,153 @@ mod tests {
             .await
             .expect("nothing to rotate");
         assert!(!again.rotated);
+    }
+
+    const STATE_PASSPHRASE: &str = "the state passphrase of these tests";
+
+    fn authenticated(passphrase: &str) -> Codec {
+        Codec::authenticated(std::sync::Arc::new(
+            preview_core::state::auth::Authenticator::with_params(
+                SecretString::new(passphrase),
+                KdfParams::insecure_for_tests(),
+            ),
+        ))
+    }
+
+    /// Format-2 state written without a passphrase is refused once a passphrase
+    /// is set; the error says how to upgrade, and export + import with
+    /// `--trust-unauthenticated` stores it authenticated.
+    #[tokio::test]
+    async fn unauthenticated_state_is_upgraded_consciously() {
+        let dir = TempDir::new("upgrade");
+        let plain = FileBackend::new(&dir.0);
+        let original = seeded(&plain, "s", 2).await;
+        let with_passphrase = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
+        let err = show(&with_passphrase, "s")
+            .await
+            .expect_err("unauthenticated");
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "is not authentic: it is format 2 state, which carries no authentication tag"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("`stacks state export s FILE --trust-unauthenticated`, review FILE, then `stacks state import s FILE --trust-unauthenticated`"),
+            "{text}"
+        );
+        // Nothing else gets through either: import, a plain write.
+        let file = dir.0.join("s-export.json");
+        let err = export_to_file(&with_passphrase, "s", &file)
+            .await
+            .expect_err("export without trust");
+        assert!(err.to_string().contains("not authentic"), "{err}");
+        let mut next = original.clone();
+        next.serial = 2;
+        assert!(
+            with_passphrase.write(&next).await.is_err(),
+            "never overwritten"
+        );
+
+        // The conscious path: export it (unauthenticated, for review) …
+        let trusting = FileBackend::new(&dir.0)
+            .with_codec(authenticated(STATE_PASSPHRASE).trusting_unauthenticated());
+        let report = export_to_file(&trusting, "s", &file).await.expect("export");
+        assert_eq!((report.serial, report.authenticated), (1, false));
+        let exported = std::fs::read_to_string(&file).expect("read");
+        assert!(exported.starts_with("{\n  \"format\": 2"), "{exported}");
+        // … importing it without trust says what to do …
+        let err = import_from_file(&with_passphrase, "s", &file, &ImportOptions::default())
+            .await
+            .expect_err("file not authentic");
+        assert!(
+            err.to_string()
+                .contains("import it with --trust-unauthenticated"),
+            "{err}"
+        );
+        // … and with trust it is stored authenticated, at the next serial.
+        let r = import_from_file(&trusting, "s", &file, &ImportOptions::default())
+            .await
+            .expect("import");
+        assert_eq!(
+            (r.serial, r.replaced, r.unchanged, r.authenticated),
+            (2, false, false, true)
+        );
+        let stored = std::fs::read_to_string(dir.0.join("s.json")).expect("stored");
+        assert!(stored.starts_with("{\n  \"format\": 3"), "{stored}");
+        let read = with_passphrase
+            .read("s")
+            .await
+            .expect("authentic")
+            .expect("some");
+        assert_eq!(read.resources, original.resources);
+        assert_eq!(read.outputs, original.outputs);
+        // Another passphrase does not read it; without one it is read (checksum
+        // only) but never overwritten.
+        let other = FileBackend::new(&dir.0).with_codec(authenticated("some other passphrase!"));
+        assert!(matches!(
+            other.read("s").await,
+            Err(StateError::NotAuthentic { .. })
+        ));
+        assert_eq!(plain.read("s").await.expect("read"), Some(read.clone()));
+        let mut downgrade = read.clone();
+        downgrade.serial += 1;
+        let err = plain.write(&downgrade).await.expect_err("no downgrade");
+        assert!(
+            err.to_string().contains("PREVIEW_STATE_PASSPHRASE"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.0.join("s.json")).expect("kept"),
+            stored
+        );
+        // An authenticated export imports into another backend without trust.
+        let authenticated_file = dir.0.join("s-authenticated.json");
+        let report = export_to_file(&with_passphrase, "s", &authenticated_file)
+            .await
+            .expect("export");
+        assert!(report.authenticated);
+        let elsewhere = TempDir::new("upgrade-dst");
+        let dst = FileBackend::new(&elsewhere.0).with_codec(authenticated(STATE_PASSPHRASE));
+        let r = import_from_file(&dst, "s", &authenticated_file, &ImportOptions::default())
+            .await
+            .expect("import");
+        assert_eq!(r.serial, 2);
+    }
+
+    #[tokio::test]
+    async fn rotation_reauthenticates_the_document() {
+        let dir = TempDir::new("rotate-auth");
+        let old = SecretString::new(STATE_PASSPHRASE);
+        let new = SecretString::new("the next passphrase, rotated");
+        let before = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
+        let mut s = StackState::new("s");
+        s.serial = 1;
+        before.write(&s).await.expect("write");
+        let rotating =
+            FileBackend::new(&dir.0).with_codec(Codec::authenticated(std::sync::Arc::new(
+                preview_core::state::auth::Authenticator::with_params(
+                    new.clone(),
+                    KdfParams::insecure_for_tests(),
+                )
+                .rotating_from(old.clone()),
+            )));
+        let r = rotate_passphrase(&rotating, "s", &old, &new, Duration::ZERO)
+            .await
+            .expect("rotate");
+        assert_eq!((r.serial, r.rotated, r.reauthenticated), (2, false, true));
+        let after =
+            FileBackend::new(&dir.0).with_codec(authenticated("the next passphrase, rotated"));
+        assert_eq!(
+            after.read("s").await.expect("new").map(|s| s.serial),
+            Some(2)
+        );
+        let stale = FileBackend::new(&dir.0).with_codec(authenticated(STATE_PASSPHRASE));
+        assert!(matches!(
+            stale.read("s").await,
+            Err(StateError::NotAuthentic { .. })
+        ));
     }
 
     #[tokio::test]

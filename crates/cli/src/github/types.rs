@@ -48,13 +48,39 @@ pub struct PullRequest {
     pub user: User,
     /// Head branch info.
     pub head: PullHead,
+    /// Base branch info.
+    pub base: PullBase,
+    /// Whether it was merged (`closed` + `merged` = merged; `closed` alone = closed
+    /// without merging).
+    #[serde(default)]
+    pub merged: Option<bool>,
 }
 
-/// `pull-request.head` (subset). Only the SHA is used; the branch name is untrusted.
+/// `pull-request.head` (subset). The branch name is untrusted and never read.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct PullHead {
     /// Head commit.
     pub sha: String,
+    /// The repository the head branch lives in; `null` when a fork was deleted.
+    #[serde(default)]
+    pub repo: Option<RepoRef>,
+}
+
+/// `pull-request.base` (subset).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PullBase {
+    /// The repository the PR targets.
+    #[serde(default)]
+    pub repo: Option<RepoRef>,
+}
+
+/// `repository` (subset): enough to tell a fork from the base repository.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RepoRef {
+    /// Repository id (stable across renames).
+    pub id: u64,
+    /// `owner/name`.
+    pub full_name: String,
 }
 
 /// `repository-collaborator-permission`.

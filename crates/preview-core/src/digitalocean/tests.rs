@@ -187,13 +187,23 @@ async fn literal_record_lifecycle_and_no_op() {
     fake.clear_requests();
     let live = p.read(&res.id).await.expect("read").expect("exists");
     assert_eq!(live, ready);
-    assert!(!needs_dry_run(&res, Some(&state), Some(&live)));
+    assert!(!needs_dry_run(
+        &res,
+        Some(&state),
+        Some(&live),
+        &crate::state::auth::RecordHasher::fixed_for_tests()
+    ));
     assert_eq!(fake.writes(), 0);
 
     // Changed TTL: a dry-run shows it, apply patches the record (the marker stays).
     let mut changed = res.clone();
     changed.body["ttl"] = json!(60);
-    assert!(needs_dry_run(&changed, Some(&state), Some(&live)));
+    assert!(needs_dry_run(
+        &changed,
+        Some(&state),
+        Some(&live),
+        &crate::state::auth::RecordHasher::fixed_for_tests()
+    ));
     let DryRun::Accepted { object } = p.dry_run(&changed, false).await.expect("dry-run") else {
         panic!("accepted expected");
     };
@@ -464,12 +474,22 @@ async fn data_from_the_gateway_address() {
     // In sync: the read echoes dataFrom, so nothing needs a dry-run.
     let live = p.read(&res.id).await.expect("read").expect("exists");
     assert_eq!(live, applied);
-    assert!(!needs_dry_run(&res, Some(&state), Some(&live)));
+    assert!(!needs_dry_run(
+        &res,
+        Some(&state),
+        Some(&live),
+        &crate::state::auth::RecordHasher::fixed_for_tests()
+    ));
 
     // The load balancer's address changes: the plan sees it and shows the new data.
     *address.lock().expect("lock") = Some("10.240.0.101".into());
     let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert!(needs_dry_run(&res, Some(&state), Some(&live)));
+    assert!(needs_dry_run(
+        &res,
+        Some(&state),
+        Some(&live),
+        &crate::state::auth::RecordHasher::fixed_for_tests()
+    ));
     let DryRun::Accepted { object } = p.dry_run(&res, false).await.expect("dry-run") else {
         panic!("accepted expected");
     };
@@ -547,7 +567,12 @@ async fn unregistered_sources_stay_no_ops() {
     assert!(applied.get("dataFrom").is_none());
     let state = recorded(&res, &applied);
     let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert!(!needs_dry_run(&res, Some(&state), Some(&live)));
+    assert!(!needs_dry_run(
+        &res,
+        Some(&state),
+        Some(&live),
+        &crate::state::auth::RecordHasher::fixed_for_tests()
+    ));
     fake.assert_no_violations();
 }
 
@@ -612,7 +637,12 @@ async fn cluster_life_cycle_and_kubeconfig() {
     // No-op: nothing needs a dry-run, nothing is written.
     fake.clear_requests();
     let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert!(!needs_dry_run(&res, Some(&state), Some(&live)));
+    assert!(!needs_dry_run(
+        &res,
+        Some(&state),
+        Some(&live),
+        &crate::state::auth::RecordHasher::fixed_for_tests()
+    ));
     assert_eq!(fake.writes(), 0);
 
     // The kubeconfig is a secret.

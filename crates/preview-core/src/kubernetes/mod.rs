@@ -186,7 +186,15 @@ impl Provider for KubeProvider {
     }
 
     async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
-        writer::delete(self, id).await
+        writer::delete(self, id, None).await
+    }
+
+    async fn delete_checked(
+        &self,
+        id: &ResourceId,
+        uid: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        writer::delete(self, id, uid).await
     }
 
     async fn wait_ready(

@@ -5,7 +5,7 @@
 //! another manager holds). Whether an apply may create is decided by the planner
 //! (it refuses to adopt objects the stack does not own) — this module only executes.
 
-use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use serde_json::{Value, json};
 
 use super::errors::{api_error, status_code};
@@ -31,20 +31,56 @@ pub async fn apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<Valu
     })
 }
 
-/// Requests deletion with background propagation; a missing object is not an error.
-pub async fn delete(p: &KubeProvider, id: &ResourceId) -> Result<(), ProviderError> {
+/// Requests deletion with background propagation; a missing object is not an
+/// error. With `uid`, the delete is conditional on it (`preconditions.uid`): the
+/// API server refuses (409) to delete an object with another uid, i.e. one
+/// recreated since the planner checked it.
+pub async fn delete(
+    p: &KubeProvider,
+    id: &ResourceId,
+    uid: Option<&str>,
+) -> Result<(), ProviderError> {
     let kind = p.kinds.resolve(&p.client, id).await?;
     let api = api_for(&p.client, &kind, id)?;
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     match api.delete(&id.name, &params).await {
         Ok(_) => Ok(()),
         Err(e) if status_code(&e) == Some(404) => Ok(()),
-        // A namespace already terminating answers 409 "the system is ensuring all
-        // content is removed": deletion is under way, which is what was asked.
-        Err(e) if status_code(&e) == Some(409) && id.is("", "Namespace") => Ok(()),
+        Err(e) if status_code(&e) == Some(409) => {
+            // A namespace already terminating answers 409 "the system is ensuring
+            // all content is removed": deletion of that very namespace is under
+            // way, which is what was asked. Anything else (a failed uid
+            // precondition) is an error.
+            let live = api
+                .get_opt(&id.name)
+                .await
+                .map_err(|e| api_error(id, "get", e))?;
+            let Some(live) = live else { return Ok(()) };
+            let terminating = live.metadata.deletion_timestamp.is_some();
+            let same = uid.is_none_or(|uid| live.metadata.uid.as_deref() == Some(uid));
+            if id.is("", "Namespace") && terminating && same {
+                return Ok(());
+            }
+            Err(if same {
+                api_error(id, "delete", e)
+            } else {
+                ProviderError::Other {
+                    id: id.clone(),
+                    message: format!(
+                        "not deleted: the object now has uid {}, not the checked {} (it was recreated since it was planned)",
+                        live.metadata.uid.as_deref().unwrap_or("(none)"),
+                        uid.unwrap_or_default()
+                    ),
+                }
+            })
+        }
         Err(e) => Err(api_error(id, "delete", e)),
     }
 }

@@ -34,9 +34,20 @@ fn graph_with(edit: impl Fn(&mut Resource)) -> DesiredGraph {
     DesiredGraph::new(STACK, resources).expect("valid graph")
 }
 
+/// The record hasher of the fixture stack (the one its records are made with).
+fn hasher() -> RecordHasher {
+    RecordHasher::fixed_for_tests()
+}
+
 /// What the API server would store for `body`: server metadata, defaults, status.
+/// A body without metadata (another provider's) gets the stack label that
+/// provider reports for an object the stack owns.
 fn server_object(body: &Value, uid: &str) -> Value {
     let mut object = body.clone();
+    if object.get("metadata").is_none() {
+        object["metadata"] = json!({"labels": {STACK_LABEL: STACK}});
+        return object;
+    }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("uid".into(), json!(uid));
         meta.insert("resourceVersion".into(), json!("42"));
@@ -75,8 +86,8 @@ fn record(graph: &DesiredGraph, resource: &Resource, live: &Value) -> ResourceRe
     ResourceRecord {
         id: resource.id.clone(),
         depends_on: graph.dependencies(&resource.id).iter().cloned().collect(),
-        desired_hash: body_hash(&resource.body),
-        live_hash: projection_hash(live, &resource.body),
+        desired_hash: hasher().desired_hash(resource),
+        live_hash: hasher().live_hash(live, resource),
         uid: live
             .pointer("/metadata/uid")
             .and_then(Value::as_str)

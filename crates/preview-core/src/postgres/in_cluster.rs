@@ -29,6 +29,14 @@
 //!   executor can drop it). The ensure Job is the database's record: do not
 //!   delete it by hand or give database Jobs a TTL.
 //! - **list_owned**: ensure Jobs labelled with the stack.
+//!
+//! **Where Jobs are looked up.** Only in the database server's namespace, given
+//! when the executor is made ([`InClusterProvider::new`]) from the stack's own
+//! configuration or the base stack's `dbNamespace` output — never from the
+//! stack's state, which names databases only. A Job with a database Job's name,
+//! labels and annotations planted in any other namespace is never read, reused
+//! or parameterised from; a desired `Database` whose `job.namespace` is not that
+//! namespace is refused before any Job is written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,23 +66,53 @@ pub struct InClusterProvider {
     kube: Arc<dyn Provider>,
     client: kube::Client,
     events: EventSink,
+    namespace: Option<String>,
 }
 
 impl InClusterProvider {
     /// An executor writing through `kube` (the Kubernetes provider), reading with
-    /// `client`, reporting progress to `events`.
-    pub fn new(kube: Arc<dyn Provider>, client: kube::Client, events: EventSink) -> Self {
+    /// `client`, reporting progress to `events`, running and finding its Jobs
+    /// only in `server_namespace`, the database server's namespace (from
+    /// trusted configuration; `None` when the caller cannot tell, and then every
+    /// operation fails saying so).
+    pub fn new(
+        kube: Arc<dyn Provider>,
+        client: kube::Client,
+        events: EventSink,
+        server_namespace: Option<String>,
+    ) -> Self {
         InClusterProvider {
             kube,
             client,
             events,
+            namespace: server_namespace,
         }
     }
 
-    /// The ensure Job of a database, found by name in any namespace (delete and
-    /// read know only the database's name).
-    async fn find_job(&self, op: Operation, database: &str) -> Result<Option<Value>, kube::Error> {
-        let api: Api<Job> = Api::all(self.client.clone());
+    /// The server's namespace, or an error naming `id`.
+    fn namespace(&self, id: &ResourceId) -> Result<&str, ProviderError> {
+        self.namespace.as_deref().ok_or_else(|| {
+            other(
+                id,
+                "the in-cluster database executor does not know the database server's namespace (config `database.namespace`, or output `dbNamespace` of the base stack); set PREVIEW_POSTGRES_URL to use the direct executor instead".into(),
+            )
+        })
+    }
+
+    /// The Jobs API of the server's namespace.
+    fn jobs(&self, id: &ResourceId) -> Result<Api<Job>, ProviderError> {
+        Ok(Api::namespaced(self.client.clone(), self.namespace(id)?))
+    }
+
+    /// The ensure Job of a database, found by name in the server's namespace
+    /// (delete and read know only the database's name).
+    async fn find_job(
+        &self,
+        id: &ResourceId,
+        op: Operation,
+        database: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        let api = self.jobs(id)?;
         let name = job_name(op, database);
         let list = api
             .list(
@@ -82,7 +120,8 @@ impl InClusterProvider {
                     .fields(&format!("metadata.name={name}"))
                     .labels(&format!("{OPERATION_LABEL}={}", op.as_str())),
             )
-            .await?;
+            .await
+            .map_err(|e| kube_error(id, e))?;
         Ok(list
             .items
             .into_iter()
@@ -179,8 +218,9 @@ impl InClusterProvider {
         self.kube.wait_gone(job, opts, &self.events).await
     }
 
-    /// The ensure Job of `res` (its parameters checked).
-    fn ensure_job(res: &Resource) -> Result<DatabaseJob, ProviderError> {
+    /// The ensure Job of `res` (its parameters checked; it must run in the
+    /// server's namespace).
+    fn ensure_job(&self, res: &Resource) -> Result<DatabaseJob, ProviderError> {
         let (owner, marker) = desired(res)?;
         let settings: JobSettings = res
             .body
@@ -209,6 +249,16 @@ impl InClusterProvider {
             settings,
         };
         job.check().map_err(|m| other(&res.id, m))?;
+        let server = self.namespace(&res.id)?;
+        if job.settings.namespace != server {
+            return Err(other(
+                &res.id,
+                format!(
+                    "field job.namespace is {:?}, but database Jobs run only in the database server's namespace {server:?}",
+                    job.settings.namespace
+                ),
+            ));
+        }
         Ok(job)
     }
 
@@ -221,11 +271,7 @@ impl InClusterProvider {
 impl Provider for InClusterProvider {
     async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
         check_database_id(id)?;
-        let Some(job) = self
-            .find_job(Operation::Ensure, &id.name)
-            .await
-            .map_err(|e| kube_error(id, e))?
-        else {
+        let Some(job) = self.find_job(id, Operation::Ensure, &id.name).await? else {
             return Ok(None);
         };
         if job_phase(&job) != JobPhase::Complete {
@@ -240,7 +286,7 @@ impl Provider for InClusterProvider {
     }
 
     async fn dry_run(&self, res: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
-        let job = Self::ensure_job(res)?;
+        let job = self.ensure_job(res)?;
         match self.read(&res.id).await? {
             Some(live) if live["ownerMarker"] != json!(job.stack) => Ok(DryRun::Rejected {
                 code: 409,
@@ -257,7 +303,7 @@ impl Provider for InClusterProvider {
 
     async fn apply(&self, res: &Resource, _force: bool) -> Result<Value, ProviderError> {
         check_database_id(&res.id)?;
-        let job = Self::ensure_job(res)?;
+        let job = self.ensure_job(res)?;
         let line = self.run_job(&res.id, &job, Self::timeout_of(res)).await?;
         let result = parse_ensure_result(&line).map_err(|m| other(&res.id, m))?;
         Ok(live_value(
@@ -268,11 +314,7 @@ impl Provider for InClusterProvider {
 
     async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
         check_database_id(id)?;
-        let find = |op| async move {
-            self.find_job(op, &id.name)
-                .await
-                .map_err(|e| kube_error(id, e))
-        };
+        let find = |op| async move { self.find_job(id, op, &id.name).await };
         let Some(ensure) = find(Operation::Ensure).await? else {
             // An interrupted destroy may have removed the ensure Job after a verified
             // drop: the complete drop Job is the proof.
@@ -348,11 +390,7 @@ impl Provider for InClusterProvider {
         _events: &EventSink,
     ) -> Result<(), ProviderError> {
         // delete verified the drop inside the server (pg_database) and removed the Jobs.
-        match self
-            .find_job(Operation::Ensure, &id.name)
-            .await
-            .map_err(|e| kube_error(id, e))?
-        {
+        match self.find_job(id, Operation::Ensure, &id.name).await? {
             None => Ok(()),
             Some(job) => Err(ProviderError::NotReady {
                 id: id.clone(),
@@ -369,7 +407,7 @@ impl Provider for InClusterProvider {
         let Some(probe) = kinds.first() else {
             return Ok(Vec::new());
         };
-        let api: Api<Job> = Api::all(self.client.clone());
+        let api = self.jobs(probe)?;
         let jobs = api
             .list(&ListParams::default().labels(&format!(
                 "{STACK_LABEL}={stack},{OPERATION_LABEL}={}",
@@ -403,4 +441,167 @@ fn job_label(job: &Value) -> String {
 
 fn kube_error(id: &ResourceId, e: kube::Error) -> ProviderError {
     other(id, format!("reading database Jobs: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::resource::{ProviderKind, ResourceOptions};
+
+    /// A client whose API server answers every request with an empty list and
+    /// records the request paths.
+    fn recording_client() -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            log.lock().expect("lock").push(req.uri().to_string());
+            async move {
+                let body = serde_json::to_vec(&json!({
+                    "apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": []
+                }))
+                .expect("json");
+                http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body))
+            }
+        });
+        (kube::Client::new(service, "default"), seen)
+    }
+
+    /// The Kubernetes provider stand-in: these tests never get as far as a write.
+    struct NoWrites;
+
+    fn refused(id: &ResourceId) -> ProviderError {
+        other(id, "the test's Kubernetes provider was asked to act".into())
+    }
+
+    #[async_trait]
+    impl Provider for NoWrites {
+        async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
+            Err(refused(id))
+        }
+        async fn dry_run(&self, res: &Resource, _: bool) -> Result<DryRun, ProviderError> {
+            Err(refused(&res.id))
+        }
+        async fn apply(&self, res: &Resource, _: bool) -> Result<Value, ProviderError> {
+            Err(refused(&res.id))
+        }
+        async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+            Err(refused(id))
+        }
+        async fn wait_ready(
+            &self,
+            res: &Resource,
+            _: WaitOptions,
+            _: &EventSink,
+        ) -> Result<Value, ProviderError> {
+            Err(refused(&res.id))
+        }
+        async fn wait_gone(
+            &self,
+            id: &ResourceId,
+            _: WaitOptions,
+            _: &EventSink,
+        ) -> Result<(), ProviderError> {
+            Err(refused(id))
+        }
+        async fn list_owned(
+            &self,
+            _: &str,
+            kinds: &[ResourceId],
+        ) -> Result<Vec<ResourceId>, ProviderError> {
+            Err(refused(&kinds[0]))
+        }
+    }
+
+    fn database(job_namespace: &str) -> Resource {
+        Resource {
+            id: ResourceId {
+                provider: ProviderKind::Postgres,
+                api_version: "postgres.preview-envs.io/v1".into(),
+                kind: "Database".into(),
+                namespace: None,
+                name: "aphiria_pr_5".into(),
+            },
+            body: json!({
+                "owner": "aphiria",
+                "ownerMarker": "preview-pr-5",
+                "server": {"host": "db.db-server.svc.cluster.local", "port": 5432},
+                "job": {"namespace": job_namespace, "image": "postgres:16", "credentialsSecret": "db-credentials"},
+            }),
+            depends_on: Default::default(),
+            options: ResourceOptions::default(),
+        }
+    }
+
+    fn executor(namespace: Option<&str>) -> (InClusterProvider, Arc<Mutex<Vec<String>>>) {
+        let (client, seen) = recording_client();
+        let p = InClusterProvider::new(
+            Arc::new(NoWrites),
+            client,
+            EventSink::none(),
+            namespace.map(str::to_owned),
+        );
+        (p, seen)
+    }
+
+    #[tokio::test]
+    async fn jobs_are_looked_up_only_in_the_server_namespace() {
+        let (p, seen) = executor(Some("db-server"));
+        let db = database("db-server");
+        assert_eq!(p.read(&db.id).await.expect("read"), None);
+        assert!(
+            p.list_owned("preview-pr-5", std::slice::from_ref(&db.id))
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        let err = p.delete(&db.id).await.expect_err("no record").to_string();
+        assert!(err.contains("is gone"), "{err}");
+        let paths = seen.lock().expect("lock").clone();
+        assert!(paths.len() >= 4, "{paths:?}");
+        for path in &paths {
+            assert!(
+                path.starts_with("/apis/batch/v1/namespaces/db-server/jobs?"),
+                "a request outside the server's namespace: {path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_job_elsewhere_or_an_unknown_namespace_is_refused_before_any_request() {
+        let (p, seen) = executor(Some("db-server"));
+        let err = p
+            .apply(&database("preview-pr-5"), false)
+            .await
+            .expect_err("other namespace")
+            .to_string();
+        assert!(
+            err.contains("field job.namespace is \"preview-pr-5\", but database Jobs run only in the database server's namespace \"db-server\""),
+            "{err}"
+        );
+        let err = p
+            .dry_run(&database("preview-pr-5"), false)
+            .await
+            .expect_err("other namespace");
+        assert!(err.to_string().contains("job.namespace"), "{err}");
+        let (unknown, unknown_seen) = executor(None);
+        let db = database("db-server");
+        for err in [
+            unknown.read(&db.id).await.expect_err("read"),
+            unknown.delete(&db.id).await.expect_err("delete"),
+            unknown.apply(&db, false).await.expect_err("apply"),
+        ] {
+            assert!(
+                err.to_string()
+                    .contains("does not know the database server's namespace"),
+                "{err}"
+            );
+        }
+        assert!(seen.lock().expect("lock").is_empty());
+        assert!(unknown_seen.lock().expect("lock").is_empty());
+    }
 }

@@ -7,12 +7,14 @@
 //! {
 //!   "schemaVersion": 1,
 //!   "stack": "preview-pr-1",
-//!   "summary": {"create": 3, "update": 1, "replace": 0, "delete": 1, "import": 0, "noOp": 12},
+//!   "summary": {"create": 3, "update": 1, "replace": 0, "delete": 1, "import": 0, "refuse": 0,
+//!               "noOp": 12},
 //!   "steps": [                                   // execution order, no-ops included
 //!     {
 //!       "resource": {"provider": "kubernetes", "apiVersion": "apps/v1", "kind": "Deployment",
 //!                    "namespace": "preview-pr-1", "name": "web"},   // namespace: null when cluster-scoped
-//!       "action": "create" | "update" | "replace" | "delete" | "import" | "no-op",
+//!       "action": "create" | "update" | "replace" | "delete" | "import" | "no-op"
+//!                 | "refuse",                  // a delete refused: not the stack's object
 //!       "reason": "…" | null,
 //!       "changes": [
 //!         {"path": "spec.template.spec.containers[name=web].image",
@@ -46,6 +48,7 @@ pub fn json(plan: &Plan) -> Value {
         ("replace", summary.replace),
         ("delete", summary.delete),
         ("import", summary.import),
+        ("refuse", summary.refuse),
         ("noOp", summary.no_op),
     ] {
         summary_map.insert(key.to_owned(), Value::from(count));
@@ -94,6 +97,7 @@ fn action_name(action: Action) -> &'static str {
         Action::Replace => "replace",
         Action::Delete => "delete",
         Action::Import => "import",
+        Action::Refuse => "refuse",
     }
 }
 

@@ -57,6 +57,12 @@ pub fn markdown(plan: &Plan, opts: &MarkdownOptions) -> String {
         summary.import,
         summary.no_op
     ));
+    if summary.refuse > 0 {
+        head.push_str(&format!(
+            "\n**{} recorded object(s) refused:** they fail the ownership checks (stack label, uid) and are never deleted.\n",
+            summary.refuse
+        ));
+    }
     let lines = diff_lines(plan);
     if lines.is_empty() {
         head.push_str("\nNo changes.\n");
@@ -110,10 +116,15 @@ fn chars(s: &str) -> usize {
     s.chars().count()
 }
 
-/// The lines of the diff block: one per mutating step, then one per field change.
+/// The lines of the diff block: one per mutating or refused step, then one per
+/// field change.
 fn diff_lines(plan: &Plan) -> Vec<String> {
     let mut lines = Vec::new();
-    for step in plan.mutating_steps() {
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.action.is_mutating() || s.action == crate::plan::Action::Refuse)
+    {
         let mut line = format!("{} {}", step.action.symbol(), step.id);
         if let Some(reason) = &step.reason {
             line.push_str(&format!(" ({})", one_line(reason)));

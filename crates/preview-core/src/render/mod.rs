@@ -26,15 +26,21 @@ use crate::plan::{ChangeKind, FieldChange, SECRET_PLACEHOLDER, Shown, Summary};
 pub const MAX_VALUE_CHARS: usize = 200;
 
 /// `Plan: 3 to create, 1 to update, 0 to replace, 1 to delete, 12 unchanged.`
-/// (`, N to import` is added before `unchanged` when the plan imports anything).
+/// (`, N to import` and `, N refused (not the stack's)` are added before
+/// `unchanged` when the plan imports or refuses anything).
 pub fn summary_line(summary: &Summary) -> String {
     let import = if summary.import > 0 {
         format!(", {} to import", summary.import)
     } else {
         String::new()
     };
+    let refuse = if summary.refuse > 0 {
+        format!(", {} refused (not the stack's)", summary.refuse)
+    } else {
+        String::new()
+    };
     format!(
-        "Plan: {} to create, {} to update, {} to replace, {} to delete{import}, {} unchanged.",
+        "Plan: {} to create, {} to update, {} to replace, {} to delete{import}{refuse}, {} unchanged.",
         summary.create, summary.update, summary.replace, summary.delete, summary.no_op
     )
 }

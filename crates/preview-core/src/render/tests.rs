@@ -28,6 +28,10 @@ fn secret() -> Option<Shown> {
     Some(Shown::Secret(SecretMarker))
 }
 
+fn hasher() -> crate::state::auth::RecordHasher {
+    crate::state::auth::RecordHasher::fixed_for_tests()
+}
+
 fn step(id: ResourceId, action: Action, reason: Option<&str>, diff: Vec<FieldChange>) -> Step {
     Step {
         id,
@@ -35,6 +39,7 @@ fn step(id: ResourceId, action: Action, reason: Option<&str>, diff: Vec<FieldCha
         reason: reason.map(str::to_owned),
         diff,
         after: Vec::new(),
+        target: None,
     }
 }
 
@@ -297,6 +302,43 @@ fn summary_mentions_imports_only_when_there_are_some() {
     );
 }
 
+/// A refused delete shows in every rendering, never as a delete.
+#[test]
+fn refused_deletes_are_shown_and_counted() {
+    let reason = "ConfigMap kube-system/cluster-info is recorded in the state of stack preview-pr-1 but the live object does not carry the label preview-envs.io/stack=preview-pr-1 (it has no preview-envs.io/stack label): refusing to delete an object the stack cannot prove it owns";
+    let plan = Plan {
+        stack: STACK.into(),
+        steps: vec![step(
+            ResourceId::kubernetes("v1", "ConfigMap", Some("kube-system"), "cluster-info"),
+            Action::Refuse,
+            Some(reason),
+            Vec::new(),
+        )],
+        notes: Vec::new(),
+    };
+    assert!(plan.is_empty(), "a refusal writes nothing");
+    assert_eq!(
+        summary_line(&plan.summary()),
+        "Plan: 0 to create, 0 to update, 0 to replace, 0 to delete, 1 refused (not the stack's), 0 unchanged."
+    );
+    let shown = text(&plan, &TextOptions::default());
+    assert!(
+        shown.contains(
+            "  ! ConfigMap kube-system/cluster-info (ConfigMap kube-system/cluster-info is recorded"
+        ),
+        "{shown}"
+    );
+    let md = markdown(&plan, &MarkdownOptions::default());
+    assert!(md.contains("**1 recorded object(s) refused:**"), "{md}");
+    assert!(
+        md.contains("\n! ConfigMap kube-system/cluster-info ("),
+        "{md}"
+    );
+    let doc = json(&plan);
+    assert_eq!(doc["summary"]["refuse"], 1);
+    assert_eq!(doc["steps"][0]["action"], "refuse");
+}
+
 #[test]
 fn long_values_are_shortened_for_people() {
     assert_eq!(shorten("abc"), "abc");
@@ -326,8 +368,8 @@ fn secret_canary_never_rendered() {
             ResourceRecord {
                 id: r.id.clone(),
                 depends_on: vec![],
-                desired_hash: crate::diff::body_hash(&r.body),
-                live_hash: crate::diff::projection_hash(&live, &r.body),
+                desired_hash: hasher().desired_hash(r),
+                live_hash: hasher().live_hash(&live, r),
                 uid: None,
                 protect: false,
                 imported: false,
@@ -350,13 +392,21 @@ fn secret_canary_never_rendered() {
     let after = DesiredGraph::new(STACK, resources).expect("graph");
     for r in after.resources() {
         let o = observed.get_mut(&r.id).expect("observed");
-        if crate::planner::needs_dry_run(r, state.resources.get(&r.id), o.live.as_ref()) {
+        if crate::planner::needs_dry_run(r, state.resources.get(&r.id), o.live.as_ref(), &hasher())
+        {
             o.dry_run = Some(DryRun::Accepted {
                 object: r.body.clone(),
             });
         }
     }
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let secret_step = plan
         .steps
         .iter()

@@ -8,6 +8,7 @@
 //!       ~ spec.template.spec.containers[name=api].image: "api:1" => "api:2"
 //!  +- Service preview-pr-1/db (spec.clusterIP: field is immutable)
 //!   - ConfigMap preview-pr-1/old
+//!   ! Namespace other (it does not carry the label preview-envs.io/stack=preview-pr-1 …)
 //!
 //! Plan: 1 to create, 1 to update, 1 to replace, 1 to delete, 12 unchanged.
 //! ```
@@ -15,7 +16,7 @@
 //! Notes attached to the plan ([`Plan::notes`]) come first, one `  ! …` line each.
 //! Steps appear in execution order; unchanged resources only with
 //! [`TextOptions::show_unchanged`]. ANSI colours (green create, yellow update,
-//! magenta replace, red delete, cyan import) only with [`TextOptions::color`]; the
+//! magenta replace, red delete, cyan import, bold red refused delete) only with [`TextOptions::color`]; the
 //! binary decides, from the terminal, whether to ask for them.
 
 use crate::plan::{Action, ChangeKind, Plan};
@@ -25,6 +26,7 @@ const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
 const DIM: &str = "\x1b[2m";
 const RED: &str = "\x1b[31m";
+const BOLD_RED: &str = "\x1b[1;31m";
 const GREEN: &str = "\x1b[32m";
 const YELLOW: &str = "\x1b[33m";
 const MAGENTA: &str = "\x1b[35m";
@@ -47,6 +49,7 @@ fn action_color(action: Action) -> &'static str {
         Action::Replace => MAGENTA,
         Action::Delete => RED,
         Action::Import => CYAN,
+        Action::Refuse => BOLD_RED,
     }
 }
 

@@ -161,13 +161,6 @@ fn associated_data(label: &str, stack: &str, part: &str) -> Vec<u8> {
     ad
 }
 
-fn kdf_binding(kdf: &Kdf) -> String {
-    format!(
-        "{}/v{}/m{}/t{}/p{}/{}",
-        kdf.algorithm, kdf.version, kdf.memory_kib, kdf.iterations, kdf.parallelism, kdf.salt
-    )
-}
-
 fn seal_bytes(key: &[u8; KEY_LEN], plain: &[u8], ad: &[u8]) -> Result<Vec<u8>, ()> {
     let cipher = XChaCha20Poly1305::new(key.into());
     let nonce_bytes: [u8; NONCE_LEN] = rand::random();
@@ -204,42 +197,71 @@ fn derive_wrapping_key(
     kdf: &Kdf,
     passphrase: &SecretString,
 ) -> Result<Zeroizing<[u8; KEY_LEN]>, StateError> {
-    let bad = |m: String| StateError::Corrupt {
+    derive_key(kdf, passphrase).map_err(|message| StateError::Corrupt {
         stack: stack.to_owned(),
         location: "its encryption settings".into(),
-        message: m,
-    };
+        message,
+    })
+}
+
+/// Argon2id of `passphrase` under the recorded parameters `kdf` (checked
+/// first: a damaged or hostile header cannot ask for absurd work).
+pub(super) fn derive_key(
+    kdf: &Kdf,
+    passphrase: &SecretString,
+) -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
     if kdf.algorithm != KDF || kdf.version != 0x13 {
-        return Err(bad(format!(
+        return Err(format!(
             "unsupported key derivation {} version {}",
             kdf.algorithm, kdf.version
-        )));
+        ));
     }
     // Bounds keep a damaged state from asking for absurd work.
     if !(8..=4 * 1024 * 1024).contains(&kdf.memory_kib)
         || !(1..=64).contains(&kdf.iterations)
         || !(1..=16).contains(&kdf.parallelism)
     {
-        return Err(bad(format!(
+        return Err(format!(
             "key derivation parameters out of range (m={} KiB, t={}, p={})",
             kdf.memory_kib, kdf.iterations, kdf.parallelism
-        )));
+        ));
     }
     let salt = B64
         .decode(&kdf.salt)
-        .map_err(|_| bad("the key derivation salt is not base64".into()))?;
+        .map_err(|_| "the key derivation salt is not base64".to_owned())?;
     let params = Params::new(
         kdf.memory_kib,
         kdf.iterations,
         kdf.parallelism,
         Some(KEY_LEN),
     )
-    .map_err(|e| bad(format!("invalid key derivation parameters: {e}")))?;
+    .map_err(|e| format!("invalid key derivation parameters: {e}"))?;
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(passphrase.expose().as_bytes(), &salt, out.as_mut())
-        .map_err(|e| bad(format!("key derivation failed: {e}")))?;
+        .map_err(|e| format!("key derivation failed: {e}"))?;
     Ok(out)
+}
+
+/// Fresh Argon2id parameters with a random salt.
+pub(super) fn new_kdf(params: KdfParams) -> Kdf {
+    let salt: [u8; SALT_LEN] = rand::random();
+    Kdf {
+        algorithm: KDF.into(),
+        version: 0x13,
+        memory_kib: params.memory_kib,
+        iterations: params.iterations,
+        parallelism: params.parallelism,
+        salt: B64.encode(salt),
+    }
+}
+
+/// The recorded parameters as one string (bound into what they protect).
+pub(super) fn kdf_binding(kdf: &Kdf) -> String {
+    format!(
+        "{}/v{}/m{}/t{}/p{}/{}",
+        kdf.algorithm, kdf.version, kdf.memory_kib, kdf.iterations, kdf.parallelism, kdf.salt
+    )
 }
 
 impl Sealer {
@@ -416,15 +438,7 @@ fn wrap(
     passphrase: &SecretString,
     params: KdfParams,
 ) -> Result<Encryption, StateError> {
-    let salt: [u8; SALT_LEN] = rand::random();
-    let kdf = Kdf {
-        algorithm: KDF.into(),
-        version: 0x13,
-        memory_kib: params.memory_kib,
-        iterations: params.iterations,
-        parallelism: params.parallelism,
-        salt: B64.encode(salt),
-    };
+    let kdf = new_kdf(params);
     let kek = derive_wrapping_key(stack, &kdf, passphrase)?;
     let ad = associated_data("preview-envs/data-key/v1", stack, &kdf_binding(&kdf));
     let wrapped = seal_bytes(&kek, key, &ad).map_err(|()| StateError::Decrypt {

@@ -8,6 +8,11 @@
 //! taken over; on another host it must be broken explicitly
 //! (`stacks state break-lock STACK`).
 //!
+//! Documents are encoded and decoded by the backend's [`Codec`] (authenticated
+//! when a state passphrase is set); the stored document is decoded again inside
+//! every write, so one that fails its checksum or its authentication is never
+//! overwritten.
+//!
 //! The read-check-rename of a write runs under an exclusive `flock` on
 //! `DIR/.<stack>.write-lock`, so concurrent writers (even without the stack
 //! lock) cannot both pass the serial check: exactly one wins per serial.
@@ -22,15 +27,17 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+use super::format::{Codec, Purpose};
 use super::{
     StackLock, StackState, StateBackend, StateError, WriteRule, check_stack_name, check_write,
-    format, host_name,
+    host_name,
 };
 
 /// The file backend.
 #[derive(Clone, Debug)]
 pub struct FileBackend {
     dir: PathBuf,
+    codec: Codec,
 }
 
 fn io_err(backend: &FileBackend, message: String, e: std::io::Error) -> StateError {
@@ -42,9 +49,19 @@ fn io_err(backend: &FileBackend, message: String, e: std::io::Error) -> StateErr
 }
 
 impl FileBackend {
-    /// A backend storing states in `dir` (created on first write).
+    /// A backend storing states in `dir` (created on first write), without a
+    /// state passphrase ([`Codec::plain`]).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileBackend { dir: dir.into() }
+        FileBackend {
+            dir: dir.into(),
+            codec: Codec::plain(),
+        }
+    }
+
+    /// The same backend reading and writing through `codec`.
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// The directory.
@@ -60,7 +77,7 @@ impl FileBackend {
         self.dir.join(format!("{stack}.lock"))
     }
 
-    fn read_sync(&self, stack: &str) -> Result<Option<StackState>, StateError> {
+    fn read_sync(&self, stack: &str, purpose: Purpose) -> Result<Option<StackState>, StateError> {
         check_stack_name(stack)?;
         let path = self.state_path(stack);
         let bytes = match std::fs::read(&path) {
@@ -68,19 +85,10 @@ impl FileBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(self, format!("cannot read {}", path.display()), e)),
         };
-        let state = format::decode(&bytes).map_err(|message| StateError::Corrupt {
-            stack: stack.to_owned(),
-            location: path.display().to_string(),
-            message,
-        })?;
-        if state.stack != stack {
-            return Err(StateError::Corrupt {
-                stack: stack.to_owned(),
-                location: path.display().to_string(),
-                message: format!("it records stack {:?}", state.stack),
-            });
-        }
-        Ok(Some(state))
+        self.codec
+            .decode(&bytes, stack, purpose)
+            .map(Some)
+            .map_err(|e| e.at(stack, path.display().to_string()))
     }
 
     fn write_lock_path(&self, stack: &str) -> PathBuf {
@@ -93,9 +101,9 @@ impl FileBackend {
             .map_err(|e| io_err(self, format!("cannot create {}", self.dir.display()), e))?;
         // Serialise writers of this stack (blocking; held for milliseconds).
         let guard = self.write_guard(&state.stack)?;
-        let stored = self.read_sync(&state.stack)?;
+        let stored = self.read_sync(&state.stack, Purpose::Write)?;
         check_write(stored.as_ref(), state, rule)?;
-        let bytes = format::encode(state).map_err(|message| StateError::Io {
+        let bytes = self.codec.encode(state).map_err(|message| StateError::Io {
             backend: self.describe(),
             message,
             source: None,
@@ -339,8 +347,12 @@ impl StateBackend for FileBackend {
         format!("file://{}", self.dir.display())
     }
 
+    fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
     async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError> {
-        self.read_sync(stack)
+        self.read_sync(stack, Purpose::Read)
     }
 
     async fn write_with(&self, state: &StackState, rule: &WriteRule) -> Result<(), StateError> {

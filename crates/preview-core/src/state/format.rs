@@ -1,6 +1,7 @@
-//! The versioned serialisation of [`StackState`].
+//! The versioned serialisation of [`StackState`], and the [`Codec`] every
+//! backend reads and writes it with.
 //!
-//! Format 2 (written since the remote backends exist):
+//! Format 2 (written without a state passphrase):
 //!
 //! ```text
 //! {
@@ -10,28 +11,58 @@
 //! }
 //! ```
 //!
+//! Format 3 (written when a state passphrase is set, [`super::auth`]):
+//!
+//! ```text
+//! {
+//!   "format": 3,
+//!   "sha256": "<hex SHA-256 of the exact bytes of the state value>",
+//!   "authentication": {"algorithm": "hmac-sha256",
+//!                      "kdf": {"algorithm": "argon2id", "version": 19, "memoryKib": 65536,
+//!                              "iterations": 3, "parallelism": 1, "salt": "<base64>"},
+//!                      "tag": "<hex HMAC-SHA256>"},
+//!   "state": {...}
+//! }
+//! ```
+//!
 //! The checksum covers the raw bytes of the `state` value as stored, so any
 //! change to them (a flipped bit, a truncated upload, a hand edit) is detected
 //! and the state is refused as corrupt instead of being misread. It detects
-//! damage, not a deliberate forger with write access to the store (who could
-//! recompute it); secret values have their own authenticated encryption
-//! ([`super::crypto`]). Format 1 (`{"format": 1, "state": {...}}`, no checksum)
-//! is still read. Reading an unknown format version is an error, never a silent
+//! damage, not a forger with write access to the store (who can recompute it):
+//! that takes the passphrase. With one, the [`Codec`]
+//!
+//! - writes format 3, whose tag only someone knowing the passphrase can make;
+//! - refuses, as [`StateError::NotAuthentic`], a format-3 document whose tag
+//!   does not verify and any unauthenticated (format 1 or 2) document, unless
+//!   the operator explicitly trusts it ([`Codec::trusting_unauthenticated`],
+//!   `stacks state import --trust-unauthenticated`), which is how older state is
+//!   upgraded once.
+//!
+//! Without a passphrase, documents are written in format 2 as before; a format-3
+//! document is then read with its checksum only (it cannot be verified), and is
+//! never overwritten ([`Purpose::Write`]): that would silently drop its
+//! authentication. Format 1 (`{"format": 1, "state": {...}}`, no checksum) is
+//! still read. Reading an unknown format version is an error, never a silent
 //! reinterpretation.
 //!
 //! [`gzip`] / [`gunzip_if_compressed`] compress stored documents where space is
 //! scarce (the Kubernetes backend's Secrets).
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::StackState;
+use super::auth::{AuthHeader, Authenticator, RecordHasher, Verdict, record_hasher};
+use super::{StackState, StateError};
 
-/// Current format version.
+/// Format written without a state passphrase (checksummed).
 pub const FORMAT_VERSION: u32 = 2;
+
+/// Format written with a state passphrase (checksummed and authenticated).
+pub const AUTHENTICATED_FORMAT_VERSION: u32 = 3;
 
 /// The oldest version still read.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -41,6 +72,8 @@ struct Envelope<'a> {
     format: u32,
     #[serde(default)]
     sha256: Option<String>,
+    #[serde(default)]
+    authentication: Option<AuthHeader>,
     #[serde(borrow)]
     state: &'a RawValue,
 }
@@ -50,44 +83,264 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Serialises a state (pretty JSON, stable key order) in the current format.
+/// Serialises a state in format 2 (pretty JSON, stable key order), without
+/// authentication: what [`Codec::plain`] writes.
 pub fn encode(state: &StackState) -> Result<Vec<u8>, String> {
-    let body = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(body.len() + 128);
+    Codec::plain().encode(state)
+}
+
+fn envelope(format: u32, auth: Option<&AuthHeader>, body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(body.len() + 512);
     out.extend_from_slice(b"{\n  \"format\": ");
-    out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+    out.extend_from_slice(format.to_string().as_bytes());
     out.extend_from_slice(b",\n  \"sha256\": \"");
-    out.extend_from_slice(sha256_hex(&body).as_bytes());
-    out.extend_from_slice(b"\",\n  \"state\": ");
-    out.extend_from_slice(&body);
+    out.extend_from_slice(sha256_hex(body).as_bytes());
+    out.extend_from_slice(b"\",\n");
+    if let Some(auth) = auth {
+        out.extend_from_slice(b"  \"authentication\": ");
+        out.extend_from_slice(&serde_json::to_vec(auth).map_err(|e| e.to_string())?);
+        out.extend_from_slice(b",\n");
+    }
+    out.extend_from_slice(b"  \"state\": ");
+    out.extend_from_slice(body);
     out.extend_from_slice(b"\n}\n");
     Ok(out)
 }
 
-/// Parses a stored state, checking the format version and (format 2) the checksum.
-pub fn decode(bytes: &[u8]) -> Result<StackState, String> {
-    let env: Envelope<'_> =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a state document: {e}"))?;
-    match env.format {
-        1 => {}
-        2 => {
+/// What a decoded document is used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Reading the state.
+    Read,
+    /// Checking a write against the stored state (inside the backend's atomic
+    /// write): the stored document is about to be replaced.
+    Write,
+}
+
+/// Why a document is not authentic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotAuthentic {
+    /// A format without an authentication tag, while a passphrase is set.
+    Unauthenticated {
+        /// Its format version (1 or 2).
+        format: u32,
+    },
+    /// The tag does not verify with the passphrase.
+    Mismatch,
+    /// The authentication header is unusable.
+    BadHeader(String),
+}
+
+impl std::fmt::Display for NotAuthentic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotAuthentic::Unauthenticated { format } => write!(
+                f,
+                "it is format {format} state, which carries no authentication tag, and a state passphrase is set (it was written without the passphrase or by an older version, or replaced by someone who does not know the passphrase)"
+            ),
+            NotAuthentic::Mismatch => f.write_str(
+                "its authentication tag does not verify with the state passphrase (a wrong passphrase, or the state was modified outside this tool or copied from another stack)",
+            ),
+            NotAuthentic::BadHeader(m) => write!(f, "its authentication header is unusable: {m}"),
+        }
+    }
+}
+
+impl NotAuthentic {
+    /// The way out, for a stored state of `stack`.
+    pub fn hint(&self, stack: &str) -> String {
+        format!(
+            "if you trust its content, re-authenticate it once: `stacks state export {stack} FILE --trust-unauthenticated`, review FILE, then `stacks state import {stack} FILE --trust-unauthenticated`"
+        )
+    }
+}
+
+/// Why a document could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a state document, an unknown format, a checksum mismatch, or a state
+    /// of another stack.
+    Corrupt(String),
+    /// The document is not authentic ([`NotAuthentic`]).
+    NotAuthentic(NotAuthentic),
+    /// An authenticated document cannot be replaced without the passphrase.
+    NeedsPassphrase,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Corrupt(m) => f.write_str(m),
+            DecodeError::NotAuthentic(why) => write!(f, "not authentic: {why}"),
+            DecodeError::NeedsPassphrase => f.write_str(NEEDS_PASSPHRASE),
+        }
+    }
+}
+
+const NEEDS_PASSPHRASE: &str = "it is authenticated (format 3) and no state passphrase is set; set PREVIEW_STATE_PASSPHRASE (or PREVIEW_STATE_PASSPHRASE_FILE) to write it (writing it without the passphrase would drop its authentication)";
+
+impl DecodeError {
+    /// The error for the stored state of `stack` at `location` (never modified).
+    pub fn at(self, stack: &str, location: impl Into<String>) -> StateError {
+        let location = location.into();
+        match self {
+            DecodeError::Corrupt(message) => StateError::Corrupt {
+                stack: stack.to_owned(),
+                location,
+                message,
+            },
+            DecodeError::NotAuthentic(why) => StateError::NotAuthentic {
+                stack: stack.to_owned(),
+                location,
+                message: format!("{why}; {}", why.hint(stack)),
+            },
+            DecodeError::NeedsPassphrase => StateError::Passphrase(format!(
+                "refusing to write the state of stack {stack} at {location}: {NEEDS_PASSPHRASE}"
+            )),
+        }
+    }
+}
+
+/// Encodes and decodes state documents for a backend: plain (format 2) without
+/// a passphrase, authenticated (format 3) with one. Cloning shares the
+/// derived keys.
+#[derive(Clone, Default)]
+pub struct Codec {
+    auth: Option<Arc<Authenticator>>,
+    trust_unauthenticated: bool,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("authenticated", &self.auth.is_some())
+            .field("trust_unauthenticated", &self.trust_unauthenticated)
+            .finish()
+    }
+}
+
+impl Codec {
+    /// No passphrase: format 2, checksummed only.
+    pub fn plain() -> Self {
+        Codec::default()
+    }
+
+    /// With a passphrase: format 3, every document authenticated.
+    pub fn authenticated(auth: Arc<Authenticator>) -> Self {
+        Codec {
+            auth: Some(auth),
+            trust_unauthenticated: false,
+        }
+    }
+
+    /// Accepts documents whose authenticity cannot be established
+    /// (unauthenticated formats, a tag that does not verify, or — without a
+    /// passphrase — overwriting an authenticated one). Only for an operator's
+    /// explicit, one-time decision (`--trust-unauthenticated`): what is written
+    /// afterwards is authenticated again when a passphrase is set.
+    pub fn trusting_unauthenticated(mut self) -> Self {
+        self.trust_unauthenticated = true;
+        self
+    }
+
+    /// True when a passphrase is set (documents are authenticated).
+    pub fn is_authenticated(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// True for [`Codec::trusting_unauthenticated`].
+    pub fn trusts_unauthenticated(&self) -> bool {
+        self.trust_unauthenticated
+    }
+
+    /// Serialises `state`: format 3 with a passphrase, else format 2.
+    pub fn encode(&self, state: &StackState) -> Result<Vec<u8>, String> {
+        let body = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
+        match &self.auth {
+            Some(auth) => {
+                let header = auth.sign(&state.stack, &body)?;
+                envelope(AUTHENTICATED_FORMAT_VERSION, Some(&header), &body)
+            }
+            None => envelope(FORMAT_VERSION, None, &body),
+        }
+    }
+
+    /// Parses a stored document of `stack`: format version, checksum,
+    /// authentication (see the module documentation), then the state, which
+    /// must be `stack`'s.
+    pub fn decode(
+        &self,
+        bytes: &[u8],
+        stack: &str,
+        purpose: Purpose,
+    ) -> Result<StackState, DecodeError> {
+        let corrupt = |m: String| Err(DecodeError::Corrupt(m));
+        let env: Envelope<'_> = match serde_json::from_slice(bytes) {
+            Ok(env) => env,
+            Err(e) => return corrupt(format!("not a state document: {e}")),
+        };
+        let raw = env.state.get().as_bytes();
+        if env.format >= 2 && env.format <= AUTHENTICATED_FORMAT_VERSION {
             let Some(expected) = env.sha256.as_deref() else {
-                return Err("format 2 state without its sha256 checksum".into());
+                return corrupt(format!(
+                    "format {} state without its sha256 checksum",
+                    env.format
+                ));
             };
-            let actual = sha256_hex(env.state.get().as_bytes());
+            let actual = sha256_hex(raw);
             if !actual.eq_ignore_ascii_case(expected) {
-                return Err(format!(
+                return corrupt(format!(
                     "checksum mismatch (recorded sha256 {expected}, content has {actual}): the state was modified or damaged outside this tool"
                 ));
             }
         }
-        other => {
-            return Err(format!(
-                "state format {other} is not supported by this version (reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}); upgrade the tool"
-            ));
+        let not_authentic = match (env.format, &env.authentication) {
+            (1 | 2, _) => self
+                .auth
+                .is_some()
+                .then_some(NotAuthentic::Unauthenticated { format: env.format }),
+            (AUTHENTICATED_FORMAT_VERSION, None) => {
+                return corrupt("format 3 state without its authentication header".to_owned());
+            }
+            (AUTHENTICATED_FORMAT_VERSION, Some(header)) => match &self.auth {
+                Some(auth) => match auth.verify(stack, header, raw) {
+                    Verdict::Authentic => None,
+                    Verdict::Mismatch => Some(NotAuthentic::Mismatch),
+                    Verdict::BadHeader(m) => Some(NotAuthentic::BadHeader(m)),
+                },
+                // Checksum only: it cannot be verified here, and is never replaced.
+                None if purpose == Purpose::Write && !self.trust_unauthenticated => {
+                    return Err(DecodeError::NeedsPassphrase);
+                }
+                None => None,
+            },
+            (other, _) => {
+                return corrupt(format!(
+                    "state format {other} is not supported by this version (reads {OLDEST_READABLE_VERSION} to {AUTHENTICATED_FORMAT_VERSION}); upgrade the tool"
+                ));
+            }
+        };
+        if let Some(why) = not_authentic {
+            if !self.trust_unauthenticated {
+                return Err(DecodeError::NotAuthentic(why));
+            }
+            tracing::warn!(stack, reason = %why, "accepting state that is not authentic (--trust-unauthenticated)");
         }
+        let state: StackState = match serde_json::from_str(env.state.get()) {
+            Ok(state) => state,
+            Err(e) => return corrupt(format!("invalid state: {e}")),
+        };
+        if state.stack != stack {
+            return corrupt(format!("it records stack {:?}", state.stack));
+        }
+        Ok(state)
     }
-    serde_json::from_str(env.state.get()).map_err(|e| format!("invalid state: {e}"))
+
+    /// The hasher of `state`'s recorded hashes: keyed by the passphrase when one
+    /// is set, else by the state's lineage ([`super::auth`]).
+    pub fn record_hasher(&self, state: &StackState) -> Result<RecordHasher, StateError> {
+        record_hasher(self.auth.as_deref(), state)
+    }
 }
 
 /// Gzip-compresses `bytes`.
@@ -115,77 +368,4 @@ pub fn gunzip_if_compressed(bytes: &[u8], limit: u64) -> Result<Vec<u8>, String>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip() {
-        let s = StackState::new("preview-pr-1");
-        let bytes = encode(&s).expect("encode");
-        assert_eq!(decode(&bytes).expect("decode"), s);
-        let text = String::from_utf8(bytes).expect("utf8");
-        assert!(
-            text.starts_with("{\n  \"format\": 2,\n  \"sha256\": \""),
-            "{text}"
-        );
-        let _: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    }
-
-    #[test]
-    fn format_1_is_still_read() {
-        let s = StackState::new("preview-pr-1");
-        let doc = serde_json::json!({"format": 1, "state": s});
-        let bytes = serde_json::to_vec_pretty(&doc).expect("json");
-        assert_eq!(decode(&bytes).expect("decode"), s);
-    }
-
-    #[test]
-    fn tampering_is_detected() {
-        let mut s = StackState::new("preview-pr-1");
-        s.serial = 7;
-        let bytes = encode(&s).expect("encode");
-        let text = String::from_utf8(bytes).expect("utf8");
-        let tampered = text.replace("\"serial\": 7", "\"serial\": 8");
-        assert_ne!(tampered, text);
-        let err = decode(tampered.as_bytes()).expect_err("tampered");
-        assert!(err.contains("checksum mismatch"), "{err}");
-        // Whitespace inside the state counts too: the checksum is over raw bytes.
-        let reformatted = text.replace("\"serial\": 7", "\"serial\":7");
-        assert!(decode(reformatted.as_bytes()).is_err());
-        // Removing the checksum of a format 2 document is refused.
-        let stripped: String = text
-            .lines()
-            .filter(|l| !l.contains("\"sha256\""))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(
-            decode(stripped.as_bytes())
-                .expect_err("no checksum")
-                .contains("without")
-        );
-    }
-
-    #[test]
-    fn unknown_version_is_refused() {
-        let err = decode(br#"{"format": 99, "state": {}}"#).expect_err("refused");
-        assert!(err.contains("format 99"), "{err}");
-    }
-
-    #[test]
-    fn garbage_is_refused() {
-        assert!(decode(b"\x00garbage").is_err());
-        assert!(decode(b"").is_err());
-        assert!(decode(b"{\"format\": 2}").is_err());
-    }
-
-    #[test]
-    fn gzip_round_trip_and_passthrough() {
-        let data = b"hello hello hello hello".repeat(100);
-        let z = gzip(&data).expect("gzip");
-        assert!(z.len() < data.len());
-        assert_eq!(gunzip_if_compressed(&z, 1 << 20).expect("gunzip"), data);
-        assert_eq!(gunzip_if_compressed(b"{}", 10).expect("plain"), b"{}");
-        assert!(gunzip_if_compressed(&z, 10).is_err(), "limit");
-        assert!(gunzip_if_compressed(&[0x1f, 0x8b, 0, 1], 100).is_err());
-    }
-}
+mod tests;

@@ -1,8 +1,9 @@
 //! Stack state: what the engine created last time, and where it is kept.
 //!
 //! [`StackState`] is the in-memory model; [`format`](mod@format) is the versioned stored
-//! serialisation (with a SHA-256 checksum since format 2), kept separate so the
-//! core types can change without breaking stored state. Backends implement
+//! serialisation (with a SHA-256 checksum since format 2, authenticated with a
+//! key derived from the state passphrase in format 3, [`auth`]), kept separate
+//! so the core types can change without breaking stored state. Backends implement
 //! [`StateBackend`] and are chosen by URL with [`open_backend`]:
 //!
 //! | URL | backend | lock |
@@ -11,7 +12,11 @@
 //! | `kubernetes://NAMESPACE` | [`kubernetes`]: Secret `preview-state-<stack>` (chunked when large) | Lease `preview-lock-<stack>` |
 //! | `postgres://…` | [`postgres`]: row in `preview_envs_state` | per-stack session advisory lock |
 //!
-//! Secret outputs are sealed with a per-stack data key ([`crypto`]).
+//! Secret outputs are sealed with a per-stack data key ([`crypto`]). Every
+//! backend reads and writes through its [`format::Codec`]: with a state
+//! passphrase, documents that do not verify are refused as
+//! [`StateError::NotAuthentic`], and hashes of secret bodies are keyed per
+//! stack ([`auth::RecordHasher`]).
 //!
 //! Invariants, on every backend:
 //! - every write is atomic (write-then-rename, a `resourceVersion` precondition,
@@ -19,8 +24,10 @@
 //! - a write is checked against the stored state by the one function
 //!   [`check_write`]: another lineage or a serial that does not follow the stored
 //!   one is rejected with [`StateError::Stale`];
-//! - unreadable or tampered state stops the run with [`StateError::Corrupt`]; it
-//!   is never replaced by an empty state;
+//! - unreadable or tampered state stops the run with [`StateError::Corrupt`]
+//!   (or [`StateError::NotAuthentic`] when its tag does not verify); it is never
+//!   replaced by an empty state, and never overwritten: writes decode the stored
+//!   document first, through the same codec;
 //! - one lock per stack, never a global one: stacks never block each other.
 //!   A lock names its holder ([`LockHolder`]); [`lock_with_timeout`] waits for it,
 //!   [`StateBackend::break_lock`] (`stacks state break-lock STACK`) removes it.
@@ -29,6 +36,7 @@
 //! stacks ([`StateBackend::read_record`]; `delete` and destroy never touch them):
 //! [`tested`] keeps the images each successful preview ran, for promotion.
 
+pub mod auth;
 pub mod crypto;
 pub mod file;
 pub mod format;
@@ -206,6 +214,20 @@ pub enum StateError {
         /// Where it is stored.
         location: String,
         /// What is wrong.
+        message: String,
+    },
+    /// A state passphrase is set and the stored document is not authenticated
+    /// by it (edited, moved, written with another passphrase, or in an older
+    /// unauthenticated format); it is left untouched.
+    #[error(
+        "state of stack {stack} at {location} is not authentic: {message}; it was not modified"
+    )]
+    NotAuthentic {
+        /// Stack.
+        stack: String,
+        /// Where it is stored.
+        location: String,
+        /// Why, and how to re-authenticate it if its content is trusted.
         message: String,
     },
     /// A write would overwrite newer or foreign state.
@@ -406,6 +428,9 @@ pub trait StateBackend: Send + Sync {
     /// A human-readable location, e.g. `file:///home/me/.preview/state`. Never
     /// contains a password.
     fn describe(&self) -> String;
+    /// How this backend encodes and decodes documents (authenticated with a
+    /// passphrase or not); also the source of the stack's record hasher.
+    fn codec(&self) -> &format::Codec;
     /// Reads a stack's state; `Ok(None)` when the stack has none.
     async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError>;
     /// Writes a stack's state atomically under [`WriteRule::Next`]: `state.serial`

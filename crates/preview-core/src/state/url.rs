@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::format::Codec;
 use super::kubernetes::{DEFAULT_LEASE_DURATION, KubeBackend};
 use super::postgres::PgBackend;
 use super::{StateBackend, StateError, file::FileBackend};
@@ -191,18 +192,22 @@ fn redact_query(s: &str) -> String {
     format!("{head}?{}", redacted.join("&"))
 }
 
-/// Settings of the remote backends.
+/// Settings of the backends.
 #[derive(Clone, Debug)]
 pub struct BackendOptions {
     /// Kubernetes: `leaseDurationSeconds` of the lock Lease (renewed every third
     /// of it; a crashed holder's lock expires after it). At most 60 s.
     pub lease_duration: Duration,
+    /// How documents are encoded and decoded: [`Codec::plain`] without a state
+    /// passphrase, [`Codec::authenticated`] with one.
+    pub codec: Codec,
 }
 
 impl Default for BackendOptions {
     fn default() -> Self {
         BackendOptions {
             lease_duration: DEFAULT_LEASE_DURATION,
+            codec: Codec::plain(),
         }
     }
 }
@@ -224,7 +229,9 @@ pub async fn open_backend_with(
     options: &BackendOptions,
 ) -> Result<Arc<dyn StateBackend>, StateError> {
     match BackendUrl::parse(url)? {
-        BackendUrl::File(dir) => Ok(Arc::new(FileBackend::new(dir))),
+        BackendUrl::File(dir) => Ok(Arc::new(
+            FileBackend::new(dir).with_codec(options.codec.clone()),
+        )),
         BackendUrl::Kubernetes { namespace } => {
             let Some(client) = kube else {
                 return Err(config_error(
@@ -233,13 +240,16 @@ pub async fn open_backend_with(
                 ));
             };
             let backend = KubeBackend::new(client.clone(), &namespace)
+                .with_codec(options.codec.clone())
                 .with_lease_duration(options.lease_duration)
                 .map_err(|m| config_error(url, m))?;
             Ok(Arc::new(backend))
         }
-        BackendUrl::Postgres { url, described } => {
-            Ok(Arc::new(PgBackend::connect(url, described).await?))
-        }
+        BackendUrl::Postgres { url, described } => Ok(Arc::new(
+            PgBackend::connect(url, described)
+                .await?
+                .with_codec(options.codec.clone()),
+        )),
     }
 }
 

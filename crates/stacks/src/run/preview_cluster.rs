@@ -150,7 +150,7 @@ async fn prepare(
 ) -> Result<Prepared> {
     let req = request(args)?;
     let backend = backend(g).await?;
-    let build = build_stack(g, &req, backend.as_ref()).await?;
+    let (build, _) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let import = import.selection(&graph)?;
     let kubeconfig_expiry = StackConfig::load(&g.config_dir, req.kind)?

@@ -39,7 +39,14 @@ fn existing(label: Option<&str>) -> (DesiredGraph, Observed) {
 #[test]
 fn existing_unmanaged_objects_are_refused_naming_each_one() {
     let (g, observed) = existing(None);
-    let err = plan(&g, &empty_state(), &observed, &PlanOptions::default()).expect_err("refused");
+    let err = plan(
+        &g,
+        &empty_state(),
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect_err("refused");
     let PlanError::Problems(found) = &err;
     assert_eq!(found.len(), 2, "every problem, not only the first");
     assert_eq!(found[0].id, web());
@@ -55,7 +62,13 @@ fn existing_unmanaged_objects_are_refused_naming_each_one() {
 #[test]
 fn objects_of_another_stack_or_a_lost_state_are_refused_with_the_reason() {
     let (g, observed) = existing(Some("preview-pr-2"));
-    let found = problems(plan(&g, &empty_state(), &observed, &PlanOptions::default()));
+    let found = problems(plan(
+        &g,
+        &empty_state(),
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert!(
         found[0]
             .message
@@ -67,7 +80,13 @@ fn objects_of_another_stack_or_a_lost_state_are_refused_with_the_reason() {
 
     // Our label but nothing pending: not a crash-resume; the state may be lost.
     let (g, observed) = existing(Some(STACK));
-    let found = problems(plan(&g, &empty_state(), &observed, &PlanOptions::default()));
+    let found = problems(plan(
+        &g,
+        &empty_state(),
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert!(
         found[0]
             .message
@@ -91,7 +110,7 @@ fn import_adopts_selected_objects_with_the_dry_run_diff() {
         import: ImportSelection::Only([web()].into()),
         ..PlanOptions::default()
     };
-    let found = problems(plan(&g, &empty_state(), &observed, &only_web));
+    let found = problems(plan(&g, &empty_state(), &observed, &hasher(), &only_web));
     assert_eq!(found.len(), 1, "api is not selected");
     assert_eq!(found[0].id, api());
 
@@ -99,7 +118,7 @@ fn import_adopts_selected_objects_with_the_dry_run_diff() {
         import: ImportSelection::All,
         ..PlanOptions::default()
     };
-    let plan = plan(&g, &empty_state(), &observed, &all).expect("plan");
+    let plan = plan(&g, &empty_state(), &observed, &hasher(), &all).expect("plan");
     assert_eq!(plan.summary().import, 2);
     assert_eq!(plan.summary().create, g.len() - 2);
     let web_step = plan.steps.iter().find(|s| s.id == web()).expect("web");
@@ -121,7 +140,7 @@ fn import_without_dry_run_shows_no_diff_and_says_so() {
         import: ImportSelection::All,
         ..PlanOptions::default()
     };
-    let plan = plan(&g, &empty_state(), &observed, &all).expect("plan");
+    let plan = plan(&g, &empty_state(), &observed, &hasher(), &all).expect("plan");
     let step = plan.steps.iter().find(|s| s.id == web()).expect("web");
     assert_eq!(step.action, Action::Import);
     assert!(step.diff.is_empty());
@@ -146,7 +165,7 @@ fn import_problems_unknown_ids_and_replacements() {
         import: ImportSelection::Only([web(), api(), stranger.clone()].into()),
         ..PlanOptions::default()
     };
-    let found = problems(plan(&g, &empty_state(), &observed, &opts));
+    let found = problems(plan(&g, &empty_state(), &observed, &hasher(), &opts));
     let kinds: Vec<(ResourceId, ProblemKind)> =
         found.iter().map(|p| (p.id.clone(), p.kind)).collect();
     assert_eq!(
@@ -180,7 +199,7 @@ fn crash_between_create_and_state_write_resumes() {
     if let Some(live) = observed.get_mut(&api()).and_then(|o| o.live.as_mut()) {
         live["spec"]["replicas"] = json!(0);
     }
-    let plan = plan(&g, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(&g, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
     let web_step = plan.steps.iter().find(|s| s.id == web()).expect("web");
     assert_eq!(
         web_step.action,
@@ -209,7 +228,8 @@ fn crash_between_create_and_state_write_resumes() {
             message: "spec.selector: field is immutable".into(),
         },
     );
-    let replan = super::plan(&g, &state, &immutable, &PlanOptions::default()).expect("plan");
+    let replan =
+        super::plan(&g, &state, &immutable, &hasher(), &PlanOptions::default()).expect("plan");
     let api_step = replan.steps.iter().find(|s| s.id == api()).expect("api");
     assert_eq!(api_step.action, Action::Replace);
     assert_eq!(
@@ -219,7 +239,13 @@ fn crash_between_create_and_state_write_resumes() {
 
     // Without its dry-run, a crash-resume cannot be planned (engine bug).
     observed.get_mut(&api()).expect("api").dry_run = None;
-    let found = problems(super::plan(&g, &state, &observed, &PlanOptions::default()));
+    let found = problems(super::plan(
+        &g,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].kind, ProblemKind::MissingDryRun);
 }

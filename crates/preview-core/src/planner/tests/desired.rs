@@ -17,6 +17,7 @@ fn first_run_creates_everything_in_dependency_order() {
         &g,
         &empty_state(),
         &nothing_live(&g),
+        &hasher(),
         &PlanOptions::default(),
     )
     .expect("plan");
@@ -34,12 +35,12 @@ fn unchanged_stack_is_a_no_op_without_any_dry_run() {
     for resource in g.resources() {
         let live = observed[&resource.id].live.as_ref();
         assert!(
-            !needs_dry_run(resource, state.resources.get(&resource.id), live),
+            !needs_dry_run(resource, state.resources.get(&resource.id), live, &hasher()),
             "{}",
             resource.id
         );
     }
-    let plan = plan(&g, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(&g, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
     assert_eq!(plan.steps.len(), g.len());
     assert!(plan.is_empty());
     assert_eq!(plan.summary().no_op, g.len());
@@ -63,13 +64,13 @@ fn needs_dry_run_only_for_changes_drift_and_unrecorded_objects() {
     let record = state.resources.get(&web());
     let live = observed[&web()].live.clone().expect("live");
     assert!(
-        !needs_dry_run(desired, record, None),
+        !needs_dry_run(desired, record, None, &hasher()),
         "absent: create, no dry-run"
     );
-    assert!(!needs_dry_run(desired, None, None));
-    assert!(!needs_dry_run(desired, record, Some(&live)));
+    assert!(!needs_dry_run(desired, None, None, &hasher()));
+    assert!(!needs_dry_run(desired, record, Some(&live), &hasher()));
     assert!(
-        needs_dry_run(desired, None, Some(&live)),
+        needs_dry_run(desired, None, Some(&live), &hasher()),
         "unrecorded object exists"
     );
 
@@ -81,13 +82,14 @@ fn needs_dry_run_only_for_changes_drift_and_unrecorded_objects() {
     assert!(needs_dry_run(
         changed.get(&web()).expect("web"),
         record,
-        Some(&live)
+        Some(&live),
+        &hasher()
     ));
 
     let mut drifted = live.clone();
     drifted["spec"]["replicas"] = json!(5);
     assert!(
-        needs_dry_run(desired, record, Some(&drifted)),
+        needs_dry_run(desired, record, Some(&drifted), &hasher()),
         "drift of a field we manage"
     );
 
@@ -96,7 +98,7 @@ fn needs_dry_run_only_for_changes_drift_and_unrecorded_objects() {
     defaulted["status"]["observedGeneration"] = json!(7);
     defaulted["metadata"]["resourceVersion"] = json!("43");
     assert!(
-        !needs_dry_run(desired, record, Some(&defaulted)),
+        !needs_dry_run(desired, record, Some(&defaulted), &hasher()),
         "fields we do not set are not drift"
     );
 }
@@ -113,7 +115,14 @@ fn changed_image_is_an_update_with_a_field_diff() {
     });
     let needing: Vec<&ResourceId> = after
         .resources()
-        .filter(|r| needs_dry_run(r, state.resources.get(&r.id), observed[&r.id].live.as_ref()))
+        .filter(|r| {
+            needs_dry_run(
+                r,
+                state.resources.get(&r.id),
+                observed[&r.id].live.as_ref(),
+                &hasher(),
+            )
+        })
         .map(|r| &r.id)
         .collect();
     assert_eq!(
@@ -122,7 +131,14 @@ fn changed_image_is_an_update_with_a_field_diff() {
         "only the changed Deployment needs a dry-run"
     );
     accept_dry_run(&after, &mut observed, &web());
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let step = plan.steps.iter().find(|s| s.id == web()).expect("web step");
     assert_eq!(step.action, Action::Update);
     assert_eq!(plan.summary().update, 1);
@@ -150,7 +166,14 @@ fn config_change_updates_the_config_map_and_rolls_its_workloads() {
     for id in [&config, &web(), &id("apps/v1", "Deployment", "api")] {
         accept_dry_run(&after, &mut observed, id);
     }
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let updated: Vec<String> = plan.mutating_steps().map(|s| s.id.to_string()).collect();
     assert_eq!(
         updated,
@@ -185,7 +208,14 @@ fn accepted_dry_run_that_changes_nothing_is_a_no_op() {
         }
     });
     accept_dry_run(&after, &mut observed, &web());
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     assert!(plan.is_empty(), "{}", outline(&plan));
 }
 
@@ -206,7 +236,14 @@ fn immutable_field_change_is_a_replace_with_the_servers_reason() {
             message: message.into(),
         },
     );
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let step = plan.steps.iter().find(|s| s.id == web()).expect("web");
     assert_eq!(step.action, Action::Replace);
     assert_eq!(step.reason.as_deref(), Some(message));
@@ -224,6 +261,7 @@ fn immutable_field_change_is_a_replace_with_the_servers_reason() {
         &protected,
         &state,
         &observed,
+        &hasher(),
         &PlanOptions::default(),
     ));
     assert_eq!(found.len(), 1);
@@ -253,7 +291,13 @@ fn conflicts_are_a_problem_unless_forced() {
                 .into(),
         },
     );
-    let found = problems(plan(&after, &state, &observed, &PlanOptions::default()));
+    let found = problems(plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    ));
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].kind, ProblemKind::Conflict);
     assert_eq!(found[0].id, web());
@@ -263,7 +307,7 @@ fn conflicts_are_a_problem_unless_forced() {
         force_conflicts: true,
         ..PlanOptions::default()
     };
-    let plan = plan(&after, &state, &observed, &forced).expect("plan");
+    let plan = plan(&after, &state, &observed, &hasher(), &forced).expect("plan");
     let step = plan.steps.iter().find(|s| s.id == web()).expect("web");
     assert_eq!(step.action, Action::Update);
     assert_eq!(
@@ -295,7 +339,14 @@ fn rejected_and_missing_observations_are_problems_all_reported() {
     );
     // api changed but the engine forgot its dry-run; quota was not read at all.
     observed.remove(&quota);
-    let err = plan(&after, &state, &observed, &PlanOptions::default()).expect_err("problems");
+    let err = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect_err("problems");
     let PlanError::Problems(found) = &err;
     let kinds: Vec<(String, ProblemKind)> =
         found.iter().map(|p| (p.id.to_string(), p.kind)).collect();
@@ -324,7 +375,7 @@ fn deleted_outside_the_engine_is_recreated() {
     let g = graph();
     let (state, mut observed) = applied(&g);
     observed.insert(web(), Observation::default());
-    let plan = plan(&g, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(&g, &state, &observed, &hasher(), &PlanOptions::default()).expect("plan");
     let step = plan.steps.iter().find(|s| s.id == web()).expect("web");
     assert_eq!(step.action, Action::Create);
     assert_eq!(step.reason.as_deref(), Some("deleted outside the engine"));
@@ -357,7 +408,14 @@ fn secret_changes_are_masked_and_last_applied_copies_ignored() {
     ] {
         accept_dry_run(&after, &mut observed, id);
     }
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let step = plan.steps.iter().find(|s| s.id == secret).expect("secret");
     assert_eq!(step.action, Action::Update);
     let paths: Vec<&str> = step.diff.iter().map(|c| c.path.as_str()).collect();

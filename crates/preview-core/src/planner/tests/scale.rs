@@ -45,7 +45,14 @@ fn two_thousand_resources_plan_correctly() {
     state.stack = "big".into();
 
     // Unchanged: all no-ops, no dry-run needed.
-    let noop = plan(&before, &state, &observed, &PlanOptions::default()).expect("plan");
+    let noop = plan(
+        &before,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     assert_eq!(noop.summary().no_op, before.len());
 
     // New image everywhere, and the last 10 apps removed.
@@ -55,11 +62,19 @@ fn two_thousand_resources_plan_correctly() {
             resource,
             state.resources.get(&resource.id),
             observed[&resource.id].live.as_ref(),
+            &hasher(),
         ) {
             accept_dry_run(&after, &mut observed, &resource.id);
         }
     }
-    let plan = plan(&after, &state, &observed, &PlanOptions::default()).expect("plan");
+    let plan = plan(
+        &after,
+        &state,
+        &observed,
+        &hasher(),
+        &PlanOptions::default(),
+    )
+    .expect("plan");
     let summary = plan.summary();
     assert_eq!(summary.update, APPS - 10);
     assert_eq!(summary.delete, 50);

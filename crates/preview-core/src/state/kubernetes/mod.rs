@@ -4,7 +4,8 @@
 //! **State.** Secret `preview-state-<stack>` of type `preview-envs.io/state`,
 //! labelled `app.kubernetes.io/managed-by=preview-envs`,
 //! `preview-envs.io/stack=<stack>`, `preview-envs.io/state-part=main`. Its data key
-//! `state` holds the gzip-compressed [`format`](mod@format) document. When that exceeds
+//! `state` holds the gzip-compressed [`format`](mod@format) document (encoded by the
+//! backend's [`Codec`], authenticated when a state passphrase is set). When that exceeds
 //! [`CHUNK_LIMIT`] (900 KiB, under the API server's 1 MiB object limit), it is
 //! split into chunk Secrets `preview-state-<stack>-<generation>-<n>` and the main
 //! Secret's data key `index` holds `{generation, chunks, size, sha256}` instead.
@@ -33,9 +34,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
 use serde::{Deserialize, Serialize};
 
+use super::format::{self, Codec, Purpose};
 use super::{
     StackLock, StackState, StateBackend, StateError, WriteRule, check_stack_name, check_write,
-    format,
 };
 use crate::kubernetes::FIELD_MANAGER;
 
@@ -77,6 +78,7 @@ pub struct KubeBackend {
     namespace: String,
     lease_duration: Duration,
     chunk_limit: usize,
+    codec: Codec,
 }
 
 impl std::fmt::Debug for KubeBackend {
@@ -159,7 +161,15 @@ impl KubeBackend {
             namespace: namespace.to_owned(),
             lease_duration: DEFAULT_LEASE_DURATION,
             chunk_limit: CHUNK_LIMIT,
+            codec: Codec::plain(),
         }
+    }
+
+    /// The same backend reading and writing through `codec` (authenticated
+    /// with a state passphrase).
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// Sets the lock Lease's duration (1–60 s; tests use a few seconds).
@@ -321,12 +331,15 @@ impl KubeBackend {
         Ok(Some(out))
     }
 
-    fn decode(&self, stack: &str, bytes: &[u8]) -> Result<StackState, StateError> {
-        let state = format::decode(bytes).map_err(|m| self.corrupt(stack, m))?;
-        if state.stack != stack {
-            return Err(self.corrupt(stack, format!("it records stack {:?}", state.stack)));
-        }
-        Ok(state)
+    fn decode(
+        &self,
+        stack: &str,
+        bytes: &[u8],
+        purpose: Purpose,
+    ) -> Result<StackState, StateError> {
+        self.codec
+            .decode(bytes, stack, purpose)
+            .map_err(|e| e.at(stack, self.location(stack)))
     }
 
     /// Writes the chunk Secrets of a new generation; returns the index.
@@ -392,10 +405,14 @@ impl StateBackend for KubeBackend {
         format!("kubernetes://{}", self.namespace)
     }
 
+    fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
     async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError> {
         check_kube_stack_name(stack)?;
         match self.read_raw(stack).await? {
-            Some((_, bytes)) => Ok(Some(self.decode(stack, &bytes)?)),
+            Some((_, bytes)) => Ok(Some(self.decode(stack, &bytes, Purpose::Read)?)),
             None => Ok(None),
         }
     }
@@ -405,11 +422,11 @@ impl StateBackend for KubeBackend {
         check_kube_stack_name(stack)?;
         let current = self.read_raw(stack).await?;
         let stored = match &current {
-            Some((_, bytes)) => Some(self.decode(stack, bytes)?),
+            Some((_, bytes)) => Some(self.decode(stack, bytes, Purpose::Write)?),
             None => None,
         };
         check_write(stored.as_ref(), state, rule)?;
-        let encoded = format::encode(state).map_err(|m| StateError::Io {
+        let encoded = self.codec.encode(state).map_err(|m| StateError::Io {
             backend: self.describe(),
             message: format!("cannot encode state: {m}"),
             source: None,

@@ -5,7 +5,8 @@
 //! `preview_envs_state(stack text primary key, lineage text not null, serial
 //! bigint not null, body bytea not null, updated_at timestamptz not null default
 //! now())`, created if missing (or by a DBA with [`SCHEMA_SQL`]). `body` is the
-//! [`format`](mod@format) document (with its checksum); `lineage` and `serial` repeat its
+//! [`format`](super::format) document (with its checksum; authenticated by the backend's
+//! [`Codec`] when a state passphrase is set); `lineage` and `serial` repeat its
 //! header so they can be queried, and must agree with it.
 //!
 //! **Atomic writes.** One transaction: `SELECT … FOR UPDATE` of the row (a
@@ -27,9 +28,9 @@ use async_trait::async_trait;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::Client;
 
+use super::format::{Codec, Purpose};
 use super::{
     StackLock, StackState, StateBackend, StateError, WriteRule, check_stack_name, check_write,
-    format,
 };
 use crate::secret::SecretString;
 
@@ -57,6 +58,7 @@ pub struct PgBackend {
     url: SecretString,
     described: String,
     client: Mutex<Option<Client>>,
+    codec: Codec,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -87,6 +89,7 @@ impl PgBackend {
             url,
             described,
             client: Mutex::new(None),
+            codec: Codec::plain(),
         };
         {
             let mut guard = backend.client().await?;
@@ -107,6 +110,13 @@ impl PgBackend {
                 message: "not a postgres:// URL".into(),
             }),
         }
+    }
+
+    /// The same backend reading and writing through `codec` (authenticated
+    /// with a state passphrase).
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     fn io(&self, message: impl Into<String>, e: Option<tokio_postgres::Error>) -> StateError {
@@ -196,16 +206,17 @@ impl PgBackend {
         lineage: &str,
         serial: i64,
         body: &[u8],
+        purpose: Purpose,
     ) -> Result<StackState, StateError> {
         let corrupt = |message: String| StateError::Corrupt {
             stack: stack.to_owned(),
             location: self.location(stack),
             message,
         };
-        let state = format::decode(body).map_err(corrupt)?;
-        if state.stack != stack {
-            return Err(corrupt(format!("it records stack {:?}", state.stack)));
-        }
+        let state = self
+            .codec
+            .decode(body, stack, purpose)
+            .map_err(|e| e.at(stack, self.location(stack)))?;
         if state.lineage != lineage || i64::try_from(state.serial).ok() != Some(serial) {
             return Err(corrupt(format!(
                 "the row says lineage {lineage} serial {serial} but its body has lineage {} serial {}",
@@ -227,6 +238,10 @@ impl StateBackend for PgBackend {
         self.described.clone()
     }
 
+    fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
     async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError> {
         check_stack_name(stack)?;
         let guard = self.client().await?;
@@ -244,7 +259,13 @@ impl StateBackend for PgBackend {
             Some(row) => {
                 let (lineage, serial, body): (String, i64, Vec<u8>) =
                     (row.get(0), row.get(1), row.get(2));
-                Ok(Some(self.decode_row(stack, &lineage, serial, &body)?))
+                Ok(Some(self.decode_row(
+                    stack,
+                    &lineage,
+                    serial,
+                    &body,
+                    Purpose::Read,
+                )?))
             }
             None => Ok(None),
         }
@@ -253,8 +274,10 @@ impl StateBackend for PgBackend {
     async fn write_with(&self, state: &StackState, rule: &WriteRule) -> Result<(), StateError> {
         let stack = state.stack.as_str();
         check_stack_name(stack)?;
-        let body =
-            format::encode(state).map_err(|m| self.io(format!("cannot encode: {m}"), None))?;
+        let body = self
+            .codec
+            .encode(state)
+            .map_err(|m| self.io(format!("cannot encode: {m}"), None))?;
         let serial = i64::try_from(state.serial)
             .map_err(|_| self.io(format!("serial {} is too large", state.serial), None))?;
         let mut guard = self.client().await?;
@@ -278,7 +301,7 @@ impl StateBackend for PgBackend {
                 let (lineage, old_serial, old_body): (String, i64, Vec<u8>) =
                     (row.get(0), row.get(1), row.get(2));
                 Some((
-                    self.decode_row(stack, &lineage, old_serial, &old_body)?,
+                    self.decode_row(stack, &lineage, old_serial, &old_body, Purpose::Write)?,
                     lineage,
                     old_serial,
                 ))

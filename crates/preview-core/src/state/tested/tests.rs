@@ -145,6 +145,9 @@ impl StateBackend for Counting {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn codec(&self) -> &crate::state::format::Codec {
+        self.inner.codec()
+    }
     async fn read(&self, stack: &str) -> Result<Option<StackState>, StateError> {
         self.inner.read(stack).await
     }
