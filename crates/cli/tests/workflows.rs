@@ -517,7 +517,6 @@ fn validates_digests(job: &Value, variables: &[&str]) -> bool {
 fn digests_are_validated_before_use() {
     for (file, variables) in [
         ("preview-deploy.yml", ["WEB_DIGEST", "API_DIGEST"]),
-        ("production-deploy.yml", ["WEB_DIGEST", "API_DIGEST"]),
         ("deploy-reusable.yml", ["WEB_IMAGE", "API_IMAGE"]),
     ] {
         let w = workflow(file);
@@ -645,7 +644,7 @@ fn the_plan_is_posted_before_the_protected_environment_is_requested() {
 }
 
 #[test]
-fn the_reusable_workflow_is_shared_by_preview_and_production() {
+fn the_reusable_workflow_deploys_the_previews() {
     let reusable = workflow("deploy-reusable.yml");
     assert_eq!(triggers(&reusable), ["workflow_call".to_string()].into());
     for (name, job) in jobs(&reusable) {
@@ -663,11 +662,15 @@ fn the_reusable_workflow_is_shared_by_preview_and_production() {
         assert!(scripts.contains("--state in_progress") && scripts.contains("--state success"));
         assert!(scripts.contains("--environment-url \"$WEB_URL\""));
         assert!(scripts.contains("--state failure"));
+        // A preview records its images as tested with the commit they were built from.
+        assert!(
+            scripts.contains(
+                "args+=(--pr \"$PR_NUMBER\" --commit \"$COMMIT_SHA\")"
+            ),
+            "{name}: stacks up preview-pr without --commit"
+        );
     }
-    for (file, environment) in [
-        ("preview-deploy.yml", "preview"),
-        ("production-deploy.yml", "production"),
-    ] {
+    for (file, environment) in [("preview-deploy.yml", "preview")] {
         let w = workflow(file);
         let callers: Vec<_> = jobs(&w)
             .into_iter()
@@ -1091,4 +1094,133 @@ fn the_sweep_is_scheduled_keeps_unknowns_and_reports() {
     assert!(!w.text.contains("pull_request"));
     let (_, job) = jobs(&w).into_iter().next().expect("a job");
     assert!(uses_environment(job, "preview-cleanup"));
+}
+
+#[test]
+fn production_deploy_promotes_the_tested_images_of_the_merged_pr() {
+    let w = workflow("production-deploy.yml");
+    assert_eq!(
+        triggers(&w),
+        ["pull_request_target".to_string(), "workflow_dispatch".to_string()].into()
+    );
+    let on = get(&w.doc, "on").expect("on");
+    let types = get(on, "pull_request_target")
+        .and_then(|t| get(t, "types"))
+        .map(yaml_text)
+        .unwrap_or_default();
+    assert_eq!(types.trim(), "- closed");
+
+    // Dispatch takes a PR number or a commit SHA, never a digest or an image.
+    let inputs = get(on, "workflow_dispatch")
+        .and_then(|d| get(d, "inputs"))
+        .and_then(Value::as_mapping)
+        .expect("inputs");
+    let names: BTreeSet<String> = inputs
+        .keys()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        names,
+        ["commit_sha".to_string(), "pr_number".to_string()].into()
+    );
+    for (name, spec) in inputs {
+        let text = yaml_text(spec).to_lowercase();
+        assert!(
+            !text.contains("digest") && !text.contains("image") && !text.contains("sha256"),
+            "input {name:?} must not take a digest: {text}"
+        );
+        assert_eq!(get(spec, "type").and_then(Value::as_str), Some("string"));
+    }
+    assert!(!w.text.contains("inputs.web") && !w.text.contains("inputs.api"));
+
+    // Production is promoted from the records, never from typed-in images.
+    let scripts = all_scripts(&w);
+    for forbidden in ["--web-image", "--api-image", "--untested", "stacks up", "args=(up"] {
+        assert!(
+            !scripts.contains(forbidden),
+            "production-deploy.yml runs `{forbidden}`"
+        );
+    }
+    assert!(
+        jobs(&w).iter().all(|(_, job)| get(job, "uses").is_none()),
+        "production-deploy.yml promotes in its own job, not through the reusable `up`"
+    );
+
+    // The resolving job runs only for merges into the default branch (or a dispatch)
+    // and checks what it finds.
+    let (resolve, resolve_job) = jobs(&w)
+        .into_iter()
+        .find(|(name, _)| name == "resolve")
+        .expect("resolve job");
+    let condition = get(resolve_job, "if")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    for needle in [
+        "github.event_name == 'workflow_dispatch'",
+        "github.event.pull_request.merged == true",
+        "github.event.pull_request.base.ref == github.event.repository.default_branch",
+    ] {
+        assert!(condition.contains(needle), "resolve if: {condition}");
+    }
+    let resolve_script = run_scripts(resolve_job).join("\n");
+    for needle in [
+        "pr_re='^[1-9][0-9]{0,9}$'",
+        "sha_re='^[0-9a-f]{40}$'",
+        "[[ \"$pr\" =~ $pr_re ]]",
+        "[[ \"$INPUT_SHA\" =~ $sha_re ]]",
+        "[[ \"$merged\" == true ]]",
+        "[[ \"$base\" == \"$DEFAULT_BRANCH\" ]]",
+        "gh api \"repos/$REPO/commits/$sha/pulls\"",
+    ] {
+        assert!(resolve_script.contains(needle), "resolve lacks `{needle}`");
+    }
+    assert_eq!(
+        job_permissions(resolve_job),
+        [
+            ("contents".to_string(), "read".to_string()),
+            ("pull-requests".to_string(), "read".to_string())
+        ]
+        .into()
+    );
+    for (name, _) in jobs(&w) {
+        if name != resolve {
+            assert!(
+                transitive_needs(&w, &name).contains(&resolve),
+                "{name} runs without resolve"
+            );
+        }
+    }
+
+    // One job holds the production credentials; it promotes the PR's test of that
+    // commit, then checks health and reports.
+    let protected: Vec<(String, &Value)> = jobs(&w)
+        .into_iter()
+        .filter(|(_, job)| uses_environment(job, "production"))
+        .collect();
+    assert_eq!(protected.len(), 1, "one job uses `production`");
+    let (deploy, deploy_job) = &protected[0];
+    let deploy_script = run_scripts(deploy_job).join("\n");
+    assert!(
+        deploy_script
+            .contains("stacks promote --from-pr \"$PR_NUMBER\" --from-sha \"$COMMIT_SHA\""),
+        "{deploy}: {deploy_script}"
+    );
+    assert!(deploy_script.contains("preview health --url \"$WEB_URL\" --url \"$API_URL\""));
+    for state in ["in_progress", "success", "failure"] {
+        assert!(deploy_script.contains(&format!("--state {state}")), "{state}");
+    }
+    let env = env_of(deploy_job);
+    assert_eq!(
+        env.get("PR_NUMBER").map(String::as_str),
+        Some("${{ needs.resolve.outputs.pr_number }}")
+    );
+    assert_eq!(
+        env.get("COMMIT_SHA").map(String::as_str),
+        Some("${{ needs.resolve.outputs.commit_sha }}")
+    );
+    // The GitHub Deployment names the commit the promoted images were built from.
+    assert!(scripts.contains(
+        "preview deployment create --repo \"$REPO\" --environment production --production --sha \"$COMMIT_SHA\""
+    ));
 }

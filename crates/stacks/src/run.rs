@@ -93,7 +93,8 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         } => {
             let options = promote::Options {
                 untested: *untested,
-                records: records.as_deref(),
+                // An unset CI secret arrives as an empty variable.
+                records: records.as_deref().filter(|r| !r.trim().is_empty()),
                 preview: preview.then_some((*format, out.as_deref())),
             };
             promote::run(g, source, &options, apply).await
