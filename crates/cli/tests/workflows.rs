@@ -664,24 +664,24 @@ fn the_reusable_workflow_deploys_the_previews() {
         assert!(scripts.contains("--state failure"));
         // A preview records its images as tested with the commit they were built from.
         assert!(
-            scripts.contains(
-                "args+=(--pr \"$PR_NUMBER\" --commit \"$COMMIT_SHA\")"
-            ),
+            scripts.contains("args+=(--pr \"$PR_NUMBER\" --commit \"$COMMIT_SHA\")"),
             "{name}: stacks up preview-pr without --commit"
         );
     }
-    for (file, environment) in [("preview-deploy.yml", "preview")] {
-        let w = workflow(file);
-        let callers: Vec<_> = jobs(&w)
-            .into_iter()
-            .filter(|(_, job)| get(job, "uses").and_then(Value::as_str) == Some(REUSABLE))
-            .collect();
-        assert_eq!(callers.len(), 1, "{file} calls the reusable workflow once");
-        assert!(
-            uses_environment(callers[0].1, environment),
-            "{file}: environment {environment}"
-        );
-    }
+    let w = workflow("preview-deploy.yml");
+    let callers: Vec<_> = jobs(&w)
+        .into_iter()
+        .filter(|(_, job)| get(job, "uses").and_then(Value::as_str) == Some(REUSABLE))
+        .collect();
+    assert_eq!(
+        callers.len(),
+        1,
+        "preview-deploy.yml calls the reusable workflow once"
+    );
+    assert!(
+        uses_environment(callers[0].1, "preview"),
+        "preview-deploy.yml: environment preview"
+    );
 }
 
 #[test]
@@ -1101,7 +1101,11 @@ fn production_deploy_promotes_the_tested_images_of_the_merged_pr() {
     let w = workflow("production-deploy.yml");
     assert_eq!(
         triggers(&w),
-        ["pull_request_target".to_string(), "workflow_dispatch".to_string()].into()
+        [
+            "pull_request_target".to_string(),
+            "workflow_dispatch".to_string()
+        ]
+        .into()
     );
     let on = get(&w.doc, "on").expect("on");
     let types = get(on, "pull_request_target")
@@ -1136,7 +1140,13 @@ fn production_deploy_promotes_the_tested_images_of_the_merged_pr() {
 
     // Production is promoted from the records, never from typed-in images.
     let scripts = all_scripts(&w);
-    for forbidden in ["--web-image", "--api-image", "--untested", "stacks up", "args=(up"] {
+    for forbidden in [
+        "--web-image",
+        "--api-image",
+        "--untested",
+        "stacks up",
+        "args=(up",
+    ] {
         assert!(
             !scripts.contains(forbidden),
             "production-deploy.yml runs `{forbidden}`"
@@ -1208,7 +1218,10 @@ fn production_deploy_promotes_the_tested_images_of_the_merged_pr() {
     );
     assert!(deploy_script.contains("preview health --url \"$WEB_URL\" --url \"$API_URL\""));
     for state in ["in_progress", "success", "failure"] {
-        assert!(deploy_script.contains(&format!("--state {state}")), "{state}");
+        assert!(
+            deploy_script.contains(&format!("--state {state}")),
+            "{state}"
+        );
     }
     let env = env_of(deploy_job);
     assert_eq!(

@@ -33,7 +33,7 @@
 //!
 //! # Outputs
 //! `webUrl`, `apiUrl`, `namespace`, `databaseName`, `webImage`, `apiImage` (the
-//! full pinned references `NAME@sha256:…`, which `promote` copies to production).
+//! full pinned references `NAME@sha256:…`, which a successful `up` also records as tested for `promote`).
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,8 @@
 //! The composition is `standalone.rs`'s (gateway, PostgreSQL, application in
 //! `namespace`, default `aphiria`) with:
 //! - `--web-image` / `--api-image` pinned by digest — the digests that were tested
-//!   in a preview (the `promote` command copies them from that preview's state;
+//!   in a preview (the `promote` command takes them from the tested-image record
+//!   that preview's successful `up` wrote;
 //!   images are never rebuilt for production);
 //! - `replicas` (default and minimum 2);
 //! - Let's Encrypt (`tls.issuer: letsencrypt`, DNS-01 with the DigitalOcean token
