@@ -195,14 +195,24 @@ async fn canary_secret_never_leaks() {
             }
         }
     }
-    for entry in std::fs::read_dir(&stacks.state).expect("state dir") {
-        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
-        let text = String::from_utf8_lossy(&bytes);
-        for form in &forms {
-            assert!(
-                !text.contains(form.as_str()),
-                "canary form {form:?} in raw state"
-            );
+    // States, locks and the tested-image records (`tested-images/`).
+    let mut dirs = vec![stacks.state.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("state dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("read");
+            let text = String::from_utf8_lossy(&bytes);
+            for form in &forms {
+                assert!(
+                    !text.contains(form.as_str()),
+                    "canary form {form:?} in {}",
+                    path.display()
+                );
+            }
         }
     }
     stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);
