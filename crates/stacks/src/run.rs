@@ -590,6 +590,8 @@ async fn up_cmd(
 ) -> Result<ExitCode> {
     let started = Instant::now();
     let req = request(args)?;
+    // Built first: the stack's own checks report a bad --pr best (e.g. too long a name).
+    let prepared = prepare(g, args, Some(apply), import, extras.notes.clone()).await?;
     let record_pr = match (&req.pr, extras.record_tested) {
         (Some(pr), true) if req.kind == StackKind::PreviewPr => Some(
             pr.as_str()
@@ -598,7 +600,6 @@ async fn up_cmd(
         ),
         _ => None,
     };
-    let prepared = prepare(g, args, Some(apply), import, extras.notes.clone()).await?;
     let outputs = prepared.build.outputs.clone();
     let backend = prepared.backend.clone();
     let build_for_record = prepared.build.clone();
