@@ -241,6 +241,10 @@ pub struct UpReport {
     pub lineage: String,
 }
 
+/// [`PlanGuard::check`]: given the plan made now and its basis; an `Err`
+/// (naming what moved) refuses the run.
+pub type PlanCheck = Box<dyn Fn(&Plan, &Basis) -> Result<(), String> + Send + Sync>;
+
 /// The check an `up` of a saved plan runs on the plan it made, under the
 /// stack lock and before the first write ([`Engine::with_plan_guard`]).
 pub struct PlanGuard {
@@ -250,7 +254,7 @@ pub struct PlanGuard {
     pub lineage: String,
     /// Given the plan made now and its basis; an `Err` (naming what moved)
     /// refuses the run.
-    pub check: Box<dyn Fn(&Plan, &Basis) -> Result<(), String> + Send + Sync>,
+    pub check: PlanCheck,
 }
 
 /// The engine for one stack backend and set of providers.
