@@ -5,9 +5,10 @@
 //! - `preview --out plan.json` saves the plan with its id; `up --plan
 //!   plan.json` applies exactly it, and refuses — before any write, naming
 //!   what moved — when the state was written since (a plan older than the
-//!   state), a live object was edited, or the images, the configuration or
-//!   the stack instance are not the plan's; a truncated or edited file is
-//!   refused too.
+//!   state), a live object was deleted, or the images, the configuration or
+//!   the stack instance are not the plan's (a live object another manager
+//!   edited is refused by the apply's own dry-run, as a conflict); a truncated
+//!   or edited file is refused too.
 //! - The plan credential (`testkit:planner`): bound to get/list/watch only, its
 //!   dry-runs are forbidden and `preview` falls back to a local diff marked
 //!   "not validated by the server"; with `preview-base`'s `planIdentity` its
@@ -218,7 +219,7 @@ async fn a_saved_plan_is_applied_exactly_and_a_plan_older_than_the_state_is_refu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_object_edited_since_the_plan_is_named_and_nothing_is_written() {
+async fn a_live_object_changed_since_the_plan_is_named_and_nothing_is_written() {
     const PR: u64 = 702;
     let world = world().await;
     let stacks = Stacks::new(world);
@@ -229,7 +230,8 @@ async fn a_live_object_edited_since_the_plan_is_named_and_nothing_is_written() {
     let changed = pr_args_with_web(PR, &web(PR + 50));
     save_plan(&stacks, &changed, &plan);
 
-    // Someone edits a field the stack manages on the Deployment.
+    // An edit by another field manager of a field the stack manages: the
+    // apply's own dry-run refuses it (a conflict), before any write.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &format!("preview-pr-{PR}"));
     deployments
         .patch(
@@ -242,12 +244,9 @@ async fn a_live_object_edited_since_the_plan_is_named_and_nothing_is_written() {
     let before = std::fs::read(state_file(&stacks, PR)).expect("state");
     let err = refused(&apply_plan(&stacks, &changed, &plan));
     assert!(
-        err.contains(&format!(
-            "Deployment preview-pr-{PR}/web: the live object changed since the plan (fields the stack manages were edited)"
-        )),
+        err.contains("has fields owned by other field managers: .spec.replicas"),
         "{err}"
     );
-    assert!(err.contains("nothing was changed"), "{err}");
     assert_eq!(
         std::fs::read(state_file(&stacks, PR)).expect("state"),
         before
@@ -255,6 +254,40 @@ async fn a_live_object_edited_since_the_plan_is_named_and_nothing_is_written() {
     let live = deployments.get("web").await.expect("web");
     assert_eq!(live.spec.as_ref().and_then(|s| s.replicas), Some(2));
     assert_eq!(web_image(&client, PR).await, web(PR), "not applied");
+
+    // Deleted since the plan: the saved plan's update would now be a create.
+    deployments
+        .delete("web", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deployments.get_opt("web").await.expect("read").is_some() {
+        assert!(Instant::now() < deadline, "web is not gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = refused(&apply_plan(&stacks, &changed, &plan));
+    assert!(
+        err.contains(&format!(
+            "Deployment preview-pr-{PR}/web: the live object changed since the plan (it was deleted)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Deployment preview-pr-{PR}/web: planned to be updated, would now be created"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(
+        std::fs::read(state_file(&stacks, PR)).expect("state"),
+        before,
+        "a refused plan wrote the state"
+    );
+    assert!(
+        deployments.get_opt("web").await.expect("read").is_none(),
+        "a refused plan recreated web"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,7 +333,13 @@ async fn bad_plans_are_refused_before_anything_happens() {
     );
 
     // Another configuration.
-    let configs = config_dir_with("preview-pr", |yaml| format!("{yaml}\nlogLevel: warning\n"));
+    let configs = config_dir_with("preview-pr", |yaml| {
+        assert!(
+            yaml.contains("logLevel: debug\n"),
+            "preview-pr.yaml changed shape"
+        );
+        yaml.replace("logLevel: debug\n", "logLevel: warning\n")
+    });
     let err = refused(&apply_plan(
         &Stacks::new(world).with_config_dir(configs.path()),
         &pr_args(PR),
@@ -482,14 +521,33 @@ async fn the_plan_credential_can_only_plan() {
         assert!(up_text.contains(object), "{object}: {up_text}");
     }
 
-    // Real writes by the plan identity are refused by the API server itself.
+    // Real writes by the plan identity are refused by the API server itself,
+    // once it has loaded the policy (its status then reports the generation).
+    let policies: Api<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy> =
+        Api::all(admin.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let policy = policies.get(PLAN_ONLY_POLICY).await.expect("policy");
+        if policy
+            .status
+            .and_then(|s| s.observed_generation)
+            .is_some_and(|g| g >= 1)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the policy was never loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let planner_client = world.cluster.planner_client().expect("planner client");
     let config_maps: Api<ConfigMap> = Api::namespaced(planner_client.clone(), &ns);
-    let probe: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": "planner-probe"}})).expect("config map");
+    let probe = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("config map")
+    };
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
     let message = refused_by_policy(|| {
         let config_maps = config_maps.clone();
-        let probe = probe.clone();
+        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let probe = probe(&format!("planner-probe-{n}"));
         async move {
             config_maps
                 .create(&PostParams::default(), &probe)
@@ -499,21 +557,30 @@ async fn the_plan_credential_can_only_plan() {
     })
     .await;
     assert!(message.contains(DENIED_MESSAGE), "{message}");
+    // From then on every write is refused at once.
     let planner_deployments: Api<Deployment> = Api::namespaced(planner_client.clone(), &ns);
-    let message = refused_by_policy(|| {
-        let d = planner_deployments.clone();
-        async move {
-            d.patch(
-                "web",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": 3}})),
-            )
-            .await
-            .map(|_| ())
-        }
-    })
-    .await;
-    assert!(message.contains(DENIED_MESSAGE), "{message}");
+    let err = planner_deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect_err("a real patch by the plan identity is refused");
+    let kube::Error::Api(status) = &err else {
+        panic!("expected an API error, got {err}");
+    };
+    assert_eq!(status.code, 403, "{status:?}");
+    assert!(
+        status.message.contains(PLAN_ONLY_POLICY) && status.message.contains(DENIED_MESSAGE),
+        "{}",
+        status.message
+    );
+    let err = config_maps
+        .create(&PostParams::default(), &probe("planner-probe-again"))
+        .await
+        .expect_err("a real create by the plan identity is refused");
+    assert!(err.to_string().contains(DENIED_MESSAGE), "{err}");
     // Its dry-runs pass (create, and a server-side apply).
     config_maps
         .create(
@@ -521,14 +588,14 @@ async fn the_plan_credential_can_only_plan() {
                 dry_run: true,
                 ..PostParams::default()
             },
-            &probe,
+            &probe("planner-dry-run"),
         )
         .await
         .expect("a dry-run create by the plan identity passes");
     planner_deployments
         .patch(
             "web",
-            &PatchParams::apply("preview-envs").dry_run(),
+            &PatchParams::apply("planner-probe").dry_run(),
             &Patch::Apply(json!({
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
@@ -538,14 +605,31 @@ async fn the_plan_credential_can_only_plan() {
         )
         .await
         .expect("a dry-run apply by the plan identity passes");
-    assert!(
-        Api::<ConfigMap>::namespaced(admin.clone(), &ns)
-            .get_opt("planner-probe")
-            .await
-            .expect("read")
-            .is_none(),
-        "nothing was written"
-    );
+    let admin_config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
+    for name in ["planner-dry-run", "planner-probe-again"] {
+        assert!(
+            admin_config_maps
+                .get_opt(name)
+                .await
+                .expect("read")
+                .is_none(),
+            "{name} was written"
+        );
+    }
+    let web_replicas = Api::<Deployment>::namespaced(admin.clone(), &ns)
+        .get("web")
+        .await
+        .expect("web")
+        .spec
+        .and_then(|s| s.replicas);
+    assert_eq!(web_replicas, Some(1), "the refused patch changed nothing");
+    // Probes created before the API server enforced the policy (if any).
+    let before_enforced = attempt.load(std::sync::atomic::Ordering::SeqCst) - 1;
+    for n in 0..before_enforced {
+        let _ = admin_config_maps
+            .delete(&format!("planner-probe-{n}"), &Default::default())
+            .await;
+    }
 
     // Now the plan credential's plan is validated by the server, and the
     // deployer applies exactly the plan it saved.

@@ -136,7 +136,7 @@ pub fn plan_identity_resources(
                     "resourceRules": [{
                         "apiGroups": ["*"],
                         "apiVersions": ["*"],
-                        "resources": ["*", "*/*"],
+                        "resources": ["*/*"],
                         "operations": ["CREATE", "UPDATE", "DELETE", "CONNECT"],
                     }],
                 },
