@@ -858,6 +858,52 @@ mod tests {
     }
 
     #[test]
+    fn the_fingerprint_ignores_where_the_file_is_and_sees_every_value() {
+        let yaml = format!(
+            "domain: example.com\npostgresImage: docker.io/library/postgres@sha256:{}\ntls: {{issuer: self-signed}}\nkubeContext: one\n",
+            "a".repeat(64)
+        );
+        let yaml = yaml.as_str();
+        let load = |text: &str, origin: &str, domain: Option<&str>| {
+            let env = |name: &str| {
+                (name == "PREVIEW_DOMAIN")
+                    .then(|| domain.map(str::to_owned))
+                    .flatten()
+            };
+            crate::config::StackConfig::from_source(
+                Some(text),
+                StackKind::PreviewBase,
+                origin,
+                &env,
+            )
+            .expect("config")
+            .fingerprint()
+        };
+        let here = load(yaml, "/a/config/preview-base.yaml", None);
+        assert!(here.starts_with("sha256:"));
+        assert_eq!(
+            here,
+            load(yaml, "/b/checkout/config/preview-base.yaml", None)
+        );
+        assert_ne!(
+            here,
+            load(
+                &yaml.replace("kubeContext: one", "kubeContext: two"),
+                "/a/config/preview-base.yaml",
+                None
+            )
+        );
+        assert_ne!(
+            here,
+            load(
+                yaml,
+                "/a/config/preview-base.yaml",
+                Some("other.example.com")
+            )
+        );
+    }
+
+    #[test]
     fn plan_identity_section() {
         let base = |section: &str| {
             format!(
