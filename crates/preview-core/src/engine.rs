@@ -595,7 +595,17 @@ impl Engine {
         let observed = self
             .unless_cancelled(self.observe(graph, &state, &hasher), state.pending.len())
             .await?;
-        let plan = planner::plan(graph, &state, &observed, &hasher, &self.options.plan)?;
+        let plan = match planner::plan(graph, &state, &observed, &hasher, &self.options.plan) {
+            Ok(plan) => plan,
+            // A saved plan that cannot even be made again: what moved is what
+            // the problems name (e.g. a field another manager took over).
+            Err(error) if self.guard.is_some() => {
+                return Err(EngineError::PlanMoved(format!(
+                    "the saved plan cannot be applied: planning it again under the lock fails (nothing was changed): {error}"
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        };
         tracing::debug!(steps = plan.steps.len(), "planned");
         if let Some(guard) = &self.guard {
             let basis = saved::basis(graph, &state, exists, &observed, &hasher, &plan);
