@@ -168,6 +168,9 @@ pub struct CommentArgs {
     /// Markdown plan to show in a collapsed block (truncated to fit GitHub's limit).
     #[arg(long, value_name = "FILE")]
     pub plan_file: Option<PathBuf>,
+    /// Id of the saved plan shown or applied (`sha256:…`, from `stacks preview --out` / `stacks up --plan`).
+    #[arg(long, value_parser = validate::plan_id)]
+    pub plan_id: Option<String>,
     /// Text under the headline.
     #[arg(long)]
     pub message: Option<String>,
@@ -522,6 +525,7 @@ async fn comment(
         log_url: args.log_url,
         message: args.message,
         plan,
+        plan_id: args.plan_id,
     };
     let body = render_comment(&content);
     let when_missing = if args.if_exists {

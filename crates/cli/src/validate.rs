@@ -21,6 +21,21 @@ pub fn full_commit_sha(text: &str) -> Result<String, String> {
     }
 }
 
+/// A saved plan's id, as `stacks preview --out` prints it: `sha256:<64 lowercase hex>`.
+pub fn plan_id(text: &str) -> Result<String, String> {
+    let id = text.trim();
+    let hex_ok = id.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if hex_ok {
+        Ok(id.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a plan id (sha256:<64 lowercase hex>, as `stacks preview --out` prints it)"
+        ))
+    }
+}
+
 /// An image pinned by digest: `^[^@]+@sha256:[0-9a-f]{64}$`, and a name without
 /// whitespace or Markdown-significant characters.
 pub fn pinned_image(text: &str) -> Result<String, String> {

@@ -269,3 +269,42 @@ async fn if_exists_skips_prs_without_a_preview_comment() {
     );
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn the_comment_names_the_plan_id_applied_and_refuses_a_malformed_one() {
+    let fake = fake().await;
+    fake.add_pull(8, "alice", SHA);
+    let id = format!("sha256:{}", "d".repeat(64));
+    let run = run(
+        &env_for(&fake),
+        &comment_args("8", "success", &["--sha", SHA, "--plan-id", &id]),
+    )
+    .await;
+    assert!(run.result.is_ok(), "{}", run.error_line());
+    let ours = marker_comments(&fake, 8, PR_COMMENT_MARKER);
+    assert_eq!(ours.len(), 1);
+    assert!(
+        ours[0]
+            .body
+            .contains(&format!("| 🧾 Plan applied | `{id}` |")),
+        "{}",
+        ours[0].body
+    );
+    fake.assert_no_violations();
+
+    // A value that is not a plan id never reaches GitHub (it could carry Markdown).
+    let parsed = <cli::Cli as clap::Parser>::try_parse_from([
+        "preview",
+        "comment",
+        "--repo",
+        "o/r",
+        "--pr",
+        "8",
+        "--status",
+        "success",
+        "--plan-id",
+        "sha256:abc` [x](http://evil)",
+    ]);
+    let err = parsed.expect_err("a malformed plan id is refused");
+    assert!(err.to_string().contains("is not a plan id"), "{err}");
+}

@@ -7,7 +7,8 @@
 //! validation; the order "plan comment before the protected environment"; the deploy
 //! bound to the built commit (`verify-head` at the start and right before `stacks up`);
 //! the gate given the run's triggering actor; the state passphrase only in steps that
-//! run `stacks`; the backend URL only from secrets; the scheduled sweep.
+//! run `stacks`; the backend URL only from secrets; the scheduled sweep; the saved plan
+//! posted before approval is the one applied after it, and the comment names its id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -656,7 +657,8 @@ fn the_reusable_workflow_deploys_the_previews() {
         );
         let scripts = run_scripts(job).join("\n");
         assert!(
-            scripts.contains("stacks \"${args[@]}\"") && scripts.contains("args=(up \"$STACK\"")
+            scripts.contains("stacks --json \"${args[@]}\" > up.json")
+                && scripts.contains("args=(up \"$STACK\"")
         );
         assert!(scripts.contains("preview health --url \"$WEB_URL\" --url \"$API_URL\""));
         assert!(scripts.contains("--state in_progress") && scripts.contains("--state success"));
@@ -1236,4 +1238,131 @@ fn production_deploy_promotes_the_tested_images_of_the_merged_pr() {
     assert!(scripts.contains(
         "preview deployment create --repo \"$REPO\" --environment production --production --sha \"$COMMIT_SHA\""
     ));
+}
+
+fn job<'a>(w: &'a Workflow, name: &str) -> &'a Value {
+    jobs(w)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, j)| j)
+        .unwrap_or_else(|| panic!("{}: no job {name}", w.file))
+}
+
+fn with_input<'a>(job: &'a Value, key: &str) -> Option<&'a str> {
+    get(job, "with")
+        .and_then(|w| get(w, key))
+        .and_then(Value::as_str)
+}
+
+#[test]
+fn the_saved_plan_posted_before_approval_is_the_plan_applied() {
+    let w = workflow("preview-deploy.yml");
+    // The plan job saves the plan, posts it with its id, and uploads the file.
+    let plan = job(&w, "plan");
+    let scripts = run_scripts(plan).join("\n");
+    assert!(
+        scripts.contains("stacks preview preview-pr")
+            && scripts.contains("--format markdown --out plan.json > plan.md"),
+        "the plan job saves the plan: {scripts}"
+    );
+    assert!(scripts.contains("plan_id=$(jq -r .planId plan.json)"));
+    assert!(scripts.contains("echo \"plan_id=$plan_id\" >> \"$GITHUB_OUTPUT\""));
+    assert!(
+        scripts.contains("--plan-file plan.md --plan-id \"$PLAN_ID\""),
+        "the plan comment shows the plan id"
+    );
+    assert_eq!(
+        get(plan, "outputs")
+            .and_then(|o| get(o, "plan_id"))
+            .and_then(Value::as_str),
+        Some("${{ steps.plan.outputs.plan_id }}")
+    );
+    let upload = steps(plan)
+        .into_iter()
+        .find(|s| {
+            get(s, "uses")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+        })
+        .expect("the plan job uploads the plan");
+    assert_eq!(with_input(upload, "name"), Some("preview-plan"));
+    let paths = with_input(upload, "path").unwrap_or_default();
+    assert!(
+        paths.contains("plan.json") && paths.contains("plan.md"),
+        "{paths}"
+    );
+
+    // The deploy is given that artifact and the posted id.
+    let deploy = job(&w, "deploy");
+    assert_eq!(with_input(deploy, "plan_artifact"), Some("preview-plan"));
+    assert_eq!(
+        with_input(deploy, "plan_id"),
+        Some("${{ needs.plan.outputs.plan_id }}")
+    );
+    assert!(needs(deploy).contains(&"plan".to_string()));
+
+    // The reusable workflow downloads it, checks the file is the reviewed plan and
+    // applies exactly it; the plan applied is its output.
+    let reusable = workflow("deploy-reusable.yml");
+    let inputs = get(&reusable.doc, "on")
+        .and_then(|on| get(on, "workflow_call"))
+        .and_then(|c| get(c, "inputs"))
+        .expect("inputs");
+    for key in ["plan_artifact", "plan_id"] {
+        assert!(get(inputs, key).is_some(), "input {key}");
+    }
+    let (_, up_job) = jobs(&reusable).into_iter().next().expect("the deploy job");
+    let up_steps = steps(up_job);
+    let download = up_steps
+        .iter()
+        .position(|s| {
+            with_input(s, "name") == Some("${{ inputs.plan_artifact }}")
+                && get(s, "uses")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| u.starts_with("actions/download-artifact@"))
+        })
+        .expect("the saved plan is downloaded");
+    let up = up_steps
+        .iter()
+        .position(|s| runs_stacks_up(step_script(s)))
+        .expect("stacks up");
+    assert!(download < up, "the plan is downloaded before `stacks up`");
+    let up_script = step_script(up_steps[up]);
+    assert!(up_script.contains("file_id=$(jq -r .planId saved-plan/plan.json)"));
+    assert!(up_script.contains("[[ \"$file_id\" == \"$PLAN_ID\" ]]"));
+    assert!(up_script.contains("args+=(--plan saved-plan/plan.json)"));
+    assert!(up_script.contains("echo \"plan_id=$applied\" >> \"$GITHUB_OUTPUT\""));
+    assert_eq!(
+        get(up_steps[up], "id").and_then(Value::as_str),
+        Some("up"),
+        "the step's output is read by id"
+    );
+    assert_eq!(
+        get(up_job, "outputs")
+            .and_then(|o| get(o, "plan_id"))
+            .and_then(Value::as_str),
+        Some("${{ steps.up.outputs.plan_id }}")
+    );
+    let validate = step_script(up_steps[0]);
+    assert!(validate.contains("[[ \"$PLAN_ID\" =~ ^sha256:[0-9a-f]{64}$ ]]"));
+
+    // The final comment names the plan that was applied.
+    let report = job(&w, "report");
+    let report_env = env_of(
+        &steps(report)
+            .into_iter()
+            .last()
+            .expect("comment step")
+            .clone(),
+    );
+    assert_eq!(
+        report_env.get("APPLIED_PLAN_ID").map(String::as_str),
+        Some("${{ needs.deploy.outputs.plan_id }}")
+    );
+    let report_script = run_scripts(report).join("\n");
+    assert!(
+        report_script.contains("--status success")
+            && report_script.contains("--plan-id \"$APPLIED_PLAN_ID\""),
+        "{report_script}"
+    );
 }

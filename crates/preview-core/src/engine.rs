@@ -12,7 +12,12 @@
 //! detected and resumed; a run that changes nothing writes nothing.
 //! Cancellation saves what finished and leaves the steps in flight pending.
 //! [`Engine::destroy`] is a plan against an empty graph, followed by
-//! verification that nothing is left.
+//! verification that nothing is left. [`Engine::preview_with_basis`] also
+//! returns what the plan was made from ([`crate::saved::Basis`]), for a saved
+//! plan; with [`Engine::with_plan_guard`], `up` checks the plan it makes under
+//! the lock against a saved one before its first write
+//! ([`EngineError::PlanMoved`] otherwise), and a stack's first state takes the
+//! saved plan's lineage.
 //!
 //! Recorded hashes are made with the stack's [`RecordHasher`] (keyed for bodies
 //! holding secrets; from the backend's codec). A delete the planner refused
@@ -38,6 +43,7 @@ use crate::plan::{Action, DeleteTarget, Plan, Step};
 use crate::planner::{self, PlanOptions};
 use crate::provider::{Provider, ProviderError, WaitOptions};
 use crate::resource::{ProviderKind, Resource, ResourceId};
+use crate::saved::{self, Basis};
 use crate::state::auth::RecordHasher;
 use crate::state::{
     Output, PendingOperation, ResourceRecord, StackState, StateBackend, StateError,
@@ -156,6 +162,10 @@ pub enum EngineError {
         /// Destroy only: other objects carrying the stack's label that remain.
         residue: Vec<ResourceId>,
     },
+    /// `up` of a saved plan refused: the plan made now is not the saved one
+    /// ([`crate::saved::compare`]); nothing was written.
+    #[error("{0}")]
+    PlanMoved(String),
     /// Destroy refused: the stack has no state.
     #[error("stack {0} has no state in this backend; nothing to do")]
     NoState(String),
@@ -231,6 +241,22 @@ pub struct UpReport {
     pub lineage: String,
 }
 
+/// [`PlanGuard::check`]: given the plan made now and its basis; an `Err`
+/// (naming what moved) refuses the run.
+pub type PlanCheck = Box<dyn Fn(&Plan, &Basis) -> Result<(), String> + Send + Sync>;
+
+/// The check an `up` of a saved plan runs on the plan it made, under the
+/// stack lock and before the first write ([`Engine::with_plan_guard`]).
+pub struct PlanGuard {
+    /// The lineage to create the stack's first state with (the saved plan's),
+    /// so that a plan made before the stack had a state applies with the same
+    /// keys for the hashes of secret bodies.
+    pub lineage: String,
+    /// Given the plan made now and its basis; an `Err` (naming what moved)
+    /// refuses the run.
+    pub check: PlanCheck,
+}
+
 /// The engine for one stack backend and set of providers.
 pub struct Engine {
     providers: Providers,
@@ -238,6 +264,7 @@ pub struct Engine {
     events: EventSink,
     options: EngineOptions,
     cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    guard: Option<PlanGuard>,
 }
 
 /// Result of one step.
@@ -262,7 +289,16 @@ impl Engine {
             events,
             options,
             cancel: None,
+            guard: None,
         }
+    }
+
+    /// Makes `up` apply only the plan `guard` accepts: after planning, under
+    /// the stack lock, before any write; a refusal is
+    /// [`EngineError::PlanMoved`].
+    pub fn with_plan_guard(mut self, guard: PlanGuard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Makes runs stop when `cancel` turns true: in-flight steps are abandoned
@@ -478,17 +514,25 @@ impl Engine {
 
     /// Plans without changing anything (no lock, no writes).
     pub async fn preview(&self, graph: &DesiredGraph) -> Result<Plan, EngineError> {
+        Ok(self.preview_with_basis(graph).await?.0)
+    }
+
+    /// [`Engine::preview`], and what the plan was made from (the state and
+    /// every step's desired and live fingerprints), for a saved plan
+    /// ([`crate::saved`]).
+    pub async fn preview_with_basis(
+        &self,
+        graph: &DesiredGraph,
+    ) -> Result<(Plan, Basis), EngineError> {
         self.validate(graph)?;
-        let state = self.read_state(graph.stack()).await?;
+        let stored = self.backend.read(graph.stack()).await?;
+        let exists = stored.is_some();
+        let state = stored.unwrap_or_else(|| StackState::new(graph.stack()));
         let hasher = self.hasher(&state)?;
         let observed = self.observe(graph, &state, &hasher).await?;
-        Ok(planner::plan(
-            graph,
-            &state,
-            &observed,
-            &hasher,
-            &self.options.plan,
-        )?)
+        let plan = planner::plan(graph, &state, &observed, &hasher, &self.options.plan)?;
+        let basis = saved::basis(graph, &state, exists, &observed, &hasher, &plan);
+        Ok((plan, basis))
     }
 
     /// Validates, locks, plans and applies; records `outputs` on success.
@@ -529,7 +573,15 @@ impl Engine {
         outputs: BTreeMap<String, Output>,
         start: Instant,
     ) -> Result<UpReport, EngineError> {
-        let state = self.read_state(graph.stack()).await?;
+        let stored = self.backend.read(graph.stack()).await?;
+        let exists = stored.is_some();
+        let state = stored.unwrap_or_else(|| {
+            let mut state = StackState::new(graph.stack());
+            if let Some(guard) = &self.guard {
+                state.lineage.clone_from(&guard.lineage);
+            }
+            state
+        });
         if !state.pending.is_empty() {
             self.events.emit(Event::Warning {
                 id: None,
@@ -543,8 +595,22 @@ impl Engine {
         let observed = self
             .unless_cancelled(self.observe(graph, &state, &hasher), state.pending.len())
             .await?;
-        let plan = planner::plan(graph, &state, &observed, &hasher, &self.options.plan)?;
+        let plan = match planner::plan(graph, &state, &observed, &hasher, &self.options.plan) {
+            Ok(plan) => plan,
+            // A saved plan that cannot even be made again: what moved is what
+            // the problems name (e.g. a field another manager took over).
+            Err(error) if self.guard.is_some() => {
+                return Err(EngineError::PlanMoved(format!(
+                    "the saved plan cannot be applied: planning it again under the lock fails (nothing was changed): {error}"
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        };
         tracing::debug!(steps = plan.steps.len(), "planned");
+        if let Some(guard) = &self.guard {
+            let basis = saved::basis(graph, &state, exists, &observed, &hasher, &plan);
+            (guard.check)(&plan, &basis).map_err(EngineError::PlanMoved)?;
+        }
         self.warn_refused(&plan);
         let mut rec = Recorder::new(self.backend.clone(), state);
         self.refresh_no_op_records(graph, &plan, &observed, &hasher, &mut rec.state);
@@ -1633,6 +1699,7 @@ mod tests {
             diff: Vec::new(),
             after: after.iter().map(|a| id(a)).collect(),
             target: None,
+            unvalidated: None,
         }
     }
 

@@ -29,6 +29,7 @@ pub mod provider;
 pub mod readiness;
 pub mod render;
 pub mod resource;
+pub mod saved;
 pub mod secret;
 pub mod state;
 pub mod validate;

@@ -35,6 +35,13 @@ pub enum DryRun {
         /// The API server's message.
         message: String,
     },
+    /// The credential may not dry-run this object (403 from RBAC: a dry-run is
+    /// authorised as the write it simulates). The planner falls back to a local
+    /// diff and marks the step [not validated](crate::plan::Step::unvalidated).
+    Forbidden {
+        /// The API server's message (names the user and the verb).
+        message: String,
+    },
     /// The API server rejected the body (422 Invalid, 400 Bad Request, 403 quota…).
     Rejected {
         /// HTTP status code.

@@ -137,7 +137,18 @@ pub struct Step {
     /// Delete and Replace steps: the checked object apply may delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<DeleteTarget>,
+    /// Set when the API server did not validate this step because the
+    /// credential may not even dry-run it (RBAC 403 on the dry-run, e.g. a
+    /// read-only plan credential): the diff is the planner's local one (the
+    /// live object projected onto the desired body), so an immutable field or
+    /// an admission rejection shows only when the plan is applied. Holds the
+    /// API server's message. Display only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unvalidated: Option<String>,
 }
+
+/// How every rendering marks a step with [`Step::unvalidated`].
+pub const NOT_VALIDATED: &str = "not validated by the server";
 
 /// For a Delete or Replace step: what the planner checked, and so the only thing
 /// apply may delete.
@@ -221,6 +232,11 @@ impl Plan {
     /// The steps that write.
     pub fn mutating_steps(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(|s| s.action.is_mutating())
+    }
+
+    /// The steps the API server did not validate ([`Step::unvalidated`]).
+    pub fn unvalidated_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.unvalidated.is_some())
     }
 
     /// The refused deletes ([`Action::Refuse`]).

@@ -21,6 +21,7 @@
 //! | yes | some | dry-run `Immutable` → **Replace** with the API server's message as reason (a problem when protected) |
 //! | yes | some | dry-run `Conflict` → a problem naming fields and managers, or with `force_conflicts` an **Update** "forcing ownership of …" |
 //! | yes | some | dry-run `Rejected` → a problem with the code and message |
+//! | yes | some | dry-run `Forbidden` (RBAC refused the dry-run itself, e.g. a plan credential) → the local diff of the live object projected onto the desired body: empty → **NoOp**, else **Update**, marked [`Step::unvalidated`] (so is a Create whose dry-run was forbidden) |
 //! | yes | some | dry-run needed but missing → a problem (engine bug) |
 //!
 //! Then every recorded resource that is no longer desired is a **Delete** (a problem
@@ -271,6 +272,8 @@ enum Decision {
         action: Action,
         reason: Option<String>,
         diff: Vec<FieldChange>,
+        /// [`Step::unvalidated`].
+        unvalidated: Option<String>,
     },
     Problem(ProblemKind, String),
 }
@@ -280,6 +283,23 @@ fn step(action: Action, reason: Option<String>, diff: Vec<FieldChange>) -> Decis
         action,
         reason,
         diff,
+        unvalidated: None,
+    }
+}
+
+/// A step decided without the API server: its dry-run was forbidden
+/// (`message`, the server's answer).
+fn unvalidated_step(
+    action: Action,
+    reason: Option<String>,
+    diff: Vec<FieldChange>,
+    message: &str,
+) -> Decision {
+    Decision::Step {
+        action,
+        reason,
+        diff,
+        unvalidated: Some(message.to_owned()),
     }
 }
 
@@ -322,6 +342,9 @@ impl Planner<'_> {
                     ProblemKind::Rejected,
                     format!("{id} was rejected by the API server ({code}): {message}"),
                 ),
+                Some(DryRun::Forbidden { message }) => {
+                    unvalidated_step(Action::Create, None, Vec::new(), message)
+                }
                 _ => step(Action::Create, None, Vec::new()),
             },
             (Some(_), None) => step(
@@ -343,6 +366,7 @@ impl Planner<'_> {
                 action,
                 reason,
                 diff,
+                unvalidated,
             } => {
                 let mut target = None;
                 if action == Action::Replace
@@ -365,6 +389,7 @@ impl Planner<'_> {
                     diff,
                     after: self.graph.dependencies(id).iter().cloned().collect(),
                     target,
+                    unvalidated,
                 });
             }
             Decision::Problem(kind, message) => self.problem(id, kind, message),
@@ -394,6 +419,7 @@ impl Planner<'_> {
                     action,
                     reason,
                     diff,
+                    unvalidated,
                 } => {
                     let action = if action == Action::NoOp {
                         Action::Update
@@ -406,7 +432,12 @@ impl Planner<'_> {
                             "created by an interrupted run; recording it in the state".to_owned()
                         }
                     };
-                    step(action, Some(reason), diff)
+                    Decision::Step {
+                        action,
+                        reason: Some(reason),
+                        diff,
+                        unvalidated,
+                    }
                 }
                 problem => problem,
             };
@@ -440,14 +471,20 @@ impl Planner<'_> {
                 ),
             ),
             Some(other) => match self.plan_changed(desired, false, live, Some(other)) {
-                Decision::Step { diff, reason, .. } => step(
-                    Action::Import,
-                    Some(match reason {
+                Decision::Step {
+                    diff,
+                    reason,
+                    unvalidated,
+                    ..
+                } => Decision::Step {
+                    action: Action::Import,
+                    reason: Some(match reason {
                         Some(reason) => format!("adopting the existing object; {reason}"),
                         None => "adopting the existing object".to_owned(),
                     }),
                     diff,
-                ),
+                    unvalidated,
+                },
                 problem => problem,
             },
         }
@@ -522,6 +559,16 @@ impl Planner<'_> {
                 ProblemKind::Rejected,
                 format!("{id} was rejected by the API server ({code}): {message}"),
             ),
+            // The credential may not dry-run: the local diff, marked.
+            Some(DryRun::Forbidden { message }) => {
+                let changes = projected_diff(desired, live);
+                let action = if changes.is_empty() {
+                    Action::NoOp
+                } else {
+                    Action::Update
+                };
+                unvalidated_step(action, None, changes, message)
+            }
         }
     }
 
@@ -624,6 +671,7 @@ impl Planner<'_> {
                 diff: Vec::new(),
                 after: dependents.remove(id).unwrap_or_default(),
                 target,
+                unvalidated: None,
             });
         }
         self.refuse_namespaces_holding_refused_objects();

@@ -17,6 +17,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "\
 Examples:
   stacks preview preview-pr --pr 123 --web-image REG/web@sha256:… --api-image REG/api@sha256:…
+  stacks preview preview-pr --pr 123 --web-image … --api-image … --out plan.json   # save it (plan id shown)
+  stacks up preview-pr --pr 123 --web-image … --api-image … --plan plan.json        # apply exactly that plan
   stacks up preview-base
   stacks up preview-pr --pr 123 --web-image … --api-image …
   stacks outputs preview-pr --pr 123 --json
@@ -189,11 +191,16 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
-        /// Also write the plan (in --format) to this file.
-        #[arg(long)]
+        /// Save the plan to this file (JSON, with its state serial, hashes and plan id) for `up --plan FILE`.
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Create or update the stack's resources and wait until they are ready.
+    ///
+    /// With --plan FILE (from `preview --out FILE`) it applies exactly that
+    /// plan: it plans again under the stack lock and refuses, before any
+    /// write, naming what moved (state serial or lineage, configuration,
+    /// images, a desired body, a live object, an action).
     ///
     /// A successful `up` of preview-pr (waiting for readiness) records the images
     /// it ran, with the PR number and --commit, as tested: `promote` deploys only
@@ -206,6 +213,9 @@ pub enum Command {
         /// Commit SHA the preview's images were built from (preview-pr; recorded with them for `promote --from-sha`). Default: $GITHUB_SHA.
         #[arg(long, value_name = "SHA", env = "PREVIEW_COMMIT_SHA")]
         commit: Option<String>,
+        /// Apply exactly this saved plan (`preview --out FILE`), or refuse naming what moved.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
     },
     /// Delete everything the stack created, wait until it is gone, verify nothing is left.
     Destroy {

@@ -66,6 +66,7 @@
 //! | `cluster.region` | C | req; region slug (`fra1`, `nyc3`: lowercase letters then digits) |
 //! | `cluster.version` | C | req; exact version slug (`1.33.1-do.0`; not `latest`, which would read as a change on every run) |
 //! | `cluster.nodePools[]` `{name, size, count}` | C | one pool `workers`, `s-2vcpu-4gb` × 2; `name` defaults to `workers`, `size` and `count` (≥ 1) are required in an entry |
+//! | `planIdentity` `{kind, name, namespace}` | B | none: no plan credential objects; set: the plan identity's ClusterRole and binding (get/list/watch, and patch/create for server-side dry-runs) and a ValidatingAdmissionPolicy refusing its every write that is not a dry-run (`kind`: `User`, `Group` or `ServiceAccount`, which needs `namespace`) |
 //! | `cluster.kubeconfigExpiry` | C | `7d`: lifetime of the recorded kubeconfig's token (at least `1h`); `up` fetches a new one once less than half of it is left |
 //!
 //! Environment overrides (only for stacks that read the key; empty = unset):
@@ -164,6 +165,38 @@ pub struct StackConfig {
     pub dns: Option<DnsConfig>,
     /// The DOKS cluster (preview-cluster; `None` for the other stacks).
     pub cluster: Option<ClusterConfig>,
+    /// `planIdentity`: the identity of the plan credential (preview-base).
+    pub plan_identity: Option<PlanIdentity>,
+}
+
+/// `planIdentity:` — whom preview-base grants read and dry-run access, and
+/// whose every real write its admission policy refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanIdentity {
+    /// A user name (`request.userInfo.username`).
+    User(String),
+    /// A group (`request.userInfo.groups`).
+    Group(String),
+    /// A ServiceAccount (user `system:serviceaccount:<namespace>:<name>`).
+    ServiceAccount {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl PlanIdentity {
+    /// The user name it authenticates as (`None` for a group).
+    pub fn username(&self) -> Option<String> {
+        match self {
+            PlanIdentity::User(name) => Some(name.clone()),
+            PlanIdentity::Group(_) => None,
+            PlanIdentity::ServiceAccount { namespace, name } => {
+                Some(format!("system:serviceaccount:{namespace}:{name}"))
+            }
+        }
+    }
 }
 
 /// The DigitalOcean Kubernetes cluster of `preview-cluster`.
@@ -316,6 +349,18 @@ pub fn file_name(kind: StackKind) -> String {
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl StackConfig {
+    /// A hash of the resolved configuration (file, environment overrides and
+    /// the bundles' bytes), independent of where the file was read from: a
+    /// saved plan records it, and `up --plan` refuses when it changed.
+    pub fn fingerprint(&self) -> String {
+        let mut config = self.clone();
+        config.origin.clear();
+        for bundle in &mut config.bundles {
+            bundle.path = PathBuf::new();
+        }
+        preview_core::diff::body_hash(&serde_json::Value::String(format!("{config:?}")))
+    }
+
     /// Reads `<dir>/<stack>.yaml` (missing file = all defaults), applies the
     /// environment overrides, resolves, and reads the bundles the file lists.
     pub fn load(dir: &Path, kind: StackKind) -> Result<StackConfig, StackError> {

@@ -16,6 +16,7 @@ use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Plan;
 use preview_core::planner::ImportSelection;
 use preview_core::render;
+use preview_core::saved::{self, PlanMeta, SavedPlan};
 use preview_core::state::auth::Authenticator;
 use preview_core::state::format::Codec;
 use preview_core::state::{BackendOptions, Output, StateBackend, tested};
@@ -44,16 +45,21 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Render { stack, dir } => render_cmd(g, stack, dir.as_deref()).await,
         Command::Preview { stack, format, out } => {
-            preview_cmd(g, stack, *format, out.as_deref(), Vec::new()).await
+            let save = out.as_deref().map_or(Save::Nothing, Save::Plan);
+            preview_cmd(g, stack, *format, save, Vec::new()).await
         }
         Command::Up {
             stack,
             apply,
             commit,
+            plan,
         } => {
+            // The file is checked before anything else happens.
+            let saved = plan.as_deref().map(read_saved_plan).transpose()?;
             let extras = UpExtras {
                 commit: commit_of(stack, commit.as_deref())?,
                 record_tested: true,
+                saved,
                 ..UpExtras::default()
             };
             up_cmd(g, stack, apply, Import::Nothing, &extras).await
@@ -193,19 +199,21 @@ async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<
 }
 
 /// The stack built from its configuration and the referenced stacks' outputs,
-/// and the namespace its database Jobs may run in
-/// ([`stacks::database_server_namespace`]).
+/// the namespace its database Jobs may run in
+/// ([`stacks::database_server_namespace`]), and the configuration's
+/// [fingerprint](StackConfig::fingerprint).
 async fn build_stack(
     g: &GlobalArgs,
     req: &StackRequest,
     backend: &dyn StateBackend,
-) -> Result<(StackBuild, Option<String>)> {
+) -> Result<(StackBuild, Option<String>, String)> {
     let config = StackConfig::load(&g.config_dir, req.kind)?;
     let refs = load_references(backend, req.kind).await?;
     let database_namespace = stacks::database_server_namespace(req.kind, Some(&config), &refs);
     Ok((
         stacks::build(req, &config, &refs, &EnvSecrets)?,
         database_namespace,
+        config.fingerprint(),
     ))
 }
 
@@ -358,6 +366,8 @@ fn print_stdout(text: &str) -> Result<()> {
 /// A stack built, graphed and connected, with its engine and progress printer.
 struct Prepared {
     build: StackBuild,
+    /// What a saved plan records of the run (kind, PR, config hash, images).
+    meta: PlanMeta,
     backend: Arc<dyn StateBackend>,
     graph: DesiredGraph,
     engine: Engine,
@@ -374,9 +384,10 @@ async fn prepare(
 ) -> Result<Prepared> {
     let req = request(args)?;
     let backend = backend(g).await?;
-    let (build, database_namespace) = build_stack(g, &req, backend.as_ref()).await?;
+    let (build, database_namespace, config_hash) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     tracing::debug!(resources = graph.order().len(), "stack built");
+    let meta = plan_meta(&req, config_hash, &graph)?;
     let import = import.selection(&graph)?;
     let kube = connect(g).await?;
     let counts = kube.counts().clone();
@@ -395,6 +406,7 @@ async fn prepare(
     tracing::debug!("connected");
     Ok(Prepared {
         build,
+        meta,
         backend,
         graph,
         engine,
@@ -423,7 +435,7 @@ impl Prepared {
 async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Result<ExitCode> {
     let req = request(args)?;
     let backend = backend(g).await?;
-    let (build, _) = build_stack(g, &req, backend.as_ref()).await?;
+    let (build, _, _) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let manifests: Vec<&preview_core::Resource> = graph
         .resources()
@@ -471,27 +483,128 @@ fn file_stem(id: &ResourceId) -> String {
     s.replace(['/', ':'], "_")
 }
 
+/// What `preview` writes to a file besides stdout.
+pub(super) enum Save<'a> {
+    /// Nothing.
+    Nothing,
+    /// The rendering, in its format (`promote --preview --out`).
+    Rendering(&'a Path),
+    /// The saved plan (`preview --out`), for `up --plan`.
+    Plan(&'a Path),
+}
+
+/// What a saved plan records of this run besides the engine's basis.
+fn plan_meta(req: &StackRequest, config_hash: String, graph: &DesiredGraph) -> Result<PlanMeta> {
+    let pr = req
+        .pr
+        .as_ref()
+        .map(|pr| {
+            pr.as_str()
+                .parse::<u64>()
+                .map_err(|_| anyhow!("--pr {pr}: too large a number"))
+        })
+        .transpose()?;
+    Ok(PlanMeta {
+        kind: req.kind.as_str().to_owned(),
+        pr,
+        config_hash,
+        images: saved::images_of(graph),
+    })
+}
+
 async fn preview_cmd(
     g: &GlobalArgs,
     args: &StackArgs,
     format: PlanFormat,
-    out: Option<&Path>,
+    save: Save<'_>,
     notes: Vec<String>,
 ) -> Result<ExitCode> {
-    let (plan, _, _) = prepare(g, args, None, Import::Nothing, notes)
-        .await?
-        .run(async |engine, graph| engine.preview(graph).await)
+    let prepared = prepare(g, args, None, Import::Nothing, notes).await?;
+    let meta = prepared.meta.clone();
+    let ((plan, basis), build, _) = prepared
+        .run(async |engine, graph| engine.preview_with_basis(graph).await)
         .await?;
+    let saved = SavedPlan::new(&build.name, meta, basis, plan);
+    let plan = &saved.plan;
+    // The id names the plan a reviewer saw; a rendering for promote has none.
+    let id = (!matches!(save, Save::Rendering(_))).then(|| saved.plan_id().to_owned());
     let text = match (format, g.json) {
-        (PlanFormat::Json, _) | (_, true) => serde_json::to_string_pretty(&render::json(&plan))?,
-        (PlanFormat::Markdown, _) => render::markdown(&plan, &render::MarkdownOptions::default()),
-        (PlanFormat::Text, _) => plan_text(&plan),
+        (PlanFormat::Json, _) | (_, true) => {
+            let mut doc = render::json(plan);
+            if let Some(id) = &id {
+                doc["planId"] = json!(id);
+            }
+            serde_json::to_string_pretty(&doc)?
+        }
+        (PlanFormat::Markdown, _) => {
+            let mut text = render::markdown(plan, &render::MarkdownOptions::default());
+            if let Some(id) = &id {
+                text.push_str(&format!("\nPlan id: `{id}`\n"));
+            }
+            text
+        }
+        (PlanFormat::Text, _) => {
+            let mut text = plan_text(plan);
+            if let Some(id) = &id {
+                text.push_str(&format!("Plan id: {id}\n"));
+            }
+            text
+        }
     };
-    if let Some(path) = out {
-        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    match save {
+        Save::Nothing => {}
+        Save::Rendering(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Save::Plan(path) => {
+            std::fs::write(path, saved.to_json())
+                .with_context(|| format!("writing the saved plan {}", path.display()))?;
+            eprintln!(
+                "saved plan {} to {} (apply exactly it with `stacks up … --plan {}`)",
+                saved.plan_id(),
+                path.display(),
+                path.display()
+            );
+        }
     }
     print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and checks a saved plan file (complete, of this format, unedited);
+/// no other IO.
+fn read_saved_plan(path: &Path) -> Result<SavedPlan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the saved plan {}", path.display()))?;
+    Ok(SavedPlan::parse(&text, &path.display().to_string())?)
+}
+
+/// The refusal when `saved` is for another stack instance, configuration or
+/// images than this run: checked before connecting to anything.
+fn check_saved_meta(saved: &SavedPlan, stack: &str, meta: &PlanMeta) -> Result<()> {
+    let planned = |p: &SavedPlan| match p.meta.pr {
+        Some(pr) => format!("stack {} (PR {pr})", p.stack),
+        None => format!("stack {}", p.stack),
+    };
+    if saved.stack != stack || saved.meta.kind != meta.kind || saved.meta.pr != meta.pr {
+        bail!(
+            "saved plan {} is for {}, not for stack {stack}: refusing to apply it (nothing was changed)",
+            saved.plan_id(),
+            planned(saved)
+        );
+    }
+    let mut moved = Vec::new();
+    if saved.meta.config_hash != meta.config_hash {
+        moved.push(saved::Moved::Config {
+            planned: saved.meta.config_hash.clone(),
+            now: meta.config_hash.clone(),
+        });
+    }
+    moved.extend(saved::compare_images(&saved.meta.images, &meta.images));
+    if !moved.is_empty() {
+        bail!("{}", saved::refusal(saved, &moved));
+    }
+    Ok(())
 }
 
 /// An output as shown to people and machines: secret outputs are `[secret]`.
@@ -530,6 +643,8 @@ struct UpExtras {
     notes: Vec<String>,
     /// Added to the JSON report as `promotion`.
     promotion: Option<Value>,
+    /// Apply exactly this saved plan (`up --plan`), or refuse.
+    saved: Option<SavedPlan>,
 }
 
 /// The commit of `up preview-pr`: `--commit` / `PREVIEW_COMMIT_SHA`, else
@@ -550,6 +665,26 @@ fn commit_of(args: &StackArgs, flag: Option<&str>) -> Result<Option<String>> {
         anyhow!("{source} {raw}: {e}; pass the full SHA of the commit the images were built from")
     })?;
     Ok(Some(commit))
+}
+
+/// The engine's check for `up --plan`: the plan made under the lock, saved
+/// as `preview --out` would save it, must be exactly `saved`.
+fn plan_guard(saved: &SavedPlan, prepared: &Prepared) -> preview_core::engine::PlanGuard {
+    let saved = saved.clone();
+    let stack = prepared.build.name.clone();
+    let meta = prepared.meta.clone();
+    preview_core::engine::PlanGuard {
+        lineage: saved.basis.state.lineage.clone(),
+        check: Box::new(move |plan, basis| {
+            let fresh = SavedPlan::new(&stack, meta.clone(), basis.clone(), plan.clone());
+            let moved = saved::compare(&saved, &fresh);
+            if moved.is_empty() {
+                Ok(())
+            } else {
+                Err(saved::refusal(&saved, &moved))
+            }
+        }),
+    }
 }
 
 /// Records what a successful preview ran; called under the stack lock.
@@ -591,7 +726,12 @@ async fn up_cmd(
     let started = Instant::now();
     let req = request(args)?;
     // Built first: the stack's own checks report a bad --pr best (e.g. too long a name).
-    let prepared = prepare(g, args, Some(apply), import, extras.notes.clone()).await?;
+    let mut prepared = prepare(g, args, Some(apply), import, extras.notes.clone()).await?;
+    if let Some(saved) = &extras.saved {
+        check_saved_meta(saved, &prepared.build.name, &prepared.meta)?;
+        let guard = plan_guard(saved, &prepared);
+        prepared.engine = prepared.engine.with_plan_guard(guard);
+    }
     let record_pr = match (&req.pr, extras.record_tested) {
         (Some(pr), true) if req.kind == StackKind::PreviewPr => Some(
             pr.as_str()
@@ -659,6 +799,9 @@ async fn up_cmd(
             ),
         }
     }
+    if let Some(saved) = &extras.saved {
+        eprintln!("applied saved plan {}", saved.plan_id());
+    }
     if g.json {
         let mut doc = json!({
             "stack": build.name,
@@ -677,6 +820,9 @@ async fn up_cmd(
         }
         if let Some(promotion) = &extras.promotion {
             doc["promotion"] = promotion.clone();
+        }
+        if let Some(saved) = &extras.saved {
+            doc["planId"] = json!(saved.plan_id());
         }
         print_stdout(&serde_json::to_string_pretty(&doc)?)?;
     } else {

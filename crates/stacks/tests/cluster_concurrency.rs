@@ -6,7 +6,7 @@
 //! - 20 different stacks in parallel against one API server and one PostgreSQL:
 //!   all succeed, and all are destroyed;
 //! - a canary secret (and its base64, JSON and URL-encoded forms) never appears in
-//!   stdout, stderr (logs at trace level), any plan rendering, or the raw state.
+//!   stdout, stderr (logs at trace level), any plan rendering, a saved plan, or the raw state.
 
 mod support_cluster;
 
@@ -162,6 +162,10 @@ async fn canary_secret_never_leaks() {
     for format in ["text", "json", "markdown"] {
         seen.push(run(with(&["preview", "preview-pr", "--format", format])));
     }
+    // A saved plan (scanned with the state files below).
+    let saved_plan = stacks.state.join("saved-plan.json");
+    let saved_plan = saved_plan.display().to_string();
+    seen.push(run(with(&["preview", "preview-pr", "--out", &saved_plan])));
     seen.push(run(with(&["up", "preview-pr"])));
     seen.push(run(with(&["--json", "up", "preview-pr"])));
     seen.push(run(vec![
@@ -195,7 +199,8 @@ async fn canary_secret_never_leaks() {
             }
         }
     }
-    // States, locks and the tested-image records (`tested-images/`).
+    // States, locks, the tested-image records (`tested-images/`) and the saved plan.
+    assert!(std::path::Path::new(&saved_plan).exists());
     let mut dirs = vec![stacks.state.clone()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).expect("state dir") {

@@ -24,6 +24,7 @@
 //! | [`SCHEDULER_USER`] | none (bootstrap RBAC) | kube-scheduler |
 //! | [`SIMULATOR_USER`] | `system:masters` | [`NodeSimulator`](crate::NodeSimulator) via [`TestCluster::simulator_client`] |
 //! | [`UNPRIVILEGED_USER`] | none | [`TestCluster::unprivileged_client`], for RBAC-denial tests |
+//! | [`PLANNER_USER`] | [`PLANNER_GROUP`] | [`TestCluster::planner_client`], [`TestCluster::planner_kubeconfig_path`]: the plan credential (no bindings until a test or `preview-base`'s `planIdentity` grants them) |
 //!
 //! so the audit log ([`TestCluster::audit_events`]) tells their requests apart.
 //!
@@ -62,6 +63,10 @@ pub const CONTROLLER_SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:kube-
 pub const SIMULATOR_USER: &str = "testkit:node-simulator";
 /// A user with no groups and no RBAC bindings.
 pub const UNPRIVILEGED_USER: &str = "testkit:unprivileged";
+/// The plan credential's user: no RBAC bindings of its own.
+pub const PLANNER_USER: &str = "testkit:planner";
+/// The group of [`PLANNER_USER`].
+pub const PLANNER_GROUP: &str = "testkit:planners";
 
 /// The API server's service-account issuer.
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
@@ -106,6 +111,8 @@ pub struct TestCluster {
     admin_config: kube::Config,
     simulator_config: kube::Config,
     unprivileged_config: kube::Config,
+    planner_config: kube::Config,
+    planner_kubeconfig_path: PathBuf,
     kubeconfig_path: PathBuf,
     audit_log_path: PathBuf,
     started_in: Duration,
@@ -165,12 +172,14 @@ impl TestCluster {
         let scheduler_token = random_token()?;
         let simulator_token = random_token()?;
         let unprivileged_token = random_token()?;
+        let planner_token = random_token()?;
         let tokens = format!(
             "{admin_token},{ADMIN_USER},testkit-admin,\"system:masters\"\n\
              {controller_manager_token},{CONTROLLER_MANAGER_USER},testkit-kcm\n\
              {scheduler_token},{SCHEDULER_USER},testkit-scheduler\n\
              {simulator_token},{SIMULATOR_USER},testkit-simulator,\"system:masters\"\n\
-             {unprivileged_token},{UNPRIVILEGED_USER},testkit-unprivileged\n"
+             {unprivileged_token},{UNPRIVILEGED_USER},testkit-unprivileged\n\
+             {planner_token},{PLANNER_USER},testkit-planner,\"{PLANNER_GROUP}\"\n"
         );
         write_file(&dir.join("tokens.csv"), &tokens)?;
         write_file(&dir.join("audit-policy.yaml"), audit::POLICY)?;
@@ -253,19 +262,21 @@ impl TestCluster {
                 UNPRIVILEGED_USER,
                 &unprivileged_token,
             ),
+            ("planner.kubeconfig", PLANNER_USER, &planner_token),
         ] {
             let path = dir.join(file);
             let text = kubeconfig::render(&server_url, &ca_pem, user, token);
             kubeconfig::write(&path, &text)?;
             configs.push(kubeconfig::load(&path, &text).await?);
         }
-        let [_, _, simulator_config, unprivileged_config] =
-            match <[kube::Config; 4]>::try_from(configs) {
+        let planner_kubeconfig_path = dir.join("planner.kubeconfig");
+        let [_, _, simulator_config, unprivileged_config, planner_config] =
+            match <[kube::Config; 5]>::try_from(configs) {
                 Ok(c) => c,
                 Err(_) => {
                     return Err(KitError::io(
                         "building client configurations",
-                        std::io::Error::other("expected four kubeconfigs"),
+                        std::io::Error::other("expected five kubeconfigs"),
                     ));
                 }
             };
@@ -327,6 +338,8 @@ impl TestCluster {
             admin_config,
             simulator_config,
             unprivileged_config,
+            planner_config,
+            planner_kubeconfig_path,
             kubeconfig_path,
             audit_log_path,
             started_in,
@@ -379,6 +392,18 @@ impl TestCluster {
     /// A new client for a user without any permissions ([`UNPRIVILEGED_USER`]).
     pub fn unprivileged_client(&self) -> Result<kube::Client, KitError> {
         client_from(&self.unprivileged_config)
+    }
+
+    /// A new client for the plan credential's user ([`PLANNER_USER`], group
+    /// [`PLANNER_GROUP`]).
+    pub fn planner_client(&self) -> Result<kube::Client, KitError> {
+        client_from(&self.planner_config)
+    }
+
+    /// The kubeconfig file of [`PLANNER_USER`] (token auth, the API server's CA
+    /// embedded), for running the `stacks` binary as the plan credential.
+    pub fn planner_kubeconfig_path(&self) -> &Path {
+        &self.planner_kubeconfig_path
     }
 
     /// The API server's audit log (JSON lines).

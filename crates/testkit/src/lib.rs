@@ -35,8 +35,8 @@ pub mod simulator;
 pub use audit::AuditEvent;
 pub use cluster::{
     ADMIN_USER, CONTROLLER_MANAGER_USER, CONTROLLER_SERVICE_ACCOUNT_PREFIX, ClusterOptions,
-    SCHEDULER_USER, SERVICE_ACCOUNT_ISSUER, SERVICE_CLUSTER_IP_RANGE, SIMULATOR_USER, TestCluster,
-    UNPRIVILEGED_USER,
+    PLANNER_GROUP, PLANNER_USER, SCHEDULER_USER, SERVICE_ACCOUNT_ISSUER, SERVICE_CLUSTER_IP_RANGE,
+    SIMULATOR_USER, TestCluster, UNPRIVILEGED_USER,
 };
 pub use crds::{CrdInstall, default_crd_dir, install_crds};
 pub use error::KitError;

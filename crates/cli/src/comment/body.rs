@@ -57,6 +57,8 @@ pub struct CommentContent {
     pub message: Option<String>,
     /// The plan (Markdown), shown collapsed.
     pub plan: Option<String>,
+    /// The saved plan's id (`sha256:…`): the plan reviewed, and once deployed the plan applied.
+    pub plan_id: Option<String>,
 }
 
 /// Renders the comment within GitHub's size limit.
@@ -255,6 +257,13 @@ fn render_head(content: &CommentContent) -> String {
     if let Some(image) = &content.api_image {
         rows.push(("📦 API image", format!("`{image}`")));
     }
+    if let Some(id) = &content.plan_id {
+        let label = match status {
+            CommentStatus::Success | CommentStatus::Failure => "🧾 Plan applied",
+            CommentStatus::Pending | CommentStatus::Destroyed => "🧾 Plan",
+        };
+        rows.push((label, format!("`{id}`")));
+    }
     if let Some(url) = &content.log_url {
         rows.push(("📜 Logs", format!("[workflow run]({url})")));
     }
@@ -302,6 +311,7 @@ mod tests {
             log_url: Some("https://github.com/aphiria/aphiria.com/actions/runs/42".into()),
             message: None,
             plan: Some(plan()),
+            plan_id: None,
         }
     }
 
@@ -413,6 +423,23 @@ mod tests {
             closing_fence < closing_details,
             "fence closes inside the details block"
         );
+    }
+
+    #[test]
+    fn the_plan_id_is_shown_as_reviewed_then_as_applied() {
+        let id = format!("sha256:{}", "c".repeat(64));
+        let mut pending = content(CommentStatus::Pending);
+        pending.plan_id = Some(id.clone());
+        assert!(render_comment(&pending).contains(&format!("| 🧾 Plan | `{id}` |")));
+        let mut deployed = content(CommentStatus::Success);
+        deployed.plan_id = Some(id.clone());
+        let body = render_comment(&deployed);
+        assert!(
+            body.contains(&format!("| 🧾 Plan applied | `{id}` |")),
+            "{body}"
+        );
+        insta::assert_snapshot!(body);
+        assert!(!render_comment(&content(CommentStatus::Success)).contains("🧾"));
     }
 
     #[test]

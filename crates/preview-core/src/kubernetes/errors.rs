@@ -41,6 +41,14 @@ pub fn is_immutable(status: &kube::core::Status) -> bool {
                 .is_some_and(|d| d.causes.iter().any(|c| c.message.contains("immutable"))))
 }
 
+/// True when RBAC refused the request itself (`… is forbidden: User "u" cannot
+/// patch resource …`), as opposed to a 403 from admission (a quota, a policy).
+pub fn is_forbidden_by_rbac(status: &kube::core::Status) -> bool {
+    status.code == 403
+        && status.message.contains("is forbidden: User \"")
+        && status.message.contains(" cannot ")
+}
+
 /// Classifies a dry-run apply failure.
 pub fn dry_run_outcome(id: &ResourceId, err: kube::Error) -> Result<DryRun, ProviderError> {
     match err {
@@ -55,6 +63,9 @@ pub fn dry_run_outcome(id: &ResourceId, err: kube::Error) -> Result<DryRun, Prov
             message: status.message.clone(),
         }),
         kube::Error::Api(status) if is_immutable(&status) => Ok(DryRun::Immutable {
+            message: status.message.clone(),
+        }),
+        kube::Error::Api(status) if is_forbidden_by_rbac(&status) => Ok(DryRun::Forbidden {
             message: status.message.clone(),
         }),
         kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => {
@@ -127,6 +138,31 @@ mod tests {
             conflicts(&s),
             vec![".spec.replicas (conflict with \"kubectl\" using apps/v1)"]
         );
+    }
+
+    #[test]
+    fn rbac_denials_are_told_from_admission_403s() {
+        let rbac = status(
+            403,
+            "deployments.apps \"web\" is forbidden: User \"testkit:planner\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"preview-pr-1\"",
+            vec![],
+        );
+        assert!(is_forbidden_by_rbac(&rbac));
+        let quota = status(
+            403,
+            "pods \"web\" is forbidden: exceeded quota: compute, requested: cpu=2, used: cpu=0, limited: cpu=1",
+            vec![],
+        );
+        assert!(!is_forbidden_by_rbac(&quota));
+        let id = ResourceId::kubernetes("apps/v1", "Deployment", Some("preview-pr-1"), "web");
+        assert!(matches!(
+            dry_run_outcome(&id, kube::Error::Api(Box::new(rbac))),
+            Ok(DryRun::Forbidden { .. })
+        ));
+        assert!(matches!(
+            dry_run_outcome(&id, kube::Error::Api(Box::new(quota))),
+            Ok(DryRun::Rejected { code: 403, .. })
+        ));
     }
 
     #[test]

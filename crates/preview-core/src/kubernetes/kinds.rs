@@ -89,6 +89,18 @@ const KNOWN: &[(&str, &str, &str, bool)] = &[
         false,
     ),
     (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        false,
+    ),
+    (
         "policy",
         "PodDisruptionBudget",
         "poddisruptionbudgets",

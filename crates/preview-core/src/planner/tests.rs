@@ -3,6 +3,7 @@
 mod adoption;
 mod deletes;
 mod desired;
+mod forbidden;
 mod scale;
 
 use serde_json::{Value, json};

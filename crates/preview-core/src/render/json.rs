@@ -23,7 +23,9 @@
 //!          "new": <JSON value>,                  // absent for "removed"
 //!          "secret": false}                      // true: old/new are the string "[secret]"
 //!       ],
-//!       "after": [<resource>, …]                 // steps that must finish first
+//!       "after": [<resource>, …],                // steps that must finish first
+//!       "serverValidated": false,                // only on a step not validated by the server:
+//!       "notValidated": "… cannot patch …"       // its dry-run was forbidden (403); local diff
 //!     }
 //!   ],
 //!   "notes": ["UNTESTED: …"]                    // only when the plan has notes
@@ -72,6 +74,10 @@ pub fn json(plan: &Plan) -> Value {
                 "after".into(),
                 Value::Array(step.after.iter().map(resource).collect()),
             );
+            if let Some(message) = &step.unvalidated {
+                map.insert("serverValidated".into(), Value::Bool(false));
+                map.insert("notValidated".into(), Value::from(message.clone()));
+            }
             Value::Object(map)
         })
         .collect();

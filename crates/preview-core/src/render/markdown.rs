@@ -11,14 +11,18 @@
 //! - ConfigMap preview-pr-1/old
 //! ````
 //!
+//! A step the API server did not validate is marked `[not validated by the server]`,
+//! with a `> [!WARNING]` counting them above the table's details.
 //! Unchanged resources are only counted. The whole rendering stays within
 //! [`MarkdownOptions::max_chars`] characters (GitHub accepts 65,536 per comment; the
 //! default [`DEFAULT_MAX_CHARS`] leaves room for text around the plan): lines that do
 //! not fit are dropped, with a visible note above the details block and a marker line
 //! at the end of the diff.
 
-use crate::plan::Plan;
-use crate::render::{change_symbol, change_text, one_line, one_line_full, summary_line};
+use crate::plan::{NOT_VALIDATED, Plan};
+use crate::render::{
+    change_symbol, change_text, one_line, one_line_full, summary_line, unvalidated_line,
+};
 
 /// Default [`MarkdownOptions::max_chars`].
 pub const DEFAULT_MAX_CHARS: usize = 60_000;
@@ -61,6 +65,13 @@ pub fn markdown(plan: &Plan, opts: &MarkdownOptions) -> String {
         head.push_str(&format!(
             "\n**{} recorded object(s) refused:** they fail the ownership checks (stack label, uid) and are never deleted.\n",
             summary.refuse
+        ));
+    }
+    let unvalidated = plan.unvalidated_steps().count();
+    if unvalidated > 0 {
+        head.push_str(&format!(
+            "\n> [!WARNING]\n> {}\n",
+            unvalidated_line(unvalidated)
         ));
     }
     let lines = diff_lines(plan);
@@ -128,6 +139,9 @@ fn diff_lines(plan: &Plan) -> Vec<String> {
         let mut line = format!("{} {}", step.action.symbol(), step.id);
         if let Some(reason) = &step.reason {
             line.push_str(&format!(" ({})", one_line(reason)));
+        }
+        if step.unvalidated.is_some() {
+            line.push_str(&format!(" [{NOT_VALIDATED}]"));
         }
         lines.push(line);
         for change in &step.diff {

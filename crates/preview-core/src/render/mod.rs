@@ -25,6 +25,14 @@ use crate::plan::{ChangeKind, FieldChange, SECRET_PLACEHOLDER, Shown, Summary};
 /// Markdown renderings.
 pub const MAX_VALUE_CHARS: usize = 200;
 
+/// `2 step(s) not validated by the server: …` (plans with [`crate::plan::Step::unvalidated`] steps).
+pub fn unvalidated_line(count: usize) -> String {
+    format!(
+        "{count} step(s) {}: the credential may not dry-run them (403), so their changes are the planner's local diff; an immutable field or an admission rejection shows only when applied.",
+        crate::plan::NOT_VALIDATED
+    )
+}
+
 /// `Plan: 3 to create, 1 to update, 0 to replace, 1 to delete, 12 unchanged.`
 /// (`, N to import` and `, N refused (not the stack's)` are added before
 /// `unchanged` when the plan imports or refuses anything).

@@ -40,6 +40,7 @@ fn step(id: ResourceId, action: Action, reason: Option<&str>, diff: Vec<FieldCha
         diff,
         after: Vec::new(),
         target: None,
+        unvalidated: None,
     }
 }
 

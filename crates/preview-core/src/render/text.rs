@@ -14,13 +14,17 @@
 //! ```
 //!
 //! Notes attached to the plan ([`Plan::notes`]) come first, one `  ! …` line each.
+//! A step the API server did not validate ([`Step::unvalidated`](crate::plan::Step::unvalidated))
+//! gets a `! not validated by the server (…)` line, and the plan a closing line counting them.
 //! Steps appear in execution order; unchanged resources only with
 //! [`TextOptions::show_unchanged`]. ANSI colours (green create, yellow update,
 //! magenta replace, red delete, cyan import, bold red refused delete) only with [`TextOptions::color`]; the
 //! binary decides, from the terminal, whether to ask for them.
 
-use crate::plan::{Action, ChangeKind, Plan};
-use crate::render::{change_symbol, change_text, one_line, one_line_full, summary_line};
+use crate::plan::{Action, ChangeKind, NOT_VALIDATED, Plan};
+use crate::render::{
+    change_symbol, change_text, one_line, one_line_full, summary_line, unvalidated_line,
+};
 
 const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
@@ -92,6 +96,15 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
         }
         out.push_str(&paint(action_color(step.action), &line));
         out.push('\n');
+        if let Some(message) = &step.unvalidated {
+            let line = format!(
+                "! {NOT_VALIDATED} (dry-run forbidden: {})",
+                one_line(message)
+            );
+            out.push_str("      ");
+            out.push_str(&paint(YELLOW, &line));
+            out.push('\n');
+        }
         for change in &step.diff {
             let line = format!("{} {}", change_symbol(change.kind), change_text(change));
             out.push_str("      ");
@@ -105,5 +118,10 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
     out.push('\n');
     out.push_str(&paint(BOLD, &summary_line(&plan.summary())));
     out.push('\n');
+    let unvalidated = plan.unvalidated_steps().count();
+    if unvalidated > 0 {
+        out.push_str(&paint(YELLOW, &unvalidated_line(unvalidated)));
+        out.push('\n');
+    }
     out
 }

@@ -65,6 +65,20 @@ pub struct ConfigFile {
     pub dns: Option<DnsFile>,
     /// The DigitalOcean Kubernetes cluster (preview-cluster).
     pub cluster: Option<ClusterFile>,
+    /// The identity the plan credential authenticates as (preview-base).
+    pub plan_identity: Option<PlanIdentityFile>,
+}
+
+/// `planIdentity:` — who the plan-only RBAC and admission policy apply to.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlanIdentityFile {
+    /// `User`, `Group` or `ServiceAccount`.
+    pub kind: Option<String>,
+    /// The user name, group name, or service account name.
+    pub name: Option<String>,
+    /// The service account's namespace (ServiceAccount only).
+    pub namespace: Option<String>,
 }
 
 /// `cluster:` — the DOKS cluster of `preview-cluster`.
@@ -411,6 +425,7 @@ impl ConfigFile {
         add(self.migration_command.is_some(), "migrationCommand");
         add(self.dns.is_some(), "dns");
         add(self.cluster.is_some(), "cluster");
+        add(self.plan_identity.is_some(), "planIdentity");
         keys
     }
 }
@@ -441,7 +456,7 @@ pub(super) fn readers(key: &str) -> &'static [StackKind] {
         | "resources.migration"
         | "resources.databaseJob" => &[L, P, X],
         "images" => &[L],
-        "kubeContext" | "dns" => &[B],
+        "kubeContext" | "dns" | "planIdentity" => &[B],
         "protect" => &[B, X, C],
         "cluster" => &[C],
         _ => &[L, B, P, X],

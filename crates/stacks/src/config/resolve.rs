@@ -7,12 +7,12 @@ use components::{ComputeResources, ConnectionLimit, Quota, RequestRate, Storage}
 
 use super::file::{
     ClusterFile, ConfigFile, ContainerResourcesFile, DatabaseFile, DnsFile, DnsProvider,
-    IssuerKind, QuantityValue, QuotaFile, ResourcesFile, TlsFile, readers,
+    IssuerKind, PlanIdentityFile, QuantityValue, QuotaFile, ResourcesFile, TlsFile, readers,
 };
 use super::{
     BundleSource, ClusterConfig, DEFAULT_BUILDER_API, DEFAULT_BUILDER_CONSOLE, DatabaseConfig,
-    DnsConfig, EnvLookup, ExternalDatabase, GatewayConfig, PullSecretConfig, ResourcesConfig,
-    StackConfig, TlsConfig,
+    DnsConfig, EnvLookup, ExternalDatabase, GatewayConfig, PlanIdentity, PullSecretConfig,
+    ResourcesConfig, StackConfig, TlsConfig,
 };
 use crate::{StackError, StackKind};
 
@@ -294,7 +294,73 @@ impl Resolver<'_> {
             migration_command: file.migration_command,
             dns,
             cluster,
+            plan_identity: self.plan_identity(file.plan_identity)?,
         })
+    }
+
+    /// `planIdentity:` (preview-base).
+    fn plan_identity(
+        &self,
+        identity: Option<PlanIdentityFile>,
+    ) -> Result<Option<PlanIdentity>, StackError> {
+        let Some(identity) = identity else {
+            return Ok(None);
+        };
+        let name = identity
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| {
+                self.invalid(
+                    "planIdentity.name",
+                    "required: the user, group or service account name",
+                )
+            })?;
+        if name
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+        {
+            return Err(self.invalid(
+                "planIdentity.name",
+                format!("{name:?} contains a quote, a backslash or a control character"),
+            ));
+        }
+        let kind = identity.kind.unwrap_or_default();
+        if kind != "ServiceAccount" && identity.namespace.is_some() {
+            return Err(self.invalid(
+                "planIdentity.namespace",
+                "only a ServiceAccount has a namespace; remove it",
+            ));
+        }
+        match kind.as_str() {
+            "User" => Ok(Some(PlanIdentity::User(name))),
+            "Group" => Ok(Some(PlanIdentity::Group(name))),
+            "ServiceAccount" => {
+                let namespace = identity.namespace.ok_or_else(|| {
+                    self.invalid("planIdentity.namespace", "required for a ServiceAccount")
+                })?;
+                for (key, value) in [
+                    ("planIdentity.namespace", &namespace),
+                    ("planIdentity.name", &name),
+                ] {
+                    let ok = !value.is_empty()
+                        && value.len() <= 253
+                        && value.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                        });
+                    if !ok {
+                        return Err(self.invalid(
+                            key,
+                            format!("{value:?} is not a Kubernetes name (lowercase letters, digits, `-`, `.`)"),
+                        ));
+                    }
+                }
+                Ok(Some(PlanIdentity::ServiceAccount { namespace, name }))
+            }
+            other => Err(self.invalid(
+                "planIdentity.kind",
+                format!("{other:?}: use User, Group or ServiceAccount"),
+            )),
+        }
     }
 
     /// `cluster:`, required by (and only read by) `preview-cluster`.
@@ -792,6 +858,126 @@ mod tests {
     }
 
     #[test]
+    fn the_fingerprint_ignores_where_the_file_is_and_sees_every_value() {
+        let yaml = format!(
+            "domain: example.com\npostgresImage: docker.io/library/postgres@sha256:{}\ntls: {{issuer: self-signed}}\nkubeContext: one\n",
+            "a".repeat(64)
+        );
+        let yaml = yaml.as_str();
+        let load = |text: &str, origin: &str, domain: Option<&str>| {
+            let env = |name: &str| {
+                (name == "PREVIEW_DOMAIN")
+                    .then(|| domain.map(str::to_owned))
+                    .flatten()
+            };
+            crate::config::StackConfig::from_source(
+                Some(text),
+                StackKind::PreviewBase,
+                origin,
+                &env,
+            )
+            .expect("config")
+            .fingerprint()
+        };
+        let here = load(yaml, "/a/config/preview-base.yaml", None);
+        assert!(here.starts_with("sha256:"));
+        assert_eq!(
+            here,
+            load(yaml, "/b/checkout/config/preview-base.yaml", None)
+        );
+        assert_ne!(
+            here,
+            load(
+                &yaml.replace("kubeContext: one", "kubeContext: two"),
+                "/a/config/preview-base.yaml",
+                None
+            )
+        );
+        assert_ne!(
+            here,
+            load(
+                yaml,
+                "/a/config/preview-base.yaml",
+                Some("other.example.com")
+            )
+        );
+    }
+
+    #[test]
+    fn plan_identity_section() {
+        let base = |section: &str| {
+            format!(
+                "domain: preview.example.com\npostgresImage: docker.io/library/postgres@sha256:{}\ntls: {{issuer: self-signed}}\n{section}",
+                "a".repeat(64)
+            )
+        };
+        let load = |section: &str| {
+            crate::config::StackConfig::from_yaml(&base(section), StackKind::PreviewBase)
+        };
+        assert_eq!(load("").expect("none").plan_identity, None);
+        assert_eq!(
+            load("planIdentity: {kind: User, name: \"ci:planner\"}\n")
+                .expect("user")
+                .plan_identity,
+            Some(PlanIdentity::User("ci:planner".into()))
+        );
+        assert_eq!(
+            load("planIdentity: {kind: Group, name: planners}\n")
+                .expect("group")
+                .plan_identity,
+            Some(PlanIdentity::Group("planners".into()))
+        );
+        let sa = load("planIdentity: {kind: ServiceAccount, namespace: ci, name: planner}\n")
+            .expect("service account")
+            .plan_identity
+            .expect("identity");
+        assert_eq!(
+            sa.username().as_deref(),
+            Some("system:serviceaccount:ci:planner")
+        );
+        for (section, expected) in [
+            (
+                "planIdentity: {kind: Robot, name: x}",
+                "config key `planIdentity.kind`",
+            ),
+            (
+                "planIdentity: {kind: User}",
+                "config key `planIdentity.name`",
+            ),
+            (
+                "planIdentity: {kind: ServiceAccount, name: x}",
+                "config key `planIdentity.namespace`",
+            ),
+            (
+                "planIdentity: {kind: User, name: x, namespace: y}",
+                "only a ServiceAccount",
+            ),
+            (
+                "planIdentity: {kind: User, name: 'a\"b'}",
+                "contains a quote",
+            ),
+            (
+                "planIdentity: {kind: ServiceAccount, namespace: Bad_NS, name: x}",
+                "not a Kubernetes name",
+            ),
+            (
+                "planIdentity: {kind: User, user: x}",
+                "unknown field `user`",
+            ),
+        ] {
+            let err = load(section).expect_err(section).to_string();
+            assert!(err.contains(expected), "{section}: {err}");
+        }
+        let err = crate::config::StackConfig::from_yaml(
+            "domain: example.com\nnginxImage: x\nplanIdentity: {kind: User, name: x}\n",
+            StackKind::PreviewPr,
+        )
+        .expect_err("preview-pr does not read planIdentity")
+        .to_string();
+        assert!(err.contains("read by: preview-base"), "{err}");
+    }
+
+    #[test]
     fn every_settable_key_has_readers() {
         // Keys of the reader table that are not top-level fall through to "all";
         // make sure the stack-specific ones are spelled like present_keys().
@@ -841,15 +1027,16 @@ mod tests {
             migration_command: Some("m".into()),
             dns: Some(DnsFile::default()),
             cluster: Some(ClusterFile::default()),
+            plan_identity: Some(PlanIdentityFile::default()),
         };
         let keys = all.present_keys();
-        assert_eq!(keys.len(), 41);
+        assert_eq!(keys.len(), 42);
         let all_stacks = readers("domain");
         let specific = keys
             .iter()
             .filter(|k| readers(k).len() < all_stacks.len())
             .count();
-        assert_eq!(specific, 35, "{keys:?}");
+        assert_eq!(specific, 36, "{keys:?}");
     }
 
     #[test]

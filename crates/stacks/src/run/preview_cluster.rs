@@ -74,9 +74,10 @@ fn about_cluster(command: &Command) -> bool {
 /// Runs a command of `preview-cluster` (see [`targets_cluster`]).
 pub(super) async fn run(g: &GlobalArgs, command: &Command) -> Result<ExitCode> {
     match command {
-        Command::Preview { stack, format, out } => {
-            preview_cmd(g, stack, *format, out.as_deref()).await
-        }
+        Command::Preview { out: Some(_), .. } | Command::Up { plan: Some(_), .. } => bail!(
+            "saved plans (preview --out, up --plan) are for the Kubernetes stacks; preview-cluster is planned and applied in one run"
+        ),
+        Command::Preview { stack, format, .. } => preview_cmd(g, stack, *format, None).await,
         Command::Up { stack, apply, .. } => up_cmd(g, stack, apply, Import::Nothing).await,
         Command::Import {
             stack,
@@ -150,7 +151,7 @@ async fn prepare(
 ) -> Result<Prepared> {
     let req = request(args)?;
     let backend = backend(g).await?;
-    let (build, _) = build_stack(g, &req, backend.as_ref()).await?;
+    let (build, _, _) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
     let import = import.selection(&graph)?;
     let kubeconfig_expiry = StackConfig::load(&g.config_dir, req.kind)?

@@ -25,7 +25,7 @@ use preview_core::state::tested::{self, Found, TestedRecord};
 use serde_json::{Value, json};
 use stacks::{PinnedImage, PrNumber};
 
-use super::{Import, UpExtras, backend_at, preview_cmd, up_cmd};
+use super::{Import, Save, UpExtras, backend_at, preview_cmd, up_cmd};
 use crate::cli::{ApplyArgs, GlobalArgs, PlanFormat, PromoteSource, StackArgs, StackName};
 
 /// Settings of one promotion beside its source.
@@ -295,7 +295,10 @@ pub(super) async fn run(
         }
     };
     match options.preview {
-        Some((format, out)) => preview_cmd(g, &args, format, out, notes).await,
+        Some((format, out)) => {
+            let save = out.map_or(Save::Nothing, Save::Rendering);
+            preview_cmd(g, &args, format, save, notes).await
+        }
         None => {
             let extras = UpExtras {
                 notes,

@@ -25,6 +25,7 @@ mod dns;
 mod gateway;
 mod inputs;
 pub mod local;
+pub mod plan_identity;
 pub mod preview_base;
 pub mod preview_cluster;
 pub mod preview_pr;

@@ -34,6 +34,12 @@
 //!   zone, so the engine never adopts or deletes a record it did not create (see
 //!   `dns.rs` and `preview_core::digitalocean`). Token: secret `DIGITALOCEAN_TOKEN`.
 //!
+//! - with `planIdentity:`, the plan credential's objects (see `plan_identity.rs`):
+//!   ClusterRole and ClusterRoleBinding `preview-envs-planner` (get/list/watch,
+//!   and patch/create for server-side dry-runs) and the ValidatingAdmissionPolicy
+//!   `preview-envs-plan-only` with its binding, which refuses every write by that
+//!   identity that is not a dry-run.
+//!
 //! Not rendered: the cluster itself (bring your own kubeconfig, or create it with
 //! the `preview-cluster` stack and run with `--kubeconfig-from preview-cluster`;
 //! the context name can be exported with `kubeContext`), and, without `dns:`, the DNS records (then
@@ -69,6 +75,7 @@ use super::bundles::{bundle_resources, merge};
 use super::dns::wildcard_records;
 use super::gateway::gateway;
 use super::inputs::{labels, plain, pull_secret, pull_secret_names, secret};
+use super::plan_identity::plan_identity_resources;
 use super::server::postgres;
 use crate::config::StackConfig;
 use crate::{References, SecretSource, StackBuild, StackError, StackKind, StackRequest};
@@ -319,6 +326,9 @@ pub fn build(
     own.extend(pull);
     own.extend(server.resources);
     own.extend(records);
+    if let Some(identity) = &config.plan_identity {
+        own.extend(plan_identity_resources(identity, &labels)?);
+    }
     Ok(StackBuild {
         name: NAME.to_owned(),
         resources: merge(bundles, own)?,

@@ -104,6 +104,14 @@ impl Stacks {
         }
     }
 
+    /// A runner authenticating with another kubeconfig (e.g. the plan credential's).
+    pub fn with_kubeconfig(self, path: &Path) -> Self {
+        Stacks {
+            kubeconfig: path.to_path_buf(),
+            ..self
+        }
+    }
+
     /// Without `PREVIEW_POSTGRES_URL`: databases are made by in-cluster Jobs.
     pub fn in_cluster_database(self) -> Self {
         Stacks {
