@@ -375,7 +375,7 @@ async fn the_database_is_made_by_jobs_when_the_engine_cannot_reach_it() {
 async fn bad_input_is_rejected_before_any_side_effect() {
     let world = world().await;
     let stacks = Stacks::new(world);
-    let good = format!("registry.example/aphiria/web@sha256:{}", digest(1));
+    let good = format!("ghcr.io/aphiria/web@sha256:{}", digest(1));
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--pr".into(), "0".into()], "start at 1"),
         (vec!["--pr".into(), "-1".into()], "positive"),
