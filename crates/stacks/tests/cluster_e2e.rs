@@ -59,9 +59,25 @@ async fn httproute_hosts(client: &kube::Client, ns: &str) -> BTreeSet<String> {
 async fn check_preview(client: &kube::Client, pr: u64) {
     let ns = format!("preview-pr-{pr}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    assert!(
-        namespaces.get_opt(&ns).await.expect("get ns").is_some(),
-        "namespace {ns}"
+    let live = namespaces
+        .get_opt(&ns)
+        .await
+        .expect("get ns")
+        .unwrap_or_else(|| panic!("namespace {ns}"));
+    // PodSecurity `restricted` is enforced (the pods below were admitted under it),
+    // and the name label the NetworkPolicies select is the API server's own.
+    let labels = live.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted"),
+        "{labels:?}"
+    );
+    assert_eq!(
+        labels.get("kubernetes.io/metadata.name"),
+        Some(&ns),
+        "{labels:?}"
     );
 
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
@@ -88,6 +104,11 @@ async fn check_preview(client: &kube::Client, pr: u64) {
         "{hard:?}"
     );
     assert_eq!(q("pods").as_deref(), Some("5"), "{hard:?}");
+    assert_eq!(
+        q("limits.ephemeral-storage").as_deref(),
+        Some("4Gi"),
+        "{hard:?}"
+    );
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let env = cms
