@@ -53,8 +53,8 @@ export PREVIEW_DB_PASSWORD
 export PREVIEW_DIGITALOCEAN_TOKEN="demo-token-not-used-locally"
 stacks() { target/debug/stacks --progress plain "$@"; }
 pr=123
-images=(--web-image "registry.digitalocean.com/aphiria/web@sha256:$(printf 'a%.0s' {1..64})"
-        --api-image "registry.digitalocean.com/aphiria/api@sha256:$(printf 'b%.0s' {1..64})")
+images=(--web-image "ghcr.io/aphiria/web@sha256:$(printf 'a%.0s' {1..64})"
+        --api-image "ghcr.io/aphiria/api@sha256:$(printf 'b%.0s' {1..64})")
 
 step() { printf '\n==> %s\n' "$*"; }
 step "stacks up preview-base   (PostgreSQL service, Gateway, wildcard TLS)"

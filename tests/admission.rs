@@ -3,11 +3,20 @@
 //! namespace labelled `pod-security.kubernetes.io/enforce: restricted`, and
 //! admits one that complies; the real scheduler binds the admitted pod to the
 //! simulated node.
+//!
+//! And at stack level: the `preview-pr` stack's own Namespace (its PodSecurity
+//! labels as rendered) admits the pods of its web and API Deployments and of its
+//! migration Job, while the same web pod without the stack's hardening is
+//! rejected, naming every violated control.
+
+use std::collections::BTreeMap;
 
 use integration_tests::{cluster, unique_name, wait_for};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, PostParams};
-use serde_json::json;
+use kube::api::{Api, DeleteParams, PostParams};
+use preview_core::secret::SecretString;
+use serde_json::{Value, json};
+use stacks::{PrNumber, References, SecretSource, StackKind, StackRequest};
 
 const IMAGE: &str =
     "registry.example/app@sha256:0000000000000000000000000000000000000000000000000000000000000001";
@@ -108,4 +117,164 @@ async fn pod_security_restricted_is_enforced() {
             && e.namespace.as_deref() == Some(ns.as_str())),
         "the binding came from kube-scheduler"
     );
+}
+
+/// Canary secrets for building stacks in-process.
+struct Secrets;
+
+impl SecretSource for Secrets {
+    fn get(&self, _name: &str) -> Option<SecretString> {
+        Some(SecretString::new("canary-admission-NOT-REAL"))
+    }
+
+    fn hint(&self, name: &str) -> String {
+        format!("set {name}")
+    }
+}
+
+fn config(kind: StackKind) -> stacks::config::StackConfig {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    stacks::config::StackConfig::load_with_env(&dir, kind, &|_| None).expect("config")
+}
+
+/// `preview-pr --pr <pr>` built from the repository's config on a base built the same way.
+fn preview_pr(pr: &str) -> stacks::StackBuild {
+    let request = |kind, pr: Option<&str>| StackRequest {
+        kind,
+        pr: pr.map(|p| PrNumber::parse(p).expect("pr")),
+        web_image: Some(format!("ghcr.io/aphiria/web@sha256:{}", "1".repeat(64))),
+        api_image: Some(format!("ghcr.io/aphiria/api@sha256:{}", "2".repeat(64))),
+    };
+    let base = stacks::build(
+        &request(StackKind::PreviewBase, None),
+        &config(StackKind::PreviewBase),
+        &References::new(),
+        &Secrets,
+    )
+    .expect("preview-base builds");
+    let references = References::from([("preview-base".to_owned(), base.outputs)]);
+    stacks::build(
+        &request(StackKind::PreviewPr, Some(pr)),
+        &config(StackKind::PreviewPr),
+        &references,
+        &Secrets,
+    )
+    .expect("preview-pr builds")
+}
+
+/// A Pod named `name` with the pod template of `workload` (Deployment or Job).
+fn pod_of(workload: &Value, name: &str) -> Pod {
+    let template = &workload["spec"]["template"];
+    let mut spec = template["spec"].clone();
+    if workload["kind"] == "Deployment" {
+        spec["restartPolicy"] = json!("Always");
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": template["metadata"]["labels"]},
+        "spec": spec,
+    }))
+    .expect("pod")
+}
+
+/// Removes every `securityContext` and `automountServiceAccountToken` of a pod spec.
+fn unharden(pod: &mut Value) {
+    if let Some(spec) = pod.as_object_mut() {
+        spec.remove("securityContext");
+        spec.remove("automountServiceAccountToken");
+    }
+    for key in ["containers", "initContainers"] {
+        for c in pod[key].as_array_mut().into_iter().flatten() {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("securityContext");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn preview_pods_are_admitted_by_the_stacks_restricted_namespace() {
+    let cluster = cluster().await.expect("cluster");
+    let client = cluster.client().expect("client");
+    // A PR number no other run of this test uses.
+    let pr = format!("9{}", std::process::id());
+    let build = preview_pr(&pr);
+    let ns = format!("preview-pr-{pr}");
+    let find = |id: &str| -> &Value {
+        &build
+            .resources
+            .iter()
+            .find(|r| r.id.to_string() == id)
+            .unwrap_or_else(|| panic!("no {id}"))
+            .body
+    };
+
+    // The stack's Namespace, as rendered.
+    let namespace: Namespace =
+        serde_json::from_value(find(&format!("Namespace {ns}")).clone()).expect("namespace");
+    let labels: BTreeMap<String, String> = namespace.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted")
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create the stack's namespace");
+    // The API server labelled it with its name (what the NetworkPolicies select).
+    let live = namespaces.get(&ns).await.expect("namespace");
+    assert_eq!(
+        live.metadata
+            .labels
+            .unwrap_or_default()
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some(ns.as_str())
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let job = build
+        .resources
+        .iter()
+        .find(|r| r.id.kind == "Job")
+        .map(|r| r.body.clone())
+        .expect("migration job");
+    let workloads = [
+        ("web", find(&format!("Deployment {ns}/web")).clone()),
+        ("api", find(&format!("Deployment {ns}/api")).clone()),
+        ("migration", job),
+    ];
+    for (name, workload) in &workloads {
+        pods.create(&PostParams::default(), &pod_of(workload, name))
+            .await
+            .unwrap_or_else(|e| panic!("the {name} pod is restricted-compliant: {e}"));
+    }
+
+    // The same web pod without the stack's hardening: rejected, every control named.
+    let mut loose = workloads[0].1.clone();
+    unharden(&mut loose["spec"]["template"]["spec"]);
+    let err = pods
+        .create(&PostParams::default(), &pod_of(&loose, "web-unhardened"))
+        .await
+        .expect_err("PodSecurity rejects the unhardened pod");
+    let kube::Error::Api(status) = &err else {
+        panic!("expected an API error, got {err}");
+    };
+    assert_eq!(status.code, 403, "{status:?}");
+    for says in [
+        "violates PodSecurity \"restricted:v1.33\"",
+        "allowPrivilegeEscalation != false",
+        "unrestricted capabilities",
+        "runAsNonRoot != true",
+        "seccompProfile",
+    ] {
+        assert!(status.message.contains(says), "{says}: {}", status.message);
+    }
+
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
 }

@@ -62,9 +62,9 @@ impl Env {
             "--pr".into(),
             pr.to_string(),
             "--web-image".into(),
-            format!("registry.example/web@sha256:{}", digest(pr)),
+            format!("ghcr.io/aphiria/web@sha256:{}", digest(pr)),
             "--api-image".into(),
-            format!("registry.example/api@sha256:{}", digest(pr + 1000)),
+            format!("ghcr.io/aphiria/api@sha256:{}", digest(pr + 1000)),
         ]
     }
 

@@ -5,7 +5,8 @@
 //! - init container `copy-api-code` (API image) copies the application from
 //!   [`Api::code_path`] (`/app/api`) into the shared `emptyDir` volume `api-code`,
 //!   preserving permissions;
-//! - container `nginx` (the nginx image) serves `api-code` on port 80 (`http`) with
+//! - container `nginx` (the nginx image) serves `api-code` on port 8080 (`http`,
+//!   [`crate::web::HTTP_PORT`]; Service `api` exposes it as port 80) with
 //!   the `default.conf` from the `nginx-config` ConfigMap, passing PHP to
 //!   `127.0.0.1:9000`; readiness and liveness `GET /health`;
 //! - container `php` (the API image, PHP-FPM) listens on 9000 (`fastcgi`), mounts
@@ -15,6 +16,11 @@
 //! Both images are parameters (pinned by digest; nothing is hard-coded, unlike the
 //! reference's `nginx:alpine`). The engine stamps a hash of the ConfigMaps and the
 //! Secret into the pod template, so configuration changes roll the pods.
+//!
+//! The pod is restricted-compliant by default ([`crate::security::Hardening`], on
+//! every container and init container), so both images must run as a non-root
+//! user: nginx from `nginxinc/nginx-unprivileged` (the stacks' default), PHP-FPM
+//! on its unprivileged port 9000.
 //!
 //! # Migrations
 //! [`Migration`] chooses how the database is migrated before the API serves:
@@ -39,7 +45,8 @@ use crate::common::{
     to_resource,
 };
 use crate::error::ComponentError;
-use crate::web::{http_service, rolling_deployment};
+use crate::security::{Hardening, harden};
+use crate::web::{HTTP_PORT, http_service, rolling_deployment};
 
 /// How the database is migrated before the API runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +99,9 @@ pub struct Api {
     pub php_resources: Option<ComputeResources>,
     /// Requests/limits of the init containers (default none).
     pub init_resources: Option<ComputeResources>,
+    /// Restricted-compliant security settings (default [`Hardening::default`];
+    /// `None` renders no security context).
+    pub hardening: Option<Hardening>,
     /// `imagePullSecrets` names (default none).
     pub image_pull_secrets: Vec<String>,
     /// Extra labels for every object.
@@ -116,12 +126,14 @@ impl ApiResources {
     }
 }
 
-/// A PHP front controller behind nginx: static files from `<web_root>/public`,
-/// everything else to `index.php` on PHP-FPM at `127.0.0.1:9000`.
+/// A PHP front controller behind nginx on port 8080 ([`crate::web::HTTP_PORT`]):
+/// static files from `<web_root>/public`, everything else to `index.php` on
+/// PHP-FPM at `127.0.0.1:9000`.
 pub fn default_nginx_conf(web_root: &str) -> String {
+    let port = HTTP_PORT;
     format!(
         r#"server {{
-    listen 80;
+    listen {port};
     root {web_root}/public;
     index index.php;
     add_header X-Content-Type-Options "nosniff";
@@ -193,6 +205,7 @@ impl Api {
             nginx_resources: None,
             php_resources: None,
             init_resources: None,
+            hardening: Some(Hardening::default()),
             image_pull_secrets: Vec::new(),
             labels: Labels::new(),
         }
@@ -254,7 +267,7 @@ impl Api {
             name: "nginx".to_owned(),
             image: Some(self.nginx_image.clone()),
             image_pull_policy: pull_policy.clone(),
-            ports: Some(vec![tcp_container_port("http", 80)]),
+            ports: Some(vec![tcp_container_port("http", HTTP_PORT)]),
             volume_mounts: Some(vec![
                 code_mount.clone(),
                 VolumeMount {
@@ -300,19 +313,15 @@ impl Api {
                 ..Volume::default()
             },
         ];
-        let mut deployment = rolling_deployment(
-            &self.name,
-            ns,
-            &labels,
-            self.replicas,
-            PodSpec {
-                init_containers: Some(init_containers),
-                containers: vec![nginx, php],
-                volumes: Some(volumes),
-                image_pull_secrets: pull_secrets(&self.image_pull_secrets),
-                ..PodSpec::default()
-            },
-        )?;
+        let mut pod = PodSpec {
+            init_containers: Some(init_containers),
+            containers: vec![nginx, php],
+            volumes: Some(volumes),
+            image_pull_secrets: pull_secrets(&self.image_pull_secrets),
+            ..PodSpec::default()
+        };
+        harden(&mut pod, self.hardening.as_ref());
+        let mut deployment = rolling_deployment(&self.name, ns, &labels, self.replicas, pod)?;
         if let Migration::AfterJob(job) = &self.migration {
             deployment = deployment.depends_on(job);
         }
@@ -338,7 +347,8 @@ mod tests {
     }
 
     fn api() -> Api {
-        let resources = ComputeResources::new("100m", "128Mi", "500m", "256Mi");
+        let resources = ComputeResources::new("100m", "128Mi", "500m", "256Mi")
+            .with_ephemeral_storage("128Mi", "1Gi");
         Api {
             labels: labels(),
             nginx_resources: Some(resources.clone()),
@@ -390,6 +400,51 @@ mod tests {
         assert_eq!(nginx["image"], NGINX_IMAGE);
         assert_eq!(nginx["readinessProbe"]["httpGet"]["path"], "/health");
         assert!(nginx.get("envFrom").is_none());
+    }
+
+    #[test]
+    fn nginx_listens_unprivileged_behind_service_port_80() {
+        let out = api().build().expect("builds");
+        let pod = &out.deployment.body["spec"]["template"]["spec"];
+        let nginx = &pod["containers"][0];
+        assert_eq!(
+            nginx["ports"],
+            json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+        );
+        assert_eq!(nginx["livenessProbe"]["httpGet"]["port"], "http");
+        let conf = out.nginx_config.body["data"]["default.conf"]
+            .as_str()
+            .expect("conf");
+        assert!(conf.contains("    listen 8080;\n"), "{conf}");
+        assert_eq!(
+            out.service.body["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}])
+        );
+    }
+
+    #[test]
+    fn every_container_is_hardened() {
+        let mut a = api();
+        a.migration = Migration::InitContainer {
+            command: DEFAULT_COMMAND.into(),
+        };
+        let out = a.build().expect("builds");
+        let pod = &out.deployment.body["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        let containers: Vec<&serde_json::Value> = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|k| pod[*k].as_array().into_iter().flatten())
+            .collect();
+        assert_eq!(containers.len(), 4);
+        for c in containers {
+            assert_eq!(
+                c["securityContext"],
+                json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}),
+                "{}",
+                c["name"]
+            );
+        }
     }
 
     #[test]

@@ -110,21 +110,28 @@ pub(crate) fn match_labels(labels: BTreeMap<String, String>) -> LabelSelector {
     }
 }
 
-/// CPU and memory quantities (Kubernetes notation: `250m`, `1`, `256Mi`, `4Gi`).
+/// CPU, memory and ephemeral-storage quantities (Kubernetes notation: `250m`,
+/// `1`, `256Mi`, `4Gi`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuMemory {
     /// CPU, e.g. `250m`.
     pub cpu: Option<String>,
     /// Memory, e.g. `256Mi`.
     pub memory: Option<String>,
+    /// Ephemeral storage (container writable layer, logs, `emptyDir`), e.g. `1Gi`.
+    pub ephemeral_storage: Option<String>,
 }
 
 impl CpuMemory {
     fn to_map(&self) -> Option<BTreeMap<String, Quantity>> {
-        let map: BTreeMap<String, Quantity> = [("cpu", &self.cpu), ("memory", &self.memory)]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), Quantity(v.clone()))))
-            .collect();
+        let map: BTreeMap<String, Quantity> = [
+            ("cpu", &self.cpu),
+            ("ephemeral-storage", &self.ephemeral_storage),
+            ("memory", &self.memory),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), Quantity(v.clone()))))
+        .collect();
         (!map.is_empty()).then_some(map)
     }
 }
@@ -151,12 +158,25 @@ impl ComputeResources {
             requests: CpuMemory {
                 cpu: Some(request_cpu.into()),
                 memory: Some(request_memory.into()),
+                ephemeral_storage: None,
             },
             limits: CpuMemory {
                 cpu: Some(limit_cpu.into()),
                 memory: Some(limit_memory.into()),
+                ephemeral_storage: None,
             },
         }
+    }
+
+    /// These requests and limits plus an ephemeral-storage request and limit.
+    pub fn with_ephemeral_storage(
+        mut self,
+        request: impl Into<String>,
+        limit: impl Into<String>,
+    ) -> Self {
+        self.requests.ephemeral_storage = Some(request.into());
+        self.limits.ephemeral_storage = Some(limit.into());
+        self
     }
 
     /// The Kubernetes `ResourceRequirements` (`None` when nothing is set).
@@ -372,7 +392,7 @@ mod tests {
         let only_requests = ComputeResources {
             requests: CpuMemory {
                 cpu: Some("100m".into()),
-                memory: None,
+                ..CpuMemory::default()
             },
             ..ComputeResources::default()
         };

@@ -26,6 +26,7 @@
 //! | [`config`] | env `ConfigMap` and env `Secret` |
 //! | [`pull_secret`] | registry pull `Secret` |
 //! | [`bundle`] | upstream manifests pinned by SHA-256 |
+//! | [`security`] | PodSecurity namespace labels; the restricted-compliant pod settings web, API and migration use by default |
 //!
 //! Conventions every component follows:
 //! - images are always parameters (pinned by digest by the stacks; nothing uses a
@@ -47,8 +48,8 @@
 //!
 //! use components::{
 //!     Api, ComponentError, ComputeResources, DatabaseEgress, EnvConfigMap, EnvSecret, GatewayRef,
-//!     HttpRoute, Labels, LogicalDatabase, MigrationJob, NetworkIsolation, PreviewNamespace, Quota,
-//!     Web,
+//!     HttpRoute, Labels, LogicalDatabase, MigrationJob, NetworkIsolation, PodSecurity,
+//!     PreviewNamespace, Quota, Web,
 //! };
 //! use preview_core::Resource;
 //! use preview_core::secret::SecretString;
@@ -59,15 +60,23 @@
 //!     let labels = Labels::for_instance("aphiria", &ns);
 //!     let web_image = format!("registry.digitalocean.com/aphiria/web@sha256:{}", "a".repeat(64));
 //!     let api_image = format!("registry.digitalocean.com/aphiria/api@sha256:{}", "b".repeat(64));
-//!     let nginx_image = format!("docker.io/library/nginx@sha256:{}", "c".repeat(64));
-//!     let small = ComputeResources::new("100m", "128Mi", "250m", "256Mi");
+//!     let nginx_image = format!("docker.io/nginxinc/nginx-unprivileged@sha256:{}", "c".repeat(64));
+//!     let small = ComputeResources::new("100m", "128Mi", "250m", "256Mi")
+//!         .with_ephemeral_storage("64Mi", "256Mi");
 //!
-//!     // Namespace, quota (preview sizes come from the stack) and isolation.
+//!     // Namespace (PodSecurity `restricted`), quota (preview sizes come from the
+//!     // stack) and isolation. Web, API and migration pods are hardened by default.
 //!     let mut network = NetworkIsolation::new("nginx-gateway");
 //!     network.database = Some(DatabaseEgress::in_cluster("default"));
 //!     let namespace = PreviewNamespace {
 //!         labels: labels.clone(),
-//!         quota: Some(Quota { cpu: "2".into(), memory: "4Gi".into(), pods: 5 }),
+//!         pod_security: Some(PodSecurity::default()),
+//!         quota: Some(Quota {
+//!             cpu: "2".into(),
+//!             memory: "4Gi".into(),
+//!             ephemeral_storage: Some("4Gi".into()),
+//!             pods: 5,
+//!         }),
 //!         network: Some(network),
 //!         ..PreviewNamespace::new(&ns)
 //!     };
@@ -160,6 +169,7 @@ pub mod migration;
 pub mod namespace;
 pub mod postgres;
 pub mod pull_secret;
+pub mod security;
 pub mod web;
 
 #[cfg(test)]
@@ -186,4 +196,5 @@ pub use namespace::{
 };
 pub use postgres::{PostgresResources, PostgresServer, Storage};
 pub use pull_secret::ImagePullSecret;
+pub use security::{Hardening, PodSecurity, PodSecurityLevel};
 pub use web::{Web, WebResources};

@@ -24,6 +24,9 @@
 //! ConfigMaps/Secrets into every pod template, so without it a configuration change
 //! would alter the template of the existing Job and be rejected.
 //!
+//! The pod is restricted-compliant by default ([`crate::security::Hardening`]; it
+//! is part of the template, hence of the name).
+//!
 //! The API gates on this Job ([`crate::api::Migration::AfterJob`]): the engine
 //! applies the API Deployment only after the Job has completed. The Job itself
 //! should depend on the logical database (`.depends_on(&database.id())` in the
@@ -43,6 +46,7 @@ use crate::common::{
     template_meta, to_resource,
 };
 use crate::error::ComponentError;
+use crate::security::{Hardening, harden};
 
 /// Phinx migrations, then the LexemeSeeder (the reference project's Job command,
 /// restricted to the LexemeSeeder as the spec asks). The seed spec's variant adds
@@ -78,6 +82,9 @@ pub struct MigrationJob {
     pub timeout: Option<Duration>,
     /// Container requests/limits (default none).
     pub resources: Option<ComputeResources>,
+    /// Restricted-compliant security settings (default [`Hardening::default`];
+    /// `None` renders no security context).
+    pub hardening: Option<Hardening>,
     /// `imagePullSecrets` names (default none).
     pub image_pull_secrets: Vec<String>,
     /// Content fingerprint of the ConfigMap/Secret the Job reads (see the module docs).
@@ -106,6 +113,7 @@ impl MigrationJob {
             active_deadline_seconds: None,
             timeout: None,
             resources: None,
+            hardening: Some(Hardening::default()),
             image_pull_secrets: Vec::new(),
             config_fingerprint: None,
             labels: Labels::new(),
@@ -120,22 +128,24 @@ impl MigrationJob {
 
     fn template(&self) -> PodTemplateSpec {
         let labels = self.labels.component(&self.base_name, "database");
+        let mut pod = PodSpec {
+            restart_policy: Some("Never".to_owned()),
+            containers: vec![Container {
+                name: "migrate".to_owned(),
+                image: Some(self.image.clone()),
+                image_pull_policy: self.image_pull_policy.to_k8s(),
+                command: Some(vec!["sh".to_owned(), "-c".to_owned(), self.command.clone()]),
+                env_from: Some(crate::api::env_from(&self.env_config_map, &self.env_secret)),
+                resources: requirements(self.resources.as_ref()),
+                ..Container::default()
+            }],
+            image_pull_secrets: pull_secrets(&self.image_pull_secrets),
+            ..PodSpec::default()
+        };
+        harden(&mut pod, self.hardening.as_ref());
         PodTemplateSpec {
             metadata: Some(template_meta(&labels)),
-            spec: Some(PodSpec {
-                restart_policy: Some("Never".to_owned()),
-                containers: vec![Container {
-                    name: "migrate".to_owned(),
-                    image: Some(self.image.clone()),
-                    image_pull_policy: self.image_pull_policy.to_k8s(),
-                    command: Some(vec!["sh".to_owned(), "-c".to_owned(), self.command.clone()]),
-                    env_from: Some(crate::api::env_from(&self.env_config_map, &self.env_secret)),
-                    resources: requirements(self.resources.as_ref()),
-                    ..Container::default()
-                }],
-                image_pull_secrets: pull_secrets(&self.image_pull_secrets),
-                ..PodSpec::default()
-            }),
+            spec: Some(pod),
         }
     }
 
@@ -230,7 +240,10 @@ mod tests {
         let (cm, secret) = config("aphiria_pr_123");
         MigrationJob {
             labels: labels(),
-            resources: Some(ComputeResources::new("100m", "128Mi", "500m", "256Mi")),
+            resources: Some(
+                ComputeResources::new("100m", "128Mi", "500m", "256Mi")
+                    .with_ephemeral_storage("128Mi", "512Mi"),
+            ),
             ..MigrationJob::new(NS, API_IMAGE, "env-vars-pr-123", "env-var-secrets-pr-123")
         }
         .with_config(&[&cm, &secret])
@@ -294,6 +307,22 @@ mod tests {
             name,
             "only the pod template counts"
         );
+    }
+
+    #[test]
+    fn pod_is_hardened_and_hardening_is_part_of_the_name() {
+        let a = job();
+        let body = a.build().expect("builds").body;
+        let pod = &body["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["capabilities"]["drop"],
+            serde_json::json!(["ALL"])
+        );
+        let mut loose = job();
+        loose.hardening = None;
+        assert_ne!(loose.job_name().expect("name"), a.job_name().expect("name"));
     }
 
     #[test]

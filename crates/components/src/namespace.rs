@@ -1,12 +1,19 @@
 //! A preview namespace: `Namespace`, optional `ResourceQuota`, optional set of
 //! `NetworkPolicy` objects that isolate it.
 //!
+//! # Pod security
+//! [`PreviewNamespace::pod_security`] adds the PodSecurity admission labels
+//! ([`crate::security::PodSecurity::labels`]: `enforce`, `audit` and `warn`);
+//! preview namespaces enforce `restricted`.
+//!
 //! # Quota
 //! [`Quota`] has no defaults: the stack passes the sizes (previews use 2 CPU, 4Gi,
-//! 5 pods). The quota caps `requests.cpu` and `limits.cpu` at `cpu`,
-//! `requests.memory` and `limits.memory` at `memory`, and `pods` at `pods`, as the
-//! reference project does. With a quota in place every container needs requests and
-//! limits (the API server rejects pods without them), so stacks must pass
+//! 4Gi of ephemeral storage, 5 pods). The quota caps `requests.cpu` and
+//! `limits.cpu` at `cpu`, `requests.memory` and `limits.memory` at `memory`,
+//! `requests.ephemeral-storage` and `limits.ephemeral-storage` at
+//! `ephemeral_storage` (when set), and `pods` at `pods`. With a quota in place
+//! every container needs requests and limits of each capped resource (the API
+//! server rejects pods without them), so stacks must pass
 //! [`crate::ComputeResources`] to every workload in the namespace.
 //!
 //! # Network isolation
@@ -14,24 +21,18 @@
 //! namespace (`podSelector: {}`):
 //! - `default-deny-all`: policy types Ingress and Egress with no rules — nothing in,
 //!   nothing out. This is what keeps previews from reaching each other.
-//! - `allow-ingress-from-gateway`: ingress from the gateway's namespace on the app
-//!   ports (TCP; default 80).
+//! - `allow-ingress-from-gateway`: ingress from the gateway's namespace on the
+//!   pods' ports (TCP; default 8080, where the web and API pods listen behind their
+//!   Services' port 80 — a policy matches the pod's port, not the Service's).
 //! - `allow-egress-dns`: egress to the DNS pods (`k8s-app: kube-dns` in
 //!   `kube-system` by default) on UDP and TCP 53.
 //! - `allow-egress-database` (when [`NetworkIsolation::database`] is set): egress to
 //!   the PostgreSQL pods' namespace (or a CIDR, for managed databases) on TCP 5432.
 //!
-//! ## Which namespace labels the selectors use
-//! The natural selector is `kubernetes.io/metadata.name`, but the API server only
-//! sets that label automatically since Kubernetes 1.21; on 1.20 (our test API
-//! server) namespaces do not carry it. So every namespace peer is written **twice**,
-//! as two peers of the same rule (peers are ORed): once selecting
-//! `kubernetes.io/metadata.name=<ns>` and once selecting our own label
-//! [`NAMESPACE_LABEL`]` = <ns>`. Namespaces created by [`PreviewNamespace`] carry
-//! both labels (see [`namespace_labels`]). On a cluster older than 1.21 the stack
-//! must also label the namespaces it does not create — the gateway's namespace, the
-//! database's (`default`) and `kube-system` — with [`NAMESPACE_LABEL`]; on 1.21+ the
-//! built-in label already matches and nothing else is needed.
+//! Namespace peers select `kubernetes.io/metadata.name=<ns>`, the label the API
+//! server sets on every namespace (Kubernetes 1.21+; the engine refuses servers
+//! older than 1.33), so the namespaces the stack does not create (`kube-system`,
+//! the database's) need no labels of ours.
 //!
 //! NetworkPolicies only take effect with a network plugin that enforces them
 //! (Calico, Cilium, …); the test control plane has none, so tests check the rules
@@ -50,29 +51,21 @@ use std::collections::BTreeMap;
 
 use crate::common::{Labels, check_dns_label, match_labels, meta, to_resource};
 use crate::error::ComponentError;
+use crate::security::PodSecurity;
 
-/// Our own namespace-name label, set on every namespace we create (see the module docs).
-pub const NAMESPACE_LABEL: &str = "preview-envs.io/namespace";
-/// The built-in namespace-name label (set automatically since Kubernetes 1.21).
+/// The namespace-name label the API server sets on every namespace.
 pub const BUILTIN_NAMESPACE_LABEL: &str = "kubernetes.io/metadata.name";
-
-/// The labels that identify namespace `name` to the network policies: the built-in
-/// `kubernetes.io/metadata.name` and our [`NAMESPACE_LABEL`]. Stacks put these on
-/// namespaces other components or bundles create (e.g. the gateway's).
-pub fn namespace_labels(name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (BUILTIN_NAMESPACE_LABEL.to_owned(), name.to_owned()),
-        (NAMESPACE_LABEL.to_owned(), name.to_owned()),
-    ])
-}
 
 /// A namespace with optional quota and isolation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreviewNamespace {
     /// Namespace name (DNS-1123 label), e.g. `preview-pr-123`.
     pub name: String,
-    /// Extra labels for every object (the namespace also gets [`namespace_labels`]).
+    /// Extra labels for every object.
     pub labels: Labels,
+    /// PodSecurity admission labels of the namespace; `None` = none (the
+    /// cluster's default, usually `privileged`).
+    pub pod_security: Option<PodSecurity>,
     /// ResourceQuota; `None` = no quota. No default sizes.
     pub quota: Option<Quota>,
     /// NetworkPolicies; `None` = no policies (all traffic allowed).
@@ -86,6 +79,9 @@ pub struct Quota {
     pub cpu: String,
     /// Memory cap for both `requests.memory` and `limits.memory`, e.g. `4Gi`.
     pub memory: String,
+    /// Ephemeral-storage cap for both `requests.ephemeral-storage` and
+    /// `limits.ephemeral-storage`, e.g. `4Gi`; `None` = not capped.
+    pub ephemeral_storage: Option<String>,
     /// Maximum number of pods, e.g. `5`.
     pub pods: u32,
 }
@@ -95,8 +91,8 @@ pub struct Quota {
 pub struct NetworkIsolation {
     /// Namespace of the Gateway's data plane; the only ingress source.
     pub gateway_namespace: String,
-    /// TCP ports the gateway may reach (default `[80]`: the `web` and `api` Services'
-    /// pods listen on 80).
+    /// TCP ports of the pods the gateway may reach (default `[8080]`: the `web`
+    /// and `api` pods listen on 8080 behind their Services' port 80).
     pub ingress_ports: Vec<u16>,
     /// Namespace of the cluster DNS (default `kube-system`).
     pub dns_namespace: String,
@@ -108,12 +104,12 @@ pub struct NetworkIsolation {
 }
 
 impl NetworkIsolation {
-    /// Ingress from `gateway_namespace` on port 80, DNS egress to `kube-system`, no
+    /// Ingress from `gateway_namespace` on port 8080, DNS egress to `kube-system`, no
     /// database egress (set [`Self::database`]).
     pub fn new(gateway_namespace: impl Into<String>) -> Self {
         NetworkIsolation {
             gateway_namespace: gateway_namespace.into(),
-            ingress_ports: vec![80],
+            ingress_ports: vec![crate::web::HTTP_PORT],
             dns_namespace: "kube-system".to_owned(),
             dns_pod_selector: Labels::new().with("k8s-app", "kube-dns"),
             database: None,
@@ -182,6 +178,7 @@ impl PreviewNamespace {
         PreviewNamespace {
             name: name.into(),
             labels: Labels::new(),
+            pod_security: None,
             quota: None,
             network: None,
         }
@@ -192,7 +189,7 @@ impl PreviewNamespace {
         check_dns_label("namespace name", &self.name)?;
         let ns = self.name.as_str();
         let mut ns_labels = self.labels.clone();
-        for (k, v) in namespace_labels(ns) {
+        for (k, v) in self.pod_security.iter().flat_map(PodSecurity::labels) {
             ns_labels = ns_labels.with(k, v);
         }
         let namespace = to_resource(&Namespace {
@@ -216,7 +213,16 @@ impl PreviewNamespace {
     }
 
     fn quota_object(&self, quota: &Quota) -> Result<Resource, ComponentError> {
-        for (what, value) in [("quota cpu", &quota.cpu), ("quota memory", &quota.memory)] {
+        let storage = quota.ephemeral_storage.as_ref();
+        let values = [
+            ("quota cpu", Some(&quota.cpu)),
+            ("quota memory", Some(&quota.memory)),
+            ("quota ephemeral storage", storage),
+        ];
+        for (what, value) in values
+            .into_iter()
+            .filter_map(|(what, v)| v.map(|v| (what, v)))
+        {
             if value.trim().is_empty() {
                 return Err(ComponentError::invalid(
                     what,
@@ -225,13 +231,18 @@ impl PreviewNamespace {
                 ));
             }
         }
-        let hard = BTreeMap::from([
+        let mut hard = BTreeMap::from([
             ("limits.cpu".to_owned(), Quantity(quota.cpu.clone())),
             ("limits.memory".to_owned(), Quantity(quota.memory.clone())),
             ("pods".to_owned(), Quantity(quota.pods.to_string())),
             ("requests.cpu".to_owned(), Quantity(quota.cpu.clone())),
             ("requests.memory".to_owned(), Quantity(quota.memory.clone())),
         ]);
+        if let Some(storage) = storage {
+            for key in ["limits.ephemeral-storage", "requests.ephemeral-storage"] {
+                hard.insert(key.to_owned(), Quantity(storage.clone()));
+            }
+        }
         to_resource(&ResourceQuota {
             metadata: meta(
                 &format!("{}-quota", self.name),
@@ -333,20 +344,17 @@ impl PreviewNamespace {
     }
 }
 
-/// Two ORed peers selecting namespace `name` (built-in label, then ours), each
-/// optionally narrowed to pods with `pods` labels.
+/// The peer selecting namespace `name` by its built-in name label, optionally
+/// narrowed to pods with `pods` labels.
 fn namespace_peers(name: &str, pods: &Labels) -> Vec<NetworkPolicyPeer> {
-    [BUILTIN_NAMESPACE_LABEL, NAMESPACE_LABEL]
-        .into_iter()
-        .map(|label| NetworkPolicyPeer {
-            namespace_selector: Some(match_labels(BTreeMap::from([(
-                label.to_owned(),
-                name.to_owned(),
-            )]))),
-            pod_selector: (!pods.is_empty()).then(|| match_labels(pods.to_map())),
-            ..NetworkPolicyPeer::default()
-        })
-        .collect()
+    vec![NetworkPolicyPeer {
+        namespace_selector: Some(match_labels(BTreeMap::from([(
+            BUILTIN_NAMESPACE_LABEL.to_owned(),
+            name.to_owned(),
+        )]))),
+        pod_selector: (!pods.is_empty()).then(|| match_labels(pods.to_map())),
+        ..NetworkPolicyPeer::default()
+    }]
 }
 
 fn policy_port(protocol: &str, port: u16) -> NetworkPolicyPort {
@@ -368,9 +376,11 @@ mod tests {
         network.database = Some(DatabaseEgress::in_cluster("default"));
         PreviewNamespace {
             labels: labels(),
+            pod_security: Some(PodSecurity::default()),
             quota: Some(Quota {
                 cpu: "2".into(),
                 memory: "4Gi".into(),
+                ephemeral_storage: Some("4Gi".into()),
                 pods: 5,
             }),
             network: Some(network),
@@ -393,12 +403,25 @@ mod tests {
     }
 
     #[test]
-    fn namespace_carries_both_name_labels() {
+    fn namespace_carries_pod_security_but_no_name_label_of_its_own() {
         let out = preview().build().expect("builds");
         let labels = &out.namespace.body["metadata"]["labels"];
-        assert_eq!(labels[BUILTIN_NAMESPACE_LABEL], "preview-pr-123");
-        assert_eq!(labels[NAMESPACE_LABEL], "preview-pr-123");
+        // The API server sets the name label; the stack does not own it.
+        assert!(labels.get(BUILTIN_NAMESPACE_LABEL).is_none(), "{labels}");
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+        assert_eq!(labels["pod-security.kubernetes.io/warn"], "restricted");
+        assert_eq!(labels["pod-security.kubernetes.io/audit"], "restricted");
         assert_eq!(out.namespace.id.namespace, None);
+        let mut plain = preview();
+        plain.pod_security = None;
+        let out = plain.build().expect("builds");
+        let labels = &out.namespace.body["metadata"]["labels"];
+        assert!(
+            labels
+                .as_object()
+                .is_some_and(|m| !m.keys().any(|k| k.starts_with("pod-security"))),
+            "{labels}"
+        );
     }
 
     #[test]
@@ -409,9 +432,21 @@ mod tests {
         assert_eq!(quota.id.namespace.as_deref(), Some("preview-pr-123"));
         assert_eq!(
             quota.body["spec"]["hard"],
-            json!({"limits.cpu": "2", "limits.memory": "4Gi", "pods": "5",
-                   "requests.cpu": "2", "requests.memory": "4Gi"})
+            json!({"limits.cpu": "2", "limits.ephemeral-storage": "4Gi", "limits.memory": "4Gi",
+                   "pods": "5", "requests.cpu": "2", "requests.ephemeral-storage": "4Gi",
+                   "requests.memory": "4Gi"})
         );
+        let mut no_storage = preview();
+        if let Some(q) = no_storage.quota.as_mut() {
+            q.ephemeral_storage = None;
+        }
+        let hard = &no_storage
+            .build()
+            .expect("builds")
+            .quota
+            .expect("quota")
+            .body["spec"]["hard"];
+        assert!(hard.get("requests.ephemeral-storage").is_none(), "{hard}");
         let mut no_quota = preview();
         no_quota.quota = None;
         assert!(no_quota.build().expect("builds").quota.is_none());
@@ -436,10 +471,9 @@ mod tests {
             spec["ingress"],
             json!([{
                 "from": [
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "nginx-gateway"}}},
-                    {"namespaceSelector": {"matchLabels": {"preview-envs.io/namespace": "nginx-gateway"}}}
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "nginx-gateway"}}}
                 ],
-                "ports": [{"port": 80, "protocol": "TCP"}]
+                "ports": [{"port": 8080, "protocol": "TCP"}]
             }])
         );
     }
@@ -457,8 +491,9 @@ mod tests {
             "kube-dns"
         );
         assert_eq!(
-            dns["to"][1]["namespaceSelector"]["matchLabels"][NAMESPACE_LABEL],
-            "kube-system"
+            dns["to"],
+            json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}])
         );
         let db = &policy(&out, "allow-egress-database")["spec"]["egress"][0];
         assert_eq!(db["ports"], json!([{"port": 5432, "protocol": "TCP"}]));
@@ -489,17 +524,7 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect();
-        assert_eq!(
-            selected,
-            [
-                "nginx-gateway",
-                "nginx-gateway",
-                "kube-system",
-                "kube-system",
-                "default",
-                "default"
-            ]
-        );
+        assert_eq!(selected, ["nginx-gateway", "kube-system", "default"]);
     }
 
     #[test]

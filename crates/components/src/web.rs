@@ -20,6 +20,15 @@
 //! Defaults from the reference: 1 replica, rolling update with `maxUnavailable: 0`
 //! and `maxSurge: 1`, readiness `GET /` every 5 s after 5 s, liveness `GET /` every
 //! 30 s after 10 s.
+//!
+//! # Unprivileged
+//! The pod is restricted-compliant by default ([`crate::security::Hardening`]: a
+//! non-root user, no privilege escalation, no capabilities, seccomp
+//! `RuntimeDefault`, no service-account token), so nginx cannot bind port 80: the
+//! container listens on [`HTTP_PORT`] (8080, named `http`) and Service `web` maps
+//! its port 80 to it. The web image must therefore serve the site as a non-root
+//! user on 8080 — what an image built `FROM nginxinc/nginx-unprivileged` does with
+//! its default server (it also keeps nginx's pid and temporary files in `/tmp`).
 
 use std::collections::BTreeMap;
 
@@ -39,9 +48,13 @@ use crate::common::{
     selector_labels, tcp_container_port, tcp_service_port, template_meta, to_resource,
 };
 use crate::error::ComponentError;
+use crate::security::{Hardening, harden};
 
 /// The key of the API URL in `config.js`.
 pub const API_URI_KEY: &str = "apiUri";
+
+/// The port the web and API pods listen on (unprivileged; their Services expose 80).
+pub const HTTP_PORT: u16 = 8080;
 
 /// The web Deployment and its configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +71,9 @@ pub struct Web {
     pub replicas: i32,
     /// Container requests/limits (default none).
     pub resources: Option<ComputeResources>,
+    /// Restricted-compliant security settings (default [`Hardening::default`];
+    /// `None` renders no security context).
+    pub hardening: Option<Hardening>,
     /// The API's public URL, written to `config.js` as `apiUri`.
     pub api_url: String,
     /// Further `config.js` entries (default none).
@@ -106,6 +122,7 @@ impl Web {
             image_pull_policy: ImagePullPolicy::default(),
             replicas: 1,
             resources: None,
+            hardening: Some(Hardening::default()),
             api_url: api_url.into(),
             js_config: BTreeMap::new(),
             js_config_name: "js-config".to_owned(),
@@ -177,7 +194,7 @@ impl Web {
             name: self.name.clone(),
             image: Some(self.image.clone()),
             image_pull_policy: self.image_pull_policy.to_k8s(),
-            ports: Some(vec![tcp_container_port("http", 80)]),
+            ports: Some(vec![tcp_container_port("http", HTTP_PORT)]),
             volume_mounts: Some(vec![VolumeMount {
                 name: "js-config".to_owned(),
                 mount_path: self.js_config_mount_path.clone(),
@@ -189,25 +206,21 @@ impl Web {
             resources: requirements(self.resources.as_ref()),
             ..Container::default()
         };
-        let deployment = rolling_deployment(
-            &self.name,
-            ns,
-            &labels,
-            self.replicas,
-            PodSpec {
-                containers: vec![container],
-                volumes: Some(vec![Volume {
-                    name: "js-config".to_owned(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: self.js_config_name.clone(),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                }]),
-                image_pull_secrets: pull_secrets(&self.image_pull_secrets),
-                ..PodSpec::default()
-            },
-        )?;
+        let mut pod = PodSpec {
+            containers: vec![container],
+            volumes: Some(vec![Volume {
+                name: "js-config".to_owned(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: self.js_config_name.clone(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]),
+            image_pull_secrets: pull_secrets(&self.image_pull_secrets),
+            ..PodSpec::default()
+        };
+        harden(&mut pod, self.hardening.as_ref());
+        let deployment = rolling_deployment(&self.name, ns, &labels, self.replicas, pod)?;
 
         let service = http_service(&self.name, &self.namespace, &labels)?;
         Ok(WebResources {
@@ -254,7 +267,8 @@ pub(crate) fn rolling_deployment(
     })
 }
 
-/// A ClusterIP Service `name` on port 80 (`http`, TCP) → the pods' `http` port.
+/// A ClusterIP Service `name` on port 80 (`http`, TCP) → the pods' `http` port
+/// ([`HTTP_PORT`]).
 pub(crate) fn http_service(
     name: &str,
     namespace: &str,
@@ -281,7 +295,10 @@ mod tests {
     fn web() -> Web {
         Web {
             labels: labels(),
-            resources: Some(ComputeResources::new("50m", "64Mi", "250m", "128Mi")),
+            resources: Some(
+                ComputeResources::new("50m", "64Mi", "250m", "128Mi")
+                    .with_ephemeral_storage("64Mi", "256Mi"),
+            ),
             image_pull_secrets: vec!["registry-credentials".into()],
             ..Web::new(NS, WEB_IMAGE, "https://123.pr-api.aphiria.com")
         }
@@ -335,13 +352,21 @@ mod tests {
         assert_eq!(container["imagePullPolicy"], "IfNotPresent");
         assert_eq!(
             container["ports"],
-            json!([{"name": "http", "containerPort": 80, "protocol": "TCP"}])
+            json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
         );
         assert_eq!(
             container["readinessProbe"]["httpGet"],
             json!({"path": "/", "port": "http"})
         );
         assert_eq!(container["resources"]["limits"]["memory"], "128Mi");
+        assert_eq!(
+            container["resources"]["requests"]["ephemeral-storage"],
+            "64Mi"
+        );
+        assert_eq!(
+            container["resources"]["limits"]["ephemeral-storage"],
+            "256Mi"
+        );
         assert_eq!(
             out.service.body["spec"]["ports"],
             json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}])
@@ -355,6 +380,28 @@ mod tests {
             out.deployment.body["spec"]["selector"],
             json!({"matchLabels": {"app.kubernetes.io/name": "web"}})
         );
+    }
+
+    #[test]
+    fn pod_is_restricted_compliant_unless_told_otherwise() {
+        let out = web().build().expect("builds");
+        let pod = &out.deployment.body["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(
+            pod["containers"][0]["securityContext"],
+            json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
+        );
+        let mut loose = web();
+        loose.hardening = None;
+        let out = loose.build().expect("builds");
+        let pod = &out.deployment.body["spec"]["template"]["spec"];
+        assert!(pod.get("securityContext").is_none());
+        assert!(pod["containers"][0].get("securityContext").is_none());
     }
 
     #[test]

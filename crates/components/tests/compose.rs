@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use components::{
     AcmeDigitalOcean, AcmeServer, Api, ComputeResources, DatabaseEgress, EnvConfigMap, EnvSecret,
     GatewayRef, HttpRoute, ImagePullSecret, Labels, LogicalDatabase, MigrationJob,
-    NetworkIsolation, PostgresServer, PreviewGateway, PreviewNamespace, Quota, Storage, TlsIssuer,
-    Web, WildcardHost,
+    NetworkIsolation, PodSecurity, PostgresServer, PreviewGateway, PreviewNamespace, Quota,
+    Storage, TlsIssuer, Web, WildcardHost,
 };
 use preview_core::graph::DesiredGraph;
 use preview_core::resource::CONFIG_HASH_ANNOTATION;
@@ -26,15 +26,18 @@ const POSTGRES_IMAGE: &str = "docker.io/library/postgres@sha256:4444444444444444
 fn preview_pr(pr: u32, db_name: &str) -> Vec<Resource> {
     let ns = format!("preview-pr-{pr}");
     let labels = Labels::for_instance("aphiria", &ns);
-    let small = ComputeResources::new("100m", "128Mi", "250m", "256Mi");
+    let small = ComputeResources::new("100m", "128Mi", "250m", "256Mi")
+        .with_ephemeral_storage("64Mi", "256Mi");
 
     let mut network = NetworkIsolation::new("nginx-gateway");
     network.database = Some(DatabaseEgress::in_cluster("default"));
     let namespace = PreviewNamespace {
         labels: labels.clone(),
+        pod_security: Some(PodSecurity::default()),
         quota: Some(Quota {
             cpu: "2".into(),
             memory: "4Gi".into(),
+            ephemeral_storage: Some("4Gi".into()),
             pods: 5,
         }),
         network: Some(network),

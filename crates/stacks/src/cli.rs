@@ -22,7 +22,7 @@ Examples:
   stacks up preview-base
   stacks up preview-pr --pr 123 --web-image … --api-image …
   stacks outputs preview-pr --pr 123 --json
-  stacks render preview-pr --pr 123 --dir manifests/
+  stacks render preview-pr --pr 123 --dir manifests/   # secret values redacted unless --include-secrets
   stacks destroy preview-pr --pr 123
   stacks promote --from-pr 123                     # production gets what preview-pr-123 last ran
 
@@ -238,12 +238,18 @@ pub enum Command {
         stack: StackArgs,
     },
     /// Write every manifest as YAML (for review or GitOps tools), without a cluster.
+    ///
+    /// Secret values (`data`, `stringData` of Secrets) are shown as
+    /// `<redacted: use --include-secrets>` unless --include-secrets is given.
     Render {
         #[command(flatten)]
         stack: StackArgs,
         /// Directory to write one file per resource into (default: stdout).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Include secret values (with --dir, files holding them are written with mode 0600).
+        #[arg(long)]
+        include_secrets: bool,
     },
     /// Deploy production with the image digests a preview was tested with (never rebuilt).
     ///

@@ -36,14 +36,16 @@
 //! | `database.namespace` | L, B, X | `default` (where the PostgreSQL server runs) |
 //! | `database.host`, `.port`, `.cidr` | L, X | unset: the stack runs its own server; set: use that server (`cidr` is its address range for the NetworkPolicy) |
 //! | `database.storage.size`, `.storageClass` | L, B, X | B, X `10Gi` on the default class; L none (`emptyDir`) |
-//! | `quota.cpu`, `.memory`, `.pods` | L, P, X | P `2` / `4Gi` / `5`; L, X none |
-//! | `resources.<container>.requests/limits.cpu/memory` | containers `web`, `apiNginx`, `apiPhp`, `apiInit`, `migration`, `databaseJob` (the in-cluster database executor's `psql` Job, in the database's namespace) (L, P, X), `postgres` (L, B, X) | none; with a quota every app container needs all four |
+//! | `quota.cpu`, `.memory`, `.ephemeralStorage`, `.pods` | L, P, X | P `2` / `4Gi` / `4Gi` / `5`; L, X none (`ephemeralStorage` optional) |
+//! | `resources.<container>.requests/limits.cpu/memory/ephemeralStorage` | containers `web`, `apiNginx`, `apiPhp`, `apiInit`, `migration`, `databaseJob` (the in-cluster database executor's `psql` Job, in the database's namespace) (L, P, X), `postgres` (L, B, X) | none; with a quota every app container needs cpu and memory requests and limits, and ephemeral storage ones when the quota caps it |
+//! | `podSecurity` | L, X | `restricted`: the PodSecurity level the application namespace enforces (also audit and warn); `baseline` or `privileged` relax it, which every plan notes (P is always `restricted`). The stack's own pods stay restricted-compliant either way |
+//! | `allowedImages` | L, B, P, X | `["<registry>/<app>/", "docker.io/nginxinc/nginx-unprivileged", "docker.io/library/postgres"]` (i.e. `ghcr.io/aphiria/` …); L also `<app>/` (local builds). Every image from a flag or this file must match one: an entry ending in `/` allows the repositories under it, any other entry one repository exactly |
 //! | `replicas` | L, P, X | L, P `1`; X `2` (at least 2) |
 //! | `logLevel` | L, P, X | `debug`; X `info` |
 //! | `lexemesTableName` | L, P, X | `""` (`DOC_LEXEMES_TABLE_NAME`) |
 //! | `builder.api`, `builder.console` | L, P, X | the seed spec's `\Aphiria\Framework\Api\SynchronousApiApplicationBuilder`, `\Aphiria\Framework\Console\ConsoleApplicationBuilder` |
 //! | `appEnv` | L, X | `development` / `production` (P always `preview`) |
-//! | `nginxImage` | L, P, X | L `docker.io/library/nginx:1.27-alpine`; P, X req (pinned by digest) |
+//! | `nginxImage` | L, P, X | [`DEFAULT_NGINX_IMAGE`] (`nginxinc/nginx-unprivileged`, pinned by digest; P, X require a digest) |
 //! | `postgresImage` | L, B, X | L `docker.io/library/postgres:16-alpine`; B, X req (pinned by digest) |
 //! | `images.web`, `images.api` | L | `aphiria/web:local`, `aphiria/api:local` (used when no `--web-image`/`--api-image`) |
 //! | `gateway.name`, `.namespace`, `.className` | L, B, X | B `preview-gateway`, L/X `gateway`; `nginx-gateway`; `nginx` |
@@ -80,7 +82,9 @@ mod resolve;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use components::{ComputeResources, ConnectionLimit, DoksNodePool, Quota, Storage};
+use components::{
+    ComputeResources, ConnectionLimit, DoksNodePool, PodSecurityLevel, Quota, Storage,
+};
 
 pub use file::{
     BuilderFile, BundleFile, ClusterFile, ConfigFile, ConnectionLimitFile, ContainerResourcesFile,
@@ -94,6 +98,17 @@ use crate::{StackError, StackKind};
 // ---------------------------------------------------------------------------
 // The resolved configuration
 // ---------------------------------------------------------------------------
+
+/// The repository of an image reference: without `@digest` and without a `:tag`
+/// after the last `/` (a registry's `:port` stays).
+fn repository_of(image: &str) -> &str {
+    let name = image.split_once('@').map_or(image, |(name, _)| name);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last..].find(':') {
+        Some(colon) => &name[..last + colon],
+        None => name,
+    }
+}
 
 /// The configuration of one stack, resolved: defaults applied, values checked.
 ///
@@ -135,6 +150,11 @@ pub struct StackConfig {
     pub app_env: String,
     /// The nginx image of the API pods (local, preview-pr, production).
     pub nginx_image: Option<String>,
+    /// Image prefixes the stack may run (see [`StackConfig::check_image`]).
+    pub allowed_images: Vec<String>,
+    /// PodSecurity level of the application namespace (local, production;
+    /// preview-pr is always `restricted`).
+    pub pod_security: PodSecurityLevel,
     /// The PostgreSQL image (local, preview-base, production).
     pub postgres_image: Option<String>,
     /// Local web image (used when no `--web-image`).
@@ -340,6 +360,18 @@ pub const DEFAULT_BUILDER_API: &str = "\\Aphiria\\Framework\\Api\\SynchronousApi
 pub const DEFAULT_BUILDER_CONSOLE: &str =
     "\\Aphiria\\Framework\\Console\\ConsoleApplicationBuilder";
 
+/// The nginx of the API pods unless `nginxImage` says otherwise: the unprivileged
+/// build (runs as user 101, listens on 8080), pinned by digest. The digest is the
+/// `1.27-alpine` multi-arch index; it must be bumped with the nginx releases
+/// (re-pin with `docker buildx imagetools inspect nginxinc/nginx-unprivileged:<tag>`).
+pub const DEFAULT_NGINX_IMAGE: &str = "docker.io/nginxinc/nginx-unprivileged:1.27-alpine@sha256:65e3e85dbaed8ba248841d9d58a899b6197106c23cb0ff1a132b7bfe0547e4c0";
+
+/// The repository of [`DEFAULT_NGINX_IMAGE`], allowed by default.
+pub const DEFAULT_NGINX_REPOSITORY: &str = "docker.io/nginxinc/nginx-unprivileged";
+
+/// The upstream PostgreSQL repository, allowed by default (`postgresImage`).
+pub const DEFAULT_POSTGRES_REPOSITORY: &str = "docker.io/library/postgres";
+
 /// The config file's name for a stack: `preview-pr.yaml`.
 pub fn file_name(kind: StackKind) -> String {
     format!("{}.yaml", kind.as_str())
@@ -438,6 +470,30 @@ impl StackConfig {
             bundle.bytes = Some(bytes);
         }
         Ok(())
+    }
+
+    /// Refuses `image` (given to `source`: a flag or a config key) unless it is
+    /// in a repository [`StackConfig::allowed_images`] allows: an entry ending in
+    /// `/` allows every repository below it, any other entry exactly that
+    /// repository (the reference without its tag and digest). The error names the
+    /// image and the allowed prefixes.
+    pub fn check_image(&self, source: &str, image: &str) -> Result<(), StackError> {
+        let repository = repository_of(image);
+        let allowed = self.allowed_images.iter().any(|entry| {
+            if entry.ends_with('/') {
+                repository.starts_with(entry.as_str())
+            } else {
+                repository == entry
+            }
+        });
+        if allowed {
+            return Ok(());
+        }
+        Err(StackError::Invalid(format!(
+            "{source} {image}: not an allowed image; only images from {} may run (config key `allowedImages` in {})",
+            self.allowed_images.join(", "),
+            self.origin
+        )))
     }
 
     /// `Missing` for a key this stack needs but which has no value (used by the

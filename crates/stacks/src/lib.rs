@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod params;
+pub mod redact;
 pub mod stack;
 pub mod state_cmd;
 
@@ -119,6 +120,9 @@ pub struct StackBuild {
     pub resources: Vec<Resource>,
     /// Outputs to record on success (secret outputs as [`Output::Secret`]).
     pub outputs: BTreeMap<String, Output>,
+    /// Notes every rendering of the stack's plan shows (e.g. a relaxed
+    /// PodSecurity level).
+    pub notes: Vec<String>,
     /// Static checks for this stack (e.g. digests required for preview-pr and production).
     pub policy: Policy,
 }

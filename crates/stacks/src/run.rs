@@ -43,7 +43,11 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         return preview_cluster::run(g, &cli.command).await;
     }
     match &cli.command {
-        Command::Render { stack, dir } => render_cmd(g, stack, dir.as_deref()).await,
+        Command::Render {
+            stack,
+            dir,
+            include_secrets,
+        } => render_cmd(g, stack, dir.as_deref(), *include_secrets).await,
         Command::Preview { stack, format, out } => {
             let save = out.as_deref().map_or(Save::Nothing, Save::Plan);
             preview_cmd(g, stack, *format, save, Vec::new()).await
@@ -401,7 +405,7 @@ async fn prepare(
         database_namespace,
     );
     let mut options = engine.options().clone();
-    options.plan.notes = notes;
+    options.plan.notes = build.notes.iter().cloned().chain(notes).collect();
     let engine = engine.with_options(options);
     tracing::debug!("connected");
     Ok(Prepared {
@@ -432,14 +436,24 @@ impl Prepared {
     }
 }
 
-async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Result<ExitCode> {
+async fn render_cmd(
+    g: &GlobalArgs,
+    args: &StackArgs,
+    dir: Option<&Path>,
+    include_secrets: bool,
+) -> Result<ExitCode> {
+    use stacks::redact;
     let req = request(args)?;
     let backend = backend(g).await?;
     let (build, _, _) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;
-    let manifests: Vec<&preview_core::Resource> = graph
+    for note in &build.notes {
+        eprintln!("note: {note}");
+    }
+    let manifests: Vec<(&preview_core::Resource, redact::Rendered)> = graph
         .resources()
         .filter(|r| r.id.provider == ProviderKind::Kubernetes)
+        .map(|r| (r, redact::render(r, include_secrets)))
         .collect();
     for other in graph
         .resources()
@@ -450,26 +464,64 @@ async fn render_cmd(g: &GlobalArgs, args: &StackArgs, dir: Option<&Path>) -> Res
             other.id
         );
     }
+    let with_secrets: Vec<String> = manifests
+        .iter()
+        .filter(|(_, rendered)| rendered.holds_secrets)
+        .map(|(r, _)| r.id.to_string())
+        .collect();
+    if !with_secrets.is_empty() {
+        if include_secrets {
+            eprintln!(
+                "warning: --include-secrets: the output holds the secret values of {}; do not commit or share it",
+                with_secrets.join(", ")
+            );
+        } else {
+            eprintln!(
+                "note: secret values of {} are shown as {:?}; pass --include-secrets to include them",
+                with_secrets.join(", "),
+                redact::REDACTED
+            );
+        }
+    }
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            for (i, res) in manifests.iter().enumerate() {
+            for (i, (res, rendered)) in manifests.iter().enumerate() {
                 let file = dir.join(format!("{:03}-{}.yaml", i + 1, file_stem(&res.id)));
-                std::fs::write(&file, serde_yaml_ng::to_string(&res.body)?)
+                let text = serde_yaml_ng::to_string(&rendered.body)?;
+                let private = include_secrets && rendered.holds_secrets;
+                write_manifest(&file, &text, private)
                     .with_context(|| format!("writing {}", file.display()))?;
             }
             eprintln!("wrote {} manifests to {}", manifests.len(), dir.display());
         }
         None => {
             let mut text = String::new();
-            for res in &manifests {
+            for (_, rendered) in &manifests {
                 text.push_str("---\n");
-                text.push_str(&serde_yaml_ng::to_string(&res.body)?);
+                text.push_str(&serde_yaml_ng::to_string(&rendered.body)?);
             }
             print_stdout(&text)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one rendered manifest; `private` (it holds secret values) makes the
+/// file readable by its owner only (mode 0600, also when it existed before),
+/// before any byte is written.
+fn write_manifest(file: &Path, text: &str, private: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if private {
+        options.mode(0o600);
+    }
+    let mut out = options.open(file)?;
+    if private {
+        out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    out.write_all(text.as_bytes())
 }
 
 fn file_stem(id: &ResourceId) -> String {

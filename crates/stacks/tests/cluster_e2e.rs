@@ -59,9 +59,25 @@ async fn httproute_hosts(client: &kube::Client, ns: &str) -> BTreeSet<String> {
 async fn check_preview(client: &kube::Client, pr: u64) {
     let ns = format!("preview-pr-{pr}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    assert!(
-        namespaces.get_opt(&ns).await.expect("get ns").is_some(),
-        "namespace {ns}"
+    let live = namespaces
+        .get_opt(&ns)
+        .await
+        .expect("get ns")
+        .unwrap_or_else(|| panic!("namespace {ns}"));
+    // PodSecurity `restricted` is enforced (the pods below were admitted under it),
+    // and the name label the NetworkPolicies select is the API server's own.
+    let labels = live.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted"),
+        "{labels:?}"
+    );
+    assert_eq!(
+        labels.get("kubernetes.io/metadata.name"),
+        Some(&ns),
+        "{labels:?}"
     );
 
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
@@ -88,6 +104,11 @@ async fn check_preview(client: &kube::Client, pr: u64) {
         "{hard:?}"
     );
     assert_eq!(q("pods").as_deref(), Some("5"), "{hard:?}");
+    assert_eq!(
+        q("limits.ephemeral-storage").as_deref(),
+        Some("4Gi"),
+        "{hard:?}"
+    );
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let env = cms
@@ -375,7 +396,7 @@ async fn the_database_is_made_by_jobs_when_the_engine_cannot_reach_it() {
 async fn bad_input_is_rejected_before_any_side_effect() {
     let world = world().await;
     let stacks = Stacks::new(world);
-    let good = format!("registry.example/aphiria/web@sha256:{}", digest(1));
+    let good = format!("ghcr.io/aphiria/web@sha256:{}", digest(1));
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--pr".into(), "0".into()], "start at 1"),
         (vec!["--pr".into(), "-1".into()], "positive"),

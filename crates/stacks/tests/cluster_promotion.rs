@@ -28,14 +28,11 @@ fn commit(n: u64) -> String {
 }
 
 fn web(pr: u64) -> String {
-    format!("registry.example/aphiria/web@sha256:{}", digest(pr))
+    format!("ghcr.io/aphiria/web@sha256:{}", digest(pr))
 }
 
 fn api(pr: u64) -> String {
-    format!(
-        "registry.example/aphiria/api@sha256:{}",
-        digest(pr + 1_000_000)
-    )
+    format!("ghcr.io/aphiria/api@sha256:{}", digest(pr + 1_000_000))
 }
 
 /// The repository's configs, with production moved out of the way of the shared
@@ -115,7 +112,7 @@ async fn production_images(client: &kube::Client) -> (BTreeSet<String>, BTreeSet
 /// Only the application's images (not nginx or PostgreSQL).
 fn app_images(all: &BTreeSet<String>) -> BTreeSet<String> {
     all.iter()
-        .filter(|i| i.starts_with("registry.example/aphiria/"))
+        .filter(|i| i.starts_with("ghcr.io/aphiria/"))
         .cloned()
         .collect()
 }
@@ -198,7 +195,7 @@ async fn production_runs_exactly_what_a_destroyed_preview_tested() {
     );
 
     // Images no preview ran are refused; the plan of --untested says so.
-    let other_web = format!("registry.example/aphiria/web@sha256:{}", digest(7_777));
+    let other_web = format!("ghcr.io/aphiria/web@sha256:{}", digest(7_777));
     let untested = [
         "promote",
         "--web-image",

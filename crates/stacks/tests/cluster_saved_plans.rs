@@ -33,7 +33,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn web(n: u64) -> String {
-    format!("registry.example/aphiria/web@sha256:{}", digest(n))
+    format!("ghcr.io/aphiria/web@sha256:{}", digest(n))
 }
 
 /// `args` then `extra`, as owned strings.

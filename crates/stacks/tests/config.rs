@@ -32,6 +32,7 @@ fn preview_pr_values() {
         (quota.cpu.as_str(), quota.memory.as_str(), quota.pods),
         ("2", "4Gi", 5)
     );
+    assert_eq!(quota.ephemeral_storage.as_deref(), Some("4Gi"));
     assert_eq!(c.replicas, 1);
     for (name, r) in [
         ("web", &c.resources.web),
@@ -49,7 +50,15 @@ fn preview_pr_values() {
             r.limits.cpu.is_some() && r.limits.memory.is_some(),
             "{name}"
         );
+        assert!(
+            r.requests.ephemeral_storage.is_some() && r.limits.ephemeral_storage.is_some(),
+            "{name}"
+        );
     }
+    assert_eq!(
+        c.nginx_image.as_deref(),
+        Some(stacks::config::DEFAULT_NGINX_IMAGE)
+    );
 }
 
 #[test]
@@ -137,7 +146,7 @@ fn environment_overrides() {
     // A missing domain can come from the environment alone.
     let c = StackConfig::from_source(
         Some(
-            "nginxImage: docker.io/library/nginx@sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
+            "nginxImage: docker.io/nginxinc/nginx-unprivileged@sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
         ),
         StackKind::PreviewPr,
         "config/preview-pr.yaml",
@@ -239,7 +248,21 @@ fn bundles_are_read_verified_and_merged() {
     assert!(ns.options.protect);
     let labels = &ns.body["metadata"]["labels"];
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
-    assert_eq!(labels["preview-envs.io/namespace"], "nginx-gateway");
+    // The API server sets `kubernetes.io/metadata.name`; the stack sets no name
+    // label of its own (the < 1.21 workaround is gone), nor a PodSecurity level
+    // over the bundle's.
+    assert!(
+        labels.get("preview-envs.io/namespace").is_none(),
+        "{labels}"
+    );
+    assert!(
+        labels.get("kubernetes.io/metadata.name").is_none(),
+        "{labels}"
+    );
+    assert!(
+        labels.get("pod-security.kubernetes.io/warn").is_none(),
+        "{labels}"
+    );
     preview_core::graph::DesiredGraph::new(&build.name, build.resources).expect("graph");
 }
 
@@ -272,5 +295,56 @@ fn bundle_digest_mismatch_and_missing_file() {
             dir.path().join("bundles/ngf.yaml").display()
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn pod_security_is_restricted_unless_relaxed_and_a_relaxation_is_noted() {
+    let enforce = |build: &stacks::StackBuild, ns: &str| {
+        find(build, &format!("Namespace {ns}")).body["metadata"]["labels"]
+            ["pod-security.kubernetes.io/enforce"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    for kind in support::ALL {
+        let build = support::stack(kind);
+        assert!(build.notes.is_empty(), "{}: {:?}", build.name, build.notes);
+    }
+    assert_eq!(
+        enforce(&support::preview("123"), "preview-pr-123").as_deref(),
+        Some("restricted")
+    );
+    let production = support::stack(StackKind::Production);
+    assert_eq!(
+        enforce(&production, "aphiria").as_deref(),
+        Some("restricted")
+    );
+
+    let text = std::fs::read_to_string(config_dir().join("production.yaml")).expect("file");
+    let relaxed = text.replace("# podSecurity: baseline\n", "podSecurity: baseline\n");
+    assert_ne!(
+        relaxed, text,
+        "production.yaml shows the relaxation, commented out"
+    );
+    let config = StackConfig::from_yaml(&relaxed, StackKind::Production).expect("resolves");
+    let build = stacks::build(
+        &support::request(StackKind::Production, None),
+        &config,
+        &stacks::References::new(),
+        &FakeSecrets::all(),
+    )
+    .expect("builds");
+    assert_eq!(enforce(&build, "aphiria").as_deref(), Some("baseline"));
+    assert_eq!(
+        build.notes,
+        [
+            "PodSecurity relaxed: namespace aphiria enforces `baseline`, not `restricted` (config key `podSecurity` in config/production.yaml); the stack's own pods stay restricted-compliant, other pods there may run as root"
+        ]
+    );
+    // The pods are hardened either way.
+    let web = find(&build, "Deployment aphiria/web");
+    assert_eq!(
+        web.body["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+        true
     );
 }

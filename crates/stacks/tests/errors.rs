@@ -290,14 +290,14 @@ fn resources_must_be_complete_under_a_quota() {
     let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
         .expect("preview-pr.yaml");
     let broken = text.replace(
-        "  apiPhp:\n    requests: {cpu: 100m, memory: 128Mi}\n    limits: {cpu: 400m, memory: 512Mi}\n",
-        "  apiPhp:\n    requests: {cpu: 100m, memory: 128Mi}\n    limits: {memory: 512Mi}\n",
+        "    limits: {cpu: 400m, memory: 512Mi, ephemeralStorage: 1Gi}\n",
+        "    limits: {memory: 512Mi, ephemeralStorage: 1Gi}\n",
     );
     assert_ne!(broken, text, "the fixture edit applies");
     let err = config_from(&broken, StackKind::PreviewPr).expect_err("no cpu limit");
     assert_eq!(
         err.to_string(),
-        "missing config key `resources.apiPhp.limits.cpu` in config/preview-pr.yaml: the namespace has a ResourceQuota (cpu 2, memory 4Gi, pods 5), so every container needs cpu and memory requests and limits; add `resources.apiPhp.limits.cpu: …` to config/preview-pr.yaml"
+        "missing config key `resources.apiPhp.limits.cpu` in config/preview-pr.yaml: the namespace has a ResourceQuota (cpu 2, memory 4Gi, ephemeral storage 4Gi, pods 5), so every container needs cpu, memory and ephemeral-storage requests and limits; add `resources.apiPhp.limits.cpu: …` to config/preview-pr.yaml"
     );
 }
 
@@ -305,11 +305,6 @@ fn resources_must_be_complete_under_a_quota() {
 fn bad_config_values() {
     let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
         .expect("preview-pr.yaml");
-    let nginx_line = text
-        .lines()
-        .find(|l| l.starts_with("nginxImage:"))
-        .expect("nginxImage line")
-        .to_owned();
     let cases = [
         (
             ("  cpu: \"2\"\n", "  cpu: 2 cores\n"),
@@ -320,7 +315,7 @@ fn bad_config_values() {
             "config key `domain` in config/preview-pr.yaml: \"Aphiria.com\" is not a lowercase DNS name such as aphiria.com",
         ),
         (
-            (nginx_line.as_str(), "nginxImage: nginx:1.27"),
+            ("app: aphiria\n", "app: aphiria\nnginxImage: nginx:1.27\n"),
             "config key `nginxImage` in config/preview-pr.yaml: nginxImage nginx:1.27: not pinned by digest; pass NAME@sha256:<64 hex> (the digest your build printed), not a tag",
         ),
     ];
@@ -380,6 +375,161 @@ fn images_are_checked_before_secrets_and_references() {
     .expect_err("bad");
     assert!(
         err.to_string().starts_with("--web-image web:latest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn images_outside_the_allowed_prefixes_are_refused_before_anything_else() {
+    const ALLOWED: &str =
+        "ghcr.io/aphiria/, docker.io/nginxinc/nginx-unprivileged, docker.io/library/postgres";
+    let digest = "@sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    // From a flag, naming the image and the allowed prefixes; before secrets and references.
+    for (flag, image) in [
+        ("--web-image", format!("docker.io/attacker/web{digest}")),
+        ("--api-image", format!("ghcr.io/aphiria-evil/api{digest}")),
+        // A prefix matches whole path segments only.
+        (
+            "--web-image",
+            format!("docker.io/nginxinc/nginx-unprivileged-x{digest}"),
+        ),
+    ] {
+        let mut req = request(StackKind::PreviewPr, Some("123"));
+        if flag == "--web-image" {
+            req.web_image = Some(image.clone());
+        } else {
+            req.api_image = Some(image.clone());
+        }
+        let err = build_with(
+            &req,
+            &config(StackKind::PreviewPr),
+            &References::new(),
+            &FakeSecrets::default(),
+        )
+        .expect_err(&image);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{flag} {image}: not an allowed image; only images from {ALLOWED} may run (config key `allowedImages` in config/preview-pr.yaml)"
+            )
+        );
+    }
+    // Production, the same.
+    let mut req = request(StackKind::Production, None);
+    req.web_image = Some(format!("registry.example/web{digest}"));
+    let err = build_with(
+        &req,
+        &config(StackKind::Production),
+        &References::new(),
+        &FakeSecrets::all(),
+    )
+    .expect_err("production");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "--web-image registry.example/web{digest}: not an allowed image; only images from {ALLOWED} may run"
+        )),
+        "{err}"
+    );
+    // From the config file, when the file is read.
+    let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
+        .expect("preview-pr.yaml");
+    let nginx = format!("docker.io/library/nginx:1.27-alpine{digest}");
+    let err = config_from(
+        &format!("{text}\nnginxImage: {nginx}\n"),
+        StackKind::PreviewPr,
+    )
+    .expect_err("upstream nginx");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config key `nginxImage` in config/preview-pr.yaml: {nginx}: not an allowed image; only images from {ALLOWED} may run (config key `allowedImages` in config/preview-pr.yaml)"
+        )
+    );
+    // Listing it allows it; an empty list or a malformed entry is refused.
+    let allowed = text.replace(
+        "  - docker.io/library/postgres\n",
+        "  - docker.io/library/postgres\n  - docker.io/library/nginx\n",
+    );
+    assert_ne!(allowed, text);
+    let config = config_from(
+        &format!("{allowed}\nnginxImage: {nginx}\n"),
+        StackKind::PreviewPr,
+    )
+    .expect("allowed");
+    assert_eq!(config.nginx_image.as_deref(), Some(nginx.as_str()));
+    for (list, says) in [
+        ("allowedImages: []", "lists no prefix"),
+        (
+            "allowedImages: [\"ghcr.io/a b/\"]",
+            "is not an image prefix",
+        ),
+    ] {
+        let edited = text.replace(
+            "allowedImages:\n  - ghcr.io/aphiria/\n  - docker.io/nginxinc/nginx-unprivileged\n  - docker.io/library/postgres\n",
+            &format!("{list}\n"),
+        );
+        assert_ne!(edited, text);
+        let err = config_from(&edited, StackKind::PreviewPr)
+            .expect_err(list)
+            .to_string();
+        assert!(
+            err.starts_with("config key `allowedImages` in config/preview-pr.yaml: "),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn the_repository_images_are_allowed_and_local_builds_too() {
+    for kind in support::ALL {
+        support::stack(kind);
+    }
+    let local = config(StackKind::Local);
+    assert!(local.allowed_images.contains(&"aphiria/".to_owned()));
+    assert_eq!(
+        config(StackKind::PreviewPr).allowed_images,
+        [
+            "ghcr.io/aphiria/",
+            "docker.io/nginxinc/nginx-unprivileged",
+            "docker.io/library/postgres"
+        ]
+    );
+    let mut req = request(StackKind::Local, None);
+    req.web_image = Some("evil/web:local".into());
+    let err = build_with(&req, &local, &References::new(), &FakeSecrets::all())
+        .expect_err("not allowed locally either");
+    assert!(
+        err.to_string()
+            .starts_with("--web-image evil/web:local: not an allowed image"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pod_security_level_is_checked_and_previews_cannot_relax_it() {
+    let text = std::fs::read_to_string(support::config_dir().join("production.yaml"))
+        .expect("production.yaml");
+    let err = config_from(
+        &format!("{text}\npodSecurity: lax\n"),
+        StackKind::Production,
+    )
+    .expect_err("bad level");
+    assert_eq!(
+        err.to_string(),
+        "config key `podSecurity` in config/production.yaml: \"lax\": expected restricted, baseline or privileged"
+    );
+    let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
+        .expect("preview-pr.yaml");
+    let err = config_from(
+        &format!("{text}\npodSecurity: baseline\n"),
+        StackKind::PreviewPr,
+    )
+    .expect_err("previews are always restricted");
+    assert!(
+        err.to_string().starts_with(
+            "config key `podSecurity` in config/preview-pr.yaml: the preview-pr stack does not read it"
+        ),
         "{err}"
     );
 }

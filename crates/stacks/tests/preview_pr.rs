@@ -63,11 +63,28 @@ fn namespace_quota_and_isolation() {
     let build = preview("123");
     let ns = find(&build, "Namespace preview-pr-123");
     assert_eq!(ns.id.namespace, None);
+    let labels = &ns.body["metadata"]["labels"];
+    for mode in ["enforce", "audit", "warn"] {
+        assert_eq!(
+            labels[format!("pod-security.kubernetes.io/{mode}")],
+            "restricted",
+            "{labels}"
+        );
+    }
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce-version"],
+        "v1.33"
+    );
+    assert!(
+        labels.get("kubernetes.io/metadata.name").is_none(),
+        "{labels}"
+    );
     let quota = find(&build, "ResourceQuota preview-pr-123/preview-pr-123-quota");
     assert_eq!(
         quota.body["spec"]["hard"],
-        json!({"limits.cpu": "2", "limits.memory": "4Gi", "pods": "5",
-               "requests.cpu": "2", "requests.memory": "4Gi"})
+        json!({"limits.cpu": "2", "limits.ephemeral-storage": "4Gi", "limits.memory": "4Gi",
+               "pods": "5", "requests.cpu": "2", "requests.ephemeral-storage": "4Gi",
+               "requests.memory": "4Gi"})
     );
     let policies: BTreeSet<&str> = build
         .resources
@@ -89,8 +106,13 @@ fn namespace_quota_and_isolation() {
         "NetworkPolicy preview-pr-123/allow-ingress-from-gateway",
     );
     assert_eq!(
-        ingress.body["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
-        "nginx-gateway"
+        ingress.body["spec"]["ingress"][0]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "nginx-gateway"}}}])
+    );
+    // The pods' port, behind the Services' port 80.
+    assert_eq!(
+        ingress.body["spec"]["ingress"][0]["ports"],
+        json!([{"port": 8080, "protocol": "TCP"}])
     );
     let db = find(&build, "NetworkPolicy preview-pr-123/allow-egress-database");
     let egress = &db.body["spec"]["egress"][0];
@@ -182,7 +204,9 @@ fn workloads_use_the_pinned_images_and_one_replica() {
         })
         .collect();
     assert_eq!(images["php"], API_IMAGE);
-    assert!(images["nginx"].starts_with("docker.io/library/nginx:1.27-alpine@sha256:"));
+    assert!(
+        images["nginx"].starts_with("docker.io/nginxinc/nginx-unprivileged:1.27-alpine@sha256:")
+    );
     let js = find(&build, "ConfigMap preview-pr-123/js-config");
     assert!(
         js.body["data"]["config.js"]
@@ -347,4 +371,68 @@ fn pull_secret_when_configured() {
         err.to_string().starts_with("missing secret REGISTRY_TOKEN"),
         "{err}"
     );
+}
+
+#[test]
+fn every_pod_is_restricted_compliant_and_listens_unprivileged() {
+    let build = preview("123");
+    let workloads: Vec<&preview_core::Resource> = build
+        .resources
+        .iter()
+        .filter(|r| matches!(r.id.kind.as_str(), "Deployment" | "Job"))
+        .collect();
+    assert_eq!(workloads.len(), 3, "web, api, migration");
+    for w in workloads {
+        let pod = &w.body["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false, "{}", w.id);
+        assert_eq!(
+            pod["securityContext"],
+            json!({"runAsGroup": 101, "runAsNonRoot": true, "runAsUser": 101,
+                   "seccompProfile": {"type": "RuntimeDefault"}}),
+            "{}",
+            w.id
+        );
+        for key in ["containers", "initContainers"] {
+            for c in pod[key].as_array().into_iter().flatten() {
+                assert_eq!(
+                    c["securityContext"],
+                    json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}),
+                    "{} {}",
+                    w.id,
+                    c["name"]
+                );
+                for section in ["requests", "limits"] {
+                    assert!(
+                        c["resources"][section]["ephemeral-storage"].is_string(),
+                        "{} {} {section}",
+                        w.id,
+                        c["name"]
+                    );
+                }
+                for port in c["ports"].as_array().into_iter().flatten() {
+                    assert!(
+                        port["containerPort"].as_u64() >= Some(1024),
+                        "{} {port}",
+                        w.id
+                    );
+                }
+            }
+        }
+    }
+    for name in ["web", "api"] {
+        let service = find(&build, &format!("Service preview-pr-123/{name}"));
+        assert_eq!(
+            service.body["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}])
+        );
+        let deployment = find(&build, &format!("Deployment preview-pr-123/{name}"));
+        let containers = &deployment.body["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["ports"][0]["name"], "http");
+        assert_eq!(containers[0]["ports"][0]["containerPort"], 8080);
+    }
+    let conf = find(&build, "ConfigMap preview-pr-123/nginx-config").body["data"]["default.conf"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(conf.contains("listen 8080;"), "{conf}");
 }

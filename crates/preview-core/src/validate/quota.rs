@@ -6,7 +6,10 @@
 //! after apply succeeded. So in every namespace that has a ResourceQuota in the
 //! graph (or listed in [`Policy::extra_quota_namespaces`]), every container and
 //! init container must set `requests.cpu`, `requests.memory`, `limits.cpu` and
-//! `limits.memory`.
+//! `limits.memory`, and, when the quota caps ephemeral storage (`hard` has
+//! `requests.ephemeral-storage`, `limits.ephemeral-storage` or
+//! `ephemeral-storage`), `requests.ephemeral-storage` and
+//! `limits.ephemeral-storage` too.
 //!
 //! A value counts as set when the container sets it or a LimitRange in the graph
 //! (same namespace, `type: Container`) defaults it (`default` for limits,
@@ -31,11 +34,19 @@ const REQUIRED: [(&str, &str); 4] = [
     ("limits", "memory"),
 ];
 
+/// The two ephemeral-storage values a quota on ephemeral storage requires.
+const STORAGE: [(&str, &str); 2] = [
+    ("requests", "ephemeral-storage"),
+    ("limits", "ephemeral-storage"),
+];
+
 /// Namespaces with a quota, and what their LimitRanges default.
 pub(super) struct QuotaNamespaces {
     enabled: bool,
     /// Namespace → the quota's name (`None` when it comes from the policy).
     quotas: BTreeMap<String, Option<String>>,
+    /// Namespaces whose quota caps ephemeral storage.
+    storage: BTreeSet<String>,
     /// Namespace → the `<section>.<resource>` values a LimitRange defaults.
     defaulted: BTreeMap<String, BTreeSet<(&'static str, &'static str)>>,
 }
@@ -48,10 +59,19 @@ impl QuotaNamespaces {
             .map(|ns| (ns.clone(), None))
             .collect();
         let mut defaulted: BTreeMap<String, BTreeSet<_>> = BTreeMap::new();
+        let mut storage = BTreeSet::new();
         for r in resources {
             let Some(ns) = &r.id.namespace else { continue };
             if r.id.is("", "ResourceQuota") {
                 quotas.insert(ns.clone(), Some(r.id.name.clone()));
+                let hard = r.body.pointer("/spec/hard").and_then(Value::as_object);
+                let caps = |key: &str| hard.is_some_and(|h| h.contains_key(key));
+                if caps("requests.ephemeral-storage")
+                    || caps("limits.ephemeral-storage")
+                    || caps("ephemeral-storage")
+                {
+                    storage.insert(ns.clone());
+                }
             }
             if r.id.is("", "LimitRange") {
                 defaulted
@@ -63,6 +83,7 @@ impl QuotaNamespaces {
         QuotaNamespaces {
             enabled: policy.require_resources_in_quota_namespaces,
             quotas,
+            storage,
             defaulted,
         }
     }
@@ -82,7 +103,7 @@ fn limit_range_defaults(body: &Value) -> BTreeSet<(&'static str, &'static str)> 
         let has = |section: &str, resource: &str| {
             item.get(section).and_then(|s| s.get(resource)).is_some()
         };
-        for resource in ["cpu", "memory"] {
+        for resource in ["cpu", "memory", "ephemeral-storage"] {
             let limit = has("default", resource) || has("max", resource);
             if limit {
                 out.insert(("limits", resource));
@@ -110,8 +131,19 @@ pub(super) fn check(resource: &Resource, quota: &QuotaNamespaces, out: &mut Vec<
         return;
     };
     let defaulted = quota.defaulted.get(ns);
+    let caps_storage = quota.storage.contains(ns);
+    let required: Vec<(&str, &str)> = if caps_storage {
+        REQUIRED.iter().chain(STORAGE.iter()).copied().collect()
+    } else {
+        REQUIRED.to_vec()
+    };
+    let resources = if caps_storage {
+        "cpu, memory and ephemeral-storage"
+    } else {
+        "cpu and memory"
+    };
     for container in containers(&pod) {
-        let missing: Vec<String> = REQUIRED
+        let missing: Vec<String> = required
             .iter()
             .filter(|(section, res)| {
                 let set = container
@@ -134,7 +166,7 @@ pub(super) fn check(resource: &Resource, quota: &QuotaNamespaces, out: &mut Vec<
             format!("{}.resources", container.path),
             format!(
                 "container \"{}\" has no {}; namespace {ns} has {which}, which rejects pods \
-                 whose containers do not set cpu and memory requests and limits",
+                 whose containers do not set {resources} requests and limits",
                 container.name,
                 missing.join(", ")
             ),

@@ -304,6 +304,37 @@ fn quota_namespace_requires_requests_and_limits() {
 }
 
 #[test]
+fn quota_on_ephemeral_storage_requires_it_on_every_container() {
+    let yaml = preview_stack().replace(
+        "hard: {limits.cpu: \"2\", limits.memory: 4Gi, pods: \"5\"}",
+        "hard: {limits.cpu: \"2\", limits.memory: 4Gi, limits.ephemeral-storage: 4Gi, pods: \"5\"}",
+    );
+    assert_ne!(yaml, preview_stack(), "the quota was changed");
+    let found = problems(&yaml, &Policy::default());
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].contains(
+            "container \"js-config\" has no requests.ephemeral-storage, limits.ephemeral-storage"
+        ) && found[0].contains("do not set cpu, memory and ephemeral-storage requests and limits"),
+        "{found:#?}"
+    );
+    let mut with_storage = yaml.clone();
+    for values in [
+        "cpu: 10m, memory: 16Mi",
+        "cpu: 50m, memory: 32Mi",
+        "cpu: 50m, memory: 64Mi",
+        "cpu: 200m, memory: 128Mi",
+    ] {
+        with_storage = with_storage.replace(
+            &format!("{{{values}}}"),
+            &format!("{{{values}, ephemeral-storage: 16Mi}}"),
+        );
+    }
+    let left = problems(&with_storage, &Policy::default());
+    assert!(left.is_empty(), "{left:#?}");
+}
+
+#[test]
 fn limit_range_defaults_count_as_set() {
     let yaml = preview_stack()
         .replace("          requests: {cpu: 10m, memory: 16Mi}\n", "")

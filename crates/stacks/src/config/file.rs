@@ -39,6 +39,10 @@ pub struct ConfigFile {
     pub app_env: Option<String>,
     /// The nginx image of the API pods.
     pub nginx_image: Option<String>,
+    /// Image prefixes the stack may run.
+    pub allowed_images: Option<Vec<String>>,
+    /// PodSecurity level of the application namespace (local, production).
+    pub pod_security: Option<String>,
     /// The PostgreSQL image.
     pub postgres_image: Option<String>,
     /// Default local images.
@@ -149,6 +153,8 @@ pub struct QuotaFile {
     pub cpu: Option<QuantityValue>,
     /// Memory cap.
     pub memory: Option<QuantityValue>,
+    /// Ephemeral-storage cap.
+    pub ephemeral_storage: Option<QuantityValue>,
     /// Pod cap.
     pub pods: Option<u32>,
 }
@@ -183,7 +189,7 @@ pub struct ContainerResourcesFile {
     pub limits: Option<CpuMemoryFile>,
 }
 
-/// `cpu` and `memory`.
+/// `cpu`, `memory` and `ephemeralStorage`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CpuMemoryFile {
@@ -191,6 +197,8 @@ pub struct CpuMemoryFile {
     pub cpu: Option<QuantityValue>,
     /// Memory.
     pub memory: Option<QuantityValue>,
+    /// Ephemeral storage.
+    pub ephemeral_storage: Option<QuantityValue>,
 }
 
 /// `builder:`.
@@ -412,6 +420,8 @@ impl ConfigFile {
         add(self.builder.is_some(), "builder");
         add(self.app_env.is_some(), "appEnv");
         add(self.nginx_image.is_some(), "nginxImage");
+        add(self.allowed_images.is_some(), "allowedImages");
+        add(self.pod_security.is_some(), "podSecurity");
         add(self.postgres_image.is_some(), "postgresImage");
         add(self.images.is_some(), "images");
         add(self.gateway.is_some(), "gateway");
@@ -440,7 +450,8 @@ pub(super) fn readers(key: &str) -> &'static [StackKind] {
         "database.name" | "database.host" | "database.port" | "database.cidr" => &[L, X],
         "database.namespace" | "database.storage" | "resources.postgres" | "postgresImage"
         | "gateway" | "tls" | "bundles" => &[L, B, X],
-        "namespace" | "appEnv" | "hosts" | "networkPolicies" => &[L, X],
+        "namespace" | "appEnv" | "hosts" | "networkPolicies" | "podSecurity" => &[L, X],
+        "allowedImages" => &[L, B, P, X],
         "quota"
         | "replicas"
         | "logLevel"

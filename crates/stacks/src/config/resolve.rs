@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use components::{ComputeResources, ConnectionLimit, Quota, RequestRate, Storage};
+use components::{
+    ComputeResources, ConnectionLimit, PodSecurityLevel, Quota, RequestRate, Storage,
+};
 
 use super::file::{
     ClusterFile, ConfigFile, ContainerResourcesFile, DatabaseFile, DnsFile, DnsProvider,
@@ -160,14 +162,7 @@ impl Resolver<'_> {
 
         let nginx_image = match (file.nginx_image, kind) {
             (Some(image), _) => Some(image),
-            (None, Local) => Some("docker.io/library/nginx:1.27-alpine".to_owned()),
-            (None, PreviewPr | Production) => {
-                return Err(self.missing(
-                    "nginxImage",
-                    "nginxImage: docker.io/library/nginx:1.27-alpine@sha256:<64 hex>",
-                    None,
-                ));
-            }
+            (None, Local | PreviewPr | Production) => Some(super::DEFAULT_NGINX_IMAGE.to_owned()),
             (None, PreviewBase | PreviewCluster) => None,
         };
         let postgres_image = match (file.postgres_image, kind) {
@@ -194,6 +189,16 @@ impl Resolver<'_> {
                 }
             }
         }
+        let allowed_images = self.allowed_images(file.allowed_images, &registry, &app)?;
+        let pod_security = match file.pod_security {
+            None => PodSecurityLevel::Restricted,
+            Some(raw) => PodSecurityLevel::parse(raw.trim()).ok_or_else(|| {
+                self.invalid(
+                    "podSecurity",
+                    format!("{raw:?}: expected restricted, baseline or privileged"),
+                )
+            })?,
+        };
         let images = file.images.unwrap_or_default();
 
         let gateway = file.gateway.unwrap_or_default();
@@ -257,7 +262,7 @@ impl Resolver<'_> {
             ..defaults
         };
 
-        Ok(StackConfig {
+        let config = StackConfig {
             stack: kind,
             origin: self.origin.to_owned(),
             domain,
@@ -279,6 +284,8 @@ impl Resolver<'_> {
                 .unwrap_or_else(|| DEFAULT_BUILDER_CONSOLE.to_owned()),
             app_env,
             nginx_image,
+            allowed_images,
+            pod_security,
             postgres_image,
             local_web_image: images.web.unwrap_or_else(|| format!("{app}/web:local")),
             local_api_image: images.api.unwrap_or_else(|| format!("{app}/api:local")),
@@ -295,7 +302,58 @@ impl Resolver<'_> {
             dns,
             cluster,
             plan_identity: self.plan_identity(file.plan_identity)?,
-        })
+        };
+        // Images from this file, against the allowed prefixes, before anything runs.
+        let configured = [
+            ("nginxImage", config.nginx_image.as_deref()),
+            ("postgresImage", config.postgres_image.as_deref()),
+        ];
+        for (key, image) in configured {
+            if let Some(image) = image {
+                config.check_image(&format!("config key `{key}` in {}:", self.origin), image)?;
+            }
+        }
+        Ok(config)
+    }
+
+    /// `allowedImages`: the default (see the module docs of `config`), or the
+    /// file's list, which must name at least one prefix.
+    fn allowed_images(
+        &self,
+        file: Option<Vec<String>>,
+        registry: &str,
+        app: &str,
+    ) -> Result<Vec<String>, StackError> {
+        let Some(list) = file else {
+            let mut list = vec![
+                format!("{registry}/{app}/"),
+                super::DEFAULT_NGINX_REPOSITORY.to_owned(),
+                super::DEFAULT_POSTGRES_REPOSITORY.to_owned(),
+            ];
+            if self.kind == StackKind::Local {
+                list.push(format!("{app}/"));
+            }
+            return Ok(list);
+        };
+        if list.is_empty() {
+            return Err(self.invalid(
+                "allowedImages",
+                "lists no prefix, so no image could run; remove the key for the default",
+            ));
+        }
+        for entry in &list {
+            let ok = !entry.is_empty()
+                && !entry.starts_with('/')
+                && !entry.contains(['@', ' ', '\t'])
+                && !entry.contains("//");
+            if !ok {
+                return Err(self.invalid(
+                    "allowedImages",
+                    format!("{entry:?} is not an image prefix (e.g. `ghcr.io/aphiria/`, or a repository such as `docker.io/nginxinc/nginx-unprivileged`)"),
+                ));
+            }
+        }
+        Ok(list)
     }
 
     /// `planIdentity:` (preview-base).
@@ -551,6 +609,11 @@ impl Resolver<'_> {
             };
         let cpu = value(quota.cpu, "quota.cpu", "2")?;
         let memory = value(quota.memory, "quota.memory", "4Gi")?;
+        // Optional outside preview-pr, where it defaults to 4Gi.
+        let ephemeral_storage = match (quota.ephemeral_storage, preview) {
+            (None, false) => None,
+            (v, _) => Some(value(v, "quota.ephemeralStorage", "4Gi")?),
+        };
         let pods = match (quota.pods, preview) {
             (Some(p), _) => p,
             (None, true) => 5,
@@ -559,7 +622,12 @@ impl Resolver<'_> {
         if pods == 0 {
             return Err(self.invalid("quota.pods", "0: no pod could run"));
         }
-        Ok(Some(Quota { cpu, memory, pods }))
+        Ok(Some(Quota {
+            cpu,
+            memory,
+            ephemeral_storage,
+            pods,
+        }))
     }
 
     fn resources(&self, file: ResourcesFile) -> Result<ResourcesConfig, StackError> {
@@ -576,6 +644,11 @@ impl Resolver<'_> {
                 for (field, value, slot) in [
                     ("cpu", values.cpu, &mut target.cpu),
                     ("memory", values.memory, &mut target.memory),
+                    (
+                        "ephemeralStorage",
+                        values.ephemeral_storage,
+                        &mut target.ephemeral_storage,
+                    ),
                 ] {
                     if let Some(v) = value {
                         check_quantity(&v.0).map_err(|m| {
@@ -623,13 +696,24 @@ impl Resolver<'_> {
             let empty = ComputeResources::default();
             let value = value.as_ref().unwrap_or(&empty);
             for (section, cm) in [("requests", &value.requests), ("limits", &value.limits)] {
-                for (field, v) in [("cpu", &cm.cpu), ("memory", &cm.memory)] {
+                let mut fields = vec![("cpu", &cm.cpu), ("memory", &cm.memory)];
+                if quota.ephemeral_storage.is_some() {
+                    fields.push(("ephemeralStorage", &cm.ephemeral_storage));
+                }
+                for (field, v) in fields {
                     if v.is_none() {
                         let key = format!("resources.{name}.{section}.{field}");
                         let mut err = self.missing(&key, &format!("{key}: …"), None);
                         if let StackError::Missing { hint, .. } = &mut err {
+                            let (storage, what) = match &quota.ephemeral_storage {
+                                Some(s) => (
+                                    format!(", ephemeral storage {s}"),
+                                    "cpu, memory and ephemeral-storage",
+                                ),
+                                None => (String::new(), "cpu and memory"),
+                            };
                             *hint = format!(
-                                "the namespace has a ResourceQuota (cpu {}, memory {}, pods {}), so every container needs cpu and memory requests and limits; {hint}",
+                                "the namespace has a ResourceQuota (cpu {}, memory {}{storage}, pods {}), so every container needs {what} requests and limits; {hint}",
                                 quota.cpu, quota.memory, quota.pods
                             );
                         }
@@ -1014,6 +1098,8 @@ mod tests {
             builder: Some(BuilderFile::default()),
             app_env: Some("e".into()),
             nginx_image: Some("i".into()),
+            allowed_images: Some(vec!["p/".into()]),
+            pod_security: Some("baseline".into()),
             postgres_image: Some("i".into()),
             images: Some(ImagesFile::default()),
             gateway: Some(GatewayFile::default()),
@@ -1030,13 +1116,13 @@ mod tests {
             plan_identity: Some(PlanIdentityFile::default()),
         };
         let keys = all.present_keys();
-        assert_eq!(keys.len(), 42);
+        assert_eq!(keys.len(), 44);
         let all_stacks = readers("domain");
         let specific = keys
             .iter()
             .filter(|k| readers(k).len() < all_stacks.len())
             .count();
-        assert_eq!(specific, 36, "{keys:?}");
+        assert_eq!(specific, 37, "{keys:?}");
     }
 
     #[test]

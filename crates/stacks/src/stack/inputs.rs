@@ -10,9 +10,11 @@ use serde_json::Value;
 use crate::config::StackConfig;
 use crate::{PinnedImage, SecretSource, StackError};
 
-/// The image given to `flag` (`--web-image`), which must be pinned by digest.
-/// `env` is the environment variable the CLI also reads for it.
+/// The image given to `flag` (`--web-image`), which must be pinned by digest and
+/// allowed by the config's `allowedImages`. `env` is the environment variable
+/// the CLI also reads for it.
 pub(crate) fn pinned_image(
+    config: &StackConfig,
     flag: &str,
     env: &str,
     what: &str,
@@ -24,17 +26,25 @@ pub(crate) fn pinned_image(
             "pass the {what} image pinned by digest: {flag} NAME@sha256:<64 hex> (or set {env})"
         ),
     })?;
-    PinnedImage::parse(flag, raw).map_err(StackError::Invalid)
+    let image = PinnedImage::parse(flag, raw).map_err(StackError::Invalid)?;
+    config.check_image(flag, image.as_str())?;
+    Ok(image)
 }
 
 /// The `--web-image` of a request.
-pub(crate) fn web_image(raw: Option<&str>) -> Result<PinnedImage, StackError> {
-    pinned_image("--web-image", "PREVIEW_WEB_IMAGE", "web", raw)
+pub(crate) fn web_image(
+    config: &StackConfig,
+    raw: Option<&str>,
+) -> Result<PinnedImage, StackError> {
+    pinned_image(config, "--web-image", "PREVIEW_WEB_IMAGE", "web", raw)
 }
 
 /// The `--api-image` of a request.
-pub(crate) fn api_image(raw: Option<&str>) -> Result<PinnedImage, StackError> {
-    pinned_image("--api-image", "PREVIEW_API_IMAGE", "API", raw)
+pub(crate) fn api_image(
+    config: &StackConfig,
+    raw: Option<&str>,
+) -> Result<PinnedImage, StackError> {
+    pinned_image(config, "--api-image", "PREVIEW_API_IMAGE", "API", raw)
 }
 
 /// The secret `name`, or [`StackError::Missing`] saying how to provide it.

@@ -6,9 +6,10 @@
 //! - images from `--web-image` / `--api-image` when given, else `images.web` /
 //!   `images.api` (default `aphiria/web:local`, `aphiria/api:local`), not
 //!   required to be pinned, pulled `IfNotPresent` so images loaded into the
-//!   node (`minikube image load`, `kind load`) are used;
-//! - the nginx and PostgreSQL images default to upstream tags
-//!   (`nginx:1.27-alpine`, `postgres:16-alpine`);
+//!   node (`minikube image load`, `kind load`) are used; `allowedImages` also
+//!   allows `<app>/` by default for them;
+//! - the nginx image defaults to the pinned `nginxinc/nginx-unprivileged`, the
+//!   PostgreSQL image to the upstream tag `postgres:16-alpine`;
 //! - a self-signed issuer (browsers warn) for `*.aphiria.localhost`, hosts
 //!   `www.aphiria.localhost` and `api.aphiria.localhost` (`*.localhost` resolves
 //!   to the loopback address);
@@ -33,15 +34,31 @@ pub fn build(
     config: &StackConfig,
     secrets: &dyn SecretSource,
 ) -> Result<StackBuild, StackError> {
+    // Not necessarily pinned, but from an allowed prefix (by default also `<app>/`,
+    // the local builds' names).
+    let image = |flag: &str, given: &Option<String>, key: &str, default: &String| {
+        let (source, image) = match given {
+            Some(image) => (flag.to_owned(), image.clone()),
+            None => (
+                format!("config key `{key}` in {}:", config.origin),
+                default.clone(),
+            ),
+        };
+        config.check_image(&source, &image).map(|()| image)
+    };
     let images = Images {
-        web: request
-            .web_image
-            .clone()
-            .unwrap_or_else(|| config.local_web_image.clone()),
-        api: request
-            .api_image
-            .clone()
-            .unwrap_or_else(|| config.local_api_image.clone()),
+        web: image(
+            "--web-image",
+            &request.web_image,
+            "images.web",
+            &config.local_web_image,
+        )?,
+        api: image(
+            "--api-image",
+            &request.api_image,
+            "images.api",
+            &config.local_api_image,
+        )?,
         nginx: required(config, &config.nginx_image, "nginxImage")?.to_owned(),
         pull_policy: ImagePullPolicy::IfNotPresent,
         pull_secrets: Vec::new(),

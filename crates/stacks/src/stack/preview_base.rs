@@ -333,6 +333,7 @@ pub fn build(
         name: NAME.to_owned(),
         resources: merge(bundles, own)?,
         outputs: outputs.to_outputs(),
+        notes: Vec::new(),
         policy: Policy {
             require_image_digests: true,
             ..Policy::default()

@@ -110,6 +110,7 @@ pub fn build(
         name: NAME.to_owned(),
         resources: vec![protect(resource, config.protect)],
         outputs,
+        notes: Vec::new(),
         policy: Policy::default(),
     })
 }

@@ -2,13 +2,16 @@
 //! environment, on the shared base (read through [`BaseOutputs`]).
 //!
 //! Inputs are checked in this order, each failure naming what to fix: `--pr`,
-//! `--web-image`, `--api-image` (pinned by digest), the `preview-base` outputs,
+//! `--web-image`, `--api-image` (pinned by digest, from an `allowedImages`
+//! prefix), the `preview-base` outputs,
 //! the domain (must equal the base's), the name lengths, the secrets
 //! (`DB_PASSWORD`, and `REGISTRY_TOKEN` with `registryPullSecret: true`).
 //!
 //! Resources (namespace `preview-pr-N`):
-//! - `Namespace`, `ResourceQuota` `preview-pr-N-quota` (`quota`, default 2 CPU /
-//!   4Gi / 5 pods) and the NetworkPolicies: default deny, ingress only from the
+//! - `Namespace` (PodSecurity `restricted` enforced, audited and warned; never
+//!   relaxed for a preview), `ResourceQuota` `preview-pr-N-quota` (`quota`,
+//!   default 2 CPU / 4Gi memory / 4Gi ephemeral storage / 5 pods) and the
+//!   NetworkPolicies: default deny, ingress only from the
 //!   gateway namespace, egress only to DNS and the PostgreSQL pods (base outputs
 //!   `gatewayNamespace`, `dbNamespace`, `dbPort`);
 //! - image pull Secret `registry-credentials` when configured;
@@ -23,7 +26,7 @@
 //! - the migration Job, the API and web Deployments (`replicas`, default 1) with
 //!   Services `api` and `web`, and the HTTPRoutes `N.pr.<domain>` → web and
 //!   `N.pr-api.<domain>` → api on the base gateway's listeners, with connection
-//!   limits (see [`super::app`]).
+//!   limits (see [`super::app`]); every pod restricted-compliant, nginx on 8080.
 //!
 //! # Long PR numbers
 //! The namespace, the env ConfigMap and Secret names (also label values) and the
@@ -38,8 +41,8 @@
 use std::collections::BTreeMap;
 
 use components::{
-    DatabaseEgress, GatewayRef, ImagePullPolicy, LogicalDatabase, NetworkIsolation,
-    PreviewNamespace,
+    DatabaseEgress, GatewayRef, ImagePullPolicy, LogicalDatabase, NetworkIsolation, PodSecurity,
+    PodSecurityLevel, PreviewNamespace,
 };
 use preview_core::postgres::job::JobSettings;
 use preview_core::validate::Policy;
@@ -139,8 +142,8 @@ pub fn build(
     // Parameters first (they need nothing else), then the base stack's outputs.
     let names = PrNames::new(pr, config);
     names.check(pr)?;
-    let web = web_image(request.web_image.as_deref())?;
-    let api = api_image(request.api_image.as_deref())?;
+    let web = web_image(config, request.web_image.as_deref())?;
+    let api = api_image(config, request.api_image.as_deref())?;
     let base = BaseOutputs::from_references(references)?;
     if base.domain != config.domain {
         return Err(StackError::Invalid(format!(
@@ -171,6 +174,7 @@ pub fn build(
     );
     let namespace = PreviewNamespace {
         labels: labels.clone(),
+        pod_security: Some(PodSecurity::new(PodSecurityLevel::Restricted)),
         quota: config.quota.clone(),
         network: Some(network),
         ..PreviewNamespace::new(ns)
@@ -260,6 +264,7 @@ pub fn build(
         name: instance,
         resources,
         outputs,
+        notes: Vec::new(),
         policy: Policy {
             require_image_digests: true,
             require_resources_in_quota_namespaces: true,

@@ -33,8 +33,8 @@ pub fn build(
     config: &StackConfig,
     secrets: &dyn SecretSource,
 ) -> Result<StackBuild, StackError> {
-    let web = web_image(request.web_image.as_deref())?;
-    let api = api_image(request.api_image.as_deref())?;
+    let web = web_image(config, request.web_image.as_deref())?;
+    let api = api_image(config, request.api_image.as_deref())?;
     let images = Images {
         web: web.to_string(),
         api: api.to_string(),

@@ -6,7 +6,8 @@
 //! certificate, class, Gateway with HTTPS listeners covering `hosts.web` and
 //! `hosts.api`); the image pull Secrets; the PostgreSQL server in
 //! `database.namespace` (skipped when `database.host` names an external server);
-//! the application namespace (`namespace`) with the optional `quota` and, unless
+//! the application namespace (`namespace`; PodSecurity `podSecurity`, default
+//! `restricted`, a relaxed level noted in every plan) with the optional `quota` and, unless
 //! `networkPolicies: false`, the NetworkPolicies (ingress from the gateway
 //! namespace, egress to DNS and the database: the server's namespace, or
 //! `database.cidr` for an external server); then the application ([`super::app`])
@@ -23,7 +24,8 @@
 use std::collections::BTreeMap;
 
 use components::{
-    DatabaseEgress, GatewayRef, LogicalDatabase, NetworkIsolation, PreviewNamespace, WildcardHost,
+    DatabaseEgress, GatewayRef, LogicalDatabase, NetworkIsolation, PodSecurity, PodSecurityLevel,
+    PreviewNamespace, WildcardHost,
 };
 use preview_core::postgres::job::JobSettings;
 use preview_core::validate::Policy;
@@ -149,11 +151,13 @@ impl Standalone<'_> {
         });
         let namespace = PreviewNamespace {
             labels: labels.clone(),
+            pod_security: Some(PodSecurity::new(config.pod_security)),
             quota: config.quota.clone(),
             network,
             ..PreviewNamespace::new(ns)
         }
         .build()?;
+        let notes = pod_security_notes(config);
         let mut namespace_resources = namespace.into_resources();
         if let Some(first) = namespace_resources.first_mut() {
             *first = protect(first.clone(), self.protect);
@@ -230,9 +234,23 @@ impl Standalone<'_> {
             name: self.name.to_owned(),
             resources: merge(bundles, own)?,
             outputs,
+            notes,
             policy: self.policy,
         })
     }
+}
+
+/// The plan note of a relaxed PodSecurity level (none for `restricted`).
+pub(crate) fn pod_security_notes(config: &StackConfig) -> Vec<String> {
+    if config.pod_security == PodSecurityLevel::Restricted {
+        return Vec::new();
+    }
+    vec![format!(
+        "PodSecurity relaxed: namespace {} enforces `{}`, not `restricted` (config key `podSecurity` in {}); the stack's own pods stay restricted-compliant, other pods there may run as root",
+        config.namespace,
+        config.pod_security.as_str(),
+        config.origin
+    )]
 }
 
 /// The wildcard listeners covering the web and API hosts.

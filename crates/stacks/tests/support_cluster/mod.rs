@@ -77,12 +77,9 @@ pub fn pr_args(pr: u64) -> Vec<String> {
         "--pr".into(),
         pr.to_string(),
         "--web-image".into(),
-        format!("registry.example/aphiria/web@sha256:{}", digest(pr)),
+        format!("ghcr.io/aphiria/web@sha256:{}", digest(pr)),
         "--api-image".into(),
-        format!(
-            "registry.example/aphiria/api@sha256:{}",
-            digest(pr + 1_000_000)
-        ),
+        format!("ghcr.io/aphiria/api@sha256:{}", digest(pr + 1_000_000)),
     ]
 }
 
