@@ -238,6 +238,7 @@ pub struct Engine {
     events: EventSink,
     options: EngineOptions,
     cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    data_key: Option<crate::state::crypto::Encryption>,
 }
 
 /// Result of one step.
@@ -262,7 +263,18 @@ impl Engine {
             events,
             options,
             cancel: None,
+            data_key: None,
         }
+    }
+
+    /// Records `key` as the stack's wrapped data key when its state has none
+    /// yet: the caller sealed secret outputs of this run with it
+    /// ([`crate::state::crypto::Sealer::open_or_init`] on a copy of the state).
+    /// A run whose state meanwhile got another key fails before any step, as
+    /// its sealed outputs could not be opened.
+    pub fn with_data_key(mut self, key: Option<crate::state::crypto::Encryption>) -> Self {
+        self.data_key = key;
+        self
     }
 
     /// Makes runs stop when `cancel` turns true: in-flight steps are abandoned
@@ -529,7 +541,19 @@ impl Engine {
         outputs: BTreeMap<String, Output>,
         start: Instant,
     ) -> Result<UpReport, EngineError> {
-        let state = self.read_state(graph.stack()).await?;
+        let mut state = self.read_state(graph.stack()).await?;
+        if let Some(key) = &self.data_key {
+            match &state.encryption {
+                None => state.encryption = Some(key.clone()),
+                Some(recorded) if recorded == key => {}
+                Some(_) => {
+                    return Err(EngineError::State(StateError::Stale {
+                        stack: graph.stack().to_owned(),
+                        message: "the stack's data key changed while this run was preparing (another run sealed its first secret); run again".into(),
+                    }));
+                }
+            }
+        }
         if !state.pending.is_empty() {
             self.events.emit(Event::Warning {
                 id: None,

@@ -136,9 +136,9 @@ fn images_not_pinned_by_a_full_lowercase_digest() {
 #[test]
 fn missing_secret() {
     let err = build_with(
-        &request(StackKind::PreviewPr, Some("123")),
-        &config(StackKind::PreviewPr),
-        &references(),
+        &request(StackKind::PreviewBase, None),
+        &config(StackKind::PreviewBase),
+        &References::new(),
         &FakeSecrets::without("DB_PASSWORD"),
     )
     .expect_err("no password");
@@ -370,6 +370,7 @@ fn images_are_checked_before_secrets_and_references() {
         pr: Some(PrNumber::parse("5").expect("pr")),
         web_image: Some("web:latest".into()),
         api_image: Some(API_IMAGE.into()),
+        db_role_password: None,
     };
     let err = build_with(
         &req,

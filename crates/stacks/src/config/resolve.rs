@@ -457,6 +457,23 @@ impl Resolver<'_> {
             namespace: db.namespace.unwrap_or_else(|| "default".to_owned()),
             external,
             storage,
+            connection_limit: match db.connection_limit {
+                None => preview_core::postgres::role::DEFAULT_CONNECTION_LIMIT,
+                Some(n)
+                    if (1..=preview_core::postgres::role::MAX_CONNECTION_LIMIT).contains(&n) =>
+                {
+                    n
+                }
+                Some(n) => {
+                    return Err(self.invalid(
+                        "database.connectionLimit",
+                        format!(
+                            "is {n}; use 1 to {}",
+                            preview_core::postgres::role::MAX_CONNECTION_LIMIT
+                        ),
+                    ));
+                }
+            },
         })
     }
 
@@ -811,6 +828,7 @@ mod tests {
                 port: Some(1),
                 cidr: Some("c".into()),
                 storage: Some(StorageFile::default()),
+                connection_limit: Some(1),
             }),
             quota: Some(QuotaFile::default()),
             resources: Some(ResourcesFile {
@@ -843,13 +861,13 @@ mod tests {
             cluster: Some(ClusterFile::default()),
         };
         let keys = all.present_keys();
-        assert_eq!(keys.len(), 41);
+        assert_eq!(keys.len(), 42);
         let all_stacks = readers("domain");
         let specific = keys
             .iter()
             .filter(|k| readers(k).len() < all_stacks.len())
             .count();
-        assert_eq!(specific, 35, "{keys:?}");
+        assert_eq!(specific, 36, "{keys:?}");
     }
 
     #[test]
