@@ -151,10 +151,9 @@ async fn check_isolation(pg: &TestPostgres, own: &str, password: &SecretString, 
         );
     }
     // The password is checked: a wrong one is refused.
-    let err = connect(&pg.conninfo_as(own, "not-the-password", own))
-        .await
-        .err()
-        .expect("wrong password refused");
+    let Err(err) = connect(&pg.conninfo_as(own, "not-the-password", own)).await else {
+        panic!("{own}: a wrong password must be refused");
+    };
     assert!(
         message(&err).contains("password authentication failed"),
         "{}",
