@@ -78,6 +78,48 @@ fn pr_number_too_long_for_a_name() {
 }
 
 #[test]
+fn a_role_name_too_long_is_refused_naming_it() {
+    // A long database prefix makes the database and its role the binding limit.
+    let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
+        .expect("config")
+        .replace(
+            "namePrefix: aphiria_pr_",
+            "namePrefix: aphiria_previews_with_a_rather_long_database_prefix_pr_",
+        );
+    let config = config_from(&text, StackKind::PreviewPr).expect("config");
+    let pr = "1234567890";
+    let err = build_with(
+        &request(StackKind::PreviewPr, Some(pr)),
+        &config,
+        &references(),
+        &FakeSecrets::all(),
+    )
+    .expect_err("too long");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "--pr {pr}: the PostgreSQL database and role name `aphiria_previews_with_a_rather_long_database_prefix_pr_{pr}` would be 65 characters long; at most 63 are allowed (PR numbers of up to 8 digits fit)"
+        )
+    );
+}
+
+#[test]
+fn a_bad_connection_limit_names_the_key() {
+    let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
+        .expect("config")
+        .replace(
+            "namePrefix: aphiria_pr_",
+            "namePrefix: aphiria_pr_\n  connectionLimit: 0",
+        );
+    let err = config_from(&text, StackKind::PreviewPr).expect_err("0");
+    assert!(
+        err.to_string().contains("`database.connectionLimit`")
+            && err.to_string().contains("1 to 1000"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_images() {
     let mut req = request(StackKind::PreviewPr, Some("123"));
     req.web_image = None;
