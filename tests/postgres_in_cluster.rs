@@ -290,6 +290,7 @@ async fn jobs_planted_in_another_namespace_are_never_used() {
         operation: Operation::Ensure,
         database: "aphiria_pr_80".into(),
         owner: "aphiria".into(),
+        role: None,
         stack: stack.into(),
         host: format!("db.{elsewhere}.svc.cluster.local"),
         port: 5432,

@@ -179,7 +179,7 @@ pub use api::{Api, ApiResources, Migration};
 pub use bundle::ManifestBundle;
 pub use common::{ComputeResources, CpuMemory, ImagePullPolicy, Labels, config_fingerprint};
 pub use config::{EnvConfigMap, EnvSecret};
-pub use database::LogicalDatabase;
+pub use database::{DatabaseRole, LogicalDatabase};
 pub use dns_record::{DnsRecord, DnsRecordData};
 pub use doks_cluster::{DoksCluster, DoksNodePool};
 pub use error::ComponentError;
@@ -190,11 +190,13 @@ pub use gateway::{
 pub use http_route::{
     ClientSettings, ConnectionLimit, GatewayRef, HttpRoute, HttpRouteResources, RequestRate,
 };
+/// Label selectors, as [`ServerClients`] takes them.
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 pub use migration::MigrationJob;
 pub use namespace::{
     DatabaseEgress, NamespaceResources, NetworkIsolation, PreviewNamespace, Quota,
 };
-pub use postgres::{PostgresResources, PostgresServer, Storage};
+pub use postgres::{PostgresResources, PostgresServer, ServerClients, Storage, postgres_uid};
 pub use pull_secret::ImagePullSecret;
 pub use security::{Hardening, PodSecurity, PodSecurityLevel};
 pub use web::{Web, WebResources};

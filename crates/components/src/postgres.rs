@@ -19,15 +19,37 @@
 //!
 //! The Service's in-cluster address is [`PostgresServer::host`]
 //! (`db.default.svc.cluster.local`), which the preview-base stack exports.
+//!
+//! Hardening (the server runs beside untrusted preview code):
+//! - the pod never gets a service-account token (`automountServiceAccountToken:
+//!   false`): PostgreSQL does not talk to the API server;
+//! - with [`PostgresServer::run_as`] (the stacks set it: the official image's
+//!   `postgres` user, uid/gid 999 on Debian, 70 on Alpine) a restricted
+//!   security context: `runAsNonRoot`, that uid and gid, `fsGroup` (volume
+//!   ownership; `fsGroupChangePolicy: OnRootMismatch`), seccomp
+//!   `RuntimeDefault`, `allowPrivilegeEscalation: false`, all capabilities
+//!   dropped. Running as that user from the start, the image's entrypoint
+//!   needs none of the root-only steps (`chown`, `gosu`);
+//! - with [`PostgresServer::clients`] a NetworkPolicy `<service>-clients` in the
+//!   server's namespace admits TCP 5432 to the server's pods only from the
+//!   namespaces and the local pods it names (preview-base: every preview
+//!   namespace, and the in-cluster database Jobs), and nothing else.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, ExecAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    Secret, SecretEnvSource, Service, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, ExecAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretEnvSource,
+    SecurityContext, Service, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use preview_core::Resource;
 use preview_core::secret::SecretString;
 use std::collections::BTreeMap;
@@ -47,7 +69,7 @@ pub const PORT: u16 = 5432;
 const DATA_MOUNT: &str = "/var/lib/postgresql/data";
 
 /// A PostgreSQL server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PostgresServer {
     /// Namespace (default `default`).
     pub namespace: String,
@@ -71,6 +93,42 @@ pub struct PostgresServer {
     pub image_pull_secrets: Vec<String>,
     /// Extra labels for every object.
     pub labels: Labels,
+    /// Run as this (non-root) user and group; `None` = the image's default
+    /// (root, dropping to `postgres` itself) and no restricted context.
+    pub run_as: Option<i64>,
+    /// Who may connect; `None` = no NetworkPolicy (every pod may).
+    pub clients: Option<ServerClients>,
+}
+
+/// The pods admitted to the server's port by its NetworkPolicy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerClients {
+    /// Pods in namespaces matching this selector (e.g. every preview namespace).
+    pub namespaces: LabelSelector,
+    /// Pods of the server's own namespace matching this selector (e.g. the
+    /// database Jobs).
+    pub local_pods: LabelSelector,
+}
+
+/// uid (and gid) of the `postgres` user of the official Debian-based image.
+pub const DEBIAN_POSTGRES_UID: i64 = 999;
+/// uid (and gid) of the `postgres` user of the official Alpine-based image.
+pub const ALPINE_POSTGRES_UID: i64 = 70;
+
+/// The `postgres` uid of an official image reference (`postgres:16-alpine@…` →
+/// 70, `postgres:16@…` → 999).
+pub fn postgres_uid(image: &str) -> i64 {
+    let tag = image
+        .rsplit_once('/')
+        .map_or(image, |(_, last)| last)
+        .split('@')
+        .next()
+        .unwrap_or_default();
+    if tag.contains("alpine") {
+        ALPINE_POSTGRES_UID
+    } else {
+        DEBIAN_POSTGRES_UID
+    }
 }
 
 /// The data volume's claim.
@@ -98,6 +156,8 @@ impl Storage {
 /// What [`PostgresServer::build`] renders.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PostgresResources {
+    /// The clients NetworkPolicy, with [`PostgresServer::clients`].
+    pub network_policy: Option<Resource>,
     /// Credentials Secret.
     pub secret: Resource,
     /// Data claim, when storage is persistent.
@@ -114,6 +174,7 @@ impl PostgresResources {
         let mut out = vec![self.secret];
         out.extend(self.claim);
         out.extend([self.deployment, self.service]);
+        out.extend(self.network_policy);
         out
     }
 }
@@ -133,6 +194,8 @@ impl PostgresServer {
             resources: None,
             image_pull_secrets: Vec::new(),
             labels: Labels::new(),
+            run_as: None,
+            clients: None,
         }
     }
 
@@ -248,8 +311,37 @@ impl PostgresServer {
                 ..Probe::default()
             }),
             resources: requirements(self.resources.as_ref()),
+            security_context: self.run_as.map(|_| SecurityContext {
+                allow_privilege_escalation: Some(false),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".to_owned()]),
+                    add: None,
+                }),
+                ..SecurityContext::default()
+            }),
             ..Container::default()
         };
+        if let Some(uid) = self.run_as
+            && uid <= 0
+        {
+            return Err(ComponentError::invalid(
+                "postgres runAsUser",
+                uid.to_string(),
+                "must be a non-root uid (the image's postgres user)",
+            ));
+        }
+        let pod_security = self.run_as.map(|uid| PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            fs_group: Some(uid),
+            fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        });
         let deployment = to_resource(&Deployment {
             metadata: meta(&self.service_name, ns, &labels),
             spec: Some(DeploymentSpec {
@@ -265,6 +357,8 @@ impl PostgresServer {
                         containers: vec![container],
                         volumes: Some(vec![data_volume]),
                         image_pull_secrets: pull_secrets(&self.image_pull_secrets),
+                        automount_service_account_token: Some(false),
+                        security_context: pod_security,
                         ..PodSpec::default()
                     }),
                 },
@@ -284,7 +378,40 @@ impl PostgresServer {
             ..Service::default()
         })?;
 
+        let network_policy = self
+            .clients
+            .as_ref()
+            .map(|clients| {
+                to_resource(&NetworkPolicy {
+                    metadata: meta(&format!("{}-clients", self.service_name), ns, &labels),
+                    spec: Some(NetworkPolicySpec {
+                        pod_selector: Some(match_labels(selector_labels(NAME))),
+                        policy_types: Some(vec!["Ingress".to_owned()]),
+                        ingress: Some(vec![NetworkPolicyIngressRule {
+                            from: Some(vec![
+                                NetworkPolicyPeer {
+                                    namespace_selector: Some(clients.namespaces.clone()),
+                                    ..NetworkPolicyPeer::default()
+                                },
+                                NetworkPolicyPeer {
+                                    pod_selector: Some(clients.local_pods.clone()),
+                                    ..NetworkPolicyPeer::default()
+                                },
+                            ]),
+                            ports: Some(vec![NetworkPolicyPort {
+                                protocol: Some("TCP".to_owned()),
+                                port: Some(IntOrString::Int(i32::from(PORT))),
+                                end_port: None,
+                            }]),
+                        }]),
+                        egress: None,
+                    }),
+                })
+            })
+            .transpose()?;
+
         Ok(PostgresResources {
+            network_policy,
             secret,
             claim,
             deployment,
@@ -303,6 +430,26 @@ mod tests {
         PostgresServer {
             storage: Some(Storage::new("10Gi")),
             labels: Labels::for_instance("aphiria", "preview-base"),
+            run_as: Some(postgres_uid(POSTGRES_IMAGE)),
+            clients: Some(ServerClients {
+                namespaces: LabelSelector {
+                    match_labels: Some(std::collections::BTreeMap::from([(
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "preview-envs".to_owned(),
+                    )])),
+                    ..LabelSelector::default()
+                },
+                local_pods: LabelSelector {
+                    match_expressions: Some(vec![
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                            key: "preview-envs.io/database-operation".to_owned(),
+                            operator: "Exists".to_owned(),
+                            values: None,
+                        },
+                    ]),
+                    ..LabelSelector::default()
+                },
+            }),
             ..PostgresServer::new(
                 POSTGRES_IMAGE,
                 "aphiria",
@@ -380,6 +527,83 @@ mod tests {
         });
         let claim = classed.build().expect("builds").claim.expect("claim");
         assert_eq!(claim.body["spec"]["storageClassName"], "do-block-storage");
+    }
+
+    #[test]
+    fn the_pod_is_restricted_and_gets_no_token() {
+        let out = server().build().expect("builds");
+        let pod = &out.deployment.body["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let uid = postgres_uid(POSTGRES_IMAGE);
+        assert_eq!(
+            pod["securityContext"],
+            json!({"fsGroup": uid, "fsGroupChangePolicy": "OnRootMismatch", "runAsGroup": uid,
+                   "runAsNonRoot": true, "runAsUser": uid,
+                   "seccompProfile": {"type": "RuntimeDefault"}})
+        );
+        assert_eq!(
+            pod["containers"][0]["securityContext"],
+            json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
+        );
+        // Without run_as: the image's default user, no restricted context
+        // (its entrypoint needs root to chown and drop to postgres).
+        let mut plain = server();
+        plain.run_as = None;
+        let out = plain.build().expect("builds");
+        let pod = &out.deployment.body["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert!(pod.get("securityContext").is_none());
+        let mut root = server();
+        root.run_as = Some(0);
+        let err = root.build().expect_err("root").to_string();
+        assert!(err.contains("postgres runAsUser"), "{err}");
+    }
+
+    #[test]
+    fn uids_follow_the_image_flavour() {
+        assert_eq!(
+            postgres_uid("docker.io/library/postgres:16-alpine@sha256:abc"),
+            70
+        );
+        assert_eq!(
+            postgres_uid("docker.io/library/postgres:16@sha256:abc"),
+            999
+        );
+        assert_eq!(postgres_uid("postgres@sha256:abc"), 999);
+        assert_eq!(postgres_uid("registry.alpine.example/postgres:16"), 999);
+    }
+
+    #[test]
+    fn only_the_named_clients_reach_port_5432() {
+        let out = server().build().expect("builds");
+        let policy = out.network_policy.expect("policy");
+        assert_eq!(policy.id.name, "db-clients");
+        assert_eq!(policy.id.namespace.as_deref(), Some("default"));
+        let spec = &policy.body["spec"];
+        assert_eq!(
+            spec["podSelector"],
+            json!({"matchLabels": {"app.kubernetes.io/name": "postgresql"}})
+        );
+        assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+        let rules = spec["ingress"].as_array().expect("rules");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0]["ports"],
+            json!([{"port": 5432, "protocol": "TCP"}])
+        );
+        let from = rules[0]["from"].as_array().expect("peers");
+        assert_eq!(from.len(), 2);
+        assert!(
+            from[0].get("podSelector").is_none(),
+            "every pod of those namespaces"
+        );
+        assert!(
+            from[1].get("namespaceSelector").is_none(),
+            "own namespace only"
+        );
+        let mut open = server();
+        open.clients = None;
+        assert!(open.build().expect("builds").network_policy.is_none());
     }
 
     #[test]

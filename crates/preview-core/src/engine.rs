@@ -265,6 +265,7 @@ pub struct Engine {
     options: EngineOptions,
     cancel: Option<tokio::sync::watch::Receiver<bool>>,
     guard: Option<PlanGuard>,
+    data_key: Option<crate::state::crypto::Encryption>,
 }
 
 /// Result of one step.
@@ -290,6 +291,7 @@ impl Engine {
             options,
             cancel: None,
             guard: None,
+            data_key: None,
         }
     }
 
@@ -298,6 +300,16 @@ impl Engine {
     /// [`EngineError::PlanMoved`].
     pub fn with_plan_guard(mut self, guard: PlanGuard) -> Self {
         self.guard = Some(guard);
+        self
+    }
+
+    /// Records `key` as the stack's wrapped data key when its state has none
+    /// yet: the caller sealed secret outputs of this run with it
+    /// ([`crate::state::crypto::Sealer::open_or_init`] on a copy of the state).
+    /// A run whose state meanwhile got another key fails before any step, as
+    /// its sealed outputs could not be opened.
+    pub fn with_data_key(mut self, key: Option<crate::state::crypto::Encryption>) -> Self {
+        self.data_key = key;
         self
     }
 
@@ -575,13 +587,25 @@ impl Engine {
     ) -> Result<UpReport, EngineError> {
         let stored = self.backend.read(graph.stack()).await?;
         let exists = stored.is_some();
-        let state = stored.unwrap_or_else(|| {
+        let mut state = stored.unwrap_or_else(|| {
             let mut state = StackState::new(graph.stack());
             if let Some(guard) = &self.guard {
                 state.lineage.clone_from(&guard.lineage);
             }
             state
         });
+        if let Some(key) = &self.data_key {
+            match &state.encryption {
+                None => state.encryption = Some(key.clone()),
+                Some(recorded) if recorded == key => {}
+                Some(_) => {
+                    return Err(EngineError::State(StateError::Stale {
+                        stack: graph.stack().to_owned(),
+                        message: "the stack's data key changed while this run was preparing (another run sealed its first secret); run again".into(),
+                    }));
+                }
+            }
+        }
         if !state.pending.is_empty() {
             self.events.emit(Event::Warning {
                 id: None,

@@ -30,8 +30,9 @@
 //! | `registry` | all | `ghcr.io` (host of the pull Secret) |
 //! | `registryPullSecret` | all | `false`; `true` renders `registry-credentials` from secret `REGISTRY_TOKEN` |
 //! | `registryUser` | all | req when `registryPullSecret` is true |
-//! | `database.user` | all | `<app>` (`DB_USER`, the PostgreSQL superuser of B/L/X) |
-//! | `database.namePrefix` | P | `<app>_pr_` (database `aphiria_pr_123`) |
+//! | `database.user` | all | `<app>` (the PostgreSQL superuser of B/L/X, in `db-credentials`; `DB_USER` of L/X; P: the role that owns the base's server, unused by previews) |
+//! | `database.namePrefix` | P | `<app>_pr_` (database and its login role `aphiria_pr_123`; `DB_USER` of the preview) |
+//! | `database.connectionLimit` | P | `20` (`CONNECTION LIMIT` of each preview's database role, 1–1000) |
 //! | `database.name` | L, X | `<app>_local` / `<app>_production` |
 //! | `database.namespace` | L, B, X | `default` (where the PostgreSQL server runs) |
 //! | `database.host`, `.port`, `.cidr` | L, X | unset: the stack runs its own server; set: use that server (`cidr` is its address range for the NetworkPolicy) |
@@ -285,6 +286,8 @@ pub struct DatabaseConfig {
     pub external: Option<ExternalDatabase>,
     /// Persistent storage of the stack's own server.
     pub storage: Option<Storage>,
+    /// `CONNECTION LIMIT` of each preview's database role (preview-pr).
+    pub connection_limit: u32,
 }
 
 /// A PostgreSQL server the stack does not run.

@@ -143,6 +143,7 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
         pr,
         web_image: args.web_image.clone(),
         api_image: args.api_image.clone(),
+        db_role_password: None,
     })
 }
 
@@ -379,6 +380,54 @@ struct Prepared {
     counts: preview_core::kubernetes::RequestCounts,
 }
 
+/// Placeholder for the preview's database role password where nothing is
+/// applied (`render`): the real one exists only in state (sealed) and in the
+/// applied Secret.
+const ROLE_PASSWORD_PLACEHOLDER: &str = "generated-by-stacks-up";
+
+/// The password of `preview-pr`'s database role for this run, and how it is
+/// kept: unsealed from the stack's state when recorded, else freshly generated
+/// (random, [`preview_core::postgres::role::generate_password`]); never from a
+/// flag or the environment. Needs the state passphrase, which seals it.
+struct RolePassword {
+    password: preview_core::secret::SecretString,
+    /// The output to record (the previous sealed value when unchanged, so a
+    /// no-op `up` writes nothing).
+    sealed: Output,
+    /// The stack's new data key, when its state had none.
+    new_key: Option<preview_core::state::crypto::Encryption>,
+}
+
+async fn role_password(backend: &dyn StateBackend, req: &StackRequest) -> Result<RolePassword> {
+    use preview_core::state::StackState;
+    use preview_core::state::crypto::{Sealer, passphrase_from_env};
+    use stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT as OUTPUT;
+    let name = req.instance_name()?;
+    let passphrase = passphrase_from_env()?.ok_or_else(|| {
+        anyhow!(
+            "missing PREVIEW_STATE_PASSPHRASE (or PREVIEW_STATE_PASSPHRASE_FILE): {name} generates the password of its database role and keeps it sealed in state with it (at least {} characters, e.g. `openssl rand -base64 32`)",
+            preview_core::state::crypto::MIN_PASSPHRASE_CHARS
+        )
+    })?;
+    let mut state = backend
+        .read(&name)
+        .await?
+        .unwrap_or_else(|| StackState::new(&name));
+    let had_key = state.encryption.is_some();
+    let sealer = Sealer::open_or_init(&mut state, &passphrase)?;
+    let previous = state.outputs.get(OUTPUT);
+    let password = match previous {
+        Some(sealed) => sealer.unseal(OUTPUT, sealed)?,
+        None => preview_core::postgres::role::generate_password(),
+    };
+    let sealed = sealer.seal_keeping(OUTPUT, &password, previous)?;
+    Ok(RolePassword {
+        password,
+        sealed,
+        new_key: if had_key { None } else { state.encryption },
+    })
+}
+
 async fn prepare(
     g: &GlobalArgs,
     args: &StackArgs,
@@ -386,9 +435,33 @@ async fn prepare(
     import: Import,
     notes: Vec<String>,
 ) -> Result<Prepared> {
-    let req = request(args)?;
+    let mut req = request(args)?;
     let backend = backend(g).await?;
-    let (build, database_namespace, config_hash) = build_stack(g, &req, backend.as_ref()).await?;
+    let role = if req.kind == StackKind::PreviewPr {
+        match role_password(backend.as_ref(), &req).await {
+            Ok(role) => Some(role),
+            Err(e) => {
+                // The stack's own input checks are reported first.
+                let mut probe = req.clone();
+                probe.db_role_password = Some(preview_core::secret::SecretString::new(
+                    ROLE_PASSWORD_PLACEHOLDER,
+                ));
+                build_stack(g, &probe, backend.as_ref()).await?;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    req.db_role_password = role.as_ref().map(|r| r.password.clone());
+    let (mut build, database_namespace, config_hash) =
+        build_stack(g, &req, backend.as_ref()).await?;
+    if let Some(role) = &role {
+        build.outputs.insert(
+            stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT.to_owned(),
+            role.sealed.clone(),
+        );
+    }
     let graph = graph_of(&build)?;
     tracing::debug!(resources = graph.order().len(), "stack built");
     let meta = plan_meta(&req, config_hash, &graph)?;
@@ -406,7 +479,9 @@ async fn prepare(
     );
     let mut options = engine.options().clone();
     options.plan.notes = build.notes.iter().cloned().chain(notes).collect();
-    let engine = engine.with_options(options);
+    let engine = engine
+        .with_options(options)
+        .with_data_key(role.and_then(|r| r.new_key));
     tracing::debug!("connected");
     Ok(Prepared {
         build,
@@ -443,7 +518,17 @@ async fn render_cmd(
     include_secrets: bool,
 ) -> Result<ExitCode> {
     use stacks::redact;
-    let req = request(args)?;
+    let mut req = request(args)?;
+    if req.kind == StackKind::PreviewPr {
+        // Render never unseals the role's password.
+        req.db_role_password = Some(preview_core::secret::SecretString::new(
+            ROLE_PASSWORD_PLACEHOLDER,
+        ));
+        eprintln!(
+            "note: DB_PASSWORD of {} is the placeholder {ROLE_PASSWORD_PLACEHOLDER:?} here; `up` generates the database role's password and keeps it only in the applied Secret and, sealed, in state",
+            req.instance_name()?
+        );
+    }
     let backend = backend(g).await?;
     let (build, _, _) = build_stack(g, &req, backend.as_ref()).await?;
     let graph = graph_of(&build)?;

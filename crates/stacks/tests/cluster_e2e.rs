@@ -33,6 +33,14 @@ async fn database_exists(name: &str) -> bool {
         .is_some()
 }
 
+async fn role_exists(name: &str) -> bool {
+    let pg = world().await.pg.client().await.expect("pg");
+    pg.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .expect("query")
+        .is_some()
+}
+
 async fn httproute_hosts(client: &kube::Client, ns: &str) -> BTreeSet<String> {
     let ar = kube::core::ApiResource {
         group: "gateway.networking.k8s.io".into(),
@@ -125,6 +133,8 @@ async fn check_preview(client: &kube::Client, pr: u64) {
         ("DB_HOST", "db.default.svc.cluster.local".to_owned()),
         ("DB_PORT", "5432".to_owned()),
         ("DB_NAME", format!("aphiria_pr_{pr}")),
+        // The PR's own role, never the server's superuser.
+        ("DB_USER", format!("aphiria_pr_{pr}")),
         ("PR_NUMBER", pr.to_string()),
     ]
     .into_iter()
@@ -135,7 +145,6 @@ async fn check_preview(client: &kube::Client, pr: u64) {
     for k in [
         "APP_BUILDER_API",
         "APP_BUILDER_CONSOLE",
-        "DB_USER",
         "DOC_LEXEMES_TABLE_NAME",
         "LOG_LEVEL",
     ] {
@@ -315,6 +324,8 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
         "namespace gone"
     );
     assert!(!database_exists("aphiria_pr_7").await, "database dropped");
+    assert!(!role_exists("aphiria_pr_7").await, "role dropped");
+    assert!(role_exists("aphiria_pr_123").await);
     check_preview(&client, 123).await;
     assert_eq!(
         std::fs::read(stacks.state.join("preview-base.json")).expect("base state"),
@@ -329,6 +340,7 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
 
     stacks.ok(&["destroy", "preview-pr", "--pr", "123"]);
     assert!(!database_exists("aphiria_pr_123").await);
+    assert!(!role_exists("aphiria_pr_123").await);
 }
 
 /// NFR-017: without a route from the engine to the database server, the
@@ -361,6 +373,21 @@ async fn the_database_is_made_by_jobs_when_the_engine_cannot_reach_it() {
         .expect("comment")
         .get(0);
     assert_eq!(comment, "managed-by=preview-envs stack=preview-pr-314");
+    // Owned by its own role, made by the same Job, carrying the same marker.
+    let role = pg
+        .query_one(
+            "SELECT pg_get_userbyid(d.datdba)::text, shobj_description(a.oid, 'pg_authid'), a.rolsuper \
+             FROM pg_database d JOIN pg_authid a ON a.rolname = d.datname WHERE d.datname = 'aphiria_pr_314'",
+            &[],
+        )
+        .await
+        .expect("role");
+    assert_eq!(role.get::<_, String>(0), "aphiria_pr_314");
+    assert_eq!(
+        role.get::<_, String>(1),
+        "managed-by=preview-envs stack=preview-pr-314"
+    );
+    assert!(!role.get::<_, bool>(2));
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let ours = ListParams::default().labels("preview-envs.io/stack=preview-pr-314");
     let names: Vec<String> = jobs
@@ -385,6 +412,10 @@ async fn the_database_is_made_by_jobs_when_the_engine_cannot_reach_it() {
     assert!(
         !database_exists("aphiria_pr_314").await,
         "dropped by the drop Job"
+    );
+    assert!(
+        !role_exists("aphiria_pr_314").await,
+        "role dropped by the drop Job"
     );
     assert!(
         jobs.list(&ours).await.expect("jobs").items.is_empty(),
@@ -467,15 +498,15 @@ async fn bad_input_is_rejected_before_any_side_effect() {
         !out.status.success() && err.contains("preview-base"),
         "{err}"
     );
-    // A missing secret.
+    // No state passphrase: the database role's password cannot be sealed.
     let out = stacks
         .command(&args)
-        .env_remove("PREVIEW_DB_PASSWORD")
+        .env_remove("PREVIEW_STATE_PASSPHRASE")
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("DB_PASSWORD"),
+        !out.status.success() && err.contains("PREVIEW_STATE_PASSPHRASE"),
         "{err}"
     );
     // Nothing was applied: no namespace for PR 5, no state written.

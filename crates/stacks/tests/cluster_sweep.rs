@@ -46,6 +46,12 @@ fn stacks_command(world: &World) -> StacksCommand {
             ("PREVIEW_DB_PASSWORD", "db-password-canary-7f3a".to_string()),
             ("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e".into()),
             ("PREVIEW_POSTGRES_URL", world.pg.url()),
+            // The previews' states are authenticated with it (their database
+            // role's password is sealed there).
+            (
+                "PREVIEW_STATE_PASSPHRASE",
+                support_cluster::STATE_PASSPHRASE.into(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))

@@ -78,6 +78,48 @@ fn pr_number_too_long_for_a_name() {
 }
 
 #[test]
+fn a_role_name_too_long_is_refused_naming_it() {
+    // A long database prefix makes the database and its role the binding limit.
+    let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
+        .expect("config")
+        .replace(
+            "namePrefix: aphiria_pr_",
+            "namePrefix: aphiria_previews_with_a_rather_long_database_prefix_pr_",
+        );
+    let config = config_from(&text, StackKind::PreviewPr).expect("config");
+    let pr = "1234567890";
+    let err = build_with(
+        &request(StackKind::PreviewPr, Some(pr)),
+        &config,
+        &references(),
+        &FakeSecrets::all(),
+    )
+    .expect_err("too long");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "--pr {pr}: the PostgreSQL database and role name `aphiria_previews_with_a_rather_long_database_prefix_pr_{pr}` would be 65 characters long; at most 63 are allowed (PR numbers of up to 8 digits fit)"
+        )
+    );
+}
+
+#[test]
+fn a_bad_connection_limit_names_the_key() {
+    let text = std::fs::read_to_string(support::config_dir().join("preview-pr.yaml"))
+        .expect("config")
+        .replace(
+            "namePrefix: aphiria_pr_",
+            "namePrefix: aphiria_pr_\n  connectionLimit: 0",
+        );
+    let err = config_from(&text, StackKind::PreviewPr).expect_err("0");
+    assert!(
+        err.to_string().contains("`database.connectionLimit`")
+            && err.to_string().contains("1 to 1000"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_images() {
     let mut req = request(StackKind::PreviewPr, Some("123"));
     req.web_image = None;
@@ -136,9 +178,9 @@ fn images_not_pinned_by_a_full_lowercase_digest() {
 #[test]
 fn missing_secret() {
     let err = build_with(
-        &request(StackKind::PreviewPr, Some("123")),
-        &config(StackKind::PreviewPr),
-        &references(),
+        &request(StackKind::PreviewBase, None),
+        &config(StackKind::PreviewBase),
+        &References::new(),
         &FakeSecrets::without("DB_PASSWORD"),
     )
     .expect_err("no password");
@@ -365,6 +407,7 @@ fn images_are_checked_before_secrets_and_references() {
         pr: Some(PrNumber::parse("5").expect("pr")),
         web_image: Some("web:latest".into()),
         api_image: Some(API_IMAGE.into()),
+        db_role_password: None,
     };
     let err = build_with(
         &req,

@@ -11,7 +11,7 @@ use preview_core::ResourceId;
 use preview_core::state::Output;
 use serde_json::{Value, json};
 use stacks::StackKind;
-use support::{API_IMAGE, DB_PASSWORD, FakeSecrets, WEB_IMAGE, find, preview};
+use support::{API_IMAGE, DB_PASSWORD, FakeSecrets, ROLE_PASSWORD, WEB_IMAGE, find, preview};
 
 #[test]
 fn config_map_has_exactly_the_listed_keys_and_values() {
@@ -36,7 +36,8 @@ fn config_map_has_exactly_the_listed_keys_and_values() {
         ("DB_HOST", "db.default.svc.cluster.local"),
         ("DB_PORT", "5432"),
         ("DB_NAME", "aphiria_pr_123"),
-        ("DB_USER", "aphiria"),
+        // The PR's own role, never the server's superuser.
+        ("DB_USER", "aphiria_pr_123"),
         ("DOC_LEXEMES_TABLE_NAME", ""),
         ("LOG_LEVEL", "debug"),
         ("PR_NUMBER", "123"),
@@ -48,14 +49,65 @@ fn config_map_has_exactly_the_listed_keys_and_values() {
 }
 
 #[test]
-fn secret_holds_only_the_database_password() {
+fn secret_holds_only_the_database_role_password() {
     let build = preview("123");
     let secret = find(&build, "Secret preview-pr-123/env-var-secrets-pr-123");
     assert_eq!(
         secret.body["data"],
-        json!({"DB_PASSWORD": STANDARD.encode(DB_PASSWORD)})
+        json!({"DB_PASSWORD": STANDARD.encode(ROLE_PASSWORD)})
     );
     assert_eq!(secret.body["type"], "Opaque");
+    // The server's superuser password is nowhere in the preview.
+    let text = serde_json::to_string(&build.resources.iter().map(|r| &r.body).collect::<Vec<_>>())
+        .expect("json");
+    assert!(!text.contains(&STANDARD.encode(DB_PASSWORD)), "{text}");
+    assert!(!text.contains(DB_PASSWORD));
+}
+
+#[test]
+fn the_database_has_its_own_role() {
+    let build = preview("123");
+    let db = find(&build, "postgres Database aphiria_pr_123");
+    assert_eq!(db.body["owner"], "aphiria_pr_123");
+    assert_eq!(db.body["role"]["connectionLimit"], 20);
+    let verifier = db.body["role"]["passwordVerifier"]
+        .as_str()
+        .expect("verifier");
+    assert_eq!(
+        verifier,
+        preview_core::postgres::role::scram_verifier(
+            "aphiria_pr_123",
+            &preview_core::secret::SecretString::new(ROLE_PASSWORD)
+        )
+    );
+    assert!(db.is_secret_path("/role/passwordVerifier"));
+    assert!(!db.body.to_string().contains(ROLE_PASSWORD));
+}
+
+#[test]
+fn the_role_password_never_comes_from_the_environment() {
+    // Without the generated password the stack does not build, whatever the
+    // secrets say (DB_PASSWORD is the superuser's, and is not read at all).
+    let mut req = support::request(stacks::StackKind::PreviewPr, Some("123"));
+    req.db_role_password = None;
+    let err = support::build_with(
+        &req,
+        &support::config(stacks::StackKind::PreviewPr),
+        &support::references(),
+        &FakeSecrets::all(),
+    )
+    .expect_err("no generated password");
+    assert!(
+        err.to_string().contains("PREVIEW_STATE_PASSPHRASE"),
+        "{err}"
+    );
+    let without = support::build_with(
+        &support::request(stacks::StackKind::PreviewPr, Some("123")),
+        &support::config(stacks::StackKind::PreviewPr),
+        &support::references(),
+        &FakeSecrets::without("DB_PASSWORD"),
+    );
+    assert!(without.is_ok(), "{:?}", without.err());
 }
 
 #[test]
@@ -129,9 +181,10 @@ fn database_is_owned_by_the_stack() {
     let db = find(&build, "postgres Database aphiria_pr_123");
     assert_eq!(
         db.body,
-        json!({"owner": "aphiria",
+        json!({"owner": "aphiria_pr_123",
                "server": {"host": "db.default.svc.cluster.local", "port": 5432},
                "ownerMarker": "preview-pr-123",
+               "role": db.body["role"],
                // The in-cluster executor's Jobs: in the server's namespace, with
                // the server's image and credentials, read from preview-base.
                "job": {"namespace": "default",

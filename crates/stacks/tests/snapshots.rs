@@ -69,8 +69,18 @@ fn canaries_appear_only_base64_encoded() {
                 "{kind:?} shows {canary} in plain text"
             );
         }
-        // Every stack carries the DB password (env Secret or server credentials),
-        // only as base64.
-        assert!(text.contains(&STANDARD.encode(DB_PASSWORD)), "{kind:?}");
+        // Every stack but preview-pr carries the superuser's password (server
+        // credentials, or the app's Secret of local/production), only as base64;
+        // preview-pr never holds it, only its own role's password.
+        if kind == stacks::StackKind::PreviewPr {
+            assert!(!text.contains(&STANDARD.encode(DB_PASSWORD)), "{kind:?}");
+            assert!(
+                text.contains(&STANDARD.encode(support::ROLE_PASSWORD)),
+                "{kind:?}"
+            );
+            assert!(!text.contains(support::ROLE_PASSWORD), "{kind:?}");
+        } else {
+            assert!(text.contains(&STANDARD.encode(DB_PASSWORD)), "{kind:?}");
+        }
     }
 }

@@ -7,6 +7,10 @@
 //! runs as root the temp dir is `chown`ed to the `postgres` user and every command
 //! runs under `runuser -u postgres --`; otherwise they run as the current user.
 //!
+//! [`TestPostgres::start_with_password_auth`] starts one where TCP logins of
+//! every role but `postgres` need their password (`scram-sha-256` in
+//! `pg_hba.conf`), for tests of what a role's credentials can and cannot do.
+//!
 //! Durability settings are off (`fsync`, `synchronous_commit`, `full_page_writes`)
 //! because the data is thrown away; a crash of the *server process* still loses
 //! nothing that was committed, only an operating-system crash could.
@@ -39,6 +43,17 @@ static SHARED: OnceCell<TestPostgres> = OnceCell::const_new();
 impl TestPostgres {
     /// Initialises and starts a new server on a free port.
     pub async fn start() -> Result<TestPostgres, KitError> {
+        Self::start_with(false).await
+    }
+
+    /// Like [`TestPostgres::start`], but TCP logins of roles other than
+    /// `postgres` are checked with `scram-sha-256` (the `postgres` superuser
+    /// and Unix-socket logins stay `trust`).
+    pub async fn start_with_password_auth() -> Result<TestPostgres, KitError> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(password_auth: bool) -> Result<TestPostgres, KitError> {
         let bin = bins::pg_bin_dir()?;
         let as_postgres = running_as_root();
         let mut scratch = Scratch::new("testkit-postgres-", Some("data/postmaster.pid"))?;
@@ -63,6 +78,18 @@ impl TestPostgres {
                 "--locale=C",
             ]))
         .await?;
+        if password_auth {
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 host all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .map_err(|source| KitError::Io {
+                context: format!("writing {}", data.join("pg_hba.conf").display()),
+                source,
+            })?;
+        }
 
         // From here on, make sure a started server is stopped however we leave.
         let pg_ctl = bin.join("pg_ctl");
@@ -148,6 +175,19 @@ impl TestPostgres {
     /// A URL for another database on this server.
     pub fn url_for(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A libpq key/value connection string logging in as `user` with
+    /// `password` to `database` (values quoted for libpq).
+    pub fn conninfo_as(&self, user: &str, password: &str, database: &str) -> String {
+        let q = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        format!(
+            "host=127.0.0.1 port={} user={} password={} dbname={}",
+            self.port,
+            q(user),
+            q(password),
+            q(database)
+        )
     }
 
     /// Connects as `postgres` to database `postgres`. The connection task runs on

@@ -30,6 +30,15 @@
 //!   delete it by hand or give database Jobs a TTL.
 //! - **list_owned**: ensure Jobs labelled with the stack.
 //!
+//! **The per-PR role** ([`super::role`]) is managed by the same Jobs: the ensure
+//! Job checks the role's and the database's markers before its first write
+//! (refusing a role of that name without ours, naming it), creates or alters the
+//! role, then the database; the drop Job checks both markers, drops the database,
+//! then the role, and fails unless both are gone. The Jobs carry the role's SCRAM
+//! verifier, never its password. Unlike the direct executor, a create is not
+//! dry-run at plan time (that would take a Job): a foreign role stops the ensure
+//! Job, before anything changes on the server.
+//!
 //! **Where Jobs are looked up.** Only in the database server's namespace, given
 //! when the executor is made ([`InClusterProvider::new`]) from the stack's own
 //! configuration or the base stack's `dbNamespace` output — never from the
@@ -48,11 +57,12 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 
+use super::job::EnsureResult;
 use super::job::{
     DATABASE_ANNOTATION, DatabaseJob, JobPhase, JobSettings, OPERATION_LABEL, Operation,
     SPEC_HASH_ANNOTATION, job_name, job_phase, parse_ensure_result, termination_message,
 };
-use super::{check_database_id, desired, live_value, other, sql};
+use super::{check_database_id, desired, live_value, other, role_value, sql};
 use crate::events::EventSink;
 use crate::observe::DryRun;
 use crate::provider::{Provider, ProviderError, WaitOptions};
@@ -221,7 +231,7 @@ impl InClusterProvider {
     /// The ensure Job of `res` (its parameters checked; it must run in the
     /// server's namespace).
     fn ensure_job(&self, res: &Resource) -> Result<DatabaseJob, ProviderError> {
-        let (owner, marker) = desired(res)?;
+        let d = desired(res)?;
         let settings: JobSettings = res
             .body
             .get("job")
@@ -239,8 +249,9 @@ impl InClusterProvider {
         let job = DatabaseJob {
             operation: Operation::Ensure,
             database: res.id.name.clone(),
-            owner,
-            stack: marker,
+            owner: d.owner,
+            role: d.role,
+            stack: d.marker,
             host: server["host"].as_str().unwrap_or_default().to_owned(),
             port: server["port"]
                 .as_u64()
@@ -279,10 +290,7 @@ impl Provider for InClusterProvider {
         }
         let result =
             parse_ensure_result(&self.result_of(id, &job).await?).map_err(|m| other(id, m))?;
-        Ok(Some(live_value(
-            &result.owner,
-            sql::marker_stack(&result.comment).unwrap_or(""),
-        )))
+        Ok(Some(live_of(&result)))
     }
 
     async fn dry_run(&self, res: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
@@ -296,7 +304,13 @@ impl Provider for InClusterProvider {
                 ),
             }),
             _ => Ok(DryRun::Accepted {
-                object: live_value(&job.owner, &job.stack),
+                object: live_value(
+                    &job.owner,
+                    &job.stack,
+                    job.role
+                        .as_ref()
+                        .map(|r| role_value(i64::from(r.connection_limit), &r.password_verifier)),
+                ),
             }),
         }
     }
@@ -306,10 +320,7 @@ impl Provider for InClusterProvider {
         let job = self.ensure_job(res)?;
         let line = self.run_job(&res.id, &job, Self::timeout_of(res)).await?;
         let result = parse_ensure_result(&line).map_err(|m| other(&res.id, m))?;
-        Ok(live_value(
-            &result.owner,
-            sql::marker_stack(&result.comment).unwrap_or(""),
-        ))
+        Ok(live_of(&result))
     }
 
     async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
@@ -425,6 +436,18 @@ impl Provider for InClusterProvider {
             })
             .collect())
     }
+}
+
+/// The live value from an ensure Job's result: the database, with its role
+/// when the role carries the database's marker.
+fn live_of(result: &EnsureResult) -> Value {
+    let marker = sql::marker_stack(&result.comment).unwrap_or("");
+    let role = result
+        .role
+        .as_ref()
+        .filter(|r| !marker.is_empty() && sql::marker_stack(&r.comment) == Some(marker))
+        .map(|r| role_value(r.connection_limit, &r.password_verifier));
+    live_value(&result.owner, marker, role)
 }
 
 fn job_label(job: &Value) -> String {

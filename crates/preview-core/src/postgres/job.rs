@@ -6,7 +6,9 @@
 //! PostgreSQL image. Credentials come from the server's credentials Secret
 //! (`POSTGRES_USER` / `POSTGRES_PASSWORD`, as the official image reads them) via
 //! `secretKeyRef`, so they never pass through the engine. Parameters travel as
-//! environment variables and reach SQL only as psql variables.
+//! environment variables and reach SQL only as psql variables; the per-PR role
+//! travels as `DB_ROLE` (its name, the database's), `DB_ROLE_CONNLIMIT` and
+//! `DB_ROLE_VERIFIER` (its SCRAM verifier — the Job never sees the password).
 //!
 //! | operation | Job name | kept after success |
 //! |---|---|---|
@@ -25,6 +27,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::role::RoleSpec;
 use super::sql;
 use crate::diff::body_hash;
 use crate::resource::{
@@ -97,6 +100,9 @@ pub struct DatabaseJob {
     pub database: String,
     /// Owning role.
     pub owner: String,
+    /// The per-PR login role named like the database, when the Job manages one
+    /// (see [`super::role`]); the Job carries its verifier, never its password.
+    pub role: Option<RoleSpec>,
     /// The owning stack (its name goes into the COMMENT marker).
     pub stack: String,
     /// Server host as pods reach it (a cluster FQDN).
@@ -132,6 +138,16 @@ impl DatabaseJob {
     pub fn check(&self) -> Result<(), String> {
         sql::check_identifier("database name", &self.database)?;
         sql::check_identifier("database owner", &self.owner)?;
+        if let Some(role) = &self.role {
+            sql::check_identifier("role name", &self.database)?;
+            role.check()?;
+            if self.owner != self.database {
+                return Err(format!(
+                    "database owner {:?} is not the database's own role {:?}",
+                    self.owner, self.database
+                ));
+            }
+        }
         let dns_label = |what: &str, v: &str| {
             let ok = !v.is_empty()
                 && v.len() <= 63
@@ -199,6 +215,27 @@ impl DatabaseJob {
                 env_value("DB_TEMP", sql::temp_name(&self.database)),
                 env_value("DB_COMMENT", sql::marker_comment(&self.stack)),
                 env_value("RESULT_PATH", TERMINATION_MESSAGE_PATH.into()),
+                env_value(
+                    "DB_ROLE",
+                    self.role
+                        .as_ref()
+                        .map(|_| self.database.clone())
+                        .unwrap_or_default()
+                ),
+                env_value(
+                    "DB_ROLE_CONNLIMIT",
+                    self.role
+                        .as_ref()
+                        .map(|r| r.connection_limit.to_string())
+                        .unwrap_or_default()
+                ),
+                env_value(
+                    "DB_ROLE_VERIFIER",
+                    self.role
+                        .as_ref()
+                        .map(|r| r.password_verifier.clone())
+                        .unwrap_or_default()
+                ),
                 env_value("PGHOST", self.host.clone()),
                 env_value("PGPORT", self.port.to_string()),
                 env_value("PGDATABASE", "postgres".into()),
@@ -303,10 +340,19 @@ impl DatabaseJob {
             _ => return None,
         };
         let stack = sql::marker_stack(&env("DB_COMMENT")?)?.to_owned();
+        // Jobs made before roles existed have no DB_ROLE: no role.
+        let role = match env("DB_ROLE").filter(|r| !r.is_empty()) {
+            None => None,
+            Some(_) => Some(RoleSpec {
+                connection_limit: env("DB_ROLE_CONNLIMIT")?.parse().ok()?,
+                password_verifier: env("DB_ROLE_VERIFIER")?,
+            }),
+        };
         Some(DatabaseJob {
             operation,
             database: env("DB_NAME")?,
             owner: env("DB_OWNER")?,
+            role,
             stack,
             host: env("PGHOST")?,
             port: env("PGPORT")?.parse().ok()?,
@@ -368,6 +414,21 @@ pub struct EnsureResult {
     pub owner: String,
     /// The database's COMMENT (the ownership marker).
     pub comment: String,
+    /// The role named like the database, when there is one.
+    #[serde(default)]
+    pub role: Option<EnsureRole>,
+}
+
+/// The role an ensure Job found after its work.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnsureRole {
+    /// `rolconnlimit`.
+    pub connection_limit: i64,
+    /// `rolpassword` (the stored verifier).
+    pub password_verifier: String,
+    /// The role's COMMENT (the ownership marker).
+    pub comment: String,
 }
 
 /// The termination message of a pod's first container, if it terminated.
@@ -405,7 +466,12 @@ mod tests {
         DatabaseJob {
             operation,
             database: "aphiria_pr_123".into(),
-            owner: "aphiria".into(),
+            owner: "aphiria_pr_123".into(),
+            role: Some(RoleSpec::new(
+                "aphiria_pr_123",
+                &crate::secret::SecretString::new("job-test-password"),
+                10,
+            )),
             stack: "preview-pr-123".into(),
             host: "db.default.svc.cluster.local".into(),
             port: 5432,
@@ -460,6 +526,16 @@ mod tests {
             assert_eq!(DatabaseJob::from_live(&live), Some(j));
         }
         assert_eq!(DatabaseJob::from_live(&json!({"kind": "Job"})), None);
+        // A Job made before roles existed has no DB_ROLE* variables: no role.
+        let mut legacy = job(Operation::Ensure);
+        legacy.role = None;
+        legacy.owner = "aphiria".into();
+        let mut live = legacy.render().body;
+        let env = live["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .expect("env");
+        env.retain(|e| !e["name"].as_str().is_some_and(|n| n.starts_with("DB_ROLE")));
+        assert_eq!(DatabaseJob::from_live(&live), Some(legacy));
     }
 
     #[test]
@@ -473,6 +549,34 @@ mod tests {
         let mut j = job(Operation::Ensure);
         j.settings.namespace = String::new();
         assert!(j.check().expect_err("ns").contains("job namespace"));
+        let mut j = job(Operation::Ensure);
+        j.owner = "aphiria".into();
+        assert!(j.check().expect_err("owner").contains("own role"));
+        let mut j = job(Operation::Ensure);
+        if let Some(r) = j.role.as_mut() {
+            r.connection_limit = 0;
+        }
+        assert!(
+            j.check()
+                .expect_err("limit")
+                .contains("role.connectionLimit")
+        );
+    }
+
+    #[test]
+    fn the_script_grants_the_role_only_login() {
+        // The attributes in the script are the documented ones.
+        assert_eq!(
+            SCRIPT
+                .matches(&format!(
+                    "{} CONNECTION LIMIT",
+                    super::super::role::ATTRIBUTES
+                ))
+                .count(),
+            2
+        );
+        assert!(SCRIPT.contains("REVOKE ALL ON DATABASE %I FROM PUBLIC"));
+        assert!(SCRIPT.contains("REVOKE CONNECT ON DATABASE template1 FROM PUBLIC"));
     }
 
     #[test]

@@ -22,15 +22,38 @@
 //! stack, with `DROP DATABASE … WITH (FORCE)` outside a transaction, idempotently,
 //! and destroy verifies the database is gone from `pg_database`.
 //!
+//! The per-PR role ([`role`]): a body with a `role` section also gets a login
+//! role named like the database, which owns it. It is created with its marker
+//! (`COMMENT ON ROLE`) in one transaction before the database, altered to the
+//! desired attributes, limit and verifier when it exists with our marker, and
+//! refused — before anything is written — when a role of that name exists
+//! without it. Drop removes the database, then the role, after checking both
+//! markers, and verifies both are gone (`pg_database`, `pg_roles`). Access: every
+//! preview database gets `REVOKE ALL … FROM PUBLIC` (before its final name
+//! exists), and every ensure revokes CONNECT on `postgres` and `template1` from
+//! PUBLIC ([`sql::REVOKE_SYSTEM_DATABASES`]), so a PR role can connect to its
+//! own database only. On PostgreSQL ≥ 15 the schema `public` of a new database
+//! belongs to `pg_database_owner` (the PR role) and PUBLIC has no CREATE on it;
+//! on older servers PUBLIC's CREATE there only concerns roles that can connect,
+//! i.e. the owner and superusers.
+//!
 //! The live representation returned by [`Provider::read`] is
-//! `{"metadata": {"labels": {STACK_LABEL: marker}}, "owner": …, "ownerMarker": …}`:
-//! the parts of the desired body that can be observed (the `server` address is how
-//! pods reach it, not how the engine does), plus the owning stack in the same place
-//! a Kubernetes object carries it, so the planner's ownership rules (crash resume,
-//! adoption refusal) work the same for databases.
+//! `{"metadata": {"labels": {STACK_LABEL: marker}}, "owner": …, "ownerMarker": …,
+//! "role": {"connectionLimit": …, "passwordVerifier": …}}` (`role` only when the
+//! role carries the database's marker): the parts of the desired body that can
+//! be observed (the `server` address is how pods reach it, not how the engine
+//! does), plus the owning stack in the same place a Kubernetes object carries
+//! it, so the planner's ownership rules (crash resume, adoption refusal) work
+//! the same for databases. A role of ours whose database is gone (a destroy
+//! interrupted between the two drops) reads as a database with owner `""`, so
+//! the next destroy drops it and the next `up` creates the database.
+//!
+//! Creates are dry-run at plan time ([`Provider::create_prerequisite`]): a
+//! database or role that is not ours stops the plan before any write.
 
 pub mod in_cluster;
 pub mod job;
+pub mod role;
 pub mod sql;
 
 use std::time::Duration;
@@ -45,6 +68,7 @@ use crate::observe::DryRun;
 use crate::provider::{Provider, ProviderError, WaitOptions};
 use crate::resource::{ProviderKind, Resource, ResourceId, STACK_LABEL};
 use crate::secret::SecretString;
+use role::RoleSpec;
 
 /// Runs database operations over a direct connection to the server.
 pub struct PostgresProvider {
@@ -142,6 +166,8 @@ impl PostgresProvider {
                         .await?;
                     c.batch_execute(&format!("COMMENT ON DATABASE {tmp} IS {comment}"))
                         .await?;
+                    c.batch_execute(&format!("REVOKE ALL ON DATABASE {tmp} FROM PUBLIC"))
+                        .await?;
                     c.batch_execute(&format!("ALTER DATABASE {tmp} RENAME TO {db}"))
                         .await
                 })
@@ -169,14 +195,25 @@ fn redact(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The observable state of a database (see the module docs).
-fn live_value(owner: &str, marker: &str) -> Value {
+/// The observable state of a database (see the module docs): its owner, the
+/// stack its marker names (`""` without one) and, when the role named like the
+/// database carries the same marker, that role's connection limit and verifier.
+pub(crate) fn live_value(owner: &str, marker: &str, role: Option<Value>) -> Value {
     let labels = if marker.is_empty() {
         json!({})
     } else {
         json!({ STACK_LABEL: marker })
     };
-    json!({"metadata": {"labels": labels}, "owner": owner, "ownerMarker": marker})
+    let mut live = json!({"metadata": {"labels": labels}, "owner": owner, "ownerMarker": marker});
+    if let Some(role) = role {
+        live["role"] = role;
+    }
+    live
+}
+
+/// The observable part of a role (`role` in [`live_value`]).
+pub(crate) fn role_value(connection_limit: i64, verifier: &str) -> Value {
+    json!({"connectionLimit": connection_limit, "passwordVerifier": verifier})
 }
 
 fn other(id: &ResourceId, message: String) -> ProviderError {
@@ -196,8 +233,19 @@ fn check_database_id(id: &ResourceId) -> Result<(), ProviderError> {
     sql::check_identifier("database name", &id.name).map_err(|m| other(id, m))
 }
 
-/// The desired owner and marker from a `Database` body.
-fn desired(res: &Resource) -> Result<(String, String), ProviderError> {
+/// What a `Database` body asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Desired {
+    /// Owning role (the database's own role when [`Desired::role`] is set).
+    pub owner: String,
+    /// The owning stack.
+    pub marker: String,
+    /// The per-PR login role named like the database ([`role`]).
+    pub role: Option<RoleSpec>,
+}
+
+/// The desired owner, marker and role from a `Database` body, checked.
+pub(crate) fn desired(res: &Resource) -> Result<Desired, ProviderError> {
     let get = |key: &str| {
         res.body
             .get(key)
@@ -207,13 +255,65 @@ fn desired(res: &Resource) -> Result<(String, String), ProviderError> {
     };
     let owner = get("owner")?;
     sql::check_identifier("database owner", &owner).map_err(|m| other(&res.id, m))?;
-    Ok((owner, get("ownerMarker")?))
+    let role = match res.body.get("role") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let spec: RoleSpec = serde_json::from_value(v.clone()).map_err(|e| {
+                other(
+                    &res.id,
+                    format!("field role: {e} (expected connectionLimit and passwordVerifier)"),
+                )
+            })?;
+            spec.check().map_err(|m| other(&res.id, m))?;
+            sql::check_identifier("role name", &res.id.name).map_err(|m| other(&res.id, m))?;
+            if owner != res.id.name {
+                return Err(other(
+                    &res.id,
+                    format!(
+                        "field owner is {owner:?}, but a database with a role section is owned by its own role {:?}",
+                        res.id.name
+                    ),
+                ));
+            }
+            Some(spec)
+        }
+    };
+    Ok(Desired {
+        owner,
+        marker: get("ownerMarker")?,
+        role,
+    })
 }
 
-#[async_trait]
-impl Provider for PostgresProvider {
-    async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
-        check_database_id(id)?;
+/// The refusal for a role named like the database that this stack does not
+/// own: it is never altered, taken over or dropped.
+pub(crate) fn foreign_role(name: &str, marker: &str, stack: &str) -> String {
+    if marker.is_empty() {
+        format!(
+            "role {name} exists and carries no preview-envs ownership marker (COMMENT ON ROLE); refusing to take it over or drop it (stack {stack})"
+        )
+    } else {
+        format!(
+            "role {name} exists and is marked as owned by stack {marker}, not {stack}; refusing to take it over or drop it"
+        )
+    }
+}
+
+/// A database row: owner, marker stack (`""` when none).
+struct DbRow {
+    owner: String,
+    marker: String,
+}
+
+/// A role row: marker stack (`""` when none), connection limit, stored verifier.
+struct RoleRow {
+    marker: String,
+    connection_limit: i64,
+    verifier: String,
+}
+
+impl PostgresProvider {
+    async fn read_database(&self, id: &ResourceId) -> Result<Option<DbRow>, ProviderError> {
         let name = id.name.clone();
         let row = self
             .with_client(id, async move |c| {
@@ -227,67 +327,211 @@ impl Provider for PostgresProvider {
             })
             .await?;
         Ok(row.map(|r| {
-            let owner: String = r.get(0);
             let comment: String = r.get(1);
-            live_value(&owner, sql::marker_stack(&comment).unwrap_or(""))
+            DbRow {
+                owner: r.get(0),
+                marker: sql::marker_stack(&comment).unwrap_or("").to_owned(),
+            }
         }))
     }
 
+    /// The role named like the database (`pg_authid`: needs a superuser, as
+    /// the rest of the executor does).
+    async fn read_role(&self, id: &ResourceId) -> Result<Option<RoleRow>, ProviderError> {
+        let name = id.name.clone();
+        let row = self
+            .with_client(id, async move |c| {
+                c.query_opt(
+                    "SELECT COALESCE(pg_catalog.shobj_description(a.oid, 'pg_authid'), ''), \
+                     a.rolconnlimit::int8, COALESCE(a.rolpassword, '') \
+                     FROM pg_catalog.pg_authid a WHERE a.rolname = $1",
+                    &[&name],
+                )
+                .await
+            })
+            .await?;
+        Ok(row.map(|r| {
+            let comment: String = r.get(0);
+            RoleRow {
+                marker: sql::marker_stack(&comment).unwrap_or("").to_owned(),
+                connection_limit: r.get(1),
+                verifier: r.get(2),
+            }
+        }))
+    }
+
+    /// The live value from both rows: the database's, with its role when the
+    /// role carries the same marker; or, when only a role of ours is left (a
+    /// destroy interrupted between the two drops), the role alone, so that the
+    /// planner sees something to delete.
+    fn compose(db: Option<DbRow>, role: Option<RoleRow>) -> Option<Value> {
+        match (db, role) {
+            (Some(db), role) => {
+                let role = role
+                    .filter(|r| !db.marker.is_empty() && r.marker == db.marker)
+                    .map(|r| role_value(r.connection_limit, &r.verifier));
+                Some(live_value(&db.owner, &db.marker, role))
+            }
+            (None, Some(r)) if !r.marker.is_empty() => Some(live_value(
+                "",
+                &r.marker,
+                Some(role_value(r.connection_limit, &r.verifier)),
+            )),
+            (None, _) => None,
+        }
+    }
+
+    /// `CREATE ROLE` (with its marker, in one transaction) or `ALTER ROLE`, with
+    /// the attributes, connection limit and verifier of `spec`.
+    async fn ensure_role(
+        &self,
+        id: &ResourceId,
+        spec: &RoleSpec,
+        marker: &str,
+        exists: bool,
+    ) -> Result<(), ProviderError> {
+        let role = sql::quote_ident(&id.name);
+        let settings = format!(
+            "{} CONNECTION LIMIT {} PASSWORD {}",
+            role::ATTRIBUTES,
+            spec.connection_limit,
+            sql::quote_literal(&spec.password_verifier)
+        );
+        let comment = sql::quote_literal(&sql::marker_comment(marker));
+        self.with_client(id, async move |c| {
+            if exists {
+                c.batch_execute(&format!("ALTER ROLE {role} WITH {settings}"))
+                    .await
+            } else {
+                c.batch_execute(&format!(
+                    "BEGIN; CREATE ROLE {role} WITH {settings}; COMMENT ON ROLE {role} IS {comment}; COMMIT"
+                ))
+                .await
+            }
+        })
+        .await
+    }
+
+    /// Nothing but superusers and the owner may connect to a preview database;
+    /// nobody but superusers to `postgres` and `template1` (idempotent).
+    async fn revoke_public(&self, id: &ResourceId) -> Result<(), ProviderError> {
+        let db = sql::quote_ident(&id.name);
+        self.with_client(id, async move |c| {
+            c.batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; {}",
+                sql::REVOKE_SYSTEM_DATABASES
+            ))
+            .await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Provider for PostgresProvider {
+    async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
+        check_database_id(id)?;
+        let db = self.read_database(id).await?;
+        let role = self.read_role(id).await?;
+        Ok(Self::compose(db, role))
+    }
+
+    fn create_prerequisite(&self, _id: &ResourceId) -> Option<Option<ResourceId>> {
+        // Plain reads: a database or role that is not ours is refused at plan
+        // time, before anything is written.
+        Some(None)
+    }
+
     async fn dry_run(&self, res: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
-        let (owner, marker) = desired(res)?;
-        match self.read(&res.id).await? {
-            Some(live) if live["ownerMarker"] != json!(marker) => Ok(DryRun::Rejected {
+        check_database_id(&res.id)?;
+        let d = desired(res)?;
+        if let Some(db) = self.read_database(&res.id).await?
+            && db.marker != d.marker
+        {
+            return Ok(DryRun::Rejected {
                 code: 409,
                 message: format!(
-                    "database {} exists and is not marked as owned by stack {marker}",
-                    res.id.name
+                    "database {} exists and is not marked as owned by stack {}",
+                    res.id.name, d.marker
                 ),
-            }),
-            _ => Ok(DryRun::Accepted {
-                object: live_value(&owner, &marker),
-            }),
+            });
         }
+        if d.role.is_some()
+            && let Some(role) = self.read_role(&res.id).await?
+            && role.marker != d.marker
+        {
+            return Ok(DryRun::Rejected {
+                code: 409,
+                message: foreign_role(&res.id.name, &role.marker, &d.marker),
+            });
+        }
+        let role = d
+            .role
+            .as_ref()
+            .map(|r| role_value(i64::from(r.connection_limit), &r.password_verifier));
+        Ok(DryRun::Accepted {
+            object: live_value(&d.owner, &d.marker, role),
+        })
     }
 
     async fn apply(&self, res: &Resource, _force: bool) -> Result<Value, ProviderError> {
         check_database_id(&res.id)?;
-        let (owner, marker) = desired(res)?;
-        let live = self.read(&res.id).await?;
-        if let Some(live) = &live
-            && live["ownerMarker"] != json!(marker)
+        let d = desired(res)?;
+        // Every check first: nothing is written unless all pass.
+        let db_row = self.read_database(&res.id).await?;
+        if let Some(db) = &db_row
+            && db.marker != d.marker
         {
             return Err(other(
                 &res.id,
                 format!(
-                    "database {} already exists and is not owned by stack {marker}; refusing to take it over",
-                    res.id.name
+                    "database {} already exists and is not owned by stack {}; refusing to take it over",
+                    res.id.name, d.marker
                 ),
             ));
+        }
+        let role_exists = match &d.role {
+            Some(_) => match self.read_role(&res.id).await? {
+                Some(role) if role.marker != d.marker => {
+                    return Err(other(
+                        &res.id,
+                        foreign_role(&res.id.name, &role.marker, &d.marker),
+                    ));
+                }
+                found => found.is_some(),
+            },
+            None => {
+                let owner_check = d.owner.clone();
+                let found = self
+                    .with_client(&res.id, async move |c| {
+                        c.query_opt(
+                            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                            &[&owner_check],
+                        )
+                        .await
+                    })
+                    .await?
+                    .is_some();
+                if !found {
+                    return Err(other(
+                        &res.id,
+                        format!(
+                            "role {} does not exist on the server; the database server's stack creates it",
+                            d.owner
+                        ),
+                    ));
+                }
+                true
+            }
+        };
+        if let Some(spec) = &d.role {
+            self.ensure_role(&res.id, spec, &d.marker, role_exists)
+                .await?;
         }
         let db = sql::quote_ident(&res.id.name);
-        let role = sql::quote_ident(&owner);
-        let comment = sql::quote_literal(&sql::marker_comment(&marker));
-        let exists = live.is_some();
-        let owner_check = owner.clone();
-        let role_exists = self
-            .with_client(&res.id, async move |c| {
-                c.query_opt(
-                    "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
-                    &[&owner_check],
-                )
-                .await
-            })
-            .await?
-            .is_some();
-        if !role_exists {
-            return Err(other(
-                &res.id,
-                format!(
-                    "role {owner} does not exist on the server; the database server's stack creates it"
-                ),
-            ));
-        }
-        if exists {
+        let role = sql::quote_ident(&d.owner);
+        let comment = sql::quote_literal(&sql::marker_comment(&d.marker));
+        if db_row.is_some() {
             self.with_client(&res.id, async move |c| {
                 c.batch_execute(&format!("ALTER DATABASE {db} OWNER TO {role}"))
                     .await?;
@@ -298,6 +542,7 @@ impl Provider for PostgresProvider {
         } else {
             self.create_marked(&res.id, &db, &role, &comment).await?;
         }
+        self.revoke_public(&res.id).await?;
         self.read(&res.id).await?.ok_or_else(|| {
             other(
                 &res.id,
@@ -308,10 +553,12 @@ impl Provider for PostgresProvider {
 
     async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
         check_database_id(id)?;
-        let Some(live) = self.read(id).await? else {
-            return Ok(());
-        };
-        if live["ownerMarker"].as_str().unwrap_or("").is_empty() {
+        let db_row = self.read_database(id).await?;
+        let role_row = self.read_role(id).await?;
+        // Both checks before either drop.
+        if let Some(db) = &db_row
+            && db.marker.is_empty()
+        {
             return Err(other(
                 id,
                 format!(
@@ -320,12 +567,44 @@ impl Provider for PostgresProvider {
                 ),
             ));
         }
+        if let Some(role) = &role_row {
+            let stack = db_row.as_ref().map(|d| d.marker.as_str());
+            if role.marker.is_empty() || stack.is_some_and(|s| s != role.marker) {
+                return Err(other(
+                    id,
+                    foreign_role(&id.name, &role.marker, stack.unwrap_or("(unknown)")),
+                ));
+            }
+        }
         let db = sql::quote_ident(&id.name);
+        let drop_role = role_row.is_some();
         self.with_client(id, async move |c| {
             c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                .await
+                .await?;
+            if drop_role {
+                c.batch_execute(&format!("DROP ROLE IF EXISTS {db}"))
+                    .await?;
+            }
+            Ok(())
         })
-        .await
+        .await?;
+        // Verified here as well as by wait_gone: the catalog says both are gone.
+        match (self.read_database(id).await?, self.read_role(id).await?) {
+            (None, None) => Ok(()),
+            (db, _) => Err(other(
+                id,
+                format!(
+                    "{} {} still in {} after the drop",
+                    if db.is_some() { "database" } else { "role" },
+                    id.name,
+                    if db.is_some() {
+                        "pg_database"
+                    } else {
+                        "pg_roles"
+                    },
+                ),
+            )),
+        }
     }
 
     async fn wait_ready(
@@ -336,7 +615,9 @@ impl Provider for PostgresProvider {
     ) -> Result<Value, ProviderError> {
         let deadline = Instant::now() + opts.timeout;
         loop {
-            if let Some(live) = self.read(&res.id).await? {
+            if let Some(live) = self.read(&res.id).await?
+                && self.read_database(&res.id).await?.is_some()
+            {
                 return Ok(live);
             }
             if Instant::now() >= deadline {
@@ -362,16 +643,25 @@ impl Provider for PostgresProvider {
     ) -> Result<(), ProviderError> {
         let deadline = Instant::now() + opts.timeout;
         loop {
-            if self.read(id).await?.is_none() {
+            let db = self.read_database(id).await?.is_some();
+            let role = self
+                .read_role(id)
+                .await?
+                .is_some_and(|r| !r.marker.is_empty());
+            if !db && !role {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(ProviderError::NotReady {
                     id: id.clone(),
-                    message: format!(
-                        "database {} is still in pg_database after DROP DATABASE",
-                        id.name
-                    ),
+                    message: if db {
+                        format!(
+                            "database {} is still in pg_database after DROP DATABASE",
+                            id.name
+                        )
+                    } else {
+                        format!("role {} is still in pg_roles after DROP ROLE", id.name)
+                    },
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -387,11 +677,15 @@ impl Provider for PostgresProvider {
             return Ok(Vec::new());
         };
         let comment = sql::marker_comment(stack);
+        // Databases and roles carrying the stack's marker (a role is named like
+        // its database, so either stands for the Database resource).
         let rows = self
             .with_client(probe, async move |c| {
                 c.query(
-                    "SELECT d.datname FROM pg_catalog.pg_database d \
-                     WHERE pg_catalog.shobj_description(d.oid, 'pg_database') = $1",
+                    "SELECT d.datname::text FROM pg_catalog.pg_database d \
+                     WHERE pg_catalog.shobj_description(d.oid, 'pg_database') = $1 \
+                     UNION SELECT a.rolname::text FROM pg_catalog.pg_authid a \
+                     WHERE pg_catalog.shobj_description(a.oid, 'pg_authid') = $1",
                     &[&comment],
                 )
                 .await

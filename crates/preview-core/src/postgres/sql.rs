@@ -38,6 +38,10 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Revokes CONNECT on the maintenance and template databases from PUBLIC:
+/// only superusers (and roles granted it explicitly) may connect to them.
+pub const REVOKE_SYSTEM_DATABASES: &str = "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC; REVOKE CONNECT ON DATABASE template1 FROM PUBLIC";
+
 /// Prefix of the temporary names databases are created under (reserved for the engine).
 pub const TEMP_PREFIX: &str = "preview_envs_tmp_";
 
@@ -49,7 +53,7 @@ pub fn temp_name(name: &str) -> String {
     format!("{TEMP_PREFIX}{}", &hex::encode(digest)[..16])
 }
 
-/// The database COMMENT that marks a database as owned by a stack.
+/// The COMMENT that marks a database (or its role) as owned by a stack.
 pub fn marker_comment(stack: &str) -> String {
     format!("managed-by=preview-envs stack={stack}")
 }

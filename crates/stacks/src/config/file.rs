@@ -133,6 +133,8 @@ pub struct DatabaseFile {
     pub cidr: Option<String>,
     /// Data volume of the server.
     pub storage: Option<StorageFile>,
+    /// `CONNECTION LIMIT` of each preview's database role.
+    pub connection_limit: Option<u32>,
 }
 
 /// `database.storage:`.
@@ -403,6 +405,7 @@ impl ConfigFile {
             add(db.port.is_some(), "database.port");
             add(db.cidr.is_some(), "database.cidr");
             add(db.storage.is_some(), "database.storage");
+            add(db.connection_limit.is_some(), "database.connectionLimit");
         }
         add(self.quota.is_some(), "quota");
         if let Some(r) = &self.resources {
@@ -447,6 +450,7 @@ pub(super) fn readers(key: &str) -> &'static [StackKind] {
     };
     match key {
         "database.namePrefix" => &[P],
+        "database.connectionLimit" => &[P],
         "database.name" | "database.host" | "database.port" | "database.cidr" => &[L, X],
         "database.namespace" | "database.storage" | "resources.postgres" | "postgresImage"
         | "gateway" | "tls" | "bundles" => &[L, B, X],

@@ -581,6 +581,23 @@ impl Resolver<'_> {
             namespace: db.namespace.unwrap_or_else(|| "default".to_owned()),
             external,
             storage,
+            connection_limit: match db.connection_limit {
+                None => preview_core::postgres::role::DEFAULT_CONNECTION_LIMIT,
+                Some(n)
+                    if (1..=preview_core::postgres::role::MAX_CONNECTION_LIMIT).contains(&n) =>
+                {
+                    n
+                }
+                Some(n) => {
+                    return Err(self.invalid(
+                        "database.connectionLimit",
+                        format!(
+                            "is {n}; use 1 to {}",
+                            preview_core::postgres::role::MAX_CONNECTION_LIMIT
+                        ),
+                    ));
+                }
+            },
         })
     }
 
@@ -1081,6 +1098,7 @@ mod tests {
                 port: Some(1),
                 cidr: Some("c".into()),
                 storage: Some(StorageFile::default()),
+                connection_limit: Some(1),
             }),
             quota: Some(QuotaFile::default()),
             resources: Some(ResourcesFile {
@@ -1116,7 +1134,7 @@ mod tests {
             plan_identity: Some(PlanIdentityFile::default()),
         };
         let keys = all.present_keys();
-        assert_eq!(keys.len(), 44);
+        assert_eq!(keys.len(), 45);
         let all_stacks = readers("domain");
         let specific = keys
             .iter()

@@ -89,6 +89,7 @@ mod tests {
             pr: None,
             web_image: None,
             api_image: None,
+            db_role_password: None,
         };
         crate::build(
             &request,

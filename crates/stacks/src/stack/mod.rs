@@ -36,8 +36,10 @@ mod standalone;
 use crate::config::StackConfig;
 use crate::{References, SecretSource, StackBuild, StackError, StackKind, StackRequest};
 
-/// Secret: the PostgreSQL password (`DB_PASSWORD` of the apps, and the server's
-/// superuser password in `preview-base`, `local` and `production`).
+/// Secret: the PostgreSQL server's superuser password (`preview-base`, `local`,
+/// `production`; also the app's `DB_PASSWORD` in `local` and `production`).
+/// `preview-pr` never reads it: a preview's database role has a generated
+/// password ([`crate::StackRequest::db_role_password`]).
 pub const DB_PASSWORD: &str = "DB_PASSWORD";
 /// Secret: the registry token of the image pull Secret (`registryPullSecret: true`).
 pub const REGISTRY_TOKEN: &str = "REGISTRY_TOKEN";

@@ -13,9 +13,14 @@
 //!   to Secret `tls-cert`, the `GatewayClass` `nginx` (unless a bundle installs it)
 //!   and the `Gateway` with the HTTPS listeners `https-pr` and `https-pr-api`;
 //! - PostgreSQL 16 (`postgresImage`, pinned) in `database.namespace` (default
-//!   `default`): Secret `db-credentials` (user `database.user`, password from
-//!   secret `DB_PASSWORD` — the same password the previews use), PVC
-//!   `db-pv-claim` (`database.storage`, default 10Gi), Deployment and Service `db`;
+//!   `default`): Secret `db-credentials` (superuser `database.user`, password
+//!   from secret `DB_PASSWORD`), PVC
+//!   `db-pv-claim` (`database.storage`, default 10Gi), Deployment and Service `db`
+//!   (restricted pod, no service-account token), and the NetworkPolicy
+//!   `db-clients` admitting TCP 5432 only from preview namespaces and the
+//!   database Jobs ([`server_clients`]). The superuser's password lives only
+//!   in `db-credentials`, which only the server and the database Jobs read:
+//!   previews log in with their own roles;
 //! - the image pull Secret `registry-credentials` in the database namespace, when
 //!   `registryPullSecret: true` (used by the PostgreSQL pod; each preview renders
 //!   its own, since pull Secrets are namespaced).
@@ -66,7 +71,7 @@
 
 use std::collections::BTreeMap;
 
-use components::WildcardHost;
+use components::{LabelSelector, LabelSelectorRequirement, ServerClients, WildcardHost};
 use preview_core::state::Output;
 use preview_core::validate::Policy;
 use serde_json::Value;
@@ -268,6 +273,47 @@ impl BaseOutputs {
     }
 }
 
+/// Who may reach the PostgreSQL server (its NetworkPolicy `db-clients`):
+/// - every **preview namespace**, selected by labels the engine and the stack
+///   put on each (`app.kubernetes.io/managed-by: preview-envs`,
+///   `app.kubernetes.io/part-of: <app>`) and whose stack label
+///   (`preview-envs.io/stack`) is not this base's (which excludes the gateway's
+///   namespace, the base's own). No namespace-name label is involved, so it
+///   works on every Kubernetes version and for previews created later;
+/// - the **database Jobs** in the server's namespace: pods labelled
+///   `app.kubernetes.io/managed-by: preview-envs` with the database-operation
+///   label (`preview_core::postgres::job::OPERATION_LABEL`).
+pub(crate) fn server_clients(config: &StackConfig) -> ServerClients {
+    use preview_core::postgres::job::OPERATION_LABEL;
+    use preview_core::resource::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, STACK_LABEL};
+    let requirement =
+        |key: &str, operator: &str, values: Option<Vec<String>>| LabelSelectorRequirement {
+            key: key.to_owned(),
+            operator: operator.to_owned(),
+            values,
+        };
+    ServerClients {
+        namespaces: LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+                ("app.kubernetes.io/part-of".to_owned(), config.app.clone()),
+            ])),
+            match_expressions: Some(vec![requirement(
+                STACK_LABEL,
+                "NotIn",
+                Some(vec![NAME.to_owned()]),
+            )]),
+        },
+        local_pods: LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_owned(),
+                MANAGED_BY_VALUE.to_owned(),
+            )])),
+            match_expressions: Some(vec![requirement(OPERATION_LABEL, "Exists", None)]),
+        },
+    }
+}
+
 /// Builds `preview-base`.
 pub fn build(
     request: &StackRequest,
@@ -295,6 +341,7 @@ pub fn build(
         password,
         pull_secret_names(pull.as_ref()),
         protected,
+        Some(server_clients(config)),
     )?;
 
     let records = wildcard_records(

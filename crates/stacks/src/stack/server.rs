@@ -9,11 +9,16 @@
 //! Service are protected: the engine refuses to delete them (so `destroy` of the
 //! stack fails until `protect: false` is applied).
 //!
+//! The server runs as the image's `postgres` user under a restricted security
+//! context ([`components::postgres_uid`]: 70 for `…-alpine` images, else 999),
+//! without a service-account token; `clients` (preview-base) adds the
+//! NetworkPolicy admitting only the previews and the database Jobs.
+//!
 //! [`Server::job`] says how the in-cluster database executor reaches the server:
 //! its Jobs run in the server's namespace with the server's own image (it has
 //! `psql`), the credentials Secret and the server's pull secrets.
 
-use components::{ComputeResources, Labels, PostgresServer};
+use components::{ComputeResources, Labels, PostgresServer, ServerClients, postgres_uid};
 use preview_core::Resource;
 use preview_core::postgres::job::JobSettings;
 use preview_core::secret::SecretString;
@@ -41,6 +46,7 @@ pub(crate) fn postgres(
     password: SecretString,
     pull_secrets: Vec<String>,
     protected: bool,
+    clients: Option<ServerClients>,
 ) -> Result<Server, StackError> {
     let image = required(config, &config.postgres_image, "postgresImage")?;
     let server = PostgresServer {
@@ -49,6 +55,8 @@ pub(crate) fn postgres(
         resources: config.resources.postgres.clone(),
         image_pull_secrets: pull_secrets,
         labels: labels.clone(),
+        run_as: Some(postgres_uid(image)),
+        clients,
         ..PostgresServer::new(image, config.database.user.as_str(), password)
     };
     let job = JobSettings {

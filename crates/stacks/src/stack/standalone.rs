@@ -129,6 +129,7 @@ impl Standalone<'_> {
                     password.clone(),
                     server_pull_names,
                     self.protect,
+                    None,
                 )?;
                 own.extend(server_pull);
                 own.extend(server.resources);

@@ -82,8 +82,15 @@ pub fn request(kind: StackKind, pr: Option<&str>) -> StackRequest {
         pr: pr.map(|p| PrNumber::parse(p).expect("valid PR number")),
         web_image: (kind != StackKind::Local || pr.is_some()).then(|| WEB_IMAGE.to_owned()),
         api_image: (kind != StackKind::Local || pr.is_some()).then(|| API_IMAGE.to_owned()),
+        // What the binary generates and seals; fixed here so builds are comparable.
+        db_role_password: (kind == StackKind::PreviewPr)
+            .then(|| preview_core::secret::SecretString::new(ROLE_PASSWORD)),
     }
 }
+
+/// The database role password the test requests carry (a canary: it must
+/// appear only in the preview's Secret).
+pub const ROLE_PASSWORD: &str = "role-password-canary-3d9b";
 
 /// `preview-base` built from the repository's config.
 pub fn base() -> StackBuild {

@@ -68,6 +68,9 @@ pub struct Stacks {
     config_dir: PathBuf,
 }
 
+/// The state passphrase of every run (long enough for a new data key).
+pub const STATE_PASSPHRASE: &str = "state-passphrase-canary-61c0";
+
 pub fn digest(n: u64) -> String {
     format!("{n:064x}")
 }
@@ -137,6 +140,9 @@ impl Stacks {
             .arg("plain")
             .args(args.iter().map(AsRef::as_ref))
             .env("PREVIEW_DB_PASSWORD", "db-password-canary-7f3a")
+            // preview-pr seals its database role's password with it.
+            .env("PREVIEW_STATE_PASSPHRASE", STATE_PASSPHRASE)
+            .env_remove("PREVIEW_STATE_PASSPHRASE_FILE")
             .env("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e")
             .env_remove("KUBECONFIG")
             .env_remove("PREVIEW_BACKEND")
