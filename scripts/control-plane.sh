@@ -157,7 +157,11 @@ build_cert_manager() {
     local start=$SECONDS
     say "building the cert-manager controller $version from github.com/cert-manager/cert-manager"
     mkdir -p "$dir.tmp"
-    ( cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$dir.tmp/cert-manager-controller" . ) \
+    # The version the controller reports (user agent, --version), as upstream's
+    # release build stamps it (make/00_mod.mk).
+    ( cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+        -ldflags "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$version" \
+        -o "$dir.tmp/cert-manager-controller" . ) \
       >"$dir.log" 2>&1 || { tail -n 30 "$dir.log" >&2; rm -rf "$dir.tmp"; die "building cert-manager failed (full log: $dir.log)"; }
     rm -rf "$dir"; mv "$dir.tmp" "$dir"
     say "built cert-manager $version in $((SECONDS - start)) s into $dir"
@@ -192,7 +196,9 @@ check() {
   command -v openssl >/dev/null || { say "missing: openssl (apt-get install openssl)"; ok=0; }
   [ -n "$(pg_bin_dir)" ] || { say "missing: PostgreSQL server (apt-get install postgresql)"; ok=0; }
   [ "$ok" -eq 1 ] || die "control plane is not provisioned"
-  say "all parts present: $("$BIN_DIR/kube-apiserver" --version 2>/dev/null), etcd $("$BIN_DIR/etcd" --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
+  local cm=""
+  [ -x "$BIN_DIR/cert-manager-controller" ] && cm=", $("$BIN_DIR/cert-manager-controller" --version 2>/dev/null)"
+  say "all parts present: $("$BIN_DIR/kube-apiserver" --version 2>/dev/null), etcd $("$BIN_DIR/etcd" --version 2>/dev/null | sed -n 's/^etcd Version: //p')$cm"
 }
 
 case "${1:-}" in

@@ -4,6 +4,7 @@
 #   2. starts etcd + kube-apiserver + kube-controller-manager + kube-scheduler
 #      (v1.37, built from the Kubernetes Go modules) on loopback ports,
 #      loads the Gateway API / cert-manager / nginx-gateway-fabric CRDs, runs the
+#      real cert-manager controller (v1.20, built from its Go modules) and the
 #      node simulator (no kubelet runs here: it writes the status a kubelet would),
 #      and starts a PostgreSQL server standing in for the shared database server
 #      (the Service db.default.svc.cluster.local leads to it);
@@ -30,8 +31,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "==> starting a local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, CRDs, node simulator, PostgreSQL)"
-target/debug/local-cluster --crds --simulate --kubeconfig-out "$work/kubeconfig" \
+echo "==> starting a local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, CRDs, cert-manager, node simulator, PostgreSQL)"
+target/debug/local-cluster --crds --cert-manager --simulate --kubeconfig-out "$work/kubeconfig" \
   --postgres-url-out "$work/postgres-url" >"$work/cluster.out" 2>"$work/cluster.log" &
 cluster_pid=$!
 for _ in $(seq 1 900); do
@@ -49,7 +50,10 @@ unset PREVIEW_POSTGRES_URL PREVIEW_POSTGRES_URL_FILE
 # Demo-only secret values; in CI they come from environment secrets (see SECRETS.md).
 PREVIEW_DB_PASSWORD="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 export PREVIEW_DB_PASSWORD
-# cert-manager's DNS-01 solver token; nothing talks to DigitalOcean here (no cert-manager runs).
+# Let's Encrypt cannot be reached from here: the real cert-manager issues the
+# wildcard certificate from a self-signed Issuer instead.
+export PREVIEW_TLS_ISSUER=self-signed
+# Only read for Let's Encrypt's DNS-01 solver (not used with the self-signed issuer).
 export PREVIEW_DIGITALOCEAN_TOKEN="demo-token-not-used-locally"
 stacks() { target/debug/stacks --progress plain "$@"; }
 pr=123

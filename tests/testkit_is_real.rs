@@ -1,9 +1,9 @@
 //! Proof that the test kit runs the real thing: a real kube-apiserver and the
 //! real controllers in kube-controller-manager (deployment, replicaset, job,
 //! namespace, garbage collector, persistentvolume-binder) over a real etcd, a real
-//! PostgreSQL, the real kube-scheduler, and the real CRDs. The node simulator
-//! writes only what a kubelet and a gateway controller would write; no container
-//! runs. Each assertion below that a controller acted is checked against the
+//! PostgreSQL, the real kube-scheduler, the real CRDs and the real cert-manager
+//! controller. The node simulator writes only what a kubelet and a gateway
+//! controller would write; no container runs. Each assertion below that a controller acted is checked against the
 //! object it writes or the API server's audit log (who sent which request).
 //!
 //! One cluster for the whole binary ([`integration_tests::cluster`]); each test
@@ -25,8 +25,8 @@ use kube::api::{
 use serde_json::{Value, json};
 use testkit::simulator::annotations::{DELAY_MS, MESSAGE, SIMULATE};
 use testkit::{
-    ADMIN_USER, CONTROLLER_MANAGER_USER, CONTROLLER_SERVICE_ACCOUNT_PREFIX, SCHEDULER_USER,
-    SIMULATOR_USER, TestCluster, TestPostgres,
+    ADMIN_USER, CERT_MANAGER_USER, CONTROLLER_MANAGER_USER, CONTROLLER_SERVICE_ACCOUNT_PREFIX,
+    SCHEDULER_USER, SIMULATOR_USER, TestCluster, TestPostgres,
 };
 
 /// The shared cluster, a client for it and a new namespace named after `prefix`.
@@ -674,7 +674,7 @@ async fn persistent_volume_claim_is_bound_by_the_real_binder() {
 }
 
 #[tokio::test]
-async fn crds_load_and_custom_resources_get_simulated_status() {
+async fn crds_load_and_gateway_objects_get_simulated_status() {
     let (cluster, report) = cluster_with_crds().await.expect("cluster with CRDs");
     eprintln!(
         "installed {} CRDs from {} files: applied in {:?}, Established after {:?} more",
@@ -696,7 +696,6 @@ async fn crds_load_and_custom_resources_get_simulated_status() {
         .await
         .expect("namespace");
     let class = unique_name("nginx");
-    let issuer = unique_name("letsencrypt");
     let gvk = |group: &str, version: &str, kind: &str, plural: &str| {
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     };
@@ -748,31 +747,6 @@ async fn crds_load_and_custom_resources_get_simulated_status() {
                 },
             }),
         ),
-        (
-            gvk("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers"),
-            false,
-            json!({
-                "metadata": {"name": issuer},
-                "spec": {"acme": {
-                    "server": "https://acme-staging-v02.api.letsencrypt.org/directory",
-                    "email": "ops@example.com",
-                    "privateKeySecretRef": {"name": "letsencrypt-dns01-account"},
-                    "solvers": [{"dns01": {"digitalocean": {"tokenSecretRef": {"name": "digitalocean-dns", "key": "access-token"}}}}],
-                }},
-            }),
-        ),
-        (
-            gvk("cert-manager.io", "v1", "Certificate", "certificates"),
-            true,
-            json!({
-                "metadata": {"name": "preview-wildcard"},
-                "spec": {
-                    "secretName": "preview-wildcard-tls",
-                    "dnsNames": ["*.preview.example.com"],
-                    "issuerRef": {"kind": "ClusterIssuer", "name": issuer},
-                },
-            }),
-        ),
     ];
     let api_for = |resource: &ApiResource, namespaced: bool| -> Api<DynamicObject> {
         if namespaced {
@@ -792,7 +766,7 @@ async fn crds_load_and_custom_resources_get_simulated_status() {
             .await
             .unwrap_or_else(|e| panic!("create {} {:?}: {e}", resource.kind, obj.metadata.name));
     }
-    let [class_res, gateway_res, _, route_res, issuer_res, cert_res] =
+    let [class_res, gateway_res, _, route_res] =
         resources.map(|(r, namespaced, _)| (r, namespaced));
 
     let condition_true = |pointer: &'static str, kind: &'static str| {
@@ -889,40 +863,6 @@ async fn crds_load_and_custom_resources_get_simulated_status() {
     assert_eq!(parent["parentRef"]["sectionName"], "https");
     // Defaults from the CRD schema were applied by the real API server.
     assert_eq!(parent["parentRef"]["kind"], "Gateway");
-
-    wait_for(
-        &api_for(&issuer_res.0, false),
-        &issuer,
-        "ClusterIssuer Ready",
-        condition_true("/status/conditions", "Ready"),
-    )
-    .await
-    .expect("issuer ready");
-    let certificate = wait_for(
-        &api_for(&cert_res.0, true),
-        "preview-wildcard",
-        "Certificate Ready",
-        condition_true("/status/conditions", "Ready"),
-    )
-    .await
-    .expect("certificate ready");
-    assert_eq!(
-        cr_condition(&certificate, "/status/conditions", "Ready").expect("Ready")["reason"],
-        "Ready"
-    );
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let secret = secrets
-        .get("preview-wildcard-tls")
-        .await
-        .expect("TLS Secret exists once Ready");
-    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
-    let data = secret.data.expect("data");
-    assert!(
-        data["tls.crt"]
-            .0
-            .starts_with(b"-----BEGIN CERTIFICATE-----")
-    );
-    assert!(data.contains_key("tls.key"));
 }
 
 async fn databases_named(client: &tokio_postgres::Client, name: &str) -> i64 {
@@ -1071,4 +1011,188 @@ async fn unprivileged_user_is_denied_by_rbac() {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("expected 403 Forbidden, got {other:?}"),
     }
+}
+
+/// A cert-manager object of `kind` (`Issuer`, `Certificate`) in `ns`.
+async fn create_cert_manager_object(client: &kube::Client, ns: &str, kind: &str, body: Value) {
+    let plural = format!("{}s", kind.to_lowercase());
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cert-manager.io", "v1", kind),
+        &plural,
+    );
+    let mut obj: DynamicObject = serde_json::from_value(body).expect("object");
+    obj.types = Some(kube::api::TypeMeta {
+        api_version: resource.api_version.clone(),
+        kind: kind.to_owned(),
+    });
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind} {:?}: {e}", obj.metadata.name));
+}
+
+/// Waits until the cert-manager object's `Ready` condition has `status`.
+async fn cert_manager_ready(
+    client: &kube::Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    status: &'static str,
+) -> DynamicObject {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cert-manager.io", "v1", kind),
+        &format!("{}s", kind.to_lowercase()),
+    );
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource);
+    wait_for(
+        &api,
+        name,
+        &format!("{kind} Ready={status}"),
+        move |o: Option<&DynamicObject>| {
+            o.and_then(|o| cr_condition(o, "/status/conditions", "Ready"))
+                .is_some_and(|c| c["status"] == status)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The real cert-manager (v1.20, built from its Go modules, run out of cluster as
+/// its own RBAC-bound user) issues a self-signed CA and, from a CA Issuer on it, a
+/// wildcard certificate: the Secrets hold real certificates with the requested
+/// SANs, the leaf verifies against the CA, and an Issuer whose CA Secret is
+/// missing is reported not Ready by cert-manager itself.
+#[tokio::test]
+async fn certificates_are_issued_by_the_real_cert_manager() {
+    let (cluster, _) = cluster_with_crds().await.expect("cluster with CRDs");
+    let cert_manager = cluster.cert_manager().await.expect("cert-manager");
+    eprintln!("cert-manager ready in {:?}", cert_manager.startup_time());
+    let client = cluster.client().expect("client");
+    let ns = create_namespace(&client, "certs").await.expect("namespace");
+
+    create_cert_manager_object(
+        &client,
+        &ns,
+        "Issuer",
+        json!({"metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
+    )
+    .await;
+    create_cert_manager_object(
+        &client,
+        &ns,
+        "Certificate",
+        json!({
+            "metadata": {"name": "preview-ca"},
+            "spec": {
+                "isCA": true,
+                "commonName": "preview-ca",
+                "secretName": "preview-ca",
+                "privateKey": {"algorithm": "ECDSA", "size": 256},
+                "issuerRef": {"kind": "Issuer", "name": "selfsigned"},
+            },
+        }),
+    )
+    .await;
+    create_cert_manager_object(
+        &client,
+        &ns,
+        "Issuer",
+        json!({"metadata": {"name": "preview-ca"}, "spec": {"ca": {"secretName": "preview-ca"}}}),
+    )
+    .await;
+    create_cert_manager_object(
+        &client,
+        &ns,
+        "Certificate",
+        json!({
+            "metadata": {"name": "wildcard"},
+            "spec": {
+                "secretName": "wildcard-tls",
+                "dnsNames": ["*.pr.example.com", "*.pr-api.example.com"],
+                "issuerRef": {"kind": "Issuer", "name": "preview-ca"},
+            },
+        }),
+    )
+    .await;
+    // The Secret a CA Issuer names does not exist: cert-manager says so.
+    create_cert_manager_object(
+        &client,
+        &ns,
+        "Issuer",
+        json!({"metadata": {"name": "broken-ca"}, "spec": {"ca": {"secretName": "no-such-secret"}}}),
+    )
+    .await;
+
+    let issuer = cert_manager_ready(&client, &ns, "Issuer", "selfsigned", "True").await;
+    let ready = cr_condition(&issuer, "/status/conditions", "Ready").expect("Ready");
+    assert_eq!(ready["reason"], "IsReady", "{ready}");
+    cert_manager_ready(&client, &ns, "Certificate", "preview-ca", "True").await;
+    cert_manager_ready(&client, &ns, "Issuer", "preview-ca", "True").await;
+    let certificate = cert_manager_ready(&client, &ns, "Certificate", "wildcard", "True").await;
+    assert!(
+        certificate.data.pointer("/status/notAfter").is_some(),
+        "{:?}",
+        certificate.data
+    );
+    let broken = cert_manager_ready(&client, &ns, "Issuer", "broken-ca", "False").await;
+    let condition = cr_condition(&broken, "/status/conditions", "Ready").expect("Ready");
+    assert!(
+        condition["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-such-secret")),
+        "{condition}"
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let ca = secrets.get("preview-ca").await.expect("CA Secret");
+    let ca_pem = ca.data.as_ref().expect("data")["tls.crt"].0.clone();
+    let ca_info = testkit::x509::inspect(&ca_pem)
+        .await
+        .expect("CA certificate");
+    assert_eq!(ca_info.subject, "CN=preview-ca");
+    assert_eq!(ca_info.issuer, "CN=preview-ca", "self-signed");
+
+    let leaf = secrets.get("wildcard-tls").await.expect("TLS Secret");
+    assert_eq!(leaf.type_.as_deref(), Some("kubernetes.io/tls"));
+    let annotations = leaf.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations["cert-manager.io/issuer-name"], "preview-ca");
+    let data = leaf.data.expect("data");
+    assert!(data.contains_key("tls.key"));
+    assert_eq!(
+        data["ca.crt"].0, ca_pem,
+        "the CA issuer adds its certificate"
+    );
+    let info = testkit::x509::inspect(&data["tls.crt"].0)
+        .await
+        .expect("leaf certificate");
+    assert_eq!(info.dns_names, ["*.pr.example.com", "*.pr-api.example.com"]);
+    assert_eq!(info.issuer, "CN=preview-ca");
+    testkit::x509::verify(&ca_pem, &data["tls.crt"].0)
+        .await
+        .expect("the leaf verifies against the CA");
+
+    // cert-manager wrote them as its own user, not as an admin.
+    let writes = cluster
+        .audit_events_by(CERT_MANAGER_USER)
+        .expect("audit log");
+    for secret in ["preview-ca", "wildcard-tls"] {
+        assert!(
+            writes
+                .iter()
+                .any(|e| matches!(e.verb.as_str(), "create" | "patch")
+                    && e.resource.as_deref() == Some("secrets")
+                    && e.namespace.as_deref() == Some(ns.as_str())
+                    && e.name.as_deref() == Some(secret)
+                    && matches!(e.code, Some(200 | 201))),
+            "Secret {ns}/{secret} was not written by {CERT_MANAGER_USER}"
+        );
+    }
+    assert!(
+        writes
+            .iter()
+            .any(|e| e.resource.as_deref() == Some("certificates")
+                && e.subresource.as_deref() == Some("status")
+                && e.namespace.as_deref() == Some(ns.as_str())),
+        "cert-manager wrote Certificate status"
+    );
 }

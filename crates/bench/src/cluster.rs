@@ -53,7 +53,10 @@ impl Env {
             .args(args)
             .env("PREVIEW_DB_PASSWORD", "bench-password")
             .env("PREVIEW_POSTGRES_URL", &self.pg_url)
-            .env("PREVIEW_DIGITALOCEAN_TOKEN", "bench-dns-token");
+            .env("PREVIEW_DIGITALOCEAN_TOKEN", "bench-dns-token")
+            // The real cert-manager issues the base's wildcard certificate from a
+            // self-signed Issuer (Let's Encrypt is out of reach here).
+            .env("PREVIEW_TLS_ISSUER", "self-signed");
         c
     }
 
@@ -329,9 +332,12 @@ fn scale_rows(env: &Env, cluster: &TestCluster, work: &Path, count: usize) -> Re
 }
 
 pub async fn run(runs: usize, scale: usize) -> Result<Vec<Row>> {
-    eprintln!("starting the local control plane, CRDs, node simulator and PostgreSQL …");
+    eprintln!(
+        "starting the local control plane, CRDs, cert-manager, node simulator and PostgreSQL …"
+    );
     let cluster = TestCluster::start().await?;
     install_crds(&cluster.client()?, &default_crd_dir()).await?;
+    cluster.cert_manager().await?;
     let _sim = NodeSimulator::start_for(&cluster).await?;
     let pg = TestPostgres::start().await?;
     pg.client()

@@ -1,5 +1,6 @@
 //! `preview-base` with `dns:` on the real control plane (node simulator standing in
-//! for the gateway controller, which reports the address 10.240.0.100) and the
+//! for the gateway controller, which reports the address 10.240.0.100; the real
+//! cert-manager issuing the wildcard certificate from a self-signed Issuer) and the
 //! DigitalOcean fake (every exchange checked against DigitalOcean's OpenAPI
 //! description): an existing record is refused and adopted with `import`, the
 //! wildcard records point at the Gateway's address, a second `up` sends nothing to
@@ -80,7 +81,9 @@ fn assert_no_token(out: &Output) {
     }
 }
 
-/// The repository's `preview-base.yaml`, with `protect: false` and a `dns:` section.
+/// The repository's `preview-base.yaml`, with `protect: false`, a `dns:` section
+/// and the self-signed issuer: the real cert-manager issues the wildcard
+/// certificate (Let's Encrypt over DNS-01 cannot be reached from here).
 fn write_config(dir: &Path) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/preview-base.yaml");
     let text = std::fs::read_to_string(repo).expect("config/preview-base.yaml");
@@ -88,7 +91,13 @@ fn write_config(dir: &Path) {
         text.contains("\nprotect: true\n"),
         "the example protects the base"
     );
-    let text = text.replace("\nprotect: true\n", "\nprotect: false\n")
+    assert!(
+        text.contains("\n  issuer: letsencrypt\n"),
+        "the example uses Let's Encrypt"
+    );
+    let text = text
+        .replace("\nprotect: true\n", "\nprotect: false\n")
+        .replace("\n  issuer: letsencrypt\n", "\n  issuer: self-signed\n")
         + "\ndns:\n  provider: digitalocean\n  ttl: 300\n";
     std::fs::write(dir.join("preview-base.yaml"), text).expect("write config");
 }
@@ -131,6 +140,7 @@ async fn wildcard_records_follow_the_gateway_and_are_removed_by_destroy() {
     install_crds(&cluster.client().expect("client"), &default_crd_dir())
         .await
         .expect("crds");
+    cluster.cert_manager().await.expect("cert-manager");
     NodeSimulator::shared().await.expect("simulator");
 
     let fake = DigitalOceanFake::start().await.expect("fake");

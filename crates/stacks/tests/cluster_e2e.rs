@@ -1,5 +1,6 @@
 //! The stacks end to end on the real control plane (node simulator standing in for
-//! the kubelet and gateway) and a real PostgreSQL: `up preview-base`, then two
+//! the kubelet and gateway, the real cert-manager issuing the base's wildcard
+//! certificate) and a real PostgreSQL: `up preview-base`, then two
 //! `preview-pr` stacks side by side; every requirement is checked directly on the
 //! cluster; destroying one preview leaves the other and the base untouched.
 
@@ -341,6 +342,67 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
     stacks.ok(&["destroy", "preview-pr", "--pr", "123"]);
     assert!(!database_exists("aphiria_pr_123").await);
     assert!(!role_exists("aphiria_pr_123").await);
+}
+
+/// The base's wildcard Certificate (`up preview-base` waited for it) was made
+/// Ready by the real cert-manager, from the self-signed Issuer the test config
+/// selects: Secret `tls-cert` holds a real certificate for both wildcards,
+/// written by cert-manager's own user. (Let's Encrypt over DNS-01 cannot be
+/// tested here: no network.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wildcard_certificate_is_issued_by_the_real_cert_manager() {
+    let world = world().await;
+    let client = world.cluster.client().expect("client");
+    let ar = kube::core::ApiResource {
+        group: "cert-manager.io".into(),
+        version: "v1".into(),
+        api_version: "cert-manager.io/v1".into(),
+        kind: "Certificate".into(),
+        plural: "certificates".into(),
+    };
+    let certificates: Api<kube::core::DynamicObject> =
+        Api::namespaced_with(client.clone(), "nginx-gateway", &ar);
+    let certificate = certificates.get("wildcard-tls").await.expect("Certificate");
+    let ready = certificate.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .expect("Ready condition");
+    assert_eq!(ready["status"], "True", "{ready}");
+    assert_eq!(ready["reason"], "Ready", "{ready}");
+    assert_eq!(
+        certificate.data["spec"]["issuerRef"]["name"], "selfsigned-issuer",
+        "the test config selects the self-signed issuer"
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "nginx-gateway");
+    let secret = secrets.get("tls-cert").await.expect("Secret tls-cert");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.expect("data");
+    assert!(data.contains_key("tls.key"));
+    let info = testkit::x509::inspect(&data["tls.crt"].0)
+        .await
+        .expect("a real certificate");
+    assert_eq!(info.dns_names, ["*.pr.aphiria.com", "*.pr-api.aphiria.com"]);
+    assert_eq!(info.issuer, info.subject, "self-signed");
+
+    let writes = world
+        .cluster
+        .audit_events_by(testkit::CERT_MANAGER_USER)
+        .expect("audit log");
+    assert!(
+        writes
+            .iter()
+            .any(|e| matches!(e.verb.as_str(), "create" | "patch")
+                && e.resource.as_deref() == Some("secrets")
+                && e.namespace.as_deref() == Some("nginx-gateway")
+                && e.name.as_deref() == Some("tls-cert")
+                && matches!(e.code, Some(200 | 201))),
+        "Secret tls-cert was not written by {}",
+        testkit::CERT_MANAGER_USER
+    );
 }
 
 /// NFR-017: without a route from the engine to the database server, the

@@ -1,7 +1,8 @@
 //! Locating the binaries the kit runs.
 //!
 //! Order of precedence for each binary:
-//! 1. an explicit environment variable (`PREVIEW_ETCD`, `PREVIEW_KUBECTL` name a file;
+//! 1. an explicit environment variable (`PREVIEW_ETCD`, `PREVIEW_KUBECTL`,
+//!    `PREVIEW_CERT_MANAGER` name a file;
 //!    `PREVIEW_KUBE_BIN_DIR`, `PREVIEW_PG_BIN_DIR` name a directory), as printed by
 //!    `scripts/control-plane.sh env`;
 //! 2. the cache the install script builds into,
@@ -96,7 +97,18 @@ pub fn kubectl() -> Result<PathBuf, KitError> {
     })
 }
 
-/// `openssl`, used to generate the service-account key pair and simulated certificates.
+/// `cert-manager-controller` (cert-manager v1.20, built by the install script
+/// from the cert-manager Go modules; see [`crate::cert_manager`]).
+pub fn cert_manager_controller() -> Result<PathBuf, KitError> {
+    locate(&Search {
+        name: "cert-manager-controller",
+        file_var: Some("PREVIEW_CERT_MANAGER"),
+        dir_var: Some("PREVIEW_KUBE_BIN_DIR"),
+        in_cache: true,
+    })
+}
+
+/// `openssl`, used to generate the service-account key pair.
 pub fn openssl() -> Result<PathBuf, KitError> {
     locate(&Search {
         name: "openssl",

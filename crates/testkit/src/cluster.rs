@@ -25,8 +25,12 @@
 //! | [`SIMULATOR_USER`] | `system:masters` | [`NodeSimulator`](crate::NodeSimulator) via [`TestCluster::simulator_client`] |
 //! | [`UNPRIVILEGED_USER`] | none | [`TestCluster::unprivileged_client`], for RBAC-denial tests |
 //! | [`PLANNER_USER`] | [`PLANNER_GROUP`] | [`TestCluster::planner_client`], [`TestCluster::planner_kubeconfig_path`]: the plan credential (no bindings until a test or `preview-base`'s `planIdentity` grants them) |
+//! | [`CERT_MANAGER_USER`] | none (ClusterRole [`CLUSTER_ROLE`](crate::cert_manager::CLUSTER_ROLE)) | the cert-manager controller, when a test starts it ([`TestCluster::cert_manager`]) |
 //!
 //! so the audit log ([`TestCluster::audit_events`]) tells their requests apart.
+//!
+//! The real cert-manager controller runs only for the tests that ask for it
+//! ([`TestCluster::cert_manager`], see [`crate::cert_manager`]).
 //!
 //! Not running: kubelet, kube-proxy, any container runtime, any cloud provider.
 //! Pods are bound by the real scheduler and then stay Pending unless a
@@ -48,6 +52,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
 use crate::audit::{self, AuditEvent};
+use crate::cert_manager::{CERT_MANAGER_USER, CertManager};
 use crate::scratch::Scratch;
 use crate::{KitError, bins, kubeconfig, ports};
 
@@ -72,6 +77,9 @@ pub const PLANNER_GROUP: &str = "testkit:planners";
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc";
 /// The Service cluster-IP range.
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
+
+/// The kubeconfig of [`CERT_MANAGER_USER`], in the cluster's temp dir.
+const CERT_MANAGER_KUBECONFIG: &str = "cert-manager.kubeconfig";
 
 const START_ATTEMPTS: usize = 3;
 const POLL: Duration = Duration::from_millis(75);
@@ -104,6 +112,8 @@ impl Default for ClusterOptions {
 /// Dropping it stops all four (whole process groups) and removes its temp dir.
 #[derive(Debug)]
 pub struct TestCluster {
+    /// Declared first: dropped (stopped) before the API server.
+    cert_manager: OnceCell<CertManager>,
     scratch: Scratch,
     server_url: String,
     etcd_url: String,
@@ -173,13 +183,15 @@ impl TestCluster {
         let simulator_token = random_token()?;
         let unprivileged_token = random_token()?;
         let planner_token = random_token()?;
+        let cert_manager_token = random_token()?;
         let tokens = format!(
             "{admin_token},{ADMIN_USER},testkit-admin,\"system:masters\"\n\
              {controller_manager_token},{CONTROLLER_MANAGER_USER},testkit-kcm\n\
              {scheduler_token},{SCHEDULER_USER},testkit-scheduler\n\
              {simulator_token},{SIMULATOR_USER},testkit-simulator,\"system:masters\"\n\
              {unprivileged_token},{UNPRIVILEGED_USER},testkit-unprivileged\n\
-             {planner_token},{PLANNER_USER},testkit-planner,\"{PLANNER_GROUP}\"\n"
+             {planner_token},{PLANNER_USER},testkit-planner,\"{PLANNER_GROUP}\"\n\
+             {cert_manager_token},{CERT_MANAGER_USER},testkit-cert-manager\n"
         );
         write_file(&dir.join("tokens.csv"), &tokens)?;
         write_file(&dir.join("audit-policy.yaml"), audit::POLICY)?;
@@ -263,6 +275,11 @@ impl TestCluster {
                 &unprivileged_token,
             ),
             ("planner.kubeconfig", PLANNER_USER, &planner_token),
+            (
+                CERT_MANAGER_KUBECONFIG,
+                CERT_MANAGER_USER,
+                &cert_manager_token,
+            ),
         ] {
             let path = dir.join(file);
             let text = kubeconfig::render(&server_url, &ca_pem, user, token);
@@ -270,16 +287,22 @@ impl TestCluster {
             configs.push(kubeconfig::load(&path, &text).await?);
         }
         let planner_kubeconfig_path = dir.join("planner.kubeconfig");
-        let [_, _, simulator_config, unprivileged_config, planner_config] =
-            match <[kube::Config; 5]>::try_from(configs) {
-                Ok(c) => c,
-                Err(_) => {
-                    return Err(KitError::io(
-                        "building client configurations",
-                        std::io::Error::other("expected five kubeconfigs"),
-                    ));
-                }
-            };
+        let [
+            _,
+            _,
+            simulator_config,
+            unprivileged_config,
+            planner_config,
+            _,
+        ] = match <[kube::Config; 6]>::try_from(configs) {
+            Ok(c) => c,
+            Err(_) => {
+                return Err(KitError::io(
+                    "building client configurations",
+                    std::io::Error::other("expected six kubeconfigs"),
+                ));
+            }
+        };
 
         let admin = client_from(&admin_config)?;
         wait_ready(&mut scratch, api_index, options.start_timeout, || {
@@ -331,6 +354,7 @@ impl TestCluster {
         tracing::info!(?started_in, %server_url, dir = %dir.display(), "test cluster ready");
 
         Ok(TestCluster {
+            cert_manager: OnceCell::new(),
             scratch,
             server_url,
             etcd_url,
@@ -344,6 +368,17 @@ impl TestCluster {
             audit_log_path,
             started_in,
         })
+    }
+
+    /// The real cert-manager controller for this cluster, started on first call
+    /// (later calls, from any test, return the same one) and stopped with the
+    /// cluster. Needs the cert-manager CRDs installed
+    /// ([`install_crds`](crate::install_crds)); see [`crate::cert_manager`].
+    pub async fn cert_manager(&self) -> Result<&CertManager, KitError> {
+        let kubeconfig = self.scratch.path().join(CERT_MANAGER_KUBECONFIG);
+        self.cert_manager
+            .get_or_try_init(|| CertManager::start(self, &kubeconfig))
+            .await
     }
 
     /// The admin kubeconfig file (token auth, the API server's CA embedded).
@@ -466,7 +501,7 @@ fn client_from(config: &kube::Config) -> Result<kube::Client, KitError> {
 }
 
 /// Polls `probe` every ~75 ms until it succeeds, the server exits, or `timeout`.
-async fn wait_ready<F, Fut>(
+pub(crate) async fn wait_ready<F, Fut>(
     scratch: &mut Scratch,
     index: usize,
     timeout: Duration,

@@ -156,6 +156,10 @@ pub enum KitError {
     /// The node simulator could not start or stopped unexpectedly.
     #[error("node simulator: {0}")]
     Simulator(String),
+
+    /// The cert-manager controller cannot be started on this cluster.
+    #[error("cert-manager: {0}")]
+    CertManager(String),
 }
 
 impl KitError {

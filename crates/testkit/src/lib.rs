@@ -8,6 +8,9 @@
 //! * [`TestPostgres`]: a throwaway PostgreSQL cluster on a loopback port;
 //! * [`install_crds`]: the Gateway API, cert-manager and NGINX Gateway Fabric CRDs,
 //!   the upstream files unmodified (CEL rules enforced);
+//! * [`TestCluster::cert_manager`]: the real cert-manager controller (v1.20,
+//!   built from its Go modules) out of cluster, for the tests that need issued
+//!   certificates (self-signed and CA issuers; no ACME: no network);
 //! * [`NodeSimulator`]: registers a Node with capacity and writes the status that a
 //!   kubelet and a gateway controller would write. **No container, kubelet or
 //!   gateway runs**; see the [`simulator`] module.
@@ -21,6 +24,7 @@
 
 pub mod audit;
 pub mod bins;
+pub mod cert_manager;
 mod cluster;
 pub mod crds;
 mod error;
@@ -31,8 +35,10 @@ mod process;
 mod reaper;
 mod scratch;
 pub mod simulator;
+pub mod x509;
 
 pub use audit::AuditEvent;
+pub use cert_manager::{CERT_MANAGER_USER, CertManager};
 pub use cluster::{
     ADMIN_USER, CONTROLLER_MANAGER_USER, CONTROLLER_SERVICE_ACCOUNT_PREFIX, ClusterOptions,
     PLANNER_GROUP, PLANNER_USER, SCHEDULER_USER, SERVICE_ACCOUNT_ISSUER, SERVICE_CLUSTER_IP_RANGE,

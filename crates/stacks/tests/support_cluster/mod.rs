@@ -1,6 +1,11 @@
 //! Shared set-up for the cluster tests of the `stacks` binary: a real control
-//! plane with CRDs and the node simulator, a real PostgreSQL with the app role,
-//! and a runner for the `stacks` binary with a private state directory.
+//! plane with CRDs, the real cert-manager controller and the node simulator, a
+//! real PostgreSQL with the app role, and a runner for the `stacks` binary with a
+//! private state directory.
+//!
+//! The runner sets `PREVIEW_TLS_ISSUER=self-signed`: the base's wildcard
+//! Certificate is issued by the real cert-manager from a self-signed Issuer.
+//! Let's Encrypt over DNS-01 cannot be tested here (no network, no DNS zone).
 
 #![allow(dead_code, missing_docs)]
 
@@ -29,6 +34,7 @@ pub async fn world() -> &'static World {
             install_crds(&cluster.client().expect("client"), &default_crd_dir())
                 .await
                 .expect("crds");
+            cluster.cert_manager().await.expect("cert-manager");
             let simulator = NodeSimulator::shared().await.expect("simulator");
             let pg = TestPostgres::shared().await.expect("postgres");
             // The base's Service `db` leads to this server for the database Jobs
@@ -144,6 +150,7 @@ impl Stacks {
             .env("PREVIEW_STATE_PASSPHRASE", STATE_PASSPHRASE)
             .env_remove("PREVIEW_STATE_PASSPHRASE_FILE")
             .env("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e")
+            .env("PREVIEW_TLS_ISSUER", "self-signed")
             .env_remove("KUBECONFIG")
             .env_remove("PREVIEW_BACKEND")
             .env_remove("PREVIEW_POSTGRES_URL")

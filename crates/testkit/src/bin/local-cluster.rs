@@ -2,11 +2,14 @@
 //! README's end-to-end quick start.
 //!
 //! ```text
-//! cargo run -p testkit --bin local-cluster -- [--crds] [--simulate] [--kubeconfig-out PATH]
+//! cargo run -p testkit --bin local-cluster -- [--crds [--cert-manager]] [--simulate] [--kubeconfig-out PATH]
 //! ```
 //!
 //! * `--crds`: install the Gateway API / cert-manager / NGINX Gateway Fabric CRDs
 //!   (the upstream files from the shared data directory, or `PREVIEW_CRD_DIR`);
+//! * `--cert-manager`: run the real cert-manager controller (needs `--crds`):
+//!   self-signed and CA issuers issue real certificates; ACME (Let's Encrypt)
+//!   cannot work without network access;
 //! * `--simulate`: run the node simulator (status writes only: no container runs,
 //!   except the `psql` commands of database Jobs, which run on this host);
 //! * `--kubeconfig-out PATH`: also write the admin kubeconfig to PATH (removed on exit);
@@ -24,11 +27,12 @@ use std::process::ExitCode;
 
 use testkit::{NodeSimulator, TestCluster, default_crd_dir, install_crds};
 
-const USAGE: &str = "usage: local-cluster [--crds] [--simulate] [--kubeconfig-out PATH] [--postgres-url-out PATH [--postgres-role NAME]]";
+const USAGE: &str = "usage: local-cluster [--crds [--cert-manager]] [--simulate] [--kubeconfig-out PATH] [--postgres-url-out PATH [--postgres-role NAME]]";
 
 #[derive(Debug, Default)]
 struct Args {
     crds: bool,
+    cert_manager: bool,
     simulate: bool,
     kubeconfig_out: Option<PathBuf>,
     postgres_url_out: Option<PathBuf>,
@@ -40,6 +44,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--crds" => parsed.crds = true,
+            "--cert-manager" => parsed.cert_manager = true,
             "--simulate" => parsed.simulate = true,
             "--kubeconfig-out" => {
                 let path = args.next().ok_or("--kubeconfig-out needs a path")?;
@@ -65,6 +70,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
+    }
+    if parsed.cert_manager && !parsed.crds {
+        return Err("--cert-manager needs --crds (cert-manager watches its CRDs)".into());
     }
     Ok(parsed)
 }
@@ -106,7 +114,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    eprintln!("starting etcd, kube-apiserver and kube-controller-manager …");
+    eprintln!("starting etcd, kube-apiserver, kube-controller-manager and kube-scheduler …");
     let cluster = TestCluster::start().await?;
     eprintln!(
         "control plane ready in {:.1}s at {}",
@@ -123,10 +131,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             report.elapsed().as_secs_f64()
         );
     }
+    if args.cert_manager {
+        let cert_manager = cluster.cert_manager().await?;
+        eprintln!(
+            "cert-manager controller ready in {:.1}s (log: {})",
+            cert_manager.startup_time().as_secs_f64(),
+            cert_manager.log_path().display()
+        );
+    }
     let simulator = if args.simulate {
         let sim = NodeSimulator::start_for(&cluster).await?;
         eprintln!(
-            "node simulator running (node `{}`): it writes pod, volume, Gateway and Certificate status; no kubelet, scheduler or gateway runs; only database Jobs' psql runs, on this host",
+            "node simulator running (node `{}`): it writes pod, volume and Gateway status; no kubelet or gateway runs; only database Jobs' psql runs, on this host",
             sim.node_name()
         );
         Some(sim)
@@ -201,5 +217,9 @@ mod tests {
         assert_eq!(a.kubeconfig_out, Some(PathBuf::from("/tmp/k")));
         assert!(parse(&["--kubeconfig-out"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+        let a = parse(&["--crds", "--cert-manager"]).expect("valid");
+        assert!(a.cert_manager);
+        let err = parse(&["--cert-manager"]).expect_err("needs --crds");
+        assert!(err.contains("--crds"), "{err}");
     }
 }

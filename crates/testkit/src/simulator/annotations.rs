@@ -14,8 +14,7 @@
 //! | [`DELAY_MS`] | pod | Running but not Ready until this many ms after the simulated start |
 //! | [`SIMULATE`] = `NotAccepted` / `NotProgrammed` | Gateway | `Accepted=False` (and Programmed) / `Programmed=False`, reason `Invalid` |
 //! | [`SIMULATE`] = `NotAccepted` / `UnresolvedRefs` | HTTPRoute | `Accepted=False` reason `NotAllowedByListeners` / `ResolvedRefs=False` reason `BackendNotFound` |
-//! | [`SIMULATE`] = `NotReady` | Certificate, Issuer, ClusterIssuer | `Ready=False` reason `Failed` (no Secret for a Certificate) |
-//! | [`SIMULATE`] = other value | Gateway / HTTPRoute / Certificate | the main condition (Programmed / Accepted / Ready) `False` with that value as reason |
+//! | [`SIMULATE`] = other value | Gateway / HTTPRoute | the main condition (Programmed / Accepted) `False` with that value as reason |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,7 +25,7 @@ pub const SIMULATE: &str = "testkit.preview-envs.io/simulate";
 pub const MESSAGE: &str = "testkit.preview-envs.io/message";
 /// Delays a pod's readiness (milliseconds after its simulated start).
 pub const DELAY_MS: &str = "testkit.preview-envs.io/delay-ms";
-/// Label on objects the simulator creates (Node, PersistentVolumes, Secrets).
+/// Label on objects the simulator creates (Node, PersistentVolumes).
 pub const SIMULATED_LABEL: &str = "testkit.preview-envs.io/simulated";
 
 /// The injection annotations of one object.

@@ -1,16 +1,17 @@
-//! The custom resources the simulator writes status for, and how.
+//! The custom resources the simulator writes status for, and how: the Gateway
+//! API objects only. cert-manager objects are left to the real cert-manager
+//! controller ([`TestCluster::cert_manager`](crate::TestCluster::cert_manager)).
 //!
 //! Each kind is watched cluster-wide as a `DynamicObject`. Until its CRD is
 //! installed the watch fails with 404 and is retried quietly every couple of
 //! seconds, so the simulator can start before [`install_crds`](crate::install_crds).
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::status::{is_subset, now, time_string};
-use super::{Ctx, certificate, gateway};
+use super::{Ctx, gateway};
 
 /// A custom resource kind the simulator handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,20 +19,14 @@ pub(crate) enum CustomKind {
     GatewayClass,
     Gateway,
     HttpRoute,
-    Certificate,
-    Issuer,
-    ClusterIssuer,
 }
 
 impl CustomKind {
     /// Every handled kind.
-    pub(crate) const ALL: [CustomKind; 6] = [
+    pub(crate) const ALL: [CustomKind; 3] = [
         CustomKind::GatewayClass,
         CustomKind::Gateway,
         CustomKind::HttpRoute,
-        CustomKind::Certificate,
-        CustomKind::Issuer,
-        CustomKind::ClusterIssuer,
     ];
 
     /// Group, version, kind and plural.
@@ -40,17 +35,12 @@ impl CustomKind {
             CustomKind::GatewayClass => (gateway::GROUP, "v1", "GatewayClass", "gatewayclasses"),
             CustomKind::Gateway => (gateway::GROUP, "v1", "Gateway", "gateways"),
             CustomKind::HttpRoute => (gateway::GROUP, "v1", "HTTPRoute", "httproutes"),
-            CustomKind::Certificate => ("cert-manager.io", "v1", "Certificate", "certificates"),
-            CustomKind::Issuer => ("cert-manager.io", "v1", "Issuer", "issuers"),
-            CustomKind::ClusterIssuer => {
-                ("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers")
-            }
         };
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     }
 
     fn cluster_scoped(self) -> bool {
-        matches!(self, CustomKind::GatewayClass | CustomKind::ClusterIssuer)
+        matches!(self, CustomKind::GatewayClass)
     }
 }
 
@@ -63,35 +53,22 @@ pub(crate) async fn handle(ctx: &Ctx, kind: CustomKind, obj: DynamicObject) {
         return;
     };
     let namespace = obj.metadata.namespace.clone();
-    let ts = now();
-    let t = time_string(ts);
+    let t = time_string(now());
     let options = &ctx.options;
-    let (desired, ready_certificate) = match kind {
+    let desired = match kind {
         CustomKind::GatewayClass => {
             match gateway::gateway_class_status(&obj, &options.gateway_controller_name, &t) {
-                Some(s) => (s, false),
+                Some(s) => s,
                 None => return,
             }
         }
-        CustomKind::Gateway => (
-            gateway::gateway_status(&obj, &options.gateway_address, &t),
-            false,
-        ),
-        CustomKind::HttpRoute => (
-            gateway::http_route_status(&obj, &options.gateway_controller_name, &t),
-            false,
-        ),
-        CustomKind::Certificate => certificate::certificate_status(&obj, ts),
-        CustomKind::Issuer | CustomKind::ClusterIssuer => {
-            (certificate::issuer_status(&obj, &t), false)
+        CustomKind::Gateway => gateway::gateway_status(&obj, &options.gateway_address, &t),
+        CustomKind::HttpRoute => {
+            gateway::http_route_status(&obj, &options.gateway_controller_name, &t)
         }
     };
     let current = obj.data.get("status").cloned().unwrap_or(Value::Null);
     if is_subset(&desired, &current) {
-        return;
-    }
-    if ready_certificate && let Err(e) = ensure_tls_secret(ctx, &obj).await {
-        tracing::warn!(certificate = %name, error = %e, "could not create the simulated TLS Secret; will retry");
         return;
     }
     let resource = kind.resource();
@@ -109,25 +86,5 @@ pub(crate) async fn handle(ctx: &Ctx, kind: CustomKind, obj: DynamicObject) {
         Err(e) => {
             tracing::warn!(kind = %resource.kind, name, error = %e, "could not write simulated status")
         }
-    }
-}
-
-/// Creates the Certificate's `spec.secretName` Secret unless it exists.
-async fn ensure_tls_secret(ctx: &Ctx, obj: &DynamicObject) -> Result<(), kube::Error> {
-    let (Some(namespace), Some(secret_name)) = (
-        obj.metadata.namespace.as_deref(),
-        obj.data.pointer("/spec/secretName").and_then(Value::as_str),
-    ) else {
-        return Ok(());
-    };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    if secrets.get_opt(secret_name).await?.is_some() {
-        return Ok(());
-    }
-    let secret = certificate::tls_secret(obj, secret_name).await;
-    match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e),
     }
 }

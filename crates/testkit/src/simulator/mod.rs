@@ -2,8 +2,10 @@
 //! would write.
 //!
 //! **What does not run**: no container, no container runtime, no kubelet, no
-//! kube-proxy, no gateway (NGINX Gateway Fabric) and no
-//! cert-manager. Nothing is pulled, started, probed, routed or issued. The
+//! kube-proxy and no gateway (NGINX Gateway Fabric). Nothing is pulled,
+//! started, probed or routed. cert-manager is not simulated: the real controller
+//! issues certificates when a test starts it
+//! ([`TestCluster::cert_manager`](crate::TestCluster::cert_manager)). The
 //! simulator only writes, through the API server, the objects and status fields
 //! those components would write, so that readiness waits and failure reporting
 //! can be tested against the real API server and the real controllers in
@@ -19,8 +21,7 @@
 //!   injected with [`annotations`];
 //! * PersistentVolumes for pending claims ([`volumes`]), bound by the REAL
 //!   persistentvolume-binder controller;
-//! * status of Gateway API objects ([`gateway`]) and cert-manager objects plus the
-//!   Certificate's TLS Secret ([`certificate`]).
+//! * status of Gateway API objects ([`gateway`]).
 //!
 //! It runs as background tokio tasks ([`NodeSimulator::start`]) or on a thread of
 //! its own ([`NodeSimulator::start_detached`], for a cluster shared by many
@@ -29,7 +30,6 @@
 //! [`NodeSimulator::stop`] or by dropping it.
 
 pub mod annotations;
-mod certificate;
 mod custom;
 mod gateway;
 pub mod job_runner;
