@@ -632,9 +632,10 @@ fn gate(r: &Runner, fake: &GithubFake, run: &Run) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("gate json")
 }
 
-/// `deploy-reusable.yml` for a preview, up to the `stacks up` step's result, and
-/// the `report` job's comment. Panics when a step fails.
-fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Output {
+/// `deploy-reusable.yml` for a preview (but its health check) and the `report`
+/// job's comment. `Err`: `verify-head` stopped the job before `stacks up` (its
+/// stderr), after the "Deployment failed" step and the failure comment ran.
+fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Result<Output, String> {
     let repo = fake.repo();
     let pr = PR.to_string();
     let id = deployment.to_string();
@@ -653,7 +654,7 @@ fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Output {
         "--log-url",
         &url,
     ]);
-    r.preview_ok(&[
+    let head = r.preview(&[
         "verify-head",
         "--repo",
         &repo,
@@ -662,6 +663,42 @@ fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Output {
         "--sha",
         &run.head_sha,
     ]);
+    if !head.status.success() {
+        r.preview_ok(&[
+            "deployment",
+            "status",
+            "--repo",
+            &repo,
+            "--id",
+            &id,
+            "--state",
+            "failure",
+            "--log-url",
+            &url,
+        ]);
+        r.preview_ok(&[
+            "comment",
+            "--repo",
+            &repo,
+            "--pr",
+            &pr,
+            "--sha",
+            &run.head_sha,
+            "--web-digest",
+            &run.web,
+            "--api-digest",
+            &run.api,
+            "--plan-file",
+            "plan.md",
+            "--log-url",
+            &url,
+            "--status",
+            "failure",
+            "--message",
+            "Deployment result: failure. See the workflow run for the failing step.",
+        ]);
+        return Err(text(&head.stderr));
+    }
     let up = r.stacks_ok(
         Credential::Deploy,
         &[
@@ -718,7 +755,7 @@ fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Output {
         "--message",
         "Deployed and healthy.",
     ]);
-    up
+    Ok(up)
 }
 
 /// The one preview comment (the gate's own comment carries another marker).
@@ -730,6 +767,25 @@ fn preview_comment(fake: &GithubFake) -> github_fake::Comment {
         .collect();
     assert_eq!(comments.len(), 1, "one preview comment: {comments:?}");
     comments.into_iter().next().expect("comment")
+}
+
+/// The gate's own comment ("a maintainer must approve").
+fn gate_comment(fake: &GithubFake) -> String {
+    let comments: Vec<_> = fake
+        .comments(PR)
+        .into_iter()
+        .filter(|c| c.body.contains(cli::gate::GATE_COMMENT_MARKER))
+        .collect();
+    assert_eq!(comments.len(), 1, "one gate comment: {comments:?}");
+    comments[0].body.clone()
+}
+
+/// Reviews of pending deployments sent by anyone (approvals and rejections).
+fn approvals_sent(fake: &GithubFake) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|q| q.method == "POST" && q.path.ends_with("/pending_deployments"))
+        .count()
 }
 
 fn last_state(fake: &GithubFake, deployment: u64) -> String {
@@ -833,12 +889,18 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         "the gate approved: {:?}",
         fake.reviews()
     );
+    assert_eq!(approvals_sent(&fake), 0, "the gate tried to approve");
+    assert!(
+        gate_comment(&fake).contains(&sha(1)),
+        "{}",
+        gate_comment(&fake)
+    );
     assert!(!approved_by_maintainer(&fake, run1.id));
 
     // ── 2. A maintainer approves by hand; the deploy job runs. ──
     maintainer_approves(&fake, run1.id).await;
     assert!(approved_by_maintainer(&fake, run1.id));
-    let up = deploy(&r, &fake, &run1, d1);
+    let up = deploy(&r, &fake, &run1, d1).expect("the head is the built commit");
     assert!(
         text(&up.stderr).contains(&format!("recorded the tested images of preview-pr-{PR}")),
         "{}",
@@ -856,19 +918,12 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
 
     // ── 3. The outsider pushes: the old run is stale, the new one needs approval. ──
     fake.set_pull_head(PR, &sha(2));
-    // A deploy of the old run (a late approval or a re-run) stops before `stacks up`.
-    let stale = r.preview(&[
-        "verify-head",
-        "--repo",
-        &repo,
-        "--pr",
-        &pr,
-        "--sha",
-        &sha(1),
-    ]);
-    assert!(!stale.status.success(), "verify-head passed a moved head");
-    let err = text(&stale.stderr);
+    // The old run's deploy job again (a re-run, or an approval given late) stops at
+    // `verify-head`, naming both commits, before `stacks up`.
+    let err = deploy(&r, &fake, &run1, d1).expect_err("verify-head passed a moved head");
     assert!(err.contains(&sha(1)) && err.contains(&sha(2)), "{err}");
+    assert_eq!(last_state(&fake, d1), "failure");
+    assert_runs(&client, &preview_ns, &[web(1), api(1)].into()).await;
     let run2 = Run {
         id: 9002,
         head_sha: sha(2),
@@ -894,6 +949,16 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     let report = gate(&r, &fake, &run2);
     assert_eq!(report["decision"], "manual_approval_required", "{report}");
     assert_eq!(report["sha"], sha(2));
+    assert_eq!(
+        approvals_sent(&fake),
+        1,
+        "only the maintainer's approval of run 1"
+    );
+    assert!(
+        gate_comment(&fake).contains(&sha(2)),
+        "{}",
+        gate_comment(&fake)
+    );
     // The first approval does not carry over to the new commit's run.
     assert!(!approved_by_maintainer(&fake, run2.id));
     assert_runs(&client, &preview_ns, &[web(1), api(1)].into()).await;
@@ -901,7 +966,7 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     // ── 4. Approved again: the preview is updated, the comment edited in place. ──
     maintainer_approves(&fake, run2.id).await;
     assert!(approved_by_maintainer(&fake, run2.id));
-    deploy(&r, &fake, &run2, d2);
+    deploy(&r, &fake, &run2, d2).expect("the head is the built commit");
     assert_runs(&client, &preview_ns, &[web(2), api(2)].into()).await;
     let comment = preview_comment(&fake);
     assert_eq!(
