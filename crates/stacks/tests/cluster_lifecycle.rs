@@ -126,8 +126,10 @@ fn preview_bin() -> &'static Path {
 }
 
 /// The runner of the workflow steps: a `tools/` directory on `PATH` with `stacks`
-/// and `preview`, the repository root as working directory (default-branch
-/// checkout, `config/`), and for each step only the environment the step sets.
+/// and `preview` (`preview sweep` finds `stacks` there), a scratch working
+/// directory (`plan.md`), and for each step only the environment the step sets,
+/// plus `PREVIEW_CONFIG_DIR` for the checkout's `config/` with production moved
+/// aside (the workflows use the default `config`).
 struct Runner {
     tools: tempfile::TempDir,
     work: PathBuf,
