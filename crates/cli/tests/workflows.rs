@@ -1366,3 +1366,42 @@ fn the_saved_plan_posted_before_approval_is_the_plan_applied() {
         "{report_script}"
     );
 }
+
+/// The `PREVIEW_*` secrets a stack's config file names on its `# Secrets:` line.
+fn stack_secrets(stack: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../config/{stack}.yaml"));
+    let text = std::fs::read_to_string(&path).expect("config file");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# Secrets:"))
+        .unwrap_or_else(|| panic!("{}: no `# Secrets:` line", path.display()));
+    line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("PREVIEW_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_promotion_gets_every_secret_the_production_stack_needs() {
+    let secrets = stack_secrets("production");
+    assert!(
+        secrets.contains(&"PREVIEW_DIGITALOCEAN_TOKEN".to_string()),
+        "{secrets:?}"
+    );
+    let w = workflow("production-deploy.yml");
+    let promote: Vec<_> = jobs(&w)
+        .into_iter()
+        .flat_map(|(_, job)| steps(job))
+        .filter(|s| step_script(s).contains("stacks promote "))
+        .collect();
+    assert_eq!(promote.len(), 1, "one `stacks promote` step");
+    let env = step_env(promote[0]);
+    for secret in secrets {
+        let name = secret.trim_start_matches("PREVIEW_");
+        assert_eq!(
+            env.get(&secret).map(String::as_str),
+            Some(format!("${{{{ secrets.{name} }}}}").as_str()),
+            "production-deploy.yml: `stacks promote` needs {secret} (config/production.yaml)"
+        );
+    }
+}
