@@ -1140,7 +1140,7 @@ mod tests {
             .iter()
             .filter(|k| readers(k).len() < all_stacks.len())
             .count();
-        assert_eq!(specific, 37, "{keys:?}");
+        assert_eq!(specific, 38, "{keys:?}");
     }
 
     #[test]
