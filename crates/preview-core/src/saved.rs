@@ -102,7 +102,7 @@ pub struct Basis {
 
 /// What the caller knows about the run: which stack instance, from which
 /// configuration, with which images.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanMeta {
     /// The kind of stack (`preview-pr`).
@@ -115,6 +115,24 @@ pub struct PlanMeta {
     /// Image references by where they run (`web`, `api`, or
     /// `Kind/namespace/name/container`).
     pub images: BTreeMap<String, String>,
+    /// For a stack with no state yet: the secrets this plan generated, sealed
+    /// (never in clear), so that `up --plan` applies the same values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_secrets: Option<FirstSecrets>,
+}
+
+/// What a plan made before the stack's first state generated and sealed: the
+/// stack's wrapped data key (unwrapped only with the state passphrase) and the
+/// sealed outputs (e.g. the database role's password). `up --plan` starts the
+/// new state from them, so the plan's generated values are the applied ones:
+/// the same Secret bodies, the same keyed hashes, the same plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FirstSecrets {
+    /// The wrapped data key the outputs are sealed with.
+    pub encryption: crate::state::crypto::Encryption,
+    /// Sealed outputs by name.
+    pub outputs: BTreeMap<String, crate::state::Output>,
 }
 
 /// A saved plan: see the module documentation.

@@ -398,7 +398,14 @@ struct RolePassword {
     new_key: Option<preview_core::state::crypto::Encryption>,
 }
 
-async fn role_password(backend: &dyn StateBackend, req: &StackRequest) -> Result<RolePassword> {
+/// The preview's database role password: unsealed from its state, else from
+/// `first` (a saved plan made before the first state, which `up --plan`
+/// applies), else newly generated and sealed with a new data key.
+async fn role_password(
+    backend: &dyn StateBackend,
+    req: &StackRequest,
+    first: Option<&saved::FirstSecrets>,
+) -> Result<RolePassword> {
     use preview_core::state::StackState;
     use preview_core::state::crypto::{Sealer, passphrase_from_env};
     use stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT as OUTPUT;
@@ -414,6 +421,12 @@ async fn role_password(backend: &dyn StateBackend, req: &StackRequest) -> Result
         .await?
         .unwrap_or_else(|| StackState::new(&name));
     let had_key = state.encryption.is_some();
+    if let (false, Some(first)) = (had_key, first) {
+        state.encryption = Some(first.encryption.clone());
+        if let Some(sealed) = first.outputs.get(OUTPUT) {
+            state.outputs.insert(OUTPUT.to_owned(), sealed.clone());
+        }
+    }
     let sealer = Sealer::open_or_init(&mut state, &passphrase)?;
     let previous = state.outputs.get(OUTPUT);
     let password = match previous {
@@ -434,11 +447,12 @@ async fn prepare(
     apply: Option<&ApplyArgs>,
     import: Import,
     notes: Vec<String>,
+    first: Option<&saved::FirstSecrets>,
 ) -> Result<Prepared> {
     let mut req = request(args)?;
     let backend = backend(g).await?;
     let role = if req.kind == StackKind::PreviewPr {
-        match role_password(backend.as_ref(), &req).await {
+        match role_password(backend.as_ref(), &req, first).await {
             Ok(role) => Some(role),
             Err(e) => {
                 // The stack's own input checks are reported first.
@@ -464,7 +478,23 @@ async fn prepare(
     }
     let graph = graph_of(&build)?;
     tracing::debug!(resources = graph.order().len(), "stack built");
-    let meta = plan_meta(&req, config_hash, &graph)?;
+    let mut meta = plan_meta(&req, config_hash, &graph)?;
+    // A first plan generated the role's password: a saved plan carries it,
+    // sealed, for `up --plan` to apply the same one.
+    if let Some(RolePassword {
+        sealed,
+        new_key: Some(key),
+        ..
+    }) = &role
+    {
+        meta.first_secrets = Some(saved::FirstSecrets {
+            encryption: key.clone(),
+            outputs: BTreeMap::from([(
+                stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT.to_owned(),
+                sealed.clone(),
+            )]),
+        });
+    }
     let import = import.selection(&graph)?;
     let kube = connect(g).await?;
     let counts = kube.counts().clone();
@@ -646,6 +676,7 @@ fn plan_meta(req: &StackRequest, config_hash: String, graph: &DesiredGraph) -> R
         pr,
         config_hash,
         images: saved::images_of(graph),
+        first_secrets: None,
     })
 }
 
@@ -656,7 +687,7 @@ async fn preview_cmd(
     save: Save<'_>,
     notes: Vec<String>,
 ) -> Result<ExitCode> {
-    let prepared = prepare(g, args, None, Import::Nothing, notes).await?;
+    let prepared = prepare(g, args, None, Import::Nothing, notes, None).await?;
     let meta = prepared.meta.clone();
     let ((plan, basis), build, _) = prepared
         .run(async |engine, graph| engine.preview_with_basis(graph).await)
@@ -863,7 +894,15 @@ async fn up_cmd(
     let started = Instant::now();
     let req = request(args)?;
     // Built first: the stack's own checks report a bad --pr best (e.g. too long a name).
-    let mut prepared = prepare(g, args, Some(apply), import, extras.notes.clone()).await?;
+    // A plan's first secrets only for its own stack (another stack's plan is
+    // refused below, naming both).
+    let stack = req.instance_name()?;
+    let first = extras
+        .saved
+        .as_ref()
+        .filter(|s| s.stack == stack)
+        .and_then(|s| s.meta.first_secrets.as_ref());
+    let mut prepared = prepare(g, args, Some(apply), import, extras.notes.clone(), first).await?;
     if let Some(saved) = &extras.saved {
         check_saved_meta(saved, &prepared.build.name, &prepared.meta)?;
         let guard = plan_guard(saved, &prepared);
@@ -1060,7 +1099,7 @@ async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
 
 /// Compares live objects with what was recorded; reports drift, changes nothing.
 async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
-    let (drift, build, _) = prepare(g, args, None, Import::Nothing, Vec::new())
+    let (drift, build, _) = prepare(g, args, None, Import::Nothing, Vec::new(), None)
         .await?
         .run(async |engine, graph| engine.refresh(graph).await)
         .await?;

@@ -78,6 +78,7 @@ fn meta() -> PlanMeta {
             ("api".to_owned(), "reg/api@sha256:1".to_owned()),
             ("web".to_owned(), "reg/web@sha256:2".to_owned()),
         ]),
+        first_secrets: None,
     }
 }
 
