@@ -8,20 +8,28 @@
 //! `GITHUB_TOKEN`, …; no database URL: the per-PR database is made by in-cluster
 //! Jobs, as in CI).
 //!
+//! 0. The operator's set-up: the plan credential is a ServiceAccount
+//!    (`lifecycle-plan` in `default`) with a token kubeconfig, named as
+//!    `planIdentity` in the checkout's `preview-base.yaml`; `stacks up preview-base`
+//!    grants it read and dry-run (`preview-envs-planner`) and makes the API server
+//!    refuse its every real write (`preview-envs-plan-only`).
 //! 1. An outsider (read role) opens a PR from a fork. `preview-deploy.yml`'s plan
-//!    job checks the head, plans with the plan credential — a ServiceAccount bound
-//!    to get/list/watch only (see below) — posts the plan comment and creates the
-//!    Deployment; the gate does not approve (fork, author and actor not
-//!    maintainers).
+//!    job checks the head, saves the plan with the plan credential (`stacks preview
+//!    … --format markdown --out plan.json > plan.md`, every step validated by the
+//!    server), posts the plan comment with the plan id and creates the Deployment;
+//!    the gate does not approve (fork, author and actor not maintainers).
 //! 2. A maintainer approves the run's pending `preview` environment by hand (the
 //!    review the fake records); only then does `deploy-reusable.yml` run:
-//!    verify-head, `stacks up --pr N --commit SHA`, Deployment success, the report
-//!    comment. The preview's pods run the built digests.
+//!    verify-head, the saved plan's id checked against the posted one, `stacks
+//!    --json up --pr N --commit SHA --plan plan.json`, Deployment success, the
+//!    report comment with the applied plan id. The preview's pods run the built
+//!    digests, and the plan credential cannot really write to the preview.
 //! 3. The outsider pushes. The old run's deploy stops at `verify-head`, naming both
 //!    SHAs; the new run's gate asks for a maintainer again, and its environment is
 //!    not approved by the first approval.
-//! 4. After the new approval the preview runs the new digests and the one PR
-//!    comment is edited in place (same id, new commit and digests).
+//! 4. After the new approval the new saved plan is applied: the preview runs the
+//!    new digests and the one PR comment is edited in place (same id, new commit,
+//!    digests and applied plan id).
 //! 5. The PR merges: `preview-cleanup.yml` destroys the preview (namespace,
 //!    database and state gone, verified), marks its Deployments inactive and updates
 //!    the comment; `preview-sweep.yml` then finds nothing to do;
@@ -32,13 +40,10 @@
 //! Not run: the health checks (the preview and production URLs are not routable
 //! from the test), and the build/publish workflows (the digests are given).
 //!
-//! Main's plan credential cannot plan at all: `stacks preview` validates every new
-//! or changed body with a server-side dry-run, which Kubernetes authorises as the
-//! write itself, so the get/list/watch identity gets 403 "cannot patch" for the new
-//! preview and for the pushed commit alike (issue 12, item 4, not on main). Both
-//! plans assert that refusal, then plan as the deployer so the lifecycle goes on.
 //! The promotion step gets `PREVIEW_DIGITALOCEAN_TOKEN`, which the production stack
-//! needs (DNS-01) and `production-deploy.yml` now passes.
+//! needs (DNS-01) and `production-deploy.yml` passes, and, unlike the workflow,
+//! `PREVIEW_TLS_ISSUER=self-signed` (Let's Encrypt is unreachable from the test).
+//! Every `stacks` step gets `PREVIEW_STATE_PASSPHRASE`, as the workflows pass it.
 
 mod support_cluster;
 
@@ -53,13 +58,16 @@ use cli::github::{GithubClient, RepoSlug, RetryPolicy, ReviewRequest};
 use github_fake::GithubFake;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use support_cluster::{World, digest, world};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use preview_core::plan::NOT_VALIDATED;
+use stacks::stack::plan_identity::{DENIED_MESSAGE, PLAN_ONLY_POLICY};
+use support_cluster::{STATE_PASSPHRASE, Stacks, World, digest, world};
 
 const PR: u64 = 7301;
+/// The plan credential's ServiceAccount (namespace `default`).
+const PLAN_SA: &str = "lifecycle-plan";
 const PROD_NS: &str = "lifecycle-prod";
 const PROD_DB_NS: &str = "lifecycle-prod-db";
 const OUTSIDER: &str = "outsider";
@@ -76,14 +84,11 @@ fn sha(n: u8) -> String {
 }
 
 fn web(n: u64) -> String {
-    format!("registry.example/aphiria/web@sha256:{}", digest(n))
+    format!("ghcr.io/aphiria/web@sha256:{}", digest(n))
 }
 
 fn api(n: u64) -> String {
-    format!(
-        "registry.example/aphiria/api@sha256:{}",
-        digest(n + 1_000_000)
-    )
+    format!("ghcr.io/aphiria/api@sha256:{}", digest(n + 1_000_000))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -143,7 +148,7 @@ struct Runner {
 /// Which cluster credential a `stacks` step gets as `KUBECONFIG_YAML`.
 #[derive(Clone, Copy, Debug)]
 enum Credential {
-    /// `preview-plan`: read-only.
+    /// `preview-plan`: read and dry-run only (`planIdentity`).
     Plan,
     /// `preview` / `preview-cleanup` / `production`: the deployer.
     Deploy,
@@ -199,6 +204,7 @@ impl Runner {
             ("KUBECONFIG", kubeconfig.as_str()),
             ("PREVIEW_BACKEND", self.backend.as_str()),
             ("PREVIEW_DB_PASSWORD", DB_PASSWORD),
+            ("PREVIEW_STATE_PASSPHRASE", STATE_PASSPHRASE),
             // The checkout's `config/` (production moved aside, see below).
             ("PREVIEW_CONFIG_DIR", config_dir.as_str()),
         ];
@@ -239,7 +245,8 @@ impl Runner {
 
 /// The repository's configs, with production moved out of the way of the shared
 /// `preview-base` (its own namespaces, gateway and GatewayClass), as
-/// `cluster_promotion.rs` does.
+/// `cluster_promotion.rs` does, and the plan credential's ServiceAccount as
+/// `preview-base`'s `planIdentity`.
 fn config_dir() -> tempfile::TempDir {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
     let dir = tempfile::tempdir().expect("config dir");
@@ -275,14 +282,24 @@ fn config_dir() -> tempfile::TempDir {
         );
     }
     std::fs::write(dir.path().join("production.yaml"), moved).expect("write");
+    let base = std::fs::read_to_string(repo.join("preview-base.yaml")).expect("preview-base");
+    assert!(
+        !base.contains("\nplanIdentity:"),
+        "preview-base.yaml sets planIdentity"
+    );
+    let base = format!(
+        "{base}\nplanIdentity:\n  kind: ServiceAccount\n  name: {PLAN_SA}\n  namespace: default\n"
+    );
+    std::fs::write(dir.path().join("preview-base.yaml"), base).expect("write");
     dir
 }
 
-/// The plan identity: a ServiceAccount bound to get/list/watch on everything (the
-/// `preview-plan` scope of SECRETS.md) and a kubeconfig with a token for it.
+/// The plan identity: a ServiceAccount and a kubeconfig with a token for it. Its
+/// rights (the `preview-plan` scope of SECRETS.md) come from `preview-base`'s
+/// `planIdentity` alone.
 async fn plan_kubeconfig(world: &World, dir: &Path) -> PathBuf {
     let client = world.cluster.client().expect("client");
-    let name = "lifecycle-plan";
+    let name = PLAN_SA;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
     sas.create(
@@ -291,31 +308,6 @@ async fn plan_kubeconfig(world: &World, dir: &Path) -> PathBuf {
     )
     .await
     .expect("create the plan ServiceAccount");
-    let roles: Api<ClusterRole> = Api::all(client.clone());
-    roles
-        .create(
-            &pp,
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name},
-                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]
-            }))
-            .expect("role"),
-        )
-        .await
-        .expect("create the read-only ClusterRole");
-    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    bindings
-        .create(
-            &pp,
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "default"}]
-            }))
-            .expect("binding"),
-        )
-        .await
-        .expect("bind the read-only ClusterRole");
     let request: TokenRequest = serde_json::from_value(serde_json::json!({
         "spec": {"audiences": [], "expirationSeconds": 7200}
     }))
@@ -349,10 +341,84 @@ async fn plan_kubeconfig(world: &World, dir: &Path) -> PathBuf {
     path
 }
 
+/// The plan credential, from the preview's side: a real create or patch with its
+/// kubeconfig is refused by the API server with `preview-envs-plan-only`'s message
+/// (after the policy is loaded: a probe ConfigMap that got through before is
+/// removed), and the refused patch changed nothing.
+async fn plan_credential_cannot_write(admin: &kube::Client, kubeconfig: &Path, ns: &str) {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("plan kubeconfig"),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("plan kubeconfig");
+    let planner = kube::Client::try_from(config).expect("plan client");
+    let refused = |err: kube::Error| match err {
+        kube::Error::Api(status)
+            if status.code == 403 && status.message.contains(PLAN_ONLY_POLICY) =>
+        {
+            assert!(
+                status.message.contains(DENIED_MESSAGE),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("not refused by {PLAN_ONLY_POLICY}: {other}"),
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(planner.clone(), ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let probe: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "plan-credential-probe"}
+        }))
+        .expect("config map");
+        match config_maps.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(status)) if status.message.contains(PLAN_ONLY_POLICY) => {
+                refused(kube::Error::Api(status));
+                break;
+            }
+            other => {
+                // Not yet enforced: the write went through, or its name is taken.
+                let _ = Api::<ConfigMap>::namespaced(admin.clone(), ns)
+                    .delete("plan-credential-probe", &Default::default())
+                    .await;
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the plan credential's write was not refused: {other:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let deployments: Api<Deployment> = Api::namespaced(planner, ns);
+    let before = Api::<Deployment>::namespaced(admin.clone(), ns)
+        .get("web")
+        .await
+        .expect("web");
+    refused(
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+            )
+            .await
+            .expect_err("a real patch by the plan credential is refused"),
+    );
+    let after = Api::<Deployment>::namespaced(admin.clone(), ns)
+        .get("web")
+        .await
+        .expect("web");
+    assert_eq!(
+        before.metadata.resource_version, after.metadata.resource_version,
+        "the refused patch changed the preview"
+    );
+}
+
 /// The app images of a namespace's Deployments' pod templates and of its running
 /// pods' `imageID`s.
 async fn app_images(client: &kube::Client, ns: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let app = |i: &str| i.starts_with("registry.example/aphiria/");
+    let app = |i: &str| i.starts_with("ghcr.io/aphiria/");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let mut templates = BTreeSet::new();
     for d in deployments
@@ -504,9 +570,9 @@ impl Run {
     }
 }
 
-/// The `plan` job's GitHub steps after the plan: the comment and the Deployment
-/// (queued). Returns the Deployment id.
-fn plan_comment_and_deployment(r: &Runner, fake: &GithubFake, run: &Run) -> u64 {
+/// The `plan` job's GitHub steps after the plan: the comment (with the plan id)
+/// and the Deployment (queued). Returns the Deployment id.
+fn plan_comment_and_deployment(r: &Runner, fake: &GithubFake, run: &Run, plan_id: &str) -> u64 {
     let repo = fake.repo();
     let pr = PR.to_string();
     let url = run.url(fake);
@@ -526,6 +592,8 @@ fn plan_comment_and_deployment(r: &Runner, fake: &GithubFake, run: &Run) -> u64 
         &run.api,
         "--plan-file",
         "plan.md",
+        "--plan-id",
+        plan_id,
         "--log-url",
         &url,
         "--message",
@@ -557,11 +625,14 @@ fn plan_comment_and_deployment(r: &Runner, fake: &GithubFake, run: &Run) -> u64 
     id.parse().expect("deployment id")
 }
 
-/// The `plan` job's plan step: `stacks preview … --format markdown --out plan.md`.
-fn plan(r: &Runner, credential: Credential, run: &Run) -> Output {
+/// The `plan` job's plan step, with the plan credential only: `stacks preview …
+/// --format markdown --out plan.json > plan.md`, then `jq -r .planId plan.json`.
+/// Asserts the plan succeeded and the API server validated every step (no step
+/// fell back to a local diff). Returns plan.md and the plan id.
+fn plan_before_approval(r: &Runner, run: &Run) -> (String, String) {
     let pr = PR.to_string();
-    r.stacks(
-        credential,
+    let out = r.stacks_ok(
+        Credential::Plan,
         &[
             "preview",
             "preview-pr",
@@ -574,34 +645,27 @@ fn plan(r: &Runner, credential: Credential, run: &Run) -> Output {
             "--format",
             "markdown",
             "--out",
-            "plan.md",
+            "plan.json",
         ],
+    );
+    let plan_md = text(&out.stdout);
+    std::fs::write(r.work.join("plan.md"), &plan_md).expect("plan.md");
+    assert!(
+        !plan_md.contains(NOT_VALIDATED) && !text(&out.stderr).contains(NOT_VALIDATED),
+        "the plan credential's dry-runs were refused:\n{plan_md}\n{}",
+        text(&out.stderr)
+    );
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r.work.join("plan.json")).expect("plan.json"),
     )
-}
-
-/// The plan before approval. With main's plan credential (get/list/watch) it is
-/// refused: `stacks preview` validates every changed or new body with a
-/// server-side dry-run, which Kubernetes authorises as the write itself (issue 12,
-/// item 4, not on main). Asserts that refusal, then makes the plan as the deployer
-/// so the lifecycle can go on. When item 4 lands, the plan credential must pass
-/// here and the deployer fallback goes.
-fn plan_before_approval(r: &Runner, run: &Run) -> String {
-    let out = plan(r, Credential::Plan, run);
-    let err = text(&out.stderr);
+    .expect("plan.json is JSON");
+    let id = saved["planId"].as_str().unwrap_or_default().to_owned();
+    let hex = id.strip_prefix("sha256:").unwrap_or_default();
     assert!(
-        !out.status.success(),
-        "the read-only plan passes now (issue 12 item 4?): plan with it only\n{err}"
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "plan.json has no plan id: {id:?}"
     );
-    assert!(
-        err.contains("cannot plan")
-            && err.contains("(403)")
-            && err.contains("system:serviceaccount:default:lifecycle-plan")
-            && err.contains("cannot patch resource"),
-        "{err}"
-    );
-    let out = plan(r, Credential::Deploy, run);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    std::fs::read_to_string(r.work.join("plan.md")).expect("plan.md")
+    (plan_md, id)
 }
 
 /// The `gate` job; returns its JSON report.
@@ -634,10 +698,18 @@ fn gate(r: &Runner, fake: &GithubFake, run: &Run) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("gate json")
 }
 
-/// `deploy-reusable.yml` for a preview (but its health check) and the `report`
-/// job's comment. `Err`: `verify-head` stopped the job before `stacks up` (its
-/// stderr), after the "Deployment failed" step and the failure comment ran.
-fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Result<Output, String> {
+/// `deploy-reusable.yml` for a preview (but its health check), applying the saved
+/// plan `plan.json` posted as `plan_id`, and the `report` job's comment. `Ok`: the
+/// `stacks --json up` output and the applied plan id. `Err`: `verify-head` stopped
+/// the job before `stacks up` (its stderr), after the "Deployment failed" step and
+/// the failure comment (with the posted plan id) ran.
+fn deploy(
+    r: &Runner,
+    fake: &GithubFake,
+    run: &Run,
+    deployment: u64,
+    plan_id: &str,
+) -> Result<(Output, String), String> {
     let repo = fake.repo();
     let pr = PR.to_string();
     let id = deployment.to_string();
@@ -694,16 +766,29 @@ fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Result<O
             "plan.md",
             "--log-url",
             &url,
+            "--plan-id",
+            plan_id,
             "--status",
             "failure",
             "--message",
-            "Deployment result: failure. See the workflow run for the failing step.",
+            "Deployment result: failure. See the workflow run for the failing step (a saved plan that no longer matches is refused, naming what moved).",
         ]);
         return Err(text(&head.stderr));
     }
+    // The file must be the plan that was posted for review.
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r.work.join("plan.json")).expect("plan.json"),
+    )
+    .expect("plan.json is JSON");
+    assert_eq!(
+        saved["planId"].as_str(),
+        Some(plan_id),
+        "the saved plan is not the reviewed plan"
+    );
     let up = r.stacks_ok(
         Credential::Deploy,
         &[
+            "--json",
             "up",
             "preview-pr",
             "--web-image",
@@ -714,8 +799,12 @@ fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Result<O
             &pr,
             "--commit",
             &run.head_sha,
+            "--plan",
+            "plan.json",
         ],
     );
+    let report: serde_json::Value = serde_json::from_slice(&up.stdout).expect("up json");
+    let applied = report["planId"].as_str().unwrap_or_default().to_owned();
     // (Health check: the preview URLs are not routable from the test.)
     r.preview_ok(&[
         "deployment",
@@ -754,10 +843,12 @@ fn deploy(r: &Runner, fake: &GithubFake, run: &Run, deployment: u64) -> Result<O
         &web_url,
         "--api-url",
         &api_url,
+        "--plan-id",
+        &applied,
         "--message",
-        "Deployed and healthy.",
+        "Deployed and healthy: the saved plan shown below was applied.",
     ]);
-    Ok(up)
+    Ok((up, applied))
 }
 
 /// The one preview comment (the gate's own comment carries another marker).
@@ -806,6 +897,24 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     let fake = GithubFake::start()
         .await
         .expect("github-fake (set PREVIEW_GITHUB_OPENAPI outside the main checkout)");
+    // The operator's set-up: the plan credential's ServiceAccount, named as
+    // `planIdentity`, gets its rights from `stacks up preview-base` alone.
+    let plan_kubeconfig = plan_kubeconfig(world, work.path()).await;
+    let out = Stacks::new(world)
+        .with_config_dir(configs.path())
+        .ok(&["up", "preview-base"]);
+    for object in [
+        "+ ClusterRole preview-envs-planner",
+        "+ ClusterRoleBinding preview-envs-planner",
+        "+ ValidatingAdmissionPolicy preview-envs-plan-only",
+        "+ ValidatingAdmissionPolicyBinding preview-envs-plan-only",
+    ] {
+        assert!(
+            text(&out.stdout).contains(object),
+            "{object}: {}",
+            text(&out.stdout)
+        );
+    }
     let tools = tempfile::tempdir().expect("tools dir");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_stacks"), tools.path().join("stacks"))
         .expect("tools/stacks");
@@ -816,7 +925,7 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         config_dir: configs.path().to_path_buf(),
         backend: format!("file://{}", world.state.display()),
         deploy_kubeconfig: world.cluster.kubeconfig_path().to_path_buf(),
-        plan_kubeconfig: plan_kubeconfig(world, work.path()).await,
+        plan_kubeconfig,
         github_api: fake.base_url(),
     };
     // Production's database Jobs reach the kit's PostgreSQL through production's
@@ -867,15 +976,20 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         "--sha",
         &sha(1),
     ]);
-    let plan_md = plan_before_approval(&r, &run1);
+    let (plan_md, plan1) = plan_before_approval(&r, &run1);
     assert!(plan_md.contains(&format!("preview-pr-{PR}")), "{plan_md}");
     // A plan made nothing.
     assert!(!namespace_exists(&client, &format!("preview-pr-{PR}")).await);
-    let d1 = plan_comment_and_deployment(&r, &fake, &run1);
+    let d1 = plan_comment_and_deployment(&r, &fake, &run1, &plan1);
     let comment = preview_comment(&fake);
     assert!(
         comment.body.contains(&sha(1)) && comment.body.contains(&web(1)),
         "{}",
+        comment.body
+    );
+    assert!(
+        comment.body.contains(&format!("| 🧾 Plan | `{plan1}` |")),
+        "the plan comment shows the plan id: {}",
         comment.body
     );
     let first_comment = comment.clone();
@@ -902,7 +1016,8 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     // ── 2. A maintainer approves by hand; the deploy job runs. ──
     maintainer_approves(&fake, run1.id).await;
     assert!(approved_by_maintainer(&fake, run1.id));
-    let up = deploy(&r, &fake, &run1, d1).expect("the head is the built commit");
+    let (up, applied) = deploy(&r, &fake, &run1, d1, &plan1).expect("the head is the built commit");
+    assert_eq!(applied, plan1, "the reviewed plan is the one applied");
     assert!(
         text(&up.stderr).contains(&format!("recorded the tested images of preview-pr-{PR}")),
         "{}",
@@ -916,13 +1031,21 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         comment.id, first_comment.id,
         "the comment is edited in place"
     );
+    assert!(
+        comment
+            .body
+            .contains(&format!("| 🧾 Plan applied | `{plan1}` |")),
+        "{}",
+        comment.body
+    );
     assert_eq!(last_state(&fake, d1), "success");
+    plan_credential_cannot_write(&client, &r.plan_kubeconfig, &preview_ns).await;
 
     // ── 3. The outsider pushes: the old run is stale, the new one needs approval. ──
     fake.set_pull_head(PR, &sha(2));
     // The old run's deploy job again (a re-run, or an approval given late) stops at
     // `verify-head`, naming both commits, before `stacks up`.
-    let err = deploy(&r, &fake, &run1, d1).expect_err("verify-head passed a moved head");
+    let err = deploy(&r, &fake, &run1, d1, &plan1).expect_err("verify-head passed a moved head");
     assert!(err.contains(&sha(1)) && err.contains(&sha(2)), "{err}");
     assert_eq!(last_state(&fake, d1), "failure");
     assert_runs(&client, &preview_ns, &[web(1), api(1)].into()).await;
@@ -942,12 +1065,19 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         "--sha",
         &sha(2),
     ]);
-    let plan_md = plan_before_approval(&r, &run2);
+    let (plan_md, plan2) = plan_before_approval(&r, &run2);
     assert!(
         plan_md.contains(&digest(2)),
         "the plan shows the new digest: {plan_md}"
     );
-    let d2 = plan_comment_and_deployment(&r, &fake, &run2);
+    assert_ne!(plan2, plan1);
+    let d2 = plan_comment_and_deployment(&r, &fake, &run2, &plan2);
+    let comment = preview_comment(&fake);
+    assert!(
+        comment.body.contains(&format!("| 🧾 Plan | `{plan2}` |")),
+        "{}",
+        comment.body
+    );
     let report = gate(&r, &fake, &run2);
     assert_eq!(report["decision"], "manual_approval_required", "{report}");
     assert_eq!(report["sha"], sha(2));
@@ -968,7 +1098,8 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     // ── 4. Approved again: the preview is updated, the comment edited in place. ──
     maintainer_approves(&fake, run2.id).await;
     assert!(approved_by_maintainer(&fake, run2.id));
-    deploy(&r, &fake, &run2, d2).expect("the head is the built commit");
+    let (_, applied) = deploy(&r, &fake, &run2, d2, &plan2).expect("the head is the built commit");
+    assert_eq!(applied, plan2, "the new reviewed plan is the one applied");
     assert_runs(&client, &preview_ns, &[web(2), api(2)].into()).await;
     let comment = preview_comment(&fake);
     assert_eq!(
@@ -981,8 +1112,16 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         "{}",
         comment.body
     );
-    // The old commit is gone from it (the old digests only in the plan's diff).
+    // The old commit and plan are gone from it (the old digests only in the plan's diff).
     assert!(!comment.body.contains(&sha(1)), "{}", comment.body);
+    assert!(!comment.body.contains(&plan1), "{}", comment.body);
+    assert!(
+        comment
+            .body
+            .contains(&format!("| 🧾 Plan applied | `{plan2}` |")),
+        "the final comment shows the applied plan id: {}",
+        comment.body
+    );
     assert!(
         comment
             .body
@@ -1066,6 +1205,7 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
             ("KUBECONFIG", &kubeconfig),
             ("PREVIEW_BACKEND", &r.backend),
             ("PREVIEW_DB_PASSWORD", DB_PASSWORD),
+            ("PREVIEW_STATE_PASSPHRASE", STATE_PASSPHRASE),
             ("PREVIEW_CONFIG_DIR", &config_dir),
         ]),
     );
@@ -1128,7 +1268,12 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     let out = r.stacks_with(
         Credential::Deploy,
         &["promote", "--from-pr", &pr, "--from-sha", &merged_head],
-        &[("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e")],
+        &[
+            ("PREVIEW_DIGITALOCEAN_TOKEN", "dns-token-canary-1b9e"),
+            // Let's Encrypt is unreachable from the test: production's wildcard
+            // Certificate is issued by the real cert-manager from a self-signed Issuer.
+            ("PREVIEW_TLS_ISSUER", "self-signed"),
+        ],
     );
     assert!(out.status.success(), "promote:\n{}", text(&out.stderr));
     assert!(
