@@ -248,15 +248,7 @@ impl Runner {
 /// `cluster_promotion.rs` does, and the plan credential's ServiceAccount as
 /// `preview-base`'s `planIdentity`.
 fn config_dir() -> tempfile::TempDir {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
-    let dir = tempfile::tempdir().expect("config dir");
-    for entry in std::fs::read_dir(&repo).expect("config/") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let name = path.file_name().expect("name");
-            std::fs::copy(&path, dir.path().join(name)).expect("copy");
-        }
-    }
+    let (repo, dir) = support_cluster::config_copy();
     let production = std::fs::read_to_string(repo.join("production.yaml")).expect("production");
     let moved = production
         .replace("namespace: aphiria\n", &format!("namespace: {PROD_NS}\n"))
@@ -489,21 +481,6 @@ async fn database_exists(world: &World) -> bool {
     .await
     .expect("query")
     .is_some()
-}
-
-/// Whether the preview's state records anything.
-fn has_state(world: &World) -> bool {
-    let Ok(text) = std::fs::read_to_string(world.state.join(format!("preview-pr-{PR}.json")))
-    else {
-        return false;
-    };
-    let v: serde_json::Value = serde_json::from_str(&text).expect("state json");
-    let count = |key: &str| match &v["state"][key] {
-        serde_json::Value::Array(items) => items.len(),
-        serde_json::Value::Object(items) => items.len(),
-        _ => 0,
-    };
-    count("resources") + count("outputs") > 0
 }
 
 /// Whether a maintainer approved run `run`'s `preview` environment: the only thing
@@ -1149,7 +1126,7 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         "namespace left"
     );
     assert!(!database_exists(world).await, "database left");
-    assert!(!has_state(world), "state left");
+    assert!(!support_cluster::has_state(world, PR), "state left");
     // A re-run of cleanup (or a second `closed` event) finds nothing and succeeds.
     r.stacks_ok(
         Credential::Deploy,

@@ -12,7 +12,6 @@
 mod support_cluster;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -38,15 +37,7 @@ fn api(pr: u64) -> String {
 /// The repository's configs, with production moved out of the way of the shared
 /// `preview-base` (its own namespaces, gateway and GatewayClass).
 fn config_dir() -> tempfile::TempDir {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
-    let dir = tempfile::tempdir().expect("config dir");
-    for entry in std::fs::read_dir(&repo).expect("config/") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let name = path.file_name().expect("name");
-            std::fs::copy(&path, dir.path().join(name)).expect("copy");
-        }
-    }
+    let (repo, dir) = support_cluster::config_copy();
     let production = std::fs::read_to_string(repo.join("production.yaml")).expect("production");
     let moved = production
         .replace("namespace: aphiria\n", &format!("namespace: {PROD_NS}\n"))

@@ -17,7 +17,7 @@ use cli::sweep::{StacksCommand, SweepAction, SweepOptions, SweepReport, sweep};
 use github_fake::{Fault, GithubFake};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use support_cluster::{Stacks, World, pr_args, world};
+use support_cluster::{Stacks, World, has_state, pr_args, world};
 
 const OPEN: u64 = 8101;
 const MERGED: u64 = 8102;
@@ -111,22 +111,6 @@ async fn database_exists(world: &World, pr: u64) -> bool {
     .await
     .expect("query")
     .is_some()
-}
-
-/// Whether PR `pr`'s state records anything (a verified destroy leaves the state
-/// itself, with no resource and no output).
-fn has_state(world: &World, pr: u64) -> bool {
-    let Ok(text) = std::fs::read_to_string(world.state.join(format!("preview-pr-{pr}.json")))
-    else {
-        return false;
-    };
-    let v: serde_json::Value = serde_json::from_str(&text).expect("state json");
-    let count = |key: &str| match &v["state"][key] {
-        serde_json::Value::Array(items) => items.len(),
-        serde_json::Value::Object(items) => items.len(),
-        _ => 0,
-    };
-    count("resources") + count("outputs") > 0
 }
 
 async fn alive(world: &World, client: &kube::Client, pr: u64) -> bool {

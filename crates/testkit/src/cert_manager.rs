@@ -31,7 +31,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::scratch::Scratch;
 use crate::{KitError, TestCluster, bins, ports};
@@ -244,18 +243,7 @@ fn cluster_role_binding() -> serde_json::Value {
 
 /// `GET /readyz` over plain HTTP: 200 once every informer cache has synced.
 async fn readyz(port: u16) -> Result<(), String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
+    let response = crate::cluster::loopback_get(port, "/readyz").await?;
     let status = response.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) == Some("200") {
         Ok(())

@@ -533,13 +533,14 @@ where
     }
 }
 
-/// etcd's `/health` over plain HTTP (no HTTP client dependency needed).
-async fn etcd_health(port: u16) -> Result<(), String> {
+/// `GET path` on a loopback port over plain HTTP/1.0 (no HTTP client
+/// dependency needed): the whole response, status line first.
+pub(crate) async fn loopback_get(port: u16, path: &str) -> Result<String, String> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
     stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .await
         .map_err(|e| format!("write: {e}"))?;
     let mut response = String::new();
@@ -547,6 +548,12 @@ async fn etcd_health(port: u16) -> Result<(), String> {
         .read_to_string(&mut response)
         .await
         .map_err(|e| format!("read: {e}"))?;
+    Ok(response)
+}
+
+/// etcd's `/health`.
+async fn etcd_health(port: u16) -> Result<(), String> {
+    let response = loopback_get(port, "/health").await?;
     if response.contains("\"health\":\"true\"") {
         Ok(())
     } else {

@@ -180,3 +180,36 @@ impl Stacks {
         out
     }
 }
+
+/// Whether PR `pr`'s state records anything (a verified destroy leaves the state
+/// itself, with no resource and no output).
+#[allow(dead_code)] // not every test file that shares this module uses it
+pub fn has_state(world: &World, pr: u64) -> bool {
+    let Ok(text) = std::fs::read_to_string(world.state.join(format!("preview-pr-{pr}.json")))
+    else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).expect("state json");
+    let count = |key: &str| match &v["state"][key] {
+        serde_json::Value::Array(items) => items.len(),
+        serde_json::Value::Object(items) => items.len(),
+        _ => 0,
+    };
+    count("resources") + count("outputs") > 0
+}
+
+/// A temporary copy of the repository's `config/*.yaml`, for a test to edit;
+/// also returns the repository's `config/`.
+#[allow(dead_code)] // not every test file that shares this module uses it
+pub fn config_copy() -> (PathBuf, tempfile::TempDir) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let dir = tempfile::tempdir().expect("config dir");
+    for entry in std::fs::read_dir(&repo).expect("config/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path.file_name().expect("name");
+            std::fs::copy(&path, dir.path().join(name)).expect("copy");
+        }
+    }
+    (repo, dir)
+}
