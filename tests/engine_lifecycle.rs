@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use preview_core::ProviderName;
 use preview_core::engine::{Engine, EngineError, EngineOptions, Providers};
 use preview_core::events::{Event, EventSink};
 use preview_core::graph::DesiredGraph;
@@ -53,11 +54,8 @@ impl Rig {
         options: EngineOptions,
     ) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let (events, rx) = EventSink::channel();
-        let providers = Providers {
-            kubernetes: Some(Arc::new(self.kube.clone())),
-            postgres: None,
-            digitalocean: None,
-        };
+        let providers =
+            Providers::new().with(ProviderName::KUBERNETES, Arc::new(self.kube.clone()));
         (
             Engine::new(providers, self.backend.clone(), events, options),
             rx,

@@ -26,7 +26,7 @@ use preview_core::kubernetes::KubeProvider;
 use preview_core::postgres::in_cluster::InClusterProvider;
 use preview_core::provider::Provider;
 use preview_core::state::file::FileBackend;
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 use serde_json::json;
 use testkit::{NodeSimulator, TestPostgres};
 
@@ -35,7 +35,7 @@ const IMAGE: &str = "docker.io/library/postgres:16-alpine@sha256:57c72fd2a128e41
 fn database(name: &str, stack: &str, namespace: &str, secret: &str) -> Resource {
     Resource {
         id: ResourceId {
-            provider: ProviderKind::Postgres,
+            provider: ProviderName::POSTGRES,
             api_version: "postgres.preview-envs.io/v1".into(),
             kind: "Database".into(),
             namespace: None,
@@ -116,11 +116,9 @@ async fn world(pg: &TestPostgres) -> World {
     );
     let state = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(
-        Providers {
-            kubernetes: Some(kube),
-            postgres: Some(Arc::new(in_cluster)),
-            digitalocean: None,
-        },
+        Providers::new()
+            .with(ProviderName::KUBERNETES, kube)
+            .with(ProviderName::POSTGRES, Arc::new(in_cluster)),
         Arc::new(FileBackend::new(state.path())),
         EventSink::none(),
         EngineOptions::default(),

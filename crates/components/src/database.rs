@@ -1,7 +1,7 @@
 //! The per-PR logical database, as an engine resource of the PostgreSQL provider.
 //!
 //! This component only *describes* the database: a [`Resource`] with
-//! [`ProviderKind::Postgres`], `apiVersion` [`API_VERSION`], kind `Database`, name =
+//! [`ProviderName::POSTGRES`], `apiVersion` [`API_VERSION`], kind `Database`, name =
 //! the database name, no namespace, and the body
 //!
 //! ```yaml
@@ -43,7 +43,7 @@
 use preview_core::postgres::job::JobSettings;
 use preview_core::postgres::role::{MAX_CONNECTION_LIMIT, RoleSpec, VERIFIER_POINTER};
 use preview_core::secret::SecretString;
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -104,7 +104,7 @@ impl LogicalDatabase {
     /// The resource id (`postgres Database <name>`).
     pub fn id(&self) -> ResourceId {
         ResourceId {
-            provider: ProviderKind::Postgres,
+            provider: ProviderName::POSTGRES,
             api_version: API_VERSION.to_owned(),
             kind: KIND.to_owned(),
             namespace: None,
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn resource_identity() {
         let r = db().build().expect("builds");
-        assert_eq!(r.id.provider, ProviderKind::Postgres);
+        assert_eq!(r.id.provider, ProviderName::POSTGRES);
         assert_eq!(r.id.api_version, "postgres.preview-envs.io/v1");
         assert_eq!(r.id.kind, "Database");
         assert_eq!(r.id.namespace, None);

@@ -2,7 +2,7 @@
 //! DigitalOcean provider (`preview_core::digitalocean`).
 //!
 //! This component only *describes* the record: a [`Resource`] with
-//! [`ProviderKind::DigitalOcean`], `apiVersion` `dns.digitalocean.com/v1`, kind
+//! [`ProviderName::DIGITALOCEAN`], `apiVersion` `dns.digitalocean.com/v1`, kind
 //! `DomainRecord`, namespace = the zone, name = `<TYPE>:<name>` (e.g.
 //! `digitalocean DomainRecord aphiria.com/A:*.pr`), and the body
 //!
@@ -47,7 +47,7 @@ use std::collections::BTreeSet;
 use preview_core::digitalocean::record::{
     DataFrom, DesiredRecord, RecordData, RecordKey, check_data, check_domain, check_relative_name,
 };
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 
 use crate::error::ComponentError;
 
@@ -168,7 +168,7 @@ impl DnsRecord {
                 RecordData::Literal(value.clone())
             }
             DnsRecordData::FromObject { object, path } => {
-                if object.provider != ProviderKind::Kubernetes {
+                if object.provider != ProviderName::KUBERNETES {
                     return Err(ComponentError::invalid(
                         "DNS record data source",
                         object.to_string(),
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn identity_and_dependency() {
         let r = web().build().expect("builds");
-        assert_eq!(r.id.provider, ProviderKind::DigitalOcean);
+        assert_eq!(r.id.provider, ProviderName::DIGITALOCEAN);
         assert_eq!(
             r.id.to_string(),
             "digitalocean DomainRecord aphiria.com/A:*.pr"

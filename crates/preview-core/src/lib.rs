@@ -34,4 +34,4 @@ pub mod secret;
 pub mod state;
 pub mod validate;
 
-pub use resource::{ProviderKind, Resource, ResourceId, ResourceOptions, WaitRule};
+pub use resource::{ProviderName, Resource, ResourceId, ResourceOptions, WaitRule};

@@ -1,6 +1,6 @@
 //! The provider boundary: how the engine reads, dry-runs, writes and waits.
 //!
-//! Each [`crate::resource::ProviderKind`] has one implementation of [`Provider`]
+//! Each [`crate::resource::ProviderName`] has one implementation of [`Provider`]
 //! (Kubernetes today; the PostgreSQL database provider plugs in the same way).
 //! The engine never talks to an API except through this trait.
 

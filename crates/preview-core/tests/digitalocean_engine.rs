@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use digitalocean_fake::DigitalOceanFake;
+use preview_core::ProviderName;
 use preview_core::digitalocean::cluster::{DesiredCluster, NodePoolSpec};
 use preview_core::digitalocean::record::{DesiredRecord, RecordData, RecordKey};
 use preview_core::digitalocean::{DigitalOceanProvider, DoClient, RetryPolicy};
@@ -39,11 +40,7 @@ fn provider(fake: &DigitalOceanFake) -> Arc<DigitalOceanProvider> {
 
 fn engine(fake: &DigitalOceanFake, dir: &std::path::Path) -> Engine {
     Engine::new(
-        Providers {
-            kubernetes: None,
-            postgres: None,
-            digitalocean: Some(provider(fake)),
-        },
+        Providers::new().with(ProviderName::DIGITALOCEAN, provider(fake)),
         Arc::new(FileBackend::new(dir)),
         EventSink::none(),
         EngineOptions {

@@ -20,7 +20,7 @@ use preview_core::saved::{self, PlanMeta, SavedPlan};
 use preview_core::state::auth::Authenticator;
 use preview_core::state::format::Codec;
 use preview_core::state::{BackendOptions, Output, StateBackend, tested};
-use preview_core::{ProviderKind, ResourceId};
+use preview_core::{ProviderName, ResourceId};
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
 use stacks::{EnvSecrets, PrNumber, References, StackBuild, StackKind, StackRequest};
@@ -279,21 +279,25 @@ fn engine(
     let has_database = build.is_some_and(|b| {
         b.resources
             .iter()
-            .any(|r| r.id.provider == ProviderKind::Postgres)
+            .any(|r| r.id.provider == ProviderName::POSTGRES)
     });
-    let providers = Providers {
-        kubernetes: Some(kube.clone()),
-        postgres: Some(postgres_provider(
-            has_database,
-            &kube,
-            &events,
-            database_namespace,
-        )),
-        digitalocean: digitalocean_provider(&kube, build),
-    };
+    let providers = Providers::new()
+        .with(ProviderName::KUBERNETES, kube.clone())
+        .with(
+            ProviderName::POSTGRES,
+            postgres_provider(has_database, &kube, &events, database_namespace),
+        )
+        .with_optional(
+            ProviderName::DIGITALOCEAN,
+            digitalocean_provider(&kube, build),
+        )
+        .explain_missing(ProviderName::DIGITALOCEAN, DIGITALOCEAN_MISSING);
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
     (engine, printer)
 }
+
+/// How to configure the DigitalOcean provider, when a stack needs it and it is missing.
+pub(crate) const DIGITALOCEAN_MISSING: &str = "no DigitalOcean API token is set: set PREVIEW_DIGITALOCEAN_TOKEN (or PREVIEW_DIGITALOCEAN_TOKEN_FILE)";
 
 /// A flag that turns true on SIGTERM or Ctrl-C (SIGINT). The engine then stops,
 /// keeps the state it has written, releases the stack lock and reports
@@ -567,12 +571,12 @@ async fn render_cmd(
     }
     let manifests: Vec<(&preview_core::Resource, redact::Rendered)> = graph
         .resources()
-        .filter(|r| r.id.provider == ProviderKind::Kubernetes)
+        .filter(|r| r.id.provider == ProviderName::KUBERNETES)
         .map(|r| (r, redact::render(r, include_secrets)))
         .collect();
     for other in graph
         .resources()
-        .filter(|r| r.id.provider != ProviderKind::Kubernetes)
+        .filter(|r| r.id.provider != ProviderName::KUBERNETES)
     {
         eprintln!(
             "note: {} is not a Kubernetes object; `up` manages it through its provider",
@@ -1154,7 +1158,7 @@ impl ResourceRef {
             .order()
             .iter()
             .find(|id| {
-                id.provider == ProviderKind::Kubernetes
+                id.provider == ProviderName::KUBERNETES
                     && id.kind.eq_ignore_ascii_case(&self.kind)
                     && id.namespace == self.namespace
                     && id.name == self.name

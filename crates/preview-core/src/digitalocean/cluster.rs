@@ -28,7 +28,7 @@
 use serde_json::{Value, json};
 
 use super::clusters_api::{ClusterNodePool, KubernetesCluster};
-use crate::resource::{ProviderKind, Resource, ResourceId, STACK_LABEL};
+use crate::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
 
 /// `apiVersion` of DOKS clusters.
 pub const API_VERSION: &str = "kubernetes.digitalocean.com/v1";
@@ -66,7 +66,7 @@ pub struct DesiredCluster {
 /// The resource id of cluster `name`.
 pub fn cluster_id(name: &str) -> ResourceId {
     ResourceId {
-        provider: ProviderKind::DigitalOcean,
+        provider: ProviderName::DIGITALOCEAN,
         api_version: API_VERSION.to_owned(),
         kind: KIND.to_owned(),
         namespace: None,

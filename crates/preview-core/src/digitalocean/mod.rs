@@ -83,7 +83,7 @@ use crate::events::EventSink;
 use crate::kubernetes::kinds::KindCache;
 use crate::observe::DryRun;
 use crate::provider::{Provider, ProviderError, WaitOptions};
-use crate::resource::{ProviderKind, Resource, ResourceId};
+use crate::resource::{ProviderName, Resource, ResourceId};
 use crate::secret::SecretString;
 
 /// How often a cluster's state is polled while it provisions or is deleted.
@@ -156,7 +156,7 @@ impl DigitalOceanProvider {
     /// Other resources are ignored.
     pub fn with_sources<'a>(mut self, resources: impl IntoIterator<Item = &'a Resource>) -> Self {
         for res in resources {
-            if res.id.provider != ProviderKind::DigitalOcean {
+            if res.id.provider != ProviderName::DIGITALOCEAN {
                 continue;
             }
             if let Ok(DesiredRecord {
@@ -257,9 +257,10 @@ enum Kind {
 
 impl Kind {
     fn of(id: &ResourceId) -> Result<Kind, ProviderError> {
-        match (id.provider, id.api_version.as_str(), id.kind.as_str()) {
-            (ProviderKind::DigitalOcean, record::API_VERSION, record::KIND) => Ok(Kind::Record),
-            (ProviderKind::DigitalOcean, cluster::API_VERSION, cluster::KIND) => Ok(Kind::Cluster),
+        let ours = id.provider == ProviderName::DIGITALOCEAN;
+        match (ours, id.api_version.as_str(), id.kind.as_str()) {
+            (true, record::API_VERSION, record::KIND) => Ok(Kind::Record),
+            (true, cluster::API_VERSION, cluster::KIND) => Ok(Kind::Cluster),
             _ => Err(other(
                 id,
                 format!(

@@ -38,7 +38,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resource::{ProviderKind, Resource, ResourceId, STACK_LABEL};
+use crate::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
 
 /// `apiVersion` of DigitalOcean DNS records.
 pub const API_VERSION: &str = "dns.digitalocean.com/v1";
@@ -82,7 +82,7 @@ impl RecordKey {
     /// The resource id (`digitalocean DomainRecord <zone>/<TYPE>:<name>`).
     pub fn id(&self) -> ResourceId {
         ResourceId {
-            provider: ProviderKind::DigitalOcean,
+            provider: ProviderName::DIGITALOCEAN,
             api_version: API_VERSION.to_owned(),
             kind: KIND.to_owned(),
             namespace: Some(self.domain.clone()),
@@ -92,7 +92,7 @@ impl RecordKey {
 
     /// The key of a `DomainRecord` id.
     pub fn from_id(id: &ResourceId) -> Result<Self, String> {
-        if id.provider != ProviderKind::DigitalOcean || id.kind != KIND {
+        if id.provider != ProviderName::DIGITALOCEAN || id.kind != KIND {
             return Err(format!(
                 "the DigitalOcean provider manages {KIND} resources, not {} {}",
                 id.provider, id.kind

@@ -471,7 +471,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::resource::{ProviderKind, ResourceOptions};
+    use crate::resource::{ProviderName, ResourceOptions};
 
     /// A client whose API server answers every request with an empty list and
     /// records the request paths.
@@ -543,7 +543,7 @@ mod tests {
     fn database(job_namespace: &str) -> Resource {
         Resource {
             id: ResourceId {
-                provider: ProviderKind::Postgres,
+                provider: ProviderName::POSTGRES,
                 api_version: "postgres.preview-envs.io/v1".into(),
                 kind: "Database".into(),
                 namespace: None,

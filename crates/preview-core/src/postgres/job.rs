@@ -31,7 +31,7 @@ use super::role::RoleSpec;
 use super::sql;
 use crate::diff::body_hash;
 use crate::resource::{
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, ProviderKind, Resource, ResourceId, ResourceOptions,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, ProviderName, Resource, ResourceId, ResourceOptions,
     STACK_LABEL,
 };
 
@@ -181,7 +181,7 @@ impl DatabaseJob {
     /// The Job's resource id.
     pub fn id(&self) -> ResourceId {
         ResourceId {
-            provider: ProviderKind::Kubernetes,
+            provider: ProviderName::KUBERNETES,
             api_version: "batch/v1".into(),
             kind: "Job".into(),
             namespace: Some(self.settings.namespace.clone()),

@@ -66,7 +66,7 @@ use tokio::time::Instant;
 use crate::events::{Event, EventSink};
 use crate::observe::DryRun;
 use crate::provider::{Provider, ProviderError, WaitOptions};
-use crate::resource::{ProviderKind, Resource, ResourceId, STACK_LABEL};
+use crate::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
 use crate::secret::SecretString;
 use role::RoleSpec;
 
@@ -224,7 +224,7 @@ fn other(id: &ResourceId, message: String) -> ProviderError {
 }
 
 fn check_database_id(id: &ResourceId) -> Result<(), ProviderError> {
-    if id.provider != ProviderKind::Postgres || id.kind != "Database" {
+    if id.provider != ProviderName::POSTGRES || id.kind != "Database" {
         return Err(other(
             id,
             format!("the PostgreSQL provider does not manage {}", id.kind),

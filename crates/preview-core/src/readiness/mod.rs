@@ -32,7 +32,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::resource::{ProviderKind, ResourceId, WaitRule};
+use crate::resource::{ProviderName, ResourceId, WaitRule};
 
 /// Includes a file from `tests/fixtures/readiness/` as a string (tests only).
 #[cfg(test)]
@@ -207,7 +207,7 @@ const IMMEDIATE: &[(&str, &[&str])] = &[
 ];
 
 fn rule_for(id: &ResourceId) -> Rule {
-    if id.provider != ProviderKind::Kubernetes {
+    if id.provider != ProviderName::KUBERNETES {
         return Rule::Provider;
     }
     match (id.group(), id.kind.as_str()) {
@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn postgres_resources_are_ready() {
         let id = ResourceId {
-            provider: ProviderKind::Postgres,
+            provider: ProviderName::POSTGRES,
             api_version: "postgres/v1".into(),
             kind: "Database".into(),
             namespace: None,

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
+use preview_core::ProviderName;
 use preview_core::digitalocean::{DEFAULT_API_URL, DEFAULT_CLUSTER_POLL, DigitalOceanProvider};
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
@@ -192,11 +193,7 @@ fn engine(
         options.wait = !a.no_wait;
     }
     options.plan.import = import;
-    let providers = Providers {
-        kubernetes: None,
-        postgres: None,
-        digitalocean: Some(provider),
-    };
+    let providers = Providers::new().with(ProviderName::DIGITALOCEAN, provider);
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
     (engine, printer)
 }
