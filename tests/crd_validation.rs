@@ -13,8 +13,8 @@ use preview_core::Resource;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
 use preview_core::state::file::FileBackend;
+use preview_kubernetes::KubeProvider;
 use serde_json::{Value, json};
 use testkit::ADMIN_USER;
 

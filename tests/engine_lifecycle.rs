@@ -17,12 +17,12 @@ use preview_core::ProviderName;
 use preview_core::engine::{Engine, EngineError, EngineOptions, Providers};
 use preview_core::events::{Event, EventSink};
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Action;
 use preview_core::planner::ImportSelection;
 use preview_core::state::file::FileBackend;
 use preview_core::state::{StackState, StateBackend};
 use preview_core::{Resource, ResourceId};
+use preview_kubernetes::KubeProvider;
 use serde_json::{Value, json};
 use testkit::{ADMIN_USER, NodeSimulator, TestCluster};
 

@@ -21,7 +21,6 @@ use preview_core::ProviderName;
 use preview_core::engine::{Engine, EngineError, EngineOptions, Providers};
 use preview_core::events::{Event, EventSink};
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
 use preview_core::secret::SecretString;
 use preview_core::state::auth::Authenticator;
 use preview_core::state::crypto::KdfParams;
@@ -29,6 +28,7 @@ use preview_core::state::file::FileBackend;
 use preview_core::state::format::{self, Codec};
 use preview_core::state::{ResourceRecord, StateBackend, StateError};
 use preview_core::{Resource, ResourceId};
+use preview_kubernetes::KubeProvider;
 use serde_json::json;
 use testkit::{ADMIN_USER, NodeSimulator, TestCluster};
 

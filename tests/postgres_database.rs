@@ -9,10 +9,10 @@ use std::sync::Arc;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::postgres::PostgresProvider;
 use preview_core::secret::SecretString;
 use preview_core::state::file::FileBackend;
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_postgres::PostgresProvider;
 use serde_json::json;
 use testkit::TestPostgres;
 

@@ -22,11 +22,11 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
-use preview_core::postgres::in_cluster::InClusterProvider;
 use preview_core::provider::Provider;
 use preview_core::state::file::FileBackend;
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_kubernetes::KubeProvider;
+use preview_postgres::in_cluster::InClusterProvider;
 use serde_json::json;
 use testkit::{NodeSimulator, TestPostgres};
 
@@ -270,7 +270,7 @@ async fn a_missing_credentials_secret_is_reported() {
 /// another image) is never found, reused or used to parameterise a drop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_planted_in_another_namespace_are_never_used() {
-    use preview_core::postgres::job::{DatabaseJob, JobSettings, Operation, job_name};
+    use preview_postgres::job::{DatabaseJob, JobSettings, Operation, job_name};
     let pg = TestPostgres::start().await.expect("postgres");
     let w = world(&pg).await;
     let stack = "preview-pr-80";

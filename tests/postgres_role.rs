@@ -20,14 +20,12 @@ use std::sync::Arc;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::postgres::PostgresProvider;
-use preview_core::postgres::job::{
-    DatabaseJob, JobSettings, Operation, SCRIPT, parse_ensure_result,
-};
-use preview_core::postgres::role::{RoleSpec, generate_password, scram_verifier};
+use preview_core::schema::database_role::{RoleSpec, generate_password, scram_verifier};
 use preview_core::secret::SecretString;
 use preview_core::state::file::FileBackend;
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_postgres::PostgresProvider;
+use preview_postgres::job::{DatabaseJob, JobSettings, Operation, SCRIPT, parse_ensure_result};
 use serde_json::{Value, json};
 use testkit::TestPostgres;
 

@@ -29,12 +29,13 @@ use preview_core::state::crypto::KdfParams;
 use preview_core::state::crypto::Sealer;
 use preview_core::state::file::FileBackend;
 use preview_core::state::format::Codec;
-use preview_core::state::kubernetes::KubeBackend;
-use preview_core::state::kubernetes::lease::{lease_name, micro_ago, now_micro};
 use preview_core::state::{
-    BackendOptions, LockHolder, Output, ResourceRecord, StackLock, StackState, StateBackend,
-    StateError, format, lock_with_timeout, open_backend, open_backend_with,
+    LockHolder, Output, ResourceRecord, StackLock, StackState, StateBackend, StateError, format,
+    lock_with_timeout,
 };
+use preview_envs::{BackendOptions, open_backend, open_backend_with};
+use preview_kubernetes::state::KubeBackend;
+use preview_kubernetes::state::lease::{lease_name, micro_ago, now_micro};
 use serde_json::json;
 use testkit::{TestCluster, TestPostgres};
 

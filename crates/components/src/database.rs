@@ -31,7 +31,7 @@
 //! ```
 //!
 //! The password itself is never part of the body: the component turns it into
-//! its SCRAM-SHA-256 verifier ([`preview_core::postgres::role`]), and the stack
+//! its SCRAM-SHA-256 verifier ([`preview_core::schema::database_role`]), and the stack
 //! puts the password into the application's Secret.
 //!
 //! The executors (in-cluster Job or direct SQL) create it idempotently, record the
@@ -40,8 +40,8 @@
 //! `[a-z_][a-z0-9_]{0,62}` (lowercase, so no quoting surprises; at most 63 bytes,
 //! PostgreSQL's `NAMEDATALEN - 1`) with [`check_identifier`].
 
-use preview_core::postgres::job::JobSettings;
-use preview_core::postgres::role::{MAX_CONNECTION_LIMIT, RoleSpec, VERIFIER_POINTER};
+use preview_core::schema::database::JobSettings;
+use preview_core::schema::database_role::{MAX_CONNECTION_LIMIT, RoleSpec, VERIFIER_POINTER};
 use preview_core::secret::SecretString;
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 use serde_json::json;

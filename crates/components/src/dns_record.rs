@@ -1,5 +1,5 @@
 //! A DNS record in a DigitalOcean-hosted zone, as an engine resource of the
-//! DigitalOcean provider (`preview_core::digitalocean`).
+//! DigitalOcean provider (`preview_digitalocean`).
 //!
 //! This component only *describes* the record: a [`Resource`] with
 //! [`ProviderName::DIGITALOCEAN`], `apiVersion` `dns.digitalocean.com/v1`, kind
@@ -44,7 +44,7 @@
 
 use std::collections::BTreeSet;
 
-use preview_core::digitalocean::record::{
+use preview_core::schema::dns_record::{
     DataFrom, DesiredRecord, RecordData, RecordKey, check_data, check_domain, check_relative_name,
 };
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
@@ -133,14 +133,13 @@ impl DnsRecord {
     pub fn build(&self) -> Result<Resource, ComponentError> {
         check_domain(&self.domain)
             .map_err(|m| ComponentError::invalid("DNS zone", self.domain.as_str(), m))?;
-        if !preview_core::digitalocean::record::SUPPORTED_TYPES.contains(&self.record_type.as_str())
-        {
+        if !preview_core::schema::dns_record::SUPPORTED_TYPES.contains(&self.record_type.as_str()) {
             return Err(ComponentError::invalid(
                 "DNS record type",
                 self.record_type.as_str(),
                 format!(
                     "supported: {}",
-                    preview_core::digitalocean::record::SUPPORTED_TYPES.join(", ")
+                    preview_core::schema::dns_record::SUPPORTED_TYPES.join(", ")
                 ),
             ));
         }

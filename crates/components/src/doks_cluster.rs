@@ -1,5 +1,5 @@
 //! A DigitalOcean Kubernetes (DOKS) cluster, as an engine resource of the
-//! DigitalOcean provider (`preview_core::digitalocean`): the option of creating the
+//! DigitalOcean provider (`preview_digitalocean`): the option of creating the
 //! preview cluster instead of bringing your own kubeconfig.
 //!
 //! This component only *describes* the cluster: a [`Resource`] with
@@ -37,7 +37,7 @@
 
 use std::collections::BTreeSet;
 
-use preview_core::digitalocean::cluster::{DesiredCluster, NodePoolSpec};
+use preview_core::schema::doks_cluster::{DesiredCluster, NodePoolSpec};
 use preview_core::{Resource, ResourceId, ResourceOptions};
 
 use crate::error::ComponentError;
@@ -107,7 +107,7 @@ impl DoksCluster {
                 .map(|p| NodePoolSpec {
                     name: p.name.clone(),
                     size: p.size.clone(),
-                    count: i64::from(p.count),
+                    count: p.count,
                 })
                 .collect(),
             owner: self.owner_stack.clone(),

@@ -16,20 +16,17 @@
 #![allow(clippy::result_large_err)]
 
 pub mod diff;
-pub mod digitalocean;
 pub mod engine;
 pub mod events;
 pub mod graph;
-pub mod kubernetes;
 pub mod observe;
 pub mod plan;
 pub mod planner;
-pub mod postgres;
 pub mod provider;
-pub mod readiness;
 pub mod render;
 pub mod resource;
 pub mod saved;
+pub mod schema;
 pub mod secret;
 pub mod state;
 pub mod validate;

@@ -12,15 +12,16 @@ use anyhow::{Context, Result, anyhow, bail};
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Plan;
 use preview_core::planner::ImportSelection;
 use preview_core::render;
 use preview_core::saved::{self, PlanMeta, SavedPlan};
 use preview_core::state::auth::Authenticator;
 use preview_core::state::format::Codec;
-use preview_core::state::{BackendOptions, Output, StateBackend, tested};
+use preview_core::state::{Output, StateBackend, tested};
 use preview_core::{ProviderName, ResourceId};
+use preview_envs::BackendOptions;
+use preview_kubernetes::KubeProvider;
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
 use stacks::{EnvSecrets, PrNumber, References, StackBuild, StackKind, StackRequest};
@@ -185,7 +186,7 @@ async fn backend_at_with(g: &GlobalArgs, url: &str, codec: Codec) -> Result<Arc<
         codec,
         ..BackendOptions::default()
     };
-    Ok(preview_core::state::open_backend_with(url, client.as_ref(), &options).await?)
+    Ok(preview_envs::open_backend_with(url, client.as_ref(), &options).await?)
 }
 
 async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<References> {
@@ -338,13 +339,13 @@ fn postgres_provider(
     use stacks::SecretSource;
     match EnvSecrets.get("POSTGRES_URL") {
         Some(url) => {
-            let provider = preview_core::postgres::PostgresProvider::new(url);
+            let provider = preview_postgres::PostgresProvider::new(url);
             if warm {
                 provider.warm_up();
             }
             Arc::new(provider)
         }
-        None => Arc::new(preview_core::postgres::in_cluster::InClusterProvider::new(
+        None => Arc::new(preview_postgres::in_cluster::InClusterProvider::new(
             kube.clone(),
             kube.client().clone(),
             events.clone(),
@@ -381,7 +382,7 @@ struct Prepared {
     graph: DesiredGraph,
     engine: Engine,
     printer: tokio::task::JoinHandle<()>,
-    counts: preview_core::kubernetes::RequestCounts,
+    counts: preview_kubernetes::RequestCounts,
 }
 
 /// Placeholder for the preview's database role password where nothing is
@@ -391,7 +392,7 @@ const ROLE_PASSWORD_PLACEHOLDER: &str = "generated-by-stacks-up";
 
 /// The password of `preview-pr`'s database role for this run, and how it is
 /// kept: unsealed from the stack's state when recorded, else freshly generated
-/// (random, [`preview_core::postgres::role::generate_password`]); never from a
+/// (random, [`preview_core::schema::database_role::generate_password`]); never from a
 /// flag or the environment. Needs the state passphrase, which seals it.
 struct RolePassword {
     password: preview_core::secret::SecretString,
@@ -435,7 +436,7 @@ async fn role_password(
     let previous = state.outputs.get(OUTPUT);
     let password = match previous {
         Some(sealed) => sealer.unseal(OUTPUT, sealed)?,
-        None => preview_core::postgres::role::generate_password(),
+        None => preview_core::schema::database_role::generate_password(),
     };
     let sealed = sealer.seal_keeping(OUTPUT, &password, previous)?;
     Ok(RolePassword {
@@ -533,11 +534,7 @@ impl Prepared {
     async fn run<T>(
         self,
         op: impl AsyncFnOnce(&Engine, &DesiredGraph) -> Result<T, preview_core::engine::EngineError>,
-    ) -> Result<(
-        T,
-        StackBuild,
-        preview_core::kubernetes::counting::CountSnapshot,
-    )> {
+    ) -> Result<(T, StackBuild, preview_kubernetes::counting::CountSnapshot)> {
         let result = op(&self.engine, &self.graph).await;
         drop(self.engine);
         let _ = self.printer.await;
@@ -1284,7 +1281,7 @@ fn digitalocean_provider(
     kube: &KubeProvider,
     build: Option<&StackBuild>,
 ) -> Option<Arc<dyn preview_core::provider::Provider>> {
-    use preview_core::digitalocean::{DEFAULT_API_URL, DigitalOceanProvider, DoClient};
+    use preview_digitalocean::{DEFAULT_API_URL, DigitalOceanProvider, DoClient};
     use stacks::SecretSource;
     let token = EnvSecrets.get("DIGITALOCEAN_TOKEN")?;
     let base = std::env::var("PREVIEW_DIGITALOCEAN_API_URL")

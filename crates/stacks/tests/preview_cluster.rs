@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use digitalocean_fake::DigitalOceanFake;
-use preview_core::digitalocean::DoClient;
 use preview_core::secret::SecretString;
+use preview_digitalocean::DoClient;
 use serde_json::Value;
 
 const TOKEN: &str = "dop_v1_cluster_token_canary_5d7e";

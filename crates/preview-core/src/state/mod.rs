@@ -40,11 +40,9 @@ pub mod auth;
 pub mod crypto;
 pub mod file;
 pub mod format;
-pub mod kubernetes;
 mod lock;
-pub mod postgres;
+mod redact;
 pub mod tested;
-mod url;
 
 use std::collections::BTreeMap;
 
@@ -527,7 +525,7 @@ pub trait StackLock: Send + Sync {
 }
 
 pub use lock::lock_with_timeout;
-pub use url::{BackendOptions, BackendUrl, open_backend, open_backend_with, redact_url};
+pub use redact::redact_url;
 
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use preview_core::ProviderName;
-use preview_core::digitalocean::{DEFAULT_API_URL, DEFAULT_CLUSTER_POLL, DigitalOceanProvider};
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::planner::ImportSelection;
@@ -32,6 +31,7 @@ use preview_core::render;
 use preview_core::secret::SecretString;
 use preview_core::state::crypto::{MIN_PASSPHRASE_CHARS, Sealer, passphrase_from_env};
 use preview_core::state::{Output, StackState, StateBackend, lock_with_timeout};
+use preview_digitalocean::{DEFAULT_API_URL, DEFAULT_CLUSTER_POLL, DigitalOceanProvider};
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
 use stacks::stack::preview_cluster::{NAME, outputs, runtime_outputs};
@@ -331,7 +331,7 @@ async fn record_access(
         .next()
         .ok_or_else(|| anyhow!("stack {stack} has no cluster"))?;
     let id = &resource.id;
-    let cluster = preview_core::digitalocean::DesiredCluster::from_resource(resource)
+    let cluster = preview_digitalocean::DesiredCluster::from_resource(resource)
         .map_err(|m| anyhow!("{id}: {m}"))?;
     let live = prepared
         .provider
