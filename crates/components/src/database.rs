@@ -40,19 +40,15 @@
 //! `[a-z_][a-z0-9_]{0,62}` (lowercase, so no quoting surprises; at most 63 bytes,
 //! PostgreSQL's `NAMEDATALEN - 1`) with [`check_identifier`].
 
-use preview_core::schema::database::JobSettings;
+use preview_core::schema::database::{DatabaseBody, JobSettings, ServerAddress};
 use preview_core::schema::database_role::{MAX_CONNECTION_LIMIT, RoleSpec, VERIFIER_POINTER};
 use preview_core::secret::SecretString;
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
-use serde_json::json;
 use std::collections::BTreeSet;
 
 use crate::error::ComponentError;
 
-/// `apiVersion` of the database resource.
-pub const API_VERSION: &str = "postgres.preview-envs.io/v1";
-/// `kind` of the database resource.
-pub const KIND: &str = "Database";
+pub use preview_core::schema::database::{API_VERSION, KIND};
 
 /// A logical database on a PostgreSQL server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,11 +170,6 @@ impl LogicalDatabase {
                 ))
             }
         };
-        let mut body = json!({
-            "owner": self.owner,
-            "server": {"host": self.host, "port": self.port},
-            "ownerMarker": self.owner_marker,
-        });
         if let Some(job) = &self.job {
             for (what, value) in [
                 ("database job namespace", &job.namespace),
@@ -193,13 +184,18 @@ impl LogicalDatabase {
                     ));
                 }
             }
-            body["job"] = serde_json::to_value(job)
-                .map_err(|e| ComponentError::invalid("database job", "", e.to_string()))?;
         }
-        if let Some(role) = role {
-            body["role"] = serde_json::to_value(role)
-                .map_err(|e| ComponentError::invalid("database role", "", e.to_string()))?;
+        let body = DatabaseBody {
+            owner: self.owner.clone(),
+            server: ServerAddress {
+                host: self.host.clone(),
+                port: self.port,
+            },
+            owner_marker: self.owner_marker.clone(),
+            job: self.job.clone(),
+            role,
         }
+        .to_value();
         Ok(Resource {
             id: self.id(),
             body,

@@ -67,7 +67,7 @@ use preview_core::events::EventSink;
 use preview_core::observe::DryRun;
 use preview_core::provider::{Provider, ProviderError, WaitOptions};
 use preview_core::resource::{Resource, ResourceId, STACK_LABEL};
-use preview_core::schema::database::JobSettings;
+use preview_core::schema::database::{DatabaseBody, JobSettings};
 
 /// How long a database Job may take (scheduling, image pull, SQL).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -233,31 +233,21 @@ impl InClusterProvider {
     /// server's namespace).
     fn ensure_job(&self, res: &Resource) -> Result<DatabaseJob, ProviderError> {
         let d = desired(res)?;
-        let settings: JobSettings = res
-            .body
-            .get("job")
-            .cloned()
-            .ok_or_else(|| {
-                other(
-                    &res.id,
-                    "missing field job (namespace, image and credentialsSecret of the in-cluster executor)".into(),
-                )
-            })
-            .and_then(|v| {
-                serde_json::from_value(v).map_err(|e| other(&res.id, format!("field job: {e}")))
-            })?;
-        let server = &res.body["server"];
+        let body = DatabaseBody::from_value(&res.body).map_err(|m| other(&res.id, m))?;
+        let settings: JobSettings = body.job.ok_or_else(|| {
+            other(
+                &res.id,
+                "missing field job (namespace, image and credentialsSecret of the in-cluster executor)".into(),
+            )
+        })?;
         let job = DatabaseJob {
             operation: Operation::Ensure,
             database: res.id.name.clone(),
             owner: d.owner,
             role: d.role,
             stack: d.marker,
-            host: server["host"].as_str().unwrap_or_default().to_owned(),
-            port: server["port"]
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok())
-                .unwrap_or(0),
+            host: body.server.host,
+            port: body.server.port,
             settings,
         };
         job.check().map_err(|m| other(&res.id, m))?;
