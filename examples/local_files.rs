@@ -17,6 +17,9 @@
 //! every step checks what it expects, so the example fails loudly if the seam
 //! breaks. `scripts/test.sh` runs it.
 
+// Engine errors name the whole ResourceId they are about (see preview-core).
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
