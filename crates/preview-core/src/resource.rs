@@ -183,7 +183,7 @@ impl fmt::Display for ResourceId {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "rule")]
 pub enum WaitRule {
-    /// The per-kind rule from [`crate::readiness`].
+    /// The per-kind rule from the provider (for Kubernetes: `preview_kubernetes::readiness`).
     #[default]
     Default,
     /// Do not wait: ready as soon as the write is accepted.

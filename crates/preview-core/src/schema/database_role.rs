@@ -4,7 +4,7 @@
 //!
 //! A `Database` whose body has a `role` section is owned by a login role of the
 //! **same name** as the database (`aphiria_pr_123`, checked like it with
-//! [`super::sql::check_identifier`]), created and dropped with it by both
+//! `preview_postgres::sql::check_identifier`), created and dropped with it by both
 //! executors:
 //!
 //! ```yaml
@@ -18,7 +18,7 @@
 //!   no role — it keeps INHERIT so that, as `pg_database_owner`, it owns the
 //!   schema `public` of its database on PostgreSQL ≥ 15);
 //! - it carries the ownership marker as `COMMENT ON ROLE` (the database's
-//!   marker text, [`super::sql::marker_comment`]); a role of that name without
+//!   marker text, `preview_postgres::sql::marker_comment`); a role of that name without
 //!   the marker of the same stack is never altered, taken over or dropped;
 //! - its password is random ([`generate_password`]), made by the engine's
 //!   caller and kept by it (the `stacks` binary seals it in the stack's state

@@ -379,7 +379,7 @@ pub fn check_data(record_type: &str, data: &str) -> Result<(), String> {
 /// live `data`/`ttl`, the owning stack (from the marker) as the stack label, the
 /// DigitalOcean record id as `metadata.uid`, and `dataFrom` when the record's data
 /// equals what its source says now (`data_from_in_sync`, see the module docs of
-/// [`crate::digitalocean`]).
+/// the `preview-digitalocean` crate).
 pub fn live_value(
     key: &RecordKey,
     record_id: Option<u64>,

@@ -5,7 +5,7 @@
 //! `preview_envs_state(stack text primary key, lineage text not null, serial
 //! bigint not null, body bytea not null, updated_at timestamptz not null default
 //! now())`, created if missing (or by a DBA with [`SCHEMA_SQL`]). `body` is the
-//! [`format`](super::format) document (with its checksum; authenticated by the backend's
+//! [`format`](preview_core::state::format) document (with its checksum; authenticated by the backend's
 //! [`Codec`] when a state passphrase is set); `lineage` and `serial` repeat its
 //! header so they can be queried, and must agree with it.
 //!
