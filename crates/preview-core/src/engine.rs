@@ -151,6 +151,10 @@ pub struct EngineOptions {
     pub force_conflicts: bool,
     /// Remove finalizers of namespaces stuck Terminating during destroy.
     pub force_finalize: bool,
+    /// Keep the stack's state after a verified destroy (emptied: no resources,
+    /// outputs or pending steps). Off: a verified destroy removes the state
+    /// (the backend's other records, such as tested images, stay).
+    pub keep_state: bool,
     /// Wait for readiness after each apply (off: dependents start as soon as the
     /// API server accepted their dependencies).
     pub wait: bool,
@@ -171,6 +175,7 @@ impl Default for EngineOptions {
             failure_grace: Duration::from_secs(30),
             force_conflicts: false,
             force_finalize: false,
+            keep_state: false,
             wait: true,
             lock_timeout: Duration::ZERO,
             policy: Policy::default(),
@@ -713,8 +718,10 @@ impl Engine {
         })
     }
 
-    /// Deletes everything the stack recorded, waits until it is gone, and verifies
-    /// that no object carrying the stack's label remains.
+    /// Deletes everything the stack recorded, waits until it is gone, verifies
+    /// that no object carrying the stack's label remains, and then removes the
+    /// stack's state (kept, emptied, with [`EngineOptions::keep_state`]). A
+    /// destroy that cannot verify keeps the state, naming what is left.
     pub async fn destroy(&self, stack: &str) -> Result<UpReport, EngineError> {
         let start = Instant::now();
         self.locked(stack, self.destroy_locked(stack, start)).await
@@ -755,9 +762,15 @@ impl Engine {
         if !residue.is_empty() {
             return Err(EngineError::Residue(residue));
         }
-        rec.state.outputs.clear();
-        rec.state.pending.clear();
-        rec.flush().await?;
+        if self.options.keep_state {
+            rec.state.outputs.clear();
+            rec.state.pending.clear();
+            rec.flush().await?;
+        } else {
+            // Verified: nothing of the stack is left, so neither is its state
+            // (still under the lock; every record write has finished).
+            self.backend.delete(stack).await?;
+        }
         Ok(UpReport {
             plan,
             elapsed: start.elapsed(),

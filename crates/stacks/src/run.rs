@@ -90,7 +90,8 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             stack,
             apply,
             force_finalize,
-        } => destroy_cmd(g, stack, apply, *force_finalize).await,
+            keep_state,
+        } => destroy_cmd(g, stack, apply, *force_finalize, *keep_state).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
         Command::State(cmd) => state_cmd(g, cmd).await,
         Command::Promote {
@@ -1030,6 +1031,7 @@ async fn destroy_cmd(
     args: &StackArgs,
     apply: &ApplyArgs,
     force_finalize: bool,
+    keep_state: bool,
 ) -> Result<ExitCode> {
     let started = Instant::now();
     let req = request(args)?;
@@ -1052,11 +1054,10 @@ async fn destroy_cmd(
         ImportSelection::None,
         database_namespace,
     );
-    if force_finalize {
-        let mut options = engine.options().clone();
-        options.force_finalize = true;
-        engine = engine.with_options(options);
-    }
+    let mut options = engine.options().clone();
+    options.force_finalize = force_finalize;
+    options.keep_state = keep_state;
+    engine = engine.with_options(options);
     let report = engine.destroy(&name).await;
     drop(engine);
     let _ = printer.await;
@@ -1066,13 +1067,19 @@ async fn destroy_cmd(
             "stack": name,
             "plan": render::json(&report.plan),
             "verified": true,
+            "stateRemoved": !keep_state,
             "elapsedMs": started.elapsed().as_millis() as u64,
         }))?)?;
     } else {
         print_stdout(&format!(
-            "{name}: destroyed {} resources in {:.1}s; verified nothing carrying the stack's label remains.",
+            "{name}: destroyed {} resources in {:.1}s; verified nothing carrying the stack's label remains; {}.",
             report.plan.summary().delete,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            if keep_state {
+                "the emptied state is kept (--keep-state)"
+            } else {
+                "its state is removed"
+            }
         ))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -96,7 +96,8 @@ pub(super) async fn run(g: &GlobalArgs, command: &Command) -> Result<ExitCode> {
             stack,
             apply,
             force_finalize: _,
-        } => destroy_cmd(g, stack, apply).await,
+            keep_state,
+        } => destroy_cmd(g, stack, apply, *keep_state).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
         _ => bail!("this command does not run the preview-cluster stack"),
     }
@@ -498,7 +499,12 @@ async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
     })
 }
 
-async fn destroy_cmd(g: &GlobalArgs, args: &StackArgs, apply: &ApplyArgs) -> Result<ExitCode> {
+async fn destroy_cmd(
+    g: &GlobalArgs,
+    args: &StackArgs,
+    apply: &ApplyArgs,
+    keep_state: bool,
+) -> Result<ExitCode> {
     let started = Instant::now();
     let name = request(args)?.instance_name()?;
     let backend = backend(g).await?;
@@ -509,7 +515,10 @@ async fn destroy_cmd(g: &GlobalArgs, args: &StackArgs, apply: &ApplyArgs) -> Res
         );
     }
     let provider = provider()?;
-    let (engine, printer) = engine(g, backend, provider, Some(apply), ImportSelection::None);
+    let (mut engine, printer) = engine(g, backend, provider, Some(apply), ImportSelection::None);
+    let mut options = engine.options().clone();
+    options.keep_state = keep_state;
+    engine = engine.with_options(options);
     let report = engine.destroy(&name).await;
     drop(engine);
     let _ = printer.await;
@@ -519,6 +528,7 @@ async fn destroy_cmd(g: &GlobalArgs, args: &StackArgs, apply: &ApplyArgs) -> Res
             "stack": name,
             "plan": render::json(&report.plan),
             "verified": true,
+            "stateRemoved": !keep_state,
             "elapsedMs": started.elapsed().as_millis() as u64,
         }))?)?;
     } else {
