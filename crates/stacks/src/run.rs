@@ -364,6 +364,25 @@ fn plan_text(plan: &Plan) -> String {
         },
     )
 }
+/// `destroy` of a stack without state: already destroyed (a verified destroy
+/// removes the state) or never deployed. Nothing to do, so a re-run of a
+/// cleanup succeeds; the message says where the state was looked for.
+fn nothing_to_destroy(g: &GlobalArgs, name: &str, backend: &dyn StateBackend) -> Result<ExitCode> {
+    let message = format!(
+        "stack {name} has no state in {}: nothing to destroy",
+        backend.describe()
+    );
+    if g.json {
+        print_stdout(&serde_json::to_string_pretty(&json!({
+            "stack": name,
+            "nothingToDestroy": true,
+            "message": message,
+        }))?)?;
+    } else {
+        print_stdout(&message)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn print_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -1038,10 +1057,7 @@ async fn destroy_cmd(
     let name = req.instance_name()?;
     let backend = backend(g).await?;
     if backend.read(&name).await?.is_none() {
-        bail!(
-            "stack {name} has no state in {}: nothing to destroy",
-            backend.describe()
-        );
+        return nothing_to_destroy(g, &name, backend.as_ref());
     }
     let database_namespace = database_namespace_for(g, req.kind, backend.as_ref()).await?;
     let kube = connect(g).await?;

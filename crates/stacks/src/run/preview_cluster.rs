@@ -38,8 +38,8 @@ use stacks::stack::preview_cluster::{NAME, outputs, runtime_outputs};
 use stacks::{EnvSecrets, SecretSource, StackBuild};
 
 use super::{
-    Import, backend, build_stack, graph_of, interrupt_signal, outputs_json, outputs_text,
-    plan_text, print_stdout, request,
+    Import, backend, build_stack, graph_of, interrupt_signal, nothing_to_destroy, outputs_json,
+    outputs_text, plan_text, print_stdout, request,
 };
 use crate::cli::{ApplyArgs, Command, GlobalArgs, PlanFormat, StackArgs, StackName};
 use crate::progress;
@@ -509,10 +509,7 @@ async fn destroy_cmd(
     let name = request(args)?.instance_name()?;
     let backend = backend(g).await?;
     if backend.read(&name).await?.is_none() {
-        bail!(
-            "stack {name} has no state in {}: nothing to destroy",
-            backend.describe()
-        );
+        return nothing_to_destroy(g, &name, backend.as_ref());
     }
     let provider = provider()?;
     let (mut engine, printer) = engine(g, backend, provider, Some(apply), ImportSelection::None);
