@@ -18,7 +18,7 @@ scripts/control-plane.sh install
 # The kubectl built with the control plane (v1.37), whatever else is on PATH.
 kubectl() { "$(scripts/control-plane.sh env | sed -n 's/^PREVIEW_KUBECTL=//p')" "$@"; }
 echo "==> building (first time: a few minutes)"
-cargo build --locked -q -p testkit --bin local-cluster -p stacks --bin stacks
+cargo build --locked -q -p testkit --bin local-cluster -p stacks-cli --bin stacks
 
 work=$(mktemp -d /tmp/preview-demo.XXXXXX)
 cluster_pid=""

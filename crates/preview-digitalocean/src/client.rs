@@ -9,7 +9,8 @@
 //! - Lists follow DigitalOcean's page-number pagination (`page`, `per_page` ≤ 200,
 //!   `meta.total`) instead of the `links.pages.next` URLs, so the token is only ever
 //!   sent to the configured base URL.
-//! - Rate limits (429) and server errors (5xx) are retried with exponential backoff;
+//! - Rate limits (429) and server errors (5xx) are retried with exponential backoff
+//!   and jitter (the schedule shared with the GitHub client, `preview-http`);
 //!   a POST only on 429, connection failures and before anything was sent, since a
 //!   5xx may come after the record was created (the provider's next read sees it).
 
@@ -84,12 +85,17 @@ impl DoError {
     }
 }
 
+/// The cap of a retry's exponential step (before its jitter).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// How often and how patiently to retry.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     /// Attempts in total (at least 1).
     pub attempts: u32,
-    /// Wait before the second attempt; doubled each time.
+    /// Wait before the second attempt; doubled each time up to
+    /// [`MAX_BACKOFF`], plus a jitter of up to itself (the schedule shared with
+    /// the GitHub client, [`preview_http::Backoff`]).
     pub backoff: Duration,
     /// Timeout of one request.
     pub request_timeout: Duration,
@@ -235,34 +241,8 @@ impl DoClient {
         if token.is_empty() {
             return Err(bad("the API token is empty"));
         }
-        let mut base = Url::parse(api_url.trim()).map_err(|e| bad(&e.to_string()))?;
-        match base.scheme() {
-            "https" => {}
-            "http" => {
-                let host = base.host_str().unwrap_or_default();
-                let loopback = host == "localhost"
-                    || host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                if !loopback {
-                    return Err(bad(
-                        "plain http is only allowed for loopback test servers; the token would travel unencrypted",
-                    ));
-                }
-            }
-            _ => return Err(bad("must be an http(s) URL")),
-        }
-        if base.cannot_be_a_base() || base.query().is_some() || !base.username().is_empty() {
-            return Err(bad(
-                "must be a plain base URL such as https://api.digitalocean.com",
-            ));
-        }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
+        let base = preview_http::api_base_url(api_url, "https://api.digitalocean.com")
+            .map_err(|e| bad(&e))?;
         Ok(DoClient {
             http: Arc::new(OnceLock::new()),
             base,
@@ -318,6 +298,11 @@ impl DoClient {
         let http = self.http(&request_name)?;
         let idempotent = method != Method::POST;
         let mut attempt = 0;
+        let mut delays = preview_http::Backoff {
+            first: self.retry.backoff,
+            max: MAX_BACKOFF,
+        }
+        .delays();
         loop {
             attempt += 1;
             let mut authorization =
@@ -335,10 +320,7 @@ impl DoClient {
                 request = request.json(body);
             }
             let last = attempt >= self.retry.attempts;
-            let wait = self
-                .retry
-                .backoff
-                .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
+            let wait = delays.next().unwrap_or(MAX_BACKOFF);
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(error) => {

@@ -39,8 +39,7 @@ use preview_core::schema::database_role::RoleSpec;
 /// The script every database Job runs (`sh -c`).
 pub const SCRIPT: &str = include_str!("database-job.sh");
 
-/// Label naming the operation of a database Job (`ensure` / `drop`).
-pub const OPERATION_LABEL: &str = "preview-envs.io/database-operation";
+pub use preview_core::schema::database::OPERATION_LABEL;
 /// Annotation carrying the database name (names may not fit in a label value).
 pub const DATABASE_ANNOTATION: &str = "preview-envs.io/database";
 /// Annotation carrying the hash of everything that shapes the Job.

@@ -9,6 +9,9 @@
 //! parameters), a [`config::StackConfig`] (per-stack config file plus environment),
 //! the outputs of the stacks it references (read by the caller from the state
 //! backend) and a [`SecretSource`]. Building is pure: no cluster, no state access.
+//!
+//! This crate is the library; the `stacks` binary that drives the engine over it
+//! is the package `stacks-cli`. It depends on the core and [`components`] only.
 
 pub mod config;
 pub mod params;

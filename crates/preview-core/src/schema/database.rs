@@ -26,6 +26,9 @@ use super::database_role::RoleSpec;
 pub const API_VERSION: &str = "postgres.preview-envs.io/v1";
 /// `kind` of the database resource.
 pub const KIND: &str = "Database";
+/// Label naming the operation of a database Job (`ensure` / `drop`) of the
+/// in-cluster executor; stacks name it in NetworkPolicies that admit the Jobs.
+pub const OPERATION_LABEL: &str = "preview-envs.io/database-operation";
 
 /// The body of a `Database` resource (field order = the body's key order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -423,7 +423,7 @@ impl Resolver<'_> {
 
     /// `cluster:`, required by (and only read by) `preview-cluster`.
     fn cluster(&self, file: Option<ClusterFile>) -> Result<Option<ClusterConfig>, StackError> {
-        use preview_digitalocean::cluster::{check_name, check_version};
+        use preview_core::schema::doks_cluster::{check_name, check_version};
         if self.kind != StackKind::PreviewCluster {
             return Ok(None);
         }

@@ -282,10 +282,10 @@ impl BaseOutputs {
 ///   works on every Kubernetes version and for previews created later;
 /// - the **database Jobs** in the server's namespace: pods labelled
 ///   `app.kubernetes.io/managed-by: preview-envs` with the database-operation
-///   label (`preview_postgres::job::OPERATION_LABEL`).
+///   label (`preview_core::schema::database::OPERATION_LABEL`).
 pub(crate) fn server_clients(config: &StackConfig) -> ServerClients {
     use preview_core::resource::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, STACK_LABEL};
-    use preview_postgres::job::OPERATION_LABEL;
+    use preview_core::schema::database::OPERATION_LABEL;
     let requirement =
         |key: &str, operator: &str, values: Option<Vec<String>>| LabelSelectorRequirement {
             key: key.to_owned(),
