@@ -105,7 +105,10 @@ fn main() -> Result<()> {
         let met = cluster::verdict_with(
             &[
                 (plan_ms <= 1000.0, format!("{plan_ms:.0} ms > 1 s")),
-                (peak_mb <= mb_limit, format!("{peak_mb:.1} MB > {mb_limit} MB")),
+                (
+                    peak_mb <= mb_limit,
+                    format!("{peak_mb:.1} MB > {mb_limit} MB"),
+                ),
             ],
             "in-process",
         );

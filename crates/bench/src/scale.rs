@@ -48,6 +48,7 @@ fn seconds_or_ms(d: Duration) -> String {
 }
 
 /// Starts every command at once and waits for all of them.
+#[cfg(test)]
 pub fn run_all(commands: Vec<Command>) -> Batch {
     let n = commands.len();
     run_limited(commands, n)
@@ -229,7 +230,11 @@ mod tests {
         let limited = run_limited(sleepers(6), 2);
         assert_eq!(limited.errors, 0);
         assert_eq!(limited.at_once, 2);
-        assert!(limited.wall >= Duration::from_millis(600), "{:?}", limited.wall);
+        assert!(
+            limited.wall >= Duration::from_millis(600),
+            "{:?}",
+            limited.wall
+        );
         // Each is timed from its own start, not from the batch's.
         assert!(
             limited.each.iter().all(|d| *d < Duration::from_millis(450)),

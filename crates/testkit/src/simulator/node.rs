@@ -189,7 +189,10 @@ mod tests {
             },
             ..SimulatorOptions::default()
         };
-        let status = node_object(&options).expect("valid node").status.expect("status");
+        let status = node_object(&options)
+            .expect("valid node")
+            .status
+            .expect("status");
         for map in [status.capacity, status.allocatable] {
             let map = map.expect("resources");
             assert_eq!(map["cpu"].0, "500");
