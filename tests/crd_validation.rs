@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use integration_tests::cluster_with_crds;
+use preview_core::ProviderName;
 use preview_core::Resource;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
 use preview_core::state::file::FileBackend;
+use preview_kubernetes::KubeProvider;
 use serde_json::{Value, json};
 use testkit::ADMIN_USER;
 
@@ -35,11 +36,7 @@ async fn rejected_plan(stack: &str, ns: &str, bad: Resource) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let (events, _rx) = EventSink::channel();
     let engine = Engine::new(
-        Providers {
-            kubernetes: Some(Arc::new(kube.clone())),
-            postgres: None,
-            digitalocean: None,
-        },
+        Providers::new().with(ProviderName::KUBERNETES, Arc::new(kube.clone())),
         Arc::new(FileBackend::new(dir.path())),
         events,
         EngineOptions::default(),

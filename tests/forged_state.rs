@@ -17,10 +17,10 @@ use std::time::Duration;
 use integration_tests::create_namespace;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use preview_core::ProviderName;
 use preview_core::engine::{Engine, EngineError, EngineOptions, Providers};
 use preview_core::events::{Event, EventSink};
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
 use preview_core::secret::SecretString;
 use preview_core::state::auth::Authenticator;
 use preview_core::state::crypto::KdfParams;
@@ -28,6 +28,7 @@ use preview_core::state::file::FileBackend;
 use preview_core::state::format::{self, Codec};
 use preview_core::state::{ResourceRecord, StateBackend, StateError};
 use preview_core::{Resource, ResourceId};
+use preview_kubernetes::KubeProvider;
 use serde_json::json;
 use testkit::{ADMIN_USER, NodeSimulator, TestCluster};
 
@@ -44,11 +45,7 @@ fn engine(
     backend: Arc<dyn StateBackend>,
 ) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<Event>) {
     let (events, rx) = EventSink::channel();
-    let providers = Providers {
-        kubernetes: Some(Arc::new(kube.clone())),
-        postgres: None,
-        digitalocean: None,
-    };
+    let providers = Providers::new().with(ProviderName::KUBERNETES, Arc::new(kube.clone()));
     (Engine::new(providers, backend, events, options()), rx)
 }
 

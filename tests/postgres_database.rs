@@ -9,17 +9,17 @@ use std::sync::Arc;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::postgres::PostgresProvider;
 use preview_core::secret::SecretString;
 use preview_core::state::file::FileBackend;
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_postgres::PostgresProvider;
 use serde_json::json;
 use testkit::TestPostgres;
 
 fn database(name: &str, stack: &str) -> Resource {
     Resource {
         id: ResourceId {
-            provider: ProviderKind::Postgres,
+            provider: ProviderName::POSTGRES,
             api_version: "postgres.preview-envs.io/v1".into(),
             kind: "Database".into(),
             namespace: None,
@@ -49,11 +49,7 @@ async fn database_lifecycle_with_ownership_marker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let provider = Arc::new(PostgresProvider::new(SecretString::new(server.url())));
     let engine = Engine::new(
-        Providers {
-            kubernetes: None,
-            postgres: Some(provider),
-            digitalocean: None,
-        },
+        Providers::new().with(ProviderName::POSTGRES, provider),
         Arc::new(FileBackend::new(dir.path())),
         EventSink::none(),
         EngineOptions::default(),

@@ -22,11 +22,11 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
-use preview_core::postgres::in_cluster::InClusterProvider;
 use preview_core::provider::Provider;
 use preview_core::state::file::FileBackend;
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_kubernetes::KubeProvider;
+use preview_postgres::in_cluster::InClusterProvider;
 use serde_json::json;
 use testkit::{NodeSimulator, TestPostgres};
 
@@ -35,7 +35,7 @@ const IMAGE: &str = "docker.io/library/postgres:16-alpine@sha256:57c72fd2a128e41
 fn database(name: &str, stack: &str, namespace: &str, secret: &str) -> Resource {
     Resource {
         id: ResourceId {
-            provider: ProviderKind::Postgres,
+            provider: ProviderName::POSTGRES,
             api_version: "postgres.preview-envs.io/v1".into(),
             kind: "Database".into(),
             namespace: None,
@@ -116,11 +116,9 @@ async fn world(pg: &TestPostgres) -> World {
     );
     let state = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(
-        Providers {
-            kubernetes: Some(kube),
-            postgres: Some(Arc::new(in_cluster)),
-            digitalocean: None,
-        },
+        Providers::new()
+            .with(ProviderName::KUBERNETES, kube)
+            .with(ProviderName::POSTGRES, Arc::new(in_cluster)),
         Arc::new(FileBackend::new(state.path())),
         EventSink::none(),
         EngineOptions::default(),
@@ -272,7 +270,7 @@ async fn a_missing_credentials_secret_is_reported() {
 /// another image) is never found, reused or used to parameterise a drop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_planted_in_another_namespace_are_never_used() {
-    use preview_core::postgres::job::{DatabaseJob, JobSettings, Operation, job_name};
+    use preview_postgres::job::{DatabaseJob, JobSettings, Operation, job_name};
     let pg = TestPostgres::start().await.expect("postgres");
     let w = world(&pg).await;
     let stack = "preview-pr-80";

@@ -20,14 +20,12 @@ use std::sync::Arc;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::postgres::PostgresProvider;
-use preview_core::postgres::job::{
-    DatabaseJob, JobSettings, Operation, SCRIPT, parse_ensure_result,
-};
-use preview_core::postgres::role::{RoleSpec, generate_password, scram_verifier};
+use preview_core::schema::database_role::{RoleSpec, generate_password, scram_verifier};
 use preview_core::secret::SecretString;
 use preview_core::state::file::FileBackend;
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_postgres::PostgresProvider;
+use preview_postgres::job::{DatabaseJob, JobSettings, Operation, SCRIPT, parse_ensure_result};
 use serde_json::{Value, json};
 use testkit::TestPostgres;
 
@@ -35,7 +33,7 @@ use testkit::TestPostgres;
 fn database(name: &str, stack: &str, password: &SecretString, limit: u32) -> Resource {
     Resource {
         id: ResourceId {
-            provider: ProviderKind::Postgres,
+            provider: ProviderName::POSTGRES,
             api_version: "postgres.preview-envs.io/v1".into(),
             kind: "Database".into(),
             namespace: None,
@@ -198,11 +196,10 @@ async fn direct_executor_gives_each_preview_its_own_role() {
     let admin = pg.client().await.expect("admin");
     let dir = tempfile::tempdir().expect("state");
     let engine = Engine::new(
-        Providers {
-            kubernetes: None,
-            postgres: Some(Arc::new(PostgresProvider::new(SecretString::new(pg.url())))),
-            digitalocean: None,
-        },
+        Providers::new().with(
+            ProviderName::POSTGRES,
+            Arc::new(PostgresProvider::new(SecretString::new(pg.url()))),
+        ),
         Arc::new(FileBackend::new(dir.path())),
         EventSink::none(),
         EngineOptions::default(),

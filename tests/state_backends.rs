@@ -23,18 +23,25 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use preview_core::engine::{Engine, EngineOptions, Providers};
+use preview_core::events::EventSink;
+use preview_core::graph::DesiredGraph;
+use preview_core::observe::DryRun;
+use preview_core::provider::{Provider, ProviderError, WaitOptions};
 use preview_core::secret::SecretString;
 use preview_core::state::auth::Authenticator;
 use preview_core::state::crypto::KdfParams;
 use preview_core::state::crypto::Sealer;
 use preview_core::state::file::FileBackend;
 use preview_core::state::format::Codec;
-use preview_core::state::kubernetes::KubeBackend;
-use preview_core::state::kubernetes::lease::{lease_name, micro_ago, now_micro};
 use preview_core::state::{
-    BackendOptions, LockHolder, Output, ResourceRecord, StackLock, StackState, StateBackend,
-    StateError, format, lock_with_timeout, open_backend, open_backend_with,
+    LockHolder, Output, ResourceRecord, StackLock, StackState, StateBackend, StateError, format,
+    lock_with_timeout,
 };
+use preview_core::{ProviderName, Resource, ResourceId};
+use preview_envs::{BackendOptions, open_backend, open_backend_with};
+use preview_kubernetes::state::KubeBackend;
+use preview_kubernetes::state::lease::{lease_name, micro_ago, now_micro};
 use serde_json::json;
 use testkit::{TestCluster, TestPostgres};
 
@@ -1249,4 +1256,184 @@ async fn kubernetes_never_touches_a_foreign_secret() {
     assert!(err.to_string().contains("not a state Secret"), "{err}");
     let kept = api.get("preview-state-foreign").await.expect("still there");
     assert_eq!(kept.type_.as_deref(), Some("Opaque"));
+}
+
+/// Resources of the `memory` provider: kept in a map (what the engine needs
+/// from a provider to run `up` and a verified `destroy`, without a cluster).
+#[derive(Default)]
+struct MemoryProvider {
+    objects: std::sync::Mutex<std::collections::BTreeMap<ResourceId, serde_json::Value>>,
+}
+
+impl MemoryProvider {
+    fn objects(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<ResourceId, serde_json::Value>> {
+        self.objects.lock().expect("lock")
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for MemoryProvider {
+    async fn read(&self, id: &ResourceId) -> Result<Option<serde_json::Value>, ProviderError> {
+        Ok(self.objects().get(id).cloned())
+    }
+    async fn dry_run(&self, resource: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
+        Ok(DryRun::Accepted {
+            object: resource.body.clone(),
+        })
+    }
+    async fn apply(
+        &self,
+        resource: &Resource,
+        _force: bool,
+    ) -> Result<serde_json::Value, ProviderError> {
+        self.objects()
+            .insert(resource.id.clone(), resource.body.clone());
+        Ok(resource.body.clone())
+    }
+    async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+        self.objects().remove(id);
+        Ok(())
+    }
+    async fn wait_ready(
+        &self,
+        resource: &Resource,
+        _opts: WaitOptions,
+        _events: &EventSink,
+    ) -> Result<serde_json::Value, ProviderError> {
+        Ok(resource.body.clone())
+    }
+    async fn wait_gone(
+        &self,
+        _id: &ResourceId,
+        _opts: WaitOptions,
+        _events: &EventSink,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+    async fn list_owned(
+        &self,
+        stack: &str,
+        _kinds: &[ResourceId],
+    ) -> Result<Vec<ResourceId>, ProviderError> {
+        Ok(self
+            .objects()
+            .iter()
+            .filter(|(_, v)| {
+                v.pointer("/metadata/labels/preview-envs.io~1stack") == Some(&json!(stack))
+            })
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+}
+
+fn memory_resource(stack: &str, name: &str) -> Resource {
+    Resource {
+        id: ResourceId {
+            provider: ProviderName::new("memory").expect("name"),
+            api_version: "memory.example/v1".into(),
+            kind: "Thing".into(),
+            namespace: None,
+            name: name.into(),
+        },
+        body: json!({"metadata": {"labels": {"preview-envs.io/stack": stack}}, "value": name}),
+        depends_on: Default::default(),
+        options: Default::default(),
+    }
+}
+
+/// A verified destroy removes the stack's state (the backend's records, such as
+/// tested images, stay); with `keep_state` the emptied state stays; a destroy
+/// that finds something left keeps the state and names it.
+async fn destroy_removes_state(kind: Kind) {
+    let fx = fixture(kind).await;
+    let provider = Arc::new(MemoryProvider::default());
+    let engine = |keep_state: bool| {
+        Engine::new(
+            Providers::new().with(ProviderName::new("memory").expect("name"), provider.clone()),
+            fx.backend.clone(),
+            EventSink::none(),
+            EngineOptions {
+                keep_state,
+                ..EngineOptions::default()
+            },
+        )
+    };
+    let record = b"{\"tested\": \"sha256:abc\"}";
+    fx.backend
+        .swap_record("tested", "preview-pr-1", None, record)
+        .await
+        .expect("record");
+    for (stack, keep) in [("gone-1", false), ("kept-1", true)] {
+        let graph = DesiredGraph::new(stack, vec![memory_resource(stack, &format!("{stack}-a"))])
+            .expect("graph");
+        engine(keep)
+            .up(
+                &graph,
+                [("url".to_owned(), Output::Plain(json!("x")))].into(),
+            )
+            .await
+            .expect("up");
+        assert!(fx.backend.read(stack).await.expect("read").is_some());
+        let report = engine(keep).destroy(stack).await.expect("destroy");
+        assert_eq!(report.plan.summary().delete, 1, "{kind:?} {stack}");
+        let after = fx.backend.read(stack).await.expect("read");
+        if keep {
+            let state = after.expect("kept state");
+            assert!(
+                state.resources.is_empty() && state.outputs.is_empty() && state.pending.is_empty()
+            );
+        } else {
+            assert!(after.is_none(), "{kind:?}: the state of {stack} is left");
+            assert!(
+                !fx.backend
+                    .list()
+                    .await
+                    .expect("list")
+                    .contains(&stack.to_owned())
+            );
+        }
+    }
+    assert_eq!(
+        fx.backend
+            .read_record("tested", "preview-pr-1")
+            .await
+            .expect("read record")
+            .as_deref(),
+        Some(&record[..]),
+        "{kind:?}: the tested-image record must survive destroys"
+    );
+    // Something left: a foreign run re-created an object of the stack behind its back.
+    let stack = "left-1";
+    let graph = DesiredGraph::new(stack, vec![memory_resource(stack, "left-a")]).expect("graph");
+    engine(false)
+        .up(&graph, Default::default())
+        .await
+        .expect("up");
+    let stray = memory_resource(stack, "left-stray");
+    provider
+        .objects()
+        .insert(stray.id.clone(), stray.body.clone());
+    let err = engine(false).destroy(stack).await.expect_err("residue");
+    assert!(err.to_string().contains("left-stray"), "{err}");
+    assert!(
+        fx.backend.read(stack).await.expect("read").is_some(),
+        "{kind:?}: an unverified destroy must keep the state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_removes_state_file() {
+    destroy_removes_state(Kind::File).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_removes_state_kubernetes() {
+    destroy_removes_state(Kind::Kube).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_removes_state_postgres() {
+    destroy_removes_state(Kind::Pg).await;
 }

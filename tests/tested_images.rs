@@ -18,9 +18,10 @@ use integration_tests::{create_namespace, unique_name};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
 use preview_core::state::file::FileBackend;
-use preview_core::state::kubernetes::KubeBackend;
 use preview_core::state::tested::{self, Appended, TestedEntry};
-use preview_core::state::{StackState, StateBackend, StateError, open_backend};
+use preview_core::state::{StackState, StateBackend, StateError};
+use preview_envs::open_backend;
+use preview_kubernetes::state::KubeBackend;
 use testkit::{TestCluster, TestPostgres};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The per-PR logical database, as an engine resource of the PostgreSQL provider.
 //!
 //! This component only *describes* the database: a [`Resource`] with
-//! [`ProviderKind::Postgres`], `apiVersion` [`API_VERSION`], kind `Database`, name =
+//! [`ProviderName::POSTGRES`], `apiVersion` [`API_VERSION`], kind `Database`, name =
 //! the database name, no namespace, and the body
 //!
 //! ```yaml
@@ -31,7 +31,7 @@
 //! ```
 //!
 //! The password itself is never part of the body: the component turns it into
-//! its SCRAM-SHA-256 verifier ([`preview_core::postgres::role`]), and the stack
+//! its SCRAM-SHA-256 verifier ([`preview_core::schema::database_role`]), and the stack
 //! puts the password into the application's Secret.
 //!
 //! The executors (in-cluster Job or direct SQL) create it idempotently, record the
@@ -40,19 +40,15 @@
 //! `[a-z_][a-z0-9_]{0,62}` (lowercase, so no quoting surprises; at most 63 bytes,
 //! PostgreSQL's `NAMEDATALEN - 1`) with [`check_identifier`].
 
-use preview_core::postgres::job::JobSettings;
-use preview_core::postgres::role::{MAX_CONNECTION_LIMIT, RoleSpec, VERIFIER_POINTER};
+use preview_core::schema::database::{DatabaseBody, JobSettings, ServerAddress};
+use preview_core::schema::database_role::{MAX_CONNECTION_LIMIT, RoleSpec, VERIFIER_POINTER};
 use preview_core::secret::SecretString;
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
-use serde_json::json;
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 use std::collections::BTreeSet;
 
 use crate::error::ComponentError;
 
-/// `apiVersion` of the database resource.
-pub const API_VERSION: &str = "postgres.preview-envs.io/v1";
-/// `kind` of the database resource.
-pub const KIND: &str = "Database";
+pub use preview_core::schema::database::{API_VERSION, KIND};
 
 /// A logical database on a PostgreSQL server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,7 +100,7 @@ impl LogicalDatabase {
     /// The resource id (`postgres Database <name>`).
     pub fn id(&self) -> ResourceId {
         ResourceId {
-            provider: ProviderKind::Postgres,
+            provider: ProviderName::POSTGRES,
             api_version: API_VERSION.to_owned(),
             kind: KIND.to_owned(),
             namespace: None,
@@ -174,11 +170,6 @@ impl LogicalDatabase {
                 ))
             }
         };
-        let mut body = json!({
-            "owner": self.owner,
-            "server": {"host": self.host, "port": self.port},
-            "ownerMarker": self.owner_marker,
-        });
         if let Some(job) = &self.job {
             for (what, value) in [
                 ("database job namespace", &job.namespace),
@@ -193,13 +184,18 @@ impl LogicalDatabase {
                     ));
                 }
             }
-            body["job"] = serde_json::to_value(job)
-                .map_err(|e| ComponentError::invalid("database job", "", e.to_string()))?;
         }
-        if let Some(role) = role {
-            body["role"] = serde_json::to_value(role)
-                .map_err(|e| ComponentError::invalid("database role", "", e.to_string()))?;
+        let body = DatabaseBody {
+            owner: self.owner.clone(),
+            server: ServerAddress {
+                host: self.host.clone(),
+                port: self.port,
+            },
+            owner_marker: self.owner_marker.clone(),
+            job: self.job.clone(),
+            role,
         }
+        .to_value();
         Ok(Resource {
             id: self.id(),
             body,
@@ -308,7 +304,7 @@ mod tests {
     #[test]
     fn resource_identity() {
         let r = db().build().expect("builds");
-        assert_eq!(r.id.provider, ProviderKind::Postgres);
+        assert_eq!(r.id.provider, ProviderName::POSTGRES);
         assert_eq!(r.id.api_version, "postgres.preview-envs.io/v1");
         assert_eq!(r.id.kind, "Database");
         assert_eq!(r.id.namespace, None);

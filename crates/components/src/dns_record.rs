@@ -1,8 +1,8 @@
 //! A DNS record in a DigitalOcean-hosted zone, as an engine resource of the
-//! DigitalOcean provider (`preview_core::digitalocean`).
+//! DigitalOcean provider (`preview_digitalocean`).
 //!
 //! This component only *describes* the record: a [`Resource`] with
-//! [`ProviderKind::DigitalOcean`], `apiVersion` `dns.digitalocean.com/v1`, kind
+//! [`ProviderName::DIGITALOCEAN`], `apiVersion` `dns.digitalocean.com/v1`, kind
 //! `DomainRecord`, namespace = the zone, name = `<TYPE>:<name>` (e.g.
 //! `digitalocean DomainRecord aphiria.com/A:*.pr`), and the body
 //!
@@ -44,10 +44,10 @@
 
 use std::collections::BTreeSet;
 
-use preview_core::digitalocean::record::{
+use preview_core::schema::dns_record::{
     DataFrom, DesiredRecord, RecordData, RecordKey, check_data, check_domain, check_relative_name,
 };
-use preview_core::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 
 use crate::error::ComponentError;
 
@@ -133,14 +133,13 @@ impl DnsRecord {
     pub fn build(&self) -> Result<Resource, ComponentError> {
         check_domain(&self.domain)
             .map_err(|m| ComponentError::invalid("DNS zone", self.domain.as_str(), m))?;
-        if !preview_core::digitalocean::record::SUPPORTED_TYPES.contains(&self.record_type.as_str())
-        {
+        if !preview_core::schema::dns_record::SUPPORTED_TYPES.contains(&self.record_type.as_str()) {
             return Err(ComponentError::invalid(
                 "DNS record type",
                 self.record_type.as_str(),
                 format!(
                     "supported: {}",
-                    preview_core::digitalocean::record::SUPPORTED_TYPES.join(", ")
+                    preview_core::schema::dns_record::SUPPORTED_TYPES.join(", ")
                 ),
             ));
         }
@@ -168,7 +167,7 @@ impl DnsRecord {
                 RecordData::Literal(value.clone())
             }
             DnsRecordData::FromObject { object, path } => {
-                if object.provider != ProviderKind::Kubernetes {
+                if object.provider != ProviderName::KUBERNETES {
                     return Err(ComponentError::invalid(
                         "DNS record data source",
                         object.to_string(),
@@ -229,7 +228,7 @@ mod tests {
     #[test]
     fn identity_and_dependency() {
         let r = web().build().expect("builds");
-        assert_eq!(r.id.provider, ProviderKind::DigitalOcean);
+        assert_eq!(r.id.provider, ProviderName::DIGITALOCEAN);
         assert_eq!(
             r.id.to_string(),
             "digitalocean DomainRecord aphiria.com/A:*.pr"

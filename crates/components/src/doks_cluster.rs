@@ -1,9 +1,9 @@
 //! A DigitalOcean Kubernetes (DOKS) cluster, as an engine resource of the
-//! DigitalOcean provider (`preview_core::digitalocean`): the option of creating the
+//! DigitalOcean provider (`preview_digitalocean`): the option of creating the
 //! preview cluster instead of bringing your own kubeconfig.
 //!
 //! This component only *describes* the cluster: a [`Resource`] with
-//! `ProviderKind::DigitalOcean`, `apiVersion` `kubernetes.digitalocean.com/v1`,
+//! `ProviderName::DIGITALOCEAN`, `apiVersion` `kubernetes.digitalocean.com/v1`,
 //! kind `KubernetesCluster`, name = the cluster's name, and the body
 //!
 //! ```yaml
@@ -37,7 +37,7 @@
 
 use std::collections::BTreeSet;
 
-use preview_core::digitalocean::cluster::{DesiredCluster, NodePoolSpec};
+use preview_core::schema::doks_cluster::{DesiredCluster, NodePoolSpec};
 use preview_core::{Resource, ResourceId, ResourceOptions};
 
 use crate::error::ComponentError;
@@ -107,7 +107,7 @@ impl DoksCluster {
                 .map(|p| NodePoolSpec {
                     name: p.name.clone(),
                     size: p.size.clone(),
-                    count: i64::from(p.count),
+                    count: p.count,
                 })
                 .collect(),
             owner: self.owner_stack.clone(),
@@ -137,7 +137,7 @@ impl DoksCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use preview_core::ProviderKind;
+    use preview_core::ProviderName;
 
     fn cluster() -> DoksCluster {
         DoksCluster::new("aphiria-previews", "fra1", "1.33.1-do.0", "preview-cluster")
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn identity() {
         let r = cluster().build().expect("builds");
-        assert_eq!(r.id.provider, ProviderKind::DigitalOcean);
+        assert_eq!(r.id.provider, ProviderName::DIGITALOCEAN);
         assert_eq!(
             r.id.to_string(),
             "digitalocean KubernetesCluster aphiria-previews"

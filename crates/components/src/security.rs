@@ -177,7 +177,7 @@ pub(crate) fn harden(pod: &mut PodSpec, hardening: Option<&Hardening>) {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Container;
-    use preview_core::kubernetes::version::OLDEST_SUPPORTED_MINOR;
+    use preview_kubernetes::version::OLDEST_SUPPORTED_MINOR;
     use serde_json::json;
 
     #[test]

@@ -42,7 +42,7 @@ use crate::observe::{Observation, Observed};
 use crate::plan::{Action, DeleteTarget, Plan, Step};
 use crate::planner::{self, PlanOptions};
 use crate::provider::{Provider, ProviderError, WaitOptions};
-use crate::resource::{ProviderKind, Resource, ResourceId};
+use crate::resource::{ProviderName, Resource, ResourceId};
 use crate::saved::{self, Basis};
 use crate::state::auth::RecordHasher;
 use crate::state::{
@@ -50,31 +50,85 @@ use crate::state::{
 };
 use crate::validate::{self, Policy, ValidationError};
 
-/// Providers by kind.
+/// The providers of a run, by name: the engine sends every resource to the
+/// provider its [`ResourceId::provider`] names. The set is open: a program
+/// registers its own next to (or instead of) the built-in ones.
+///
+/// ```
+/// use preview_core::engine::Providers;
+/// use preview_core::ProviderName;
+///
+/// let providers = Providers::new().explain_missing(
+///     ProviderName::POSTGRES,
+///     "set DATABASE_URL to reach the database server",
+/// );
+/// assert!(providers.get(&ProviderName::POSTGRES).is_none());
+/// ```
 #[derive(Clone, Default)]
 pub struct Providers {
-    /// Kubernetes.
-    pub kubernetes: Option<Arc<dyn Provider>>,
-    /// PostgreSQL databases.
-    pub postgres: Option<Arc<dyn Provider>>,
-    /// DigitalOcean API objects (DNS records, Kubernetes clusters).
-    pub digitalocean: Option<Arc<dyn Provider>>,
+    by_name: BTreeMap<ProviderName, Arc<dyn Provider>>,
+    /// Why a provider may be missing and how to configure it (from the program
+    /// that wires the providers: the core does not know its flags or variables).
+    missing_help: BTreeMap<ProviderName, String>,
 }
 
 impl Providers {
-    fn get(&self, id: &ResourceId) -> Result<&Arc<dyn Provider>, ProviderError> {
-        let p = match id.provider {
-            ProviderKind::Kubernetes => &self.kubernetes,
-            ProviderKind::Postgres => &self.postgres,
-            ProviderKind::DigitalOcean => &self.digitalocean,
-        };
-        p.as_ref().ok_or_else(|| ProviderError::Other {
-            id: id.clone(),
-            message: match id.provider {
-                ProviderKind::Postgres => "no PostgreSQL connection is configured for this run: set PREVIEW_POSTGRES_URL (or PREVIEW_POSTGRES_URL_FILE) to reach the database server".to_owned(),
-                ProviderKind::Kubernetes => "no Kubernetes connection is configured for this run".to_owned(),
-                ProviderKind::DigitalOcean => "no DigitalOcean API token is configured for this run: set PREVIEW_DIGITALOCEAN_TOKEN (or PREVIEW_DIGITALOCEAN_TOKEN_FILE)".to_owned(),
-            },
+    /// No providers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `provider` under `name`, replacing (and returning) any other.
+    pub fn register(
+        &mut self,
+        name: ProviderName,
+        provider: Arc<dyn Provider>,
+    ) -> Option<Arc<dyn Provider>> {
+        self.by_name.insert(name, provider)
+    }
+
+    /// [`Providers::register`], builder style.
+    pub fn with(mut self, name: ProviderName, provider: Arc<dyn Provider>) -> Self {
+        self.register(name, provider);
+        self
+    }
+
+    /// [`Providers::with`] when `provider` is `Some`.
+    pub fn with_optional(self, name: ProviderName, provider: Option<Arc<dyn Provider>>) -> Self {
+        match provider {
+            Some(p) => self.with(name, p),
+            None => self,
+        }
+    }
+
+    /// What to tell the user when a resource of provider `name` comes up and
+    /// no such provider is registered (for example which setting configures it).
+    pub fn explain_missing(mut self, name: ProviderName, help: impl Into<String>) -> Self {
+        self.missing_help.insert(name, help.into());
+        self
+    }
+
+    /// The provider registered under `name`.
+    pub fn get(&self, name: &ProviderName) -> Option<&Arc<dyn Provider>> {
+        self.by_name.get(name)
+    }
+
+    /// The names of the registered providers.
+    pub fn names(&self) -> impl Iterator<Item = &ProviderName> {
+        self.by_name.keys()
+    }
+
+    fn for_resource(&self, id: &ResourceId) -> Result<&Arc<dyn Provider>, ProviderError> {
+        self.get(&id.provider).ok_or_else(|| {
+            let mut message = format!("no {} provider is configured for this run", id.provider);
+            if let Some(help) = self.missing_help.get(&id.provider) {
+                message.push_str(": ");
+                message.push_str(help);
+            }
+            ProviderError::Other {
+                id: id.clone(),
+                message,
+            }
         })
     }
 }
@@ -97,6 +151,10 @@ pub struct EngineOptions {
     pub force_conflicts: bool,
     /// Remove finalizers of namespaces stuck Terminating during destroy.
     pub force_finalize: bool,
+    /// Keep the stack's state after a verified destroy (emptied: no resources,
+    /// outputs or pending steps). Off: a verified destroy removes the state
+    /// (the backend's other records, such as tested images, stay).
+    pub keep_state: bool,
     /// Wait for readiness after each apply (off: dependents start as soon as the
     /// API server accepted their dependencies).
     pub wait: bool,
@@ -117,6 +175,7 @@ impl Default for EngineOptions {
             failure_grace: Duration::from_secs(30),
             force_conflicts: false,
             force_finalize: false,
+            keep_state: false,
             wait: true,
             lock_timeout: Duration::ZERO,
             policy: Policy::default(),
@@ -385,7 +444,7 @@ impl Engine {
         let hasher = self.hasher(&state)?;
         let mut drift = Vec::new();
         for (id, record) in &state.resources {
-            let Some(live) = self.providers.get(id)?.read(id).await? else {
+            let Some(live) = self.providers.for_resource(id)?.read(id).await? else {
                 drift.push(Drift {
                     id: id.clone(),
                     status: DriftStatus::Missing,
@@ -441,7 +500,7 @@ impl Engine {
             .iter()
             .filter(|id| observed.get(*id).is_some_and(|o| o.live.is_none()))
             .filter_map(|id| {
-                let provider = self.providers.get(id).ok()?;
+                let provider = self.providers.for_resource(id).ok()?;
                 let prerequisite = provider.create_prerequisite(id)?;
                 let blocked = prerequisite.is_some_and(|p| {
                     graph.contains(&p) && observed.get(&p).is_none_or(|o| o.live.is_none())
@@ -453,7 +512,7 @@ impl Engine {
             return;
         }
         let results = futures::stream::iter(creates.into_iter().map(|res| async move {
-            let provider = self.providers.get(&res.id).ok()?;
+            let provider = self.providers.for_resource(&res.id).ok()?;
             match provider.dry_run(res, force).await {
                 Ok(dry_run) => Some((res.id.clone(), dry_run)),
                 Err(e) => {
@@ -489,7 +548,7 @@ impl Engine {
         let force = self.options.force_conflicts
             || !matches!(self.options.plan.import, planner::ImportSelection::None);
         let reads = futures::stream::iter(ids.into_iter().map(|id| async move {
-            let provider = self.providers.get(id)?;
+            let provider = self.providers.for_resource(id)?;
             let live = provider.read(id).await?;
             let dry_run = match graph.get(id) {
                 Some(res)
@@ -659,8 +718,10 @@ impl Engine {
         })
     }
 
-    /// Deletes everything the stack recorded, waits until it is gone, and verifies
-    /// that no object carrying the stack's label remains.
+    /// Deletes everything the stack recorded, waits until it is gone, verifies
+    /// that no object carrying the stack's label remains, and then removes the
+    /// stack's state (kept, emptied, with [`EngineOptions::keep_state`]). A
+    /// destroy that cannot verify keeps the state, naming what is left.
     pub async fn destroy(&self, stack: &str) -> Result<UpReport, EngineError> {
         let start = Instant::now();
         self.locked(stack, self.destroy_locked(stack, start)).await
@@ -701,9 +762,15 @@ impl Engine {
         if !residue.is_empty() {
             return Err(EngineError::Residue(residue));
         }
-        rec.state.outputs.clear();
-        rec.state.pending.clear();
-        rec.flush().await?;
+        if self.options.keep_state {
+            rec.state.outputs.clear();
+            rec.state.pending.clear();
+            rec.flush().await?;
+        } else {
+            // Verified: nothing of the stack is left, so neither is its state
+            // (still under the lock; every record write has finished).
+            self.backend.delete(stack).await?;
+        }
         Ok(UpReport {
             plan,
             elapsed: start.elapsed(),
@@ -719,26 +786,24 @@ impl Engine {
         recorded: &[ResourceId],
     ) -> Result<Vec<ResourceId>, EngineError> {
         let reads = futures::future::try_join_all(recorded.iter().map(|id| async move {
-            let live = self.providers.get(id)?.read(id).await?;
+            let live = self.providers.for_resource(id)?.read(id).await?;
             Ok::<_, ProviderError>(live.is_some().then(|| id.clone()))
         }))
         .await?;
         let mut residue: BTreeSet<ResourceId> = reads.into_iter().flatten().collect();
-        for kind in [
-            ProviderKind::Kubernetes,
-            ProviderKind::Postgres,
-            ProviderKind::DigitalOcean,
-        ] {
-            let of_kind: Vec<ResourceId> = recorded
-                .iter()
-                .filter(|id| id.provider == kind)
-                .cloned()
-                .collect();
-            if let Some(first) = of_kind.first() {
+        let mut by_provider: BTreeMap<&ProviderName, Vec<ResourceId>> = BTreeMap::new();
+        for id in recorded {
+            by_provider
+                .entry(&id.provider)
+                .or_default()
+                .push(id.clone());
+        }
+        for of_provider in by_provider.values() {
+            if let Some(first) = of_provider.first() {
                 residue.extend(
                     self.providers
-                        .get(first)?
-                        .list_owned(stack, &of_kind)
+                        .for_resource(first)?
+                        .list_owned(stack, of_provider)
                         .await?,
                 );
             }
@@ -820,7 +885,7 @@ impl Engine {
         graph: &DesiredGraph,
         step: &Step,
     ) -> Result<Option<Value>, ProviderError> {
-        let provider = self.providers.get(&step.id)?;
+        let provider = self.providers.for_resource(&step.id)?;
         let res = graph.get(&step.id);
         let opts = self.wait_options(res);
         let desired = || {
@@ -1392,10 +1457,7 @@ mod tests {
 
     impl World {
         fn engine(&self) -> Engine {
-            let providers = Providers {
-                kubernetes: Some(self.fake.clone()),
-                ..Providers::default()
-            };
+            let providers = Providers::new().with(ProviderName::KUBERNETES, self.fake.clone());
             Engine::new(
                 providers,
                 self.backend.clone(),
@@ -1506,10 +1568,7 @@ mod tests {
 
         let (events, mut rx) = EventSink::channel();
         let engine = Engine::new(
-            Providers {
-                kubernetes: Some(w.fake.clone()),
-                ..Providers::default()
-            },
+            Providers::new().with(ProviderName::KUBERNETES, w.fake.clone()),
             w.backend.clone(),
             events,
             EngineOptions::default(),

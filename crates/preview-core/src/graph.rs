@@ -43,7 +43,7 @@ use serde_json::{Map, Value};
 
 use crate::diff::{canonical_json, sha256_hex};
 use crate::resource::{
-    CONFIG_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ProviderKind, Resource, ResourceId,
+    CONFIG_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ProviderName, Resource, ResourceId,
     STACK_LABEL,
 };
 
@@ -149,7 +149,7 @@ impl DesiredGraph {
         let mut hashes: Vec<(ResourceId, String)> = Vec::new();
         for resource in by_id.values() {
             let mut deps = resource.depends_on.clone();
-            if resource.id.provider == ProviderKind::Kubernetes {
+            if resource.id.provider == ProviderName::KUBERNETES {
                 deps.extend(implied_dependencies(&resource.id, &resource.body, &index));
                 if let Some(hash) = config_hash(resource, &by_id, &mut config_cache) {
                     hashes.push((resource.id.clone(), hash));
@@ -158,7 +158,7 @@ impl DesiredGraph {
             dependencies.insert(resource.id.clone(), deps);
         }
         for resource in by_id.values_mut() {
-            if resource.id.provider == ProviderKind::Kubernetes {
+            if resource.id.provider == ProviderName::KUBERNETES {
                 stamp_labels(&mut resource.body, stack);
             }
         }
@@ -369,7 +369,7 @@ impl<'a> Index<'a> {
             certificate_secrets: HashMap::new(),
         };
         for (id, resource) in resources {
-            if id.provider != ProviderKind::Kubernetes {
+            if id.provider != ProviderName::KUBERNETES {
                 continue;
             }
             index.by_name.insert(
@@ -581,7 +581,7 @@ fn pod_spec<'v>(id: &ResourceId, body: &'v Value) -> Option<&'v Value> {
 /// JSON pointer of a workload's pod template.
 fn pod_template_pointer(id: &ResourceId) -> Option<&'static str> {
     let apps = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"];
-    if id.provider != ProviderKind::Kubernetes {
+    if id.provider != ProviderName::KUBERNETES {
         None
     } else if (id.group() == "apps" && apps.contains(&id.kind.as_str())) || id.is("batch", "Job") {
         Some("/spec/template")

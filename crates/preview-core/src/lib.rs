@@ -1,37 +1,37 @@
 //! # preview-core
 //!
-//! The engine behind per-pull-request preview environments: typed resources form a
-//! [`graph::DesiredGraph`]; [`planner::plan`] compares it with the recorded
-//! [`state::StackState`] and the [`observe::Observed`] live objects and yields a
-//! [`plan::Plan`]; [`render`] shows the plan as text, JSON or Markdown; the engine
-//! applies it with Kubernetes server-side apply through the single writer module
-//! [`kubernetes::writer`], waiting for [`readiness`] per kind.
+//! The engine behind per-pull-request preview environments, without any
+//! provider: typed resources form a [`graph::DesiredGraph`]; [`planner::plan`]
+//! compares it with the recorded [`state::StackState`] and the
+//! [`observe::Observed`] live objects and yields a [`plan::Plan`]; [`render`]
+//! shows the plan as text, JSON or Markdown; the [`engine`] applies it through the
+//! [`provider::Provider`] registered for each resource's [`ProviderName`]
+//! ([`engine::Providers`]), recording state after every step.
 //!
-//! Pure modules (no IO): `resource`, `graph`, `diff`, `plan`, `planner`, `render`,
-//! `readiness`, `validate`, `state::format`. Effects live in `kubernetes`,
-//! `state::file` and `engine`.
+//! Pure modules (no IO): `resource`, `graph`, `diff`, `plan`, `planner`,
+//! `render`, `validate`, `schema`, `saved`, `state::format`. Effects live in
+//! `engine` (through providers and backends) and `state::file`. The providers
+//! are crates of their own (`preview-kubernetes`, `preview-postgres`,
+//! `preview-digitalocean`); `preview-envs` wires them.
 
 // Errors carry the full ResourceId they are about, so every message can name it;
 // the size of the Err variant is irrelevant next to a network round trip.
 #![allow(clippy::result_large_err)]
 
 pub mod diff;
-pub mod digitalocean;
 pub mod engine;
 pub mod events;
 pub mod graph;
-pub mod kubernetes;
 pub mod observe;
 pub mod plan;
 pub mod planner;
-pub mod postgres;
 pub mod provider;
-pub mod readiness;
 pub mod render;
 pub mod resource;
 pub mod saved;
+pub mod schema;
 pub mod secret;
 pub mod state;
 pub mod validate;
 
-pub use resource::{ProviderKind, Resource, ResourceId, ResourceOptions, WaitRule};
+pub use resource::{ProviderName, Resource, ResourceId, ResourceOptions, WaitRule};

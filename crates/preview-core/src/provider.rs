@@ -1,8 +1,10 @@
 //! The provider boundary: how the engine reads, dry-runs, writes and waits.
 //!
-//! Each [`crate::resource::ProviderKind`] has one implementation of [`Provider`]
-//! (Kubernetes today; the PostgreSQL database provider plugs in the same way).
-//! The engine never talks to an API except through this trait.
+//! Each [`crate::resource::ProviderName`] registered in [`crate::engine::Providers`]
+//! has one implementation of [`Provider`] (the built-in ones live in the
+//! `preview-kubernetes`, `preview-postgres` and `preview-digitalocean` crates;
+//! `examples/local_files.rs` adds one of its own). The engine never talks to an
+//! API except through this trait.
 
 use std::time::Duration;
 

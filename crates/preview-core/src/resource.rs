@@ -6,6 +6,7 @@
 //! [`Resource::from_typed`]; the engine only ever sees JSON bodies, so every
 //! kind (built-in or custom) flows through the same plan/apply path.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
@@ -22,26 +23,86 @@ pub const STACK_LABEL: &str = "preview-envs.io/stack";
 /// Pod-template annotation carrying the content hash of referenced ConfigMaps/Secrets.
 pub const CONFIG_HASH_ANNOTATION: &str = "preview-envs.io/config-hash";
 
-/// Which provider reads and writes a resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// A Kubernetes object, applied with server-side apply.
-    Kubernetes,
-    /// A PostgreSQL object (a logical database), managed over SQL or an in-cluster Job.
-    Postgres,
-    /// A DigitalOcean API object (a DNS record), managed over the DigitalOcean API.
-    #[serde(rename = "digitalocean")]
-    DigitalOcean,
+/// The name of the provider that reads and writes a resource: one of the
+/// built-in providers ([`ProviderName::KUBERNETES`], [`ProviderName::POSTGRES`],
+/// [`ProviderName::DIGITALOCEAN`]) or one a program registers with
+/// [`crate::engine::Providers::register`]. The set is open: the core knows no
+/// provider beyond these names.
+///
+/// Serialized as the bare name (`"kubernetes"`), as in every state file. The
+/// ordering (part of [`ResourceId`]'s, the tie-breaker of every graph order)
+/// puts the three built-in providers first, in their historical order
+/// (Kubernetes, PostgreSQL, DigitalOcean), then other names alphabetically, so
+/// plans keep the order they always had.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ProviderName(Cow<'static, str>);
+
+impl ProviderName {
+    /// Kubernetes objects, applied with server-side apply.
+    pub const KUBERNETES: ProviderName = ProviderName(Cow::Borrowed("kubernetes"));
+    /// PostgreSQL objects (a logical database and its role), over SQL or in-cluster Jobs.
+    pub const POSTGRES: ProviderName = ProviderName(Cow::Borrowed("postgres"));
+    /// DigitalOcean API objects (DNS records, Kubernetes clusters).
+    pub const DIGITALOCEAN: ProviderName = ProviderName(Cow::Borrowed("digitalocean"));
+
+    /// A provider name: 1–63 lowercase ASCII letters, digits and `-`, starting
+    /// with a letter (it appears in state files, plans and messages).
+    pub fn new(name: impl Into<String>) -> Result<ProviderName, String> {
+        let name = name.into();
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(ProviderName(Cow::Owned(name)))
+        } else {
+            Err(format!(
+                "invalid provider name {name:?}: expected 1-63 lowercase letters, digits and '-', starting with a letter"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Built-in providers first, in their historical order (see the type docs).
+    fn rank(&self) -> u8 {
+        match self.as_str() {
+            "kubernetes" => 0,
+            "postgres" => 1,
+            "digitalocean" => 2,
+            _ => 3,
+        }
+    }
 }
 
-impl fmt::Display for ProviderKind {
+impl Ord for ProviderName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.rank(), self.as_str()).cmp(&(other.rank(), other.as_str()))
+    }
+}
+
+impl PartialOrd for ProviderName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        ProviderName::new(name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for ProviderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProviderKind::Kubernetes => "kubernetes",
-            ProviderKind::Postgres => "postgres",
-            ProviderKind::DigitalOcean => "digitalocean",
-        })
+        f.write_str(self.as_str())
     }
 }
 
@@ -53,7 +114,7 @@ impl fmt::Display for ProviderKind {
 #[serde(rename_all = "camelCase")]
 pub struct ResourceId {
     /// Provider that owns the resource.
-    pub provider: ProviderKind,
+    pub provider: ProviderName,
     /// `apiVersion` (`v1`, `apps/v1`, `gateway.networking.k8s.io/v1`, or a provider's own).
     pub api_version: String,
     /// `kind` (`Deployment`, `Database`, …).
@@ -74,7 +135,7 @@ impl ResourceId {
         name: impl Into<String>,
     ) -> Self {
         ResourceId {
-            provider: ProviderKind::Kubernetes,
+            provider: ProviderName::KUBERNETES,
             api_version: api_version.into(),
             kind: kind.into(),
             namespace: namespace.map(str::to_owned),
@@ -100,14 +161,14 @@ impl ResourceId {
 
     /// True when this is a Kubernetes object of `kind` in the core or named group.
     pub fn is(&self, group: &str, kind: &str) -> bool {
-        self.provider == ProviderKind::Kubernetes && self.group() == group && self.kind == kind
+        self.provider == ProviderName::KUBERNETES && self.group() == group && self.kind == kind
     }
 }
 
 impl fmt::Display for ResourceId {
     /// `Deployment preview-pr-1/web`, `Namespace preview-pr-1`, `postgres Database aphiria_pr_1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.provider != ProviderKind::Kubernetes {
+        if self.provider != ProviderName::KUBERNETES {
             write!(f, "{} ", self.provider)?;
         }
         f.write_str(&self.kind)?;
@@ -122,7 +183,7 @@ impl fmt::Display for ResourceId {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "rule")]
 pub enum WaitRule {
-    /// The per-kind rule from [`crate::readiness`].
+    /// The per-kind rule from the provider (for Kubernetes: `preview_kubernetes::readiness`).
     #[default]
     Default,
     /// Do not wait: ready as soon as the write is accepted.
@@ -210,7 +271,7 @@ impl Resource {
             .map(str::to_owned);
         Ok(Resource {
             id: ResourceId {
-                provider: ProviderKind::Kubernetes,
+                provider: ProviderName::KUBERNETES,
                 api_version,
                 kind,
                 namespace,

@@ -226,6 +226,10 @@ pub enum Command {
         /// Remove finalizers of a namespace stuck Terminating.
         #[arg(long)]
         force_finalize: bool,
+        /// Keep the stack's (emptied) state after a verified destroy; by default
+        /// it is removed. Tested-image records are kept either way.
+        #[arg(long)]
+        keep_state: bool,
     },
     /// Read live objects and report drift from the recorded state.
     Refresh {

@@ -12,15 +12,16 @@ use anyhow::{Context, Result, anyhow, bail};
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
-use preview_core::kubernetes::KubeProvider;
 use preview_core::plan::Plan;
 use preview_core::planner::ImportSelection;
 use preview_core::render;
 use preview_core::saved::{self, PlanMeta, SavedPlan};
 use preview_core::state::auth::Authenticator;
 use preview_core::state::format::Codec;
-use preview_core::state::{BackendOptions, Output, StateBackend, tested};
-use preview_core::{ProviderKind, ResourceId};
+use preview_core::state::{Output, StateBackend, tested};
+use preview_core::{ProviderName, ResourceId};
+use preview_envs::BackendOptions;
+use preview_kubernetes::KubeProvider;
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
 use stacks::{EnvSecrets, PrNumber, References, StackBuild, StackKind, StackRequest};
@@ -89,7 +90,8 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             stack,
             apply,
             force_finalize,
-        } => destroy_cmd(g, stack, apply, *force_finalize).await,
+            keep_state,
+        } => destroy_cmd(g, stack, apply, *force_finalize, *keep_state).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
         Command::State(cmd) => state_cmd(g, cmd).await,
         Command::Promote {
@@ -185,7 +187,7 @@ async fn backend_at_with(g: &GlobalArgs, url: &str, codec: Codec) -> Result<Arc<
         codec,
         ..BackendOptions::default()
     };
-    Ok(preview_core::state::open_backend_with(url, client.as_ref(), &options).await?)
+    Ok(preview_envs::open_backend_with(url, client.as_ref(), &options).await?)
 }
 
 async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<References> {
@@ -279,21 +281,25 @@ fn engine(
     let has_database = build.is_some_and(|b| {
         b.resources
             .iter()
-            .any(|r| r.id.provider == ProviderKind::Postgres)
+            .any(|r| r.id.provider == ProviderName::POSTGRES)
     });
-    let providers = Providers {
-        kubernetes: Some(kube.clone()),
-        postgres: Some(postgres_provider(
-            has_database,
-            &kube,
-            &events,
-            database_namespace,
-        )),
-        digitalocean: digitalocean_provider(&kube, build),
-    };
+    let providers = Providers::new()
+        .with(ProviderName::KUBERNETES, kube.clone())
+        .with(
+            ProviderName::POSTGRES,
+            postgres_provider(has_database, &kube, &events, database_namespace),
+        )
+        .with_optional(
+            ProviderName::DIGITALOCEAN,
+            digitalocean_provider(&kube, build),
+        )
+        .explain_missing(ProviderName::DIGITALOCEAN, DIGITALOCEAN_MISSING);
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
     (engine, printer)
 }
+
+/// How to configure the DigitalOcean provider, when a stack needs it and it is missing.
+pub(crate) const DIGITALOCEAN_MISSING: &str = "no DigitalOcean API token is set: set PREVIEW_DIGITALOCEAN_TOKEN (or PREVIEW_DIGITALOCEAN_TOKEN_FILE)";
 
 /// A flag that turns true on SIGTERM or Ctrl-C (SIGINT). The engine then stops,
 /// keeps the state it has written, releases the stack lock and reports
@@ -334,13 +340,13 @@ fn postgres_provider(
     use stacks::SecretSource;
     match EnvSecrets.get("POSTGRES_URL") {
         Some(url) => {
-            let provider = preview_core::postgres::PostgresProvider::new(url);
+            let provider = preview_postgres::PostgresProvider::new(url);
             if warm {
                 provider.warm_up();
             }
             Arc::new(provider)
         }
-        None => Arc::new(preview_core::postgres::in_cluster::InClusterProvider::new(
+        None => Arc::new(preview_postgres::in_cluster::InClusterProvider::new(
             kube.clone(),
             kube.client().clone(),
             events.clone(),
@@ -357,6 +363,25 @@ fn plan_text(plan: &Plan) -> String {
             show_unchanged: false,
         },
     )
+}
+/// `destroy` of a stack without state: already destroyed (a verified destroy
+/// removes the state) or never deployed. Nothing to do, so a re-run of a
+/// cleanup succeeds; the message says where the state was looked for.
+fn nothing_to_destroy(g: &GlobalArgs, name: &str, backend: &dyn StateBackend) -> Result<ExitCode> {
+    let message = format!(
+        "stack {name} has no state in {}: nothing to destroy",
+        backend.describe()
+    );
+    if g.json {
+        print_stdout(&serde_json::to_string_pretty(&json!({
+            "stack": name,
+            "nothingToDestroy": true,
+            "message": message,
+        }))?)?;
+    } else {
+        print_stdout(&message)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_stdout(text: &str) -> Result<()> {
@@ -377,7 +402,7 @@ struct Prepared {
     graph: DesiredGraph,
     engine: Engine,
     printer: tokio::task::JoinHandle<()>,
-    counts: preview_core::kubernetes::RequestCounts,
+    counts: preview_kubernetes::RequestCounts,
 }
 
 /// Placeholder for the preview's database role password where nothing is
@@ -387,7 +412,7 @@ const ROLE_PASSWORD_PLACEHOLDER: &str = "generated-by-stacks-up";
 
 /// The password of `preview-pr`'s database role for this run, and how it is
 /// kept: unsealed from the stack's state when recorded, else freshly generated
-/// (random, [`preview_core::postgres::role::generate_password`]); never from a
+/// (random, [`preview_core::schema::database_role::generate_password`]); never from a
 /// flag or the environment. Needs the state passphrase, which seals it.
 struct RolePassword {
     password: preview_core::secret::SecretString,
@@ -431,7 +456,7 @@ async fn role_password(
     let previous = state.outputs.get(OUTPUT);
     let password = match previous {
         Some(sealed) => sealer.unseal(OUTPUT, sealed)?,
-        None => preview_core::postgres::role::generate_password(),
+        None => preview_core::schema::database_role::generate_password(),
     };
     let sealed = sealer.seal_keeping(OUTPUT, &password, previous)?;
     Ok(RolePassword {
@@ -529,11 +554,7 @@ impl Prepared {
     async fn run<T>(
         self,
         op: impl AsyncFnOnce(&Engine, &DesiredGraph) -> Result<T, preview_core::engine::EngineError>,
-    ) -> Result<(
-        T,
-        StackBuild,
-        preview_core::kubernetes::counting::CountSnapshot,
-    )> {
+    ) -> Result<(T, StackBuild, preview_kubernetes::counting::CountSnapshot)> {
         let result = op(&self.engine, &self.graph).await;
         drop(self.engine);
         let _ = self.printer.await;
@@ -567,12 +588,12 @@ async fn render_cmd(
     }
     let manifests: Vec<(&preview_core::Resource, redact::Rendered)> = graph
         .resources()
-        .filter(|r| r.id.provider == ProviderKind::Kubernetes)
+        .filter(|r| r.id.provider == ProviderName::KUBERNETES)
         .map(|r| (r, redact::render(r, include_secrets)))
         .collect();
     for other in graph
         .resources()
-        .filter(|r| r.id.provider != ProviderKind::Kubernetes)
+        .filter(|r| r.id.provider != ProviderName::KUBERNETES)
     {
         eprintln!(
             "note: {} is not a Kubernetes object; `up` manages it through its provider",
@@ -1029,16 +1050,14 @@ async fn destroy_cmd(
     args: &StackArgs,
     apply: &ApplyArgs,
     force_finalize: bool,
+    keep_state: bool,
 ) -> Result<ExitCode> {
     let started = Instant::now();
     let req = request(args)?;
     let name = req.instance_name()?;
     let backend = backend(g).await?;
     if backend.read(&name).await?.is_none() {
-        bail!(
-            "stack {name} has no state in {}: nothing to destroy",
-            backend.describe()
-        );
+        return nothing_to_destroy(g, &name, backend.as_ref());
     }
     let database_namespace = database_namespace_for(g, req.kind, backend.as_ref()).await?;
     let kube = connect(g).await?;
@@ -1051,11 +1070,10 @@ async fn destroy_cmd(
         ImportSelection::None,
         database_namespace,
     );
-    if force_finalize {
-        let mut options = engine.options().clone();
-        options.force_finalize = true;
-        engine = engine.with_options(options);
-    }
+    let mut options = engine.options().clone();
+    options.force_finalize = force_finalize;
+    options.keep_state = keep_state;
+    engine = engine.with_options(options);
     let report = engine.destroy(&name).await;
     drop(engine);
     let _ = printer.await;
@@ -1065,13 +1083,19 @@ async fn destroy_cmd(
             "stack": name,
             "plan": render::json(&report.plan),
             "verified": true,
+            "stateRemoved": !keep_state,
             "elapsedMs": started.elapsed().as_millis() as u64,
         }))?)?;
     } else {
         print_stdout(&format!(
-            "{name}: destroyed {} resources in {:.1}s; verified nothing carrying the stack's label remains.",
+            "{name}: destroyed {} resources in {:.1}s; verified nothing carrying the stack's label remains; {}.",
             report.plan.summary().delete,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            if keep_state {
+                "the emptied state is kept (--keep-state)"
+            } else {
+                "its state is removed"
+            }
         ))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -1154,7 +1178,7 @@ impl ResourceRef {
             .order()
             .iter()
             .find(|id| {
-                id.provider == ProviderKind::Kubernetes
+                id.provider == ProviderName::KUBERNETES
                     && id.kind.eq_ignore_ascii_case(&self.kind)
                     && id.namespace == self.namespace
                     && id.name == self.name
@@ -1280,7 +1304,7 @@ fn digitalocean_provider(
     kube: &KubeProvider,
     build: Option<&StackBuild>,
 ) -> Option<Arc<dyn preview_core::provider::Provider>> {
-    use preview_core::digitalocean::{DEFAULT_API_URL, DigitalOceanProvider, DoClient};
+    use preview_digitalocean::{DEFAULT_API_URL, DigitalOceanProvider, DoClient};
     use stacks::SecretSource;
     let token = EnvSecrets.get("DIGITALOCEAN_TOKEN")?;
     let base = std::env::var("PREVIEW_DIGITALOCEAN_API_URL")

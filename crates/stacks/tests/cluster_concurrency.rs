@@ -253,7 +253,7 @@ async fn canary_secret_never_leaks() {
         .get(0);
     assert_eq!(
         verifier,
-        preview_core::postgres::role::scram_verifier(
+        preview_core::schema::database_role::scram_verifier(
             &db,
             &preview_core::secret::SecretString::new(canary.as_str())
         )

@@ -155,7 +155,7 @@ async fn sigkill_at_every_step_boundary_then_rerun_converges() {
     let recorded: Vec<String> = state
         .resources
         .keys()
-        .filter(|id| id.provider == preview_core::ProviderKind::Kubernetes)
+        .filter(|id| id.provider == preview_core::ProviderName::KUBERNETES)
         .map(ToString::to_string)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()

@@ -1198,8 +1198,8 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     assert!(
         sweep["empty"]
             .as_array()
-            .is_some_and(|s| s.contains(&serde_json::json!(preview_ns))),
-        "the destroyed preview's state records nothing: {sweep}"
+            .is_some_and(|s| !s.contains(&serde_json::json!(preview_ns))),
+        "the destroyed preview's state is removed, so the sweep no longer lists it: {sweep}"
     );
 
     // production-deploy.yml: the merged PR's head, which must have been tested.

@@ -178,11 +178,13 @@ async fn production_runs_exactly_what_a_destroyed_preview_tested() {
         std::fs::read(record_file(&stacks)).expect("record kept"),
         recorded
     );
-    let outputs = stacks.ok(&["--json", "outputs", "preview-pr", "--pr", &PR.to_string()]);
-    assert_eq!(
-        text(&outputs.stdout).trim(),
+    // The verified destroy removed the preview's state, outputs included.
+    let outputs = stacks.run(&["--json", "outputs", "preview-pr", "--pr", &PR.to_string()]);
+    assert!(!outputs.status.success(), "destroy removed the state");
+    assert!(
+        text(&outputs.stderr).contains("has no state"),
         "{}",
-        "destroy cleared the outputs"
+        text(&outputs.stderr)
     );
 
     // Images no preview ran are refused; the plan of --untested says so.

@@ -75,7 +75,7 @@ fn the_database_has_its_own_role() {
         .expect("verifier");
     assert_eq!(
         verifier,
-        preview_core::postgres::role::scram_verifier(
+        preview_core::schema::database_role::scram_verifier(
             "aphiria_pr_123",
             &preview_core::secret::SecretString::new(ROLE_PASSWORD)
         )

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resource::{ProviderKind, Resource, ResourceId, ResourceOptions};
+use crate::resource::{ProviderName, Resource, ResourceId, ResourceOptions};
 
 /// Stack and namespace of the fixture environment.
 pub(crate) const STACK: &str = "preview-pr-1";
@@ -27,7 +27,7 @@ pub(crate) fn id(api_version: &str, kind: &str, name: &str) -> ResourceId {
 /// The PostgreSQL database of the environment (another provider).
 pub(crate) fn database_id() -> ResourceId {
     ResourceId {
-        provider: ProviderKind::Postgres,
+        provider: ProviderName::POSTGRES,
         api_version: "postgres/v1".into(),
         kind: "Database".into(),
         namespace: None,

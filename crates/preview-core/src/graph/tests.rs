@@ -203,7 +203,7 @@ fn custom_resources_depend_on_their_crd_and_issuers() {
 fn ownership_labels_are_stamped_and_other_labels_kept() {
     let g = graph();
     for resource in g.resources() {
-        if resource.id.provider != ProviderKind::Kubernetes {
+        if resource.id.provider != ProviderName::KUBERNETES {
             assert_eq!(resource.body, json!({"name": "app_pr_1", "owner": "app"}));
             continue;
         }

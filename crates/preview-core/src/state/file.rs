@@ -17,7 +17,7 @@
 //! `DIR/.<stack>.write-lock`, so concurrent writers (even without the stack
 //! lock) cannot both pass the serial check: exactly one wins per serial.
 //!
-//! Records ([`records`]) live in `DIR/<kind>/<name>.json`.
+//! Records (`records`) live in `DIR/<kind>/<name>.json`.
 
 mod records;
 

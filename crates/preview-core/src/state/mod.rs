@@ -4,13 +4,13 @@
 //! serialisation (with a SHA-256 checksum since format 2, authenticated with a
 //! key derived from the state passphrase in format 3, [`auth`]), kept separate
 //! so the core types can change without breaking stored state. Backends implement
-//! [`StateBackend`] and are chosen by URL with [`open_backend`]:
+//! [`StateBackend`] and are chosen by URL with `preview_envs::open_backend`:
 //!
 //! | URL | backend | lock |
 //! |---|---|---|
 //! | `file://DIR` | [`file`](mod@file): `DIR/<stack>.json`, write-then-rename | `DIR/<stack>.lock` (`O_EXCL`) |
-//! | `kubernetes://NAMESPACE` | [`kubernetes`]: Secret `preview-state-<stack>` (chunked when large) | Lease `preview-lock-<stack>` |
-//! | `postgres://…` | [`postgres`]: row in `preview_envs_state` | per-stack session advisory lock |
+//! | `kubernetes://NAMESPACE` | `preview_kubernetes::state`: Secret `preview-state-<stack>` (chunked when large) | Lease `preview-lock-<stack>` |
+//! | `postgres://…` | `preview_postgres::state`: row in `preview_envs_state` | per-stack session advisory lock |
 //!
 //! Secret outputs are sealed with a per-stack data key ([`crypto`]). Every
 //! backend reads and writes through its [`format::Codec`]: with a state
@@ -40,11 +40,9 @@ pub mod auth;
 pub mod crypto;
 pub mod file;
 pub mod format;
-pub mod kubernetes;
 mod lock;
-pub mod postgres;
+mod redact;
 pub mod tested;
-mod url;
 
 use std::collections::BTreeMap;
 
@@ -527,7 +525,7 @@ pub trait StackLock: Send + Sync {
 }
 
 pub use lock::lock_with_timeout;
-pub use url::{BackendOptions, BackendUrl, open_backend, open_backend_with, redact_url};
+pub use redact::redact_url;
 
 #[cfg(test)]
 mod tests;

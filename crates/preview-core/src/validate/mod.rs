@@ -33,7 +33,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::resource::{ProviderKind, Resource, ResourceId};
+use crate::resource::{ProviderName, Resource, ResourceId};
 
 /// One problem with one desired resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -161,7 +161,7 @@ impl<'a> Context<'a> {
 fn kubernetes(resources: &[Resource]) -> impl Iterator<Item = &Resource> {
     resources
         .iter()
-        .filter(|r| r.id.provider == ProviderKind::Kubernetes)
+        .filter(|r| r.id.provider == ProviderName::KUBERNETES)
 }
 
 /// Runs every check on every Kubernetes resource; `Err` lists all problems, in

@@ -469,7 +469,7 @@ fn non_kubernetes_resources_are_skipped() {
     let mut resources = graph(&preview_stack());
     let mut db = resources[0].clone();
     db.id = ResourceId {
-        provider: ProviderKind::Postgres,
+        provider: ProviderName::POSTGRES,
         api_version: "postgres/v1".into(),
         kind: "Database".into(),
         namespace: None,

@@ -423,7 +423,7 @@ impl Resolver<'_> {
 
     /// `cluster:`, required by (and only read by) `preview-cluster`.
     fn cluster(&self, file: Option<ClusterFile>) -> Result<Option<ClusterConfig>, StackError> {
-        use preview_core::digitalocean::cluster::{check_name, check_version};
+        use preview_digitalocean::cluster::{check_name, check_version};
         if self.kind != StackKind::PreviewCluster {
             return Ok(None);
         }
@@ -582,9 +582,10 @@ impl Resolver<'_> {
             external,
             storage,
             connection_limit: match db.connection_limit {
-                None => preview_core::postgres::role::DEFAULT_CONNECTION_LIMIT,
+                None => preview_core::schema::database_role::DEFAULT_CONNECTION_LIMIT,
                 Some(n)
-                    if (1..=preview_core::postgres::role::MAX_CONNECTION_LIMIT).contains(&n) =>
+                    if (1..=preview_core::schema::database_role::MAX_CONNECTION_LIMIT)
+                        .contains(&n) =>
                 {
                     n
                 }
@@ -593,7 +594,7 @@ impl Resolver<'_> {
                         "database.connectionLimit",
                         format!(
                             "is {n}; use 1 to {}",
-                            preview_core::postgres::role::MAX_CONNECTION_LIMIT
+                            preview_core::schema::database_role::MAX_CONNECTION_LIMIT
                         ),
                     ));
                 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
-use preview_core::digitalocean::{DEFAULT_API_URL, DEFAULT_CLUSTER_POLL, DigitalOceanProvider};
+use preview_core::ProviderName;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::planner::ImportSelection;
@@ -31,14 +31,15 @@ use preview_core::render;
 use preview_core::secret::SecretString;
 use preview_core::state::crypto::{MIN_PASSPHRASE_CHARS, Sealer, passphrase_from_env};
 use preview_core::state::{Output, StackState, StateBackend, lock_with_timeout};
+use preview_digitalocean::{DEFAULT_API_URL, DEFAULT_CLUSTER_POLL, DigitalOceanProvider};
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
 use stacks::stack::preview_cluster::{NAME, outputs, runtime_outputs};
 use stacks::{EnvSecrets, SecretSource, StackBuild};
 
 use super::{
-    Import, backend, build_stack, graph_of, interrupt_signal, outputs_json, outputs_text,
-    plan_text, print_stdout, request,
+    Import, backend, build_stack, graph_of, interrupt_signal, nothing_to_destroy, outputs_json,
+    outputs_text, plan_text, print_stdout, request,
 };
 use crate::cli::{ApplyArgs, Command, GlobalArgs, PlanFormat, StackArgs, StackName};
 use crate::progress;
@@ -95,7 +96,8 @@ pub(super) async fn run(g: &GlobalArgs, command: &Command) -> Result<ExitCode> {
             stack,
             apply,
             force_finalize: _,
-        } => destroy_cmd(g, stack, apply).await,
+            keep_state,
+        } => destroy_cmd(g, stack, apply, *keep_state).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
         _ => bail!("this command does not run the preview-cluster stack"),
     }
@@ -192,11 +194,7 @@ fn engine(
         options.wait = !a.no_wait;
     }
     options.plan.import = import;
-    let providers = Providers {
-        kubernetes: None,
-        postgres: None,
-        digitalocean: Some(provider),
-    };
+    let providers = Providers::new().with(ProviderName::DIGITALOCEAN, provider);
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
     (engine, printer)
 }
@@ -334,7 +332,7 @@ async fn record_access(
         .next()
         .ok_or_else(|| anyhow!("stack {stack} has no cluster"))?;
     let id = &resource.id;
-    let cluster = preview_core::digitalocean::DesiredCluster::from_resource(resource)
+    let cluster = preview_digitalocean::DesiredCluster::from_resource(resource)
         .map_err(|m| anyhow!("{id}: {m}"))?;
     let live = prepared
         .provider
@@ -501,18 +499,23 @@ async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
     })
 }
 
-async fn destroy_cmd(g: &GlobalArgs, args: &StackArgs, apply: &ApplyArgs) -> Result<ExitCode> {
+async fn destroy_cmd(
+    g: &GlobalArgs,
+    args: &StackArgs,
+    apply: &ApplyArgs,
+    keep_state: bool,
+) -> Result<ExitCode> {
     let started = Instant::now();
     let name = request(args)?.instance_name()?;
     let backend = backend(g).await?;
     if backend.read(&name).await?.is_none() {
-        bail!(
-            "stack {name} has no state in {}: nothing to destroy",
-            backend.describe()
-        );
+        return nothing_to_destroy(g, &name, backend.as_ref());
     }
     let provider = provider()?;
-    let (engine, printer) = engine(g, backend, provider, Some(apply), ImportSelection::None);
+    let (mut engine, printer) = engine(g, backend, provider, Some(apply), ImportSelection::None);
+    let mut options = engine.options().clone();
+    options.keep_state = keep_state;
+    engine = engine.with_options(options);
     let report = engine.destroy(&name).await;
     drop(engine);
     let _ = printer.await;
@@ -522,6 +525,7 @@ async fn destroy_cmd(g: &GlobalArgs, args: &StackArgs, apply: &ApplyArgs) -> Res
             "stack": name,
             "plan": render::json(&report.plan),
             "verified": true,
+            "stateRemoved": !keep_state,
             "elapsedMs": started.elapsed().as_millis() as u64,
         }))?)?;
     } else {

@@ -59,7 +59,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use preview_core::secret::SecretString;
-    use preview_core::{ProviderKind, ResourceId};
+    use preview_core::{ProviderName, ResourceId};
 
     use crate::config::StackConfig;
     use crate::{SecretSource, StackKind, StackRequest};
@@ -106,14 +106,14 @@ mod tests {
         assert!(
             none.resources
                 .iter()
-                .all(|r| r.id.provider != ProviderKind::DigitalOcean)
+                .all(|r| r.id.provider != ProviderName::DIGITALOCEAN)
         );
 
         let build = base("dns: {provider: digitalocean}\n", &secrets).expect("with dns");
         let records: Vec<_> = build
             .resources
             .iter()
-            .filter(|r| r.id.provider == ProviderKind::DigitalOcean)
+            .filter(|r| r.id.provider == ProviderName::DIGITALOCEAN)
             .collect();
         let names: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
         assert_eq!(
@@ -151,7 +151,7 @@ mod tests {
         let record = fixed
             .resources
             .iter()
-            .find(|r| r.id.provider == ProviderKind::DigitalOcean)
+            .find(|r| r.id.provider == ProviderName::DIGITALOCEAN)
             .expect("record");
         assert_eq!(record.body["data"], "203.0.113.10");
         assert_eq!(record.body["ttl"], 60);

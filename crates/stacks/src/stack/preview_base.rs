@@ -37,7 +37,7 @@
 //!   when they are applied, after the Gateway is ready) or at `dns.address`; TTL
 //!   `dns.ttl` (300). Ownership is marked by a TXT record `_preview-envs` in the
 //!   zone, so the engine never adopts or deletes a record it did not create (see
-//!   `dns.rs` and `preview_core::digitalocean`). Token: secret `DIGITALOCEAN_TOKEN`.
+//!   `dns.rs` and `preview_digitalocean`). Token: secret `DIGITALOCEAN_TOKEN`.
 //!
 //! - with `planIdentity:`, the plan credential's objects (see `plan_identity.rs`):
 //!   ClusterRole and ClusterRoleBinding `preview-envs-planner` (get/list/watch,
@@ -282,10 +282,10 @@ impl BaseOutputs {
 ///   works on every Kubernetes version and for previews created later;
 /// - the **database Jobs** in the server's namespace: pods labelled
 ///   `app.kubernetes.io/managed-by: preview-envs` with the database-operation
-///   label (`preview_core::postgres::job::OPERATION_LABEL`).
+///   label (`preview_postgres::job::OPERATION_LABEL`).
 pub(crate) fn server_clients(config: &StackConfig) -> ServerClients {
-    use preview_core::postgres::job::OPERATION_LABEL;
     use preview_core::resource::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, STACK_LABEL};
+    use preview_postgres::job::OPERATION_LABEL;
     let requirement =
         |key: &str, operator: &str, values: Option<Vec<String>>| LabelSelectorRequirement {
             key: key.to_owned(),

@@ -20,7 +20,7 @@
 //! - the logical database `aphiria_pr_N` (`database.namePrefix` + N) on the base's
 //!   server, owned by its own login role `aphiria_pr_N` (no superuser, no
 //!   CREATEDB/CREATEROLE/replication, `database.connectionLimit` connections;
-//!   see `preview_core::postgres::role`), ownership marker `preview-pr-N` on both;
+//!   see `preview_core::schema::database_role`), ownership marker `preview-pr-N` on both;
 //! - ConfigMap `env-vars-pr-N` with exactly `APP_ENV=preview`,
 //!   `APP_WEB_URL=https://N.pr.<domain>`, `APP_API_URL=https://N.pr-api.<domain>`,
 //!   `APP_COOKIE_DOMAIN=.N.pr.<domain>`, `APP_COOKIE_SECURE=1`, `APP_BUILDER_API`,
@@ -51,7 +51,7 @@ use components::{
     DatabaseEgress, DatabaseRole, GatewayRef, ImagePullPolicy, LogicalDatabase, NetworkIsolation,
     PodSecurity, PodSecurityLevel, PreviewNamespace,
 };
-use preview_core::postgres::job::JobSettings;
+use preview_core::schema::database::JobSettings;
 use preview_core::validate::Policy;
 
 use super::app::{App, EnvValues, Images, Route, env_vars};

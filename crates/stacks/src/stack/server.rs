@@ -20,7 +20,7 @@
 
 use components::{ComputeResources, Labels, PostgresServer, ServerClients, postgres_uid};
 use preview_core::Resource;
-use preview_core::postgres::job::JobSettings;
+use preview_core::schema::database::JobSettings;
 use preview_core::secret::SecretString;
 
 use super::inputs::{protect, required};

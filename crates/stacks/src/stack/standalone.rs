@@ -27,7 +27,7 @@ use components::{
     DatabaseEgress, GatewayRef, LogicalDatabase, NetworkIsolation, PodSecurity, PodSecurityLevel,
     PreviewNamespace, WildcardHost,
 };
-use preview_core::postgres::job::JobSettings;
+use preview_core::schema::database::JobSettings;
 use preview_core::validate::Policy;
 
 use super::app::{App, EnvValues, Images, Route, env_vars};

@@ -285,7 +285,7 @@ fn destroy_of_an_edited_state_refuses_every_foreign_object() {
     for step in plan.steps.iter().filter(|s| s.action == Action::Delete) {
         assert!(
             matches!(&step.target, Some(DeleteTarget::Live { uid: Some(_) }))
-                || step.id.provider != crate::ProviderKind::Kubernetes,
+                || step.id.provider != crate::ProviderName::KUBERNETES,
             "{}",
             step.id
         );

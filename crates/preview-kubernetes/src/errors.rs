@@ -1,0 +1,182 @@
+//! Turns API errors into [`ProviderError`]s and dry-run outcomes that name the
+//! resource, the fields and the other field manager.
+
+use preview_core::observe::DryRun;
+use preview_core::provider::ProviderError;
+use preview_core::resource::ResourceId;
+
+/// The HTTP status code of an API error, if it is one.
+pub fn status_code(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Conflicting fields from a 409 apply answer: `.spec.replicas (conflict with "kubectl" using apps/v1)`.
+pub fn conflicts(status: &kube::core::Status) -> Vec<String> {
+    let causes = status
+        .details
+        .as_ref()
+        .map(|d| d.causes.as_slice())
+        .unwrap_or_default();
+    let mut out: Vec<String> = causes
+        .iter()
+        .filter(|c| c.reason == "FieldManagerConflict" || !c.field.is_empty())
+        .map(|c| format!("{} ({})", c.field, c.message))
+        .collect();
+    if out.is_empty() {
+        out.push(status.message.clone());
+    }
+    out
+}
+
+/// True when the API server rejected a change to an immutable field.
+pub fn is_immutable(status: &kube::core::Status) -> bool {
+    status.code == 422
+        && (status.message.contains("immutable")
+            || status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.message.contains("immutable"))))
+}
+
+/// True when RBAC refused the request itself (`… is forbidden: User "u" cannot
+/// patch resource …`), as opposed to a 403 from admission (a quota, a policy).
+pub fn is_forbidden_by_rbac(status: &kube::core::Status) -> bool {
+    status.code == 403
+        && status.message.contains("is forbidden: User \"")
+        && status.message.contains(" cannot ")
+}
+
+/// Classifies a dry-run apply failure.
+pub fn dry_run_outcome(id: &ResourceId, err: kube::Error) -> Result<DryRun, ProviderError> {
+    match err {
+        kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists" => {
+            Ok(DryRun::Rejected {
+                code: 409,
+                message: status.message.clone(),
+            })
+        }
+        kube::Error::Api(status) if status.code == 409 => Ok(DryRun::Conflict {
+            conflicts: conflicts(&status),
+            message: status.message.clone(),
+        }),
+        kube::Error::Api(status) if is_immutable(&status) => Ok(DryRun::Immutable {
+            message: status.message.clone(),
+        }),
+        kube::Error::Api(status) if is_forbidden_by_rbac(&status) => Ok(DryRun::Forbidden {
+            message: status.message.clone(),
+        }),
+        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => {
+            Ok(DryRun::Rejected {
+                code: status.code,
+                message: status.message.clone(),
+            })
+        }
+        other => Err(api_error(id, "dry-run apply", other)),
+    }
+}
+
+/// Wraps any kube error for `verb` on `id`.
+pub fn api_error(id: &ResourceId, verb: &'static str, err: kube::Error) -> ProviderError {
+    match err {
+        kube::Error::Api(status) if status.code == 409 && verb == "apply" => {
+            ProviderError::Conflict {
+                id: id.clone(),
+                conflicts: conflicts(&status),
+            }
+        }
+        kube::Error::Api(status) => ProviderError::Api {
+            id: id.clone(),
+            verb,
+            code: status.code,
+            message: status.message.clone(),
+        },
+        other => ProviderError::Other {
+            id: id.clone(),
+            message: format!("{verb} failed: {other}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::{Status, response::StatusCause, response::StatusDetails};
+
+    fn status(code: u16, message: &str, causes: Vec<StatusCause>) -> Status {
+        Status {
+            status: None,
+            code,
+            message: message.to_owned(),
+            metadata: None,
+            reason: String::new(),
+            details: Some(StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes,
+                retry_after_seconds: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn conflict_names_field_and_manager() {
+        let s = status(
+            409,
+            "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas",
+            vec![StatusCause {
+                reason: "FieldManagerConflict".into(),
+                message: "conflict with \"kubectl\" using apps/v1".into(),
+                field: ".spec.replicas".into(),
+            }],
+        );
+        assert_eq!(
+            conflicts(&s),
+            vec![".spec.replicas (conflict with \"kubectl\" using apps/v1)"]
+        );
+    }
+
+    #[test]
+    fn rbac_denials_are_told_from_admission_403s() {
+        let rbac = status(
+            403,
+            "deployments.apps \"web\" is forbidden: User \"testkit:planner\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"preview-pr-1\"",
+            vec![],
+        );
+        assert!(is_forbidden_by_rbac(&rbac));
+        let quota = status(
+            403,
+            "pods \"web\" is forbidden: exceeded quota: compute, requested: cpu=2, used: cpu=0, limited: cpu=1",
+            vec![],
+        );
+        assert!(!is_forbidden_by_rbac(&quota));
+        let id = ResourceId::kubernetes("apps/v1", "Deployment", Some("preview-pr-1"), "web");
+        assert!(matches!(
+            dry_run_outcome(&id, kube::Error::Api(Box::new(rbac))),
+            Ok(DryRun::Forbidden { .. })
+        ));
+        assert!(matches!(
+            dry_run_outcome(&id, kube::Error::Api(Box::new(quota))),
+            Ok(DryRun::Rejected { code: 403, .. })
+        ));
+    }
+
+    #[test]
+    fn immutable_is_detected_from_the_message() {
+        let s = status(
+            422,
+            "Job.batch \"migrate\" is invalid: spec.template: Invalid value: ...: field is immutable",
+            vec![],
+        );
+        assert!(is_immutable(&s));
+        assert!(!is_immutable(&status(
+            422,
+            "spec.replicas: Invalid value: -1",
+            vec![]
+        )));
+    }
+}

@@ -1,0 +1,116 @@
+//! The single module that changes the cluster.
+//!
+//! Create and update are one server-side apply with the [`FIELD_MANAGER`]
+//! (`force` only when the caller explicitly asked to take ownership of fields
+//! another manager holds). Whether an apply may create is decided by the planner
+//! (it refuses to adopt objects the stack does not own) — this module only executes.
+
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use serde_json::{Value, json};
+
+use super::errors::{api_error, status_code};
+use super::kinds::api_for;
+use super::{FIELD_MANAGER, KubeProvider};
+use preview_core::provider::ProviderError;
+use preview_core::resource::{Resource, ResourceId};
+
+/// Server-side apply of the desired body; returns the stored object.
+pub async fn apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<Value, ProviderError> {
+    let id = &res.id;
+    let kind = p.kinds.resolve(&p.client, id).await?;
+    let api = api_for(&p.client, &kind, id)?;
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    params.force = force;
+    let obj = api
+        .patch(&id.name, &params, &Patch::Apply(&res.body))
+        .await
+        .map_err(|e| api_error(id, "apply", e))?;
+    serde_json::to_value(&obj).map_err(|e| ProviderError::Other {
+        id: id.clone(),
+        message: format!("cannot encode object: {e}"),
+    })
+}
+
+/// Requests deletion with background propagation; a missing object is not an
+/// error. With `uid`, the delete is conditional on it (`preconditions.uid`): the
+/// API server refuses (409) to delete an object with another uid, i.e. one
+/// recreated since the planner checked it.
+pub async fn delete(
+    p: &KubeProvider,
+    id: &ResourceId,
+    uid: Option<&str>,
+) -> Result<(), ProviderError> {
+    let kind = p.kinds.resolve(&p.client, id).await?;
+    let api = api_for(&p.client, &kind, id)?;
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&id.name, &params).await {
+        Ok(_) => Ok(()),
+        Err(e) if status_code(&e) == Some(404) => Ok(()),
+        Err(e) if status_code(&e) == Some(409) => {
+            // A namespace already terminating answers 409 "the system is ensuring
+            // all content is removed": deletion of that very namespace is under
+            // way, which is what was asked. Anything else (a failed uid
+            // precondition) is an error.
+            let live = api
+                .get_opt(&id.name)
+                .await
+                .map_err(|e| api_error(id, "get", e))?;
+            let Some(live) = live else { return Ok(()) };
+            let terminating = live.metadata.deletion_timestamp.is_some();
+            let same = uid.is_none_or(|uid| live.metadata.uid.as_deref() == Some(uid));
+            if id.is("", "Namespace") && terminating && same {
+                return Ok(());
+            }
+            Err(if same {
+                api_error(id, "delete", e)
+            } else {
+                ProviderError::Other {
+                    id: id.clone(),
+                    message: format!(
+                        "not deleted: the object now has uid {}, not the checked {} (it was recreated since it was planned)",
+                        live.metadata.uid.as_deref().unwrap_or("(none)"),
+                        uid.unwrap_or_default()
+                    ),
+                }
+            })
+        }
+        Err(e) => Err(api_error(id, "delete", e)),
+    }
+}
+
+/// Removes `spec.finalizers` of a namespace stuck Terminating (only on explicit request).
+pub async fn force_finalize_namespace(
+    p: &KubeProvider,
+    id: &ResourceId,
+) -> Result<(), ProviderError> {
+    let request = |e: http::Error| ProviderError::Other {
+        id: id.clone(),
+        message: format!("cannot build finalize request: {e}"),
+    };
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": id.name},
+        "spec": {"finalizers": []},
+    });
+    let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Other {
+        id: id.clone(),
+        message: e.to_string(),
+    })?;
+    let req = http::Request::put(format!("/api/v1/namespaces/{}/finalize", id.name))
+        .header("content-type", "application/json")
+        .body(bytes)
+        .map_err(request)?;
+    p.client
+        .request::<Value>(req)
+        .await
+        .map(|_| ())
+        .map_err(|e| api_error(id, "finalize", e))
+}
