@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use preview_core::postgres::{role, sql};
+use preview_postgres::{role, sql};
 use testkit::{
     NodeCapacity, NodeSimulator, SimulatorOptions, TestCluster, TestPostgres, default_crd_dir,
     install_crds,
@@ -267,7 +267,7 @@ async fn postgres_costs(url: &str, runs: usize) -> Result<PostgresCosts> {
 }
 
 /// One Argon2id derivation of the state passphrase under the default cost
-/// (64 MiB, 3 passes, 1 lane), timed alone (median of `runs`): opening the
+/// (19 MiB, 2 passes, 1 lane), timed alone (median of `runs`): opening the
 /// data key of a state sealed with it. Every process of preview-pr derives
 /// at least one (to authenticate and seal its state).
 fn argon2_alone(runs: usize) -> Result<Duration> {
@@ -715,7 +715,7 @@ async fn single_rows(world: &World, runs: usize) -> Result<Vec<Row>> {
     let pg_costs = postgres_costs(&env.pg_url, runs.max(3)).await?;
     let kdf = tokio::task::block_in_place(|| argon2_alone(runs.max(3)))?;
     let kdf_note = format!(
-        "and at least one Argon2id of the state passphrase (64 MiB, 3 passes: {} alone, in-process)",
+        "and at least one Argon2id of the state passphrase (19 MiB, 2 passes: {} alone, in-process)",
         ms(kdf)
     );
 
