@@ -523,3 +523,119 @@ async fn in_cluster_jobs_give_each_preview_its_own_role() {
     let (ok, out) = runner.run(&drop223);
     assert!(ok, "{out}");
 }
+
+/// How many previews are created at the same time below. Without the advisory
+/// lock around the system databases' REVOKEs, two of them update the same
+/// catalog row at once (`tuple concurrently updated`), as 100 PR stacks applied
+/// at once did in the bench: the Job-script test failed in 2 of 2 runs without
+/// it. The direct executor's test did not reproduce it at this size (its
+/// `CREATE DATABASE`s queue on the template database first, which spreads the
+/// REVOKEs out); it checks that many creates at once all succeed.
+const AT_ONCE: usize = 32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_executor_creates_many_previews_at_once() {
+    let pg = TestPostgres::start_with_password_auth()
+        .await
+        .expect("postgres");
+    let admin = pg.client().await.expect("admin");
+    let dir = tempfile::tempdir().expect("state");
+    // One engine and one connection each, as separate `stacks` processes,
+    // polled together (their SQL runs at the same time on the server).
+    let engines: Vec<(String, Engine, DesiredGraph)> = (0..AT_ONCE)
+        .map(|pr| {
+            let engine = Engine::new(
+                Providers::new().with(
+                    ProviderName::POSTGRES,
+                    Arc::new(PostgresProvider::new(SecretString::new(pg.url()))),
+                ),
+                Arc::new(FileBackend::new(dir.path())),
+                EventSink::none(),
+                EngineOptions::default(),
+            );
+            let name = format!("aphiria_pr_{}", 600 + pr);
+            let stack = format!("preview-pr-{}", 600 + pr);
+            let graph = DesiredGraph::new(
+                &stack,
+                vec![database(&name, &stack, &generate_password(), 3)],
+            )
+            .expect("graph");
+            (name, engine, graph)
+        })
+        .collect();
+    let results =
+        futures::future::join_all(engines.iter().map(|(name, engine, graph)| async move {
+            (name, engine.up(graph, BTreeMap::new()).await)
+        }))
+        .await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {AT_ONCE} failed: {failed:#?}",
+        failed.len()
+    );
+    for pr in 0..AT_ONCE {
+        let name = format!("aphiria_pr_{}", 600 + pr);
+        assert!(exists(&admin, "pg_database", &name).await, "{name}");
+        assert!(exists(&admin, "pg_roles", &name).await, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_jobs_create_many_previews_at_once() {
+    let pg = TestPostgres::start_with_password_auth()
+        .await
+        .expect("postgres");
+    let admin = pg.client().await.expect("admin");
+    admin
+        .batch_execute("CREATE ROLE aphiria LOGIN SUPERUSER PASSWORD 'superuser-pw-canary'")
+        .await
+        .expect("superuser");
+    let runner = JobRunner {
+        pg: &pg,
+        superuser: "aphiria",
+        superuser_password: "superuser-pw-canary",
+    };
+    let jobs: Vec<(String, DatabaseJob)> = (0..AT_ONCE)
+        .map(|pr| {
+            let name = format!("aphiria_pr_{}", 700 + pr);
+            let stack = format!("preview-pr-{}", 700 + pr);
+            let role = Some(RoleSpec::new(&name, &generate_password(), 3));
+            let job = job(Operation::Ensure, &name, &stack, role);
+            (name, job)
+        })
+        .collect();
+    let results: Vec<(String, bool, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(name, job)| {
+                let runner = &runner;
+                scope.spawn(move || {
+                    let (ok, out) = runner.run(job);
+                    (name.clone(), ok, out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, ok, _)| !ok)
+        .map(|(name, _, out)| format!("{name}: {out}"))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {AT_ONCE} failed: {failed:#?}",
+        failed.len()
+    );
+    for (name, _, _) in &results {
+        assert!(exists(&admin, "pg_database", name).await, "{name}");
+        assert!(exists(&admin, "pg_roles", name).await, "{name}");
+    }
+}

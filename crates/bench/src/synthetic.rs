@@ -134,11 +134,16 @@ pub fn run(resources: usize, runs: usize) -> anyhow::Result<SyntheticResult> {
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
+        .as_deref()
+        .and_then(vm_hwm_kib)
         .unwrap_or(0)
+}
+
+/// The `VmHWM:` line (peak resident set, KiB) of a `/proc/PID/status` text.
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }

@@ -1013,7 +1013,15 @@ impl Engine {
                 written = rec.written(), if rec.is_writing() => written?,
                 Some(outcome) = running.next(), if !running.is_empty() => {
                     rec.touch();
-                    rec.state.pending.retain(|p| p.id != outcome.id);
+                    // A failed create may still have made the object (the
+                    // database of a create whose last statement failed): it
+                    // stays pending, as after an interruption, so the next run
+                    // adopts it by its label instead of refusing it as unknown.
+                    let may_exist_unrecorded = outcome.result.is_err()
+                        && matches!(outcome.action, Action::Create | Action::Replace);
+                    if !may_exist_unrecorded {
+                        rec.state.pending.retain(|p| p.id != outcome.id);
+                    }
                     match outcome.result {
                         Ok(live) => {
                             done += 1;
@@ -1347,9 +1355,11 @@ mod tests {
     }
 
     /// Objects in memory. Every apply first checks that the stored state
-    /// already records the resource as pending; `fail` fails, `slow` hangs.
+    /// already records the resource as pending; `fail` fails, `slow` hangs,
+    /// `half` is stored and then fails, the first time only.
     struct Fake {
         objects: Mutex<BTreeMap<ResourceId, Value>>,
+        half_done: std::sync::atomic::AtomicBool,
         backend: Arc<Counted>,
         violations: Mutex<Vec<String>>,
         /// Every delete sent, with the uid it was conditional on.
@@ -1382,6 +1392,16 @@ mod tests {
                     });
                 }
                 "slow" => tokio::time::sleep(Duration::from_secs(600)).await,
+                "half" if !self.half_done.swap(true, Ordering::SeqCst) => {
+                    self.objects
+                        .lock()
+                        .expect("lock")
+                        .insert(res.id.clone(), res.body.clone());
+                    return Err(ProviderError::Other {
+                        id: res.id.clone(),
+                        message: "stored, then failed".into(),
+                    });
+                }
                 _ => {}
             }
             self.objects
@@ -1444,6 +1464,7 @@ mod tests {
         });
         let fake = Arc::new(Fake {
             objects: Mutex::new(BTreeMap::new()),
+            half_done: std::sync::atomic::AtomicBool::new(false),
             backend: backend.clone(),
             violations: Mutex::new(Vec::new()),
             deletes: Mutex::new(Vec::new()),
@@ -1642,6 +1663,7 @@ mod tests {
         });
         let fake = Arc::new(Fake {
             objects: Mutex::new(BTreeMap::new()),
+            half_done: std::sync::atomic::AtomicBool::new(false),
             backend: w.backend.clone(),
             violations: Mutex::new(Vec::new()),
             deletes: Mutex::new(Vec::new()),
@@ -1724,7 +1746,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failure_records_what_finished_and_leaves_nothing_pending() {
+    async fn a_failure_records_what_finished_and_keeps_only_the_failed_create_pending() {
         let w = world();
         let engine = w.engine();
         let g = graph(&["a", "fail"], Some(("after-fail", "fail")));
@@ -1739,10 +1761,53 @@ mod tests {
         assert_eq!(skipped, vec![id("after-fail")]);
         assert!(w.violations().is_empty(), "{:?}", w.violations());
         let stored = w.stored().await;
-        assert!(stored.pending.is_empty(), "{:?}", stored.pending);
+        // The skipped step is forgotten; the failed create may have left its
+        // object, so it stays pending for the next run to find.
+        let pending: Vec<&str> = stored.pending.iter().map(|p| p.id.name.as_str()).collect();
+        assert_eq!(pending, ["fail"]);
         let recorded: Vec<&str> = stored.resources.keys().map(|i| i.name.as_str()).collect();
         assert_eq!(recorded, ["a", "ns"]);
         assert!(stored.outputs.is_empty(), "outputs only on success");
+    }
+
+    #[tokio::test]
+    async fn an_object_left_by_a_failed_create_is_adopted_by_the_next_run() {
+        let w = world();
+        let engine = w.engine();
+        let g = graph(&["a", "half"], None);
+        engine
+            .up(&g, BTreeMap::new())
+            .await
+            .expect_err("half fails");
+        assert!(
+            w.fake
+                .objects
+                .lock()
+                .expect("lock")
+                .contains_key(&id("half"))
+        );
+        // The next run finds it carrying the stack's label and recorded as
+        // pending: it is taken into the state, not refused as someone else's.
+        let report = engine.up(&g, BTreeMap::new()).await.expect("adopted");
+        let step = report
+            .plan
+            .steps
+            .iter()
+            .find(|s| s.id == id("half"))
+            .expect("a step for half");
+        assert_eq!(step.action, Action::Update, "{step:?}");
+        assert!(
+            step.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("interrupted run")),
+            "{step:?}"
+        );
+        let stored = w.stored().await;
+        assert!(stored.pending.is_empty(), "{:?}", stored.pending);
+        assert!(stored.resources.contains_key(&id("half")));
+        // And destroy removes it with the rest.
+        engine.destroy("s").await.expect("destroy");
+        assert!(w.fake.objects.lock().expect("lock").is_empty());
     }
 
     #[tokio::test]

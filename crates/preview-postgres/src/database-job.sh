@@ -57,8 +57,14 @@ SELECT format('DO $fail$ BEGIN RAISE EXCEPTION %L; END $fail$',
   FROM pg_catalog.pg_database d
  WHERE d.datname = :'db'
    AND COALESCE(pg_catalog.shobj_description(d.oid, 'pg_database'), '') <> :'comment' \gexec
+-- Serialised between concurrent Jobs (sql.rs REVOKE_SYSTEM_DATABASES): a
+-- REVOKE rewrites the catalog row, so two at once fail with "tuple
+-- concurrently updated".
+BEGIN;
+SELECT pg_advisory_xact_lock(hashtext('preview-envs/system-databases')) \g /dev/null
 REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
 REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;
+COMMIT;
 \if :has_role
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :'role') AS role_exists \gset
 \if :role_exists

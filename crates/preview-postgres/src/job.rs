@@ -559,6 +559,10 @@ mod tests {
         );
         assert!(SCRIPT.contains("REVOKE ALL ON DATABASE %I FROM PUBLIC"));
         assert!(SCRIPT.contains("REVOKE CONNECT ON DATABASE template1 FROM PUBLIC"));
+        // Both executors serialise the system databases' REVOKEs on one key.
+        let lock = "pg_advisory_xact_lock(hashtext('preview-envs/system-databases'))";
+        assert!(SCRIPT.contains(lock));
+        assert!(crate::sql::REVOKE_SYSTEM_DATABASES.contains(lock));
     }
 
     #[test]

@@ -422,11 +422,9 @@ impl PostgresProvider {
     async fn revoke_public(&self, id: &ResourceId) -> Result<(), ProviderError> {
         let db = sql::quote_ident(&id.name);
         self.with_client(id, async move |c| {
-            c.batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; {}",
-                sql::REVOKE_SYSTEM_DATABASES
-            ))
-            .await
+            c.batch_execute(&format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"))
+                .await?;
+            c.batch_execute(sql::REVOKE_SYSTEM_DATABASES).await
         })
         .await
     }

@@ -40,7 +40,15 @@ pub fn quote_literal(text: &str) -> String {
 
 /// Revokes CONNECT on the maintenance and template databases from PUBLIC:
 /// only superusers (and roles granted it explicitly) may connect to them.
-pub const REVOKE_SYSTEM_DATABASES: &str = "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC; REVOKE CONNECT ON DATABASE template1 FROM PUBLIC";
+///
+/// Every preview's create runs it, and a REVOKE rewrites the database's
+/// catalog row even when nothing changes: two at the same time fail with
+/// `tuple concurrently updated` (found by 100 PR stacks applied at once). So
+/// it runs in its own transaction under a transaction-scoped advisory lock
+/// (key `hashtext('preview-envs/system-databases')`, the same in the Job
+/// script `database-job.sh`): creates of different previews take turns for
+/// these two statements only (a few milliseconds).
+pub const REVOKE_SYSTEM_DATABASES: &str = "BEGIN; SELECT pg_advisory_xact_lock(hashtext('preview-envs/system-databases')); REVOKE CONNECT ON DATABASE postgres FROM PUBLIC; REVOKE CONNECT ON DATABASE template1 FROM PUBLIC; COMMIT";
 
 /// Prefix of the temporary names databases are created under (reserved for the engine).
 pub const TEMP_PREFIX: &str = "preview_envs_tmp_";

@@ -47,4 +47,4 @@ pub use cluster::{
 pub use crds::{CrdInstall, default_crd_dir, install_crds};
 pub use error::KitError;
 pub use postgres::TestPostgres;
-pub use simulator::{NodeSimulator, SimulatorOptions};
+pub use simulator::{NodeCapacity, NodeSimulator, SimulatorOptions};

@@ -43,17 +43,27 @@ static SHARED: OnceCell<TestPostgres> = OnceCell::const_new();
 impl TestPostgres {
     /// Initialises and starts a new server on a free port.
     pub async fn start() -> Result<TestPostgres, KitError> {
-        Self::start_with(false).await
+        Self::start_with(false, None).await
+    }
+
+    /// Like [`TestPostgres::start`], with `max_connections` set to `n` (the
+    /// server's default is 100), for benchmarks that connect from hundreds of
+    /// processes at once.
+    pub async fn start_with_max_connections(n: u32) -> Result<TestPostgres, KitError> {
+        Self::start_with(false, Some(n)).await
     }
 
     /// Like [`TestPostgres::start`], but TCP logins of roles other than
     /// `postgres` are checked with `scram-sha-256` (the `postgres` superuser
     /// and Unix-socket logins stay `trust`).
     pub async fn start_with_password_auth() -> Result<TestPostgres, KitError> {
-        Self::start_with(true).await
+        Self::start_with(true, None).await
     }
 
-    async fn start_with(password_auth: bool) -> Result<TestPostgres, KitError> {
+    async fn start_with(
+        password_auth: bool,
+        max_connections: Option<u32>,
+    ) -> Result<TestPostgres, KitError> {
         let bin = bins::pg_bin_dir()?;
         let as_postgres = running_as_root();
         let mut scratch = Scratch::new("testkit-postgres-", Some("data/postmaster.pid"))?;
@@ -102,10 +112,13 @@ impl TestPostgres {
         let mut attempt = 1;
         let port = loop {
             let port = ports::free_port()?;
-            let options = format!(
+            let mut options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
                 dir.display()
             );
+            if let Some(n) = max_connections {
+                options.push_str(&format!(" -c max_connections={n}"));
+            }
             let started = run(pg_command(as_postgres, &pg_ctl, &dir)
                 .arg("-D")
                 .arg(&data)

@@ -18,8 +18,8 @@
 //!   "format": 3,
 //!   "sha256": "<hex SHA-256 of the exact bytes of the state value>",
 //!   "authentication": {"algorithm": "hmac-sha256",
-//!                      "kdf": {"algorithm": "argon2id", "version": 19, "memoryKib": 65536,
-//!                              "iterations": 3, "parallelism": 1, "salt": "<base64>"},
+//!                      "kdf": {"algorithm": "argon2id", "version": 19, "memoryKib": 19456,
+//!                              "iterations": 2, "parallelism": 1, "salt": "<base64>"},
 //!                      "tag": "<hex HMAC-SHA256>"},
 //!   "state": {...}
 //! }

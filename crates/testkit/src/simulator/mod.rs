@@ -78,6 +78,34 @@ pub struct SimulatorOptions {
     pub gateway_address: String,
     /// Job pods whose commands really run on the host ([`job_runner`]).
     pub job_runner: JobRunnerOptions,
+    /// The node's capacity (= allocatable), which the REAL scheduler checks.
+    pub capacity: NodeCapacity,
+}
+
+/// What the simulated node offers the scheduler (capacity = allocatable).
+/// The default is a typical worker: cpu 8, memory 32Gi, 110 pods,
+/// ephemeral-storage 100Gi; benchmarks that start hundreds of stacks raise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCapacity {
+    /// CPU, as a Kubernetes quantity (`"8"`).
+    pub cpu: String,
+    /// Memory, as a Kubernetes quantity (`"32Gi"`).
+    pub memory: String,
+    /// Pods the node accepts.
+    pub pods: u32,
+    /// Ephemeral storage, as a Kubernetes quantity (`"100Gi"`).
+    pub ephemeral_storage: String,
+}
+
+impl Default for NodeCapacity {
+    fn default() -> Self {
+        Self {
+            cpu: "8".into(),
+            memory: "32Gi".into(),
+            pods: 110,
+            ephemeral_storage: "100Gi".into(),
+        }
+    }
 }
 
 impl Default for SimulatorOptions {
@@ -89,6 +117,7 @@ impl Default for SimulatorOptions {
             gateway_controller_name: NGINX_GATEWAY_CONTROLLER.into(),
             gateway_address: "10.240.0.100".into(),
             job_runner: JobRunnerOptions::default(),
+            capacity: NodeCapacity::default(),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The simulated Node and its heartbeat.
 //!
 //! One Node object (default name `sim-node`) with `Ready=True`, the pressure
-//! conditions `False`, capacity and allocatable cpu 8 / memory 32Gi / pods 110 /
-//! ephemeral-storage 100Gi, a fake InternalIP and `nodeInfo` that says
+//! conditions `False`, capacity and allocatable from
+//! [`SimulatorOptions::capacity`](super::SimulatorOptions) (default cpu 8 /
+//! memory 32Gi / pods 110 / ephemeral-storage 100Gi), a fake InternalIP and `nodeInfo` that says
 //! `testkit-simulated` where a real node names its kubelet and runtime. It exists
 //! so that anything looking at nodes finds one; no kubelet backs it.
 //!
@@ -53,8 +54,8 @@ pub(crate) fn node_object(options: &SimulatorOptions) -> Result<Node, serde_json
 /// The node's status with heartbeat times set to now.
 pub(crate) fn node_status(options: &SimulatorOptions) -> Value {
     let t = time_string(now());
-    let resources =
-        json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+    let cap = &options.capacity;
+    let resources = json!({"cpu": cap.cpu, "memory": cap.memory, "pods": cap.pods.to_string(), "ephemeral-storage": cap.ephemeral_storage});
     let c = |kind: &str, status: &str, reason: &str, message: &str| json!({"type": kind, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t});
     json!({
         "capacity": resources,
@@ -175,5 +176,29 @@ mod tests {
             .find(|c| c.type_ == "Ready")
             .expect("Ready");
         assert_eq!(ready.status, "True");
+    }
+
+    #[test]
+    fn capacity_comes_from_the_options() {
+        let options = SimulatorOptions {
+            capacity: super::super::NodeCapacity {
+                cpu: "500".into(),
+                memory: "2Ti".into(),
+                pods: 4000,
+                ephemeral_storage: "10Ti".into(),
+            },
+            ..SimulatorOptions::default()
+        };
+        let status = node_object(&options)
+            .expect("valid node")
+            .status
+            .expect("status");
+        for map in [status.capacity, status.allocatable] {
+            let map = map.expect("resources");
+            assert_eq!(map["cpu"].0, "500");
+            assert_eq!(map["memory"].0, "2Ti");
+            assert_eq!(map["pods"].0, "4000");
+            assert_eq!(map["ephemeral-storage"].0, "10Ti");
+        }
     }
 }
