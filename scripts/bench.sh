@@ -13,5 +13,5 @@ cd "$(dirname "$0")/.."
 scripts/control-plane.sh install
 # The v1.37 binaries and kubectl the test kit and the bench use.
 eval "$(scripts/control-plane.sh env | sed 's/^/export /')"
-cargo build --locked --release -q -p stacks -p bench
+cargo build --locked --release -q -p stacks-cli -p bench
 exec "${CARGO_TARGET_DIR:-target}/release/bench" "$@"

@@ -449,7 +449,7 @@ impl World {
         };
         anyhow::ensure!(
             env.stacks.exists(),
-            "{} missing: build with `cargo build --release -p stacks -p bench`",
+            "{} missing: build with `cargo build --release -p stacks-cli -p bench`",
             env.stacks.display()
         );
         eprintln!("stacks up preview-base …");
