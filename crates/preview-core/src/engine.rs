@@ -412,17 +412,13 @@ impl Engine {
         stack: &str,
         work: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
-        let lock = crate::state::lock_with_timeout(
+        crate::state::under_lock(
             self.backend.as_ref(),
             stack,
             self.options.lock_timeout,
+            work,
         )
-        .await?;
-        let result = work.await;
-        let released = lock.release().await;
-        let value = result?;
-        released?;
-        Ok(value)
+        .await
     }
 
     /// The options.

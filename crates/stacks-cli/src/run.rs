@@ -647,17 +647,11 @@ async fn render_cmd(
 /// file readable by its owner only (mode 0600, also when it existed before),
 /// before any byte is written.
 fn write_manifest(file: &Path, text: &str, private: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
     if private {
-        options.mode(0o600);
+        stacks::private_file::write_private(file, text.as_bytes())
+    } else {
+        std::fs::write(file, text)
     }
-    let mut out = options.open(file)?;
-    if private {
-        out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    out.write_all(text.as_bytes())
 }
 
 fn file_stem(id: &ResourceId) -> String {

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod params;
+pub mod private_file;
 pub mod redact;
 pub mod stack;
 pub mod state_cmd;

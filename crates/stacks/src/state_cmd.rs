@@ -37,7 +37,7 @@ use preview_core::secret::SecretString;
 use preview_core::state::crypto::{KdfParams, Sealer};
 use preview_core::state::format::{Codec, DecodeError, Purpose};
 use preview_core::state::{
-    Output, StackState, StateBackend, StateError, WriteRule, format, lock_with_timeout,
+    Output, StackState, StateBackend, StateError, WriteRule, format, under_lock,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -249,54 +249,13 @@ pub async fn export_to_file(
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateCmdError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file_err = |message: &str, e: std::io::Error| StateCmdError::File {
+    crate::private_file::write_private_atomic(path, bytes).map_err(|e| StateCmdError::File {
         path: path.display().to_string(),
-        message: format!("{message}: {e}"),
+        message: format!("cannot write: {e}"),
         source: Some(e),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        file_err("cannot write", e)
     })
 }
 
-/// Runs `work` under the stack's lock (waiting up to `lock_timeout`; `work`, a
-/// future, does nothing before it is awaited here), then releases the lock. An
-/// error of `work` wins over an error releasing the lock.
-async fn under_lock<T>(
-    backend: &dyn StateBackend,
-    stack: &str,
-    lock_timeout: Duration,
-    work: impl Future<Output = Result<T, StateCmdError>>,
-) -> Result<T, StateCmdError> {
-    let lock = lock_with_timeout(backend, stack, lock_timeout).await?;
-    let result = work.await;
-    let released = lock.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
-}
 
 /// Options of `state import`.
 #[derive(Clone, Debug, Default)]

@@ -11,6 +11,24 @@ const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest pause between attempts.
 const MAX_DELAY: Duration = Duration::from_secs(2);
 
+/// Runs `work` under `stack`'s lock (taken with [`lock_with_timeout`]; `work`,
+/// a future, does nothing before it is awaited here), then releases the lock
+/// however `work` ended. An error of `work` wins over an error releasing the
+/// lock. The one take-run-release of the engine and the state commands.
+pub async fn under_lock<T, E: From<StateError>>(
+    backend: &dyn StateBackend,
+    stack: &str,
+    timeout: Duration,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let lock = lock_with_timeout(backend, stack, timeout).await?;
+    let result = work.await;
+    let released = lock.release().await;
+    let value = result?;
+    released?;
+    Ok(value)
+}
+
 /// Takes `stack`'s lock, retrying while another run holds it, for up to
 /// `timeout` (`--lock-timeout`; zero fails fast). The final
 /// [`StateError::Locked`] names the holder (host, pid, start time) and how long

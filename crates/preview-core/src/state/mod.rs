@@ -524,7 +524,7 @@ pub trait StackLock: Send + Sync {
     }
 }
 
-pub use lock::lock_with_timeout;
+pub use lock::{lock_with_timeout, under_lock};
 pub use redact::redact_url;
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use preview_core::provider::Provider;
 use preview_core::render;
 use preview_core::secret::SecretString;
 use preview_core::state::crypto::{MIN_PASSPHRASE_CHARS, Sealer, passphrase_from_env};
-use preview_core::state::{Output, StackState, StateBackend, lock_with_timeout};
+use preview_core::state::{Output, StackState, StateBackend, under_lock};
 use preview_digitalocean::{DEFAULT_API_URL, DEFAULT_CLUSTER_POLL, DigitalOceanProvider};
 use serde_json::{Value, json};
 use stacks::config::StackConfig;
@@ -391,7 +391,6 @@ async fn record_access(
         .unwrap_or_else(|| format!("do-{}-{}", cluster.region, cluster.name));
     let expires = humantime::format_rfc3339_seconds(fetched_at + expiry).to_string();
 
-    let lock = lock_with_timeout(prepared.backend.as_ref(), stack, g.lock_timeout).await?;
     let written = async {
         let mut state = prepared
             .backend
@@ -429,11 +428,8 @@ async fn record_access(
             .await
             .with_context(|| format!("recording the kubeconfig of stack {stack}"))?;
         Ok(state.serial)
-    }
-    .await;
-    let released = lock.release().await;
-    let serial = written?;
-    released?;
+    };
+    let serial = under_lock(prepared.backend.as_ref(), stack, g.lock_timeout, written).await?;
     Ok(Access {
         recorded: true,
         serial,
@@ -608,20 +604,8 @@ pub(super) async fn kubeconfig_cmd(
 
 /// Writes `secret` to `path`, readable by its owner only.
 fn write_private(path: &Path, secret: &SecretString) -> Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {} to its owner", path.display()))?;
-    file.write_all(secret.expose().as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    stacks::private_file::write_private(path, secret.expose().as_bytes())
+        .with_context(|| format!("writing {} (owner only)", path.display()))
 }
 
 /// `--kubeconfig-from STACK`: writes the kubeconfig sealed in STACK's state to a
