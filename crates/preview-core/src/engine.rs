@@ -26,6 +26,9 @@
 //! everything else, keeps the refused records, and then fails with
 //! [`EngineError::Refused`]. Deletes are sent only for the object the planner
 //! checked ([`DeleteTarget`]).
+//!
+//! Two parts live in their own files: `engine/recorder.rs` (the run's state and
+//! its group-committed writes) and `engine/scheduler.rs` (which steps may start).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -49,6 +52,12 @@ use crate::state::{
     Output, PendingOperation, ResourceRecord, StackState, StateBackend, StateError,
 };
 use crate::validate::{self, Policy, ValidationError};
+
+mod recorder;
+mod scheduler;
+
+use recorder::Recorder;
+use scheduler::Scheduler;
 
 /// The providers of a run, by name: the engine sends every resource to the
 /// provider its [`ResourceId::provider`] names. The set is open: a program
@@ -1091,188 +1100,6 @@ fn forget_unstarted(state: &mut StackState, unstarted: &[&Step]) {
             .rposition(|p| p.id == step.id && p.action == step.action)
         {
             state.pending.remove(i);
-        }
-    }
-}
-
-/// The stack's state during a run, and the writes that make it durable.
-///
-/// Writes go out one at a time, in serial order, each with everything recorded
-/// so far (a group commit): what is recorded while one write is in flight goes
-/// into the next. [`Recorder::next_write`] and [`Recorder::is_written`] tell
-/// when what was recorded has reached the backend (what lets a step start).
-struct Recorder {
-    backend: Arc<dyn StateBackend>,
-    /// The state as recorded in this run so far (ahead of the backend).
-    state: StackState,
-    /// What the backend holds: the state as read, then each completed write.
-    durable: StackState,
-    /// The write in flight; resolves to the state it wrote.
-    writing: Option<StateWrite>,
-    /// Changed since the last write started ([`Recorder::touch`];
-    /// [`Recorder::flush`] also compares with what the backend holds).
-    dirty: bool,
-    /// Writes started in this run.
-    started: u64,
-    /// Writes completed in this run.
-    completed: u64,
-}
-
-/// A state write in flight, resolving to the state it wrote.
-type StateWrite = Pin<Box<dyn Future<Output = Result<StackState, StateError>> + Send>>;
-
-impl Recorder {
-    /// A recorder for `stored`, the state as read from `backend`.
-    fn new(backend: Arc<dyn StateBackend>, stored: StackState) -> Self {
-        Recorder {
-            backend,
-            state: stored.clone(),
-            durable: stored,
-            writing: None,
-            dirty: false,
-            started: 0,
-            completed: 0,
-        }
-    }
-
-    /// Marks the state as changed, so that the next write goes out.
-    fn touch(&mut self) {
-        self.dirty = true;
-    }
-
-    /// The number of the write that will carry everything recorded so far
-    /// (after a [`Recorder::touch`]): a write in flight took its copy earlier.
-    fn next_write(&self) -> u64 {
-        self.started + 1
-    }
-
-    /// Write number `n` has completed.
-    fn is_written(&self, n: u64) -> bool {
-        self.completed >= n
-    }
-
-    fn is_writing(&self) -> bool {
-        self.writing.is_some()
-    }
-
-    /// Starts writing everything recorded so far, under the next serial; does
-    /// nothing while a write is in flight or when nothing changed.
-    fn start_write(&mut self) {
-        if self.writing.is_some() || !self.dirty {
-            return;
-        }
-        self.dirty = false;
-        self.started += 1;
-        let mut next = self.state.clone();
-        next.serial = self.durable.serial + 1;
-        let backend = self.backend.clone();
-        self.writing = Some(Box::pin(async move {
-            backend.write(&next).await?;
-            Ok(next)
-        }));
-    }
-
-    /// Waits for the write in flight, if any (cancel-safe: the write stays in
-    /// flight when this future is dropped).
-    async fn written(&mut self) -> Result<(), StateError> {
-        let Some(writing) = self.writing.as_mut() else {
-            return Ok(());
-        };
-        let result = writing.await;
-        self.writing = None;
-        let next = result?;
-        self.completed = self.started;
-        self.state.serial = next.serial;
-        self.durable = next;
-        Ok(())
-    }
-
-    /// Waits for the write in flight, then writes what is left: whatever makes
-    /// the state differ from what the backend holds (whoever changed it).
-    async fn flush(&mut self) -> Result<(), StateError> {
-        self.written().await?;
-        self.dirty = self.state.resources != self.durable.resources
-            || self.state.outputs != self.durable.outputs
-            || self.state.pending != self.durable.pending;
-        self.start_write();
-        self.written().await
-    }
-}
-
-/// Which steps may start: a step starts once every step it comes `after` has
-/// finished; a failed step's dependents (transitively) are skipped. Ids that are
-/// not steps of the plan count as finished.
-struct Scheduler<'p> {
-    steps: &'p [Step],
-    /// Unfinished prerequisites per step index.
-    waiting_on: Vec<usize>,
-    /// Step indexes that come after each step id.
-    dependents: BTreeMap<&'p ResourceId, Vec<usize>>,
-    /// Steps whose prerequisites are all finished, in plan order.
-    ready: BTreeSet<usize>,
-    skipped: Vec<ResourceId>,
-}
-
-impl<'p> Scheduler<'p> {
-    fn new(steps: &'p [Step]) -> Self {
-        let index: BTreeMap<&ResourceId, usize> =
-            steps.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
-        let mut waiting_on = vec![0; steps.len()];
-        let mut dependents: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
-        for (i, step) in steps.iter().enumerate() {
-            for dep in &step.after {
-                if let Some(&d) = index.get(dep)
-                    && steps[d].action.is_mutating()
-                {
-                    waiting_on[i] += 1;
-                    dependents.entry(&steps[d].id).or_default().push(i);
-                }
-            }
-        }
-        let ready = (0..steps.len())
-            .filter(|&i| steps[i].action.is_mutating() && waiting_on[i] == 0)
-            .collect();
-        Scheduler {
-            steps,
-            waiting_on,
-            dependents,
-            ready,
-            skipped: Vec::new(),
-        }
-    }
-
-    fn take_ready(&mut self, room: usize) -> Vec<&'p Step> {
-        let take: Vec<usize> = self.ready.iter().copied().take(room).collect();
-        take.iter()
-            .map(|i| {
-                self.ready.remove(i);
-                &self.steps[*i]
-            })
-            .collect()
-    }
-
-    fn finished(&mut self, id: &ResourceId) {
-        for i in self.dependents.remove(id).unwrap_or_default() {
-            self.waiting_on[i] -= 1;
-            if self.waiting_on[i] == 0 {
-                self.ready.insert(i);
-            }
-        }
-    }
-
-    fn failed(&mut self, id: &ResourceId) {
-        let mut stack = self.dependents.remove(id).unwrap_or_default();
-        while let Some(i) = stack.pop() {
-            if self.waiting_on[i] == usize::MAX {
-                continue;
-            }
-            self.waiting_on[i] = usize::MAX;
-            self.skipped.push(self.steps[i].id.clone());
-            stack.extend(
-                self.dependents
-                    .remove(&self.steps[i].id)
-                    .unwrap_or_default(),
-            );
         }
     }
 }
