@@ -61,14 +61,7 @@ pub enum FakeError {
 #[derive(Debug)]
 pub struct GithubFake {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for GithubFake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    served: openapi_fake::http::Served,
 }
 
 impl GithubFake {
@@ -80,17 +73,18 @@ impl GithubFake {
     /// Starts a fake validating against the description at `spec_path`.
     pub async fn start_with_spec(spec_path: &Path) -> Result<Self, FakeError> {
         let spec = openapi::load(spec_path)?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(FakeError::Bind)?;
-        let addr = listener.local_addr().map_err(FakeError::Bind)?;
-        let shared = Arc::new(Shared {
-            spec,
-            state: std::sync::Mutex::new(State::default()),
-            base_url: format!("http://{addr}"),
-        });
-        let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
-        Ok(Self { shared, addr, task })
+        let (shared, served) = openapi_fake::http::Served::start(|base_url, listener| {
+            let shared = Arc::new(Shared {
+                spec,
+                state: std::sync::Mutex::new(State::default()),
+                base_url,
+            });
+            let serve = server::serve(listener, Arc::clone(&shared));
+            (shared, serve)
+        })
+        .await
+        .map_err(FakeError::Bind)?;
+        Ok(Self { shared, served })
     }
 
     /// `http://127.0.0.1:PORT` — use as `GITHUB_API_URL`.
@@ -100,7 +94,7 @@ impl GithubFake {
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr()
     }
 
     /// The repository the fake serves (`acme/site` by default); others answer 404.

@@ -1,4 +1,5 @@
-//! HTTP plumbing shared by the fakes: the accept loop and query-string decoding.
+//! HTTP plumbing shared by the fakes: start-up on a free loopback port
+//! ([`Served`]), the accept loop and query-string decoding.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,6 +11,42 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+/// A fake's server task on a free loopback port; stops when dropped.
+#[derive(Debug)]
+pub struct Served {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// Binds `127.0.0.1:0`; `make` gets the base URL (`http://127.0.0.1:PORT`)
+    /// and the listener and returns the fake's shared state and its serve
+    /// future, which runs as a task until the returned [`Served`] drops.
+    pub async fn start<S, F>(
+        make: impl FnOnce(String, TcpListener) -> (S, F),
+    ) -> std::io::Result<(S, Served)>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (shared, serve) = make(format!("http://{addr}"), listener);
+        let task = tokio::spawn(serve);
+        Ok((shared, Served { addr, task }))
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// Accepts HTTP/1 connections on `listener` until the task is aborted, answering
 /// each request with `handler`. `name` labels connection errors in the logs.
