@@ -2,8 +2,8 @@
 
 mod common;
 
-use preview_github::comment::{MAX_COMMENT_CHARS, PR_COMMENT_MARKER};
 use common::{SHA, comment_args, digest, env_for, fake, marker_comments, run};
+use preview_github::comment::{MAX_COMMENT_CHARS, PR_COMMENT_MARKER};
 
 const BOT: &str = "github-actions[bot]";
 

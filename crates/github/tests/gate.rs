@@ -2,9 +2,9 @@
 
 mod common;
 
+use common::{REPO, SHA, env_for, fake, marker_comments, run};
 use preview_github::GithubToken;
 use preview_github::gate::GATE_COMMENT_MARKER;
-use common::{REPO, SHA, env_for, fake, marker_comments, run};
 
 const APPROVER: &str = "approver-token-not-secret";
 

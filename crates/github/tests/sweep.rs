@@ -9,9 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use preview_github::github::RetryPolicy;
 use common::{REPO, SHA, TOKEN, env_for, fake, run, run_binary};
 use github_fake::{Fault, GithubFake};
+use preview_github::github::RetryPolicy;
 
 /// A stand-in for the `stacks` binary in a temporary directory.
 struct FakeStacks {

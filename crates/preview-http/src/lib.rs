@@ -80,18 +80,30 @@ mod tests {
     #[test]
     fn base_urls() {
         let ok = |u: &str| api_base_url(u, "https://api.example.com").map(|b| b.to_string());
-        assert_eq!(ok("https://api.github.com").as_deref(), Ok("https://api.github.com/"));
+        assert_eq!(
+            ok("https://api.github.com").as_deref(),
+            Ok("https://api.github.com/")
+        );
         assert_eq!(
             ok(" https://ghe.example.com/api/v3 ").as_deref(),
             Ok("https://ghe.example.com/api/v3/")
         );
-        assert_eq!(ok("http://127.0.0.1:8080").as_deref(), Ok("http://127.0.0.1:8080/"));
+        assert_eq!(
+            ok("http://127.0.0.1:8080").as_deref(),
+            Ok("http://127.0.0.1:8080/")
+        );
         assert_eq!(ok("http://[::1]:9").as_deref(), Ok("http://[::1]:9/"));
-        assert_eq!(ok("http://localhost:9").as_deref(), Ok("http://localhost:9/"));
+        assert_eq!(
+            ok("http://localhost:9").as_deref(),
+            Ok("http://localhost:9/")
+        );
         for (bad, why) in [
             ("http://api.github.com", "unencrypted"),
             ("ftp://api.github.com", "http(s)"),
-            ("https://api.github.com/?x=1", "plain base URL such as https://api.example.com"),
+            (
+                "https://api.github.com/?x=1",
+                "plain base URL such as https://api.example.com",
+            ),
             ("https://user@api.github.com", "plain base URL"),
             ("not a url", "relative URL"),
         ] {
@@ -113,7 +125,10 @@ mod tests {
             let waits: Vec<Duration> = backoff.delays().take(steps.len()).collect();
             for (wait, step) in waits.iter().zip(steps) {
                 let step = Duration::from_secs(step);
-                assert!(*wait >= step && *wait <= step * 2, "{wait:?} for step {step:?}");
+                assert!(
+                    *wait >= step && *wait <= step * 2,
+                    "{wait:?} for step {step:?}"
+                );
             }
             firsts.insert(waits[0]);
         }

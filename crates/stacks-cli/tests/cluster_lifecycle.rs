@@ -53,8 +53,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use preview_github::GithubToken;
-use preview_github::github::{GithubClient, RepoSlug, RetryPolicy, ReviewRequest};
 use github_fake::GithubFake;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -62,6 +60,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use preview_core::plan::NOT_VALIDATED;
+use preview_github::GithubToken;
+use preview_github::github::{GithubClient, RepoSlug, RetryPolicy, ReviewRequest};
 use stacks::stack::plan_identity::{DENIED_MESSAGE, PLAN_ONLY_POLICY};
 use support_cluster::{STATE_PASSPHRASE, Stacks, World, digest, world};
 

@@ -11,12 +11,12 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use preview_github::GithubToken;
-use preview_github::github::{GithubClient, RepoSlug, RetryPolicy};
-use preview_github::sweep::{StacksCommand, SweepAction, SweepOptions, SweepReport, sweep};
 use github_fake::{Fault, GithubFake};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
+use preview_github::GithubToken;
+use preview_github::github::{GithubClient, RepoSlug, RetryPolicy};
+use preview_github::sweep::{StacksCommand, SweepAction, SweepOptions, SweepReport, sweep};
 use support_cluster::{Stacks, World, has_state, pr_args, world};
 
 const OPEN: u64 = 8101;

@@ -59,7 +59,10 @@ mod tests {
 
         let atomic = dir.path().join("state.json");
         write_private_atomic(&atomic, b"{}").expect("atomic");
-        let mode = std::fs::metadata(&atomic).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&atomic)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .expect("dir")

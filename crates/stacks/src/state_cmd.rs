@@ -28,7 +28,6 @@
 //! unauthenticated (format 2) for review, and `state import` stores a reviewed
 //! file authenticated with the current passphrase, replacing the stored state of
 //! the same history even when the serials are equal.
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -255,7 +254,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateCmdError> {
         source: Some(e),
     })
 }
-
 
 /// Options of `state import`.
 #[derive(Clone, Debug, Default)]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Parser;
+use github_fake::GithubFake;
 use preview_github::github::RetryPolicy;
 use preview_github::{Cli, CliError, Environment, GithubToken};
-use github_fake::GithubFake;
 
 /// The repository the fake serves.
 pub const REPO: &str = "acme/site";

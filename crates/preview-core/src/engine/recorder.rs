@@ -112,4 +112,3 @@ impl Recorder {
         self.written().await
     }
 }
-
