@@ -323,6 +323,23 @@ async fn direct_executor_gives_each_preview_its_own_role() {
     assert!(!exists(&admin, "pg_roles", &long[..63]).await);
 }
 
+/// The admin connection, and a runner of the Job script logging in as the
+/// server's superuser the way POSTGRES_USER / POSTGRES_PASSWORD make it
+/// (scram-sha-256).
+async fn job_runner(pg: &TestPostgres) -> (tokio_postgres::Client, JobRunner<'_>) {
+    let admin = pg.client().await.expect("admin");
+    admin
+        .batch_execute("CREATE ROLE aphiria LOGIN SUPERUSER PASSWORD 'superuser-pw-canary'")
+        .await
+        .expect("superuser");
+    let runner = JobRunner {
+        pg,
+        superuser: "aphiria",
+        superuser_password: "superuser-pw-canary",
+    };
+    (admin, runner)
+}
+
 /// Runs the database Job's container (its env, `sh -c SCRIPT`) on the host.
 struct JobRunner<'a> {
     pg: &'a TestPostgres,
@@ -404,18 +421,7 @@ async fn in_cluster_jobs_give_each_preview_its_own_role() {
     let pg = TestPostgres::start_with_password_auth()
         .await
         .expect("postgres");
-    let admin = pg.client().await.expect("admin");
-    // The server's superuser as POSTGRES_USER / POSTGRES_PASSWORD make it; the
-    // Jobs log in with that password (scram-sha-256).
-    admin
-        .batch_execute("CREATE ROLE aphiria LOGIN SUPERUSER PASSWORD 'superuser-pw-canary'")
-        .await
-        .expect("superuser");
-    let runner = JobRunner {
-        pg: &pg,
-        superuser: "aphiria",
-        superuser_password: "superuser-pw-canary",
-    };
+    let (admin, runner) = job_runner(&pg).await;
     let (pw223, pw224) = (generate_password(), generate_password());
     let spec = |name: &str, pw: &SecretString| Some(RoleSpec::new(name, pw, 5));
     for (name, stack, pw) in [
@@ -589,16 +595,7 @@ async fn in_cluster_jobs_create_many_previews_at_once() {
     let pg = TestPostgres::start_with_password_auth()
         .await
         .expect("postgres");
-    let admin = pg.client().await.expect("admin");
-    admin
-        .batch_execute("CREATE ROLE aphiria LOGIN SUPERUSER PASSWORD 'superuser-pw-canary'")
-        .await
-        .expect("superuser");
-    let runner = JobRunner {
-        pg: &pg,
-        superuser: "aphiria",
-        superuser_password: "superuser-pw-canary",
-    };
+    let (admin, runner) = job_runner(&pg).await;
     let jobs: Vec<(String, DatabaseJob)> = (0..AT_ONCE)
         .map(|pr| {
             let name = format!("aphiria_pr_{}", 700 + pr);

@@ -4,6 +4,12 @@
 //! (`force` only when the caller explicitly asked to take ownership of fields
 //! another manager holds). Whether an apply may create is decided by the planner
 //! (it refuses to adopt objects the stack does not own) — this module only executes.
+//!
+//! An apply answered HTTP 500 with a message saying an admission step timed out
+//! (`resource quota evaluation timed out`, from an API server short of CPU) is
+//! sent again, at most [`TIMED_OUT_RETRIES`] times with exponential backoff and
+//! jitter (`backon`): a server-side apply is idempotent. (429/503/504 are retried lower
+//! down, by the client stack in `connection.rs`.)
 
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use serde_json::{Value, json};
@@ -14,6 +20,15 @@ use super::{FIELD_MANAGER, KubeProvider};
 use preview_core::provider::ProviderError;
 use preview_core::resource::{Resource, ResourceId};
 
+/// Retries of an apply whose admission timed out on the server (HTTP 500).
+pub const TIMED_OUT_RETRIES: usize = 3;
+
+/// Whether `err` is the API server saying a step of its own timed out (HTTP
+/// 500 "… timed out"): nothing was stored, and the same apply may succeed.
+fn server_timed_out(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 500 && status.message.contains("timed out"))
+}
+
 /// Server-side apply of the desired body; returns the stored object.
 pub async fn apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<Value, ProviderError> {
     let id = &res.id;
@@ -21,10 +36,27 @@ pub async fn apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<Valu
     let api = api_for(&p.client, &kind, id)?;
     let mut params = PatchParams::apply(FIELD_MANAGER);
     params.force = force;
-    let obj = api
-        .patch(&id.name, &params, &Patch::Apply(&res.body))
-        .await
-        .map_err(|e| api_error(id, "apply", e))?;
+    let mut delays = {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(500))
+            .with_max_delay(std::time::Duration::from_secs(5))
+            .with_jitter()
+            .build()
+    };
+    let mut retries = 0;
+    let obj = loop {
+        match api.patch(&id.name, &params, &Patch::Apply(&res.body)).await {
+            Ok(obj) => break obj,
+            Err(e) if server_timed_out(&e) && retries < TIMED_OUT_RETRIES => {
+                retries += 1;
+                let wait = delays.next().unwrap_or(std::time::Duration::from_secs(5));
+                tracing::warn!(%id, retries, "the API server timed out admitting the apply; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(api_error(id, "apply", e)),
+        }
+    };
     serde_json::to_value(&obj).map_err(|e| ProviderError::Other {
         id: id.clone(),
         message: format!("cannot encode object: {e}"),
@@ -113,4 +145,33 @@ pub async fn force_finalize_namespace(
         .await
         .map(|_| ())
         .map_err(|e| api_error(id, "finalize", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_timed_out;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(message, "InternalError")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn only_a_server_side_timeout_is_sent_again() {
+        assert!(server_timed_out(&api(
+            500,
+            "Internal error occurred: resource quota evaluation timed out"
+        )));
+        assert!(!server_timed_out(&api(
+            500,
+            "Internal error occurred: something else"
+        )));
+        assert!(!server_timed_out(&api(
+            422,
+            "spec.replicas: timed out is not a number"
+        )));
+    }
 }
