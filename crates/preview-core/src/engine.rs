@@ -27,8 +27,15 @@
 //! [`EngineError::Refused`]. Deletes are sent only for the object the planner
 //! checked ([`DeleteTarget`]).
 //!
-//! Two parts live in their own files: `engine/recorder.rs` (the run's state and
-//! its group-committed writes) and `engine/scheduler.rs` (which steps may start).
+//! Outputs: `up` records the outputs it is given together with the ones the
+//! providers compute from the ready resources ([`Provider::outputs`], e.g. a
+//! cluster's endpoint and kubeconfig), sealing secret ones with the stack's data
+//! key ([`EngineOptions::sealer`]; a run with a resource that has secret outputs
+//! and no sealer is refused before anything is sent, [`EngineError::NoSealer`]).
+//!
+//! Three parts live in their own files: `engine/recorder.rs` (the run's state and
+//! its group-committed writes), `engine/scheduler.rs` (which steps may start) and
+//! `engine/outputs.rs` (the outputs an `up` records).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -52,6 +59,7 @@ use crate::state::{
 };
 use crate::validate::{self, Policy, ValidationError};
 
+mod outputs;
 mod recorder;
 mod scheduler;
 
@@ -173,6 +181,10 @@ pub struct EngineOptions {
     pub policy: Policy,
     /// Planner options (import selection…).
     pub plan: PlanOptions,
+    /// Seals the secret outputs providers compute ([`Provider::outputs`]) with
+    /// the stack's data key. `None`: an `up` of a stack with such a resource is
+    /// refused before anything is sent ([`EngineError::NoSealer`]).
+    pub sealer: Option<crate::state::crypto::StackSealer>,
 }
 
 impl Default for EngineOptions {
@@ -188,6 +200,7 @@ impl Default for EngineOptions {
             lock_timeout: Duration::ZERO,
             policy: Policy::default(),
             plan: PlanOptions::default(),
+            sealer: None,
         }
     }
 }
@@ -236,6 +249,14 @@ pub enum EngineError {
     /// Destroy refused: the stack has no state.
     #[error("stack {0} has no state in this backend; nothing to do")]
     NoState(String),
+    /// `up` refused before anything was sent: the resource's provider computes
+    /// secret outputs and the engine has no sealer ([`EngineOptions::sealer`]).
+    #[error("{0} has secret outputs, and this run has no sealer to seal them in the stack's state; nothing was changed")]
+    NoSealer(ResourceId),
+    /// Every step succeeded and is recorded, but a provider failed to compute
+    /// the outputs of its resource; the stack's outputs stay as they were.
+    #[error("{0}; the changes are recorded, the stack's outputs are as before")]
+    Outputs(#[source] ProviderError),
     /// The run was interrupted (SIGTERM / Ctrl-C). Steps that were in flight are
     /// recorded as pending and are resumed by the next run.
     #[error("interrupted: state saved with {0} step(s) in flight; the next run resumes them")]
@@ -306,6 +327,12 @@ pub struct UpReport {
     pub serial: u64,
     /// Lineage of the stack's state.
     pub lineage: String,
+    /// The stack's outputs after the run (secret ones sealed): for `up`, the
+    /// ones given and the ones providers computed.
+    pub outputs: BTreeMap<String, Output>,
+    /// The outputs providers computed anew in this run (not kept from the
+    /// state), by name.
+    pub computed: BTreeSet<String>,
 }
 
 /// [`PlanGuard::check`]: given the plan made now and its basis; an `Err`
@@ -618,6 +645,7 @@ impl Engine {
     ) -> Result<UpReport, EngineError> {
         let start = Instant::now();
         self.validate(graph)?;
+        self.check_sealer(graph)?;
         self.locked(graph.stack(), self.up_locked(graph, outputs, start))
             .await
     }
@@ -634,6 +662,7 @@ impl Engine {
     ) -> Result<UpReport, EngineError> {
         let start = Instant::now();
         self.validate(graph)?;
+        self.check_sealer(graph)?;
         self.locked(graph.stack(), async {
             let report = self.up_locked(graph, outputs, start).await?;
             after(&report).await?;
@@ -669,6 +698,7 @@ impl Engine {
                 }
             }
         }
+        let sealer = self.open_sealer(graph, &mut state)?;
         if !state.pending.is_empty() {
             self.events.emit(Event::Warning {
                 id: None,
@@ -701,8 +731,28 @@ impl Engine {
         self.warn_refused(&plan);
         let mut rec = Recorder::new(self.backend.clone(), state);
         self.refresh_no_op_records(graph, &plan, &observed, &hasher, &mut rec.state);
-        self.execute(graph, &plan, &hasher, &mut rec).await?;
-        rec.state.outputs = outputs;
+        let ready = self.execute(graph, &plan, &hasher, &mut rec).await?;
+        let recorded = match self
+            .record_outputs(
+                graph,
+                &plan,
+                &observed,
+                &ready,
+                &rec.state.outputs,
+                sealer.as_ref(),
+                outputs,
+            )
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                // The steps' records are kept; the outputs stay as they were.
+                rec.state.pending.clear();
+                rec.flush().await?;
+                return Err(error);
+            }
+        };
+        rec.state.outputs = recorded.outputs;
         rec.state.pending.clear();
         // The last steps' records and the outputs go out in one write; a no-op
         // run whose records and outputs are unchanged writes nothing.
@@ -719,6 +769,8 @@ impl Engine {
             elapsed: start.elapsed(),
             serial: rec.state.serial,
             lineage: rec.state.lineage.clone(),
+            outputs: rec.state.outputs.clone(),
+            computed: recorded.computed,
         })
     }
 
@@ -780,6 +832,8 @@ impl Engine {
             elapsed: start.elapsed(),
             serial: rec.state.serial,
             lineage: rec.state.lineage.clone(),
+            outputs: rec.state.outputs.clone(),
+            computed: BTreeSet::new(),
         })
     }
 
@@ -948,8 +1002,9 @@ impl Engine {
     /// steps it depends on have finished. A finished step's record goes into the
     /// next write. Writes go out one at a time while steps run ([`Recorder`]):
     /// whatever finished while one write was in flight goes into the next.
-    /// Returns with the last records possibly not yet written (the caller's
-    /// [`Recorder::flush`] adds the run's outputs to that write); on failure or
+    /// Returns the live objects of the resources it applied (as their wait
+    /// returned them), with the last records possibly not yet written (the
+    /// caller's [`Recorder::flush`] adds the run's outputs to that write); on failure or
     /// cancellation the pending entries of steps that never started are removed
     /// and everything is written before it returns.
     async fn execute(
@@ -958,8 +1013,9 @@ impl Engine {
         plan: &Plan,
         hasher: &RecordHasher,
         rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
+    ) -> Result<BTreeMap<ResourceId, Value>, EngineError> {
         let mut sched = Scheduler::new(&plan.steps);
+        let mut ready = BTreeMap::new();
         let mut failures: Vec<ProviderError> = Vec::new();
         let mut running = FuturesUnordered::new();
         let mut unstarted: Vec<&Step> = plan
@@ -1043,6 +1099,7 @@ impl Engine {
                                     );
                                     record.imported |= outcome.action == Action::Import;
                                     rec.state.resources.insert(outcome.id.clone(), record);
+                                    ready.insert(outcome.id.clone(), live);
                                 }
                                 _ => {}
                             }
@@ -1075,7 +1132,7 @@ impl Engine {
             }
         }
         if failures.is_empty() {
-            Ok(())
+            Ok(ready)
         } else {
             forget_unstarted(&mut rec.state, &unstarted);
             rec.flush().await?;

@@ -5,7 +5,13 @@
 //! `preview-kubernetes`, `preview-postgres` and `preview-digitalocean` crates;
 //! `examples/local_files.rs` adds one of its own). The engine never talks to an
 //! API except through this trait.
+//!
+//! Besides reading and writing, a provider may compute **outputs** of a ready
+//! resource ([`Provider::outputs`], e.g. a cluster's endpoint and kubeconfig):
+//! the engine records them with the stack's outputs at the end of an `up`,
+//! sealing the secret ones itself ([`crate::engine::EngineOptions::sealer`]).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +20,8 @@ use serde_json::Value;
 use crate::events::EventSink;
 use crate::observe::DryRun;
 use crate::resource::{Resource, ResourceId};
+use crate::secret::SecretString;
+use crate::state::Output;
 
 /// Errors from a provider, each naming the resource.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +87,20 @@ pub struct WaitOptions {
     pub force_finalize: bool,
 }
 
+/// One output a provider computed for a ready resource ([`Provider::outputs`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ComputedOutput {
+    /// A plain value, recorded as it is.
+    Plain(Value),
+    /// A secret value: the engine seals it with the stack's data key, keeping
+    /// the recorded sealed value when it seals the same plain text (so an
+    /// unchanged secret writes nothing).
+    Secret(SecretString),
+    /// Still good: the value the state records under this name stays (none is
+    /// recorded when the state has none).
+    Kept,
+}
+
 /// Reads, dry-runs, writes and waits for one provider's resources.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -126,6 +148,32 @@ pub trait Provider: Send + Sync {
         opts: WaitOptions,
         events: &EventSink,
     ) -> Result<(), ProviderError>;
+    /// Outputs of `resource` once an `up` has it ready (applied and waited
+    /// for in this run, or unchanged), computed from its live object `live`
+    /// (the one the wait returned, or the observed one). `recorded` are the
+    /// stack's outputs as its state holds them before this run (secret ones
+    /// sealed), so a provider can keep values that are still good
+    /// ([`ComputedOutput::Kept`]) instead of fetching them again. The engine
+    /// records what is returned with the stack's outputs, replacing outputs of
+    /// the same name, and seals [`ComputedOutput::Secret`]s. Called only when
+    /// every step succeeded. Default: none.
+    async fn outputs(
+        &self,
+        resource: &Resource,
+        live: &Value,
+        recorded: &BTreeMap<String, Output>,
+        events: &EventSink,
+    ) -> Result<BTreeMap<String, ComputedOutput>, ProviderError> {
+        let _ = (resource, live, recorded, events);
+        Ok(BTreeMap::new())
+    }
+    /// Whether [`Provider::outputs`] of `resource` may return secret values,
+    /// so that a run needs a sealer ([`crate::engine::Engine::needs_sealer`]).
+    /// Default: no.
+    fn secret_outputs(&self, resource: &Resource) -> bool {
+        let _ = resource;
+        false
+    }
     /// Objects carrying this stack's ownership label, of the given kinds (orphan/residue checks).
     async fn list_owned(
         &self,

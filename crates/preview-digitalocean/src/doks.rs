@@ -180,7 +180,8 @@ impl DigitalOceanProvider {
         events: &EventSink,
     ) -> Result<Value, ProviderError> {
         let id = &res.id;
-        let deadline = Instant::now() + opts.timeout;
+        let timeout = opts.timeout.max(super::MIN_CLUSTER_WAIT);
+        let deadline = Instant::now() + timeout;
         let mut failing_since: Option<Instant> = None;
         let Some(mut current) = self.find_cluster(id, &id.name).await? else {
             return Err(ProviderError::NotReady {
@@ -215,7 +216,7 @@ impl DigitalOceanProvider {
                     id: id.clone(),
                     message: format!(
                         "the cluster is still {state} after {} ({message})",
-                        humantime::format_duration(opts.timeout)
+                        humantime::format_duration(timeout)
                     ),
                 });
             }
@@ -248,7 +249,7 @@ impl DigitalOceanProvider {
         opts: WaitOptions,
         events: &EventSink,
     ) -> Result<(), ProviderError> {
-        let deadline = Instant::now() + opts.timeout;
+        let deadline = Instant::now() + opts.timeout.max(super::MIN_CLUSTER_WAIT);
         loop {
             let Some(live) = self.find_cluster(id, &id.name).await? else {
                 return Ok(());

@@ -9,7 +9,13 @@
 //! is `running` (reporting the state as progress, failing on `error`); region,
 //! version and node pools are never changed in place (the plan shows a
 //! replacement, which `protect` refuses); [`DigitalOceanProvider::cluster_kubeconfig`]
-//! fetches the kubeconfig of a running cluster as a [`SecretString`].
+//! fetches the kubeconfig of a running cluster as a [`SecretString`]. A DOKS
+//! cluster takes minutes to provision or delete, so both waits last at least
+//! [`MIN_CLUSTER_WAIT`] whatever the run's timeout. After an `up`, the
+//! cluster's outputs ([`cluster::outputs`]: id, endpoint, context, and the
+//! kubeconfig as a secret the engine seals) come from [`Provider::outputs`]
+//! (`doks_outputs.rs`), fetched again only when the recorded kubeconfig is for
+//! another cluster or has less than half of its lifetime left.
 //!
 //! # Ownership of records
 //!
@@ -69,11 +75,15 @@ pub mod cluster;
 mod clusters_api;
 mod dns;
 mod doks;
+mod doks_outputs;
 
 pub use preview_core::schema::dns_record as record;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use preview_core::provider::ComputedOutput;
+use preview_core::state::Output;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -92,6 +102,12 @@ use preview_kubernetes::kinds::KindCache;
 
 /// How often a cluster's state is polled while it provisions or is deleted.
 pub const DEFAULT_CLUSTER_POLL: Duration = Duration::from_secs(10);
+/// The shortest wait for a cluster to run or to be gone: provisioning a DOKS
+/// cluster takes minutes.
+pub const MIN_CLUSTER_WAIT: Duration = Duration::from_secs(20 * 60);
+/// Lifetime of the kubeconfigs the provider fetches, unless set
+/// ([`DigitalOceanProvider::with_kubeconfig_expiry`]): DigitalOcean's default.
+pub const DEFAULT_KUBECONFIG_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Manages DigitalOcean DNS records and Kubernetes clusters.
 pub struct DigitalOceanProvider {
@@ -100,6 +116,7 @@ pub struct DigitalOceanProvider {
     kinds: KindCache,
     sources: BTreeMap<ResourceId, DataFrom>,
     cluster_poll: Duration,
+    kubeconfig_expiry: Duration,
 }
 
 fn other(id: &ResourceId, message: String) -> ProviderError {
@@ -135,7 +152,16 @@ impl DigitalOceanProvider {
             kinds: KindCache::default(),
             sources: BTreeMap::new(),
             cluster_poll: DEFAULT_CLUSTER_POLL,
+            kubeconfig_expiry: DEFAULT_KUBECONFIG_EXPIRY,
         }
+    }
+
+    /// Fetches kubeconfigs valid for `expiry` (default
+    /// [`DEFAULT_KUBECONFIG_EXPIRY`]); a recorded one is fetched again once less
+    /// than half of it is left.
+    pub fn with_kubeconfig_expiry(mut self, expiry: Duration) -> Self {
+        self.kubeconfig_expiry = expiry;
+        self
     }
 
     /// Polls cluster state every `interval` (default [`DEFAULT_CLUSTER_POLL`]).
@@ -227,6 +253,23 @@ impl Provider for DigitalOceanProvider {
             Kind::Record => self.record_wait_gone(id, opts, events).await,
             Kind::Cluster => self.cluster_wait_gone(id, opts, events).await,
         }
+    }
+
+    async fn outputs(
+        &self,
+        res: &Resource,
+        live: &Value,
+        recorded: &BTreeMap<String, Output>,
+        events: &EventSink,
+    ) -> Result<BTreeMap<String, ComputedOutput>, ProviderError> {
+        match Kind::of(&res.id)? {
+            Kind::Record => Ok(BTreeMap::new()),
+            Kind::Cluster => self.cluster_outputs(res, live, recorded, events).await,
+        }
+    }
+
+    fn secret_outputs(&self, res: &Resource) -> bool {
+        matches!(Kind::of(&res.id), Ok(Kind::Cluster))
     }
 
     async fn list_owned(

@@ -1,7 +1,8 @@
 //! The DigitalOcean provider through the engine (plan, apply, state, destroy with
 //! verification) against `digitalocean-fake`, which checks every exchange against
 //! DigitalOcean's OpenAPI description: DNS records with literal data, and a DOKS
-//! cluster whose kubeconfig is sealed into the stack's state as a secret output.
+//! cluster whose outputs the provider computes once it runs and the engine
+//! records, the kubeconfig sealed into the stack's state as a secret output.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use preview_core::graph::DesiredGraph;
 use preview_core::schema::dns_record::{DesiredRecord, RecordData, RecordKey};
 use preview_core::schema::doks_cluster::{DesiredCluster, NodePoolSpec};
 use preview_core::secret::SecretString;
-use preview_core::state::crypto::{KdfParams, Sealer};
+use preview_core::schema::doks_cluster::outputs;
+use preview_core::state::crypto::{KdfParams, Sealer, StackSealer};
 use preview_core::state::file::FileBackend;
 use preview_core::state::{Output, StateBackend};
 use preview_core::{Resource, ResourceOptions};
@@ -39,12 +41,24 @@ fn provider(fake: &DigitalOceanFake) -> Arc<DigitalOceanProvider> {
 }
 
 fn engine(fake: &DigitalOceanFake, dir: &std::path::Path) -> Engine {
+    engine_sealing(fake, dir, None)
+}
+
+/// An engine that seals secret outputs with `passphrase`.
+fn engine_sealing(
+    fake: &DigitalOceanFake,
+    dir: &std::path::Path,
+    passphrase: Option<&SecretString>,
+) -> Engine {
     Engine::new(
         Providers::new().with(ProviderName::DIGITALOCEAN, provider(fake)),
         Arc::new(FileBackend::new(dir)),
         EventSink::none(),
         EngineOptions {
             timeout: Duration::from_secs(10),
+            sealer: passphrase.map(|p| {
+                StackSealer::new(p.clone()).with_params(KdfParams::insecure_for_tests())
+            }),
             ..EngineOptions::default()
         },
     )
@@ -156,12 +170,24 @@ async fn a_cluster_through_the_engine_with_a_sealed_kubeconfig() {
     fake.set_provision_polls(3);
     let dir = tempfile::tempdir().expect("tempdir");
     let backend = FileBackend::new(dir.path());
-    let engine = engine(&fake, dir.path());
+    let passphrase = SecretString::new("engine test passphrase, long enough");
     let stack = "preview-cluster";
     let graph = DesiredGraph::new(stack, vec![cluster(stack, 2, true)]).expect("graph");
 
-    // up creates the cluster and returns once it is running.
-    let report = engine.up(&graph, BTreeMap::new()).await.expect("create");
+    // Without a sealer, up is refused before anything is sent: the cluster's
+    // kubeconfig could not be recorded.
+    let err = engine(&fake, dir.path())
+        .up(&graph, BTreeMap::new())
+        .await
+        .expect_err("no sealer");
+    assert!(matches!(err, EngineError::NoSealer(_)), "{err}");
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+
+    // up creates the cluster, returns once it is running, and records its
+    // outputs, the kubeconfig sealed by the engine.
+    let engine = engine_sealing(&fake, dir.path(), Some(&passphrase));
+    let given = BTreeMap::from([("region".to_owned(), Output::Plain("fra1".into()))]);
+    let report = engine.up(&graph, given.clone()).await.expect("create");
     assert_eq!(report.plan.summary().create, 1);
     let clusters = fake.clusters();
     assert_eq!(clusters.len(), 1);
@@ -171,40 +197,54 @@ async fn a_cluster_through_the_engine_with_a_sealed_kubeconfig() {
             .tags
             .contains(&"preview-envs-stack:preview-cluster".to_owned())
     );
-
-    // The kubeconfig, sealed into the stack's state as a secret output.
-    let kubeconfig = provider(&fake)
-        .cluster_kubeconfig("aphiria-previews", None)
-        .await
-        .expect("kubeconfig");
-    let passphrase = SecretString::new("engine test passphrase, long enough");
-    let mut state = backend.read(stack).await.expect("read").expect("state");
-    let sealer =
-        Sealer::open_or_init_with(&mut state, &passphrase, KdfParams::insecure_for_tests())
-            .expect("sealer");
-    let sealed = sealer.seal("kubeconfig", &kubeconfig).expect("seal");
-    state.outputs.insert("kubeconfig".into(), sealed);
-    state.serial += 1;
-    backend.write(&state).await.expect("write");
+    assert!(report.computed.contains(outputs::KUBECONFIG));
+    let stored = backend.read(stack).await.expect("read").expect("state");
+    assert_eq!(stored.outputs, report.outputs);
+    assert_eq!(stored.outputs["region"], given["region"]);
+    assert_eq!(
+        stored.outputs[outputs::CLUSTER_ID],
+        Output::Plain(clusters[0].id.as_str().into())
+    );
+    assert_eq!(
+        stored.outputs[outputs::ENDPOINT],
+        Output::Plain(clusters[0].endpoint().into())
+    );
     let text = state_text(dir.path(), stack);
     assert!(
         !text.contains("fake-doks-token"),
         "the kubeconfig is sealed"
     );
-    let stored = backend.read(stack).await.expect("read").expect("state");
+    let served = provider(&fake)
+        .cluster_kubeconfig("aphiria-previews", None)
+        .await
+        .expect("kubeconfig");
     let reopened = Sealer::open(&stored, &passphrase).expect("open");
     let unsealed = reopened
-        .unseal("kubeconfig", &stored.outputs["kubeconfig"])
+        .unseal(outputs::KUBECONFIG, &stored.outputs[outputs::KUBECONFIG])
         .expect("unseal");
-    assert_eq!(unsealed.expose(), kubeconfig.expose());
-    assert!(matches!(stored.outputs["kubeconfig"], Output::Secret(_)));
+    assert_eq!(unsealed.expose(), served.expose());
+    assert!(matches!(
+        stored.outputs[outputs::KUBECONFIG],
+        Output::Secret(_)
+    ));
 
-    // No-op: no write to DigitalOcean.
+    // No-op: the recorded kubeconfig is still good, so nothing is fetched or
+    // written, to DigitalOcean or to the state.
     fake.clear_requests();
-    let outputs = stored.outputs.clone();
-    let report = engine.up(&graph, outputs.clone()).await.expect("no-op");
+    let report = engine.up(&graph, given.clone()).await.expect("no-op");
     assert!(report.plan.is_empty(), "{:?}", report.plan);
+    assert!(report.computed.is_empty(), "{:?}", report.computed);
     assert_eq!(fake.writes(), 0);
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/kubeconfig")),
+        "{:?}",
+        fake.requests()
+    );
+    assert_eq!(state_text(dir.path(), stack), text, "no state write");
+    let outputs = given;
 
     // Resizing a protected cluster is refused (it would be a replacement).
     let bigger = DesiredGraph::new(stack, vec![cluster(stack, 3, true)]).expect("graph");

@@ -1,12 +1,19 @@
 //! Executes a parsed command: reads the environment (config, secrets, state,
 //! cluster) and drives the engine. The only place in the binary with effects.
+//!
+//! Every stack goes through the same path: built from its configuration,
+//! planned and applied by the engine with the providers it uses (a stack
+//! managed over the DigitalOcean API alone, `preview-cluster`, gets no
+//! Kubernetes provider and no cluster connection: [`stacks::uses_kubernetes`]),
+//! its state written by the engine under the stack's lock, secret outputs
+//! sealed by the engine ([`EngineOptions::sealer`], from the state passphrase).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use preview_core::engine::{Engine, EngineOptions, Providers};
@@ -37,12 +44,10 @@ mod promote;
 /// Runs the command; the exit code says whether it succeeded.
 pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     // Removed when the run ends.
+    preview_cluster::check_command(&cli.command)?;
     let _kubeconfig =
         preview_cluster::use_recorded_kubeconfig(&mut cli.global, &cli.command).await?;
     let g = &cli.global;
-    if preview_cluster::targets_cluster(&cli.command) {
-        return preview_cluster::run(g, &cli.command).await;
-    }
     match &cli.command {
         Command::Render {
             stack,
@@ -205,23 +210,34 @@ async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<
     Ok(refs)
 }
 
-/// The stack built from its configuration and the referenced stacks' outputs,
-/// the namespace its database Jobs may run in
-/// ([`stacks::database_server_namespace`]), and the configuration's
-/// [fingerprint](StackConfig::fingerprint).
+/// A stack built from its configuration, with what its providers are wired
+/// with.
+struct Built {
+    build: StackBuild,
+    /// The namespace its database Jobs may run in
+    /// ([`stacks::database_server_namespace`]).
+    database_namespace: Option<String>,
+    /// The configuration's [fingerprint](StackConfig::fingerprint).
+    config_hash: String,
+    /// `cluster.kubeconfigExpiry` (a stack with a DOKS cluster).
+    kubeconfig_expiry: Option<Duration>,
+}
+
+/// The stack built from its configuration and the referenced stacks' outputs.
 async fn build_stack(
     g: &GlobalArgs,
     req: &StackRequest,
     backend: &dyn StateBackend,
-) -> Result<(StackBuild, Option<String>, String)> {
+) -> Result<Built> {
     let config = StackConfig::load(&g.config_dir, req.kind)?;
     let refs = load_references(backend, req.kind).await?;
     let database_namespace = stacks::database_server_namespace(req.kind, Some(&config), &refs);
-    Ok((
-        stacks::build(req, &config, &refs, &EnvSecrets)?,
+    Ok(Built {
+        build: stacks::build(req, &config, &refs, &EnvSecrets)?,
         database_namespace,
-        config.fingerprint(),
-    ))
+        config_hash: config.fingerprint(),
+        kubeconfig_expiry: config.cluster.as_ref().map(|c| c.kubeconfig_expiry),
+    })
 }
 
 /// [`stacks::database_server_namespace`] for `destroy`, which builds nothing:
@@ -252,19 +268,51 @@ async fn connect(g: &GlobalArgs) -> Result<KubeProvider> {
         .context("connecting to the cluster (set --kubeconfig or KUBECONFIG)")
 }
 
+/// The cluster connection of a stack that uses one ([`stacks::uses_kubernetes`]).
+async fn connect_for(g: &GlobalArgs, kind: StackKind) -> Result<Option<KubeProvider>> {
+    if stacks::uses_kubernetes(kind) {
+        Ok(Some(connect(g).await?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// What the providers of a run are wired with.
+#[derive(Default)]
+struct Wiring<'a> {
+    /// The cluster; `None` for a stack managed without one (no Kubernetes or
+    /// PostgreSQL provider then).
+    kube: Option<KubeProvider>,
+    /// The built stack (`None` for `destroy`, which builds nothing).
+    build: Option<&'a StackBuild>,
+    /// The database server's namespace, for the in-cluster database Jobs.
+    database_namespace: Option<String>,
+    /// The lifetime of the kubeconfigs the DigitalOcean provider fetches.
+    kubeconfig_expiry: Option<Duration>,
+}
+
 fn engine(
-    kube: KubeProvider,
+    wiring: Wiring<'_>,
     backend: Arc<dyn StateBackend>,
     g: &GlobalArgs,
     apply: Option<&ApplyArgs>,
-    build: Option<&StackBuild>,
     import: ImportSelection,
-    database_namespace: Option<String>,
-) -> (Engine, tokio::task::JoinHandle<()>) {
+) -> Result<(Engine, tokio::task::JoinHandle<()>)> {
+    let Wiring {
+        kube,
+        build,
+        database_namespace,
+        kubeconfig_expiry,
+    } = wiring;
+    let digitalocean = digitalocean_provider(kube.as_ref(), build, kubeconfig_expiry)?;
     let (events, rx) = EventSink::channel();
     let printer = tokio::spawn(progress::print(rx, g.progress));
     let mut options = EngineOptions {
         lock_timeout: g.lock_timeout,
+        // Secret outputs (a cluster's kubeconfig) are sealed with the state
+        // passphrase; opened only for a stack that has such a resource.
+        sealer: preview_core::state::crypto::passphrase_from_env()?
+            .map(preview_core::state::crypto::StackSealer::new),
         ..EngineOptions::default()
     };
     if let Some(a) = apply {
@@ -277,25 +325,36 @@ fn engine(
         options.policy = b.policy.clone();
     }
     options.plan.import = import;
-    let kube = Arc::new(kube);
-    let has_database = build.is_some_and(|b| {
-        b.resources
-            .iter()
-            .any(|r| r.id.provider == ProviderName::POSTGRES)
-    });
-    let providers = Providers::new()
-        .with(ProviderName::KUBERNETES, kube.clone())
-        .with(
+    let mut providers = Providers::new();
+    if let Some(kube) = kube {
+        let kube = Arc::new(kube);
+        let has_database = build.is_some_and(|b| {
+            b.resources
+                .iter()
+                .any(|r| r.id.provider == ProviderName::POSTGRES)
+        });
+        providers = providers.with(ProviderName::KUBERNETES, kube.clone()).with(
             ProviderName::POSTGRES,
             postgres_provider(has_database, &kube, &events, database_namespace),
-        )
-        .with_optional(
-            ProviderName::DIGITALOCEAN,
-            digitalocean_provider(&kube, build),
-        )
+        );
+    }
+    let providers = providers
+        .with_optional(ProviderName::DIGITALOCEAN, digitalocean)
         .explain_missing(ProviderName::DIGITALOCEAN, DIGITALOCEAN_MISSING);
     let engine = Engine::new(providers, backend, events, options).with_cancel(interrupt_signal());
-    (engine, printer)
+    Ok((engine, printer))
+}
+
+/// The engine's error as the binary reports it: a missing sealer is the
+/// missing state passphrase.
+fn engine_error(error: preview_core::engine::EngineError) -> anyhow::Error {
+    match error {
+        preview_core::engine::EngineError::NoSealer(id) => anyhow!(
+            "missing PREVIEW_STATE_PASSPHRASE (or PREVIEW_STATE_PASSPHRASE_FILE): the secret outputs of {id} (a cluster's kubeconfig) are sealed in state with it (at least {} characters, e.g. `openssl rand -base64 32`)",
+            preview_core::state::crypto::MIN_PASSPHRASE_CHARS
+        ),
+        other => other.into(),
+    }
 }
 
 /// How to configure the DigitalOcean provider, when a stack needs it and it is missing.
@@ -402,7 +461,8 @@ struct Prepared {
     graph: DesiredGraph,
     engine: Engine,
     printer: tokio::task::JoinHandle<()>,
-    counts: preview_kubernetes::RequestCounts,
+    /// The cluster's request counts (`None`: the stack uses no cluster).
+    counts: Option<preview_kubernetes::RequestCounts>,
 }
 
 /// Placeholder for the preview's database role password where nothing is
@@ -493,8 +553,12 @@ async fn prepare(
         None
     };
     req.db_role_password = role.as_ref().map(|r| r.password.clone());
-    let (mut build, database_namespace, config_hash) =
-        build_stack(g, &req, backend.as_ref()).await?;
+    let Built {
+        mut build,
+        database_namespace,
+        config_hash,
+        kubeconfig_expiry,
+    } = build_stack(g, &req, backend.as_ref()).await?;
     if let Some(role) = &role {
         build.outputs.insert(
             stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT.to_owned(),
@@ -521,17 +585,15 @@ async fn prepare(
         });
     }
     let import = import.selection(&graph)?;
-    let kube = connect(g).await?;
-    let counts = kube.counts().clone();
-    let (engine, printer) = engine(
+    let kube = connect_for(g, req.kind).await?;
+    let counts = kube.as_ref().map(|k| k.counts().clone());
+    let wiring = Wiring {
         kube,
-        backend.clone(),
-        g,
-        apply,
-        Some(&build),
-        import,
+        build: Some(&build),
         database_namespace,
-    );
+        kubeconfig_expiry,
+    };
+    let (engine, printer) = engine(wiring, backend.clone(), g, apply, import)?;
     let mut options = engine.options().clone();
     options.plan.notes = build.notes.iter().cloned().chain(notes).collect();
     let engine = engine
@@ -554,11 +616,16 @@ impl Prepared {
     async fn run<T>(
         self,
         op: impl AsyncFnOnce(&Engine, &DesiredGraph) -> Result<T, preview_core::engine::EngineError>,
-    ) -> Result<(T, StackBuild, preview_kubernetes::counting::CountSnapshot)> {
+    ) -> Result<(
+        T,
+        StackBuild,
+        Option<preview_kubernetes::counting::CountSnapshot>,
+    )> {
         let result = op(&self.engine, &self.graph).await;
         drop(self.engine);
         let _ = self.printer.await;
-        Ok((result?, self.build, self.counts.snapshot()))
+        let counts = self.counts.map(|c| c.snapshot());
+        Ok((result.map_err(engine_error)?, self.build, counts))
     }
 }
 
@@ -581,7 +648,7 @@ async fn render_cmd(
         );
     }
     let backend = backend(g).await?;
-    let (build, _, _) = build_stack(g, &req, backend.as_ref()).await?;
+    let build = build_stack(g, &req, backend.as_ref()).await?.build;
     let graph = graph_of(&build)?;
     for note in &build.notes {
         eprintln!("note: {note}");
@@ -709,8 +776,10 @@ async fn preview_cmd(
         .await?;
     let saved = SavedPlan::new(&build.name, meta, basis, plan);
     let plan = &saved.plan;
-    // The id names the plan a reviewer saw; a rendering for promote has none.
-    let id = (!matches!(save, Save::Rendering(_))).then(|| saved.plan_id().to_owned());
+    // The id names the plan a reviewer saw; a rendering for promote has none,
+    // nor has a plan of a stack that saves none.
+    let id = (preview_cluster::saves_plans(args.stack) && !matches!(save, Save::Rendering(_)))
+        .then(|| saved.plan_id().to_owned());
     let text = match (format, g.json) {
         (PlanFormat::Json, _) | (_, true) => {
             let mut doc = render::json(plan);
@@ -993,15 +1062,21 @@ async fn up_cmd(
     if let Some(saved) = &extras.saved {
         eprintln!("applied saved plan {}", saved.plan_id());
     }
+    let kubeconfig_recorded = preview_cluster::kubeconfig_recorded(args.stack, &report);
     if g.json {
         let mut doc = json!({
             "stack": build.name,
             "plan": render::json(&report.plan),
-            "outputs": outputs_json(&build.outputs),
+            "outputs": outputs_json(&report.outputs),
             "serial": report.serial,
             "elapsedMs": started.elapsed().as_millis() as u64,
-            "requests": requests,
         });
+        if let Some(requests) = &requests {
+            doc["requests"] = json!(requests);
+        }
+        if let Some(recorded) = kubeconfig_recorded {
+            doc["kubeconfigRecorded"] = json!(recorded);
+        }
         if let Some((appended, entry)) = &recorded {
             doc["tested"] = json!({
                 "recorded": matches!(appended, tested::Appended::Added(_)),
@@ -1017,24 +1092,33 @@ async fn up_cmd(
         }
         print_stdout(&serde_json::to_string_pretty(&doc)?)?;
     } else {
-        if report.plan.is_empty() {
-            print_stdout(&format!(
-                "{}: no changes ({} resources unchanged, {} writes).",
-                build.name,
-                report.plan.steps.len(),
-                requests.writes
-            ))?;
-        } else {
+        // Outputs a provider recorded anew are a change too (a fresh kubeconfig).
+        if report.plan.is_empty() && report.computed.is_empty() {
+            let unchanged = report.plan.steps.len();
+            print_stdout(&match &requests {
+                Some(r) => format!(
+                    "{}: no changes ({unchanged} resources unchanged, {} writes).",
+                    build.name, r.writes
+                ),
+                None => format!("{}: no changes ({unchanged} resources unchanged).", build.name),
+            })?;
+        } else if !report.plan.is_empty() {
             print_stdout(&plan_text(&report.plan))?;
         }
-        print_stdout(&outputs_text(&build.outputs))?;
-        eprintln!(
-            "done in {:.2}s ({} reads, {} writes, {} dry-runs)",
-            started.elapsed().as_secs_f64(),
-            requests.reads,
-            requests.writes,
-            requests.dry_runs
-        );
+        print_stdout(&outputs_text(&report.outputs))?;
+        if kubeconfig_recorded == Some(true) {
+            eprintln!("{}", preview_cluster::recorded_note(&build.name));
+        }
+        match &requests {
+            Some(r) => eprintln!(
+                "done in {:.2}s ({} reads, {} writes, {} dry-runs)",
+                started.elapsed().as_secs_f64(),
+                r.reads,
+                r.writes,
+                r.dry_runs
+            ),
+            None => eprintln!("done in {:.2}s", started.elapsed().as_secs_f64()),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1054,16 +1138,12 @@ async fn destroy_cmd(
         return nothing_to_destroy(g, &name, backend.as_ref());
     }
     let database_namespace = database_namespace_for(g, req.kind, backend.as_ref()).await?;
-    let kube = connect(g).await?;
-    let (mut engine, printer) = engine(
-        kube,
-        backend,
-        g,
-        Some(apply),
-        None,
-        ImportSelection::None,
+    let wiring = Wiring {
+        kube: connect_for(g, req.kind).await?,
         database_namespace,
-    );
+        ..Wiring::default()
+    };
+    let (mut engine, printer) = engine(wiring, backend, g, Some(apply), ImportSelection::None)?;
     let mut options = engine.options().clone();
     options.force_finalize = force_finalize;
     options.keep_state = keep_state;
@@ -1081,15 +1161,21 @@ async fn destroy_cmd(
             "elapsedMs": started.elapsed().as_millis() as u64,
         }))?)?;
     } else {
+        let verified = match preview_cluster::destroyed_note(args.stack) {
+            Some(note) => note.to_owned(),
+            None => format!(
+                "verified nothing carrying the stack's label remains; {}",
+                if keep_state {
+                    "the emptied state is kept (--keep-state)"
+                } else {
+                    "its state is removed"
+                }
+            ),
+        };
         print_stdout(&format!(
-            "{name}: destroyed {} resources in {:.1}s; verified nothing carrying the stack's label remains; {}.",
+            "{name}: destroyed {} resources in {:.1}s; {verified}.",
             report.plan.summary().delete,
             started.elapsed().as_secs_f64(),
-            if keep_state {
-                "the emptied state is kept (--keep-state)"
-            } else {
-                "its state is removed"
-            }
         ))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -1124,10 +1210,9 @@ async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
     if g.json {
         print_stdout(&serde_json::to_string_pretty(&drift)?)?;
     } else if drift.is_empty() {
-        print_stdout(&format!(
-            "{}: no drift; live objects match the recorded state.",
-            build.name
-        ))?;
+        let note = preview_cluster::no_drift_note(args.stack)
+            .unwrap_or("no drift; live objects match the recorded state.");
+        print_stdout(&format!("{}: {note}", build.name))?;
     } else {
         let mut text = format!("{}: {} resource(s) drifted:\n", build.name, drift.len());
         for d in &drift {
@@ -1286,21 +1371,39 @@ async fn state_cmd(g: &GlobalArgs, cmd: &StateCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The DigitalOcean provider (DNS records), when `PREVIEW_DIGITALOCEAN_TOKEN` (or
-/// `…_FILE`) holds an API token; the API base URL is `PREVIEW_DIGITALOCEAN_API_URL`
-/// (default `https://api.digitalocean.com`). Records whose address comes from a
-/// cluster object (`dataFrom`, e.g. the Gateway's load-balancer address) read it
-/// through the cluster connection (reads only), and the stack's desired records are
-/// registered so that a changed address shows up in the plan. Stacks with a
-/// DigitalOcean resource fail with a message naming the variable when the token is
-/// missing.
+/// Environment variable: how often a DOKS cluster's state is polled (default 10s).
+const POLL_ENV: &str = "PREVIEW_DIGITALOCEAN_POLL_INTERVAL";
+
+/// The DigitalOcean provider (DNS records, DOKS clusters), when
+/// `PREVIEW_DIGITALOCEAN_TOKEN` (or `…_FILE`) holds an API token; the API base URL
+/// is `PREVIEW_DIGITALOCEAN_API_URL` (default `https://api.digitalocean.com`), the
+/// cluster poll interval `PREVIEW_DIGITALOCEAN_POLL_INTERVAL`, the lifetime of the
+/// kubeconfigs it fetches `kubeconfig_expiry` (`cluster.kubeconfigExpiry`).
+/// Records whose address comes from a cluster object (`dataFrom`, e.g. the
+/// Gateway's load-balancer address) read it through the cluster connection (reads
+/// only), and the stack's desired records are registered so that a changed address
+/// shows up in the plan. Stacks with a DigitalOcean resource fail with a message
+/// naming the variable when the token is missing.
 fn digitalocean_provider(
-    kube: &KubeProvider,
+    kube: Option<&KubeProvider>,
     build: Option<&StackBuild>,
-) -> Option<Arc<dyn preview_core::provider::Provider>> {
-    use preview_digitalocean::{DEFAULT_API_URL, DigitalOceanProvider, DoClient};
+    kubeconfig_expiry: Option<Duration>,
+) -> Result<Option<Arc<dyn preview_core::provider::Provider>>> {
+    use preview_digitalocean::{
+        DEFAULT_API_URL, DEFAULT_CLUSTER_POLL, DigitalOceanProvider, DoClient,
+    };
     use stacks::SecretSource;
-    let token = EnvSecrets.get("DIGITALOCEAN_TOKEN")?;
+    let Some(token) = EnvSecrets.get(stacks::stack::DIGITALOCEAN_TOKEN) else {
+        return Ok(None);
+    };
+    let poll = match std::env::var(POLL_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(raw) => humantime::parse_duration(raw.trim())
+            .map_err(|e| anyhow!("{POLL_ENV}={raw}: {e} (e.g. 10s)"))?,
+        None => DEFAULT_CLUSTER_POLL,
+    };
     let base = std::env::var("PREVIEW_DIGITALOCEAN_API_URL")
         .ok()
         .filter(|url| !url.trim().is_empty())
@@ -1311,13 +1414,18 @@ fn digitalocean_provider(
             eprintln!(
                 "warning: PREVIEW_DIGITALOCEAN_API_URL: {error}; DigitalOcean resources cannot be managed in this run"
             );
-            return None;
+            return Ok(None);
         }
     };
     let resources = build.map(|b| b.resources.as_slice()).unwrap_or_default();
-    Some(Arc::new(
-        DigitalOceanProvider::new(client)
-            .with_kube(kube.client().clone())
-            .with_sources(resources),
-    ))
+    let mut provider = DigitalOceanProvider::new(client)
+        .with_cluster_poll(poll)
+        .with_sources(resources);
+    if let Some(kube) = kube {
+        provider = provider.with_kube(kube.client().clone());
+    }
+    if let Some(expiry) = kubeconfig_expiry {
+        provider = provider.with_kubeconfig_expiry(expiry);
+    }
+    Ok(Some(Arc::new(provider)))
 }

@@ -189,6 +189,13 @@ pub fn database_server_namespace(
     }
 }
 
+/// Whether stack `kind` runs on a Kubernetes connection: every stack but
+/// `preview-cluster`, which is managed over the DigitalOcean API alone (its
+/// providers are DigitalOcean's only).
+pub fn uses_kubernetes(kind: StackKind) -> bool {
+    kind != StackKind::PreviewCluster
+}
+
 /// The stacks a request reads outputs from (the caller loads them from state).
 pub fn references_of(kind: StackKind) -> &'static [&'static str] {
     match kind {

@@ -18,6 +18,10 @@
 //! - {name: workers, size: s-2vcpu-4gb, count: 2}
 //! ```
 //!
+//! Outputs: once the cluster runs, the provider computes the ones in
+//! [`outputs`] (its id, endpoint, kubeconfig context, and the kubeconfig itself,
+//! a secret the engine seals, with its expiry).
+//!
 //! Ownership: the cluster carries the tag `preview-envs-stack:<stack>`
 //! ([`owner_tag`]), reported as the stack label of the live value.
 //!
@@ -37,6 +41,30 @@ pub const API_VERSION: &str = "kubernetes.digitalocean.com/v1";
 pub const KIND: &str = "KubernetesCluster";
 /// Prefix of the ownership tag (`preview-envs-stack:<stack>`).
 pub const OWNER_TAG_PREFIX: &str = "preview-envs-stack:";
+
+/// The outputs the DigitalOcean provider computes for a running cluster
+/// (`Provider::outputs`), recorded with the stack's outputs.
+pub mod outputs {
+    /// DigitalOcean's id of the cluster.
+    pub const CLUSTER_ID: &str = "clusterId";
+    /// The API server URL.
+    pub const ENDPOINT: &str = "endpoint";
+    /// The kubeconfig's context (`do-<region>-<name>`).
+    pub const KUBE_CONTEXT: &str = "kubeContext";
+    /// The kubeconfig: a secret, sealed in the state.
+    pub const KUBECONFIG: &str = "kubeconfig";
+    /// When the kubeconfig's token expires (RFC 3339).
+    pub const KUBECONFIG_EXPIRES_AT: &str = "kubeconfigExpiresAt";
+
+    /// Every output of a running cluster.
+    pub const ALL: [&str; 5] = [
+        CLUSTER_ID,
+        ENDPOINT,
+        KUBE_CONTEXT,
+        KUBECONFIG,
+        KUBECONFIG_EXPIRES_AT,
+    ];
+}
 
 /// One node pool.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -426,6 +426,47 @@ impl Sealer {
     }
 }
 
+/// What the engine seals secret outputs with ([`crate::engine::EngineOptions::sealer`]):
+/// the passphrase that opens each stack's data key, and the cost parameters of
+/// a key it creates. The passphrase never appears in `Debug`.
+#[derive(Clone)]
+pub struct StackSealer {
+    passphrase: SecretString,
+    params: KdfParams,
+}
+
+impl std::fmt::Debug for StackSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackSealer")
+            .field("passphrase", &self.passphrase)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl StackSealer {
+    /// Seals with `passphrase` (new keys with the default [`KdfParams`]).
+    pub fn new(passphrase: SecretString) -> Self {
+        StackSealer {
+            passphrase,
+            params: KdfParams::default(),
+        }
+    }
+
+    /// The same, creating new keys with `params`.
+    pub fn with_params(mut self, params: KdfParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The [`Sealer`] of `state`'s stack ([`Sealer::open_or_init_with`]: a
+    /// wrong passphrase fails; a stack without a key gets one, recorded in
+    /// `state`, when the passphrase is long enough).
+    pub fn open(&self, state: &mut StackState) -> Result<Sealer, StateError> {
+        Sealer::open_or_init_with(state, &self.passphrase, self.params)
+    }
+}
+
 fn check_new_passphrase(passphrase: &SecretString) -> Result<(), StateError> {
     let chars = passphrase.expose().chars().count();
     if chars < MIN_PASSPHRASE_CHARS {

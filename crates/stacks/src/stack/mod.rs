@@ -9,7 +9,7 @@
 //! | [`preview_pr`] | `preview-pr --pr N` | namespace + quota + NetworkPolicies, env ConfigMap/Secret, logical database, migration Job, API, web, HTTPRoutes through the base gateway |
 //! | [`local`] | `local` | gateway, PostgreSQL and the application in one cluster; local images, self-signed TLS |
 //! | [`production`] | `production` | the same as `local` with pinned images, 2+ replicas, Let's Encrypt, persistent and protected database |
-//! | [`preview_cluster`] | `preview-cluster` | the DigitalOcean Kubernetes cluster (optional; instead of your own kubeconfig), protected; its kubeconfig is recorded sealed by the binary |
+//! | [`preview_cluster`] | `preview-cluster` | the DigitalOcean Kubernetes cluster (optional; instead of your own kubeconfig), protected; its kubeconfig is recorded sealed by the engine |
 //!
 //! Shared pieces: [`app`] (the application: env, database, migration, API, web,
 //! routes), `standalone` (local and production), `gateway` (gateway namespace,

@@ -10,7 +10,7 @@
 //! recorded by an `up`.
 //!
 //! The cluster is managed through the DigitalOcean API only: `up` needs no
-//! Kubernetes connection. The API token is the secret `DIGITALOCEAN_TOKEN`
+//! Kubernetes connection ([`crate::uses_kubernetes`] is false). The API token is the secret `DIGITALOCEAN_TOKEN`
 //! (checked here, so a missing token fails before anything is sent); it appears
 //! in no resource, output or state.
 //!
@@ -24,8 +24,10 @@
 //! | `region` | its region slug |
 //! | `version` | its version slug |
 //!
-//! Recorded by the `stacks` binary once the cluster is running (see
-//! [`runtime_outputs`]):
+//! Computed by the DigitalOcean provider once the cluster is running and
+//! recorded by the engine like the others, the kubeconfig sealed (see
+//! [`runtime_outputs`]; fetched again only when less than half of
+//! `cluster.kubeconfigExpiry` is left):
 //!
 //! | output | value |
 //! | --- | --- |
@@ -55,27 +57,18 @@ pub mod outputs {
     pub const REGION: &str = "region";
     /// Version slug.
     pub const VERSION: &str = "version";
-    /// DigitalOcean's cluster id (runtime).
-    pub const CLUSTER_ID: &str = "clusterId";
-    /// API server URL (runtime).
-    pub const ENDPOINT: &str = "endpoint";
-    /// Kubeconfig context (runtime).
-    pub const KUBE_CONTEXT: &str = "kubeContext";
-    /// The kubeconfig, a sealed secret (runtime).
-    pub const KUBECONFIG: &str = "kubeconfig";
-    /// Expiry of the kubeconfig's token, RFC 3339 (runtime).
-    pub const KUBECONFIG_EXPIRES_AT: &str = "kubeconfigExpiresAt";
+    // The ones of the running cluster (runtime): DigitalOcean's cluster id,
+    // the API server URL, the kubeconfig context, the kubeconfig (a sealed
+    // secret) and the expiry of its token (RFC 3339).
+    pub use preview_core::schema::doks_cluster::outputs::{
+        CLUSTER_ID, ENDPOINT, KUBE_CONTEXT, KUBECONFIG, KUBECONFIG_EXPIRES_AT,
+    };
 }
 
-/// The outputs recorded after `up` from the running cluster, not by the build.
+/// The outputs the DigitalOcean provider computes from the running cluster
+/// after `up` ([`preview_core::provider::Provider::outputs`]), not the build.
 pub fn runtime_outputs() -> [&'static str; 5] {
-    [
-        outputs::CLUSTER_ID,
-        outputs::ENDPOINT,
-        outputs::KUBE_CONTEXT,
-        outputs::KUBECONFIG,
-        outputs::KUBECONFIG_EXPIRES_AT,
-    ]
+    preview_core::schema::doks_cluster::outputs::ALL
 }
 
 /// Builds `preview-cluster`.
