@@ -251,7 +251,9 @@ pub enum EngineError {
     NoState(String),
     /// `up` refused before anything was sent: the resource's provider computes
     /// secret outputs and the engine has no sealer ([`EngineOptions::sealer`]).
-    #[error("{0} has secret outputs, and this run has no sealer to seal them in the stack's state; nothing was changed")]
+    #[error(
+        "{0} has secret outputs, and this run has no sealer to seal them in the stack's state; nothing was changed"
+    )]
     NoSealer(ResourceId),
     /// Every step succeeded and is recorded, but a provider failed to compute
     /// the outputs of its resource; the stack's outputs stay as they were.

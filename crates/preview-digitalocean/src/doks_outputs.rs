@@ -67,8 +67,8 @@ impl DigitalOceanProvider {
             Some(Output::Plain(Value::String(s))) => Some(s.as_str()),
             _ => None,
         };
-        let expires_at = plain(outputs::KUBECONFIG_EXPIRES_AT)
-            .and_then(|s| humantime::parse_rfc3339(s).ok());
+        let expires_at =
+            plain(outputs::KUBECONFIG_EXPIRES_AT).and_then(|s| humantime::parse_rfc3339(s).ok());
         let fresh = plain(outputs::CLUSTER_ID) == Some(uid.as_str())
             && plain(outputs::ENDPOINT) == Some(endpoint.as_str())
             && matches!(recorded.get(outputs::KUBECONFIG), Some(Output::Secret(_)))

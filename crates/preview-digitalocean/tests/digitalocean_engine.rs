@@ -14,9 +14,9 @@ use preview_core::engine::{Engine, EngineError, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
 use preview_core::schema::dns_record::{DesiredRecord, RecordData, RecordKey};
+use preview_core::schema::doks_cluster::outputs;
 use preview_core::schema::doks_cluster::{DesiredCluster, NodePoolSpec};
 use preview_core::secret::SecretString;
-use preview_core::schema::doks_cluster::outputs;
 use preview_core::state::crypto::{KdfParams, Sealer, StackSealer};
 use preview_core::state::file::FileBackend;
 use preview_core::state::{Output, StateBackend};
@@ -56,9 +56,8 @@ fn engine_sealing(
         EventSink::none(),
         EngineOptions {
             timeout: Duration::from_secs(10),
-            sealer: passphrase.map(|p| {
-                StackSealer::new(p.clone()).with_params(KdfParams::insecure_for_tests())
-            }),
+            sealer: passphrase
+                .map(|p| StackSealer::new(p.clone()).with_params(KdfParams::insecure_for_tests())),
             ..EngineOptions::default()
         },
     )

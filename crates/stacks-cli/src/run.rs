@@ -1100,7 +1100,10 @@ async fn up_cmd(
                     "{}: no changes ({unchanged} resources unchanged, {} writes).",
                     build.name, r.writes
                 ),
-                None => format!("{}: no changes ({unchanged} resources unchanged).", build.name),
+                None => format!(
+                    "{}: no changes ({unchanged} resources unchanged).",
+                    build.name
+                ),
             })?;
         } else if !report.plan.is_empty() {
             print_stdout(&plan_text(&report.plan))?;

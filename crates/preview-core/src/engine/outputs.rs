@@ -33,7 +33,10 @@ pub(super) struct Recorded {
 impl Engine {
     /// The first resource of `graph` whose provider may compute secret outputs
     /// ([`crate::provider::Provider::secret_outputs`]).
-    pub(super) fn with_secret_outputs<'g>(&self, graph: &'g DesiredGraph) -> Option<&'g ResourceId> {
+    pub(super) fn with_secret_outputs<'g>(
+        &self,
+        graph: &'g DesiredGraph,
+    ) -> Option<&'g ResourceId> {
         graph
             .resources()
             .find(|res| {
@@ -111,7 +114,8 @@ impl Engine {
                 let output = match value {
                     ComputedOutput::Plain(v) => Output::Plain(v),
                     ComputedOutput::Secret(secret) => {
-                        let sealer = sealer.ok_or_else(|| EngineError::NoSealer(step.id.clone()))?;
+                        let sealer =
+                            sealer.ok_or_else(|| EngineError::NoSealer(step.id.clone()))?;
                         sealer.seal_keeping(&name, &secret, recorded.get(&name))?
                     }
                     ComputedOutput::Kept => match recorded.get(&name) {

@@ -93,16 +93,15 @@ pub(super) fn kubeconfig_recorded(stack: StackName, report: &UpReport) -> Option
 
 /// The note after an `up` of `preview-cluster` that recorded a kubeconfig.
 pub(super) fn recorded_note(name: &str) -> String {
-    format!(
-        "recorded the cluster's kubeconfig (sealed); export it with `stacks kubeconfig {name}`"
-    )
+    format!("recorded the cluster's kubeconfig (sealed); export it with `stacks kubeconfig {name}`")
 }
 
 /// What a verified destroy of `preview-cluster` says it checked (`None` for
 /// the other stacks).
 pub(super) fn destroyed_note(stack: StackName) -> Option<&'static str> {
-    (stack == StackName::PreviewCluster)
-        .then_some("verified no cluster tagged for the stack remains; its recorded kubeconfig is gone")
+    (stack == StackName::PreviewCluster).then_some(
+        "verified no cluster tagged for the stack remains; its recorded kubeconfig is gone",
+    )
 }
 
 /// What `refresh` of `preview-cluster` says when nothing drifted (`None` for
