@@ -43,8 +43,8 @@ mod promote;
 
 /// Runs the command; the exit code says whether it succeeded.
 pub async fn run(mut cli: Cli) -> Result<ExitCode> {
-    // Removed when the run ends.
     preview_cluster::check_command(&cli.command)?;
+    // Removed when the run ends.
     let _kubeconfig =
         preview_cluster::use_recorded_kubeconfig(&mut cli.global, &cli.command).await?;
     let g = &cli.global;
