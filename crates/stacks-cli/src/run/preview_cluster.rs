@@ -53,20 +53,19 @@ pub(super) fn targets_cluster(command: &Command) -> bool {
         Command::Preview { stack, .. }
         | Command::Up { stack, .. }
         | Command::Import { stack, .. }
-        | Command::Destroy { stack, .. }
-        | Command::Refresh { stack } => stack,
+        | Command::Refresh { stack } => stack.stack,
+        Command::Destroy { stack, .. } => stack.stack,
         _ => return false,
     };
-    stack.stack == StackName::PreviewCluster
+    stack == StackName::PreviewCluster
 }
 
 /// Whether `command` is about `preview-cluster` or its kubeconfig (then it
 /// needs no Kubernetes connection, and `--kubeconfig-from` does not apply).
 fn about_cluster(command: &Command) -> bool {
     match command {
-        Command::Outputs { stack } | Command::Render { stack, .. } => {
-            stack.stack == StackName::PreviewCluster
-        }
+        Command::Outputs { stack } => stack.stack == StackName::PreviewCluster,
+        Command::Render { stack, .. } => stack.stack == StackName::PreviewCluster,
         Command::Kubeconfig { .. } => true,
         other => targets_cluster(other),
     }
@@ -97,7 +96,7 @@ pub(super) async fn run(g: &GlobalArgs, command: &Command) -> Result<ExitCode> {
             apply,
             force_finalize: _,
             keep_state,
-        } => destroy_cmd(g, stack, apply, *keep_state).await,
+        } => destroy_cmd(g, &stack.to_args(), apply, *keep_state).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
         _ => bail!("this command does not run the preview-cluster stack"),
     }
