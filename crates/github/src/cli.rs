@@ -40,7 +40,7 @@ Environment:
                           (GITHUB_TOKEN cannot approve deployments); falls back to GITHUB_TOKEN
   GITHUB_API_URL          API base URL (default https://api.github.com)
   GITHUB_SERVER_URL       web base URL for links (default https://github.com)
-  PREVIEW_LOG             log filter for stderr (default warn), e.g. debug
+  PREVIEW_LOG, RUST_LOG   log filter for stderr (default warn), e.g. debug; NO_COLOR turns colours off
 
 Exit codes:
   0  done (for `gate`, both \"approved\" and \"a maintainer must approve\")
