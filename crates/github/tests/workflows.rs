@@ -1494,7 +1494,7 @@ fn the_action_installs_from_a_cached_build_or_a_checked_release() {
     );
     assert_eq!(
         get(cache, "if").and_then(Value::as_str),
-        Some("inputs.version == ''")
+        Some("inputs.version == '' && inputs.cache == 'true'")
     );
     // Built only on a cache miss; downloaded (and checked) only for a version.
     let steps = action_steps(&action);
@@ -1572,8 +1572,34 @@ fn workflows_install_the_tools_with_the_action_and_pass_only_its_inputs() {
         }
     }
     assert!(
-        uses_action >= 4,
+        uses_action >= 5,
         "{uses_action} workflow steps use the action"
+    );
+    // The release the action downloads from is built by it too, fresh (not restored).
+    let release = workflow("release.yml");
+    assert_eq!(triggers(&release), ["push".to_string()].into());
+    let script = all_scripts(&release);
+    for needle in [
+        "asset=\"preview-envs-$TAG-x86_64-linux.tar.gz\"",
+        "sha256sum \"$asset\" > \"$asset.sha256\"",
+        "gh release upload",
+    ] {
+        assert!(script.contains(needle), "release.yml lacks `{needle}`");
+    }
+    let action_text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../action.yml"))
+            .expect("action.yml");
+    assert!(action_text.contains("asset=\"preview-envs-$VERSION-x86_64-linux.tar.gz\""));
+    let install = jobs(&release)
+        .into_iter()
+        .flat_map(|(_, job)| steps(job))
+        .find(|s| get(s, "uses").and_then(Value::as_str) == Some("./"))
+        .expect("release.yml builds with the action");
+    assert_eq!(
+        get(install, "with")
+            .and_then(|w| get(w, "cache"))
+            .and_then(Value::as_str),
+        Some("false")
     );
 }
 
