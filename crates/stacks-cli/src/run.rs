@@ -70,8 +70,8 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             detailed_exitcode,
         } => {
             let save = out.as_deref().map_or(Save::Nothing, Save::Plan);
-            let code = preview_cmd(g, stack, *format, save, Vec::new()).await?;
-            Ok(code.exit_code(*detailed_exitcode))
+            let outcome = preview_cmd(g, stack, *format, save, Vec::new()).await?;
+            Ok(outcome.exit_code(*detailed_exitcode))
         }
         Command::Up {
             stack,
