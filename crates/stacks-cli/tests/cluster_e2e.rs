@@ -341,6 +341,34 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
         "{first}"
     );
     assert_eq!(preview_exit_code(&stacks, 7), Some(2), "changes pending");
+    // Colours only when asked for (or forced): never in a pipe by default.
+    let colored = |flags: &[&str], env: Option<(&str, &str)>| {
+        let mut a: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        a.extend(["preview".to_owned(), "preview-pr".to_owned()]);
+        a.extend(pr_args(7));
+        let mut command = stacks.command(&a);
+        command.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let out = command.output().expect("run stacks");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).contains('\u{1b}')
+    };
+    assert!(!colored(&[], None), "no colour in a pipe");
+    assert!(colored(&["--color", "always"], None), "--color always");
+    assert!(
+        colored(&[], Some(("CLICOLOR_FORCE", "1"))),
+        "CLICOLOR_FORCE"
+    );
+    assert!(
+        !colored(&["--color", "never"], Some(("CLICOLOR_FORCE", "1"))),
+        "--color never wins"
+    );
     up(&stacks, 7);
     check_preview(&client, 123).await;
     check_preview(&client, 7).await;
