@@ -21,15 +21,26 @@ use crate::head;
 use crate::health::{Attempt, ExpectRange, HealthOptions, check_urls};
 use crate::validate;
 
+/// `--version`: the package version and the commit it was built from
+/// (`-dirty` when tracked files differed; `unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("GIT_COMMIT"),
+    ")"
+);
+
 const EXAMPLES: &str = "\
 Environment:
+  GITHUB_REPOSITORY       default of --repo (set by GitHub Actions)
+  GITHUB_RUN_ID           default of `gate --run-id` (set by GitHub Actions)
   GITHUB_TOKEN            token for the GitHub API (required by every command but `health`;
                           never printed)
   PREVIEW_APPROVER_TOKEN  token of a required reviewer, used by `gate` only to approve
                           (GITHUB_TOKEN cannot approve deployments); falls back to GITHUB_TOKEN
   GITHUB_API_URL          API base URL (default https://api.github.com)
   GITHUB_SERVER_URL       web base URL for links (default https://github.com)
-  PREVIEW_LOG             log filter for stderr (default warn), e.g. debug
+  PREVIEW_LOG, RUST_LOG   log filter for stderr (default warn), e.g. debug; NO_COLOR turns colours off
 
 Exit codes:
   0  done (for `gate`, both \"approved\" and \"a maintainer must approve\")
@@ -71,7 +82,7 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(
     name = "preview",
-    version,
+    version = VERSION,
     about = "Pull-request lifecycle for preview environments: PR comment, deployments, approval gate, health checks",
     long_about = "Pull-request lifecycle for preview environments.\n\n\
 Posts and updates one comment per pull request (found by a hidden marker), records GitHub \
@@ -132,6 +143,12 @@ pub enum Command {
         after_help = "Example:\n  preview health --url https://7.pr.example.com --url https://7.pr-api.example.com/health --timeout 300s --interval 5s --expect 200-399"
     )]
     Health(HealthArgs),
+    /// Print a shell completion script, e.g. `preview completions bash > /etc/bash_completion.d/preview`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn repo_parser(text: &str) -> Result<RepoSlug, String> {
@@ -142,7 +159,7 @@ fn repo_parser(text: &str) -> Result<RepoSlug, String> {
 #[derive(Debug, Args)]
 pub struct CommentArgs {
     /// Repository, OWNER/REPO.
-    #[arg(long, value_parser = repo_parser)]
+    #[arg(long, value_parser = repo_parser, env = "GITHUB_REPOSITORY")]
     pub repo: RepoSlug,
     /// Pull request number.
     #[arg(long, value_parser = validate::pr_number)]
@@ -201,7 +218,7 @@ pub enum DeploymentCommand {
 #[derive(Debug, Args)]
 pub struct DeploymentCreateArgs {
     /// Repository, OWNER/REPO.
-    #[arg(long, value_parser = repo_parser)]
+    #[arg(long, value_parser = repo_parser, env = "GITHUB_REPOSITORY")]
     pub repo: RepoSlug,
     /// Pull request number (environment defaults to preview-pr-N).
     #[arg(long, value_parser = validate::pr_number)]
@@ -224,7 +241,7 @@ pub struct DeploymentCreateArgs {
 #[derive(Debug, Args)]
 pub struct DeploymentStatusArgs {
     /// Repository, OWNER/REPO.
-    #[arg(long, value_parser = repo_parser)]
+    #[arg(long, value_parser = repo_parser, env = "GITHUB_REPOSITORY")]
     pub repo: RepoSlug,
     /// Deployment id (from `deployment create`).
     #[arg(long)]
@@ -247,7 +264,7 @@ pub struct DeploymentStatusArgs {
 #[derive(Debug, Args)]
 pub struct DeploymentDeactivateArgs {
     /// Repository, OWNER/REPO.
-    #[arg(long, value_parser = repo_parser)]
+    #[arg(long, value_parser = repo_parser, env = "GITHUB_REPOSITORY")]
     pub repo: RepoSlug,
     /// Environment whose deployments become inactive, e.g. preview-pr-123.
     #[arg(long, value_parser = validate::environment_name)]
@@ -258,13 +275,13 @@ pub struct DeploymentDeactivateArgs {
 #[derive(Debug, Args)]
 pub struct GateArgs {
     /// Repository, OWNER/REPO.
-    #[arg(long, value_parser = repo_parser)]
+    #[arg(long, value_parser = repo_parser, env = "GITHUB_REPOSITORY")]
     pub repo: RepoSlug,
     /// Pull request number (from the event or workflow input — never from names).
     #[arg(long, value_parser = validate::pr_number)]
     pub pr: u64,
     /// Workflow run whose deployment waits for approval (`$GITHUB_RUN_ID`).
-    #[arg(long)]
+    #[arg(long, env = "GITHUB_RUN_ID")]
     pub run_id: u64,
     /// Protected environment to approve.
     #[arg(long, default_value = "preview", value_parser = validate::environment_name)]
@@ -304,7 +321,7 @@ pub struct GateArgs {
 #[derive(Debug, Args)]
 pub struct VerifyHeadArgs {
     /// Repository, OWNER/REPO.
-    #[arg(long, value_parser = repo_parser)]
+    #[arg(long, value_parser = repo_parser, env = "GITHUB_REPOSITORY")]
     pub repo: RepoSlug,
     /// Pull request number.
     #[arg(long, value_parser = validate::pr_number)]
@@ -318,7 +335,7 @@ pub struct VerifyHeadArgs {
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     /// Repository whose PRs the `preview-pr-N` stacks belong to, OWNER/REPO.
-    #[arg(long, value_parser = repo_parser)]
+    #[arg(long, value_parser = repo_parser, env = "GITHUB_REPOSITORY")]
     pub repo: RepoSlug,
     /// Only list what would be destroyed.
     #[arg(long)]
@@ -354,8 +371,13 @@ pub struct HealthArgs {
     pub expect: ExpectRange,
 }
 
+/// Writes one line of the result. A reader that went away (`preview … | head -1`)
+/// ends the output quietly: the command's outcome stands.
 fn write_line(out: &mut dyn Write, line: &str) -> Result<(), CliError> {
-    writeln!(out, "{line}").map_err(CliError::Output)
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(CliError::Output),
+    }
 }
 
 fn write_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
@@ -390,6 +412,13 @@ pub async fn run(
         }
         Command::Sweep(args) => sweep(args, cli.json, cli.github_attempts, env, out, err).await,
         Command::Health(args) => health(args, cli.json, out, err).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Into memory first: clap_complete panics when a write fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "preview", &mut script);
+            write_line(out, String::from_utf8_lossy(&script).trim_end())
+        }
     }
 }
 

@@ -7,13 +7,17 @@ use clap::Parser;
 fn main() -> ExitCode {
     // Parsing has no side effects; clap exits 2 on usage errors.
     let cli = preview_github::Cli::parse();
+    // PREVIEW_LOG, else RUST_LOG, else warnings only.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PREVIEW_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(color)
         .without_time()
         .init();
     let env = preview_github::Environment::from_process();

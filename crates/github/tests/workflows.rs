@@ -9,6 +9,12 @@
 //! the gate given the run's triggering actor; the state passphrase only in steps that
 //! run `stacks`; the backend URL only from secrets; the scheduled sweep; the saved plan
 //! posted before approval is the one applied after it, and the comment names its id.
+//!
+//! The composite action `action.yml` at the repository root, which installs the
+//! binaries for these workflows, is checked too: the same script rules, pinned
+//! actions, the cached build keyed on Cargo.lock or the checked release download;
+//! every input a workflow passes exists; and its `Run stacks` script, executed
+//! with bash against a recording `stacks`, passes the inputs as arguments.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -1404,4 +1410,308 @@ fn the_promotion_gets_every_secret_the_production_stack_needs() {
             "production-deploy.yml: `stacks promote` needs {secret} (config/production.yaml)"
         );
     }
+}
+
+fn action() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../action.yml");
+    let text = std::fs::read_to_string(&path).expect("action.yml at the repository root");
+    serde_yaml_ng::from_str(&text).expect("action.yml is valid YAML")
+}
+
+fn action_steps(action: &Value) -> Vec<&Value> {
+    get(action, "runs")
+        .and_then(|r| get(r, "steps"))
+        .and_then(Value::as_sequence)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
+fn action_step<'a>(action: &'a Value, id: &str) -> &'a Value {
+    action_steps(action)
+        .into_iter()
+        .find(|s| get(s, "id").and_then(Value::as_str) == Some(id))
+        .unwrap_or_else(|| panic!("action.yml: no step with id {id}"))
+}
+
+#[test]
+fn the_action_installs_from_a_cached_build_or_a_checked_release() {
+    let action = action();
+    let runs = get(&action, "runs").expect("runs");
+    assert_eq!(
+        get(runs, "using").and_then(Value::as_str),
+        Some("composite")
+    );
+    for step in action_steps(&action) {
+        let name = get(step, "name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(script) = get(step, "run").and_then(Value::as_str) {
+            assert_eq!(
+                get(step, "shell").and_then(Value::as_str),
+                Some("bash"),
+                "action.yml {name}: composite run steps name their shell"
+            );
+            assert!(
+                !script.contains("${{"),
+                "action.yml {name}: `${{{{ … }}}}` inside run: (pass it through env:)"
+            );
+            assert!(script.starts_with("set -euo pipefail"), "action.yml {name}");
+        }
+        if let Some(uses) = get(step, "uses").and_then(Value::as_str) {
+            let pin = uses.rsplit_once('@').map(|(_, p)| p).unwrap_or_default();
+            assert!(
+                pin.len() == 40 && pin.bytes().all(|b| b.is_ascii_hexdigit()),
+                "action.yml {name}: {uses} is not pinned to a commit SHA"
+            );
+        }
+    }
+    // The cache key: the Cargo.lock hash and the action's ref (or source tree).
+    let key = step_script(action_step(&action, "where"));
+    assert!(
+        key.contains("sha256sum \"$GITHUB_ACTION_PATH/Cargo.lock\""),
+        "{key}"
+    );
+    assert!(
+        key.contains("$ACTION_REF") && key.contains("rev-parse HEAD:crates"),
+        "{key}"
+    );
+    assert_eq!(
+        step_env(action_step(&action, "where"))
+            .get("ACTION_REF")
+            .map(String::as_str),
+        Some("${{ github.action_ref }}")
+    );
+    let cache = action_step(&action, "cache");
+    assert!(
+        get(cache, "uses")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u.starts_with("actions/cache@"))
+    );
+    let with = get(cache, "with").expect("cache with:");
+    assert_eq!(
+        get(with, "key").and_then(Value::as_str),
+        Some("${{ steps.where.outputs.key }}")
+    );
+    assert_eq!(
+        get(cache, "if").and_then(Value::as_str),
+        Some("inputs.version == '' && inputs.cache == 'true'")
+    );
+    // Built only on a cache miss; downloaded (and checked) only for a version.
+    let steps = action_steps(&action);
+    let build = steps
+        .iter()
+        .find(|s| {
+            step_script(s)
+                .contains("cargo build --release --locked -p stacks-cli -p preview-github")
+        })
+        .expect("a build step");
+    assert_eq!(
+        get(build, "if").and_then(Value::as_str),
+        Some("inputs.version == '' && steps.cache.outputs.cache-hit != 'true'")
+    );
+    let download = steps
+        .iter()
+        .find(|s| step_script(s).contains("gh release download"))
+        .expect("a download step");
+    assert_eq!(
+        get(download, "if").and_then(Value::as_str),
+        Some("inputs.version != ''")
+    );
+    assert!(
+        step_script(download).contains("sha256sum -c"),
+        "the archive is checked"
+    );
+}
+
+#[test]
+fn workflows_install_the_tools_with_the_action_and_pass_only_its_inputs() {
+    let action = action();
+    let inputs: BTreeSet<String> = get(&action, "inputs")
+        .and_then(Value::as_mapping)
+        .expect("inputs")
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    for expected in [
+        "command",
+        "stack",
+        "pr",
+        "images",
+        "state",
+        "kubeconfig",
+        "version",
+    ] {
+        assert!(
+            inputs.contains(expected),
+            "action.yml lacks input {expected}"
+        );
+    }
+    let mut uses_action = 0;
+    for w in workflows() {
+        assert!(
+            !w.text.contains("cargo build --release"),
+            "{}: installs the tools with the action (uses: ./), not its own build",
+            w.file
+        );
+        for (name, job) in jobs(&w) {
+            for step in steps(job) {
+                if get(step, "uses").and_then(Value::as_str) != Some("./") {
+                    continue;
+                }
+                uses_action += 1;
+                let with = get(step, "with").and_then(Value::as_mapping);
+                for key in with.into_iter().flat_map(|m| m.keys()) {
+                    let key = key.as_str().unwrap_or_default();
+                    assert!(
+                        inputs.contains(key),
+                        "{} {name}: action.yml has no input {key:?}",
+                        w.file
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        uses_action >= 5,
+        "{uses_action} workflow steps use the action"
+    );
+    // The release the action downloads from is built by it too, fresh (not restored).
+    let release = workflow("release.yml");
+    assert_eq!(triggers(&release), ["push".to_string()].into());
+    let script = all_scripts(&release);
+    for needle in [
+        "asset=\"preview-envs-$TAG-x86_64-linux.tar.gz\"",
+        "sha256sum \"$asset\" > \"$asset.sha256\"",
+        "gh release upload",
+    ] {
+        assert!(script.contains(needle), "release.yml lacks `{needle}`");
+    }
+    let action_text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../action.yml"))
+            .expect("action.yml");
+    assert!(action_text.contains("asset=\"preview-envs-$VERSION-x86_64-linux.tar.gz\""));
+    let install = jobs(&release)
+        .into_iter()
+        .flat_map(|(_, job)| steps(job))
+        .find(|s| get(s, "uses").and_then(Value::as_str) == Some("./"))
+        .expect("release.yml builds with the action");
+    assert_eq!(
+        get(install, "with")
+            .and_then(|w| get(w, "cache"))
+            .and_then(Value::as_str),
+        Some("false")
+    );
+}
+
+/// Runs the action's `Run stacks` script with bash: `stacks` is a script that
+/// records its arguments, one a line; returns them and the step's outputs.
+fn run_action_script(inputs: &[(&str, &str)]) -> (Vec<String>, String) {
+    let action = action();
+    let script = step_script(action_step(&action, "run")).to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let recorded = dir.path().join("args");
+    let fake = format!(
+        "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > '{}'\nprintf 'backend=%s\\n' \"${{PREVIEW_BACKEND:-}}\" >> '{}'\n",
+        recorded.display(),
+        recorded.display()
+    );
+    std::fs::write(bin.join("stacks"), fake).expect("fake stacks");
+    let chmod = std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(bin.join("stacks"))
+        .status()
+        .expect("chmod");
+    assert!(chmod.success());
+    let outputs = dir.path().join("outputs");
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg("-c")
+        .arg(&script)
+        .env("BIN", &bin)
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("RUNNER_TEMP", dir.path());
+    for key in [
+        "COMMAND",
+        "STACK",
+        "PR",
+        "IMAGES",
+        "STATE",
+        "KUBECONFIG",
+        "CONTEXT",
+        "PLAN",
+        "OUT",
+        "FORMAT",
+        "COMMIT",
+        "ARGS",
+    ] {
+        command.env(format!("INPUT_{key}"), "");
+    }
+    command.env("INPUT_FORMAT", "text");
+    for (key, value) in inputs {
+        command.env(format!("INPUT_{key}"), value);
+    }
+    let status = command.status().expect("bash");
+    assert!(status.success(), "the script failed for {inputs:?}");
+    let args = std::fs::read_to_string(&recorded)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (args, std::fs::read_to_string(&outputs).unwrap_or_default())
+}
+
+#[test]
+fn the_action_passes_its_inputs_to_stacks_as_arguments() {
+    let (args, outputs) = run_action_script(&[
+        ("COMMAND", "preview"),
+        ("STACK", "preview-pr"),
+        ("PR", "7"),
+        (
+            "IMAGES",
+            "web=r/web@sha256:aa\n  api=r/api@sha256:bb  \n\nworker=r/w@sha256:cc",
+        ),
+        ("STATE", "kubernetes://preview-state"),
+        ("FORMAT", "markdown"),
+        ("ARGS", "--lock-timeout\n5m"),
+    ]);
+    assert_eq!(
+        args,
+        [
+            "preview",
+            "preview-pr",
+            "--pr",
+            "7",
+            "--web-image",
+            "r/web@sha256:aa",
+            "--api-image",
+            "r/api@sha256:bb",
+            "--image",
+            "worker=r/w@sha256:cc",
+            "--format",
+            "markdown",
+            "--lock-timeout",
+            "5m",
+            "backend=kubernetes://preview-state",
+        ]
+    );
+    assert!(outputs.contains("exit_code=0"), "{outputs}");
+    // destroy takes no images; a kubeconfig becomes a private file.
+    let (args, _) = run_action_script(&[
+        ("COMMAND", "destroy"),
+        ("STACK", "preview-pr"),
+        ("PR", "7"),
+        ("IMAGES", "web=r/web@sha256:aa"),
+        ("KUBECONFIG", "apiVersion: v1"),
+    ]);
+    assert_eq!(args[0], "--kubeconfig");
+    assert_eq!(
+        &args[2..],
+        ["destroy", "preview-pr", "--pr", "7", "backend="]
+    );
+    // install runs nothing.
+    let (args, outputs) = run_action_script(&[("COMMAND", "install")]);
+    assert!(args.is_empty(), "{args:?}");
+    assert!(outputs.contains("exit_code=0"));
 }

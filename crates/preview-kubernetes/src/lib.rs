@@ -19,6 +19,7 @@ pub mod connection;
 pub mod counting;
 pub mod errors;
 pub mod kinds;
+pub mod kubeconfig;
 pub mod reader;
 pub mod version;
 pub mod waiter;
@@ -43,22 +44,27 @@ pub use counting::RequestCounts;
 /// The one field manager every apply uses.
 pub const FIELD_MANAGER: &str = "preview-envs";
 
-/// Errors connecting to a cluster.
+/// Errors connecting to a cluster. Each names where the kubeconfig came from
+/// ([`kubeconfig::KubeconfigSource`]), the context and, once known, the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The kubeconfig could not be read or used.
-    #[error("kubeconfig {path}: {message}")]
+    #[error("kubeconfig {source_name}{}: {message}", context_clause(.context.as_deref()))]
     Kubeconfig {
-        /// Path (or "default" for the inferred one).
-        path: String,
+        /// Where it was read from (file, `KUBECONFIG=…` list, default file, in-cluster).
+        source_name: String,
+        /// The context asked for or the kubeconfig's current one, if any.
+        context: Option<String>,
         /// What is wrong.
         message: String,
     },
     /// The server's `/version` could not be read.
-    #[error("reading the version of the API server at {server}: {message}")]
+    #[error("connecting to the API server at {server}{via}: {message}")]
     Version {
         /// The server URL.
         server: String,
+        /// ` (context C, kubeconfig K)` when connected through a kubeconfig, else empty.
+        via: String,
         /// What went wrong.
         message: String,
     },
@@ -73,6 +79,26 @@ pub enum ConnectError {
     },
 }
 
+/// An error and its causes on one line (`a: b: c`), repeats left out: kube's
+/// own message for a refused connection does not say why.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn context_clause(context: Option<&str>) -> String {
+    context.map_or_else(String::new, |c| format!(" (context {c})"))
+}
+
 /// A connection to one cluster.
 #[derive(Clone)]
 pub struct KubeProvider {
@@ -83,34 +109,63 @@ pub struct KubeProvider {
 }
 
 impl KubeProvider {
-    /// Connects using a kubeconfig file (and optional context), or the default
-    /// (`$KUBECONFIG`, `~/.kube/config`, in-cluster) when `path` is `None`, then
-    /// checks the server's version ([`KubeProvider::check_version`]).
+    /// Connects as kubectl would ([`kubeconfig::KubeconfigSource::from_process`]):
+    /// the kubeconfig file `path`, else the files listed in `$KUBECONFIG`
+    /// (merged), else `~/.kube/config`, else in-cluster; with `context`, else the
+    /// kubeconfig's current one. Then checks the server's version
+    /// ([`KubeProvider::check_version`]); a failure names the server, the
+    /// context and where the kubeconfig came from.
     pub async fn connect(path: Option<&Path>, context: Option<&str>) -> Result<Self, ConnectError> {
-        let fail = |message: String| ConnectError::Kubeconfig {
-            path: path.map_or_else(|| "default".to_owned(), |p| p.display().to_string()),
+        Self::connect_to(&kubeconfig::KubeconfigSource::from_process(path), context).await
+    }
+
+    /// [`KubeProvider::connect`] with the kubeconfig from `source`.
+    pub async fn connect_to(
+        source: &kubeconfig::KubeconfigSource,
+        context: Option<&str>,
+    ) -> Result<Self, ConnectError> {
+        let fail = |context: Option<&str>, message: String| ConnectError::Kubeconfig {
+            source_name: source.to_string(),
+            context: context.map(str::to_owned),
             message,
         };
-        let options = kube::config::KubeConfigOptions {
-            context: context.map(str::to_owned),
-            ..Default::default()
-        };
-        let config = match path {
-            Some(p) => {
-                let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| fail(e.to_string()))?;
-                kube::Config::from_custom_kubeconfig(kc, &options)
+        let (config, context) = match source.load(context).map_err(|m| fail(context, m))? {
+            Some(loaded) => {
+                let used = loaded.context.clone();
+                let options = loaded.options();
+                let config = kube::Config::from_custom_kubeconfig(loaded.kubeconfig, &options)
                     .await
-                    .map_err(|e| fail(e.to_string()))?
+                    .map_err(|e| fail(used.as_deref(), e.to_string()))?;
+                (config, used.unwrap_or_else(|| "(none)".to_owned()))
             }
-            None if context.is_some() => kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| fail(e.to_string()))?,
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| fail(e.to_string()))?,
+            None if context.is_some() => {
+                return Err(fail(
+                    context,
+                    "no kubeconfig found to take the context from (set --kubeconfig or KUBECONFIG)"
+                        .to_owned(),
+                ));
+            }
+            None => (
+                kube::Config::incluster().map_err(|e| {
+                    fail(
+                        None,
+                        format!("{e} (no kubeconfig either: set --kubeconfig or KUBECONFIG)"),
+                    )
+                })?,
+                "(in-cluster)".to_owned(),
+            ),
         };
-        let provider = Self::from_config(config).map_err(fail)?;
-        provider.check_version().await?;
+        let provider = Self::from_config(config).map_err(|m| fail(Some(&context), m))?;
+        provider.check_version().await.map_err(|e| match e {
+            ConnectError::Version {
+                server, message, ..
+            } => ConnectError::Version {
+                server,
+                via: format!(" (context {context}, kubeconfig {source})"),
+                message,
+            },
+            other => other,
+        })?;
         Ok(provider)
     }
 
@@ -125,7 +180,8 @@ impl KubeProvider {
             .await
             .map_err(|e| ConnectError::Version {
                 server: server.clone(),
-                message: e.to_string(),
+                via: String::new(),
+                message: error_chain(&e),
             })?;
         match version::check(&info) {
             Ok(version::Support::Supported) => Ok(()),

@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `--version`: the package version and the commit it was built from
+/// (`-dirty` when tracked files differed; `unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("GIT_COMMIT"),
+    ")"
+);
+
 /// Typed infrastructure-as-code for per-pull-request preview environments.
 ///
 /// Builds a stack's resources from typed components, compares them with the
@@ -13,7 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "stacks",
-    version,
+    version = VERSION,
     after_help = "\
 Examples:
   stacks preview preview-pr --pr 123 --web-image REG/web@sha256:… --api-image REG/api@sha256:…
@@ -34,7 +43,12 @@ PREVIEW_DIGITALOCEAN_TOKEN, PREVIEW_STATE_PASSPHRASE; no Kubernetes connection n
   stacks destroy preview-cluster                   # refused while `protect: true` (the default)
 
 State lives in the backend given by --backend / PREVIEW_BACKEND (default file://.preview/state).
-Secrets come from environment variables or files, never from flags."
+Secrets come from environment variables or files, never from flags.
+
+The cluster is found as kubectl finds it: --kubeconfig FILE, else every file in KUBECONFIG
+(merged), else ~/.kube/config; the context is --context / PREVIEW_KUBE_CONTEXT, else the
+current one. Colour: --color, NO_COLOR, CLICOLOR_FORCE. Logs: -v/-vv, PREVIEW_LOG or RUST_LOG.
+Shell completions: stacks completions bash|zsh|fish|powershell|elvish."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -54,11 +68,12 @@ pub struct GlobalArgs {
         default_value = "file://.preview/state"
     )]
     pub backend: String,
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, global = true, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context to use.
+    /// Kubeconfig file (default: the files in $KUBECONFIG, merged as kubectl does, then ~/.kube/config).
+    // Not `env = "KUBECONFIG"`: a list of files there is merged by the connection.
     #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the kubeconfig's current context).
+    #[arg(long, global = true, env = "PREVIEW_KUBE_CONTEXT")]
     pub context: Option<String>,
     /// Use the kubeconfig sealed in this stack's state (`preview-cluster`) instead of --kubeconfig; needs PREVIEW_STATE_PASSPHRASE.
     #[arg(
@@ -85,6 +100,26 @@ pub struct GlobalArgs {
     /// Progress display: auto (live on terminals, lines otherwise), plain, none.
     #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
+    /// Colours: auto (terminals, unless NO_COLOR is set; CLICOLOR_FORCE forces them), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); PREVIEW_LOG or RUST_LOG take precedence.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors and warnings on stderr: no progress, no notes (the result on stdout is unchanged).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// When to colour output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On terminals, unless NO_COLOR is set (CLICOLOR_FORCE colours pipes too).
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// Progress display style.
@@ -128,6 +163,30 @@ pub struct StackArgs {
     /// API image pinned by digest: NAME@sha256:<64 hex>.
     #[arg(long, value_name = "REF", env = "PREVIEW_API_IMAGE")]
     pub api_image: Option<String>,
+}
+
+/// Which stack instance, for commands that only name one (`destroy`,
+/// `outputs`): no images, since nothing is built.
+#[derive(Debug, Args)]
+pub struct StackRef {
+    /// The stack.
+    #[arg(value_enum)]
+    pub stack: StackName,
+    /// Pull-request number (preview-pr): a positive integer.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pr: Option<String>,
+}
+
+impl StackRef {
+    /// As [`StackArgs`] without images.
+    pub fn to_args(&self) -> StackArgs {
+        StackArgs {
+            stack: self.stack,
+            pr: self.pr.clone(),
+            web_image: None,
+            api_image: None,
+        }
+    }
 }
 
 /// Which tested images `promote` deploys: a pull request's (its last tested
@@ -194,6 +253,9 @@ pub enum Command {
         /// Save the plan to this file (JSON, with its state serial, hashes and plan id) for `up --plan FILE`.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Exit 0 when the plan has no changes, 2 when it has some, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Create or update the stack's resources and wait until they are ready.
     ///
@@ -220,7 +282,7 @@ pub enum Command {
     /// Delete everything the stack created, wait until it is gone, verify nothing is left.
     Destroy {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackRef,
         #[command(flatten)]
         apply: ApplyArgs,
         /// Remove finalizers of a namespace stuck Terminating.
@@ -239,7 +301,7 @@ pub enum Command {
     /// Print the stack's recorded outputs (secret outputs stay hidden).
     Outputs {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackRef,
     },
     /// Write every manifest as YAML (for review or GitOps tools), without a cluster.
     ///
@@ -296,6 +358,12 @@ pub enum Command {
         /// Write it to this file (created with mode 0600) instead of stdout.
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Print a shell completion script, e.g. `stacks completions bash > /etc/bash_completion.d/stacks`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Inspect and repair stack state (list, show, export, import, break-lock, delete, …).
     #[command(subcommand)]

@@ -9,7 +9,6 @@
 //! sealed by the engine ([`EngineOptions::sealer`], from the state passphrase).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,6 +36,7 @@ use crate::cli::{
     ApplyArgs, Cli, Command, GlobalArgs, PlanFormat, StackArgs, StackName, StateCommand,
 };
 use crate::progress;
+use crate::terminal::{self, info};
 
 mod preview_cluster;
 mod promote;
@@ -44,6 +44,9 @@ mod promote;
 /// Runs the command; the exit code says whether it succeeded.
 pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     preview_cluster::check_command(&cli.command)?;
+    if let Command::Completions { shell } = &cli.command {
+        return completions(*shell);
+    }
     // Removed when the run ends.
     let _kubeconfig =
         preview_cluster::use_recorded_kubeconfig(&mut cli.global, &cli.command).await?;
@@ -54,9 +57,15 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             dir,
             include_secrets,
         } => render_cmd(g, stack, dir.as_deref(), *include_secrets).await,
-        Command::Preview { stack, format, out } => {
+        Command::Preview {
+            stack,
+            format,
+            out,
+            detailed_exitcode,
+        } => {
             let save = out.as_deref().map_or(Save::Nothing, Save::Plan);
-            preview_cmd(g, stack, *format, save, Vec::new()).await
+            let outcome = preview_cmd(g, stack, *format, save, Vec::new()).await?;
+            Ok(outcome.exit_code(*detailed_exitcode))
         }
         Command::Up {
             stack,
@@ -96,7 +105,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             apply,
             force_finalize,
             keep_state,
-        } => destroy_cmd(g, stack, apply, *force_finalize, *keep_state).await,
+        } => destroy_cmd(g, &stack.to_args(), apply, *force_finalize, *keep_state).await,
         Command::Refresh { stack } => refresh_cmd(g, stack).await,
         Command::State(cmd) => state_cmd(g, cmd).await,
         Command::Promote {
@@ -116,9 +125,40 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             };
             promote::run(g, source, &options, apply).await
         }
-        Command::Outputs { stack } => outputs_cmd(g, stack).await,
+        Command::Outputs { stack } => outputs_cmd(g, &stack.to_args()).await,
+        Command::Completions { shell } => completions(*shell),
         Command::Kubeconfig { stack, output } => {
             preview_cluster::kubeconfig_cmd(g, stack, output.as_deref()).await
+        }
+    }
+}
+
+/// `stacks completions SHELL`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    // Generated into memory: clap_complete panics when a write fails.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "stacks", &mut script);
+    print_stdout(&String::from_utf8_lossy(&script))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a plan has changes, for `preview --detailed-exitcode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PlanOutcome {
+    /// Nothing to do.
+    NoChanges,
+    /// `up` would change something.
+    Changes,
+}
+
+impl PlanOutcome {
+    /// Exit 0 without `detailed`; with it, 0 for no changes and 2 for changes
+    /// (errors exit 1).
+    pub(super) fn exit_code(self, detailed: bool) -> ExitCode {
+        match (detailed, self) {
+            (true, PlanOutcome::Changes) => ExitCode::from(2),
+            _ => ExitCode::SUCCESS,
         }
     }
 }
@@ -418,7 +458,7 @@ fn plan_text(plan: &Plan) -> String {
     render::text(
         plan,
         &render::TextOptions {
-            color: std::io::stdout().is_terminal(),
+            color: terminal::stdout_colors(),
             show_unchanged: false,
         },
     )
@@ -443,13 +483,9 @@ fn nothing_to_destroy(g: &GlobalArgs, name: &str, backend: &dyn StateBackend) ->
     Ok(ExitCode::SUCCESS)
 }
 
+/// A command's result on stdout ([`terminal::print_stdout`]: a closed pipe ends it quietly).
 fn print_stdout(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    if !text.ends_with('\n') {
-        out.write_all(b"\n")?;
-    }
-    Ok(())
+    Ok(terminal::print_stdout(text)?)
 }
 
 /// A stack built, graphed and connected, with its engine and progress printer.
@@ -642,16 +678,16 @@ async fn render_cmd(
         req.db_role_password = Some(preview_core::secret::SecretString::new(
             ROLE_PASSWORD_PLACEHOLDER,
         ));
-        eprintln!(
+        info(&format!(
             "note: DB_PASSWORD of {} is the placeholder {ROLE_PASSWORD_PLACEHOLDER:?} here; `up` generates the database role's password and keeps it only in the applied Secret and, sealed, in state",
             req.instance_name()?
-        );
+        ));
     }
     let backend = backend(g).await?;
     let build = build_stack(g, &req, backend.as_ref()).await?.build;
     let graph = graph_of(&build)?;
     for note in &build.notes {
-        eprintln!("note: {note}");
+        info(&format!("note: {note}"));
     }
     let manifests: Vec<(&preview_core::Resource, redact::Rendered)> = graph
         .resources()
@@ -662,10 +698,10 @@ async fn render_cmd(
         .resources()
         .filter(|r| r.id.provider != ProviderName::KUBERNETES)
     {
-        eprintln!(
+        info(&format!(
             "note: {} is not a Kubernetes object; `up` manages it through its provider",
             other.id
-        );
+        ));
     }
     let with_secrets: Vec<String> = manifests
         .iter()
@@ -679,11 +715,11 @@ async fn render_cmd(
                 with_secrets.join(", ")
             );
         } else {
-            eprintln!(
+            info(&format!(
                 "note: secret values of {} are shown as {:?}; pass --include-secrets to include them",
                 with_secrets.join(", "),
                 redact::REDACTED
-            );
+            ));
         }
     }
     match dir {
@@ -696,7 +732,11 @@ async fn render_cmd(
                 write_manifest(&file, &text, private)
                     .with_context(|| format!("writing {}", file.display()))?;
             }
-            eprintln!("wrote {} manifests to {}", manifests.len(), dir.display());
+            info(&format!(
+                "wrote {} manifests to {}",
+                manifests.len(),
+                dir.display()
+            ));
         }
         None => {
             let mut text = String::new();
@@ -768,7 +808,7 @@ async fn preview_cmd(
     format: PlanFormat,
     save: Save<'_>,
     notes: Vec<String>,
-) -> Result<ExitCode> {
+) -> Result<PlanOutcome> {
     let prepared = prepare(g, args, None, Import::Nothing, notes, None).await?;
     let meta = prepared.meta.clone();
     let ((plan, basis), build, _) = prepared
@@ -811,16 +851,20 @@ async fn preview_cmd(
         Save::Plan(path) => {
             std::fs::write(path, saved.to_json())
                 .with_context(|| format!("writing the saved plan {}", path.display()))?;
-            eprintln!(
+            info(&format!(
                 "saved plan {} to {} (apply exactly it with `stacks up … --plan {}`)",
                 saved.plan_id(),
                 path.display(),
                 path.display()
-            );
+            ));
         }
     }
     print_stdout(&text)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if plan.is_empty() {
+        PlanOutcome::NoChanges
+    } else {
+        PlanOutcome::Changes
+    })
 }
 
 /// Reads and checks a saved plan file (complete, of this format, unedited);
@@ -1029,8 +1073,8 @@ async fn up_cmd(
         }
         _ => {
             if record_pr.is_some() {
-                eprintln!(
-                    "note: --no-wait: the images are not recorded as tested (promote accepts only images a preview ran to readiness)"
+                info(
+                    "note: --no-wait: the images are not recorded as tested (promote accepts only images a preview ran to readiness)",
                 );
             }
             prepared
@@ -1046,21 +1090,21 @@ async fn up_cmd(
             );
         }
         match appended {
-            tested::Appended::Added(n) => eprintln!(
+            tested::Appended::Added(n) => info(&format!(
                 "recorded the tested images of {} ({}) in {} (entry {n})",
                 build.name,
                 entry.short_commit(),
                 backend.describe()
-            ),
-            tested::Appended::Unchanged => eprintln!(
+            )),
+            tested::Appended::Unchanged => info(&format!(
                 "tested images of {} ({}) already recorded",
                 build.name,
                 entry.short_commit()
-            ),
+            )),
         }
     }
     if let Some(saved) = &extras.saved {
-        eprintln!("applied saved plan {}", saved.plan_id());
+        info(&format!("applied saved plan {}", saved.plan_id()));
     }
     let kubeconfig_recorded = preview_cluster::kubeconfig_recorded(args.stack, &report);
     if g.json {
@@ -1110,17 +1154,15 @@ async fn up_cmd(
         }
         print_stdout(&outputs_text(&report.outputs))?;
         if kubeconfig_recorded == Some(true) {
-            eprintln!("{}", preview_cluster::recorded_note(&build.name));
+            info(&preview_cluster::recorded_note(&build.name));
         }
+        let elapsed = terminal::duration(started.elapsed());
         match &requests {
-            Some(r) => eprintln!(
-                "done in {:.2}s ({} reads, {} writes, {} dry-runs)",
-                started.elapsed().as_secs_f64(),
-                r.reads,
-                r.writes,
-                r.dry_runs
-            ),
-            None => eprintln!("done in {:.2}s", started.elapsed().as_secs_f64()),
+            Some(r) => info(&format!(
+                "done in {elapsed} ({} reads, {} writes, {} dry-runs)",
+                r.reads, r.writes, r.dry_runs
+            )),
+            None => info(&format!("done in {elapsed}")),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1176,9 +1218,9 @@ async fn destroy_cmd(
             ),
         };
         print_stdout(&format!(
-            "{name}: destroyed {} resources in {:.1}s; {verified}.",
+            "{name}: destroyed {} resources in {}; {verified}.",
             report.plan.summary().delete,
-            started.elapsed().as_secs_f64(),
+            terminal::duration(started.elapsed()),
         ))?;
     }
     Ok(ExitCode::SUCCESS)

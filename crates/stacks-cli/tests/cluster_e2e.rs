@@ -23,7 +23,63 @@ fn up(stacks: &Stacks, pr: u64) -> serde_json::Value {
         "preview-pr".to_owned(),
     ];
     a.extend(pr_args(pr));
-    serde_json::from_slice(&stacks.ok(&a).stdout).expect("json report")
+    let out = stacks.ok(&a);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let created = report["plan"]["summary"]["create"].as_u64().unwrap_or(0);
+    let done = check_progress_lines(&String::from_utf8_lossy(&out.stderr));
+    assert!(created == 0 || done > 0, "a ✓ line per created resource");
+    report
+}
+
+/// The plain progress lines (no terminal) keep the form scripts read:
+/// `  ✓ Kind ns/name created (1.2s)`, no colour codes.
+fn check_progress_lines(stderr: &str) -> usize {
+    let done: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ✓ ")).collect();
+    for line in &done {
+        let (_, tail) = line.rsplit_once(" (").unwrap_or_else(|| panic!("{line}"));
+        let seconds = tail
+            .strip_suffix("s)")
+            .unwrap_or_else(|| panic!("elapsed in seconds: {line}"));
+        assert!(
+            seconds.parse::<f64>().is_ok() && seconds.contains('.'),
+            "{line}"
+        );
+        let verb = line
+            .trim_end_matches(&format!(" ({tail}"))
+            .rsplit(' ')
+            .next();
+        assert!(
+            matches!(
+                verb,
+                Some(
+                    "created"
+                        | "updated"
+                        | "replaced"
+                        | "deleted"
+                        | "imported"
+                        | "unchanged"
+                        | "untouched"
+                )
+            ),
+            "{line}"
+        );
+    }
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes in CI: {stderr}"
+    );
+    done.len()
+}
+
+/// `stacks preview --detailed-exitcode` of PR `pr`: 0 no changes, 2 changes.
+fn preview_exit_code(stacks: &Stacks, pr: u64) -> Option<i32> {
+    let mut a = vec![
+        "preview".to_owned(),
+        "preview-pr".to_owned(),
+        "--detailed-exitcode".to_owned(),
+    ];
+    a.extend(pr_args(pr));
+    stacks.run(&a).status.code()
 }
 
 async fn database_exists(name: &str) -> bool {
@@ -284,6 +340,35 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
         first["outputs"]["apiUrl"], "https://123.pr-api.aphiria.com",
         "{first}"
     );
+    assert_eq!(preview_exit_code(&stacks, 7), Some(2), "changes pending");
+    // Colours only when asked for (or forced): never in a pipe by default.
+    let colored = |flags: &[&str], env: Option<(&str, &str)>| {
+        let mut a: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        a.extend(["preview".to_owned(), "preview-pr".to_owned()]);
+        a.extend(pr_args(7));
+        let mut command = stacks.command(&a);
+        command.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let out = command.output().expect("run stacks");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).contains('\u{1b}')
+    };
+    assert!(!colored(&[], None), "no colour in a pipe");
+    assert!(colored(&["--color", "always"], None), "--color always");
+    assert!(
+        colored(&[], Some(("CLICOLOR_FORCE", "1"))),
+        "CLICOLOR_FORCE"
+    );
+    assert!(
+        !colored(&["--color", "never"], Some(("CLICOLOR_FORCE", "1"))),
+        "--color never wins"
+    );
     up(&stacks, 7);
     check_preview(&client, 123).await;
     check_preview(&client, 7).await;
@@ -292,6 +377,7 @@ async fn base_and_two_previews_side_by_side_then_destroy_one() {
     let again = up(&stacks, 123);
     assert_eq!(again["requests"]["writes"], 0, "{again}");
     assert_eq!(again["plan"]["summary"]["create"], 0, "{again}");
+    assert_eq!(preview_exit_code(&stacks, 123), Some(0), "no changes");
 
     // The two previews share no namespaced object.
     let state_of = |pr: u64| {

@@ -43,20 +43,19 @@ fn targets_cluster(command: &Command) -> bool {
         Command::Preview { stack, .. }
         | Command::Up { stack, .. }
         | Command::Import { stack, .. }
-        | Command::Destroy { stack, .. }
-        | Command::Refresh { stack } => stack,
+        | Command::Refresh { stack } => stack.stack,
+        Command::Destroy { stack, .. } => stack.stack,
         _ => return false,
     };
-    stack.stack == StackName::PreviewCluster
+    stack == StackName::PreviewCluster
 }
 
 /// Whether `command` is about `preview-cluster` or its kubeconfig (then it
 /// needs no Kubernetes connection, and `--kubeconfig-from` does not apply).
 fn about_cluster(command: &Command) -> bool {
     match command {
-        Command::Outputs { stack } | Command::Render { stack, .. } => {
-            stack.stack == StackName::PreviewCluster
-        }
+        Command::Outputs { stack } => stack.stack == StackName::PreviewCluster,
+        Command::Render { stack, .. } => stack.stack == StackName::PreviewCluster,
         Command::Kubeconfig { .. } => true,
         other => targets_cluster(other),
     }
@@ -165,10 +164,10 @@ pub(super) async fn kubeconfig_cmd(
     match output {
         Some(path) => {
             write_private(path, &kubeconfig)?;
-            eprintln!(
+            crate::terminal::info(&format!(
                 "wrote the kubeconfig of stack {stack} to {}",
                 path.display()
-            );
+            ));
         }
         None => {
             let mut out = std::io::stdout().lock();

@@ -172,11 +172,11 @@ async fn resolve(backend: &dyn StateBackend, source: &Source, untested: bool) ->
             match tested::find_images(&records, images) {
                 Some(found) => {
                     if untested {
-                        eprintln!(
+                        crate::terminal::info(&format!(
                             "note: --untested is not needed: these images were tested by preview-pr-{} ({})",
                             found.pr,
                             found.entry.short_commit()
-                        );
+                        ));
                     }
                     found
                 }
@@ -278,14 +278,14 @@ pub(super) async fn run(
     };
     let notes = match &resolved.tested {
         Some(found) => {
-            eprintln!(
+            crate::terminal::info(&format!(
                 "promoting the images tested by preview-pr-{} at {} (recorded {}): web {} and api {}",
                 found.pr,
                 found.entry.short_commit(),
                 found.entry.recorded_at,
                 args.web_image.as_deref().unwrap_or_default(),
                 args.api_image.as_deref().unwrap_or_default()
-            );
+            ));
             Vec::new()
         }
         None => {
@@ -297,7 +297,8 @@ pub(super) async fn run(
     match options.preview {
         Some((format, out)) => {
             let save = out.map_or(Save::Nothing, Save::Rendering);
-            preview_cmd(g, &args, format, save, notes).await
+            preview_cmd(g, &args, format, save, notes).await?;
+            Ok(ExitCode::SUCCESS)
         }
         None => {
             let extras = UpExtras {
