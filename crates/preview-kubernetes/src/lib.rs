@@ -44,6 +44,9 @@ pub use counting::RequestCounts;
 /// The one field manager every apply uses.
 pub const FIELD_MANAGER: &str = "preview-envs";
 
+/// How often a `/version` read that got no answer at all is tried again.
+const VERSION_RETRIES: usize = 3;
+
 /// Errors connecting to a cluster. Each names where the kubeconfig came from
 /// ([`kubeconfig::KubeconfigSource`]), the context and, once known, the server.
 #[derive(Debug, thiserror::Error)]
@@ -174,15 +177,44 @@ impl KubeProvider {
     /// one than [`version::NEWEST_TESTED_MINOR`] is logged as a warning.
     pub async fn check_version(&self) -> Result<(), ConnectError> {
         let server = self.server.clone();
-        let info = self
-            .client
-            .apiserver_version()
-            .await
-            .map_err(|e| ConnectError::Version {
-                server: server.clone(),
-                via: String::new(),
-                message: error_chain(&e),
-            })?;
+        // A connection that fails before any answer (hundreds of runs dialling
+        // one API server at once) is tried again: the GET is a read.
+        let mut delays = {
+            use backon::BackoffBuilder;
+            backon::ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(150))
+                .with_max_delay(std::time::Duration::from_secs(1))
+                .with_jitter()
+                .with_max_times(VERSION_RETRIES)
+                .build()
+        };
+        let info = loop {
+            match self.client.apiserver_version().await {
+                Ok(info) => break info,
+                Err(e) if matches!(e, kube::Error::Service(_) | kube::Error::HyperError(_)) => {
+                    match delays.next() {
+                        Some(wait) => {
+                            tracing::warn!(%server, error = %e, "reading /version failed before an answer; retrying");
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => {
+                            return Err(ConnectError::Version {
+                                server: server.clone(),
+                                via: String::new(),
+                                message: error_chain(&e),
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(ConnectError::Version {
+                        server: server.clone(),
+                        via: String::new(),
+                        message: error_chain(&e),
+                    });
+                }
+            }
+        };
         match version::check(&info) {
             Ok(version::Support::Supported) => Ok(()),
             Ok(version::Support::Untested { version }) => {
