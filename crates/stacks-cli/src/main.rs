@@ -1,13 +1,15 @@
 //! The `stacks` binary: `stacks up preview-pr --pr 123 --web-image … --api-image …`.
 //!
 //! Parsing has no side effects ([`cli`]); [`run`] reads the environment and
-//! drives the engine; [`progress`] shows engine events.
+//! drives the engine; [`progress`] shows engine events; [`hints`] adds the
+//! next-step lines that name CLI flags to engine errors.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod cli;
+mod hints;
 mod progress;
 mod run;
 

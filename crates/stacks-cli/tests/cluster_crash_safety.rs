@@ -221,3 +221,139 @@ async fn sigterm_saves_state_and_releases_the_lock_within_two_seconds() {
     stacks.ok(&up_args(pr));
     stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);
 }
+
+/// Every object of every listable kind the API server serves (aggregated
+/// discovery; Events aside) that carries `stack`'s label, cluster-wide:
+/// SnippetsFilters, Jobs of the in-cluster database executor and anything else
+/// the stack makes included.
+async fn labelled_objects_of_every_kind(stack: &str) -> Vec<String> {
+    use kube::discovery::{Discovery, Scope, verbs};
+    let client = world().await.cluster.client().expect("client");
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .expect("discovery");
+    let selector = format!("preview-envs.io/stack={stack},!preview-envs.io/state-part");
+    let mut found = Vec::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if !caps.supports_operation(verbs::LIST) || ar.kind == "Event" {
+                continue;
+            }
+            let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
+            let list = api
+                .list_metadata(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
+            for o in list.items {
+                let ns = match (&caps.scope, o.metadata.namespace) {
+                    (Scope::Namespaced, Some(n)) => format!("{n}/"),
+                    _ => String::new(),
+                };
+                found.push(format!(
+                    "{} {ns}{}",
+                    ar.kind,
+                    o.metadata.name.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The PR's databases, their temporary create names and its login role, as the
+/// PostgreSQL server has them.
+async fn database_objects(pr: u64) -> Vec<String> {
+    let db = format!("aphiria_pr_{pr}");
+    let temp = preview_postgres::sql::temp_name(&db);
+    let client = world().await.pg.client().await.expect("pg");
+    let mut found = Vec::new();
+    for row in client
+        .query(
+            "SELECT 'database ' || datname FROM pg_database WHERE datname IN ($1, $2) \
+             UNION ALL SELECT 'role ' || rolname FROM pg_roles WHERE rolname = $1",
+            &[&db, &temp],
+        )
+        .await
+        .expect("query")
+    {
+        found.push(row.get::<_, String>(0));
+    }
+    found.sort();
+    found
+}
+
+/// For a stack of N steps: N runs on a fresh PR, each SIGKILLed right after
+/// its k-th step boundary (the k-th finished step), each followed by a clean
+/// `up` that converges (empty plan, nothing pending, no orphan of any kind
+/// cluster-wide, exactly one database and role) and a verified `destroy` that
+/// leaves nothing (no labelled object, database, temporary database or role).
+async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, executor: &str) {
+    let steps = preview_json(&stacks, first_pr)["summary"]["create"]
+        .as_u64()
+        .expect("create count") as usize;
+    assert!(steps >= 15, "a 15+-resource stack ({steps})");
+    let backend = FileBackend::new(stacks.state.clone());
+    let mut killed_runs = 0;
+    for k in 1..=steps {
+        let pr = first_pr;
+        let stack = format!("preview-pr-{pr}");
+        if !kill_after_steps(&stacks, pr, k) {
+            panic!("{executor}: the run ended before its {k}-th step boundary of {steps}");
+        }
+        killed_runs += 1;
+        backend
+            .read(&stack)
+            .await
+            .expect("state readable after SIGKILL");
+        stacks.ok(&up_args(pr));
+        let plan = preview_json(&stacks, pr);
+        for action in ["create", "update", "delete", "replace"] {
+            assert_eq!(plan["summary"][action], 0, "{executor} k={k}: {plan}");
+        }
+        let state = backend.read(&stack).await.expect("read").expect("state");
+        assert!(state.pending.is_empty(), "{executor} k={k}: {:?}", state.pending);
+        let recorded: std::collections::BTreeSet<String> = state
+            .resources
+            .keys()
+            .filter(|id| id.provider == preview_core::ProviderName::KUBERNETES)
+            .map(ToString::to_string)
+            .collect();
+        let live = labelled_objects_of_every_kind(&stack).await;
+        let orphans: Vec<&String> = live.iter().filter(|o| !recorded.contains(*o)).collect();
+        assert!(orphans.is_empty(), "{executor} k={k}: orphans {orphans:?}");
+        let db = format!("aphiria_pr_{pr}");
+        assert_eq!(
+            database_objects(pr).await,
+            vec![format!("database {db}"), format!("role {db}")],
+            "{executor} k={k}: one database and its role, no temporary one"
+        );
+        stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);
+        let left = labelled_objects_of_every_kind(&stack).await;
+        assert!(left.is_empty(), "{executor} k={k}: left {left:?}");
+        assert!(
+            database_objects(pr).await.is_empty(),
+            "{executor} k={k}: database objects left"
+        );
+        assert!(
+            backend.read(&stack).await.expect("read").is_none(),
+            "{executor} k={k}: the verified destroy removed the state"
+        );
+    }
+    eprintln!("{executor}: {killed_runs} runs SIGKILLed at boundaries 1..={steps}, 0 orphans");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: N killed runs, each with a clean up and a verified destroy (about 20 minutes here); run with --ignored"]
+async fn sigkill_at_each_step_boundary_separately_direct_executor() {
+    let world = world().await;
+    sigkill_at_each_boundary(Stacks::new(world), 903, "direct").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: N killed runs, each with a clean up and a verified destroy (about 20 minutes here); run with --ignored"]
+async fn sigkill_at_each_step_boundary_separately_in_cluster_executor() {
+    let world = world().await;
+    sigkill_at_each_boundary(Stacks::new(world).in_cluster_database(), 904, "in-cluster").await;
+}
