@@ -279,6 +279,29 @@ impl EngineError {
     }
 }
 
+/// Records what a destroy left and did not record as pending deletes, so the
+/// next destroy deletes them again (the planner deletes a pending object that
+/// carries the stack's label) and verifies their kinds.
+async fn remember_leftovers(rec: &mut Recorder, left: &[Leftover]) -> Result<(), EngineError> {
+    let mut added = false;
+    for l in left {
+        if !rec.state.resources.contains_key(&l.id)
+            && !rec.state.pending.iter().any(|p| p.id == l.id)
+        {
+            rec.state.pending.push(PendingOperation {
+                id: l.id.clone(),
+                action: Action::Delete,
+            });
+            added = true;
+        }
+    }
+    if added {
+        rec.touch();
+        rec.flush().await?;
+    }
+    Ok(())
+}
+
 /// The refused steps of `plan` with their reasons.
 fn refusals(plan: &Plan) -> Vec<(ResourceId, String)> {
     plan.refused_steps()
@@ -765,11 +788,16 @@ impl Engine {
         let plan = planner::plan(&graph, &state, &observed, &hasher, &self.options.plan)?;
         self.warn_refused(&plan);
         let refused = refusals(&plan);
+        // Recorded objects, and what an earlier destroy left (pending deletes):
+        // the kinds verified, so a destroy after residue verifies them again.
         let kinds: Vec<ResourceId> = state
             .resources
             .keys()
+            .chain(state.pending.iter().map(|p| &p.id))
             .filter(|id| !refused.iter().any(|(r, _)| r == *id))
             .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         let mut rec = Recorder::new(self.backend.clone(), state);
         if let Err(failed) = self.execute(&graph, &plan, &hasher, &mut rec).await {
@@ -778,10 +806,12 @@ impl Engine {
                 EngineError::Apply { .. } => {
                     let left = self
                         .unless_cancelled(self.leftovers(stack, &kinds), rec.state.pending.len())
-                        .await;
+                        .await
+                        .unwrap_or_default();
+                    remember_leftovers(&mut rec, &left).await?;
                     EngineError::DestroyIncomplete {
                         failed: Box::new(failed),
-                        left: left.unwrap_or_default(),
+                        left,
                     }
                 }
                 other => other,
@@ -805,6 +835,7 @@ impl Engine {
                     .await?,
             );
         }
+        remember_leftovers(&mut rec, &residue).await?;
         if !refused.is_empty() {
             // The refused records stay; the outputs stay with them.
             return Err(EngineError::Refused { refused, residue });
