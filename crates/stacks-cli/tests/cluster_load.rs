@@ -6,9 +6,11 @@
 //! one of the runs that succeeded; a run that starts after the applying one has
 //! finished changes nothing; the stored state is the applying run's.
 //!
-//! (100 `preview-pr` ups at once from separate processes on `kubernetes://`
-//! need a node and a PostgreSQL sized for them: that is the benchmark's scale
-//! run, `BENCH_BACKEND=kubernetes BENCH_SCALE=100 scripts/bench.sh`.)
+//! And (ignored by default; `scripts/load.sh` runs it with the release binary)
+//! 100 `stacks up preview-pr` of different PRs at once from separate processes
+//! with the `kubernetes://` backend, on a control plane, node and PostgreSQL of
+//! its own sized for them: 0 errors; then 100 destroys at once: 0 errors, no
+//! state left.
 
 mod support_cluster;
 
@@ -129,4 +131,136 @@ async fn ten_concurrent_ups_of_one_stack_apply_once_in_every_backend() {
         );
         stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);
     }
+}
+
+/// 100 `stacks up preview-pr` at once from separate processes, state in
+/// `kubernetes://`, on a control plane, node and PostgreSQL of its own sized for
+/// them (the shared one's node fits about 20 previews): 0 errors; then 100
+/// destroys at once, 0 errors, and no state left. With `STACKS_BIN` set to a
+/// release build it is what `scripts/load.sh` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load: 100 previews at once on a control plane of its own (minutes on 2 cores); scripts/load.sh runs it"]
+async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
+    use testkit::{
+        NodeCapacity, NodeSimulator, SimulatorOptions, TestCluster, TestPostgres,
+        default_crd_dir, install_crds,
+    };
+    let count: u64 = std::env::var("LOAD_PREVIEWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let n = u32::try_from(count).expect("count");
+    let cluster = TestCluster::start().await.expect("cluster");
+    let client = cluster.client().expect("client");
+    install_crds(&client, &default_crd_dir()).await.expect("crds");
+    cluster.cert_manager().await.expect("cert-manager");
+    // Per preview at most 350m CPU, 448Mi and 512Mi of ephemeral storage, with
+    // room for the rolling updates of a first up (as the benchmark sizes it).
+    let _sim = NodeSimulator::start_with(
+        cluster.simulator_client().expect("simulator client"),
+        SimulatorOptions {
+            capacity: NodeCapacity {
+                cpu: n.max(8).to_string(),
+                memory: format!("{}Gi", (2 * n).max(32)),
+                pods: 4 * n + 110,
+                ephemeral_storage: format!("{}Gi", (2 * n).max(100)),
+            },
+            ..SimulatorOptions::default()
+        },
+    )
+    .await
+    .expect("simulator");
+    let pg = TestPostgres::start_with_max_connections(n + 100)
+        .await
+        .expect("postgres");
+    pg.client()
+        .await
+        .expect("pg")
+        .batch_execute("CREATE ROLE aphiria LOGIN")
+        .await
+        .expect("role");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    namespaces
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "preview-state"}}))
+                .expect("ns"),
+        )
+        .await
+        .expect("state namespace");
+    let work = tempfile::tempdir().expect("work");
+    let stacks = Stacks::on(
+        cluster.kubeconfig_path(),
+        &pg.url(),
+        work.path(),
+        "kubernetes://preview-state",
+    );
+    stacks.ok(&["up", "preview-base"]);
+
+    let prs: Vec<u64> = (2001..2001 + count).collect();
+    let ups: Vec<Vec<String>> = prs
+        .iter()
+        .map(|pr| {
+            let mut a = vec!["up".to_owned(), "preview-pr".into()];
+            a.extend(pr_args(*pr));
+            a
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let outputs = spawn_all(&stacks, &ups);
+    let up_wall = started.elapsed();
+    let failed: Vec<String> = prs
+        .iter()
+        .zip(&outputs)
+        .filter(|(_, (_, o))| !o.status.success())
+        .map(|(pr, (_, o))| format!("PR {pr}: {}", String::from_utf8_lossy(&o.stderr)))
+        .collect();
+    eprintln!(
+        "{count} ups at once on kubernetes://: {:.1} s wall, {} errors",
+        up_wall.as_secs_f64(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{} errors:\n{}", failed.len(), failed.join("\n"));
+
+    let destroys: Vec<Vec<String>> = prs
+        .iter()
+        .map(|pr| {
+            vec![
+                "destroy".to_owned(),
+                "preview-pr".into(),
+                "--pr".into(),
+                pr.to_string(),
+            ]
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let outputs = spawn_all(&stacks, &destroys);
+    let failed: Vec<String> = prs
+        .iter()
+        .zip(&outputs)
+        .filter(|(_, (_, o))| !o.status.success())
+        .map(|(pr, (_, o))| format!("PR {pr}: {}", String::from_utf8_lossy(&o.stderr)))
+        .collect();
+    eprintln!(
+        "{count} destroys at once: {:.1} s wall, {} errors",
+        started.elapsed().as_secs_f64(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{} errors:\n{}", failed.len(), failed.join("\n"));
+    let backend = open_backend_with(
+        "kubernetes://preview-state",
+        Some(&client),
+        &BackendOptions::default(),
+    )
+    .await
+    .expect("open");
+    let left: Vec<String> = backend
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|s| s.starts_with("preview-pr-"))
+        .collect();
+    assert!(left.is_empty(), "states left: {left:?}");
 }

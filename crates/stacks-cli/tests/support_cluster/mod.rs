@@ -144,6 +144,18 @@ impl Stacks {
         }
     }
 
+    /// A runner on a cluster and PostgreSQL of the test's own (not the shared
+    /// world), with state in `backend`.
+    pub fn on(kubeconfig: &Path, pg_url: &str, state: &Path, backend: &str) -> Self {
+        Stacks {
+            state: state.to_path_buf(),
+            kubeconfig: kubeconfig.to_path_buf(),
+            pg_url: Some(pg_url.to_owned()),
+            config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+            backend: Some(backend.to_owned()),
+        }
+    }
+
     /// A runner with its own (e.g. empty) state directory.
     pub fn with_state(world: &World, state: &Path) -> Self {
         Stacks {
@@ -153,7 +165,10 @@ impl Stacks {
     }
 
     pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_stacks"));
+        // STACKS_BIN: another build of the binary (e.g. the release one, for load).
+        let bin = std::env::var_os("STACKS_BIN")
+            .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stacks")), PathBuf::from);
+        let mut c = Command::new(bin);
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--backend")
