@@ -885,17 +885,17 @@ impl Engine {
         left: &[Leftover],
     ) -> Result<bool, EngineError> {
         let mut released = false;
-        for l in left.iter().filter(|l| l.deleting && !l.finalizers.is_empty()) {
+        for l in left
+            .iter()
+            .filter(|l| l.deleting && !l.finalizers.is_empty())
+        {
             let provider = self.providers.for_resource(&l.id)?;
             let removed = provider.release_finalizers(stack, &l.id).await?;
             if !removed.is_empty() {
                 released = true;
                 self.events.emit(Event::Warning {
                     id: Some(l.id.clone()),
-                    message: format!(
-                        "removed finalizers {} (force-finalize)",
-                        removed.join(", ")
-                    ),
+                    message: format!("removed finalizers {} (force-finalize)", removed.join(", ")),
                 });
             }
         }

@@ -168,7 +168,10 @@ pub async fn held_content(
                 .into_iter()
                 .filter(|o| {
                     o.metadata.deletion_timestamp.is_some()
-                        && o.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+                        && o.metadata
+                            .finalizers
+                            .as_ref()
+                            .is_some_and(|f| !f.is_empty())
                 })
                 .filter_map(|o| {
                     Some(ResourceId::kubernetes(

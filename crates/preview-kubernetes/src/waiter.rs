@@ -203,7 +203,12 @@ fn holding_finalizers(obj: &Value) -> Vec<String> {
     }
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|f| f.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|f| {
+            f.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -321,8 +326,7 @@ pub async fn wait_gone(
                             }
                         };
                         for held in held {
-                            let removed =
-                                writer::release_finalizers(p, &held, Some(stack)).await?;
+                            let removed = writer::release_finalizers(p, &held, Some(stack)).await?;
                             if !removed.is_empty() {
                                 events.emit(Event::Warning {
                                     id: Some(held.clone()),
@@ -338,17 +342,15 @@ pub async fn wait_gone(
                     forcing = Forcing::ContentReleased;
                     stuck_after = Instant::now() + opts.failure_grace;
                 }
-                (true, Forcing::ContentReleased) => {
-                    // Content that still holds it is not the stack's: removing the
-                    // namespace now would orphan it, so it is left to its owner.
-                    if !content_remaining(&obj) {
-                        events.emit(Event::Warning {
-                            id: Some(id.clone()),
-                            message: "removing the namespace's finalizers (force-finalize)".into(),
-                        });
-                        writer::force_finalize_namespace(p, id).await?;
-                        forcing = Forcing::Done;
-                    }
+                // Content that still holds it is not the stack's: removing the
+                // namespace now would orphan it, so it is left to its owner.
+                (true, Forcing::ContentReleased) if !content_remaining(&obj) => {
+                    events.emit(Event::Warning {
+                        id: Some(id.clone()),
+                        message: "removing the namespace's finalizers (force-finalize)".into(),
+                    });
+                    writer::force_finalize_namespace(p, id).await?;
+                    forcing = Forcing::Done;
                 }
                 _ => {}
             }
@@ -356,10 +358,7 @@ pub async fn wait_gone(
         if Instant::now() >= deadline {
             return Err(ProviderError::NotReady {
                 id: id.clone(),
-                message: format!(
-                    "still present after {}s: {message}",
-                    opts.timeout.as_secs()
-                ),
+                message: format!("still present after {}s: {message}", opts.timeout.as_secs()),
             });
         }
         next_change(&mut changes, deadline).await;

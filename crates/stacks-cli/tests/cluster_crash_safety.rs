@@ -240,7 +240,8 @@ async fn labelled_objects_of_every_kind(stack: &str) -> Vec<String> {
             if !caps.supports_operation(verbs::LIST) || ar.kind == "Event" {
                 continue;
             }
-            let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
+            let api: kube::Api<kube::core::DynamicObject> =
+                kube::Api::all_with(client.clone(), &ar);
             let list = api
                 .list_metadata(&kube::api::ListParams::default().labels(&selector))
                 .await
@@ -313,7 +314,11 @@ async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, executor: &str)
             assert_eq!(plan["summary"][action], 0, "{executor} k={k}: {plan}");
         }
         let state = backend.read(&stack).await.expect("read").expect("state");
-        assert!(state.pending.is_empty(), "{executor} k={k}: {:?}", state.pending);
+        assert!(
+            state.pending.is_empty(),
+            "{executor} k={k}: {:?}",
+            state.pending
+        );
         let recorded: std::collections::BTreeSet<String> = state
             .resources
             .keys()

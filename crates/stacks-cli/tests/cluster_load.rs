@@ -142,8 +142,8 @@ async fn ten_concurrent_ups_of_one_stack_apply_once_in_every_backend() {
 #[ignore = "load: 100 previews at once on a control plane of its own (minutes on 2 cores); scripts/load.sh runs it"]
 async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
     use testkit::{
-        NodeCapacity, NodeSimulator, SimulatorOptions, TestCluster, TestPostgres,
-        default_crd_dir, install_crds,
+        NodeCapacity, NodeSimulator, SimulatorOptions, TestCluster, TestPostgres, default_crd_dir,
+        install_crds,
     };
     let count: u64 = std::env::var("LOAD_PREVIEWS")
         .ok()
@@ -152,7 +152,9 @@ async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
     let n = u32::try_from(count).expect("count");
     let cluster = TestCluster::start().await.expect("cluster");
     let client = cluster.client().expect("client");
-    install_crds(&client, &default_crd_dir()).await.expect("crds");
+    install_crds(&client, &default_crd_dir())
+        .await
+        .expect("crds");
     cluster.cert_manager().await.expect("cert-manager");
     // Per preview at most 350m CPU, 448Mi and 512Mi of ephemeral storage, with
     // room for the rolling updates of a first up (as the benchmark sizes it).
@@ -221,7 +223,12 @@ async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
         up_wall.as_secs_f64(),
         failed.len()
     );
-    assert!(failed.is_empty(), "{} errors:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} errors:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 
     let destroys: Vec<Vec<String>> = prs
         .iter()
@@ -247,7 +254,12 @@ async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
         started.elapsed().as_secs_f64(),
         failed.len()
     );
-    assert!(failed.is_empty(), "{} errors:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} errors:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
     let backend = open_backend_with(
         "kubernetes://preview-state",
         Some(&client),

@@ -145,7 +145,10 @@ async fn held_objects_are_named_and_force_finalize_releases_only_the_stacks_own(
     let foreign: Api<ConfigMap> = Api::namespaced(client.clone(), &elsewhere);
     for (name, labels) in [
         ("unlabelled", json!({})),
-        ("other-stack", json!({"preview-envs.io/stack": "preview-pr-98599"})),
+        (
+            "other-stack",
+            json!({"preview-envs.io/stack": "preview-pr-98599"}),
+        ),
         ("app-labelled", json!({"app": "x"})),
     ] {
         let _ = foreign.create(&post, &held_config_map(name, labels)).await;
@@ -228,7 +231,9 @@ async fn held_objects_are_named_and_force_finalize_releases_only_the_stacks_own(
         );
         release(&foreign, name).await;
     }
-    let _ = namespaces.delete(&elsewhere, &DeleteParams::default()).await;
+    let _ = namespaces
+        .delete(&elsewhere, &DeleteParams::default())
+        .await;
 }
 
 /// The stack's recorded content left after its namespace was removed behind
@@ -286,14 +291,20 @@ async fn residue_found_by_verification_is_named_and_released() {
     let out = stacks.ok(&destroy_args(pr, &["--force-finalize"]));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["verified"], true, "{report}");
-    assert_eq!(finalizers_of(&cms, "stray").await, None, "released and gone");
+    assert_eq!(
+        finalizers_of(&cms, "stray").await,
+        None,
+        "released and gone"
+    );
     assert_eq!(
         finalizers_of(&cms, "foreign").await,
         Some(vec![HOLD.to_owned()]),
         "the foreign object keeps its finalizer"
     );
     release(&cms, "foreign").await;
-    let _ = namespaces.delete(&elsewhere, &DeleteParams::default()).await;
+    let _ = namespaces
+        .delete(&elsewhere, &DeleteParams::default())
+        .await;
 }
 
 async fn open(world: &World, url: &str) -> std::sync::Arc<dyn StateBackend> {
@@ -333,10 +344,9 @@ async fn verified_destroy_removes_state_in_every_backend_and_keeps_tested_images
             "{}: --keep-state keeps the state",
             b.label
         );
-        let shown: Value = serde_json::from_slice(
-            &stacks.ok(&["--json", "state", "show", &stack]).stdout,
-        )
-        .expect("state json");
+        let shown: Value =
+            serde_json::from_slice(&stacks.ok(&["--json", "state", "show", &stack]).stdout)
+                .expect("state json");
         let state = if shown["state"].is_object() {
             &shown["state"]
         } else {

@@ -45,7 +45,12 @@ impl Leftover {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -86,9 +91,9 @@ mod tests {
     #[test]
     fn names_the_object_and_what_holds_it() {
         let live = json!({"metadata": {
-            "deletionTimestamp": "2026-01-01T00:00:00Z",
-            "finalizers": ["example.com/hold"],
-            }});
+        "deletionTimestamp": "2026-01-01T00:00:00Z",
+        "finalizers": ["example.com/hold"],
+        }});
         let left = Leftover::from_live(cm(), Some(&live));
         assert_eq!(
             left.to_string(),

@@ -166,8 +166,10 @@ impl Stacks {
 
     pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
         // STACKS_BIN: another build of the binary (e.g. the release one, for load).
-        let bin = std::env::var_os("STACKS_BIN")
-            .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stacks")), PathBuf::from);
+        let bin = std::env::var_os("STACKS_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_stacks")),
+            PathBuf::from,
+        );
         let mut c = Command::new(bin);
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -268,9 +270,7 @@ pub async fn backends(world: &World, tag: &str) -> Vec<BackendUnderTest> {
         .await;
     let admin = world.pg.client().await.expect("pg");
     let db = format!("{}_state", tag.replace('-', "_"));
-    let _ = admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await;
+    let _ = admin.batch_execute(&format!("CREATE DATABASE {db}")).await;
     let dir = world.state.join(format!("{tag}-file-backend"));
     std::fs::create_dir_all(&dir).expect("dir");
     vec![
@@ -311,4 +311,3 @@ pub fn runner_on(world: &World, url: &str) -> Stacks {
     ]);
     stacks
 }
-
