@@ -225,7 +225,8 @@ async fn sigterm_saves_state_and_releases_the_lock_within_two_seconds() {
 /// Every object of every listable kind the API server serves (aggregated
 /// discovery; Events aside) that carries `stack`'s label, cluster-wide:
 /// SnippetsFilters, Jobs of the in-cluster database executor and anything else
-/// the stack makes included.
+/// the stack makes included; not what controllers make from those (objects with
+/// an owner reference, a Service's Endpoints).
 async fn labelled_objects_of_every_kind(stack: &str) -> Vec<String> {
     use kube::discovery::{Discovery, Scope, verbs};
     let client = world().await.cluster.client().expect("client");
@@ -247,6 +248,16 @@ async fn labelled_objects_of_every_kind(stack: &str) -> Vec<String> {
                 .await
                 .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
             for o in list.items {
+                // Made by controllers from the stack's objects (EndpointSlices of
+                // a Service, a Job's pods…): theirs, not the stack's.
+                if o.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|r| !r.is_empty())
+                    || ar.kind == "Endpoints"
+                {
+                    continue;
+                }
                 let ns = match (&caps.scope, o.metadata.namespace) {
                     (Scope::Namespaced, Some(n)) => format!("{n}/"),
                     _ => String::new(),
