@@ -301,7 +301,8 @@ async fn database_objects(pr: u64) -> Vec<String> {
 /// `up` that converges (empty plan, nothing pending, no orphan of any kind
 /// cluster-wide, exactly one database and role) and a verified `destroy` that
 /// leaves nothing (no labelled object, database, temporary database or role).
-async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, executor: &str) {
+async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, in_cluster: bool) {
+    let executor = if in_cluster { "in-cluster" } else { "direct" };
     let steps = preview_json(&stacks, first_pr)["summary"]["create"]
         .as_u64()
         .expect("create count") as usize;
@@ -330,12 +331,33 @@ async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, executor: &str)
             "{executor} k={k}: {:?}",
             state.pending
         );
-        let recorded: std::collections::BTreeSet<String> = state
+        let mut recorded: std::collections::BTreeSet<String> = state
             .resources
             .keys()
             .filter(|id| id.provider == preview_core::ProviderName::KUBERNETES)
             .map(ToString::to_string)
             .collect();
+        if in_cluster {
+            // The in-cluster executor's record of each database: its ensure Job
+            // in the server's namespace (one name per database).
+            recorded.extend(
+                state
+                    .resources
+                    .keys()
+                    .filter(|id| {
+                        id.provider == preview_core::ProviderName::POSTGRES && id.kind == "Database"
+                    })
+                    .map(|id| {
+                        format!(
+                            "Job default/{}",
+                            preview_postgres::job::job_name(
+                                preview_postgres::job::Operation::Ensure,
+                                &id.name
+                            )
+                        )
+                    }),
+            );
+        }
         let live = labelled_objects_of_every_kind(&stack).await;
         let orphans: Vec<&String> = live.iter().filter(|o| !recorded.contains(*o)).collect();
         assert!(orphans.is_empty(), "{executor} k={k}: orphans {orphans:?}");
@@ -361,15 +383,21 @@ async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, executor: &str)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: N killed runs, each with a clean up and a verified destroy (about 20 minutes here); run with --ignored"]
 async fn sigkill_at_each_step_boundary_separately_direct_executor() {
     let world = world().await;
-    sigkill_at_each_boundary(Stacks::new(world), 903, "direct").await;
+    sigkill_at_each_boundary(Stacks::new(world), 903, false).await;
 }
 
+/// Fails today (so ignored; run with `--ignored`): killed at its 2nd boundary,
+/// the clean `up` converges but a temporary database
+/// (`preview_envs_tmp_…`) is left beside the real one until `destroy` drops it.
+/// The killed run's ensure Job script keeps running on the host after its Job
+/// is replaced (the test kit's job runner does not stop a deleted pod's
+/// process; a kubelet would, with a smaller window left) and creates the
+/// temporary database after the next run's Job has renamed its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: N killed runs, each with a clean up and a verified destroy (about 20 minutes here); run with --ignored"]
+#[ignore = "finds a temporary database left beside the real one after a SIGKILL at the 2nd boundary (see the doc comment)"]
 async fn sigkill_at_each_step_boundary_separately_in_cluster_executor() {
     let world = world().await;
-    sigkill_at_each_boundary(Stacks::new(world).in_cluster_database(), 904, "in-cluster").await;
+    sigkill_at_each_boundary(Stacks::new(world).in_cluster_database(), 904, true).await;
 }
