@@ -391,10 +391,11 @@ async fn sigkill_at_each_step_boundary_separately_direct_executor() {
 /// Fails today (so ignored; run with `--ignored`): killed at its 2nd boundary,
 /// the clean `up` converges but a temporary database
 /// (`preview_envs_tmp_…`) is left beside the real one until `destroy` drops it.
-/// The killed run's ensure Job script keeps running on the host after its Job
-/// is replaced (the test kit's job runner does not stop a deleted pod's
-/// process; a kubelet would, with a smaller window left) and creates the
-/// temporary database after the next run's Job has renamed its own.
+/// Not yet diagnosed; the likely cause: the killed run's ensure Job script
+/// keeps running on the host after its Job is replaced (the test kit's job
+/// runner does not stop a deleted pod's process; a kubelet would, leaving a
+/// smaller window) and creates the temporary database after the next run's
+/// Job has renamed its own, and no later ensure drops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "finds a temporary database left beside the real one after a SIGKILL at the 2nd boundary (see the doc comment)"]
 async fn sigkill_at_each_step_boundary_separately_in_cluster_executor() {
