@@ -2,8 +2,13 @@
 //! SIGKILLed right after each step boundary of a ~20-resource preview-pr `up`;
 //! a re-run must converge with an empty plan, no duplicates and no orphans
 //! (objects carrying the stack's label but absent from state), and the state must
-//! pass its integrity check. SIGTERM stops a run within 2 s, saves the state,
-//! releases the lock and exits non-zero.
+//! pass its integrity check. Then each boundary separately: for a stack of N
+//! steps, N runs each SIGKILLed at its k-th boundary, each followed by a
+//! converging `up` and a verified `destroy`, with an orphan check over every
+//! listable kind, the PR's databases, temporary database and role (direct
+//! executor; the in-cluster one is ignored for what it finds, see its test).
+//! SIGTERM stops a run within 2 s, saves the state, releases the lock and exits
+//! non-zero.
 
 mod support_cluster;
 
