@@ -139,7 +139,7 @@ async fn ten_concurrent_ups_of_one_stack_apply_once_in_every_backend() {
 /// destroys at once, 0 errors, and no state left. With `STACKS_BIN` set to a
 /// release build it is what `scripts/load.sh` runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "load: 100 previews at once on a control plane of its own (minutes on 2 cores); scripts/load.sh runs it"]
+#[ignore = "load: 100 previews at once on a control plane of its own (about 2.5 min on 2 cores); scripts/load.sh runs it"]
 async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
     use testkit::{
         NodeCapacity, NodeSimulator, SimulatorOptions, TestCluster, TestPostgres, default_crd_dir,
