@@ -6,7 +6,10 @@
 # run and whether each target is met. BENCH_RUNS=N (default 5) processes per
 # median; BENCH_SCALE=N[,M…] (default 100,500; 0 skips) stacks at once;
 # BENCH_KUBECTL_AT_ONCE=N caps the kubectl processes at once (default: as many
-# as fit in memory); BENCH_SYNTHETIC=N[,M…] (default 2000,20000).
+# as fit in memory); BENCH_SYNTHETIC=N[,M…] (default 2000,20000);
+# BENCH_BACKEND=kubernetes keeps every run's state in kubernetes://preview-state
+# (default file://): BENCH_BACKEND=kubernetes BENCH_SCALE=100 is the load check
+# of 100 preview-pr ups at once from separate processes on that backend.
 # CARGO_TARGET_DIR is honoured. About 15 minutes on a 2-core machine once built.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -71,7 +71,9 @@ struct Env {
     stacks: PathBuf,
     kubectl: PathBuf,
     kubeconfig: PathBuf,
-    state: PathBuf,
+    /// `--backend` of every run: `file://` a directory of the world, or
+    /// `kubernetes://preview-state` with `BENCH_BACKEND=kubernetes`.
+    backend: String,
     config: PathBuf,
     pg_url: String,
 }
@@ -86,7 +88,7 @@ impl Env {
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--backend")
-            .arg(format!("file://{}", self.state.display()))
+            .arg(&self.backend)
             .arg("--config-dir")
             .arg(&self.config)
             .arg("--progress")
@@ -410,6 +412,29 @@ fn node_capacity(stacks: u32) -> NodeCapacity {
     }
 }
 
+/// The state backend of the runs: `BENCH_BACKEND=kubernetes` for
+/// `kubernetes://preview-state` (the namespace created here), else `file://DIR`.
+async fn bench_backend(cluster: &TestCluster, dir: &Path) -> Result<String> {
+    match std::env::var("BENCH_BACKEND").as_deref() {
+        Ok("kubernetes") => {
+            let out = Command::new(testkit::bins::kubectl()?)
+                .arg("--kubeconfig")
+                .arg(cluster.kubeconfig_path())
+                .args(["create", "namespace", "preview-state"])
+                .output()
+                .context("kubectl create namespace preview-state")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "kubectl create namespace preview-state: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok("kubernetes://preview-state".into())
+        }
+        Ok("file") | Err(_) => Ok(format!("file://{}", dir.display())),
+        Ok(other) => bail!("BENCH_BACKEND={other:?}: use file or kubernetes"),
+    }
+}
+
 impl World {
     async fn start(stacks: usize) -> Result<World> {
         eprintln!(
@@ -443,7 +468,7 @@ impl World {
             stacks: exe_dir.join("stacks"),
             kubectl: testkit::bins::kubectl()?,
             kubeconfig: cluster.kubeconfig_path().to_path_buf(),
-            state: work.path().join("state"),
+            backend: bench_backend(&cluster, &work.path().join("state")).await?,
             config: repo_root().join("config"),
             pg_url: pg.url(),
         };

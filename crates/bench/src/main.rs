@@ -16,7 +16,8 @@
 //!   all of them at once, each against as many `kubectl apply --server-side`
 //!   processes — all at once when their memory fits, otherwise at most as many
 //!   at once as fit, said in the row (`BENCH_KUBECTL_AT_ONCE=N` to set): wall
-//!   time, each process's p50/p95, errors.
+//!   time, each process's p50/p95, errors. `BENCH_BACKEND=kubernetes` keeps the
+//!   state of every run in `kubernetes://preview-state` (default `file://`).
 //!
 //! The note column says what a number contains that its baseline does not
 //! (the per-PR database and role on a real PostgreSQL server), timed alone in

@@ -33,9 +33,10 @@
 //! key ([`EngineOptions::sealer`]; a run with a resource that has secret outputs
 //! and no sealer is refused before anything is sent, [`EngineError::NoSealer`]).
 //!
-//! Three parts live in their own files: `engine/recorder.rs` (the run's state and
-//! its group-committed writes), `engine/scheduler.rs` (which steps may start) and
-//! `engine/outputs.rs` (the outputs an `up` records).
+//! Four parts live in their own files: `engine/recorder.rs` (the run's state and
+//! its group-committed writes), `engine/scheduler.rs` (which steps may start),
+//! `engine/outputs.rs` (the outputs an `up` records) and `engine/leftover.rs`
+//! (what a destroy could not remove, and what holds it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -59,9 +60,12 @@ use crate::state::{
 };
 use crate::validate::{self, Policy, ValidationError};
 
+pub mod leftover;
 mod outputs;
 mod recorder;
 mod scheduler;
+
+pub use leftover::Leftover;
 
 use recorder::Recorder;
 use scheduler::Scheduler;
@@ -165,7 +169,8 @@ pub struct EngineOptions {
     pub failure_grace: Duration,
     /// Take ownership of fields other managers hold.
     pub force_conflicts: bool,
-    /// Remove finalizers of namespaces stuck Terminating during destroy.
+    /// Destroy: remove the finalizers of namespaces stuck Terminating, and of the
+    /// stack's own objects whose deletion they hold (never a foreign object's).
     pub force_finalize: bool,
     /// Keep the stack's state after a verified destroy (emptied: no resources,
     /// outputs or pending steps). Off: a verified destroy removes the state
@@ -231,8 +236,17 @@ pub enum EngineError {
         done: usize,
     },
     /// Destroy finished but objects remain.
-    #[error("destroy left residue: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
-    Residue(Vec<ResourceId>),
+    #[error("destroy left residue: {}", leftover::list(.0))]
+    Residue(Vec<Leftover>),
+    /// Destroy steps failed; the state records what was deleted, and `left` is
+    /// what the verification found afterwards (what holds each object, if anything).
+    #[error("{failed}{}", residue_note(left))]
+    DestroyIncomplete {
+        /// The failure ([`EngineError::Apply`]).
+        failed: Box<EngineError>,
+        /// Objects of the stack still present.
+        left: Vec<Leftover>,
+    },
     /// The run did everything else, but refused to delete recorded objects the
     /// stack cannot prove it owns; they were left in place and stay recorded.
     #[error("refused to delete {} recorded object(s) that fail the ownership checks; they were left untouched and stay recorded:\n{}\nInspect each: if it is the stack's own, restore its label (preview-envs.io/stack) and run again; if not, its record is wrong (an edited state?): after the rest is destroyed, `stacks state delete STACK --force` forgets it{}", refused.len(), refused.iter().map(|(id, why)| format!("  - {id}: {why}")).collect::<Vec<_>>().join("\n"), residue_note(residue))]
@@ -240,7 +254,7 @@ pub enum EngineError {
         /// Each refused object and why.
         refused: Vec<(ResourceId, String)>,
         /// Destroy only: other objects carrying the stack's label that remain.
-        residue: Vec<ResourceId>,
+        residue: Vec<Leftover>,
     },
     /// `up` of a saved plan refused: the plan made now is not the saved one
     /// ([`crate::saved::compare`]); nothing was written.
@@ -265,19 +279,50 @@ pub enum EngineError {
     Cancelled(usize),
 }
 
-fn residue_note(residue: &[ResourceId]) -> String {
+fn residue_note(residue: &[Leftover]) -> String {
     if residue.is_empty() {
         String::new()
     } else {
         format!(
             "\nAlso left (carrying the stack's label): {}",
-            residue
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            leftover::list(residue)
         )
     }
+}
+
+impl EngineError {
+    /// What a failed destroy left, as far as it could tell (empty for other errors).
+    pub fn leftovers(&self) -> &[Leftover] {
+        match self {
+            EngineError::Residue(left)
+            | EngineError::DestroyIncomplete { left, .. }
+            | EngineError::Refused { residue: left, .. } => left,
+            _ => &[],
+        }
+    }
+}
+
+/// Records what a destroy left and did not record as pending deletes, so the
+/// next destroy deletes them again (the planner deletes a pending object that
+/// carries the stack's label) and verifies their kinds.
+async fn remember_leftovers(rec: &mut Recorder, left: &[Leftover]) -> Result<(), EngineError> {
+    let mut added = false;
+    for l in left {
+        if !rec.state.resources.contains_key(&l.id)
+            && !rec.state.pending.iter().any(|p| p.id == l.id)
+        {
+            rec.state.pending.push(PendingOperation {
+                id: l.id.clone(),
+                action: Action::Delete,
+            });
+            added = true;
+        }
+    }
+    if added {
+        rec.touch();
+        rec.flush().await?;
+    }
+    Ok(())
 }
 
 /// The refused steps of `plan` with their reasons.
@@ -797,22 +842,54 @@ impl Engine {
         let plan = planner::plan(&graph, &state, &observed, &hasher, &self.options.plan)?;
         self.warn_refused(&plan);
         let refused = refusals(&plan);
+        // Recorded objects, and what an earlier destroy left (pending deletes):
+        // the kinds verified, so a destroy after residue verifies them again.
         let kinds: Vec<ResourceId> = state
             .resources
             .keys()
+            .chain(state.pending.iter().map(|p| &p.id))
             .filter(|id| !refused.iter().any(|(r, _)| r == *id))
             .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         let mut rec = Recorder::new(self.backend.clone(), state);
-        self.execute(&graph, &plan, &hasher, &mut rec).await?;
+        if let Err(failed) = self.execute(&graph, &plan, &hasher, &mut rec).await {
+            // The state is written; name what is left and what holds it.
+            return Err(match failed {
+                EngineError::Apply { .. } => {
+                    let left = self
+                        .unless_cancelled(self.leftovers(stack, &kinds), rec.state.pending.len())
+                        .await
+                        .unwrap_or_default();
+                    remember_leftovers(&mut rec, &left).await?;
+                    EngineError::DestroyIncomplete {
+                        failed: Box::new(failed),
+                        left,
+                    }
+                }
+                other => other,
+            });
+        }
         // What was deleted is recorded before verification, which may fail.
         rec.flush().await?;
-        let residue: Vec<ResourceId> = self
-            .unless_cancelled(self.verify_gone(stack, &kinds), rec.state.pending.len())
-            .await?
-            .into_iter()
-            .filter(|id| !refused.iter().any(|(r, _)| r == id))
-            .collect();
+        let unrefused = |left: Vec<Leftover>| -> Vec<Leftover> {
+            left.into_iter()
+                .filter(|l| !refused.iter().any(|(r, _)| *r == l.id))
+                .collect()
+        };
+        let mut residue = unrefused(
+            self.unless_cancelled(self.leftovers(stack, &kinds), rec.state.pending.len())
+                .await?,
+        );
+        if self.options.force_finalize && self.release_finalizers(stack, &residue).await? {
+            // Released objects that were being deleted are gone now; verify again.
+            residue = unrefused(
+                self.unless_cancelled(self.leftovers(stack, &kinds), rec.state.pending.len())
+                    .await?,
+            );
+        }
+        remember_leftovers(&mut rec, &residue).await?;
         if !refused.is_empty() {
             // The refused records stay; the outputs stay with them.
             return Err(EngineError::Refused { refused, residue });
@@ -837,6 +914,48 @@ impl Engine {
             outputs: rec.state.outputs.clone(),
             computed: BTreeSet::new(),
         })
+    }
+
+    /// [`Engine::verify_gone`], each object read for what holds it.
+    async fn leftovers(
+        &self,
+        stack: &str,
+        recorded: &[ResourceId],
+    ) -> Result<Vec<Leftover>, EngineError> {
+        let left = self.verify_gone(stack, recorded).await?;
+        let read = futures::future::try_join_all(left.into_iter().map(|id| async move {
+            let live = self.providers.for_resource(&id)?.read(&id).await?;
+            Ok::<_, ProviderError>(Leftover::from_live(id, live.as_ref()))
+        }))
+        .await?;
+        Ok(read)
+    }
+
+    /// Force-finalize after a destroy: asks each leftover's provider to remove
+    /// the finalizers of the objects carrying this stack's label that are being
+    /// deleted and held by them (never another stack's or a foreign object).
+    /// Whether anything was released.
+    async fn release_finalizers(
+        &self,
+        stack: &str,
+        left: &[Leftover],
+    ) -> Result<bool, EngineError> {
+        let mut released = false;
+        for l in left
+            .iter()
+            .filter(|l| l.deleting && !l.finalizers.is_empty())
+        {
+            let provider = self.providers.for_resource(&l.id)?;
+            let removed = provider.release_finalizers(stack, &l.id).await?;
+            if !removed.is_empty() {
+                released = true;
+                self.events.emit(Event::Warning {
+                    id: Some(l.id.clone()),
+                    message: format!("removed finalizers {} (force-finalize)", removed.join(", ")),
+                });
+            }
+        }
+        Ok(released)
     }
 
     /// Objects that still exist: recorded ones, and any carrying the stack label.

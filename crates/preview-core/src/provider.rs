@@ -83,7 +83,8 @@ pub struct WaitOptions {
     pub timeout: Duration,
     /// Fail once a known failure (ImagePullBackOff, quota rejection…) persists this long.
     pub failure_grace: Duration,
-    /// For deletes: remove finalizers of a namespace stuck Terminating.
+    /// For deletes: remove the finalizers of a namespace stuck Terminating, or
+    /// of a stack's object whose deletion they hold.
     pub force_finalize: bool,
 }
 
@@ -180,4 +181,16 @@ pub trait Provider: Send + Sync {
         stack: &str,
         kinds: &[ResourceId],
     ) -> Result<Vec<ResourceId>, ProviderError>;
+    /// Destroy with force-finalize: removes the finalizers holding `id` when the
+    /// live object carries `stack`'s label and is already being deleted (nothing
+    /// otherwise); returns the finalizers removed. The default: the provider's
+    /// objects have no finalizers.
+    async fn release_finalizers(
+        &self,
+        stack: &str,
+        id: &ResourceId,
+    ) -> Result<Vec<String>, ProviderError> {
+        let _ = (stack, id);
+        Ok(Vec::new())
+    }
 }

@@ -316,4 +316,12 @@ impl Provider for KubeProvider {
     ) -> Result<Vec<ResourceId>, ProviderError> {
         reader::list_owned(self, stack, kinds).await
     }
+
+    async fn release_finalizers(
+        &self,
+        stack: &str,
+        id: &ResourceId,
+    ) -> Result<Vec<String>, ProviderError> {
+        writer::release_finalizers(self, id, Some(stack)).await
+    }
 }

@@ -81,13 +81,22 @@ async fn list_with(
     list.items.iter().map(|o| to_value(kind_of, o)).collect()
 }
 
-/// Every object of the given kinds (cluster-wide) that carries this stack's label.
+/// The label selector of [`list_owned`]: the stack's objects, without the
+/// `kubernetes://` state backend's own Secrets (the main state Secret and its
+/// chunks carry the stack's label too, and a `preview-pr` stack records Secrets:
+/// its state is not residue of its destroy).
+pub fn owned_selector(stack: &str) -> String {
+    format!("{STACK_LABEL}={stack},!{}", crate::state::LABEL_PART)
+}
+
+/// Every object of the given kinds (cluster-wide) that carries this stack's
+/// label, except the stack's state objects ([`owned_selector`]).
 pub async fn list_owned(
     p: &KubeProvider,
     stack: &str,
     kinds: &[ResourceId],
 ) -> Result<Vec<ResourceId>, ProviderError> {
-    let selector = format!("{STACK_LABEL}={stack}");
+    let selector = owned_selector(stack);
     let mut seen = std::collections::BTreeSet::new();
     let kinds: Vec<&ResourceId> = kinds
         .iter()
@@ -119,5 +128,62 @@ pub async fn list_owned(
         }
     }))
     .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// The objects in `namespace` carrying `stack`'s label that are being deleted
+/// and held by finalizers, of every namespaced kind the API server serves (one
+/// aggregated discovery, then one LIST per kind): the content that keeps a
+/// namespace of the stack Terminating. Kinds that cannot be listed are skipped.
+pub async fn held_content(
+    p: &KubeProvider,
+    namespace: &str,
+    stack: &str,
+) -> Result<Vec<ResourceId>, ProviderError> {
+    use kube::discovery::{Discovery, Scope, verbs};
+    let ns_id = ResourceId::kubernetes("v1", "Namespace", None, namespace);
+    let discovery = Discovery::new(p.client.clone())
+        .run_aggregated()
+        .await
+        .map_err(|e| api_error(&ns_id, "discover kinds in", e))?;
+    let kinds: Vec<kube::discovery::ApiResource> = discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .filter(|(_, caps)| caps.scope == Scope::Namespaced && caps.supports_operation(verbs::LIST))
+        .map(|(ar, _)| ar)
+        .collect();
+    let selector = owned_selector(stack);
+    let found = futures::future::join_all(kinds.iter().map(|ar| {
+        let selector = selector.clone();
+        async move {
+            let api: kube::Api<kube::core::DynamicObject> =
+                kube::Api::namespaced_with(p.client.clone(), namespace, ar);
+            let Ok(list) = api
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await
+            else {
+                return Vec::new();
+            };
+            list.items
+                .into_iter()
+                .filter(|o| {
+                    o.metadata.deletion_timestamp.is_some()
+                        && o.metadata
+                            .finalizers
+                            .as_ref()
+                            .is_some_and(|f| !f.is_empty())
+                })
+                .filter_map(|o| {
+                    Some(ResourceId::kubernetes(
+                        ar.api_version.clone(),
+                        ar.kind.clone(),
+                        Some(namespace),
+                        o.metadata.name?,
+                    ))
+                })
+                .collect::<Vec<_>>()
+        }
+    }))
+    .await;
     Ok(found.into_iter().flatten().collect())
 }

@@ -20,7 +20,7 @@ use super::{KubeProvider, reader, writer};
 use crate::readiness::{self, Readiness, Related};
 use preview_core::events::{Event, EventSink};
 use preview_core::provider::{ProviderError, WaitOptions};
-use preview_core::resource::{Resource, ResourceId, WaitRule};
+use preview_core::resource::{Resource, ResourceId, STACK_LABEL, WaitRule};
 
 /// Re-evaluate at least this often even without events.
 const SAFETY_TICK: Duration = Duration::from_secs(2);
@@ -195,9 +195,68 @@ pub async fn wait_ready(
     }
 }
 
+/// The finalizers holding an object that is being deleted (none: it is not
+/// being deleted, or nothing holds it).
+fn holding_finalizers(obj: &Value) -> Vec<String> {
+    if obj.pointer("/metadata/deletionTimestamp").is_none() {
+        return Vec::new();
+    }
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| {
+            f.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How far a force-finalize of a stuck deletion went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forcing {
+    /// Nothing removed yet.
+    Not,
+    /// A namespace: the finalizers of the stack's own content were removed.
+    ContentReleased,
+    /// Everything force-finalize may do was done.
+    Done,
+}
+
+/// Whether a terminating namespace still has content (with finalizers or not)
+/// by its conditions.
+fn content_remaining(namespace_obj: &Value) -> bool {
+    namespace_obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| {
+            conditions.iter().any(|c| {
+                matches!(
+                    c.get("type").and_then(Value::as_str),
+                    Some("NamespaceContentRemaining" | "NamespaceFinalizersRemaining")
+                ) && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// "held by finalizer a" / "held by finalizers a, b".
+fn held_by(finalizers: &[String]) -> String {
+    format!(
+        "held by finalizer{} {}",
+        if finalizers.len() == 1 { "" } else { "s" },
+        finalizers.join(", ")
+    )
+}
+
 /// Waits until the object no longer exists. A namespace stuck Terminating is
-/// reported with its conditions; its finalizers are removed only when
-/// `opts.force_finalize` is set.
+/// reported with its conditions, any other object being deleted with the
+/// finalizers holding it. With `opts.force_finalize`, once that has lasted the
+/// failure grace: another object's `metadata.finalizers` are removed when it
+/// carries a stack's label (the object this destroy deleted after checking its
+/// ownership); for a namespace, first those of its content carrying the
+/// namespace's stack label ([`reader::held_content`]), and after another grace
+/// period the namespace's own `spec.finalizers`, unless content (then not the
+/// stack's) still remains.
 pub async fn wait_gone(
     p: &KubeProvider,
     id: &ResourceId,
@@ -207,9 +266,9 @@ pub async fn wait_gone(
     let deadline = Instant::now() + opts.timeout;
     let mut changes = object_changes(p, id).await?;
     let mut last_message = String::new();
-    let mut finalized = false;
+    let mut forcing = Forcing::Not;
     let is_namespace = id.is("", "Namespace");
-    let stuck_after = Instant::now() + opts.failure_grace;
+    let mut stuck_after = Instant::now() + opts.failure_grace;
     loop {
         let Some(obj) = reader::get(p, id).await? else {
             return Ok(());
@@ -217,7 +276,8 @@ pub async fn wait_gone(
         let blocked = if is_namespace {
             readiness::is_gone_blocked(&obj)
         } else {
-            None
+            let held = holding_finalizers(&obj);
+            (!held.is_empty()).then(|| format!("being deleted, {}", held_by(&held)))
         };
         let message = blocked
             .clone()
@@ -226,35 +286,79 @@ pub async fn wait_gone(
             events.emit(Event::Waiting {
                 id: id.clone(),
                 reason: message.clone(),
-                failing: blocked.is_some(),
+                // Finalizers of other objects usually finish on their own
+                // (pvc-protection once the pod is gone…).
+                failing: is_namespace && blocked.is_some(),
             });
             last_message = message.clone();
         }
-        if is_namespace
-            && opts.force_finalize
-            && !finalized
-            && blocked.is_some()
-            && Instant::now() >= stuck_after
-        {
-            events.emit(Event::Warning {
-                id: Some(id.clone()),
-                message: "removing the namespace's finalizers (--force-finalize)".into(),
-            });
-            writer::force_finalize_namespace(p, id).await?;
-            finalized = true;
+        if opts.force_finalize && blocked.is_some() && Instant::now() >= stuck_after {
+            match (is_namespace, forcing) {
+                (false, Forcing::Not) => {
+                    let removed = writer::release_finalizers(p, id, None).await?;
+                    if !removed.is_empty() {
+                        events.emit(Event::Warning {
+                            id: Some(id.clone()),
+                            message: format!(
+                                "removed finalizers {} (force-finalize)",
+                                removed.join(", ")
+                            ),
+                        });
+                    }
+                    forcing = Forcing::Done;
+                }
+                (true, Forcing::Not) => {
+                    // First the stack's own content holding the namespace; the
+                    // namespace controller then gets another grace period.
+                    if let Some(stack) = obj
+                        .pointer("/metadata/labels")
+                        .and_then(|l| l.get(STACK_LABEL))
+                        .and_then(Value::as_str)
+                    {
+                        let held = match reader::held_content(p, &id.name, stack).await {
+                            Ok(held) => held,
+                            Err(e) => {
+                                events.emit(Event::Warning {
+                                    id: Some(id.clone()),
+                                    message: format!("cannot list the namespace's content: {e}"),
+                                });
+                                Vec::new()
+                            }
+                        };
+                        for held in held {
+                            let removed = writer::release_finalizers(p, &held, Some(stack)).await?;
+                            if !removed.is_empty() {
+                                events.emit(Event::Warning {
+                                    id: Some(held.clone()),
+                                    message: format!(
+                                        "removed finalizers {} (force-finalize; it held namespace {})",
+                                        removed.join(", "),
+                                        id.name
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                    forcing = Forcing::ContentReleased;
+                    stuck_after = Instant::now() + opts.failure_grace;
+                }
+                // Content that still holds it is not the stack's: removing the
+                // namespace now would orphan it, so it is left to its owner.
+                (true, Forcing::ContentReleased) if !content_remaining(&obj) => {
+                    events.emit(Event::Warning {
+                        id: Some(id.clone()),
+                        message: "removing the namespace's finalizers (force-finalize)".into(),
+                    });
+                    writer::force_finalize_namespace(p, id).await?;
+                    forcing = Forcing::Done;
+                }
+                _ => {}
+            }
         }
         if Instant::now() >= deadline {
-            let hint = if is_namespace && !opts.force_finalize {
-                "; inspect it, or re-run destroy with --force-finalize to remove its finalizers"
-            } else {
-                ""
-            };
             return Err(ProviderError::NotReady {
                 id: id.clone(),
-                message: format!(
-                    "still present after {}s: {message}{hint}",
-                    opts.timeout.as_secs()
-                ),
+                message: format!("still present after {}s: {message}", opts.timeout.as_secs()),
             });
         }
         next_change(&mut changes, deadline).await;

@@ -18,7 +18,7 @@ use super::errors::{api_error, status_code};
 use super::kinds::api_for;
 use super::{FIELD_MANAGER, KubeProvider};
 use preview_core::provider::ProviderError;
-use preview_core::resource::{Resource, ResourceId};
+use preview_core::resource::{Resource, ResourceId, STACK_LABEL};
 
 /// Retries of an apply whose admission timed out on the server (HTTP 500).
 pub const TIMED_OUT_RETRIES: usize = 3;
@@ -114,6 +114,51 @@ pub async fn delete(
             })
         }
         Err(e) => Err(api_error(id, "delete", e)),
+    }
+}
+
+/// Removes `metadata.finalizers` of an object that is already being deleted
+/// (destroy with force-finalize), only when it carries the stack's label: with
+/// `stack`, exactly that stack's; without, any stack's (the object a destroy is
+/// waiting on, whose ownership the planner checked before deleting it). The
+/// patch carries the `resourceVersion` read, so an object changed since is left
+/// alone. Returns the finalizers removed (none: nothing done).
+pub async fn release_finalizers(
+    p: &KubeProvider,
+    id: &ResourceId,
+    stack: Option<&str>,
+) -> Result<Vec<String>, ProviderError> {
+    let kind = p.kinds.resolve(&p.client, id).await?;
+    let api = api_for(&p.client, &kind, id)?;
+    let Some(live) = api
+        .get_opt(&id.name)
+        .await
+        .map_err(|e| api_error(id, "get", e))?
+    else {
+        return Ok(Vec::new());
+    };
+    let meta = &live.metadata;
+    let label = meta.labels.as_ref().and_then(|l| l.get(STACK_LABEL));
+    let owned = match stack {
+        Some(stack) => label.is_some_and(|l| l == stack),
+        None => label.is_some(),
+    };
+    let finalizers = meta.finalizers.clone().unwrap_or_default();
+    if !owned || meta.deletion_timestamp.is_none() || finalizers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let body = json!({"metadata": {
+        "finalizers": null,
+        "resourceVersion": meta.resource_version,
+    }});
+    match api
+        .patch(&id.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => Ok(finalizers),
+        // Gone meanwhile: nothing was holding it any more.
+        Err(e) if status_code(&e) == Some(404) => Ok(Vec::new()),
+        Err(e) => Err(api_error(id, "finalizer removal", e)),
     }
 }
 

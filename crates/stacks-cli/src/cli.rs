@@ -285,7 +285,8 @@ pub enum Command {
         stack: StackRef,
         #[command(flatten)]
         apply: ApplyArgs,
-        /// Remove finalizers of a namespace stuck Terminating.
+        /// Remove the finalizers holding the deletion of a namespace stuck
+        /// Terminating, and of objects carrying the stack's label (never another's).
         #[arg(long)]
         force_finalize: bool,
         /// Keep the stack's (emptied) state after a verified destroy; by default

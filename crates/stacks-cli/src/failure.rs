@@ -49,7 +49,9 @@ pub fn kind(error: &anyhow::Error) -> &'static str {
                     "apply"
                 }
                 EngineError::NoSealer(_) => "state",
-                EngineError::Residue(_) | EngineError::Refused { .. } => "destroy",
+                EngineError::Residue(_)
+                | EngineError::Refused { .. }
+                | EngineError::DestroyIncomplete { .. } => "destroy",
                 EngineError::PlanMoved(_) => "plan-moved",
                 EngineError::NoState(_) => "state",
                 EngineError::Cancelled(_) => "interrupted",

@@ -3,7 +3,8 @@
 //! Parsing has no side effects ([`cli`]); [`terminal`] applies the output
 //! options (colour, verbosity, logs); [`run`] reads the environment and drives
 //! the engine; [`progress`] shows engine events; [`failure`] reports an error
-//! (and under `--json` as a JSON document).
+//! (and under `--json` as a JSON document); [`hints`] adds the next-step lines
+//! that name CLI flags to engine errors.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use clap::Parser;
 
 mod cli;
 mod failure;
+mod hints;
 mod progress;
 mod run;
 mod terminal;

@@ -1196,7 +1196,25 @@ async fn destroy_cmd(
     let report = engine.destroy(&name).await;
     drop(engine);
     let _ = printer.await;
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            if g.json {
+                print_stdout(&serde_json::to_string_pretty(&json!({
+                    "stack": name,
+                    "verified": false,
+                    "stateRemoved": false,
+                    "left": e.leftovers(),
+                    "error": e.to_string(),
+                    "elapsedMs": started.elapsed().as_millis() as u64,
+                }))?)?;
+            }
+            return Err(match crate::hints::destroy(&e, force_finalize) {
+                Some(hint) => anyhow!("{e}\n{hint}"),
+                None => e.into(),
+            });
+        }
+    };
     if g.json {
         print_stdout(&serde_json::to_string_pretty(&json!({
             "stack": name,

