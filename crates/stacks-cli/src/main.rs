@@ -1,13 +1,15 @@
 //! The `stacks` binary: `stacks up preview-pr --pr 123 --web-image … --api-image …`.
 //!
 //! Parsing has no side effects ([`cli`]); [`run`] reads the environment and
-//! drives the engine; [`progress`] shows engine events.
+//! drives the engine; [`progress`] shows engine events; [`failure`] explains
+//! failed steps (digests on stderr and in `--json`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod cli;
+mod failure;
 mod progress;
 mod run;
 

@@ -403,6 +403,9 @@ struct Prepared {
     engine: Engine,
     printer: tokio::task::JoinHandle<()>,
     counts: preview_kubernetes::RequestCounts,
+    /// The cluster connection, for failure digests.
+    kube: KubeProvider,
+    json: bool,
 }
 
 /// Placeholder for the preview's database role password where nothing is
@@ -524,7 +527,7 @@ async fn prepare(
     let kube = connect(g).await?;
     let counts = kube.counts().clone();
     let (engine, printer) = engine(
-        kube,
+        kube.clone(),
         backend.clone(),
         g,
         apply,
@@ -546,6 +549,8 @@ async fn prepare(
         engine,
         printer,
         counts,
+        kube,
+        json: g.json,
     })
 }
 
@@ -558,6 +563,9 @@ impl Prepared {
         let result = op(&self.engine, &self.graph).await;
         drop(self.engine);
         let _ = self.printer.await;
+        if let Err(e) = &result {
+            crate::failure::report(&self.kube, &self.build, e, self.json).await;
+        }
         Ok((result?, self.build, self.counts.snapshot()))
     }
 }
