@@ -358,7 +358,7 @@ mod tests {
                             "events": [{"object": "Pod web-1", "reason": "Failed", "message": "Failed to pull image", "count": 2}],
                             "containers": [{"pod": "web-1", "container": "web", "restarts": 0,
                                             "state": "waiting: ImagePullBackOff",
-                                            "logError": "container "web" in pod "web-1" is waiting to start: trying and failing to pull image"}]}}]}"#,
+                                            "logError": "container web in pod web-1 is waiting to start: trying and failing to pull image"}]}}]}"#,
         )
         .expect("document");
         let body = render_comment(&failed);
