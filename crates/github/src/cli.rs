@@ -185,6 +185,11 @@ pub struct CommentArgs {
     /// Markdown plan to show in a collapsed block (truncated to fit GitHub's limit).
     #[arg(long, value_name = "FILE")]
     pub plan_file: Option<PathBuf>,
+    /// The `--json` output of a failed `stacks up`: each failed step's failure
+    /// digest (reason, events, terminations, last log lines) is shown collapsed.
+    /// An empty file (the run failed before printing) adds nothing.
+    #[arg(long, value_name = "FILE")]
+    pub failure_file: Option<PathBuf>,
     /// Id of the saved plan shown or applied (`sha256:…`, from `stacks preview --out` / `stacks up --plan`).
     #[arg(long, value_parser = validate::plan_id)]
     pub plan_id: Option<String>,
@@ -542,6 +547,23 @@ async fn comment(
         })?),
         None => None,
     };
+    let failures = match &args.failure_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Input(format!(
+                    "cannot read --failure-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            crate::comment::parse_failures(&text).map_err(|e| {
+                CliError::Input(format!(
+                    "--failure-file {}: not the --json output of stacks: {e}",
+                    path.display()
+                ))
+            })?
+        }
+        None => Vec::new(),
+    };
     let client = client(env, attempts)?;
     let content = CommentContent {
         pr: args.pr,
@@ -555,6 +577,7 @@ async fn comment(
         message: args.message,
         plan,
         plan_id: args.plan_id,
+        failures,
     };
     let body = render_comment(&content);
     let when_missing = if args.if_exists {

@@ -316,11 +316,14 @@ async fn run_stacks(stacks: &StacksCommand, args: &[String]) -> Result<ChildOutp
     })
 }
 
+/// The line that says why a `stacks` run failed: its last `error:` line (a
+/// `hint:` line may follow it), else its last non-empty line.
 fn last_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
+    let mut lines = text.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+    let last = lines.clone().next();
+    lines
+        .find(|l| l.starts_with("error:"))
+        .or(last)
         .unwrap_or("no output")
         .to_string()
 }
@@ -494,6 +497,16 @@ pub async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_is_the_error_line_not_a_hint_after_it() {
+        assert_eq!(
+            last_line("progress\nerror: destroy left residue: ConfigMap a/b\nhint: re-run\n"),
+            "error: destroy left residue: ConfigMap a/b"
+        );
+        assert_eq!(last_line("only this\n\n"), "only this");
+        assert_eq!(last_line(""), "no output");
+    }
     use crate::github::{PullBase, PullHead, User};
 
     fn pull(number: u64, state: &str, merged: Option<bool>) -> PullRequest {

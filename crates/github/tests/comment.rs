@@ -308,3 +308,65 @@ async fn the_comment_names_the_plan_id_applied_and_refuses_a_malformed_one() {
     let err = parsed.expect_err("a malformed plan id is refused");
     assert!(err.to_string().contains("is not a plan id"), "{err}");
 }
+
+#[tokio::test]
+async fn a_failure_file_adds_the_digests_collapsed_and_an_empty_one_nothing() {
+    let fake = fake().await;
+    fake.add_pull(9, "alice", SHA);
+    let doc = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        doc.path(),
+        r#"{"stack": "preview-pr-9", "failed": [{"resource": "Deployment preview-pr-9/web",
+            "error": "Deployment preview-pr-9/web: failed",
+            "failure": {"resource": "Deployment preview-pr-9/web",
+                        "reason": "pod web-1 container web: CrashLoopBackOff (3 restarts)",
+                        "containers": [{"pod": "web-1", "container": "web", "restarts": 3,
+                                        "state": "waiting: CrashLoopBackOff",
+                                        "lastTermination": {"reason": "Error", "exitCode": 3},
+                                        "log": ["fatal: js-config unreadable"]}]}}],
+            "skipped": [], "done": 3}"#,
+    )
+    .expect("write");
+    let path = doc.path().to_str().expect("utf-8 path");
+    let run1 = run(
+        &env_for(&fake),
+        &comment_args("9", "failure", &["--failure-file", path]),
+    )
+    .await;
+    assert!(run1.result.is_ok(), "{}", run1.error_line());
+    let ours = marker_comments(&fake, 9, PR_COMMENT_MARKER);
+    let body = &ours[0].body;
+    assert!(
+        body.contains("<summary>🔎 Why Deployment preview-pr-9/web failed</summary>"),
+        "{body}"
+    );
+    assert!(body.contains("    | fatal: js-config unreadable"), "{body}");
+    assert!(
+        body.contains("last termination: exit code 3 (Error)"),
+        "{body}"
+    );
+
+    std::fs::write(doc.path(), "").expect("truncate");
+    let run2 = run(
+        &env_for(&fake),
+        &comment_args("9", "failure", &["--failure-file", path]),
+    )
+    .await;
+    assert!(run2.result.is_ok(), "{}", run2.error_line());
+    let body = &marker_comments(&fake, 9, PR_COMMENT_MARKER)[0].body;
+    assert!(!body.contains("🔎"), "{body}");
+
+    std::fs::write(doc.path(), "not json").expect("write");
+    let run3 = run(
+        &env_for(&fake),
+        &comment_args("9", "failure", &["--failure-file", path]),
+    )
+    .await;
+    assert!(run3.result.is_err());
+    assert!(
+        run3.error_line().contains("--failure-file"),
+        "{}",
+        run3.error_line()
+    );
+    fake.assert_no_violations();
+}

@@ -6,6 +6,8 @@
 //! - [`writer`] is the ONLY code that changes the cluster: server-side apply with
 //!   the [`FIELD_MANAGER`], delete, and explicit namespace finalisation;
 //! - [`waiter`] watches objects until [`crate::readiness`] says they are ready or gone;
+//! - [`digest`] explains a failed step: reads (never writes) its object's
+//!   events, container states and `pods/log`, redacted and capped;
 //! - [`counting`] counts requests by verb, so tests and benchmarks can prove that a
 //!   no-op `up` writes nothing;
 //! - [`version`] is the supported Kubernetes range; [`KubeProvider::connect`]
@@ -17,6 +19,7 @@
 
 pub mod connection;
 pub mod counting;
+pub mod digest;
 pub mod errors;
 pub mod kinds;
 pub mod kubeconfig;

@@ -67,6 +67,13 @@ pub async fn events_about(p: &KubeProvider, id: &ResourceId) -> Result<Vec<Value
     list_with(p, &events, &ListParams::default().fields(&fields)).await
 }
 
+/// The Warning Events in namespace `ns` (about a workload, its ReplicaSets and
+/// pods: quota rejections, image pulls, probes), for readiness messages.
+pub async fn warning_events_in(p: &KubeProvider, ns: &str) -> Result<Vec<Value>, ProviderError> {
+    let events = ResourceId::kubernetes("v1", "Event", Some(ns), "");
+    list_with(p, &events, &ListParams::default().fields("type=Warning")).await
+}
+
 async fn list_with(
     p: &KubeProvider,
     kind_of: &ResourceId,

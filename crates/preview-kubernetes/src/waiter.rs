@@ -72,7 +72,14 @@ async fn related_objects(
 ) -> Result<Related, ProviderError> {
     let mut related = Related::default();
     if readiness::related_needed(id).events {
-        related.events = reader::events_about(p, id).await?;
+        // A claim's own events (some are Normal); a workload's rule reads the
+        // Warning events of its ReplicaSets and pods too.
+        related.events = match id.namespace.as_deref() {
+            Some(ns) if !id.is("", "PersistentVolumeClaim") => {
+                reader::warning_events_in(p, ns).await?
+            }
+            _ => reader::events_about(p, id).await?,
+        };
     }
     let Some((kinds, selector)) = selected_kinds(id, obj) else {
         return Ok(related);

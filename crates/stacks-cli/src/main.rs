@@ -2,9 +2,10 @@
 //!
 //! Parsing has no side effects ([`cli`]); [`terminal`] applies the output
 //! options (colour, verbosity, logs); [`run`] reads the environment and drives
-//! the engine; [`progress`] shows engine events; [`failure`] reports an error
-//! (and under `--json` as a JSON document); [`hints`] adds the next-step lines
-//! that name CLI flags to engine errors.
+//! the engine; [`progress`] shows engine events; [`step_failures`] explains
+//! failed steps (digests on stderr and in `--json`); [`failure`] reports an
+//! error (and under `--json` as a JSON document); [`hints`] adds the next-step
+//! lines that name CLI flags to engine errors.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ mod failure;
 mod hints;
 mod progress;
 mod run;
+mod step_failures;
 mod terminal;
 
 #[tokio::main]

@@ -499,6 +499,9 @@ struct Prepared {
     printer: tokio::task::JoinHandle<()>,
     /// The cluster's request counts (`None`: the stack uses no cluster).
     counts: Option<preview_kubernetes::RequestCounts>,
+    /// The cluster connection, for failure digests (`None`: no cluster).
+    kube: Option<KubeProvider>,
+    json: bool,
 }
 
 /// Placeholder for the preview's database role password where nothing is
@@ -624,7 +627,7 @@ async fn prepare(
     let kube = connect_for(g, req.kind).await?;
     let counts = kube.as_ref().map(|k| k.counts().clone());
     let wiring = Wiring {
-        kube,
+        kube: kube.clone(),
         build: Some(&build),
         database_namespace,
         kubeconfig_expiry,
@@ -644,6 +647,8 @@ async fn prepare(
         engine,
         printer,
         counts,
+        kube,
+        json: g.json,
     })
 }
 
@@ -660,6 +665,9 @@ impl Prepared {
         let result = op(&self.engine, &self.graph).await;
         drop(self.engine);
         let _ = self.printer.await;
+        if let (Err(e), Some(kube)) = (&result, &self.kube) {
+            crate::step_failures::report(kube, &self.build, e, self.json).await;
+        }
         let counts = self.counts.map(|c| c.snapshot());
         Ok((result.map_err(engine_error)?, self.build, counts))
     }

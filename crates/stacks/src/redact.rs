@@ -45,6 +45,35 @@ pub fn render(resource: &Resource, include_secrets: bool) -> Rendered {
     }
 }
 
+/// Every value at a secret path of `resource`, as text: what must never be
+/// shown (a failure digest redacts them from log lines and messages). A
+/// Secret's `data` values are given decoded as well as in base64.
+pub fn secret_values(resource: &Resource) -> Vec<String> {
+    use base64::Engine as _;
+    let mut body = resource.body.clone();
+    let mut values = Vec::new();
+    let is_secret = resource.id.is("", "Secret");
+    walk(
+        resource,
+        &mut body,
+        &mut String::new(),
+        &mut |value: &mut Value| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if is_secret
+                && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text.as_bytes())
+                && let Ok(decoded) = String::from_utf8(bytes)
+            {
+                values.push(decoded);
+            }
+            values.push(text);
+        },
+    );
+    values
+}
+
 /// Calls `secret` on every leaf (not an object or array) at a secret path.
 fn walk(
     resource: &Resource,
@@ -109,6 +138,13 @@ mod tests {
             !text.contains("Y2FuYXJ5") && !text.contains("canary"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn secret_values_decoded_and_raw() {
+        let mut values = secret_values(&secret());
+        values.sort();
+        assert_eq!(values, ["Y2FuYXJ5", "canary", "canary"]);
     }
 
     #[test]

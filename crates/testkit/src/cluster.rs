@@ -242,6 +242,10 @@ impl TestCluster {
             "--allow-privileged=true".into(),
             format!("--audit-policy-file={}", d("audit-policy.yaml")),
             format!("--audit-log-path={}", audit_log_path.display()),
+            // The simulated kubelet's log endpoint is the Node's ExternalIP
+            // (loopback); no --kubelet-certificate-authority: its self-signed
+            // certificate is not verified.
+            "--kubelet-preferred-address-types=ExternalIP,InternalIP,Hostname".into(),
         ];
         apiserver_args.extend(options.extra_apiserver_args.iter().cloned());
         let api_index =

@@ -12,8 +12,9 @@
 //!   built from its Go modules) out of cluster, for the tests that need issued
 //!   certificates (self-signed and CA issuers; no ACME: no network);
 //! * [`NodeSimulator`]: registers a Node with capacity and writes the status that a
-//!   kubelet and a gateway controller would write. **No container, kubelet or
-//!   gateway runs**; see the [`simulator`] module.
+//!   kubelet and a gateway controller would write, and answers the API server's
+//!   `pods/log` requests (the lines a test set) from a TLS kubelet endpoint on
+//!   loopback. **No container, kubelet or gateway runs**; see the [`simulator`] module.
 //!
 //! Everything a kit object starts lives in one temp dir and one set of process
 //! groups, removed on drop; a watchdog process removes them too when the test

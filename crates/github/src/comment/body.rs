@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::failure::{FailedStep, MAX_FAILURE_CHARS, render_failures};
+
 /// Hidden marker that identifies the one preview comment per PR.
 pub const PR_COMMENT_MARKER: &str = "<!-- preview-envs:pr-comment -->";
 /// GitHub's limit on a comment body, in characters.
@@ -59,6 +61,8 @@ pub struct CommentContent {
     pub plan: Option<String>,
     /// The saved plan's id (`sha256:…`): the plan reviewed, and once deployed the plan applied.
     pub plan_id: Option<String>,
+    /// Failed steps with their failure digests, shown collapsed under the table.
+    pub failures: Vec<FailedStep>,
 }
 
 /// Renders the comment within GitHub's size limit.
@@ -274,6 +278,9 @@ fn render_head(content: &CommentContent) -> String {
         }
         out.push('\n');
     }
+    if !content.failures.is_empty() {
+        out.push_str(&render_failures(&content.failures, MAX_FAILURE_CHARS));
+    }
     out
 }
 
@@ -312,6 +319,7 @@ mod tests {
             message: None,
             plan: Some(plan()),
             plan_id: None,
+            failures: Vec::new(),
         }
     }
 
@@ -337,6 +345,29 @@ mod tests {
         pending.web_url = None;
         pending.api_url = None;
         insta::assert_snapshot!(render_comment(&pending));
+    }
+
+    #[test]
+    fn failure_with_digests_shows_them_collapsed_above_the_plan() {
+        let mut failed = content(CommentStatus::Failure);
+        failed.web_url = None;
+        failed.api_url = None;
+        failed.failures = crate::comment::parse_failures(
+            r#"{"failed": [{"resource": "Deployment preview-pr-123/web", "error": "x",
+                "failure": {"reason": "pod web-1 container web: ImagePullBackOff: Back-off pulling image",
+                            "events": [{"object": "Pod web-1", "reason": "Failed", "message": "Failed to pull image", "count": 2}],
+                            "containers": [{"pod": "web-1", "container": "web", "restarts": 0,
+                                            "state": "waiting: ImagePullBackOff",
+                                            "logError": "container web in pod web-1 is waiting to start: trying and failing to pull image"}]}}]}"#,
+        )
+        .expect("document");
+        let body = render_comment(&failed);
+        let digest = body
+            .find("🔎 Why Deployment preview-pr-123/web failed")
+            .expect("digest");
+        let plan = body.find("📋 Plan").expect("plan");
+        assert!(digest < plan, "{body}");
+        insta::assert_snapshot!(body);
     }
 
     #[test]

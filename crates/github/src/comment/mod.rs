@@ -1,6 +1,9 @@
 //! One comment per pull request, found by a hidden marker and updated in place.
 
 mod body;
+mod failure;
+
+pub use failure::{FailedStep, MAX_FAILURE_CHARS, parse_failures, render_failures};
 
 pub use body::{
     CommentContent, CommentStatus, MAX_COMMENT_CHARS, PR_COMMENT_MARKER, render_comment,

@@ -26,14 +26,19 @@ pub(super) fn evaluate(ds: &Value, related: &Related) -> Readiness {
     } else {
         return Readiness::Ready;
     };
-    let pods = related
+    let pods: Vec<&Value> = related
         .pods
         .iter()
-        .filter(|p| is_owned_by(p, "DaemonSet", ds));
-    let failure = pod::scan(pods)
-        .or_else(|| latest_event(&related.events, "FailedCreate", &[("DaemonSet", name(ds))]));
+        .filter(|p| is_owned_by(p, "DaemonSet", ds))
+        .collect();
+    let failure = pod::scan(pods.iter().copied())
+        .or_else(|| pod::probe_failure(&related.events, pods.iter().copied()))
+        .or_else(|| {
+            latest_event(&related.events, "FailedCreate", &[("DaemonSet", name(ds))])
+                .map(pod::cannot_create)
+        });
     match failure {
-        Some(failure) => Readiness::Failing(format!("{failure} ({progress})")),
+        Some(failure) => failure.readiness(Some(&progress)),
         None => Readiness::InProgress(progress),
     }
 }

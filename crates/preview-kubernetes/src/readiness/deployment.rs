@@ -44,7 +44,7 @@ pub(super) fn evaluate(dep: &Value, related: &Related) -> Readiness {
         let mut message = format!("progress deadline exceeded: {}", excerpt(c.message));
         if let Some(cause) = failure(dep, &replica_sets, related) {
             message.push_str("; ");
-            message.push_str(&cause);
+            message.push_str(&cause.message);
         }
         return Readiness::Failed(message);
     }
@@ -55,7 +55,7 @@ pub(super) fn evaluate(dep: &Value, related: &Related) -> Readiness {
         return Readiness::Ready;
     };
     match failure(dep, &replica_sets, related) {
-        Some(failure) => Readiness::Failing(format!("{failure} ({progress})")),
+        Some(failure) => failure.readiness(Some(&progress)),
         None => Readiness::InProgress(progress),
     }
 }
@@ -85,7 +85,7 @@ fn progress(dep: &Value) -> Option<String> {
 }
 
 /// The first visible failure, in the order the module docs give.
-fn failure(dep: &Value, replica_sets: &[&Value], related: &Related) -> Option<String> {
+fn failure(dep: &Value, replica_sets: &[&Value], related: &Related) -> Option<pod::PodFailure> {
     let new_rs = new_replica_set(dep, replica_sets);
     let mut ordered: Vec<&Value> = new_rs.into_iter().collect();
     ordered.extend(
@@ -98,24 +98,33 @@ fn failure(dep: &Value, replica_sets: &[&Value], related: &Related) -> Option<St
         if let Some(c) = status_condition(rs, "ReplicaFailure")
             && c.is_true()
         {
-            return Some(format!(
+            return Some(pod::cannot_create(format!(
                 "ReplicaSet {} cannot create pods: {}",
                 name(rs),
                 c.describe()
-            ));
+            )));
         }
     }
     if let Some(c) = status_condition(dep, "ReplicaFailure")
         && c.is_true()
     {
-        return Some(format!("cannot create pods: {}", c.describe()));
+        return Some(pod::cannot_create(format!(
+            "cannot create pods: {}",
+            c.describe()
+        )));
     }
-    let pods = related.pods.iter().filter(|p| match new_rs {
-        Some(rs) => belongs_to(p, rs),
-        None if replica_sets.is_empty() => true,
-        None => replica_sets.iter().any(|rs| belongs_to(p, rs)),
-    });
-    if let Some(failure) = pod::scan(pods) {
+    let pods: Vec<&Value> = related
+        .pods
+        .iter()
+        .filter(|p| match new_rs {
+            Some(rs) => belongs_to(p, rs),
+            None if replica_sets.is_empty() => true,
+            None => replica_sets.iter().any(|rs| belongs_to(p, rs)),
+        })
+        .collect();
+    if let Some(failure) = pod::scan(pods.iter().copied())
+        .or_else(|| pod::probe_failure(&related.events, pods.iter().copied()))
+    {
         return Some(failure);
     }
     let short: Vec<(&str, &str)> = replica_sets
@@ -124,7 +133,7 @@ fn failure(dep: &Value, replica_sets: &[&Value], related: &Related) -> Option<St
         .map(|rs| ("ReplicaSet", name(rs)))
         .collect();
     if !short.is_empty() {
-        return latest_event(&related.events, "FailedCreate", &short);
+        return latest_event(&related.events, "FailedCreate", &short).map(pod::cannot_create);
     }
     if replica_sets.is_empty() {
         // ReplicaSets not listed: accept events about `<deployment>-<hash>`.
@@ -141,7 +150,7 @@ fn failure(dep: &Value, replica_sets: &[&Value], related: &Related) -> Option<St
             })
             .collect();
         let involved: Vec<(&str, &str)> = names.into_iter().map(|n| ("ReplicaSet", n)).collect();
-        return latest_event(&related.events, "FailedCreate", &involved);
+        return latest_event(&related.events, "FailedCreate", &involved).map(pod::cannot_create);
     }
     None
 }
@@ -226,10 +235,10 @@ mod tests {
     }
 
     #[test]
-    fn image_pull_backoff_is_failing_naming_pod_and_container() {
+    fn image_pull_backoff_is_failed_at_once_naming_pod_and_container() {
         assert_eq!(
             eval(include_fixture!("deployment-image-pull-backoff.yaml")),
-            Readiness::Failing(
+            Readiness::Failed(
                 "pod web-7c9d8f6b5-x2x4q container web: ImagePullBackOff: Back-off pulling image \
                  \"registry.example.com/aphiria/web@sha256:0c2f4f3a9d1b8e7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a0f9\" \
                  (0 of 1 updated replicas available)"
@@ -254,10 +263,10 @@ mod tests {
         preview-quota, requested: limits.cpu=4, used: limits.cpu=0, limited: limits.cpu=2";
 
     #[test]
-    fn quota_replica_failure_is_failing_naming_the_replica_set() {
+    fn quota_the_pod_can_never_fit_is_failed_naming_the_replica_set() {
         assert_eq!(
             eval(include_fixture!("deployment-quota.yaml")),
-            Readiness::Failing(format!(
+            Readiness::Failed(format!(
                 "ReplicaSet web-7c9d8f6b5 cannot create pods: {QUOTA_MESSAGE} (0 of 1 replicas updated)"
             ))
         );
@@ -269,7 +278,7 @@ mod tests {
         related.replica_sets.clear();
         assert_eq!(
             eval_value(&dep, &related),
-            Readiness::Failing(format!(
+            Readiness::Failed(format!(
                 "cannot create pods: {QUOTA_MESSAGE} (0 of 1 replicas updated)"
             ))
         );
@@ -287,12 +296,44 @@ mod tests {
             limited: limits.cpu=2 (0 of 1 replicas updated)";
         assert_eq!(
             eval_value(&dep, &related),
-            Readiness::Failing(expected.into())
+            Readiness::Failed(expected.into())
         );
         related.replica_sets.clear();
         assert_eq!(
             eval_value(&dep, &related),
-            Readiness::Failing(expected.into())
+            Readiness::Failed(expected.into())
+        );
+    }
+
+    #[test]
+    fn quota_that_usage_exhausts_is_failing_until_the_grace() {
+        let (dep, mut related) = load(include_fixture!("deployment-quota.yaml"));
+        for rs in &mut related.replica_sets {
+            rs["status"]["conditions"][0]["message"] =
+                "pods \"web-7c9d8f6b5-x2x4q\" is forbidden: \
+                exceeded quota: preview-quota, requested: pods=1, used: pods=5, limited: pods=5"
+                    .into();
+        }
+        assert!(matches!(eval_value(&dep, &related), Readiness::Failing(_)));
+    }
+
+    #[test]
+    fn a_failing_readiness_probe_is_failing() {
+        let (dep, mut related) = load(include_fixture!("deployment-mid-rollout.yaml"));
+        // The new ReplicaSet's pod runs, but its readiness probe fails.
+        let mut pod = related.pods[0].clone();
+        pod["status"]["phase"] = "Running".into();
+        pod["status"]["conditions"] = serde_json::json!([{"type": "Ready", "status": "False"}]);
+        let pod_name = pod["metadata"]["name"].clone();
+        related.pods = vec![pod];
+        related.events.push(serde_json::json!({
+            "involvedObject": {"kind": "Pod", "name": pod_name},
+            "reason": "Unhealthy", "type": "Warning",
+            "message": "Readiness probe failed: HTTP probe failed with statuscode: 503"}));
+        let r = eval_value(&dep, &related);
+        assert!(
+            matches!(&r, Readiness::Failing(m) if m.contains("Unhealthy: Readiness probe failed")),
+            "{r:?}"
         );
     }
 
@@ -304,7 +345,7 @@ mod tests {
                 "progress deadline exceeded: ReplicaSet \"api-6b7f9d8c4\" has timed out progressing.; \
                  pod api-6b7f9d8c4-m5n6p container php-fpm: CrashLoopBackOff: back-off 5m0s restarting \
                  failed container=php-fpm pod=api-6b7f9d8c4-m5n6p_preview-pr-7(5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f); \
-                 last exit code 255: Error"
+                 last exit code 255: Error (7 restarts)"
                     .into()
             )
         );

@@ -57,14 +57,18 @@ pub(super) fn evaluate(job: &Value, related: &Related) -> Readiness {
             (active == 0)
                 .then(|| latest_event(&related.events, "FailedCreate", &[("Job", name(job))]))
                 .flatten()
+                .map(pod::cannot_create)
         })
         .or_else(|| {
             let latest = failed_pods(&pods).into_iter().next()?;
             let limit = int_at(job, "/spec/backoffLimit").unwrap_or(6);
-            Some(format!("{latest}; retrying (backoffLimit {limit})"))
+            Some(pod::PodFailure {
+                message: format!("{latest}; retrying (backoffLimit {limit})"),
+                terminal: false,
+            })
         });
     match failure {
-        Some(failure) => Readiness::Failing(format!("{failure} ({progress})")),
+        Some(failure) => failure.readiness(Some(&progress)),
         None => Readiness::InProgress(progress),
     }
 }
@@ -176,14 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn job_pod_in_image_pull_backoff_is_failing() {
+    fn job_pod_that_cannot_pull_its_image_is_failed_at_once() {
         let (job, mut related) = load(include_fixture!("job-running.yaml"));
         related.pods[0]["status"]["containerStatuses"][0]["state"] = serde_json::json!({
             "waiting": {"reason": "ErrImagePull",
                         "message": "rpc error: code = NotFound desc = failed to pull and unpack image"}});
         assert_eq!(
             evaluate(&job, &related),
-            Readiness::Failing(
+            Readiness::Failed(
                 "pod migrate-b4n8d container migrate: ErrImagePull: rpc error: code = NotFound desc = \
                  failed to pull and unpack image (0 of 1 completions (1 active))"
                     .into()

@@ -22,6 +22,13 @@
 //! | configuration kinds (ConfigMap, Secret, RBAC, NetworkPolicy, quota, …) | at once |
 //! | anything else | its `Ready`/`Available`/`Programmed`/`Established` condition, else `status.observedGeneration` |
 //!
+//! Known causes fail a step at once ([`Readiness::Failed`]), not after the
+//! timeout: a claim with no storage class or no matching volume, a quota the
+//! pod can never fit, an image that cannot be pulled, a crash loop of
+//! [`CRASH_LOOP_RESTARTS`] restarts. A failing readiness probe (the kubelet's
+//! `Unhealthy` events about running, unready pods) is [`Readiness::Failing`]:
+//! an application may still be starting, so it fails after the grace period.
+//!
 //! A result is one of four [`Readiness`] states. The engine keeps polling while
 //! the state is [`Readiness::InProgress`] or [`Readiness::Failing`] (the latter is
 //! shown as a problem, and fails the step when it persists until the timeout), and
@@ -58,10 +65,12 @@ mod job;
 mod namespace;
 mod pod;
 mod pvc;
+mod quota;
 mod service;
 mod statefulset;
 
 pub use namespace::is_gone_blocked;
+pub use pod::CRASH_LOOP_RESTARTS;
 
 /// The readiness of one applied object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -130,7 +139,9 @@ pub struct Related {
     pub pods: Vec<Value>,
     /// ReplicaSets matching [`pod_selector`] in the object's namespace (Deployments).
     pub replica_sets: Vec<Value>,
-    /// `v1` Events in the object's namespace (e.g. `FailedCreate` from a controller).
+    /// `v1` Events: a claim's own (any type); for workloads the namespace's
+    /// Warning events (e.g. `FailedCreate` from a controller, the kubelet's
+    /// `Unhealthy`), which the rules filter by the objects they are about.
     pub events: Vec<Value>,
 }
 

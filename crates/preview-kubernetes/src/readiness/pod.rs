@@ -5,11 +5,85 @@
 //! [`WAITING_FAILURES`], or a pod the scheduler marked `Unschedulable`, is a
 //! visible failure that will fail the step if it persists. The message names the
 //! pod, the container, the kubelet's reason and its message.
+//!
+//! Some of them are known causes that waiting will not fix, and fail the step
+//! at once ([`PodFailure::terminal`]): an image that cannot be pulled
+//! ([`IMAGE_FAILURES`]) and a crash loop of at least [`CRASH_LOOP_RESTARTS`]
+//! restarts. The others (a crash loop that may still settle, a missing Secret
+//! that another step may be creating, an unschedulable pod) fail it when they
+//! persist past the failure grace period.
 
 use serde_json::Value;
 
 use super::Readiness;
-use super::conditions::{count, excerpt, is_deleting, name, status_condition, str_at};
+use super::conditions::{
+    count, excerpt, is_deleting, latest_event, name, status_condition, str_at,
+};
+
+/// Container `state.waiting.reason`s of an image that cannot be pulled: terminal.
+pub(super) const IMAGE_FAILURES: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+];
+
+/// Restarts after which `CrashLoopBackOff` is terminal (fewer: an application
+/// that crashes while a dependency starts may still settle).
+pub const CRASH_LOOP_RESTARTS: i64 = 3;
+
+/// A visible failure of a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct PodFailure {
+    /// What fails, naming the pod and container.
+    pub message: String,
+    /// Waiting will not fix it: the step fails at once.
+    pub terminal: bool,
+}
+
+impl PodFailure {
+    /// `Failed` or `Failing` with the message and, when given, the progress.
+    pub fn readiness(self, progress: Option<&str>) -> Readiness {
+        let message = match progress {
+            Some(p) => format!("{} ({p})", self.message),
+            None => self.message,
+        };
+        if self.terminal {
+            Readiness::Failed(message)
+        } else {
+            Readiness::Failing(message)
+        }
+    }
+}
+
+/// A controller that cannot create pods (`FailedCreate`, `ReplicaFailure`):
+/// terminal when it is a quota the pod can never fit ([`super::quota`]).
+pub(super) fn cannot_create(message: String) -> PodFailure {
+    PodFailure {
+        terminal: super::quota::never_fits(&message),
+        message,
+    }
+}
+
+/// A readiness probe failing on one of `pods` whose containers run but are
+/// not ready: the kubelet's latest `Unhealthy` event about it.
+pub(super) fn probe_failure<'a>(
+    events: &[Value],
+    pods: impl IntoIterator<Item = &'a Value>,
+) -> Option<PodFailure> {
+    let running_unready: Vec<(&str, &str)> = pods
+        .into_iter()
+        .filter(|p| !is_deleting(p))
+        .filter(|p| str_at(p, "/status/phase") == Some("Running"))
+        .filter(|p| status_condition(p, "Ready").is_some_and(|c| !c.is_true()))
+        .map(|p| ("Pod", name(p)))
+        .collect();
+    let message = latest_event(events, "Unhealthy", &running_unready)?;
+    Some(PodFailure {
+        message,
+        terminal: false,
+    })
+}
 
 /// Container `state.waiting.reason`s that mean "this will not fix itself soon".
 pub(super) const WAITING_FAILURES: &[&str] = &[
@@ -41,7 +115,7 @@ pub(super) fn evaluate(pod: &Value) -> Readiness {
         return Readiness::Ready;
     }
     if let Some(failure) = failure(pod) {
-        return Readiness::Failing(failure);
+        return failure.readiness(None);
     }
     let phase = str_at(pod, "/status/phase").unwrap_or("Pending");
     Readiness::InProgress(match ready.filter(|c| !c.message.is_empty()) {
@@ -52,7 +126,7 @@ pub(super) fn evaluate(pod: &Value) -> Readiness {
 
 /// The first visible failure of one pod: init containers first (they run first),
 /// then containers, then scheduling.
-pub(super) fn failure(pod: &Value) -> Option<String> {
+pub(super) fn failure(pod: &Value) -> Option<PodFailure> {
     let pod_name = name(pod);
     let statuses = [
         ("/status/initContainerStatuses", "init container"),
@@ -84,33 +158,51 @@ pub(super) fn failure(pod: &Value) -> Option<String> {
                     terminated_detail(last)
                 ));
             }
-            return Some(text);
+            let restarts = count(status, "/restartCount");
+            let terminal = IMAGE_FAILURES.contains(&reason)
+                || (reason == "CrashLoopBackOff" && restarts >= CRASH_LOOP_RESTARTS);
+            if reason == "CrashLoopBackOff" {
+                text.push_str(&format!(
+                    " ({restarts} restart{})",
+                    if restarts == 1 { "" } else { "s" }
+                ));
+            }
+            return Some(PodFailure {
+                message: text,
+                terminal,
+            });
         }
     }
     let scheduled = status_condition(pod, "PodScheduled")?;
-    (scheduled.is_false() && scheduled.reason == "Unschedulable").then(|| {
-        format!(
+    (scheduled.is_false() && scheduled.reason == "Unschedulable").then(|| PodFailure {
+        message: format!(
             "pod {pod_name} is unschedulable: {}",
             excerpt(scheduled.message)
-        )
+        ),
+        terminal: false,
     })
 }
 
 /// Scans pods (skipping those being deleted) for failures; reports the first by
 /// pod name and how many other pods fail too.
-pub(super) fn scan<'a>(pods: impl IntoIterator<Item = &'a Value>) -> Option<String> {
-    let mut failures: Vec<(&str, String)> = pods
+/// A terminal failure is reported before any other.
+pub(super) fn scan<'a>(pods: impl IntoIterator<Item = &'a Value>) -> Option<PodFailure> {
+    let mut failures: Vec<(bool, &str, String)> = pods
         .into_iter()
         .filter(|p| !is_deleting(p))
-        .filter_map(|p| failure(p).map(|f| (name(p), f)))
+        .filter_map(|p| failure(p).map(|f| (!f.terminal, name(p), f.message)))
         .collect();
     failures.sort();
     let mut failures = failures.into_iter();
-    let (_, first) = failures.next()?;
-    Some(match failures.len() {
+    let (not_terminal, _, first) = failures.next()?;
+    let message = match failures.len() {
         0 => first,
         1 => format!("{first} (and 1 more pod failing)"),
         more => format!("{first} (and {more} more pods failing)"),
+    };
+    Some(PodFailure {
+        message,
+        terminal: !not_terminal,
     })
 }
 
@@ -184,11 +276,11 @@ mod tests {
     }
 
     #[test]
-    fn image_pull_backoff_is_failing_with_kubelet_message() {
+    fn image_pull_backoff_is_failed_at_once_with_kubelet_message() {
         let r = eval(include_fixture!("pod-image-pull-backoff.yaml"));
         assert_eq!(
             r,
-            Readiness::Failing(
+            Readiness::Failed(
                 "pod web-7c9d8f6b5-x2x4q container web: ImagePullBackOff: Back-off pulling image \
                  \"registry.example.com/aphiria/web@sha256:0c2f4f3a9d1b8e7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a0f9\""
                     .into()
@@ -199,8 +291,8 @@ mod tests {
     #[test]
     fn init_container_crash_loop_names_init_container_and_last_exit() {
         let r = eval(include_fixture!("pod-init-crashloop.yaml"));
-        let Readiness::Failing(message) = r else {
-            panic!("expected Failing, got {r:?}");
+        let Readiness::Failed(message) = r else {
+            panic!("expected Failed (3 restarts), got {r:?}");
         };
         assert!(
             message.starts_with(
@@ -209,6 +301,44 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("last exit code 1: Error"), "{message}");
+    }
+
+    #[test]
+    fn crash_loop_is_terminal_from_the_third_restart() {
+        let (mut pod, _) = load(include_fixture!("pod-init-crashloop.yaml"));
+        pod["status"]["initContainerStatuses"][0]["restartCount"] = 2.into();
+        assert!(matches!(evaluate(&pod), Readiness::Failing(m) if m.ends_with("(2 restarts)")));
+        pod["status"]["initContainerStatuses"][0]["restartCount"] = 3.into();
+        assert!(matches!(evaluate(&pod), Readiness::Failed(m) if m.ends_with("(3 restarts)")));
+    }
+
+    #[test]
+    fn readiness_probe_failures_of_running_pods() {
+        let (mut pod, _) = load(include_fixture!("pod-running.yaml"));
+        let events = vec![serde_json::json!({
+            "involvedObject": {"kind": "Pod", "name": name(&pod)},
+            "reason": "Unhealthy", "type": "Warning",
+            "message": "Readiness probe failed: HTTP probe failed with statuscode: 503",
+            "lastTimestamp": "2024-05-01T10:00:05Z"})];
+        // Ready: the event is history.
+        assert_eq!(probe_failure(&events, [&pod]), None);
+        for c in pod["status"]["conditions"]
+            .as_array_mut()
+            .expect("conditions")
+        {
+            if c["type"] == "Ready" {
+                c["status"] = "False".into();
+            }
+        }
+        let failure = probe_failure(&events, [&pod]).expect("probe failure");
+        assert!(!failure.terminal);
+        assert!(
+            failure.message.ends_with(
+                "Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 503"
+            ),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]
@@ -309,7 +439,7 @@ status:
         let mut second = pods[0].clone();
         second["metadata"]["name"] = "web-7c9d8f6b5-zzzzz".into();
         pods.push(second);
-        let message = scan(&pods).expect("failure");
+        let message = scan(&pods).expect("failure").message;
         assert!(
             message.starts_with("pod web-7c9d8f6b5-x2x4q container web"),
             "{message}"

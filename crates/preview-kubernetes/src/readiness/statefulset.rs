@@ -22,24 +22,28 @@ pub(super) fn evaluate(sts: &Value, related: &Related) -> Readiness {
     let Some(progress) = progress(sts) else {
         return Readiness::Ready;
     };
-    let pods = related
+    let pods: Vec<&Value> = related
         .pods
         .iter()
-        .filter(|p| is_owned_by(p, "StatefulSet", sts));
-    let failure = pod::scan(pods).or_else(|| {
-        let want = int_at(sts, "/spec/replicas").unwrap_or(1);
-        (count(sts, "/status/replicas") < want)
-            .then(|| {
-                latest_event(
-                    &related.events,
-                    "FailedCreate",
-                    &[("StatefulSet", name(sts))],
-                )
-            })
-            .flatten()
-    });
+        .filter(|p| is_owned_by(p, "StatefulSet", sts))
+        .collect();
+    let failure = pod::scan(pods.iter().copied())
+        .or_else(|| pod::probe_failure(&related.events, pods.iter().copied()))
+        .or_else(|| {
+            let want = int_at(sts, "/spec/replicas").unwrap_or(1);
+            (count(sts, "/status/replicas") < want)
+                .then(|| {
+                    latest_event(
+                        &related.events,
+                        "FailedCreate",
+                        &[("StatefulSet", name(sts))],
+                    )
+                })
+                .flatten()
+                .map(pod::cannot_create)
+        });
     match failure {
-        Some(failure) => Readiness::Failing(format!("{failure} ({progress})")),
+        Some(failure) => failure.readiness(Some(&progress)),
         None => Readiness::InProgress(progress),
     }
 }

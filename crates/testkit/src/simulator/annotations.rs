@@ -6,11 +6,14 @@
 //! | annotation | on | effect |
 //! | --- | --- | --- |
 //! | [`SIMULATE`] = `ImagePullBackOff`, `ErrImagePull`, `CreateContainerConfigError` or any other reason | pod | first container waiting with that reason; phase `Pending` (as a kubelet reports it: the container never started) |
-//! | [`SIMULATE`] = `CrashLoopBackOff` | pod | first container waiting `CrashLoopBackOff`, 3 restarts, last state terminated exit 1; phase `Running`, not Ready |
+//! | [`SIMULATE`] = `CrashLoopBackOff` | pod | first container waiting `CrashLoopBackOff`, 3 restarts, last state terminated (exit [`EXIT_CODE`], default 1, reason `Error`, message [`TERMINATION_MESSAGE`]); phase `Running`, not Ready |
+//! | [`SIMULATE`] = `Unhealthy` | pod | first container running but not Ready, and a kubelet-style `Unhealthy` Warning Event (`Readiness probe failed: …`, or [`MESSAGE`]) about the pod, its count raised every second |
 //! | [`SIMULATE`] = `Fail` | pod | phase `Failed`, first container terminated exit 1 reason `Error` |
 //! | [`SIMULATE`] = `Succeed` | pod | phase `Succeeded` (Job pods get this without asking) |
 //! | [`SIMULATE`] = `Pending` | pod, PVC | left alone: the pod stays unscheduled, the PVC unbound |
 //! | [`MESSAGE`] | pod, CR | the message of the simulated failure |
+//! | [`EXIT_CODE`], [`TERMINATION_MESSAGE`] | pod | exit code and message of the simulated termination (`Fail`, `CrashLoopBackOff`) |
+//! | [`LOG`] | pod | the log of the first container, served by the simulated kubelet's `/containerLogs` endpoint (see [`super::kubelet`]), one line per line |
 //! | [`DELAY_MS`] | pod | Running but not Ready until this many ms after the simulated start |
 //! | [`SIMULATE`] = `NotAccepted` / `NotProgrammed` | Gateway | `Accepted=False` (and Programmed) / `Programmed=False`, reason `Invalid` |
 //! | [`SIMULATE`] = `NotAccepted` / `UnresolvedRefs` | HTTPRoute | `Accepted=False` reason `NotAllowedByListeners` / `ResolvedRefs=False` reason `BackendNotFound` |
@@ -23,6 +26,12 @@ use std::time::Duration;
 pub const SIMULATE: &str = "testkit.preview-envs.io/simulate";
 /// The message of a simulated failure.
 pub const MESSAGE: &str = "testkit.preview-envs.io/message";
+/// Exit code of a simulated termination.
+pub const EXIT_CODE: &str = "testkit.preview-envs.io/exit-code";
+/// Message of a simulated termination (`terminated.message`).
+pub const TERMINATION_MESSAGE: &str = "testkit.preview-envs.io/termination-message";
+/// The first container's log lines, as the simulated kubelet serves them.
+pub const LOG: &str = "testkit.preview-envs.io/log";
 /// Delays a pod's readiness (milliseconds after its simulated start).
 pub const DELAY_MS: &str = "testkit.preview-envs.io/delay-ms";
 /// Label on objects the simulator creates (Node, PersistentVolumes).
@@ -37,6 +46,12 @@ pub(crate) struct Injection {
     pub message: Option<String>,
     /// The readiness delay.
     pub delay: Option<Duration>,
+    /// The exit code of a simulated termination.
+    pub exit_code: Option<i32>,
+    /// The message of a simulated termination.
+    pub termination_message: Option<String>,
+    /// The first container's log.
+    pub log: Option<String>,
 }
 
 impl Injection {
@@ -56,6 +71,12 @@ impl Injection {
             delay: non_empty(DELAY_MS)
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_millis),
+            exit_code: non_empty(EXIT_CODE).and_then(|v| v.parse::<i32>().ok()),
+            termination_message: a
+                .get(TERMINATION_MESSAGE)
+                .cloned()
+                .filter(|m| !m.is_empty()),
+            log: a.get(LOG).cloned(),
         }
     }
 
@@ -75,7 +96,11 @@ mod tests {
         a.insert(SIMULATE.to_string(), " ImagePullBackOff ".to_string());
         a.insert(MESSAGE.to_string(), "no such image".to_string());
         a.insert(DELAY_MS.to_string(), "1500".to_string());
+        a.insert(EXIT_CODE.to_string(), "137".to_string());
+        a.insert(LOG.to_string(), "one\ntwo".to_string());
         let i = Injection::of(Some(&a));
+        assert_eq!(i.exit_code, Some(137));
+        assert_eq!(i.log.as_deref(), Some("one\ntwo"));
         assert_eq!(i.simulate.as_deref(), Some("ImagePullBackOff"));
         assert_eq!(i.message.as_deref(), Some("no such image"));
         assert_eq!(i.delay, Some(Duration::from_millis(1500)));

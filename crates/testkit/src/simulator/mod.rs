@@ -17,10 +17,14 @@
 //!
 //! What it writes:
 //! * a Node ([`node`]) with a heartbeat, so the node-lifecycle controller keeps it Ready;
+//! * container logs ([`kubelet`]): the API server's `pods/log` requests reach a
+//!   small HTTPS kubelet endpoint on loopback that serves the lines a test set;
+//! * the kubelet's Warning Events about injected failures ([`kubelet_events`]);
 //! * pod status ([`pods`]) for pods the real kube-scheduler bound to that node, including kubelet-style failures
-//!   injected with [`annotations`];
-//! * PersistentVolumes for pending claims ([`volumes`]), bound by the REAL
-//!   persistentvolume-binder controller;
+//!   injected with [`annotations`] (or [`injections`] registered at run time,
+//!   [`NodeSimulator::inject`]);
+//! * a default StorageClass, and PersistentVolumes for pending claims of that
+//!   class ([`volumes`]), bound by the REAL persistentvolume-binder controller;
 //! * status of Gateway API objects ([`gateway`]).
 //!
 //! It runs as background tokio tasks ([`NodeSimulator::start`]) or on a thread of
@@ -32,13 +36,16 @@
 pub mod annotations;
 mod custom;
 mod gateway;
+pub mod injections;
 pub mod job_runner;
+mod kubelet;
+mod kubelet_events;
 mod node;
 mod pods;
 mod status;
-mod volumes;
+pub mod volumes;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +54,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Resource};
@@ -56,6 +64,7 @@ use tokio::task::JoinSet;
 
 use crate::{KitError, TestCluster};
 use custom::CustomKind;
+pub use injections::PodInjections;
 pub use job_runner::{JobRunnerOptions, ServiceRoutes};
 use pods::{PodAction, PodEnv};
 
@@ -80,6 +89,8 @@ pub struct SimulatorOptions {
     pub job_runner: JobRunnerOptions,
     /// The node's capacity (= allocatable), which the REAL scheduler checks.
     pub capacity: NodeCapacity,
+    /// Failure injection by rule, besides annotations (shared by clones).
+    pub injections: PodInjections,
 }
 
 /// What the simulated node offers the scheduler (capacity = allocatable).
@@ -118,6 +129,7 @@ impl Default for SimulatorOptions {
             gateway_address: "10.240.0.100".into(),
             job_runner: JobRunnerOptions::default(),
             capacity: NodeCapacity::default(),
+            injections: PodInjections::default(),
         }
     }
 }
@@ -126,6 +138,8 @@ impl Default for SimulatorOptions {
 pub(crate) struct Ctx {
     client: kube::Client,
     options: SimulatorOptions,
+    /// The port of the simulated kubelet endpoint ([`kubelet`]).
+    kubelet_port: u16,
     next_ip: AtomicU32,
     /// UIDs of the pods whose commands the job runner has started.
     running_jobs: std::sync::Mutex<HashSet<String>>,
@@ -151,6 +165,7 @@ pub struct NodeSimulator {
     runner: Runner,
     node_name: String,
     routes: ServiceRoutes,
+    injections: PodInjections,
 }
 
 impl Debug for NodeSimulator {
@@ -180,16 +195,19 @@ impl NodeSimulator {
         client: kube::Client,
         options: SimulatorOptions,
     ) -> Result<NodeSimulator, KitError> {
-        node::ensure(&client, &options).await?;
+        let kubelet = kubelet::Kubelet::bind().await?;
+        setup(&client, &options, kubelet.port()).await?;
         let (shutdown, stop) = watch::channel(false);
         let node_name = options.node_name.clone();
         let routes = options.job_runner.services.clone();
-        let task = tokio::spawn(run(client, options, stop));
+        let injections = options.injections.clone();
+        let task = tokio::spawn(run(client, options, kubelet, stop));
         Ok(NodeSimulator {
             shutdown,
             runner: Runner::Task(task),
             node_name,
             routes,
+            injections,
         })
     }
 
@@ -204,6 +222,7 @@ impl NodeSimulator {
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let node_name = options.node_name.clone();
         let routes = options.job_runner.services.clone();
+        let injections = options.injections.clone();
         std::thread::Builder::new()
             .name("testkit-node-simulator".into())
             .spawn(move || {
@@ -227,12 +246,19 @@ impl NodeSimulator {
                             return;
                         }
                     };
-                    if let Err(e) = node::ensure(&client, &options).await {
+                    let kubelet = match kubelet::Kubelet::bind().await {
+                        Ok(k) => k,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if let Err(e) = setup(&client, &options, kubelet.port()).await {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                     let _ = ready_tx.send(Ok(()));
-                    run(client, options, stop).await;
+                    run(client, options, kubelet, stop).await;
                 });
                 let _ = done_tx.send(());
             })
@@ -245,6 +271,7 @@ impl NodeSimulator {
             runner: Runner::Thread(Some(done_rx)),
             node_name,
             routes,
+            injections,
         })
     }
 
@@ -271,6 +298,18 @@ impl NodeSimulator {
     /// host address (`127.0.0.1:5433`) for the Job pods the job runner runs.
     pub fn route_service(&self, service: &str, backend: &str) {
         self.routes.add(service, backend);
+    }
+
+    /// Pods in `namespace` whose name starts with `pod_prefix` behave as if they
+    /// carried `annotations` (see [`annotations`] for the keys): failure
+    /// injection for pods whose template the test cannot annotate.
+    pub fn inject(&self, namespace: &str, pod_prefix: &str, annotations: BTreeMap<String, String>) {
+        self.injections.add(namespace, pod_prefix, annotations);
+    }
+
+    /// Removes the [`NodeSimulator::inject`] rules of `namespace`.
+    pub fn clear_injections(&self, namespace: &str) {
+        self.injections.clear(namespace);
     }
 
     /// Stops all simulation tasks and waits until they have ended.
@@ -307,16 +346,44 @@ impl TestCluster {
     }
 }
 
+/// What exists before the loops start: the Node (with the kubelet's port) and
+/// the default StorageClass ([`volumes`]).
+async fn setup(
+    client: &kube::Client,
+    options: &SimulatorOptions,
+    kubelet_port: u16,
+) -> Result<(), KitError> {
+    node::ensure(client, options, kubelet_port).await?;
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let class: StorageClass = serde_json::from_value(volumes::storage_class())
+        .map_err(|e| KitError::Simulator(format!("building the StorageClass: {e}")))?;
+    match classes.create(&PostParams::default(), &class).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(KitError::kube(
+            format!("creating StorageClass {}", volumes::STORAGE_CLASS),
+            e,
+        )),
+    }
+}
+
 /// Runs every simulation loop until `stop` turns true.
-async fn run(client: kube::Client, options: SimulatorOptions, mut stop: watch::Receiver<bool>) {
+async fn run(
+    client: kube::Client,
+    options: SimulatorOptions,
+    kubelet: kubelet::Kubelet,
+    mut stop: watch::Receiver<bool>,
+) {
     let ctx = Arc::new(Ctx {
         client,
         options,
+        kubelet_port: kubelet.port(),
         next_ip: AtomicU32::new(0),
         running_jobs: std::sync::Mutex::new(HashSet::new()),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(heartbeat_loop(ctx.clone()));
+    tasks.spawn(kubelet::serve(ctx.clone(), kubelet));
     tasks.spawn(pod_loop(ctx.clone()));
     tasks.spawn(claim_loop(ctx.clone()));
     tasks.spawn(volume_loop(ctx.clone()));
@@ -385,7 +452,7 @@ async fn heartbeat_loop(ctx: Arc<Ctx>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if let Err(e) = node::heartbeat(&ctx.client, &ctx.options).await {
+        if let Err(e) = node::heartbeat(&ctx.client, &ctx.options, ctx.kubelet_port).await {
             tracing::warn!(error = %e, "node heartbeat failed");
         }
     }
@@ -440,6 +507,7 @@ async fn pod_loop(ctx: Arc<Ctx>) {
 
 /// Acts on one pod; returns the pod's key and a delay when it must be looked at again.
 async fn handle_pod(ctx: &Arc<Ctx>, pod: Pod) -> Option<((String, String), Duration)> {
+    let pod = ctx.options.injections.apply(&pod);
     let namespace = pod.metadata.namespace.clone()?;
     let name = pod.metadata.name.clone()?;
     if job_runner::wants(&pod, &ctx.options.node_name, &ctx.options.job_runner) {
@@ -494,7 +562,8 @@ async fn handle_pod(ctx: &Arc<Ctx>, pod: Pod) -> Option<((String, String), Durat
                 .await
             {
                 Ok(_) => {
-                    tracing::debug!(%namespace, pod = %name, phase = ?patch["status"]["phase"], "simulated pod status written")
+                    tracing::debug!(%namespace, pod = %name, phase = ?patch["status"]["phase"], "simulated pod status written");
+                    kubelet_events::record(ctx, &pod).await;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => return None,
                 Err(e) => {

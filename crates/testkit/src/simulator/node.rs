@@ -5,7 +5,9 @@
 //! [`SimulatorOptions::capacity`](super::SimulatorOptions) (default cpu 8 /
 //! memory 32Gi / pods 110 / ephemeral-storage 100Gi), a fake InternalIP and `nodeInfo` that says
 //! `testkit-simulated` where a real node names its kubelet and runtime. It exists
-//! so that anything looking at nodes finds one; no kubelet backs it.
+//! so that anything looking at nodes finds one; no kubelet backs it, except the
+//! log endpoint of [`super::kubelet`]: its loopback address is the Node's
+//! `ExternalIP` and its port `daemonEndpoints.kubeletEndpoint.Port`.
 //!
 //! The REAL node-lifecycle controller marks a node `Unknown` (and its pods not
 //! Ready) after 40 s without a heartbeat, so the simulator renews the node's Lease
@@ -24,13 +26,19 @@ use super::annotations::SIMULATED_LABEL;
 use super::status::{now, time_string};
 use crate::KitError;
 
+/// The address the simulated kubelet listens on, reported as the Node's `ExternalIP`.
+pub(crate) const KUBELET_ADDRESS: &str = "127.0.0.1";
+
 /// The namespace the API server creates for node leases.
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// The field manager for the simulator's server-side applies.
 pub(crate) const FIELD_MANAGER: &str = "testkit-node-simulator";
 
 /// The Node object (status included; the API server keeps status on create).
-pub(crate) fn node_object(options: &SimulatorOptions) -> Result<Node, serde_json::Error> {
+pub(crate) fn node_object(
+    options: &SimulatorOptions,
+    kubelet_port: u16,
+) -> Result<Node, serde_json::Error> {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -47,12 +55,12 @@ pub(crate) fn node_object(options: &SimulatorOptions) -> Result<Node, serde_json
             },
         },
         "spec": {},
-        "status": node_status(options),
+        "status": node_status(options, kubelet_port),
     }))
 }
 
 /// The node's status with heartbeat times set to now.
-pub(crate) fn node_status(options: &SimulatorOptions) -> Value {
+pub(crate) fn node_status(options: &SimulatorOptions, kubelet_port: u16) -> Value {
     let t = time_string(now());
     let cap = &options.capacity;
     let resources = json!({"cpu": cap.cpu, "memory": cap.memory, "pods": cap.pods.to_string(), "ephemeral-storage": cap.ephemeral_storage});
@@ -69,8 +77,9 @@ pub(crate) fn node_status(options: &SimulatorOptions) -> Value {
         "addresses": [
             {"type": "InternalIP", "address": options.node_ip},
             {"type": "Hostname", "address": options.node_name},
+            {"type": "ExternalIP", "address": KUBELET_ADDRESS},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": "testkit-simulated",
             "systemUUID": "testkit-simulated",
@@ -89,10 +98,11 @@ pub(crate) fn node_status(options: &SimulatorOptions) -> Value {
 pub(crate) async fn ensure(
     client: &kube::Client,
     options: &SimulatorOptions,
+    kubelet_port: u16,
 ) -> Result<(), KitError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let node =
-        node_object(options).map_err(|e| KitError::Simulator(format!("building the Node: {e}")))?;
+    let node = node_object(options, kubelet_port)
+        .map_err(|e| KitError::Simulator(format!("building the Node: {e}")))?;
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = %options.node_name, "simulated node created"),
         Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -103,7 +113,7 @@ pub(crate) async fn ensure(
             ));
         }
     }
-    heartbeat(client, options).await.map_err(|e| {
+    heartbeat(client, options, kubelet_port).await.map_err(|e| {
         KitError::kube(
             format!("writing the status of Node {}", options.node_name),
             e,
@@ -115,9 +125,10 @@ pub(crate) async fn ensure(
 pub(crate) async fn heartbeat(
     client: &kube::Client,
     options: &SimulatorOptions,
+    kubelet_port: u16,
 ) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let patch = json!({"status": node_status(options)});
+    let patch = json!({"status": node_status(options, kubelet_port)});
     match nodes
         .patch_status(
             &options.node_name,
@@ -129,7 +140,7 @@ pub(crate) async fn heartbeat(
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {
             // Someone deleted the node: bring it back.
-            let node = node_object(options).map_err(kube::Error::SerdeError)?;
+            let node = node_object(options, kubelet_port).map_err(kube::Error::SerdeError)?;
             nodes.create(&PostParams::default(), &node).await?;
         }
         Err(e) => return Err(e),
@@ -161,8 +172,19 @@ mod tests {
 
     #[test]
     fn node_is_ready_with_capacity() {
-        let node = node_object(&SimulatorOptions::default()).expect("valid node");
+        let node = node_object(&SimulatorOptions::default(), 41234).expect("valid node");
         let status = node.status.expect("status");
+        let endpoint = status
+            .daemon_endpoints
+            .as_ref()
+            .and_then(|d| d.kubelet_endpoint.as_ref());
+        assert_eq!(endpoint.map(|e| e.port), Some(41234));
+        let addresses = status.addresses.clone().expect("addresses");
+        assert!(
+            addresses
+                .iter()
+                .any(|a| a.type_ == "ExternalIP" && a.address == KUBELET_ADDRESS)
+        );
         assert_eq!(status.capacity.as_ref().expect("capacity")["cpu"].0, "8");
         assert_eq!(
             status.allocatable.as_ref().expect("allocatable")["memory"].0,
@@ -189,7 +211,7 @@ mod tests {
             },
             ..SimulatorOptions::default()
         };
-        let status = node_object(&options)
+        let status = node_object(&options, 10250)
             .expect("valid node")
             .status
             .expect("status");

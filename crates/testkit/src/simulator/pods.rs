@@ -66,6 +66,8 @@ enum Outcome {
     Succeed,
     Fail,
     CrashLoop,
+    /// Running, but the readiness probe fails: not Ready.
+    Unhealthy,
     Waiting(String),
     Unscheduled,
     /// The command really ran ([`super::job_runner`]): exit code and message.
@@ -171,6 +173,7 @@ fn outcome_requested(injection: &Injection) -> Option<Outcome> {
         "Fail" => Outcome::Fail,
         "Succeed" => Outcome::Succeed,
         "CrashLoopBackOff" => Outcome::CrashLoop,
+        "Unhealthy" => Outcome::Unhealthy,
         "Pending" => Outcome::Unscheduled,
         reason => Outcome::Waiting(reason.to_string()),
     })
@@ -229,9 +232,11 @@ fn desired_status(
                 Outcome::Exited(..) => sim.terminated(c, 0, "Completed", None),
                 Outcome::Fail if is_first => sim.terminated(
                     c,
-                    1,
+                    injection.exit_code.unwrap_or(1),
                     "Error",
-                    Some(injection.message_or(|| "simulated failure (testkit)".into())),
+                    Some(injection.termination_message.clone().unwrap_or_else(|| {
+                        injection.message_or(|| "simulated failure (testkit)".into())
+                    })),
                 ),
                 Outcome::Fail => sim.terminated(c, 0, "Completed", None),
                 Outcome::CrashLoop if is_first => sim.crash_loop(
@@ -242,13 +247,18 @@ fn desired_status(
                             c.name
                         )
                     }),
+                    injection.exit_code.unwrap_or(1),
+                    injection.termination_message.clone(),
                 ),
+                Outcome::Unhealthy if is_first => sim.running(c, false),
                 Outcome::Waiting(reason) if is_first => sim.waiting(
                     c,
                     reason,
                     injection.message_or(|| default_message(reason, c)),
                 ),
-                Outcome::CrashLoop | Outcome::Waiting(_) => sim.running(c, true),
+                Outcome::CrashLoop | Outcome::Unhealthy | Outcome::Waiting(_) => {
+                    sim.running(c, true)
+                }
                 Outcome::Unscheduled => sim.running(c, false),
             };
             if status["ready"] != json!(true) {
@@ -268,7 +278,9 @@ fn desired_status(
         Outcome::Ready => ("Running", None),
         // Never planned for a bound pod (see `plan`); keep the kubelet's initial phase.
         Outcome::Unscheduled => ("Pending", Some("ContainersNotReady")),
-        Outcome::Starting | Outcome::CrashLoop => ("Running", Some("ContainersNotReady")),
+        Outcome::Starting | Outcome::CrashLoop | Outcome::Unhealthy => {
+            ("Running", Some("ContainersNotReady"))
+        }
         Outcome::Waiting(_) => ("Pending", Some("ContainersNotReady")),
         Outcome::Succeed => ("Succeeded", Some("PodCompleted")),
         Outcome::Fail => ("Failed", Some("PodCompleted")),
@@ -407,20 +419,30 @@ impl ContainerSim<'_> {
         s
     }
 
-    fn crash_loop(&self, c: &Container, message: String) -> Value {
+    fn crash_loop(
+        &self,
+        c: &Container,
+        message: String,
+        exit_code: i32,
+        termination_message: Option<String>,
+    ) -> Value {
         let mut s = self.base(c);
         s["containerID"] = json!(self.container_id(c));
         s["ready"] = json!(false);
         s["started"] = json!(false);
         s["restartCount"] = json!(3);
         s["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}});
-        s["lastState"] = json!({"terminated": {
-            "exitCode": 1,
+        let mut last = json!({
+            "exitCode": exit_code,
             "reason": "Error",
             "startedAt": self.started,
             "finishedAt": self.now,
             "containerID": self.container_id(c),
-        }});
+        });
+        if let Some(message) = termination_message {
+            last["message"] = json!(message);
+        }
+        s["lastState"] = json!({ "terminated": last });
         s
     }
 }

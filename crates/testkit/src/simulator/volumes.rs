@@ -1,6 +1,15 @@
 //! PersistentVolumeClaims: what a dynamic provisioner would do.
 //!
-//! For each Pending, unbound claim the simulator creates a PersistentVolume
+//! The simulator installs one StorageClass, [`STORAGE_CLASS`] (provisioner
+//! [`PROVISIONER`], `Immediate` binding), marked as the cluster's default, so
+//! the REAL `DefaultStorageClass` admission gives it to claims that name no
+//! class, as on a cluster with a default class. It provisions only claims of
+//! that class: a claim with `storageClassName: ""` (or another class) gets no
+//! volume, and the REAL persistentvolume controller reports why
+//! (`FailedBinding`, `ProvisioningFailed`), as on a cluster without a
+//! provisioner for it.
+//!
+//! For each Pending, unbound claim of its class the simulator creates a PersistentVolume
 //! named `testkit-pv-<claim uid>`: capacity = the claim's storage request, the
 //! claim's access modes, volume mode and storage class (empty if none), the
 //! claim's `selector.matchLabels` as labels, reclaim policy `Retain`, a `hostPath`
@@ -20,6 +29,27 @@ use serde_json::{Value, json};
 
 use super::annotations::{Injection, SIMULATED_LABEL};
 
+/// The simulator's (default) StorageClass.
+pub const STORAGE_CLASS: &str = "testkit-simulated";
+/// The provisioner its StorageClass names.
+pub const PROVISIONER: &str = "testkit.preview-envs.io/simulated";
+
+/// The default StorageClass the simulator provisions for.
+pub(crate) fn storage_class() -> Value {
+    json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "labels": {SIMULATED_LABEL: "true"},
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    })
+}
+
 /// The volume name for a claim.
 pub(crate) fn volume_name(claim_uid: &str) -> String {
     format!("testkit-pv-{claim_uid}")
@@ -37,7 +67,7 @@ pub(crate) fn volume_for(claim: &PersistentVolumeClaim) -> Option<PersistentVolu
         .unwrap_or("Pending");
     let spec = claim.spec.as_ref()?;
     let bound = spec.volume_name.as_deref().is_some_and(|v| !v.is_empty());
-    if phase != "Pending" || bound {
+    if phase != "Pending" || bound || spec.storage_class_name.as_deref() != Some(STORAGE_CLASS) {
         return None;
     }
     if Injection::of(claim.metadata.annotations.as_ref())
@@ -128,7 +158,7 @@ metadata: {name: data, namespace: ns, uid: abc}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 5Gi}}
-  storageClassName: standard
+  storageClassName: testkit-simulated
   selector: {matchLabels: {app: db}}
 status: {phase: Pending}
 ",
@@ -137,7 +167,7 @@ status: {phase: Pending}
         assert_eq!(v.metadata.name.as_deref(), Some("testkit-pv-abc"));
         let spec = v.spec.expect("spec");
         assert_eq!(spec.capacity.expect("capacity")["storage"].0, "5Gi");
-        assert_eq!(spec.storage_class_name.as_deref(), Some("standard"));
+        assert_eq!(spec.storage_class_name.as_deref(), Some(STORAGE_CLASS));
         assert_eq!(
             spec.claim_ref.expect("claimRef").uid.as_deref(),
             Some("abc")
@@ -149,6 +179,16 @@ status: {phase: Pending}
         let labels = v.metadata.labels.expect("labels");
         assert_eq!(labels["app"], "db");
         assert_eq!(labels[SIMULATED_LABEL], "true");
+    }
+
+    #[test]
+    fn claims_of_other_classes_or_none_get_nothing() {
+        for class in ["storageClassName: ''", "storageClassName: fast", ""] {
+            let c = claim(&format!(
+                "metadata: {{name: d, namespace: n, uid: u}}\nspec: {{{class}}}\nstatus: {{phase: Pending}}"
+            ));
+            assert!(volume_for(&c).is_none(), "{class}");
+        }
     }
 
     #[test]
