@@ -17,6 +17,19 @@
 // Errors carry the full ResourceId they are about (see preview-core).
 #![allow(clippy::result_large_err)]
 
+/// Includes a file from `tests/fixtures/readiness/` as a string (tests only;
+/// defined before the modules so `readiness` and `digest` share it).
+#[cfg(test)]
+macro_rules! include_fixture {
+    ($file:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/readiness/",
+            $file
+        ))
+    };
+}
+
 pub mod connection;
 pub mod counting;
 pub mod digest;

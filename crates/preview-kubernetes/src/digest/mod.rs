@@ -17,18 +17,6 @@
 //!
 //! Nothing leaves [`collect`] unredacted or uncapped.
 
-/// Includes a file from `tests/fixtures/readiness/` as a string (tests only).
-#[cfg(test)]
-macro_rules! include_fixture {
-    ($file:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/readiness/",
-            $file
-        ))
-    };
-}
-
 mod assemble;
 pub mod cap;
 mod collect;

@@ -41,18 +41,6 @@ use serde_json::Value;
 
 use preview_core::resource::{ProviderName, ResourceId, WaitRule};
 
-/// Includes a file from `tests/fixtures/readiness/` as a string (tests only).
-#[cfg(test)]
-macro_rules! include_fixture {
-    ($file:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/readiness/",
-            $file
-        ))
-    };
-}
-
 mod certificate;
 mod conditions;
 mod crd;
