@@ -8,7 +8,10 @@
 //! take over a database without our marker (with psql's error in the message,
 //! nothing changed) → destroy drops it through a Job and verifies it is gone,
 //! leaving no Job behind → a missing credentials Secret fails with the reason →
-//! a Job planted in another namespace is never found, reused or dropped with.
+//! a Job planted in another namespace is never found, reused or dropped with →
+//! ensure scripts of one database run at once leave it and no temporary
+//! database, and an ensure drops a leftover temporary one → the job runner
+//! stops a deleted pod's command (as a kubelet does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -451,4 +454,78 @@ async fn concurrent_ensure_scripts_leave_one_database_and_no_temporary_one() {
     let (ok, text) = ensure_script(&pg, db, stack).await;
     assert!(ok, "{text}");
     assert_eq!(comment_of(&w.admin, &tmp).await, None, "{tmp} left");
+}
+
+/// The job runner stops a deleted Job pod's command, as a kubelet stops a
+/// deleted pod's containers: the whole process group (here `sh` and its
+/// `sleep`), so a replaced database Job's script does not keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_job_pods_command_is_stopped() {
+    let cluster = cluster().await.expect("cluster");
+    NodeSimulator::shared().await.expect("simulator");
+    let client = cluster.client().expect("client");
+    let namespace = create_namespace(&client, "jobstop")
+        .await
+        .expect("namespace");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "long"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "psql",
+                    "image": IMAGE,
+                    "command": ["sh", "-c", "touch \"$DIR/started\"; sleep 4; touch \"$DIR/finished\""],
+                    "env": [{"name": "DIR", "value": dir.path().display().to_string()}],
+                }],
+            }},
+        },
+    }))
+    .expect("job");
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create");
+    let started = dir.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    jobs.delete(
+        "long",
+        &kube::api::DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Background),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("delete");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &namespace);
+    loop {
+        let left = pods
+            .list(&ListParams::default().labels("job-name=long"))
+            .await
+            .expect("pods");
+        if left.items.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pod was never deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(
+        !dir.path().join("finished").exists(),
+        "the deleted pod's command ran to its end"
+    );
 }
