@@ -8,7 +8,10 @@
 //! take over a database without our marker (with psql's error in the message,
 //! nothing changed) → destroy drops it through a Job and verifies it is gone,
 //! leaving no Job behind → a missing credentials Secret fails with the reason →
-//! a Job planted in another namespace is never found, reused or dropped with.
+//! a Job planted in another namespace is never found, reused or dropped with →
+//! ensure scripts of one database run at once leave it and no temporary
+//! database, and an ensure drops a leftover temporary one → the job runner
+//! stops a deleted pod's command (as a kubelet does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -372,4 +375,157 @@ async fn jobs_planted_in_another_namespace_are_never_used() {
         .batch_execute("DROP DATABASE aphiria_pr_80")
         .await
         .expect("cleanup");
+}
+
+/// Runs the Jobs' script (`database-job.sh`) on the host as the job runner does,
+/// as `aphiria` against `pg`, ensuring `db` for `stack` (no per-PR role);
+/// returns whether it succeeded, with its output.
+async fn ensure_script(pg: &TestPostgres, db: &str, stack: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = dir.path().join("termination-log");
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(preview_postgres::job::SCRIPT)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("OPERATION", "ensure")
+        .env("DB_NAME", db)
+        .env("DB_OWNER", "aphiria")
+        .env("DB_TEMP", preview_postgres::sql::temp_name(db))
+        .env("DB_COMMENT", preview_postgres::sql::marker_comment(stack))
+        .env("RESULT_PATH", &result)
+        .env("DB_ROLE", "")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port().to_string())
+        .env("PGUSER", "aphiria")
+        .env("PGDATABASE", "postgres")
+        .output()
+        .await
+        .expect("run sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Two ensure Jobs of one database at once — an interrupted run's pod still
+/// running after its Job was replaced (a kubelet gives a deleted pod's
+/// containers a grace period; `sh` as PID 1 ignores SIGTERM) beside the next
+/// run's — both succeed, leaving the database and no temporary database: the
+/// scripts of one database take turns (a session advisory lock), and an ensure
+/// that finds the database drops a leftover temporary one. Without the lock one
+/// script's `CREATE` of the temporary name raced the other's `RENAME`, failed,
+/// and left `preview_envs_tmp_…` (the SIGKILL test's in-cluster finding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ensure_scripts_leave_one_database_and_no_temporary_one() {
+    let pg = TestPostgres::start().await.expect("postgres");
+    let w = world(&pg).await;
+    let stack = "preview-pr-79";
+    for round in 0..5 {
+        let db = format!("aphiria_pr_79_{round}");
+        let tmp = preview_postgres::sql::temp_name(&db);
+        let runs = futures::future::join_all((0..6).map(|_| ensure_script(&pg, &db, stack))).await;
+        for (ok, text) in &runs {
+            assert!(ok, "round {round}: an ensure script failed: {text}");
+        }
+        assert_eq!(
+            comment_of(&w.admin, &db).await.as_deref(),
+            Some("managed-by=preview-envs stack=preview-pr-79"),
+            "round {round}"
+        );
+        assert_eq!(
+            comment_of(&w.admin, &tmp).await,
+            None,
+            "round {round}: {tmp} left"
+        );
+    }
+
+    // A temporary database left beside an existing one (by a script of an older
+    // version, or one that lost the race above) is dropped by the next ensure.
+    let db = "aphiria_pr_79_0";
+    let tmp = preview_postgres::sql::temp_name(db);
+    w.admin
+        .batch_execute(&format!("CREATE DATABASE {tmp} OWNER aphiria"))
+        .await
+        .expect("leftover");
+    let (ok, text) = ensure_script(&pg, db, stack).await;
+    assert!(ok, "{text}");
+    assert_eq!(comment_of(&w.admin, &tmp).await, None, "{tmp} left");
+}
+
+/// The job runner stops a deleted Job pod's command, as a kubelet stops a
+/// deleted pod's containers: the whole process group (here `sh` and its
+/// `sleep`), so a replaced database Job's script does not keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_job_pods_command_is_stopped() {
+    let cluster = cluster().await.expect("cluster");
+    NodeSimulator::shared().await.expect("simulator");
+    let client = cluster.client().expect("client");
+    let namespace = create_namespace(&client, "jobstop")
+        .await
+        .expect("namespace");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "long"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "psql",
+                    "image": IMAGE,
+                    "command": ["sh", "-c", "touch \"$DIR/started\"; sleep 4; touch \"$DIR/finished\""],
+                    "env": [{"name": "DIR", "value": dir.path().display().to_string()}],
+                }],
+            }},
+        },
+    }))
+    .expect("job");
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create");
+    let started = dir.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    jobs.delete(
+        "long",
+        &kube::api::DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Background),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("delete");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &namespace);
+    loop {
+        let left = pods
+            .list(&ListParams::default().labels("job-name=long"))
+            .await
+            .expect("pods");
+        if left.items.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pod was never deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(
+        !dir.path().join("finished").exists(),
+        "the deleted pod's command ran to its end"
+    );
 }

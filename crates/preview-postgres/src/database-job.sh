@@ -13,6 +13,16 @@
 # Every check runs before the first write: a role or database of that name
 # without this stack's marker stops the script before anything changes.
 #
+# Scripts of one database take turns: each first takes a session advisory lock
+# on the database's name (released when psql disconnects). Two can run at once:
+# a replaced Job's pod keeps running until its kubelet stops it (`sh` as PID 1
+# ignores SIGTERM, so up to the grace period), and the server finishes a
+# statement whose client is gone. Unserialised, one ensure's CREATE of the
+# temporary name raced the other's RENAME, failed, and its retry found the
+# database and left the temporary one; a drop could finish before an older
+# ensure's RENAME. An ensure that finds the database also drops a leftover
+# temporary database.
+#
 # Every value reaches SQL only through psql variables, quoted by psql
 # (:'literal') or by format() (%I identifiers, %L literals): no SQL is built by
 # the shell. Failures raise an exception naming the database, so psql exits 3
@@ -39,6 +49,7 @@ run() {
 case "$OPERATION" in
 ensure)
   run <<'SQL'
+SELECT pg_advisory_lock(hashtext('preview-envs/database/' || :'db')) \g /dev/null
 \if :has_role
 SELECT format('DO $fail$ BEGIN RAISE EXCEPTION %L; END $fail$',
               format('role %s exists and does not carry the marker %s; refusing to take it over',
@@ -86,6 +97,7 @@ SELECT format('COMMENT ON DATABASE %I IS %L', :'tmp', :'comment') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'tmp') \gexec
 SELECT format('ALTER DATABASE %I RENAME TO %I', :'tmp', :'db') \gexec
 \else
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'tmp') \gexec
 SELECT format('ALTER DATABASE %I OWNER TO %I', :'db', :'owner') \gexec
 \endif
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \gexec
@@ -106,6 +118,7 @@ SQL
   ;;
 drop)
   run <<'SQL'
+SELECT pg_advisory_lock(hashtext('preview-envs/database/' || :'db')) \g /dev/null
 SELECT format('DO $fail$ BEGIN RAISE EXCEPTION %L; END $fail$',
               format('database %s does not carry the marker %s; refusing to drop it',
                      :'db', :'comment'))

@@ -16,8 +16,10 @@
 //!   behind the engine's back is therefore only noticed by the next ensure; the
 //!   direct executor reads `pg_database` itself.
 //! - **apply**: runs the ensure Job to completion (a Job made for other
-//!   parameters, or a failed one, is deleted first; one still running from an
-//!   interrupted run is waited for) and returns what it reported. The database
+//!   parameters, or a failed one, is deleted first — its pod may run on for
+//!   the kubelet's grace period, and the scripts of one database take turns, so
+//!   the new Job's waits for it; one still running from an interrupted run is
+//!   waited for) and returns what it reported. The database
 //!   exists when apply returns, with or without `--no-wait`: the migration Job
 //!   that depends on it needs it.
 //! - **delete**: runs a drop Job with the ensure Job's own parameters (image,

@@ -50,7 +50,8 @@ pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// What a Job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
-    /// Create the database if missing (marked, via a temporary name), else fix its owner.
+    /// Create the database if missing (marked, via a temporary name), else fix its
+    /// owner and drop a leftover temporary database.
     Ensure,
     /// Drop the database if it carries this stack's marker; verify it is gone.
     Drop,

@@ -22,6 +22,10 @@
 //!   file, a failed container's last 80 log lines (≤ 2 KiB) are used, as a
 //!   kubelet does.
 //!
+//! * a deleted pod's command is stopped: its process group is SIGKILLed at once
+//!   (a kubelet SIGTERMs the container, and SIGKILLs it after the grace period;
+//!   `sh` as PID 1 ignores SIGTERM), before the deletion is confirmed.
+//!
 //! A missing Secret, key or an unsupported `valueFrom` fails the container
 //! with the reason in its message (a kubelet would keep it waiting with
 //! `CreateContainerConfigError`). Commands time out after
@@ -191,10 +195,21 @@ async fn execute(ctx: &Ctx, pod: &Pod, namespace: &str) -> Result<(i32, Option<S
         .envs(&env)
         .current_dir(dir.path())
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
-    let output = match tokio::time::timeout(runner.timeout, cmd.output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => return Err(format!("starting {program}: {e}")),
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {program}: {e}"))?;
+    // The whole container, not only its first process, as a kubelet stops it.
+    let group = child.id().map(KillGroupOnDrop);
+    let output = match tokio::time::timeout(runner.timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => {
+            std::mem::forget(group);
+            output
+        }
+        Ok(Err(e)) => return Err(format!("running {program}: {e}")),
         Err(_) => {
             return Ok((
                 137,
@@ -216,6 +231,16 @@ async fn execute(ctx: &Ctx, pod: &Pod, namespace: &str) -> Result<(i32, Option<S
         message = log_tail(&logs);
     }
     Ok((code, (!message.is_empty()).then_some(message)))
+}
+
+/// SIGKILLs a command's process group when dropped before the command
+/// finished: when its pod is deleted (the task is aborted) or it timed out.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        crate::process::signal_group(self.0, "KILL");
+    }
 }
 
 /// A kubelet's fallback message: the last 80 lines, at most 2048 bytes.

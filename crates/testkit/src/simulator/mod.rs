@@ -45,7 +45,7 @@ mod pods;
 mod status;
 pub mod volumes;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -141,8 +141,9 @@ pub(crate) struct Ctx {
     /// The port of the simulated kubelet endpoint ([`kubelet`]).
     kubelet_port: u16,
     next_ip: AtomicU32,
-    /// UIDs of the pods whose commands the job runner has started.
-    running_jobs: std::sync::Mutex<HashSet<String>>,
+    /// The pods whose commands the job runner has started, by UID, with the
+    /// handle that stops a command when its pod is deleted.
+    running_jobs: std::sync::Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl Ctx {
@@ -379,7 +380,7 @@ async fn run(
         options,
         kubelet_port: kubelet.port(),
         next_ip: AtomicU32::new(0),
-        running_jobs: std::sync::Mutex::new(HashSet::new()),
+        running_jobs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(heartbeat_loop(ctx.clone()));
@@ -512,15 +513,29 @@ async fn handle_pod(ctx: &Arc<Ctx>, pod: Pod) -> Option<((String, String), Durat
     let name = pod.metadata.name.clone()?;
     if job_runner::wants(&pod, &ctx.options.node_name, &ctx.options.job_runner) {
         let uid = pod.metadata.uid.clone()?;
-        let first = ctx
-            .running_jobs
-            .lock()
-            .map(|mut started| started.insert(uid))
-            .unwrap_or(false);
-        if first {
-            tokio::spawn(job_runner::run(ctx.clone(), pod));
+        if let Ok(mut started) = ctx.running_jobs.lock()
+            && !started.contains_key(&uid)
+        {
+            let task = tokio::spawn(job_runner::run(ctx.clone(), pod));
+            started.insert(uid, task.abort_handle());
         }
         return None;
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        // As a kubelet kills a deleted pod's containers (here at once, as with
+        // a grace period of 0): the command's process is killed on drop.
+        let running = pod.metadata.uid.as_ref().and_then(|uid| {
+            ctx.running_jobs
+                .lock()
+                .ok()
+                .and_then(|started| started.get(uid).cloned())
+        });
+        if let Some(task) = running
+            && !task.is_finished()
+        {
+            task.abort();
+            tracing::debug!(%namespace, pod = %name, "job pod deleted: its command was stopped");
+        }
     }
     let env = PodEnv {
         node: &ctx.options.node_name,
