@@ -14,4 +14,4 @@ STACKS_BIN="$(pwd)/${CARGO_TARGET_DIR:-target}/release/stacks"
 case "${CARGO_TARGET_DIR:-}" in /*) STACKS_BIN="$CARGO_TARGET_DIR/release/stacks" ;; esac
 export STACKS_BIN
 exec cargo test --locked -p stacks-cli --test cluster_load \
-  hundred_preview_pr_ups_at_once_on_the_kubernetes_backend -- --ignored --nocapture
+  hundred_preview_pr_ups_at_once_on_the_kubernetes_backend -- --nocapture

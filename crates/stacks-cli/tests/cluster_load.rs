@@ -6,7 +6,7 @@
 //! one of the runs that succeeded; a run that starts after the applying one has
 //! finished changes nothing; the stored state is the applying run's.
 //!
-//! And (ignored by default; `scripts/load.sh` runs it with the release binary)
+//! And (in the suite with the debug binary; `scripts/load.sh` runs it alone with the release one)
 //! 100 `stacks up preview-pr` of different PRs at once from separate processes
 //! with the `kubernetes://` backend, on a control plane, node and PostgreSQL of
 //! its own sized for them: 0 errors; then 100 destroys at once: 0 errors, no
@@ -139,7 +139,6 @@ async fn ten_concurrent_ups_of_one_stack_apply_once_in_every_backend() {
 /// destroys at once, 0 errors, and no state left. With `STACKS_BIN` set to a
 /// release build it is what `scripts/load.sh` runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "load: 100 previews at once on a control plane of its own (about 2.5 min on 2 cores); scripts/load.sh runs it"]
 async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
     use testkit::{
         NodeCapacity, NodeSimulator, SimulatorOptions, TestCluster, TestPostgres, default_crd_dir,
