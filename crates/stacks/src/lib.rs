@@ -10,13 +10,21 @@
 //! the outputs of the stacks it references (read by the caller from the state
 //! backend) and a [`SecretSource`]. Building is pure: no cluster, no state access.
 //!
+//! Every stack is a [`Stack`] (the trait in [`definition`]): the built-in ones
+//! in [`stack::builtin`], and any a program defines in code. The command
+//! driver of the package `stacks-cli` (`stacks_cli::Driver`) gives a set of
+//! stacks the commands of the `stacks` binary: render, preview, up, destroy,
+//! refresh, outputs, import, state.
+//!
 //! This crate is the library; the `stacks` binary that drives the engine over it
 //! is the package `stacks-cli`. It depends on the core and [`components`] only.
 
 pub mod config;
+pub mod definition;
 pub mod params;
 pub mod private_file;
 pub mod redact;
+pub mod settings;
 pub mod stack;
 pub mod state_cmd;
 
@@ -27,7 +35,9 @@ use preview_core::secret::SecretString;
 use preview_core::state::Output;
 use preview_core::validate::Policy;
 
+pub use definition::{ProviderSettings, Stack, StackInput, StackParams};
 pub use params::{PinnedImage, PrNumber};
+pub use settings::Settings;
 
 /// Which stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,6 +143,20 @@ pub struct StackBuild {
     pub notes: Vec<String>,
     /// Static checks for this stack (e.g. digests required for preview-pr and production).
     pub policy: Policy,
+}
+
+impl StackBuild {
+    /// A build named `name` (the instance's state name) of `resources`, with
+    /// no outputs or notes and the default [`Policy`].
+    pub fn new(name: impl Into<String>, resources: Vec<Resource>) -> StackBuild {
+        StackBuild {
+            name: name.into(),
+            resources,
+            outputs: BTreeMap::new(),
+            notes: Vec::new(),
+            policy: Policy::default(),
+        }
+    }
 }
 
 /// Errors building a stack: each names the flag, config key or secret to fix.

@@ -16,10 +16,14 @@
 //! TLS issuer, Gateway), `server` (the PostgreSQL server), `bundles` (upstream
 //! manifests), `dns` (wildcard DNS records), `inputs` (flags, secrets, outputs).
 //!
+//! [`builtin`] implements the [`crate::Stack`] trait for each of them (the
+//! driver's view: parameters, references, providers).
+//!
 //! Every builder is pure and deterministic: the same request, configuration,
 //! references and secrets give byte-identical resources.
 
 pub mod app;
+pub mod builtin;
 mod bundles;
 mod dns;
 mod gateway;
