@@ -1,4 +1,8 @@
 //! Command-line surface of the `stacks` binary (parsing only, no side effects).
+//!
+//! The stack names a command takes are the stacks of the running program
+//! ([`crate::Driver`]): the driver sets them as the possible values of every
+//! `STACK` argument of type [`StackName`] before parsing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -109,6 +113,9 @@ pub struct GlobalArgs {
     /// Only errors and warnings on stderr: no progress, no notes (the result on stdout is unchanged).
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// The stacks and providers of the running program (set by the driver, not a flag).
+    #[arg(skip)]
+    pub program: crate::program::Program,
 }
 
 /// When to colour output.
@@ -133,26 +140,41 @@ pub enum Progress {
     None,
 }
 
-/// The stacks this binary knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StackName {
-    /// Everything on a local cluster, locally built images, self-signed TLS.
-    Local,
-    /// The persistent shared base: PostgreSQL, Gateway API, cert-manager, wildcard TLS.
-    PreviewBase,
-    /// One pull request's environment (needs --pr).
-    PreviewPr,
-    /// Production: 2+ replicas, promoted digests, Let's Encrypt.
-    Production,
-    /// The DigitalOcean Kubernetes cluster the previews run on (optional; DigitalOcean API only, no kubeconfig needed).
-    PreviewCluster,
+/// The name of one of the program's stacks (`preview-pr`): the driver makes
+/// the registered names the only values parsing accepts.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StackName(pub String);
+
+impl StackName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the stack named `name`.
+    pub fn is(&self, name: &str) -> bool {
+        self.0 == name
+    }
+}
+
+impl std::str::FromStr for StackName {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(StackName(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for StackName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Which stack, and its per-run parameters.
 #[derive(Debug, Args)]
 pub struct StackArgs {
     /// The stack.
-    #[arg(value_enum)]
     pub stack: StackName,
     /// Pull-request number (preview-pr): a positive integer.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
@@ -170,7 +192,6 @@ pub struct StackArgs {
 #[derive(Debug, Args)]
 pub struct StackRef {
     /// The stack.
-    #[arg(value_enum)]
     pub stack: StackName,
     /// Pull-request number (preview-pr): a positive integer.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
@@ -181,7 +202,7 @@ impl StackRef {
     /// As [`StackArgs`] without images.
     pub fn to_args(&self) -> StackArgs {
         StackArgs {
-            stack: self.stack,
+            stack: self.stack.clone(),
             pr: self.pr.clone(),
             web_image: None,
             api_image: None,

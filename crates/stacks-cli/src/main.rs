@@ -1,31 +1,11 @@
 //! The `stacks` binary: `stacks up preview-pr --pr 123 --web-image … --api-image …`.
 //!
-//! Parsing has no side effects ([`cli`]); [`terminal`] applies the output
-//! options (colour, verbosity, logs); [`run`] reads the environment and drives
-//! the engine; [`progress`] shows engine events; [`step_failures`] explains
-//! failed steps (digests on stderr and in `--json`); [`failure`] reports an
-//! error (and under `--json` as a JSON document); [`hints`] adds the next-step
-//! lines that name CLI flags to engine errors.
+//! The whole program is the library's driver over the built-in stacks
+//! ([`stacks_cli::Driver::stacks_binary`]); see the library's docs.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-mod cli;
-mod failure;
-mod hints;
-mod progress;
-mod run;
-mod step_failures;
-mod terminal;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    terminal::init(&cli.global);
-    let json = cli.global.json;
-    match run::run(cli).await {
-        Ok(code) => code,
-        Err(error) => failure::report(&error, json),
-    }
+    stacks_cli::Driver::stacks_binary().run().await
 }

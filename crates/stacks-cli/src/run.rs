@@ -1,10 +1,13 @@
 //! Executes a parsed command: reads the environment (config, secrets, state,
 //! cluster) and drives the engine. The only place in the binary with effects.
 //!
-//! Every stack goes through the same path: built from its configuration,
-//! planned and applied by the engine with the providers it uses (a stack
-//! managed over the DigitalOcean API alone, `preview-cluster`, gets no
-//! Kubernetes provider and no cluster connection: [`stacks::uses_kubernetes`]),
+//! Every stack goes through the same path, whatever program defines it (the
+//! built-in ones or stacks of one's own, [`stacks::Stack`], looked up in the
+//! run's [`Program`](crate::program::Program)): configured, built, planned and
+//! applied by the engine with the providers it uses ([`Stack::providers`]: a
+//! stack managed over the DigitalOcean API alone, `preview-cluster`, gets no
+//! Kubernetes provider and no cluster connection) and those the program
+//! registered,
 //! its state written by the engine under the stack's lock, secret outputs
 //! sealed by the engine ([`EngineOptions::sealer`], from the state passphrase).
 
@@ -29,12 +32,9 @@ use preview_core::{ProviderName, ResourceId};
 use preview_envs::BackendOptions;
 use preview_kubernetes::KubeProvider;
 use serde_json::{Value, json};
-use stacks::config::StackConfig;
-use stacks::{EnvSecrets, PrNumber, References, StackBuild, StackKind, StackRequest};
+use stacks::{EnvSecrets, PrNumber, References, Stack, StackBuild, StackInput, StackParams};
 
-use crate::cli::{
-    ApplyArgs, Cli, Command, GlobalArgs, PlanFormat, StackArgs, StackName, StateCommand,
-};
+use crate::cli::{ApplyArgs, Cli, Command, GlobalArgs, PlanFormat, StackArgs, StateCommand};
 use crate::progress;
 use crate::terminal::{self, info};
 
@@ -45,7 +45,7 @@ mod promote;
 pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     preview_cluster::check_command(&cli.command)?;
     if let Command::Completions { shell } = &cli.command {
-        return completions(*shell);
+        return completions(&cli.global.program, *shell);
     }
     // Removed when the run ends.
     let _kubeconfig =
@@ -76,7 +76,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             // The file is checked before anything else happens.
             let saved = plan.as_deref().map(read_saved_plan).transpose()?;
             let extras = UpExtras {
-                commit: commit_of(stack, commit.as_deref())?,
+                commit: commit_of(g, stack, commit.as_deref())?,
                 record_tested: true,
                 saved,
                 ..UpExtras::default()
@@ -126,7 +126,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             promote::run(g, source, &options, apply).await
         }
         Command::Outputs { stack } => outputs_cmd(g, &stack.to_args()).await,
-        Command::Completions { shell } => completions(*shell),
+        Command::Completions { shell } => completions(&g.program, *shell),
         Command::Kubeconfig { stack, output } => {
             preview_cluster::kubeconfig_cmd(g, stack, output.as_deref()).await
         }
@@ -134,11 +134,10 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
 }
 
 /// `stacks completions SHELL`: the completion script on stdout.
-fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
-    use clap::CommandFactory;
+fn completions(program: &crate::program::Program, shell: clap_complete::Shell) -> Result<ExitCode> {
     // Generated into memory: clap_complete panics when a write fails.
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "stacks", &mut script);
+    clap_complete::generate(shell, &mut program.command(), program.name(), &mut script);
     print_stdout(&String::from_utf8_lossy(&script))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -163,34 +162,50 @@ impl PlanOutcome {
     }
 }
 
-fn kind_of(name: StackName) -> StackKind {
-    match name {
-        StackName::Local => StackKind::Local,
-        StackName::PreviewBase => StackKind::PreviewBase,
-        StackName::PreviewPr => StackKind::PreviewPr,
-        StackName::Production => StackKind::Production,
-        StackName::PreviewCluster => StackKind::PreviewCluster,
+/// A stack and its parameters for this run.
+#[derive(Clone)]
+struct Request {
+    stack: Arc<dyn Stack>,
+    params: StackParams,
+}
+
+impl Request {
+    /// The state name of the stack instance ([`Stack::instance_name`]).
+    fn instance_name(&self) -> Result<String, stacks::StackError> {
+        self.stack.instance_name(self.params.pr.as_ref())
     }
 }
 
 /// Parses and checks the stack parameters (no IO).
-fn request(args: &StackArgs) -> Result<StackRequest> {
+fn request(g: &GlobalArgs, args: &StackArgs) -> Result<Request> {
     let pr = args
         .pr
         .as_deref()
         .map(PrNumber::parse)
         .transpose()
         .map_err(|e| anyhow!(e))?;
-    let kind = kind_of(args.stack);
-    if pr.is_some() && kind != StackKind::PreviewPr {
-        bail!("--pr applies only to the preview-pr stack");
+    let stack = g.program.stack(&args.stack)?;
+    if pr.is_some() && !stack.takes_pr() {
+        let per_pr = g.program.per_pr_names();
+        if per_pr.is_empty() {
+            bail!(
+                "--pr: no stack of {} takes a pull-request number",
+                g.program.name()
+            );
+        }
+        bail!("--pr applies only to the {} stack", per_pr.join(", "));
     }
-    Ok(StackRequest {
-        kind,
-        pr,
-        web_image: args.web_image.clone(),
-        api_image: args.api_image.clone(),
-        db_role_password: None,
+    let images = [("web", &args.web_image), ("api", &args.api_image)]
+        .into_iter()
+        .filter_map(|(name, image)| Some((name.to_owned(), image.clone()?)))
+        .collect();
+    Ok(Request {
+        stack,
+        params: StackParams {
+            pr,
+            images,
+            generated_password: None,
+        },
     })
 }
 
@@ -235,16 +250,16 @@ async fn backend_at_with(g: &GlobalArgs, url: &str, codec: Codec) -> Result<Arc<
     Ok(preview_envs::open_backend_with(url, client.as_ref(), &options).await?)
 }
 
-async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<References> {
+async fn load_references(backend: &dyn StateBackend, stack: &dyn Stack) -> Result<References> {
     let mut refs = References::new();
-    for name in stacks::references_of(kind) {
+    for name in stack.references() {
         if let Some(state) = backend
-            .read(name)
+            .read(&name)
             .await
             .with_context(|| format!("reading outputs of stack {name}"))?
             && !state.outputs.is_empty()
         {
-            refs.insert((*name).to_owned(), state.outputs);
+            refs.insert(name, state.outputs);
         }
     }
     Ok(refs)
@@ -255,47 +270,51 @@ async fn load_references(backend: &dyn StateBackend, kind: StackKind) -> Result<
 struct Built {
     build: StackBuild,
     /// The namespace its database Jobs may run in
-    /// ([`stacks::database_server_namespace`]).
+    /// ([`stacks::ProviderSettings::database_namespace`]).
     database_namespace: Option<String>,
-    /// The configuration's [fingerprint](StackConfig::fingerprint).
+    /// The configuration's [fingerprint](stacks::Settings::fingerprint).
     config_hash: String,
     /// `cluster.kubeconfigExpiry` (a stack with a DOKS cluster).
     kubeconfig_expiry: Option<Duration>,
 }
 
 /// The stack built from its configuration and the referenced stacks' outputs.
-async fn build_stack(
-    g: &GlobalArgs,
-    req: &StackRequest,
-    backend: &dyn StateBackend,
-) -> Result<Built> {
-    let config = StackConfig::load(&g.config_dir, req.kind)?;
-    let refs = load_references(backend, req.kind).await?;
-    let database_namespace = stacks::database_server_namespace(req.kind, Some(&config), &refs);
+async fn build_stack(g: &GlobalArgs, req: &Request, backend: &dyn StateBackend) -> Result<Built> {
+    let settings = req.stack.configure(&g.config_dir)?;
+    let refs = load_references(backend, req.stack.as_ref()).await?;
+    let wiring = req.stack.provider_settings(Some(&settings), &refs);
+    let instance = req.instance_name()?;
+    let input = StackInput {
+        instance: &instance,
+        params: &req.params,
+        settings: &settings,
+        references: &refs,
+        secrets: &EnvSecrets,
+    };
     Ok(Built {
-        build: stacks::build(req, &config, &refs, &EnvSecrets)?,
-        database_namespace,
-        config_hash: config.fingerprint(),
-        kubeconfig_expiry: config.cluster.as_ref().map(|c| c.kubeconfig_expiry),
+        build: req.stack.build(&input)?,
+        database_namespace: wiring.database_namespace,
+        config_hash: settings.fingerprint().to_owned(),
+        kubeconfig_expiry: wiring.kubeconfig_expiry,
     })
 }
 
-/// [`stacks::database_server_namespace`] for `destroy`, which builds nothing:
-/// from the configuration when it loads, and the referenced stacks' outputs.
+/// [`stacks::ProviderSettings::database_namespace`] for `destroy`, which builds
+/// nothing: from the configuration when it loads, and the referenced stacks'
+/// outputs.
 async fn database_namespace_for(
     g: &GlobalArgs,
-    kind: StackKind,
+    stack: &dyn Stack,
     backend: &dyn StateBackend,
 ) -> Result<Option<String>> {
-    let config = StackConfig::load(&g.config_dir, kind)
+    let settings = stack
+        .configure(&g.config_dir)
         .inspect_err(|e| tracing::debug!(error = %e, "no configuration for the database namespace"))
         .ok();
-    let refs = load_references(backend, kind).await?;
-    Ok(stacks::database_server_namespace(
-        kind,
-        config.as_ref(),
-        &refs,
-    ))
+    let refs = load_references(backend, stack).await?;
+    Ok(stack
+        .provider_settings(settings.as_ref(), &refs)
+        .database_namespace)
 }
 
 fn graph_of(build: &StackBuild) -> Result<DesiredGraph> {
@@ -308,9 +327,9 @@ async fn connect(g: &GlobalArgs) -> Result<KubeProvider> {
         .context("connecting to the cluster (set --kubeconfig or KUBECONFIG)")
 }
 
-/// The cluster connection of a stack that uses one ([`stacks::uses_kubernetes`]).
-async fn connect_for(g: &GlobalArgs, kind: StackKind) -> Result<Option<KubeProvider>> {
-    if stacks::uses_kubernetes(kind) {
+/// The cluster connection of a stack that uses one ([`Stack::providers`]).
+async fn connect_for(g: &GlobalArgs, stack: &dyn Stack) -> Result<Option<KubeProvider>> {
+    if stack.providers().contains(&ProviderName::KUBERNETES) {
         Ok(Some(connect(g).await?))
     } else {
         Ok(None)
@@ -329,6 +348,8 @@ struct Wiring<'a> {
     database_namespace: Option<String>,
     /// The lifetime of the kubeconfigs the DigitalOcean provider fetches.
     kubeconfig_expiry: Option<Duration>,
+    /// The built-in providers the stack uses ([`Stack::providers`]).
+    providers: Vec<ProviderName>,
 }
 
 fn engine(
@@ -343,8 +364,13 @@ fn engine(
         build,
         database_namespace,
         kubeconfig_expiry,
+        providers: used,
     } = wiring;
-    let digitalocean = digitalocean_provider(kube.as_ref(), build, kubeconfig_expiry)?;
+    let digitalocean = if used.contains(&ProviderName::DIGITALOCEAN) {
+        digitalocean_provider(kube.as_ref(), build, kubeconfig_expiry)?
+    } else {
+        None
+    };
     let (events, rx) = EventSink::channel();
     let printer = tokio::spawn(progress::print(rx, g.progress));
     let mut options = EngineOptions {
@@ -373,10 +399,17 @@ fn engine(
                 .iter()
                 .any(|r| r.id.provider == ProviderName::POSTGRES)
         });
-        providers = providers.with(ProviderName::KUBERNETES, kube.clone()).with(
-            ProviderName::POSTGRES,
-            postgres_provider(has_database, &kube, &events, database_namespace),
-        );
+        providers = providers.with(ProviderName::KUBERNETES, kube.clone());
+        if used.contains(&ProviderName::POSTGRES) {
+            providers = providers.with(
+                ProviderName::POSTGRES,
+                postgres_provider(has_database, &kube, &events, database_namespace),
+            );
+        }
+    }
+    // The program's own providers (a name of a built-in one replaces it).
+    for (name, provider) in g.program.providers() {
+        providers = providers.with(name.clone(), provider.clone());
     }
     let providers = providers
         .with_optional(ProviderName::DIGITALOCEAN, digitalocean)
@@ -527,12 +560,12 @@ struct RolePassword {
 /// applies), else newly generated and sealed with a new data key.
 async fn role_password(
     backend: &dyn StateBackend,
-    req: &StackRequest,
+    req: &Request,
+    output: &str,
     first: Option<&saved::FirstSecrets>,
 ) -> Result<RolePassword> {
     use preview_core::state::StackState;
     use preview_core::state::crypto::{Sealer, passphrase_from_env};
-    use stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT as OUTPUT;
     let name = req.instance_name()?;
     let passphrase = passphrase_from_env()?.ok_or_else(|| {
         anyhow!(
@@ -547,17 +580,17 @@ async fn role_password(
     let had_key = state.encryption.is_some();
     if let (false, Some(first)) = (had_key, first) {
         state.encryption = Some(first.encryption.clone());
-        if let Some(sealed) = first.outputs.get(OUTPUT) {
-            state.outputs.insert(OUTPUT.to_owned(), sealed.clone());
+        if let Some(sealed) = first.outputs.get(output) {
+            state.outputs.insert(output.to_owned(), sealed.clone());
         }
     }
     let sealer = Sealer::open_or_init(&mut state, &passphrase)?;
-    let previous = state.outputs.get(OUTPUT);
+    let previous = state.outputs.get(output);
     let password = match previous {
-        Some(sealed) => sealer.unseal(OUTPUT, sealed)?,
+        Some(sealed) => sealer.unseal(output, sealed)?,
         None => preview_core::schema::database_role::generate_password(),
     };
-    let sealed = sealer.seal_keeping(OUTPUT, &password, previous)?;
+    let sealed = sealer.seal_keeping(output, &password, previous)?;
     Ok(RolePassword {
         password,
         sealed,
@@ -573,15 +606,16 @@ async fn prepare(
     notes: Vec<String>,
     first: Option<&saved::FirstSecrets>,
 ) -> Result<Prepared> {
-    let mut req = request(args)?;
+    let mut req = request(g, args)?;
     let backend = backend(g).await?;
-    let role = if req.kind == StackKind::PreviewPr {
-        match role_password(backend.as_ref(), &req, first).await {
+    let password_output = req.stack.generated_password().map(str::to_owned);
+    let role = if let Some(output) = &password_output {
+        match role_password(backend.as_ref(), &req, output, first).await {
             Ok(role) => Some(role),
             Err(e) => {
                 // The stack's own input checks are reported first.
                 let mut probe = req.clone();
-                probe.db_role_password = Some(preview_core::secret::SecretString::new(
+                probe.params.generated_password = Some(preview_core::secret::SecretString::new(
                     ROLE_PASSWORD_PLACEHOLDER,
                 ));
                 build_stack(g, &probe, backend.as_ref()).await?;
@@ -591,46 +625,44 @@ async fn prepare(
     } else {
         None
     };
-    req.db_role_password = role.as_ref().map(|r| r.password.clone());
+    req.params.generated_password = role.as_ref().map(|r| r.password.clone());
     let Built {
         mut build,
         database_namespace,
         config_hash,
         kubeconfig_expiry,
     } = build_stack(g, &req, backend.as_ref()).await?;
-    if let Some(role) = &role {
-        build.outputs.insert(
-            stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT.to_owned(),
-            role.sealed.clone(),
-        );
+    if let (Some(role), Some(output)) = (&role, &password_output) {
+        build.outputs.insert(output.clone(), role.sealed.clone());
     }
     let graph = graph_of(&build)?;
     tracing::debug!(resources = graph.order().len(), "stack built");
     let mut meta = plan_meta(&req, config_hash, &graph)?;
     // A first plan generated the role's password: a saved plan carries it,
     // sealed, for `up --plan` to apply the same one.
-    if let Some(RolePassword {
-        sealed,
-        new_key: Some(key),
-        ..
-    }) = &role
+    if let (
+        Some(RolePassword {
+            sealed,
+            new_key: Some(key),
+            ..
+        }),
+        Some(output),
+    ) = (&role, &password_output)
     {
         meta.first_secrets = Some(saved::FirstSecrets {
             encryption: key.clone(),
-            outputs: BTreeMap::from([(
-                stacks::stack::preview_pr::DB_ROLE_PASSWORD_OUTPUT.to_owned(),
-                sealed.clone(),
-            )]),
+            outputs: BTreeMap::from([(output.clone(), sealed.clone())]),
         });
     }
     let import = import.selection(&graph)?;
-    let kube = connect_for(g, req.kind).await?;
+    let kube = connect_for(g, req.stack.as_ref()).await?;
     let counts = kube.as_ref().map(|k| k.counts().clone());
     let wiring = Wiring {
         kube: kube.clone(),
         build: Some(&build),
         database_namespace,
         kubeconfig_expiry,
+        providers: req.stack.providers(),
     };
     let (engine, printer) = engine(wiring, backend.clone(), g, apply, import)?;
     let mut options = engine.options().clone();
@@ -680,10 +712,10 @@ async fn render_cmd(
     include_secrets: bool,
 ) -> Result<ExitCode> {
     use stacks::redact;
-    let mut req = request(args)?;
-    if req.kind == StackKind::PreviewPr {
+    let mut req = request(g, args)?;
+    if req.stack.generated_password().is_some() {
         // Render never unseals the role's password.
-        req.db_role_password = Some(preview_core::secret::SecretString::new(
+        req.params.generated_password = Some(preview_core::secret::SecretString::new(
             ROLE_PASSWORD_PLACEHOLDER,
         ));
         info(&format!(
@@ -791,8 +823,9 @@ pub(super) enum Save<'a> {
 }
 
 /// What a saved plan records of this run besides the engine's basis.
-fn plan_meta(req: &StackRequest, config_hash: String, graph: &DesiredGraph) -> Result<PlanMeta> {
+fn plan_meta(req: &Request, config_hash: String, graph: &DesiredGraph) -> Result<PlanMeta> {
     let pr = req
+        .params
         .pr
         .as_ref()
         .map(|pr| {
@@ -802,7 +835,7 @@ fn plan_meta(req: &StackRequest, config_hash: String, graph: &DesiredGraph) -> R
         })
         .transpose()?;
     Ok(PlanMeta {
-        kind: req.kind.as_str().to_owned(),
+        kind: req.stack.name().to_owned(),
         pr,
         config_hash,
         images: saved::images_of(graph),
@@ -826,7 +859,7 @@ async fn preview_cmd(
     let plan = &saved.plan;
     // The id names the plan a reviewer saw; a rendering for promote has none,
     // nor has a plan of a stack that saves none.
-    let id = (preview_cluster::saves_plans(args.stack) && !matches!(save, Save::Rendering(_)))
+    let id = (preview_cluster::saves_plans(&args.stack) && !matches!(save, Save::Rendering(_)))
         .then(|| saved.plan_id().to_owned());
     let text = match (format, g.json) {
         (PlanFormat::Json, _) | (_, true) => {
@@ -953,8 +986,8 @@ struct UpExtras {
 
 /// The commit of `up preview-pr`: `--commit` / `PREVIEW_COMMIT_SHA`, else
 /// `GITHUB_SHA`; checked here, before anything happens. Ignored for other stacks.
-fn commit_of(args: &StackArgs, flag: Option<&str>) -> Result<Option<String>> {
-    if args.stack != StackName::PreviewPr {
+fn commit_of(g: &GlobalArgs, args: &StackArgs, flag: Option<&str>) -> Result<Option<String>> {
+    if !g.program.stack(&args.stack)?.records_tested_images() {
         return Ok(None);
     }
     let (source, raw) = match flag.map(str::trim).filter(|s| !s.is_empty()) {
@@ -1028,7 +1061,7 @@ async fn up_cmd(
     extras: &UpExtras,
 ) -> Result<ExitCode> {
     let started = Instant::now();
-    let req = request(args)?;
+    let req = request(g, args)?;
     // Built first: the stack's own checks report a bad --pr best (e.g. too long a name).
     // A plan's first secrets only for its own stack (another stack's plan is
     // refused below, naming both).
@@ -1044,8 +1077,8 @@ async fn up_cmd(
         let guard = plan_guard(saved, &prepared);
         prepared.engine = prepared.engine.with_plan_guard(guard);
     }
-    let record_pr = match (&req.pr, extras.record_tested) {
-        (Some(pr), true) if req.kind == StackKind::PreviewPr => Some(
+    let record_pr = match (&req.params.pr, extras.record_tested) {
+        (Some(pr), true) if req.stack.records_tested_images() => Some(
             pr.as_str()
                 .parse::<u64>()
                 .map_err(|_| anyhow!("--pr {pr}: too large a number"))?,
@@ -1114,7 +1147,7 @@ async fn up_cmd(
     if let Some(saved) = &extras.saved {
         info(&format!("applied saved plan {}", saved.plan_id()));
     }
-    let kubeconfig_recorded = preview_cluster::kubeconfig_recorded(args.stack, &report);
+    let kubeconfig_recorded = preview_cluster::kubeconfig_recorded(&args.stack, &report);
     if g.json {
         let mut doc = json!({
             "stack": build.name,
@@ -1184,16 +1217,18 @@ async fn destroy_cmd(
     keep_state: bool,
 ) -> Result<ExitCode> {
     let started = Instant::now();
-    let req = request(args)?;
+    let req = request(g, args)?;
     let name = req.instance_name()?;
     let backend = backend(g).await?;
     if backend.read(&name).await?.is_none() {
         return nothing_to_destroy(g, &name, backend.as_ref());
     }
-    let database_namespace = database_namespace_for(g, req.kind, backend.as_ref()).await?;
+    let database_namespace =
+        database_namespace_for(g, req.stack.as_ref(), backend.as_ref()).await?;
     let wiring = Wiring {
-        kube: connect_for(g, req.kind).await?,
+        kube: connect_for(g, req.stack.as_ref()).await?,
         database_namespace,
+        providers: req.stack.providers(),
         ..Wiring::default()
     };
     let (mut engine, printer) = engine(wiring, backend, g, Some(apply), ImportSelection::None)?;
@@ -1232,7 +1267,7 @@ async fn destroy_cmd(
             "elapsedMs": started.elapsed().as_millis() as u64,
         }))?)?;
     } else {
-        let verified = match preview_cluster::destroyed_note(args.stack) {
+        let verified = match preview_cluster::destroyed_note(&args.stack) {
             Some(note) => note.to_owned(),
             None => format!(
                 "verified nothing carrying the stack's label remains; {}",
@@ -1253,7 +1288,7 @@ async fn destroy_cmd(
 }
 
 async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
-    let req = request(args)?;
+    let req = request(g, args)?;
     let name = req.instance_name()?;
     let backend = backend(g).await?;
     let Some(state) = backend.read(&name).await? else {
@@ -1281,7 +1316,7 @@ async fn refresh_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
     if g.json {
         print_stdout(&serde_json::to_string_pretty(&drift)?)?;
     } else if drift.is_empty() {
-        let note = preview_cluster::no_drift_note(args.stack)
+        let note = preview_cluster::no_drift_note(&args.stack)
             .unwrap_or("no drift; live objects match the recorded state.");
         print_stdout(&format!("{}: {note}", build.name))?;
     } else {

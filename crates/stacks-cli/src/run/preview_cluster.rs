@@ -43,19 +43,19 @@ fn targets_cluster(command: &Command) -> bool {
         Command::Preview { stack, .. }
         | Command::Up { stack, .. }
         | Command::Import { stack, .. }
-        | Command::Refresh { stack } => stack.stack,
-        Command::Destroy { stack, .. } => stack.stack,
+        | Command::Refresh { stack } => &stack.stack,
+        Command::Destroy { stack, .. } => &stack.stack,
         _ => return false,
     };
-    stack == StackName::PreviewCluster
+    stack.is(NAME)
 }
 
 /// Whether `command` is about `preview-cluster` or its kubeconfig (then it
 /// needs no Kubernetes connection, and `--kubeconfig-from` does not apply).
 fn about_cluster(command: &Command) -> bool {
     match command {
-        Command::Outputs { stack } => stack.stack == StackName::PreviewCluster,
-        Command::Render { stack, .. } => stack.stack == StackName::PreviewCluster,
+        Command::Outputs { stack } => stack.stack.is(NAME),
+        Command::Render { stack, .. } => stack.stack.is(NAME),
         Command::Kubeconfig { .. } => true,
         other => targets_cluster(other),
     }
@@ -80,14 +80,16 @@ pub(super) fn check_command(command: &Command) -> Result<()> {
 }
 
 /// Whether plans of stack `stack` can be saved (`preview` shows a plan id).
-pub(super) fn saves_plans(stack: StackName) -> bool {
-    stack != StackName::PreviewCluster
+pub(super) fn saves_plans(stack: &StackName) -> bool {
+    !stack.is(NAME)
 }
 
 /// Whether this `up` recorded a fresh kubeconfig (`kubeconfigRecorded` of the
 /// JSON report), for `preview-cluster`; `None` for the other stacks.
-pub(super) fn kubeconfig_recorded(stack: StackName, report: &UpReport) -> Option<bool> {
-    (stack == StackName::PreviewCluster).then(|| report.computed.contains(outputs::KUBECONFIG))
+pub(super) fn kubeconfig_recorded(stack: &StackName, report: &UpReport) -> Option<bool> {
+    stack
+        .is(NAME)
+        .then(|| report.computed.contains(outputs::KUBECONFIG))
 }
 
 /// The note after an `up` of `preview-cluster` that recorded a kubeconfig.
@@ -97,16 +99,17 @@ pub(super) fn recorded_note(name: &str) -> String {
 
 /// What a verified destroy of `preview-cluster` says it checked (`None` for
 /// the other stacks).
-pub(super) fn destroyed_note(stack: StackName) -> Option<&'static str> {
-    (stack == StackName::PreviewCluster).then_some(
+pub(super) fn destroyed_note(stack: &StackName) -> Option<&'static str> {
+    stack.is(NAME).then_some(
         "verified no cluster tagged for the stack remains; its recorded kubeconfig is gone",
     )
 }
 
 /// What `refresh` of `preview-cluster` says when nothing drifted (`None` for
 /// the other stacks).
-pub(super) fn no_drift_note(stack: StackName) -> Option<&'static str> {
-    (stack == StackName::PreviewCluster)
+pub(super) fn no_drift_note(stack: &StackName) -> Option<&'static str> {
+    stack
+        .is(NAME)
         .then_some("no drift; the cluster matches the recorded state.")
 }
 

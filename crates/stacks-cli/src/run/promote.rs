@@ -271,7 +271,7 @@ pub(super) async fn run(
     let resolved = resolve(records.as_ref(), &source, options.untested).await?;
     let image = |c: &str| resolved.images.get(c).cloned();
     let args = StackArgs {
-        stack: StackName::Production,
+        stack: StackName(stacks::StackKind::Production.as_str().to_owned()),
         pr: None,
         web_image: image("web"),
         api_image: image("api"),
