@@ -2,7 +2,9 @@
 # Runs the whole test suite: unit and snapshot tests, and integration tests
 # against a real etcd + kube-apiserver + kube-controller-manager and a real
 # PostgreSQL, all started by the test kit on loopback ports.
-# Then runs the library examples (`examples/`).
+# The library examples (`examples/`) run within it: examples/tests/examples.rs
+# builds each and runs it (custom_stack on the test cluster); local_files runs
+# once more below, as a user would.
 # Installs what is missing first (scripts/control-plane.sh install; cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
