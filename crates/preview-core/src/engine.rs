@@ -399,6 +399,53 @@ pub struct PlanGuard {
 }
 
 /// The engine for one stack backend and set of providers.
+///
+/// Wired from the [`Providers`] its resources need, a state backend, an event
+/// sink (progress) and [`EngineOptions`]; then [`Engine::preview`],
+/// [`Engine::up`] and [`Engine::destroy`] take a stack's [`DesiredGraph`] (or
+/// its name). A stack with no resources needs no provider, which keeps this
+/// example self-contained: the outputs are recorded in the state, a second
+/// `up` writes nothing, and `destroy` removes the state. For resources, see
+/// `examples/local_files.rs` (a provider of one's own) and
+/// `examples/custom_stack.rs` (Kubernetes objects, through `stacks_cli::Driver`).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::sync::Arc;
+///
+/// use preview_core::engine::{Engine, EngineOptions, Providers};
+/// use preview_core::events::EventSink;
+/// use preview_core::graph::DesiredGraph;
+/// use preview_core::state::file::FileBackend;
+/// use preview_core::state::{Output, StateBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let backend = Arc::new(FileBackend::new(dir.path()));
+/// let engine = Engine::new(
+///     Providers::new(),
+///     backend.clone(),
+///     EventSink::none(),
+///     EngineOptions::default(),
+/// );
+/// let graph = DesiredGraph::new("demo", Vec::new())?;
+/// assert!(engine.preview(&graph).await?.is_empty());
+///
+/// let outputs = BTreeMap::from([("greeting".to_owned(), Output::Plain("hello".into()))]);
+/// let first = engine.up(&graph, outputs.clone()).await?;
+/// assert_eq!(first.outputs["greeting"], Output::Plain("hello".into()));
+/// let recorded = backend.read("demo").await?.expect("state");
+/// assert_eq!(recorded.outputs, outputs);
+///
+/// let again = engine.up(&graph, outputs).await?;
+/// assert_eq!(again.serial, first.serial, "nothing changed, nothing written");
+///
+/// engine.destroy("demo").await?;
+/// assert!(backend.read("demo").await?.is_none(), "a verified destroy removes the state");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Engine {
     providers: Providers,
     backend: Arc<dyn StateBackend>,

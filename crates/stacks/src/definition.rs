@@ -73,7 +73,9 @@ use crate::settings::Settings;
 use crate::{PrNumber, References, SecretSource, StackBuild, StackError};
 
 /// A stack defined in code: what the driver needs to plan, apply, destroy and
-/// show it. Only [`Stack::name`] and [`Stack::build`] are required.
+/// show it. Only [`Stack::name`] and [`Stack::build`] are required (an
+/// example: [the module docs](self); a runnable program:
+/// `examples/custom_stack.rs`).
 pub trait Stack: Send + Sync {
     /// The name the command line takes (`preview-pr`, `hello`): lowercase
     /// letters, digits and `-`. Also its state name, unless it
