@@ -893,9 +893,10 @@ async fn preview_cmd(
             std::fs::write(path, saved.to_json())
                 .with_context(|| format!("writing the saved plan {}", path.display()))?;
             info(&format!(
-                "saved plan {} to {} (apply exactly it with `stacks up … --plan {}`)",
+                "saved plan {} to {} (apply exactly it with `{} up … --plan {}`)",
                 saved.plan_id(),
                 path.display(),
+                g.program.name(),
                 path.display()
             ));
         }
@@ -1293,8 +1294,9 @@ async fn outputs_cmd(g: &GlobalArgs, args: &StackArgs) -> Result<ExitCode> {
     let backend = backend(g).await?;
     let Some(state) = backend.read(&name).await? else {
         bail!(
-            "stack {name} has no state in {}; run `stacks up` first",
-            backend.describe()
+            "stack {name} has no state in {}; run `{} up` first",
+            backend.describe(),
+            g.program.name()
         );
     };
     if g.json {

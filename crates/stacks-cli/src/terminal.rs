@@ -36,7 +36,10 @@ pub fn init(g: &GlobalArgs) {
         ))
         .with_writer(std::io::stderr)
         .with_ansi(stderr_colors())
-        .init();
+        // A program embedding the driver may have set its own subscriber
+        // (or run the driver before): that one stays.
+        .try_init()
+        .ok();
 }
 
 /// The log filter: `PREVIEW_LOG`, else `RUST_LOG` (either in `EnvFilter`
