@@ -190,6 +190,7 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
         pr,
         web_image: args.web_image.clone(),
         api_image: args.api_image.clone(),
+        images: Default::default(),
         db_role_password: None,
     })
 }

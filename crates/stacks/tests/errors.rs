@@ -407,6 +407,7 @@ fn images_are_checked_before_secrets_and_references() {
         pr: Some(PrNumber::parse("5").expect("pr")),
         web_image: Some("web:latest".into()),
         api_image: Some(API_IMAGE.into()),
+        images: Default::default(),
         db_role_password: None,
     };
     let err = build_with(
