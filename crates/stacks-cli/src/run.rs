@@ -185,14 +185,34 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
     if pr.is_some() && kind != StackKind::PreviewPr {
         bail!("--pr applies only to the preview-pr stack");
     }
+    let mut images = image_flags(&args.images)?;
     Ok(StackRequest {
         kind,
         pr,
-        web_image: args.web_image.clone(),
-        api_image: args.api_image.clone(),
-        images: Default::default(),
+        web_image: images.remove("web").or_else(|| args.web_image.clone()),
+        api_image: images.remove("api").or_else(|| args.api_image.clone()),
+        images,
         db_role_password: None,
     })
+}
+
+/// `--image KEY=REF`, repeated: the images by key (a key given twice is an error).
+fn image_flags(flags: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut images = std::collections::BTreeMap::new();
+    for flag in flags {
+        let Some((key, image)) = flag
+            .split_once('=')
+            .filter(|(k, i)| !k.is_empty() && !i.is_empty())
+        else {
+            bail!(
+                "--image {flag}: expected KEY=REF, e.g. --image worker=ghcr.io/org/worker@sha256:<64 hex>"
+            );
+        };
+        if images.insert(key.to_owned(), image.to_owned()).is_some() {
+            bail!("--image {key}=…: given twice; pass one image per key");
+        }
+    }
+    Ok(images)
 }
 
 /// How this run reads and writes state documents: authenticated with the state
@@ -271,6 +291,15 @@ async fn build_stack(
     backend: &dyn StateBackend,
 ) -> Result<Built> {
     let config = StackConfig::load(&g.config_dir, req.kind)?;
+    let config = if stacks::uses_app(req.kind) {
+        config.with_app(stacks::app_spec::App::discover(
+            g.app.as_deref(),
+            std::path::Path::new("."),
+            g.manifests.as_deref(),
+        )?)
+    } else {
+        config
+    };
     let refs = load_references(backend, req.kind).await?;
     let database_namespace = stacks::database_server_namespace(req.kind, Some(&config), &refs);
     Ok(Built {

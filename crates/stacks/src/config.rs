@@ -76,9 +76,10 @@
 //! Keys that set one of the app spec's values (the older, Aphiria-shaped ones
 //! above) keep working; setting the same value twice (`logLevel` and
 //! `values.logLevel`) is an error naming both keys. The app itself is
-//! [`StackConfig::app_spec`] ([`crate::app_spec`]); under a `quota`, the
+//! [`StackConfig::app_spec`] ([`crate::app_spec`], replaced with
+//! [`StackConfig::with_app`]); when a stack is built, under a `quota`, the
 //! `resources.<key>` the app names must be complete
-//! ([`StackConfig::with_app`] checks a replaced app the same way).
+//! ([`StackConfig::check_app`]).
 //!
 //! Environment overrides (only for stacks that read the key; empty = unset):
 //! `PREVIEW_DOMAIN` → `domain`, `PREVIEW_TLS_ISSUER` → `tls.issuer`,
@@ -467,9 +468,7 @@ impl StackConfig {
         };
         resolver.check_readers(&file)?;
         let file = resolver.apply_env(file, env)?;
-        let config = resolver.resolve(file)?;
-        config.check_app()?;
-        Ok(config)
+        resolver.resolve(file)
     }
 
     /// Resolves YAML for `kind` as if read from `config/<stack>.yaml`, without

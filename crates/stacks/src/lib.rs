@@ -211,6 +211,15 @@ pub fn uses_kubernetes(kind: StackKind) -> bool {
     kind != StackKind::PreviewCluster
 }
 
+/// Whether stack `kind` deploys the app (its spec: [`app_spec::App`]):
+/// `local`, `preview-pr`, `production`.
+pub fn uses_app(kind: StackKind) -> bool {
+    matches!(
+        kind,
+        StackKind::Local | StackKind::PreviewPr | StackKind::Production
+    )
+}
+
 /// The stacks a request reads outputs from (the caller loads them from state).
 pub fn references_of(kind: StackKind) -> &'static [&'static str] {
     match kind {

@@ -109,8 +109,18 @@ pub(super) fn check(origin: &str, spec: &AppSpec) -> Result<(), SpecError> {
             ));
         }
     }
+    let mut egress_names = BTreeSet::new();
     for (i, egress) in spec.network.egress.iter().enumerate() {
         egress_rule(egress).map_err(|(key, m)| err(format!("network.egress[{i}]{key}"), m))?;
+        if egress.name.starts_with("service-") || !egress_names.insert(egress.name.as_str()) {
+            return Err(err(
+                format!("network.egress[{i}].name"),
+                format!(
+                    "`{}` is taken (names are unique; `service-*` are the derived rules')",
+                    egress.name
+                ),
+            ));
+        }
     }
 
     let names = Names {
@@ -135,7 +145,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 /// Every template of the spec: (key path, (per-stack key, text), secret).
-fn templates(spec: &AppSpec) -> Vec<(String, (&'static str, String), bool)> {
+pub(super) fn templates(spec: &AppSpec) -> Vec<(String, (&'static str, String), bool)> {
     let mut out = Vec::new();
     let mut add = |path: String, value: &PerStack, secret: bool| {
         for (key, text) in value.texts() {

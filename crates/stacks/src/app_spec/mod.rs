@@ -130,6 +130,39 @@ impl App {
         Ok(app)
     }
 
+    /// The app a run deploys: `explicit` (`--app FILE`), else [`SPEC_FILE`] in
+    /// `dir` (the repository: the working directory) when it exists, else the
+    /// built-in one; with `manifests` (`--manifests PATH`, `-` for stdin:
+    /// `helm template … | stacks up …`) instead of the ones the spec names.
+    pub fn discover(
+        explicit: Option<&Path>,
+        dir: &Path,
+        manifests: Option<&Path>,
+    ) -> Result<App, crate::StackError> {
+        let found = dir.join(SPEC_FILE);
+        let app = match explicit {
+            Some(path) => App::load(path)?,
+            None if found.is_file() => App::load(&found)?,
+            None => App::builtin(),
+        };
+        let Some(path) = manifests else {
+            return Ok(app);
+        };
+        let source = if path == Path::new("-") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|err| {
+                crate::StackError::Invalid(format!("--manifests -: cannot read stdin: {err}"))
+            })?;
+            ManifestSource {
+                name: "stdin".to_owned(),
+                bytes,
+            }
+        } else {
+            read_manifests("--manifests", path)?
+        };
+        Ok(app.with_manifests(source))
+    }
+
     /// These extra manifests instead of the ones the spec names (stdin).
     pub fn with_manifests(mut self, manifests: ManifestSource) -> App {
         self.manifests = Some(manifests);
@@ -158,7 +191,7 @@ impl App {
 fn read_manifests(origin: &str, path: &Path) -> Result<ManifestSource, crate::StackError> {
     let fail = |what: &Path, err: std::io::Error| {
         crate::StackError::Invalid(format!(
-            "{origin}: `manifests.path`: cannot read {}: {err}",
+            "{origin}: cannot read the extra manifests {}: {err}",
             what.display()
         ))
     };

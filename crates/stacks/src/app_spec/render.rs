@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use components::{
     Api, ComputeResources, EnvConfigMap, EnvSecret, GatewayRef, HttpRoute, ImagePullPolicy, Labels,
-    ManifestBundle, Migration, MigrationJob, Web,
+    ManifestBundle, Migration, MigrationJob, Web, Workload, WorkloadProbe,
 };
 use preview_core::secret::SecretString;
 use preview_core::{Resource, ResourceId};
@@ -381,8 +381,16 @@ impl<'a> Renderer<'a> {
             jobs.insert(job.name.as_str(), built.id.clone());
             job_resources.push(built);
         }
-        out.push(env);
-        out.push(secret);
+        // Jobs and php-fpm read both; a `container` only the non-empty ones.
+        let both =
+            !spec.jobs.is_empty() || spec.services.iter().any(|s| s.kind == ServiceKind::PhpFpm);
+        let containers = spec.services.iter().any(|s| reads_shared_env(spec, s));
+        if both || (containers && !spec.env.is_empty()) {
+            out.push(env);
+        }
+        if both || (containers && !spec.secret_env.is_empty()) {
+            out.push(secret);
+        }
         out.extend(job_resources);
 
         for (i, service) in spec.services.iter().enumerate() {
@@ -451,10 +459,50 @@ impl<'a> Renderer<'a> {
                     api.build()?.into_resources()
                 }
                 ServiceKind::Container => {
-                    return Err(self.err(
-                        format!("{path}.kind"),
-                        "kind `container` is not rendered yet".into(),
-                    ));
+                    let render_list = |key: &str, list: &Option<Vec<String>>| {
+                        list.as_ref()
+                            .map(|items| {
+                                items
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(j, item)| {
+                                        self.context
+                                            .render(item)
+                                            .map_err(|m| self.err(format!("{path}.{key}[{j}]"), m))
+                                    })
+                                    .collect::<Result<Vec<String>, StackError>>()
+                            })
+                            .transpose()
+                    };
+                    let probe = |probe: &Option<super::model::Probe>, delay: i32, period: i32| {
+                        probe.as_ref().map(|p| WorkloadProbe {
+                            path: p.path.clone(),
+                            initial_delay_seconds: p.initial_delay_seconds.unwrap_or(delay),
+                            period_seconds: p.period_seconds.unwrap_or(period),
+                        })
+                    };
+                    let probes = service.probes.clone().unwrap_or_default();
+                    Workload {
+                        image_pull_policy: images.pull_policy,
+                        replicas,
+                        port: service.port,
+                        service_port: service_port(service),
+                        command: render_list("command", &service.command)?,
+                        args: render_list("args", &service.args)?,
+                        env: self.render_map(&format!("{path}.env"), &service.env)?,
+                        env_config_map: (reads_shared_env(spec, service) && !spec.env.is_empty())
+                            .then(|| env_id.0.clone()),
+                        env_secret: (reads_shared_env(spec, service)
+                            && !spec.secret_env.is_empty())
+                        .then(|| env_id.1.clone()),
+                        readiness: probe(&probes.readiness, 5, 10),
+                        liveness: probe(&probes.liveness, 10, 30),
+                        resources,
+                        image_pull_secrets: images.pull_secrets.clone(),
+                        labels: labels.clone(),
+                        ..Workload::new(ns, service.name.as_str(), image)
+                    }
+                    .build()?
                 }
             };
             for resource in &mut rendered {
@@ -518,12 +566,34 @@ impl<'a> Renderer<'a> {
         }
 
         if let Some(manifests) = &self.app.manifests {
-            out.extend(extra_manifests(&self.app.origin, manifests, ns)?);
+            let extra = extra_manifests(&self.app.origin, manifests, ns)?;
+            // Their images come from the allowed prefixes too (digests: the policy).
+            for resource in &extra {
+                for image in pod_images(&resource.body) {
+                    self.config.check_image(
+                        &format!("{} in the extra manifests {}:", resource.id, manifests.name),
+                        &image,
+                    )?;
+                }
+            }
+            out.extend(extra);
         }
         Ok(Rendered {
             resources: out,
             urls,
         })
+    }
+}
+
+/// Whether `service` reads the shared env (`sharedEnv`, default: a `container`
+/// or `php-fpm` when the app has any shared env).
+pub(super) fn reads_shared_env(spec: &super::AppSpec, service: &super::model::Service) -> bool {
+    match service.kind {
+        ServiceKind::StaticSite => false,
+        ServiceKind::PhpFpm => true,
+        ServiceKind::Container => service
+            .shared_env
+            .unwrap_or(!spec.env.is_empty() || !spec.secret_env.is_empty()),
     }
 }
 
@@ -555,4 +625,21 @@ fn extra_manifests(
         }
     }
     Ok(resources)
+}
+
+/// The images of the containers and init containers of a workload body (Pod,
+/// the kinds with a pod template, CronJob).
+fn pod_images(body: &serde_json::Value) -> Vec<String> {
+    let spec = &body["spec"];
+    let pod = match body["kind"].as_str() {
+        Some("Pod") => spec,
+        Some("CronJob") => &spec["jobTemplate"]["spec"]["template"]["spec"],
+        _ => &spec["template"]["spec"],
+    };
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|key| pod[*key].as_array())
+        .flatten()
+        .filter_map(|c| c["image"].as_str().map(str::to_owned))
+        .collect()
 }

@@ -1,5 +1,7 @@
 //! The app spec a configuration carries, and the checks of the configuration
-//! against it: the container resources the spec takes from `resources:` must be
+//! against it: the nginx image of `php-fpm` services and the PostgreSQL
+//! server's image of the database add-on against `allowedImages`,
+//! and the container resources the spec takes from `resources:` must be
 //! complete when the namespace has a ResourceQuota (and so must the ones the
 //! spec gives inline).
 
@@ -7,27 +9,47 @@ use components::ComputeResources;
 
 use super::StackConfig;
 use crate::app_spec::App;
-use crate::app_spec::model::Resources;
+use crate::app_spec::model::{Resources, ServiceKind};
 use crate::{StackError, StackKind};
 
 impl StackConfig {
-    /// This configuration deploying `app` instead of the built-in one; checked
-    /// against it as [`StackConfig::from_source`] checks the built-in one.
-    pub fn with_app(mut self, app: App) -> Result<StackConfig, StackError> {
+    /// This configuration deploying `app` instead of the built-in one.
+    pub fn with_app(mut self, app: App) -> StackConfig {
         self.app_spec = app;
-        self.check_app()?;
-        Ok(self)
+        self
     }
 
     /// Under a quota, every container of the app (and the stack's own
     /// PostgreSQL server in the same namespace) has cpu and memory (and, when
     /// the quota caps it, ephemeral-storage) requests and limits.
-    pub(super) fn check_app(&self) -> Result<(), StackError> {
-        if !matches!(
-            self.stack,
-            StackKind::Local | StackKind::PreviewPr | StackKind::Production
-        ) {
+    /// The checks of this configuration against its app (module docs); the
+    /// stacks run them first when they are built.
+    pub fn check_app(&self) -> Result<(), StackError> {
+        if !crate::uses_app(self.stack) {
             return Ok(());
+        }
+        // The nginx of `php-fpm` services, against the allowed prefixes.
+        let runs_nginx = self
+            .app_spec
+            .spec
+            .services
+            .iter()
+            .any(|s| s.kind == ServiceKind::PhpFpm);
+        if let (true, Some(image)) = (runs_nginx, &self.nginx_image) {
+            self.check_image(
+                &format!("config key `nginxImage` in {}:", self.origin),
+                image,
+            )?;
+        }
+        // The stack's own PostgreSQL server (local, production) for the add-on.
+        let runs_postgres = self.app_spec.spec.addons.postgres.is_some()
+            && self.stack != StackKind::PreviewPr
+            && self.database.external.is_none();
+        if let (true, Some(image)) = (runs_postgres, &self.postgres_image) {
+            self.check_image(
+                &format!("config key `postgresImage` in {}:", self.origin),
+                image,
+            )?;
         }
         let Some(quota) = &self.quota else {
             return Ok(());

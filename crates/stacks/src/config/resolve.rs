@@ -147,6 +147,8 @@ impl Resolver<'_> {
             ));
         }
 
+        let nginx_in_file = file.nginx_image.is_some();
+        let postgres_in_file = file.postgres_image.is_some();
         let nginx_image = match (file.nginx_image, kind) {
             (Some(image), _) => Some(image),
             (None, Local | PreviewPr | Production) => Some(super::DEFAULT_NGINX_IMAGE.to_owned()),
@@ -283,9 +285,20 @@ impl Resolver<'_> {
             plan_identity: self.plan_identity(file.plan_identity)?,
         };
         // Images from this file, against the allowed prefixes, before anything runs.
+        // nginxImage / postgresImage when the file names them; the defaults are
+        // checked when the stack is built, if its app runs them (`check_app`).
         let configured = [
-            ("nginxImage", config.nginx_image.as_deref()),
-            ("postgresImage", config.postgres_image.as_deref()),
+            (
+                "nginxImage",
+                config.nginx_image.as_deref().filter(|_| nginx_in_file),
+            ),
+            (
+                "postgresImage",
+                config
+                    .postgres_image
+                    .as_deref()
+                    .filter(|_| postgres_in_file),
+            ),
         ];
         for (key, image) in configured {
             if let Some(image) = image {

@@ -31,11 +31,37 @@ fn flag_of(key: &str) -> (String, Option<&'static str>, String) {
     }
 }
 
+/// Refuses an image given for a key the app does not have (a typo would
+/// otherwise be ignored).
+fn unknown_keys(request: &StackRequest, config: &StackConfig) -> Result<(), StackError> {
+    let keys = config.app_spec.image_keys();
+    let given = [
+        ("web", request.web_image.is_some()),
+        ("api", request.api_image.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, given)| *given)
+    .map(|(key, _)| key)
+    .chain(request.images.keys().map(String::as_str));
+    for key in given {
+        if !keys.iter().any(|k| k == key) {
+            let (flag, _, _) = flag_of(key);
+            return Err(StackError::Invalid(format!(
+                "{flag}: the app ({}) has no image key `{key}`; its keys: {}",
+                config.app_spec.origin,
+                keys.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every image of the app, pinned by digest and allowed, by key.
 pub(crate) fn pinned_images(
     request: &StackRequest,
     config: &StackConfig,
 ) -> Result<Vec<(String, PinnedImage)>, StackError> {
+    unknown_keys(request, config)?;
     let mut out = Vec::new();
     for key in config.app_spec.image_keys() {
         let (flag, env, what) = flag_of(&key);
@@ -52,6 +78,7 @@ pub(crate) fn local_images(
     request: &StackRequest,
     config: &StackConfig,
 ) -> Result<BTreeMap<String, String>, StackError> {
+    unknown_keys(request, config)?;
     let mut out = BTreeMap::new();
     for key in config.app_spec.image_keys() {
         let (flag, _, _) = flag_of(&key);

@@ -65,6 +65,7 @@ pub fn build(
             request.kind.as_str()
         )));
     }
+    config.check_app()?;
     match request.kind {
         StackKind::Local => local::build(request, config, secrets),
         StackKind::PreviewBase => preview_base::build(request, config, secrets),

@@ -187,6 +187,7 @@ pub fn build(
 
     let mut network = NetworkIsolation::new(base.gateway_namespace.as_str());
     network.ingress_ports = app_network::ingress_ports(app);
+    network.rules = app_network::rules(app);
     if with_database {
         network.database = Some(
             match DatabaseEgress::in_cluster(base.db_namespace.as_str()) {

@@ -202,6 +202,7 @@ impl Standalone<'_> {
         let network = config.network_policies.then(|| NetworkIsolation {
             database: egress,
             ingress_ports: network::ingress_ports(app),
+            rules: network::rules(app),
             ..NetworkIsolation::new(edge.gateway.namespace.as_str())
         });
         let namespace = PreviewNamespace {
