@@ -10,6 +10,10 @@
 //! the outputs of the stacks it references (read by the caller from the state
 //! backend) and a [`SecretSource`]. Building is pure: no cluster, no state access.
 //!
+//! The application `local`, `preview-pr` and `production` deploy is data: an
+//! [`app_spec::App`] carried by the configuration ([`config::StackConfig::with_app`];
+//! the built-in one is the reference project's, Aphiria).
+//!
 //! This crate is the library; the `stacks` binary that drives the engine over it
 //! is the package `stacks-cli`. It depends on the core and [`components`] only.
 
