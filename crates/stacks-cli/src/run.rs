@@ -1029,9 +1029,12 @@ async fn record_tested(
     commit: Option<String>,
     report: &preview_core::engine::UpReport,
 ) -> Result<(tested::Appended, tested::TestedEntry), preview_core::state::StateError> {
+    // Every image of the app: output `<key>Image` (Aphiria: `webImage`, `apiImage`).
     let mut images = BTreeMap::new();
-    for (component, key) in [("api", "apiImage"), ("web", "webImage")] {
-        if let Some(Output::Plain(Value::String(image))) = build.outputs.get(key) {
+    for (key, output) in &build.outputs {
+        if let (Some(component), Output::Plain(Value::String(image))) =
+            (key.strip_suffix("Image"), output)
+        {
             images.insert(component.to_owned(), image.clone());
         }
     }

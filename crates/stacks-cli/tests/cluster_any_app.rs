@@ -80,6 +80,12 @@ async fn the_node_redis_example_up_noop_change_destroy() {
         "{first}"
     );
     assert!(first["outputs"].get("databaseName").is_none(), "{first}");
+    // Every image of the app is recorded as tested (what promote deploys).
+    assert_eq!(
+        first["tested"]["images"],
+        serde_json::json!({"api": image("api", 1), "worker": image("worker", 2)}),
+        "{first}"
+    );
     assert_eq!(image_of(&client, "api").await, image("api", 1));
     assert_eq!(image_of(&client, "worker").await, image("worker", 2));
     let redis: Api<Deployment> = Api::namespaced(client.clone(), NS);
