@@ -185,7 +185,7 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
     if pr.is_some() && kind != StackKind::PreviewPr {
         bail!("--pr applies only to the preview-pr stack");
     }
-    let mut images = image_flags(&args.images)?;
+    let mut images = stacks::params::image_flags(&args.images).map_err(|e| anyhow!(e))?;
     Ok(StackRequest {
         kind,
         pr,
@@ -194,25 +194,6 @@ fn request(args: &StackArgs) -> Result<StackRequest> {
         images,
         db_role_password: None,
     })
-}
-
-/// `--image KEY=REF`, repeated: the images by key (a key given twice is an error).
-fn image_flags(flags: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut images = std::collections::BTreeMap::new();
-    for flag in flags {
-        let Some((key, image)) = flag
-            .split_once('=')
-            .filter(|(k, i)| !k.is_empty() && !i.is_empty())
-        else {
-            bail!(
-                "--image {flag}: expected KEY=REF, e.g. --image worker=ghcr.io/org/worker@sha256:<64 hex>"
-            );
-        };
-        if images.insert(key.to_owned(), image.to_owned()).is_some() {
-            bail!("--image {key}=…: given twice; pass one image per key");
-        }
-    }
-    Ok(images)
 }
 
 /// How this run reads and writes state documents: authenticated with the state

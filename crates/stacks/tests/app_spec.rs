@@ -291,3 +291,70 @@ fn template_and_config_errors_stop_the_build() {
         "preview-app.yaml: `env.REDIS_URL`: placeholder `{pr}` has no value in the local stack (only preview-pr has a PR number: give this key a value per stack)"
     );
 }
+
+/// The older Aphiria keys set the built-in app's values; the same value twice is refused.
+#[test]
+fn older_keys_set_values_and_values_win_nowhere_silently() {
+    let text = std::fs::read_to_string(support::config_dir().join("production.yaml"))
+        .expect("production.yaml");
+    let config = StackConfig::from_yaml(&text, StackKind::Production).expect("resolves");
+    assert_eq!(
+        config.values.get("logLevel"),
+        Some(&("logLevel".to_owned(), "info".to_owned()))
+    );
+    let err = StackConfig::from_yaml(
+        &format!("{text}\nvalues: {{logLevel: debug}}\n"),
+        StackKind::Production,
+    )
+    .expect_err("twice");
+    assert_eq!(
+        err.to_string(),
+        "config key `logLevel` in config/production.yaml: sets the app value `logLevel`, and so does `values.logLevel`; keep one"
+    );
+    // `values:` alone changes the env of the built-in app.
+    let text = text.replace("logLevel: info\n", "values: {logLevel: warning}\n");
+    let config = StackConfig::from_yaml(&text, StackKind::Production).expect("resolves");
+    let build = build_with(
+        &request(StackKind::Production, None),
+        &config,
+        &stacks::References::new(),
+        &FakeSecrets::all(),
+    )
+    .expect("builds");
+    let env = find(&build, "ConfigMap aphiria/env-vars");
+    assert_eq!(env.body["data"]["LOG_LEVEL"], "warning");
+}
+
+/// `preview-app.yaml` in the directory is found; without one, the built-in app.
+#[test]
+fn the_spec_is_discovered_in_the_repository() {
+    let dir = tempfile::tempdir().expect("dir");
+    assert_eq!(
+        App::discover(None, dir.path(), None)
+            .expect("builtin")
+            .origin,
+        stacks::app_spec::DEFAULT_ORIGIN
+    );
+    std::fs::copy(
+        example_dir().join("preview-app.yaml"),
+        dir.path().join("preview-app.yaml"),
+    )
+    .expect("copy");
+    let err = App::discover(None, dir.path(), None).expect_err("no k8s/ beside it");
+    assert!(
+        err.to_string().contains("cannot read the extra manifests"),
+        "{err}"
+    );
+    let app = App::discover(None, dir.path(), Some(&example_dir().join("k8s"))).expect("found");
+    assert_eq!(app.image_keys(), ["api", "worker"]);
+    let manifests = app.manifests.expect("manifests");
+    assert!(
+        String::from_utf8_lossy(&manifests.bytes).contains("kind: Deployment"),
+        "the directory's files"
+    );
+    // --app wins over the file in the directory.
+    let builtin = dir.path().join("other.yaml");
+    std::fs::write(&builtin, stacks::app_spec::DEFAULT_SPEC).expect("write");
+    let app = App::discover(Some(&builtin), dir.path(), None).expect("explicit");
+    assert_eq!(app.image_keys(), ["api", "web"]);
+}

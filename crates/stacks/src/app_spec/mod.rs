@@ -118,12 +118,18 @@ impl App {
 
     /// Reads `path`, and the extra manifests it names (relative to its directory).
     pub fn load(path: &Path) -> Result<App, crate::StackError> {
+        App::load_from(path, true)
+    }
+
+    /// [`App::load`], reading the spec's `manifests.path` only when `manifests`.
+    fn load_from(path: &Path, manifests: bool) -> Result<App, crate::StackError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|err| {
             crate::StackError::Invalid(format!("cannot read the app spec {origin}: {err}"))
         })?;
         let mut app = App::parse(&origin, &text)?;
-        if let Some(relative) = app.spec.manifests.as_ref().and_then(|m| m.path.clone()) {
+        let named = app.spec.manifests.as_ref().and_then(|m| m.path.clone());
+        if let Some(relative) = named.filter(|_| manifests) {
             let dir = path.parent().unwrap_or(Path::new("."));
             app.manifests = Some(read_manifests(&origin, &dir.join(&relative))?);
         }
@@ -140,9 +146,10 @@ impl App {
         manifests: Option<&Path>,
     ) -> Result<App, crate::StackError> {
         let found = dir.join(SPEC_FILE);
+        let read_named = manifests.is_none();
         let app = match explicit {
-            Some(path) => App::load(path)?,
-            None if found.is_file() => App::load(&found)?,
+            Some(path) => App::load_from(path, read_named)?,
+            None if found.is_file() => App::load_from(&found, read_named)?,
             None => App::builtin(),
         };
         let Some(path) = manifests else {
