@@ -43,6 +43,24 @@ pub(super) fn check(origin: &str, spec: &AppSpec) -> Result<(), SpecError> {
         image_key(&service.image).map_err(|m| err(format!("{path}.image"), m))?;
         kind_fields(service).map_err(|(key, m)| err(format!("{path}.{key}"), m))?;
     }
+    // One ConfigMap name per kind (`js-config`, `nginx-config`).
+    for (kind, name, config_map) in [
+        (ServiceKind::StaticSite, "static-site", "js-config"),
+        (ServiceKind::PhpFpm, "php-fpm", "nginx-config"),
+    ] {
+        if let Some(second) = spec
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind == kind)
+            .nth(1)
+        {
+            return Err(err(
+                format!("services[{}].kind", second.0),
+                format!("at most one service of kind `{name}` (its ConfigMap is `{config_map}`)"),
+            ));
+        }
+    }
     let mut jobs = BTreeSet::new();
     for (i, job) in spec.jobs.iter().enumerate() {
         let path = format!("jobs[{i}]");
@@ -321,9 +339,15 @@ fn kind_fields(service: &Service) -> Result<(), (&'static str, String)> {
         "`static-site`",
     )?;
     not_for(
+        "servicePort",
+        service.service_port.is_some_and(|p| p != 80) && !container,
+        "`container`; the others are served on 80",
+    )?;
+    not_for(
         "sharedEnv",
-        service.shared_env == Some(true) && service.kind == ServiceKind::StaticSite,
-        "`container` and `php-fpm`",
+        (service.shared_env == Some(true) && service.kind == ServiceKind::StaticSite)
+            || (service.shared_env == Some(false) && service.kind == ServiceKind::PhpFpm),
+        "`container`; a `static-site` reads none, a `php-fpm` always reads it",
     )?;
     if service.probes.is_some() && service.port.is_none() {
         return Err(("probes", "probes need a `port`".into()));

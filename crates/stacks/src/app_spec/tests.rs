@@ -97,6 +97,13 @@ fn errors_name_the_key_path() {
             MINIMAL.replace("    port: 3000", "    kind: static-site\n    port: 3000"),
         ),
         (
+            "two static sites",
+            MINIMAL.replace(
+                "services:\n",
+                "services:\n  - {name: a, kind: static-site, image: a, jsConfig: {apiUri: x}}\n  - {name: b, kind: static-site, image: b, jsConfig: {apiUri: x}}\n",
+            ),
+        ),
+        (
             "job without a command",
             format!("{MINIMAL}jobs:\n  - name: migrate\n    image: api\n"),
         ),
