@@ -57,6 +57,47 @@ fn run(stacks: &Stacks, command: &str, api: &str, worker: &str) -> serde_json::V
     serde_json::from_slice(&out.stdout).expect("json report")
 }
 
+/// `stacks render preview-pr` of the example with a ConfigMap on stdin.
+fn render_with_stdin_manifests(stacks: &Stacks) -> String {
+    use std::io::Write;
+    let app = example().join("preview-app.yaml");
+    let args = [
+        "--app".to_owned(),
+        app.display().to_string(),
+        "--manifests".to_owned(),
+        "-".to_owned(),
+        "render".to_owned(),
+        "preview-pr".to_owned(),
+        "--pr".to_owned(),
+        PR.to_string(),
+        "--image".to_owned(),
+        format!("api={}", image("api", 1)),
+        "--image".to_owned(),
+        format!("worker={}", image("worker", 2)),
+    ];
+    let mut child = stacks
+        .command(&args)
+        .env("PREVIEW_DOMAIN", "aphiria.com")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stacks");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-stdin}\ndata: {a: b}\n")
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("stacks render");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 async fn image_of(client: &kube::Client, name: &str) -> String {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let d = deployments.get(name).await.expect("deployment");
@@ -72,6 +113,14 @@ async fn the_node_redis_example_up_noop_change_destroy() {
     let world = world().await;
     let client = world.cluster.client().expect("client");
     let stacks = Stacks::new(world).with_config_dir(&example().join("config"));
+
+    // `--manifests -`: the extra manifests from stdin (as `helm template … |`).
+    let rendered = render_with_stdin_manifests(&stacks);
+    assert!(rendered.contains("name: from-stdin"), "{rendered}");
+    assert!(
+        !rendered.contains("docker.io/library/redis"),
+        "stdin replaces k8s/: {rendered}"
+    );
 
     // Up: the app's services, Redis from the plain manifest, its route and policies.
     let first = run(&stacks, "up", &image("api", 1), &image("worker", 2));
