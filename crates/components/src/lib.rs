@@ -171,6 +171,7 @@ pub mod postgres;
 pub mod pull_secret;
 pub mod security;
 pub mod web;
+pub mod workload;
 
 #[cfg(test)]
 mod test_support;
@@ -194,9 +195,11 @@ pub use http_route::{
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 pub use migration::MigrationJob;
 pub use namespace::{
-    DatabaseEgress, NamespaceResources, NetworkIsolation, PreviewNamespace, Quota,
+    DatabaseEgress, NamespaceResources, NetworkIsolation, PolicyPeer, PolicyRule, PreviewNamespace,
+    Quota,
 };
 pub use postgres::{PostgresResources, PostgresServer, ServerClients, Storage, postgres_uid};
 pub use pull_secret::ImagePullSecret;
 pub use security::{Hardening, PodSecurity, PodSecurityLevel};
 pub use web::{Web, WebResources};
+pub use workload::{Workload, WorkloadProbe};

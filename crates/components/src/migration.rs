@@ -70,6 +70,8 @@ pub struct MigrationJob {
     pub image_pull_policy: ImagePullPolicy,
     /// Shell command (default [`DEFAULT_COMMAND`]), run as `sh -c <command>`.
     pub command: String,
+    /// A command and its arguments run instead of `sh -c <command>` (default none).
+    pub argv: Option<Vec<String>>,
     /// The env ConfigMap (e.g. `env-vars-pr-123`).
     pub env_config_map: String,
     /// The env Secret (e.g. `env-var-secrets-pr-123`).
@@ -107,6 +109,7 @@ impl MigrationJob {
             image: image.into(),
             image_pull_policy: ImagePullPolicy::default(),
             command: DEFAULT_COMMAND.to_owned(),
+            argv: None,
             env_config_map: env_config_map.into(),
             env_secret: env_secret.into(),
             backoff_limit: 2,
@@ -134,7 +137,9 @@ impl MigrationJob {
                 name: "migrate".to_owned(),
                 image: Some(self.image.clone()),
                 image_pull_policy: self.image_pull_policy.to_k8s(),
-                command: Some(vec!["sh".to_owned(), "-c".to_owned(), self.command.clone()]),
+                command: Some(self.argv.clone().unwrap_or_else(|| {
+                    vec!["sh".to_owned(), "-c".to_owned(), self.command.clone()]
+                })),
                 env_from: Some(crate::api::env_from(&self.env_config_map, &self.env_secret)),
                 resources: requirements(self.resources.as_ref()),
                 ..Container::default()
@@ -190,7 +195,17 @@ impl MigrationJob {
         }
         check_dns_label("migration job name", &self.base_name)?;
         check_not_blank("migration image", &self.image)?;
-        check_not_blank("migration command", &self.command)?;
+        match &self.argv {
+            Some(argv) if argv.first().is_none_or(|c| c.trim().is_empty()) => {
+                return Err(ComponentError::invalid(
+                    "migration command",
+                    argv.join(" "),
+                    "must name a program",
+                ));
+            }
+            Some(_) => {}
+            None => check_not_blank("migration command", &self.command)?,
+        }
         check_not_negative("backoff limit", self.backoff_limit)?;
         let labels = self.labels.component(&self.base_name, "database");
         let job = Job {

@@ -29,6 +29,12 @@
 //! - `allow-egress-database` (when [`NetworkIsolation::database`] is set): egress to
 //!   the PostgreSQL pods' namespace (or a CIDR, for managed databases) on TCP 5432.
 //!
+//! - one per [`PolicyRule`] (an app's declared egress, and the traffic between
+//!   its services): `allow-egress-<name>` to another namespace's pods or an
+//!   address range; for pods of this namespace also `allow-ingress-<name>`
+//!   selecting those pods, so the traffic `default-deny-all` blocks at both ends
+//!   is allowed at both.
+//!
 //! Namespace peers select `kubernetes.io/metadata.name=<ns>`, the label the API
 //! server sets on every namespace (Kubernetes 1.21+; the engine refuses servers
 //! older than 1.33), so the namespaces the stack does not create (`kube-system`,
@@ -101,6 +107,37 @@ pub struct NetworkIsolation {
     pub dns_pod_selector: Labels,
     /// Where the database is; `None` = no database egress.
     pub database: Option<DatabaseEgress>,
+    /// Further allowed traffic (default none), one or two policies each.
+    pub rules: Vec<PolicyRule>,
+}
+
+/// Allowed traffic beyond the built-in policies, on TCP `ports`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyRule {
+    /// Rule name (a DNS label; the policies are `allow-egress-<name>` and, for
+    /// [`PolicyPeer::OwnPods`], `allow-ingress-<name>`).
+    pub name: String,
+    /// TCP ports.
+    pub ports: Vec<u16>,
+    /// Where to.
+    pub peer: PolicyPeer,
+}
+
+/// The other end of a [`PolicyRule`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyPeer {
+    /// Pods of this namespace with these labels: egress from every pod of the
+    /// namespace to them, and ingress at them from every pod of the namespace.
+    OwnPods(Labels),
+    /// Pods of another namespace (empty labels: any of its pods), egress only.
+    Namespace {
+        /// The namespace.
+        namespace: String,
+        /// Labels of its pods.
+        pods: Labels,
+    },
+    /// An address range, egress only.
+    Cidr(String),
 }
 
 impl NetworkIsolation {
@@ -113,6 +150,7 @@ impl NetworkIsolation {
             dns_namespace: "kube-system".to_owned(),
             dns_pod_selector: Labels::new().with("k8s-app", "kube-dns"),
             database: None,
+            rules: Vec::new(),
         }
     }
 }
@@ -317,7 +355,77 @@ impl PreviewNamespace {
                 }),
             )?);
         }
+        for rule in &network.rules {
+            out.extend(self.rule_policies(rule)?);
+        }
         Ok(out)
+    }
+
+    fn rule_policies(&self, rule: &PolicyRule) -> Result<Vec<Resource>, ComponentError> {
+        check_dns_label("network rule name", &rule.name)?;
+        let ports: Vec<NetworkPolicyPort> = rule
+            .ports
+            .iter()
+            .map(|port| policy_port("TCP", *port))
+            .collect();
+        let egress = |to: Vec<NetworkPolicyPeer>| NetworkPolicyEgressRule {
+            to: Some(to),
+            ports: Some(ports.clone()),
+        };
+        let egress_name = format!("allow-egress-{}", rule.name);
+        match &rule.peer {
+            PolicyPeer::OwnPods(pods) => {
+                // Empty labels: `podSelector: {}` (every pod), as the server stores it.
+                let selector = |labels: &Labels| {
+                    if labels.is_empty() {
+                        LabelSelector::default()
+                    } else {
+                        match_labels(labels.to_map())
+                    }
+                };
+                let own = |labels: &Labels| NetworkPolicyPeer {
+                    pod_selector: Some(selector(labels)),
+                    ..NetworkPolicyPeer::default()
+                };
+                let out = self.policy(&egress_name, None, Some(egress(vec![own(pods)])))?;
+                let ingress = to_resource(&NetworkPolicy {
+                    metadata: meta(
+                        &format!("allow-ingress-{}", rule.name),
+                        Some(&self.name),
+                        &self.labels,
+                    ),
+                    spec: Some(NetworkPolicySpec {
+                        pod_selector: Some(selector(pods)),
+                        policy_types: Some(vec!["Ingress".to_owned()]),
+                        ingress: Some(vec![NetworkPolicyIngressRule {
+                            from: Some(vec![own(&Labels::new())]),
+                            ports: Some(ports.clone()),
+                        }]),
+                        egress: None,
+                    }),
+                })?;
+                Ok(vec![out, ingress])
+            }
+            PolicyPeer::Namespace { namespace, pods } => {
+                check_dns_label("network rule namespace", namespace)?;
+                Ok(vec![self.policy(
+                    &egress_name,
+                    None,
+                    Some(egress(namespace_peers(namespace, pods))),
+                )?])
+            }
+            PolicyPeer::Cidr(cidr) => Ok(vec![self.policy(
+                &egress_name,
+                None,
+                Some(egress(vec![NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: cidr.clone(),
+                        except: None,
+                    }),
+                    ..NetworkPolicyPeer::default()
+                }])),
+            )?]),
+        }
     }
 
     /// A policy over all pods; with no rule it denies both directions.
@@ -394,6 +502,56 @@ mod tests {
             .find(|p| p.id.name == name)
             .unwrap_or_else(|| panic!("no policy {name}"))
             .body
+    }
+
+    #[test]
+    fn rules_snapshot() {
+        let mut network = NetworkIsolation::new("nginx-gateway");
+        network.ingress_ports = vec![3000];
+        network.rules = vec![
+            PolicyRule {
+                name: "redis".into(),
+                ports: vec![6379],
+                peer: PolicyPeer::OwnPods(Labels::new().with("app.kubernetes.io/name", "redis")),
+            },
+            PolicyRule {
+                name: "metrics".into(),
+                ports: vec![9090],
+                peer: PolicyPeer::Namespace {
+                    namespace: "monitoring".into(),
+                    pods: Labels::new(),
+                },
+            },
+            PolicyRule {
+                name: "https".into(),
+                ports: vec![443],
+                peer: PolicyPeer::Cidr("0.0.0.0/0".into()),
+            },
+        ];
+        let out = PreviewNamespace {
+            network: Some(network),
+            ..PreviewNamespace::new("preview-pr-123")
+        }
+        .build()
+        .expect("builds");
+        let names: Vec<&str> = out
+            .network_policies
+            .iter()
+            .map(|p| p.id.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "default-deny-all",
+                "allow-ingress-from-gateway",
+                "allow-egress-dns",
+                "allow-egress-redis",
+                "allow-ingress-redis",
+                "allow-egress-metrics",
+                "allow-egress-https"
+            ]
+        );
+        insta::assert_yaml_snapshot!(bodies(&out.network_policies[3..]));
     }
 
     #[test]

@@ -95,6 +95,12 @@ pub struct GlobalArgs {
         default_value = "config"
     )]
     pub config_dir: PathBuf,
+    /// The app spec (default: preview-app.yaml in the working directory when it exists, else the built-in Aphiria app).
+    #[arg(long, global = true, value_name = "FILE", env = "PREVIEW_APP")]
+    pub app: Option<PathBuf>,
+    /// Extra manifests instead of the app spec's `manifests.path`: a YAML file, a directory, or - for stdin (helm template / kustomize build output).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifests: Option<PathBuf>,
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -185,6 +191,9 @@ pub struct StackArgs {
     /// API image pinned by digest: NAME@sha256:<64 hex>.
     #[arg(long, value_name = "REF", env = "PREVIEW_API_IMAGE")]
     pub api_image: Option<String>,
+    /// The image of one of the app spec's image keys, pinned by digest (repeat per key); `--image web=REF` is `--web-image REF`, and wins over it.
+    #[arg(long = "image", value_name = "KEY=REF")]
+    pub images: Vec<String>,
 }
 
 /// Which stack instance, for commands that only name one (`destroy`,
@@ -206,6 +215,7 @@ impl StackRef {
             pr: self.pr.clone(),
             web_image: None,
             api_image: None,
+            images: Vec::new(),
         }
     }
 }

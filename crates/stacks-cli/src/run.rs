@@ -32,7 +32,10 @@ use preview_core::{ProviderName, ResourceId};
 use preview_envs::BackendOptions;
 use preview_kubernetes::KubeProvider;
 use serde_json::{Value, json};
-use stacks::{EnvSecrets, PrNumber, References, Stack, StackBuild, StackInput, StackParams};
+use stacks::{
+    AppSource, ConfigSource, EnvSecrets, PrNumber, References, Stack, StackBuild, StackInput,
+    StackParams,
+};
 
 use crate::cli::{ApplyArgs, Cli, Command, GlobalArgs, PlanFormat, StackArgs, StateCommand};
 use crate::progress;
@@ -195,10 +198,15 @@ fn request(g: &GlobalArgs, args: &StackArgs) -> Result<Request> {
         }
         bail!("--pr applies only to the {} stack", per_pr.join(", "));
     }
-    let images = [("web", &args.web_image), ("api", &args.api_image)]
-        .into_iter()
-        .filter_map(|(name, image)| Some((name.to_owned(), image.clone()?)))
-        .collect();
+    let mut images = stacks::params::image_flags(&args.images).map_err(|e| anyhow!(e))?;
+    // `--image web=REF` wins over its alias `--web-image REF`.
+    for (key, alias) in [("web", &args.web_image), ("api", &args.api_image)] {
+        if let Some(image) = alias {
+            images
+                .entry(key.to_owned())
+                .or_insert_with(|| image.clone());
+        }
+    }
     Ok(Request {
         stack,
         params: StackParams {
@@ -280,7 +288,7 @@ struct Built {
 
 /// The stack built from its configuration and the referenced stacks' outputs.
 async fn build_stack(g: &GlobalArgs, req: &Request, backend: &dyn StateBackend) -> Result<Built> {
-    let settings = req.stack.configure(&g.config_dir)?;
+    let settings = req.stack.configure(&config_source(g, true))?;
     let refs = load_references(backend, req.stack.as_ref()).await?;
     let wiring = req.stack.provider_settings(Some(&settings), &refs);
     let instance = req.instance_name()?;
@@ -308,13 +316,28 @@ async fn database_namespace_for(
     backend: &dyn StateBackend,
 ) -> Result<Option<String>> {
     let settings = stack
-        .configure(&g.config_dir)
+        .configure(&config_source(g, false))
         .inspect_err(|e| tracing::debug!(error = %e, "no configuration for the database namespace"))
         .ok();
     let refs = load_references(backend, stack).await?;
     Ok(stack
         .provider_settings(settings.as_ref(), &refs)
         .database_namespace)
+}
+
+/// Where the stack's configuration comes from: `--config-dir`, and, when the
+/// run builds the stack (`with_app`), the app spec (`--app`, else
+/// `preview-app.yaml` in the working directory) and `--manifests`. `destroy`
+/// builds nothing, so it reads neither (nor stdin).
+fn config_source(g: &GlobalArgs, with_app: bool) -> ConfigSource<'_> {
+    ConfigSource {
+        dir: &g.config_dir,
+        app: with_app.then(|| AppSource {
+            explicit: g.app.as_deref(),
+            work_dir: Path::new("."),
+            manifests: g.manifests.as_deref(),
+        }),
+    }
 }
 
 fn graph_of(build: &StackBuild) -> Result<DesiredGraph> {
@@ -1033,9 +1056,12 @@ async fn record_tested(
     commit: Option<String>,
     report: &preview_core::engine::UpReport,
 ) -> Result<(tested::Appended, tested::TestedEntry), preview_core::state::StateError> {
+    // Every image of the app: output `<key>Image` (Aphiria: `webImage`, `apiImage`).
     let mut images = BTreeMap::new();
-    for (component, key) in [("api", "apiImage"), ("web", "webImage")] {
-        if let Some(Output::Plain(Value::String(image))) = build.outputs.get(key) {
+    for (key, output) in &build.outputs {
+        if let (Some(component), Output::Plain(Value::String(image))) =
+            (key.strip_suffix("Image"), output)
+        {
             images.insert(component.to_owned(), image.clone());
         }
     }

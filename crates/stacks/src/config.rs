@@ -42,24 +42,25 @@
 //! | `podSecurity` | L, X | `restricted`: the PodSecurity level the application namespace enforces (also audit and warn); `baseline` or `privileged` relax it, which every plan notes (P is always `restricted`). The stack's own pods stay restricted-compliant either way |
 //! | `allowedImages` | L, B, P, X | `["<registry>/<app>/", "docker.io/nginxinc/nginx-unprivileged", "docker.io/library/postgres"]` (i.e. `ghcr.io/aphiria/` …); L also `<app>/` (local builds). Every image from a flag or this file must match one: an entry ending in `/` allows the repositories under it, any other entry one repository exactly |
 //! | `replicas` | L, P, X | L, P `1`; X `2` (at least 2) |
-//! | `logLevel` | L, P, X | `debug`; X `info` |
-//! | `lexemesTableName` | L, P, X | `""` (`DOC_LEXEMES_TABLE_NAME`) |
-//! | `builder.api`, `builder.console` | L, P, X | the seed spec's `\Aphiria\Framework\Api\SynchronousApiApplicationBuilder`, `\Aphiria\Framework\Console\ConsoleApplicationBuilder` |
-//! | `appEnv` | L, X | `development` / `production` (P always `preview`) |
+//! | `values.<name>` | L, P, X | the app spec's (`{values.<name>}` in its templates); a name the spec does not declare is an error naming the key |
+//! | `logLevel` | L, P, X | sets the built-in app's value `logLevel` (`LOG_LEVEL`; its default `debug`, X `info`) |
+//! | `lexemesTableName` | L, P, X | sets the built-in app's value `lexemesTableName` (`DOC_LEXEMES_TABLE_NAME`, default `""`) |
+//! | `builder.api`, `builder.console` | L, P, X | set the built-in app's values `builderApi`, `builderConsole` (defaults: the seed spec's `\Aphiria\Framework\Api\SynchronousApiApplicationBuilder`, `\Aphiria\Framework\Console\ConsoleApplicationBuilder`) |
+//! | `appEnv` | L, X | sets the built-in app's value `appEnv` (`development` / `production`; P always `preview`) |
 //! | `nginxImage` | L, P, X | [`DEFAULT_NGINX_IMAGE`] (`nginxinc/nginx-unprivileged`, pinned by digest; P, X require a digest) |
 //! | `postgresImage` | L, B, X | L `docker.io/library/postgres:16-alpine`; B, X req (pinned by digest) |
-//! | `images.web`, `images.api` | L | `aphiria/web:local`, `aphiria/api:local` (used when no `--web-image`/`--api-image`) |
+//! | `images.web`, `images.api` | L | `aphiria/web:local`, `aphiria/api:local` (used when no `--image web=…`/`--web-image`, …); other image keys of the app: `<app>/<key>:local` |
 //! | `gateway.name`, `.namespace`, `.className` | L, B, X | B `preview-gateway`, L/X `gateway`; `nginx-gateway`; `nginx` |
 //! | `tls.issuer` | L, B, X | L `self-signed`; B, X `letsencrypt` (env `PREVIEW_TLS_ISSUER`) |
 //! | `tls.email` | L, B, X | req for `letsencrypt`/`letsencrypt-staging` (env `PREVIEW_TLS_EMAIL`) |
 //! | `tls.dnsTokenSecret` | L, B, X | `digitalocean-dns` (DNS-01 token Secret in the gateway namespace, from secret `DIGITALOCEAN_TOKEN`) |
-//! | `hosts.web`, `hosts.api` | L, X | `www.<domain>`, `api.<domain>` |
+//! | `hosts.web`, `hosts.api` | L, X | `www.<domain>`, `api.<domain>` (`{hosts.web}`, `{hosts.api}` in the app spec: the built-in app's route hosts) |
 //! | `kubeContext` | B | none; exported as output `kubeContext` |
 //! | `bundles[]` `{name, path, sha256, namespace}` | L, B, X | none; paths relative to the config file's directory |
 //! | `protect` | B, X, C | `true`: the engine refuses to delete the database server, the namespaces and the database (C: the cluster) |
 //! | `networkPolicies` | L, X | `true` (P always isolates) |
 //! | `connectionLimit.connectionsPerClient`, `.requestRate`, `.burst` | L, P, X | `10`, `10r/s`, `20` |
-//! | `migrationCommand` | L, P, X | Phinx migrate, then the LexemeSeeder |
+//! | `migrationCommand` | L, P, X | sets the built-in app's value `migrationCommand` (default: Phinx migrate, then the LexemeSeeder) |
 //! | `dns` | B | none: no DNS records (point `*.pr.<domain>` and `*.pr-api.<domain>` at the gateway yourself); set: the stack manages the two wildcard A records |
 //! | `dns.provider` | B | `digitalocean` (the only one): records over the DigitalOcean API, token from secret `DIGITALOCEAN_TOKEN`, API URL from env `PREVIEW_DIGITALOCEAN_API_URL` (default `https://api.digitalocean.com`) |
 //! | `dns.zone` | B | `domain`; the DigitalOcean domain (zone) holding the records, `domain` itself or a parent of it |
@@ -72,14 +73,24 @@
 //! | `planIdentity` `{kind, name, namespace}` | B | none: no plan credential objects; set: the plan identity's ClusterRole and binding (get/list/watch, and patch/create for server-side dry-runs) and a ValidatingAdmissionPolicy refusing its every write that is not a dry-run (`kind`: `User`, `Group` or `ServiceAccount`, which needs `namespace`) |
 //! | `cluster.kubeconfigExpiry` | C | `7d`: lifetime of the recorded kubeconfig's token (at least `1h`); `up` fetches a new one once less than half of it is left |
 //!
+//! Keys that set one of the app spec's values (the older, Aphiria-shaped ones
+//! above) keep working; setting the same value twice (`logLevel` and
+//! `values.logLevel`) is an error naming both keys. The app itself is
+//! [`StackConfig::app_spec`] ([`crate::app_spec`], replaced with
+//! [`StackConfig::with_app`]); when a stack is built, under a `quota`, the
+//! `resources.<key>` the app names must be complete
+//! ([`StackConfig::check_app`]).
+//!
 //! Environment overrides (only for stacks that read the key; empty = unset):
 //! `PREVIEW_DOMAIN` → `domain`, `PREVIEW_TLS_ISSUER` → `tls.issuer`,
 //! `PREVIEW_TLS_EMAIL` → `tls.email`. Secrets never live in config files; they
 //! come from a [`crate::SecretSource`].
 
+mod app;
 mod file;
 mod resolve;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,6 +104,8 @@ pub use file::{
     IssuerKind, NodePoolFile, QuantityValue, QuotaFile, ResourcesFile, StorageFile, TlsFile,
 };
 use resolve::Resolver;
+
+use crate::app_spec::App;
 
 use crate::{StackError, StackKind};
 
@@ -139,16 +152,13 @@ pub struct StackConfig {
     pub resources: ResourcesConfig,
     /// Web and API replicas.
     pub replicas: i32,
-    /// `LOG_LEVEL`.
-    pub log_level: String,
-    /// `DOC_LEXEMES_TABLE_NAME`.
-    pub lexemes_table_name: String,
-    /// `APP_BUILDER_API`.
-    pub builder_api: String,
-    /// `APP_BUILDER_CONSOLE`.
-    pub builder_console: String,
-    /// `APP_ENV` (local, production; preview-pr always uses `preview`).
-    pub app_env: String,
+    /// The app spec's values this file sets (`values:`, and the older keys
+    /// `logLevel`, `lexemesTableName`, `builder.api`, `builder.console`, `appEnv`,
+    /// `migrationCommand`): value name → (the key that set it, the value).
+    pub values: BTreeMap<String, (String, String)>,
+    /// The application the stack deploys: [`App::builtin`] (Aphiria) unless
+    /// replaced with [`StackConfig::with_app`].
+    pub app_spec: App,
     /// The nginx image of the API pods (local, preview-pr, production).
     pub nginx_image: Option<String>,
     /// Image prefixes the stack may run (see [`StackConfig::check_image`]).
@@ -180,8 +190,6 @@ pub struct StackConfig {
     pub network_policies: bool,
     /// Per-client limits on the routes.
     pub connection_limit: ConnectionLimit,
-    /// Migration shell command (`None` = the component's default).
-    pub migration_command: Option<String>,
     /// Wildcard DNS records (preview-base; `None` = not managed).
     pub dns: Option<DnsConfig>,
     /// The DOKS cluster (preview-cluster; `None` for the other stacks).
@@ -320,6 +328,33 @@ pub struct ResourcesConfig {
     pub postgres: Option<ComputeResources>,
 }
 
+impl ResourcesConfig {
+    /// The keys of `resources:`, as an app spec names them.
+    pub const KEYS: [&'static str; 7] = [
+        "web",
+        "apiNginx",
+        "apiPhp",
+        "apiInit",
+        "migration",
+        "databaseJob",
+        "postgres",
+    ];
+
+    /// The requests/limits under `key` (`None`: not a key; `Some(None)`: unset).
+    pub fn get(&self, key: &str) -> Option<&Option<ComputeResources>> {
+        Some(match key {
+            "web" => &self.web,
+            "apiNginx" => &self.api_nginx,
+            "apiPhp" => &self.api_php,
+            "apiInit" => &self.api_init,
+            "migration" => &self.migration,
+            "databaseJob" => &self.database_job,
+            "postgres" => &self.postgres,
+            _ => return None,
+        })
+    }
+}
+
 /// The Gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -356,12 +391,6 @@ pub struct BundleSource {
     /// The bytes, once read ([`StackConfig::load`] reads them; building is pure).
     pub bytes: Option<Vec<u8>>,
 }
-
-/// `\Aphiria\Framework\Api\SynchronousApiApplicationBuilder` (the seed spec's value).
-pub const DEFAULT_BUILDER_API: &str = "\\Aphiria\\Framework\\Api\\SynchronousApiApplicationBuilder";
-/// `\Aphiria\Framework\Console\ConsoleApplicationBuilder` (the seed spec's value).
-pub const DEFAULT_BUILDER_CONSOLE: &str =
-    "\\Aphiria\\Framework\\Console\\ConsoleApplicationBuilder";
 
 /// The nginx of the API pods unless `nginxImage` says otherwise: the unprivileged
 /// build (runs as user 101, listens on 8080), pinned by digest. The digest is the

@@ -127,8 +127,8 @@ pub trait Stack: Send + Sync {
     /// Reads the stack's configuration (a file in `config_dir`, the
     /// environment) before [`Stack::build`]: the only step of a stack that may
     /// do IO. The default has none ([`Settings::none`]).
-    fn configure(&self, config_dir: &Path) -> Result<Settings, StackError> {
-        let _ = config_dir;
+    fn configure(&self, source: &ConfigSource<'_>) -> Result<Settings, StackError> {
+        let _ = source;
         Ok(Settings::none())
     }
 
@@ -180,6 +180,29 @@ impl StackParams {
     pub fn image(&self, name: &str) -> Option<&str> {
         self.images.get(name).map(String::as_str)
     }
+}
+
+/// Where a stack's configuration comes from, as the driver hands it to
+/// [`Stack::configure`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigSource<'a> {
+    /// The configuration directory (`--config-dir`; the built-in stacks read
+    /// `<dir>/<stack>.yaml`).
+    pub dir: &'a Path,
+    /// Where the app spec comes from, when the run builds the stack; `None`
+    /// when it builds nothing (`destroy`), so nothing of the app is read.
+    pub app: Option<AppSource<'a>>,
+}
+
+/// Where the app spec ([`crate::app_spec::App::discover`]) comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct AppSource<'a> {
+    /// The spec the run names (`--app`), if any.
+    pub explicit: Option<&'a Path>,
+    /// Where `preview-app.yaml` is looked for when none is named.
+    pub work_dir: &'a Path,
+    /// Extra manifests in place of the spec's (`--manifests`; `-` = stdin).
+    pub manifests: Option<&'a Path>,
 }
 
 /// Everything [`Stack::build`] gets.

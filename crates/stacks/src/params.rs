@@ -105,9 +105,55 @@ impl fmt::Display for PinnedImage {
     }
 }
 
+/// `--image KEY=REF`, repeated: the images by app image key. A flag without
+/// `=`, with an empty side, or a key given twice is an error naming the flag.
+/// (Whether the key is the app's and the reference is pinned and allowed is
+/// checked when the stack is built.)
+pub fn image_flags(flags: &[String]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut images = std::collections::BTreeMap::new();
+    for flag in flags {
+        let Some((key, image)) = flag
+            .split_once('=')
+            .filter(|(k, i)| !k.trim().is_empty() && !i.trim().is_empty())
+        else {
+            return Err(format!(
+                "--image {flag}: expected KEY=REF, e.g. --image worker=ghcr.io/org/worker@sha256:<64 hex>"
+            ));
+        };
+        if images
+            .insert(key.trim().to_owned(), image.trim().to_owned())
+            .is_some()
+        {
+            return Err(format!(
+                "--image {key}=…: given twice; pass one image per key"
+            ));
+        }
+    }
+    Ok(images)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_flags_are_key_equals_ref() {
+        let flags = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let images =
+            image_flags(&flags(&["api=ghcr.io/a/api@sha256:1", "worker=w"])).expect("parses");
+        assert_eq!(images["api"], "ghcr.io/a/api@sha256:1");
+        assert_eq!(images["worker"], "w");
+        assert_eq!(
+            image_flags(&flags(&["api"])).expect_err("no ="),
+            "--image api: expected KEY=REF, e.g. --image worker=ghcr.io/org/worker@sha256:<64 hex>"
+        );
+        assert!(image_flags(&flags(&["=x"])).is_err());
+        assert!(image_flags(&flags(&["api="])).is_err());
+        assert_eq!(
+            image_flags(&flags(&["api=a", "api=b"])).expect_err("twice"),
+            "--image api=…: given twice; pass one image per key"
+        );
+    }
 
     #[test]
     fn pr_numbers() {

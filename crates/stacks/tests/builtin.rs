@@ -83,13 +83,21 @@ fn configure_reads_the_stacks_config_file() {
             "production" => StackKind::Production,
             _ => StackKind::PreviewCluster,
         };
-        let settings = stack_def.configure(&config_dir()).expect("configure");
+        let dir = config_dir();
+        let source = stacks::ConfigSource {
+            dir: &dir,
+            app: None,
+        };
+        let settings = stack_def.configure(&source).expect("configure");
         let loaded = StackConfig::load(&config_dir(), kind).expect("load");
         assert_eq!(settings.fingerprint(), loaded.fingerprint());
         assert!(settings.get::<StackConfig>().is_some());
     }
     let missing = builtin::PreviewPr
-        .configure(std::path::Path::new("/nonexistent-config-dir"))
+        .configure(&stacks::ConfigSource {
+            dir: std::path::Path::new("/nonexistent-config-dir"),
+            app: None,
+        })
         .expect_err("preview-pr needs its domain");
     assert!(missing.to_string().contains("domain"), "{missing}");
 }

@@ -152,8 +152,11 @@ fn environment_overrides() {
         "config/preview-pr.yaml",
         &env,
     );
-    // (preview-pr also needs complete resources; the domain is found first)
-    assert!(!c.expect_err("resources").to_string().contains("`domain`"));
+    let c = c.expect("the domain comes from the environment");
+    assert_eq!(c.domain, "example.org");
+    // (preview-pr also needs complete resources, checked against the app when it is built)
+    let err = c.check_app().expect_err("resources").to_string();
+    assert!(err.contains("config key `resources."), "{err}");
     let bad = |name: &str| (name == "PREVIEW_TLS_ISSUER").then(|| "letsencrypt-prod".to_owned());
     let err = StackConfig::load_with_env(&config_dir(), StackKind::PreviewBase, &bad)
         .expect_err("bad issuer");

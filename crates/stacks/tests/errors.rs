@@ -336,7 +336,15 @@ fn resources_must_be_complete_under_a_quota() {
         "    limits: {memory: 512Mi, ephemeralStorage: 1Gi}\n",
     );
     assert_ne!(broken, text, "the fixture edit applies");
-    let err = config_from(&broken, StackKind::PreviewPr).expect_err("no cpu limit");
+    // Checked against the app's containers when the stack is built.
+    let config = config_from(&broken, StackKind::PreviewPr).expect("resolves");
+    let err = build_with(
+        &request(StackKind::PreviewPr, Some("123")),
+        &config,
+        &References::new(),
+        &FakeSecrets::all(),
+    )
+    .expect_err("no cpu limit");
     assert_eq!(
         err.to_string(),
         "missing config key `resources.apiPhp.limits.cpu` in config/preview-pr.yaml: the namespace has a ResourceQuota (cpu 2, memory 4Gi, ephemeral storage 4Gi, pods 5), so every container needs cpu, memory and ephemeral-storage requests and limits; add `resources.apiPhp.limits.cpu: …` to config/preview-pr.yaml"
@@ -407,6 +415,7 @@ fn images_are_checked_before_secrets_and_references() {
         pr: Some(PrNumber::parse("5").expect("pr")),
         web_image: Some("web:latest".into()),
         api_image: Some(API_IMAGE.into()),
+        images: Default::default(),
         db_role_password: None,
     };
     let err = build_with(

@@ -275,6 +275,7 @@ pub(super) async fn run(
         pr: None,
         web_image: image("web"),
         api_image: image("api"),
+        images: Vec::new(),
     };
     let notes = match &resolved.tested {
         Some(found) => {

@@ -65,6 +65,8 @@ pub struct ConfigFile {
     pub connection_limit: Option<ConnectionLimitFile>,
     /// Migration shell command.
     pub migration_command: Option<String>,
+    /// Values of the app spec (`{values.NAME}`), by name.
+    pub values: Option<std::collections::BTreeMap<String, String>>,
     /// Wildcard DNS records for the preview hosts (preview-base).
     pub dns: Option<DnsFile>,
     /// The DigitalOcean Kubernetes cluster (preview-cluster).
@@ -436,6 +438,7 @@ impl ConfigFile {
         add(self.network_policies.is_some(), "networkPolicies");
         add(self.connection_limit.is_some(), "connectionLimit");
         add(self.migration_command.is_some(), "migrationCommand");
+        add(self.values.is_some(), "values");
         add(self.dns.is_some(), "dns");
         add(self.cluster.is_some(), "cluster");
         add(self.plan_identity.is_some(), "planIdentity");
@@ -464,6 +467,7 @@ pub(super) fn readers(key: &str) -> &'static [StackKind] {
         | "nginxImage"
         | "connectionLimit"
         | "migrationCommand"
+        | "values"
         | "resources.web"
         | "resources.apiNginx"
         | "resources.apiPhp"

@@ -1,6 +1,7 @@
 //! Resolution of a [`ConfigFile`] for one stack: the readers check,
 //! environment overrides, defaults, value checks and required keys.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use components::{
@@ -12,10 +13,10 @@ use super::file::{
     IssuerKind, PlanIdentityFile, QuantityValue, QuotaFile, ResourcesFile, TlsFile, readers,
 };
 use super::{
-    BundleSource, ClusterConfig, DEFAULT_BUILDER_API, DEFAULT_BUILDER_CONSOLE, DatabaseConfig,
-    DnsConfig, EnvLookup, ExternalDatabase, GatewayConfig, PlanIdentity, PullSecretConfig,
-    ResourcesConfig, StackConfig, TlsConfig,
+    BundleSource, ClusterConfig, DatabaseConfig, DnsConfig, EnvLookup, ExternalDatabase,
+    GatewayConfig, PlanIdentity, PullSecretConfig, ResourcesConfig, StackConfig, TlsConfig,
 };
+use crate::app_spec::App;
 use crate::{StackError, StackKind};
 
 /// Resolves a [`ConfigFile`] for one stack.
@@ -99,6 +100,7 @@ impl Resolver<'_> {
     pub(super) fn resolve(&self, file: ConfigFile) -> Result<StackConfig, StackError> {
         use StackKind::{Local, PreviewBase, PreviewCluster, PreviewPr, Production};
         let kind = self.kind;
+        let values = self.values(&file)?;
 
         let domain = match (file.domain, kind) {
             (Some(d), _) => d,
@@ -130,9 +132,6 @@ impl Resolver<'_> {
         let database = self.database(file.database.unwrap_or_default(), &app)?;
         let quota = self.quota(file.quota)?;
         let resources = self.resources(file.resources.unwrap_or_default())?;
-        if let Some(quota) = &quota {
-            self.require_complete_resources(&resources, quota, &database, &namespace)?;
-        }
 
         let replicas = file
             .replicas
@@ -147,19 +146,9 @@ impl Resolver<'_> {
                 ),
             ));
         }
-        let log_level = file
-            .log_level
-            .unwrap_or_else(|| if kind == Production { "info" } else { "debug" }.to_owned());
-        let builder = file.builder.unwrap_or_default();
-        let app_env = file.app_env.unwrap_or_else(|| {
-            match kind {
-                Local => "development",
-                PreviewPr => "preview",
-                PreviewBase | Production | PreviewCluster => "production",
-            }
-            .to_owned()
-        });
 
+        let nginx_in_file = file.nginx_image.is_some();
+        let postgres_in_file = file.postgres_image.is_some();
         let nginx_image = match (file.nginx_image, kind) {
             (Some(image), _) => Some(image),
             (None, Local | PreviewPr | Production) => Some(super::DEFAULT_NGINX_IMAGE.to_owned()),
@@ -274,15 +263,8 @@ impl Resolver<'_> {
             quota,
             resources,
             replicas,
-            log_level,
-            lexemes_table_name: file.lexemes_table_name.unwrap_or_default(),
-            builder_api: builder
-                .api
-                .unwrap_or_else(|| DEFAULT_BUILDER_API.to_owned()),
-            builder_console: builder
-                .console
-                .unwrap_or_else(|| DEFAULT_BUILDER_CONSOLE.to_owned()),
-            app_env,
+            values,
+            app_spec: App::builtin(),
             nginx_image,
             allowed_images,
             pod_security,
@@ -298,15 +280,25 @@ impl Resolver<'_> {
             protect: file.protect.unwrap_or(true),
             network_policies: file.network_policies.unwrap_or(true),
             connection_limit,
-            migration_command: file.migration_command,
             dns,
             cluster,
             plan_identity: self.plan_identity(file.plan_identity)?,
         };
         // Images from this file, against the allowed prefixes, before anything runs.
+        // nginxImage / postgresImage when the file names them; the defaults are
+        // checked when the stack is built, if its app runs them (`check_app`).
         let configured = [
-            ("nginxImage", config.nginx_image.as_deref()),
-            ("postgresImage", config.postgres_image.as_deref()),
+            (
+                "nginxImage",
+                config.nginx_image.as_deref().filter(|_| nginx_in_file),
+            ),
+            (
+                "postgresImage",
+                config
+                    .postgres_image
+                    .as_deref()
+                    .filter(|_| postgres_in_file),
+            ),
         ];
         for (key, image) in configured {
             if let Some(image) = image {
@@ -314,6 +306,43 @@ impl Resolver<'_> {
             }
         }
         Ok(config)
+    }
+
+    /// The app values the file sets: `values:` and the older keys that name one
+    /// value each (name → (key, value)); a value set twice is an error naming both keys.
+    fn values(&self, file: &ConfigFile) -> Result<BTreeMap<String, (String, String)>, StackError> {
+        let builder = file.builder.clone().unwrap_or_default();
+        let legacy = [
+            ("logLevel", "logLevel", file.log_level.clone()),
+            (
+                "lexemesTableName",
+                "lexemesTableName",
+                file.lexemes_table_name.clone(),
+            ),
+            ("builder.api", "builderApi", builder.api),
+            ("builder.console", "builderConsole", builder.console),
+            ("appEnv", "appEnv", file.app_env.clone()),
+            (
+                "migrationCommand",
+                "migrationCommand",
+                file.migration_command.clone(),
+            ),
+        ];
+        let mut out = BTreeMap::new();
+        for (name, value) in file.values.clone().unwrap_or_default() {
+            out.insert(name.clone(), (format!("values.{name}"), value));
+        }
+        for (key, name, value) in legacy {
+            let Some(value) = value else { continue };
+            if let Some((other, _)) = out.get(name) {
+                return Err(self.invalid(
+                    key,
+                    format!("sets the app value `{name}`, and so does `{other}`; keep one"),
+                ));
+            }
+            out.insert(name.to_owned(), (key.to_owned(), value));
+        }
+        Ok(out)
     }
 
     /// `allowedImages`: the default (see the module docs of `config`), or the
@@ -687,60 +716,6 @@ impl Resolver<'_> {
             database_job: convert("databaseJob", file.database_job)?,
             postgres: convert("postgres", file.postgres)?,
         })
-    }
-
-    fn require_complete_resources(
-        &self,
-        resources: &ResourcesConfig,
-        quota: &Quota,
-        database: &DatabaseConfig,
-        namespace: &str,
-    ) -> Result<(), StackError> {
-        let mut containers = vec![
-            ("web", &resources.web),
-            ("apiNginx", &resources.api_nginx),
-            ("apiPhp", &resources.api_php),
-            ("apiInit", &resources.api_init),
-            ("migration", &resources.migration),
-        ];
-        let own_server_in_namespace = self.kind != StackKind::PreviewPr
-            && database.external.is_none()
-            && database.namespace == namespace;
-        if own_server_in_namespace {
-            containers.push(("postgres", &resources.postgres));
-            containers.push(("databaseJob", &resources.database_job));
-        }
-        for (name, value) in containers {
-            let empty = ComputeResources::default();
-            let value = value.as_ref().unwrap_or(&empty);
-            for (section, cm) in [("requests", &value.requests), ("limits", &value.limits)] {
-                let mut fields = vec![("cpu", &cm.cpu), ("memory", &cm.memory)];
-                if quota.ephemeral_storage.is_some() {
-                    fields.push(("ephemeralStorage", &cm.ephemeral_storage));
-                }
-                for (field, v) in fields {
-                    if v.is_none() {
-                        let key = format!("resources.{name}.{section}.{field}");
-                        let mut err = self.missing(&key, &format!("{key}: …"), None);
-                        if let StackError::Missing { hint, .. } = &mut err {
-                            let (storage, what) = match &quota.ephemeral_storage {
-                                Some(s) => (
-                                    format!(", ephemeral storage {s}"),
-                                    "cpu, memory and ephemeral-storage",
-                                ),
-                                None => (String::new(), "cpu and memory"),
-                            };
-                            *hint = format!(
-                                "the namespace has a ResourceQuota (cpu {}, memory {}{storage}, pods {}), so every container needs {what} requests and limits; {hint}",
-                                quota.cpu, quota.memory, quota.pods
-                            );
-                        }
-                        return Err(err);
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn tls(&self, tls: TlsFile) -> Result<TlsConfig, StackError> {
@@ -1130,18 +1105,19 @@ mod tests {
             network_policies: Some(true),
             connection_limit: Some(ConnectionLimitFile::default()),
             migration_command: Some("m".into()),
+            values: Some(Default::default()),
             dns: Some(DnsFile::default()),
             cluster: Some(ClusterFile::default()),
             plan_identity: Some(PlanIdentityFile::default()),
         };
         let keys = all.present_keys();
-        assert_eq!(keys.len(), 45);
+        assert_eq!(keys.len(), 46);
         let all_stacks = readers("domain");
         let specific = keys
             .iter()
             .filter(|k| readers(k).len() < all_stacks.len())
             .count();
-        assert_eq!(specific, 38, "{keys:?}");
+        assert_eq!(specific, 39, "{keys:?}");
     }
 
     #[test]

@@ -20,13 +20,13 @@
 //! assert_eq!(builtin::PreviewPr.references(), ["preview-base"]);
 //! ```
 
-use std::path::Path;
 use std::sync::Arc;
 
 use preview_core::ProviderName;
 
+use crate::app_spec::App;
 use crate::config::StackConfig;
-use crate::definition::{ProviderSettings, Stack, StackInput};
+use crate::definition::{ConfigSource, ProviderSettings, Stack, StackInput};
 use crate::settings::Settings;
 use crate::{References, StackBuild, StackError, StackKind, StackRequest};
 
@@ -42,8 +42,11 @@ pub fn all() -> Vec<Arc<dyn Stack>> {
 }
 
 /// The stacks' configuration, read for `kind`.
-fn configure(kind: StackKind, dir: &Path) -> Result<Settings, StackError> {
-    let config = StackConfig::load(dir, kind)?;
+fn configure(kind: StackKind, source: &ConfigSource<'_>) -> Result<Settings, StackError> {
+    let mut config = StackConfig::load(source.dir, kind)?;
+    if let (true, Some(app)) = (crate::uses_app(kind), source.app) {
+        config = config.with_app(App::discover(app.explicit, app.work_dir, app.manifests)?);
+    }
     Ok(Settings::new(config.fingerprint(), config))
 }
 
@@ -61,6 +64,7 @@ fn build(kind: StackKind, input: &StackInput<'_>) -> Result<StackBuild, StackErr
         pr: input.params.pr.clone(),
         web_image: input.params.images.get("web").cloned(),
         api_image: input.params.images.get("api").cloned(),
+        images: input.params.images.clone(),
         db_role_password: input.params.generated_password.clone(),
     };
     crate::build(&request, config, input.references, input.secrets)
@@ -122,8 +126,8 @@ macro_rules! builtin {
                 providers($kind)
             }
 
-            fn configure(&self, config_dir: &Path) -> Result<Settings, StackError> {
-                configure($kind, config_dir)
+            fn configure(&self, source: &ConfigSource<'_>) -> Result<Settings, StackError> {
+                configure($kind, source)
             }
 
             fn provider_settings(

@@ -89,6 +89,7 @@ mod tests {
             pr: None,
             web_image: None,
             api_image: None,
+            images: Default::default(),
             db_role_password: None,
         };
         crate::build(

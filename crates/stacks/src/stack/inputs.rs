@@ -10,41 +10,30 @@ use serde_json::Value;
 use crate::config::StackConfig;
 use crate::{PinnedImage, SecretSource, StackError};
 
-/// The image given to `flag` (`--web-image`), which must be pinned by digest and
-/// allowed by the config's `allowedImages`. `env` is the environment variable
-/// the CLI also reads for it.
+/// The image given to `flag` (`--web-image`, `--image worker`), which must be
+/// pinned by digest and allowed by the config's `allowedImages`. `env` is the
+/// environment variable the CLI also reads for it.
 pub(crate) fn pinned_image(
     config: &StackConfig,
     flag: &str,
-    env: &str,
+    env: Option<&str>,
     what: &str,
     raw: Option<&str>,
 ) -> Result<PinnedImage, StackError> {
-    let raw = raw.ok_or_else(|| StackError::Missing {
-        what: flag.to_owned(),
-        hint: format!(
-            "pass the {what} image pinned by digest: {flag} NAME@sha256:<64 hex> (or set {env})"
-        ),
+    let raw = raw.ok_or_else(|| {
+        let example = match flag.strip_prefix("--image ") {
+            Some(key) => format!("--image {key}=NAME@sha256:<64 hex>"),
+            None => format!("{flag} NAME@sha256:<64 hex>"),
+        };
+        let env = env.map(|e| format!(" (or set {e})")).unwrap_or_default();
+        StackError::Missing {
+            what: flag.to_owned(),
+            hint: format!("pass the {what} image pinned by digest: {example}{env}"),
+        }
     })?;
     let image = PinnedImage::parse(flag, raw).map_err(StackError::Invalid)?;
     config.check_image(flag, image.as_str())?;
     Ok(image)
-}
-
-/// The `--web-image` of a request.
-pub(crate) fn web_image(
-    config: &StackConfig,
-    raw: Option<&str>,
-) -> Result<PinnedImage, StackError> {
-    pinned_image(config, "--web-image", "PREVIEW_WEB_IMAGE", "web", raw)
-}
-
-/// The `--api-image` of a request.
-pub(crate) fn api_image(
-    config: &StackConfig,
-    raw: Option<&str>,
-) -> Result<PinnedImage, StackError> {
-    pinned_image(config, "--api-image", "PREVIEW_API_IMAGE", "API", raw)
 }
 
 /// The secret `name`, or [`StackError::Missing`] saying how to provide it.

@@ -3,8 +3,9 @@
 //!
 //! The composition is `standalone.rs`'s (gateway, PostgreSQL, application in
 //! namespace `aphiria-local`) with:
-//! - images from `--web-image` / `--api-image` when given, else `images.web` /
-//!   `images.api` (default `aphiria/web:local`, `aphiria/api:local`), not
+//! - images from `--image KEY=REF` (`--web-image` / `--api-image`) when given,
+//!   else `images.web` / `images.api` (default `<app>/<key>:local`:
+//!   `aphiria/web:local`, `aphiria/api:local`), not
 //!   required to be pinned, pulled `IfNotPresent` so images loaded into the
 //!   node (`minikube image load`, `kind load`) are used; `allowedImages` also
 //!   allows `<app>/` by default for them;
@@ -22,9 +23,9 @@
 use components::ImagePullPolicy;
 use preview_core::validate::Policy;
 
-use super::app::Images;
-use super::inputs::required;
+use super::app::local_images;
 use super::standalone::Standalone;
+use crate::app_spec::render::Images;
 use crate::config::StackConfig;
 use crate::{SecretSource, StackBuild, StackError, StackKind, StackRequest};
 
@@ -36,30 +37,9 @@ pub fn build(
 ) -> Result<StackBuild, StackError> {
     // Not necessarily pinned, but from an allowed prefix (by default also `<app>/`,
     // the local builds' names).
-    let image = |flag: &str, given: &Option<String>, key: &str, default: &String| {
-        let (source, image) = match given {
-            Some(image) => (flag.to_owned(), image.clone()),
-            None => (
-                format!("config key `{key}` in {}:", config.origin),
-                default.clone(),
-            ),
-        };
-        config.check_image(&source, &image).map(|()| image)
-    };
     let images = Images {
-        web: image(
-            "--web-image",
-            &request.web_image,
-            "images.web",
-            &config.local_web_image,
-        )?,
-        api: image(
-            "--api-image",
-            &request.api_image,
-            "images.api",
-            &config.local_api_image,
-        )?,
-        nginx: required(config, &config.nginx_image, "nginxImage")?.to_owned(),
+        refs: local_images(request, config)?,
+        nginx: config.nginx_image.clone(),
         pull_policy: ImagePullPolicy::IfNotPresent,
         pull_secrets: Vec::new(),
     };

@@ -11,8 +11,11 @@
 //! | [`production`] | `production` | the same as `local` with pinned images, 2+ replicas, Let's Encrypt, persistent and protected database |
 //! | [`preview_cluster`] | `preview-cluster` | the DigitalOcean Kubernetes cluster (optional; instead of your own kubeconfig), protected; its kubeconfig is recorded sealed by the engine |
 //!
-//! Shared pieces: [`app`] (the application: env, database, migration, API, web,
-//! routes), `standalone` (local and production), `gateway` (gateway namespace,
+//! The application in `local`, `preview-pr` and `production` is the config's app
+//! spec ([`crate::app_spec`]; the built-in one is Aphiria's: env, database,
+//! migration, API, web, routes), rendered by [`crate::app_spec::render`].
+//!
+//! Shared pieces: [`app`] (the app's images from the request), `standalone` (local and production), `gateway` (gateway namespace,
 //! TLS issuer, Gateway), `server` (the PostgreSQL server), `bundles` (upstream
 //! manifests), `dns` (wildcard DNS records), `inputs` (flags, secrets, outputs).
 //!
@@ -66,6 +69,7 @@ pub fn build(
             request.kind.as_str()
         )));
     }
+    config.check_app()?;
     match request.kind {
         StackKind::Local => local::build(request, config, secrets),
         StackKind::PreviewBase => preview_base::build(request, config, secrets),

@@ -9,7 +9,9 @@
 //! the secrets (`REGISTRY_TOKEN` with `registryPullSecret: true`; the PR never
 //! needs the server's superuser password).
 //!
-//! Resources (namespace `preview-pr-N`):
+//! Resources (namespace `preview-pr-N`), for the built-in app spec (Aphiria;
+//! another spec renders its own services, jobs, env and routes the same way,
+//! and without `addons.postgres` no database, role or database egress):
 //! - `Namespace` (PodSecurity `restricted` enforced, audited and warned; never
 //!   relaxed for a preview), `ResourceQuota` `preview-pr-N-quota` (`quota`,
 //!   default 2 CPU / 4Gi memory / 4Gi ephemeral storage / 5 pods) and the
@@ -40,7 +42,9 @@
 //! A longer one is rejected here, naming the first name that would be too long.
 //!
 //! # Outputs
-//! `webUrl`, `apiUrl`, `namespace`, `databaseName`, `webImage`, `apiImage` (the
+//! `<route>Url` per route, `namespace`, `databaseName` (with the database
+//! add-on), `<key>Image` per image key — for Aphiria `webUrl`, `apiUrl`,
+//! `namespace`, `databaseName`, `webImage`, `apiImage` (the
 //! full pinned references `NAME@sha256:…`, which a successful `up` also records as tested for `promote`),
 //! and, added by the binary, [`DB_ROLE_PASSWORD_OUTPUT`] (`dbRolePassword`,
 //! sealed: the database role's password, shown only as `[secret]`).
@@ -54,12 +58,12 @@ use components::{
 use preview_core::schema::database::JobSettings;
 use preview_core::validate::Policy;
 
-use super::app::{App, EnvValues, Images, Route, env_vars};
-use super::inputs::{
-    api_image, labels, plain, pull_secret, pull_secret_names, required, web_image,
-};
+use super::app::pinned_images;
+use super::inputs::{labels, plain, pull_secret, pull_secret_names};
 use super::preview_base::{API_SUBDOMAIN, BaseOutputs, WEB_SUBDOMAIN};
 use super::server::job_resources;
+use crate::app_spec::network as app_network;
+use crate::app_spec::render::{Database, EnvNames, Images, Instance, Renderer};
 use crate::config::StackConfig;
 use crate::{PrNumber, References, SecretSource, StackBuild, StackError, StackRequest};
 
@@ -153,8 +157,7 @@ pub fn build(
     // Parameters first (they need nothing else), then the base stack's outputs.
     let names = PrNames::new(pr, config);
     names.check(pr)?;
-    let web = web_image(config, request.web_image.as_deref())?;
-    let api = api_image(config, request.api_image.as_deref())?;
+    let images = pinned_images(request, config)?;
     let base = BaseOutputs::from_references(references)?;
     if base.domain != config.domain {
         return Err(StackError::Invalid(format!(
@@ -162,34 +165,45 @@ pub fn build(
             config.origin, config.domain, base.domain, base.domain, base.domain
         )));
     }
-    let nginx = required(config, &config.nginx_image, "nginxImage")?;
-    let role_password = request
-        .db_role_password
-        .clone()
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| StackError::Missing {
-            what: "the password of the preview's database role".into(),
-            hint: "the stacks binary generates it on the first `up` and keeps it sealed in the stack's state; set PREVIEW_STATE_PASSPHRASE (or PREVIEW_STATE_PASSPHRASE_FILE)".into(),
-        })?;
+    let app = &config.app_spec;
+    let with_database = app.spec.addons.postgres.is_some();
+    let role_password = if with_database {
+        Some(
+            request
+                .db_role_password
+                .clone()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| StackError::Missing {
+                    what: "the password of the preview's database role".into(),
+                    hint: "the stacks binary generates it on the first `up` and keeps it sealed in the stack's state; set PREVIEW_STATE_PASSPHRASE (or PREVIEW_STATE_PASSPHRASE_FILE)".into(),
+                })?,
+        )
+    } else {
+        None
+    };
 
     let labels = labels(config, &instance);
     let ns = names.namespace.as_str();
 
     let mut network = NetworkIsolation::new(base.gateway_namespace.as_str());
-    network.database = Some(
-        match DatabaseEgress::in_cluster(base.db_namespace.as_str()) {
-            DatabaseEgress::InCluster {
-                namespace,
-                pod_selector,
-                ..
-            } => DatabaseEgress::InCluster {
-                namespace,
-                pod_selector,
-                port: base.db_port,
+    network.ingress_ports = app_network::ingress_ports(app);
+    network.rules = app_network::rules(app);
+    if with_database {
+        network.database = Some(
+            match DatabaseEgress::in_cluster(base.db_namespace.as_str()) {
+                DatabaseEgress::InCluster {
+                    namespace,
+                    pod_selector,
+                    ..
+                } => DatabaseEgress::InCluster {
+                    namespace,
+                    pod_selector,
+                    port: base.db_port,
+                },
+                other => other,
             },
-            other => other,
-        },
-    );
+        );
+    }
     let namespace = PreviewNamespace {
         labels: labels.clone(),
         pod_security: Some(PodSecurity::new(PodSecurityLevel::Restricted)),
@@ -200,90 +214,111 @@ pub fn build(
     .build()?;
     let pull = pull_secret(config, ns, &labels, secrets)?;
 
-    let database = LogicalDatabase {
-        port: base.db_port,
-        job: Some(JobSettings {
-            namespace: base.db_namespace.clone(),
-            image: base.db_job_image.clone(),
-            credentials_secret: base.db_credentials_secret.clone(),
-            image_pull_secrets: base.db_image_pull_secrets.clone(),
-            resources: job_resources(config),
-        }),
-        role: Some(DatabaseRole {
-            password: role_password.clone(),
-            connection_limit: config.database.connection_limit,
-        }),
-        ..LogicalDatabase::new(
-            names.database.as_str(),
-            names.database.as_str(),
-            base.db_host.as_str(),
-            instance.as_str(),
-        )
+    let database = match &role_password {
+        Some(role_password) => {
+            let resource = LogicalDatabase {
+                port: base.db_port,
+                job: Some(JobSettings {
+                    namespace: base.db_namespace.clone(),
+                    image: base.db_job_image.clone(),
+                    credentials_secret: base.db_credentials_secret.clone(),
+                    image_pull_secrets: base.db_image_pull_secrets.clone(),
+                    resources: job_resources(config),
+                }),
+                role: Some(DatabaseRole {
+                    password: role_password.clone(),
+                    connection_limit: config.database.connection_limit,
+                }),
+                ..LogicalDatabase::new(
+                    names.database.as_str(),
+                    names.database.as_str(),
+                    base.db_host.as_str(),
+                    instance.as_str(),
+                )
+            }
+            .build()?;
+            Some(Database {
+                resource,
+                host: base.db_host.clone(),
+                port: base.db_port,
+                name: names.database.clone(),
+                // The PR's own role, never the server's superuser.
+                user: names.database.clone(),
+                password: role_password.clone(),
+            })
+        }
+        None => None,
+    };
+
+    let renderer = Renderer::new(
+        app,
+        Instance {
+            stack: config.stack,
+            config,
+            namespace: ns,
+            pr: Some(pr.to_string()),
+            database,
+        },
+    )?;
+    // Every route host under one of the base gateway's wildcards.
+    let web_parent = format!("{WEB_SUBDOMAIN}.{}", base.domain);
+    let api_parent = format!("{API_SUBDOMAIN}.{}", base.domain);
+    let mut sections = BTreeMap::new();
+    for (route, host) in renderer.hosts() {
+        let parent = host.split_once('.').map(|(_, parent)| parent);
+        let section = if parent == Some(web_parent.as_str()) {
+            &base.web_section
+        } else if parent == Some(api_parent.as_str()) {
+            &base.api_section
+        } else {
+            return Err(StackError::Invalid(format!(
+                "{}: {host} is not covered by the preview gateway: a preview's hosts are `<label>.{web_parent}` or `<label>.{api_parent}` (its wildcard certificate and listeners)",
+                renderer.host_source(route)
+            )));
+        };
+        sections.insert(route.clone(), section.clone());
     }
-    .build()?;
-
-    let web_url = format!("https://{}", names.web_host);
-    let api_url = format!("https://{}", names.api_host);
-    let cookie_domain = format!(".{}", names.web_host);
-    let mut env = env_vars(
-        config,
-        &EnvValues {
-            app_env: "preview",
-            web_url: &web_url,
-            api_url: &api_url,
-            cookie_domain: &cookie_domain,
-            db_host: &base.db_host,
-            db_port: base.db_port,
-            db_name: &names.database,
-        },
-    );
-    env.insert("PR_NUMBER".to_owned(), pr.to_string());
-    // The PR's own role, never the server's superuser.
-    env.insert("DB_USER".to_owned(), names.database.clone());
-
-    let listener = |section: &str| GatewayRef {
-        name: base.gateway_name.clone(),
-        namespace: base.gateway_namespace.clone(),
-        section_name: Some(section.to_owned()),
+    let listener = |route: &str| -> Result<GatewayRef, StackError> {
+        Ok(GatewayRef {
+            name: base.gateway_name.clone(),
+            namespace: base.gateway_namespace.clone(),
+            section_name: sections.get(route).cloned(),
+        })
     };
-    let app = App {
-        config,
-        labels,
-        namespace: ns,
-        env_config_map: names.config_map.clone(),
-        env_secret: names.secret.clone(),
-        env,
-        db_password: role_password,
-        database,
-        images: Images {
-            web: web.to_string(),
-            api: api.to_string(),
-            nginx: nginx.to_owned(),
-            pull_policy: ImagePullPolicy::IfNotPresent,
-            pull_secrets: pull_secret_names(pull.as_ref()),
-        },
-        web: Route {
-            host: names.web_host.clone(),
-            listener: listener(&base.web_section),
-        },
-        api: Route {
-            host: names.api_host.clone(),
-            listener: listener(&base.api_section),
-        },
+    let images = Images {
+        refs: images
+            .iter()
+            .map(|(key, image)| (key.clone(), image.to_string()))
+            .collect(),
+        nginx: config.nginx_image.clone(),
+        pull_policy: ImagePullPolicy::IfNotPresent,
+        pull_secrets: pull_secret_names(pull.as_ref()),
     };
+    let rendered = renderer.render(
+        &labels,
+        &EnvNames {
+            config_map: names.config_map.clone(),
+            secret: names.secret.clone(),
+        },
+        &images,
+        &listener,
+    )?;
 
     let mut resources = namespace.into_resources();
     resources.extend(pull);
-    resources.extend(app.build()?);
+    resources.extend(rendered.resources);
 
-    let outputs = BTreeMap::from([
-        ("webUrl".to_owned(), plain(web_url)),
-        ("apiUrl".to_owned(), plain(api_url)),
-        ("namespace".to_owned(), plain(ns)),
-        ("databaseName".to_owned(), plain(names.database.as_str())),
-        ("webImage".to_owned(), plain(web.as_str())),
-        ("apiImage".to_owned(), plain(api.as_str())),
-    ]);
+    let mut outputs = BTreeMap::new();
+    for (route, url) in rendered.urls {
+        outputs.insert(format!("{route}Url"), plain(url));
+    }
+    outputs.insert("namespace".to_owned(), plain(ns));
+    if with_database {
+        outputs.insert("databaseName".to_owned(), plain(names.database.as_str()));
+    }
+    for (key, image) in &images.refs {
+        outputs.insert(format!("{key}Image"), plain(image.as_str()));
+    }
     Ok(StackBuild {
         name: instance,
         resources,

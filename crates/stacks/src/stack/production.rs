@@ -2,7 +2,7 @@
 //!
 //! The composition is `standalone.rs`'s (gateway, PostgreSQL, application in
 //! `namespace`, default `aphiria`) with:
-//! - `--web-image` / `--api-image` pinned by digest — the digests that were tested
+//! - every image of the app (`--image KEY=REF`; `--web-image` / `--api-image`) pinned by digest — the digests that were tested
 //!   in a preview (the `promote` command takes them from the tested-image record
 //!   that preview's successful `up` wrote;
 //!   images are never rebuilt for production);
@@ -21,9 +21,9 @@
 use components::ImagePullPolicy;
 use preview_core::validate::Policy;
 
-use super::app::Images;
-use super::inputs::{api_image, required, web_image};
+use super::app::pinned_images;
 use super::standalone::Standalone;
+use crate::app_spec::render::Images;
 use crate::config::StackConfig;
 use crate::{SecretSource, StackBuild, StackError, StackKind, StackRequest};
 
@@ -33,12 +33,13 @@ pub fn build(
     config: &StackConfig,
     secrets: &dyn SecretSource,
 ) -> Result<StackBuild, StackError> {
-    let web = web_image(config, request.web_image.as_deref())?;
-    let api = api_image(config, request.api_image.as_deref())?;
+    let refs = pinned_images(request, config)?
+        .into_iter()
+        .map(|(key, image)| (key, image.to_string()))
+        .collect();
     let images = Images {
-        web: web.to_string(),
-        api: api.to_string(),
-        nginx: required(config, &config.nginx_image, "nginxImage")?.to_owned(),
+        refs,
+        nginx: config.nginx_image.clone(),
         pull_policy: ImagePullPolicy::IfNotPresent,
         pull_secrets: Vec::new(),
     };

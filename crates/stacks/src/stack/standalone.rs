@@ -30,11 +30,12 @@ use components::{
 use preview_core::schema::database::JobSettings;
 use preview_core::validate::Policy;
 
-use super::app::{App, EnvValues, Images, Route, env_vars};
 use super::bundles::{bundle_resources, merge};
 use super::gateway::gateway;
 use super::inputs::{labels, plain, protect, pull_secret, pull_secret_names, secret};
 use super::server::{job_resources, postgres};
+use crate::app_spec::network;
+use crate::app_spec::render::{Database, EnvNames, Images, Instance, Renderer};
 use crate::config::StackConfig;
 use crate::{SecretSource, StackBuild, StackError};
 
@@ -49,7 +50,7 @@ pub(crate) struct Standalone<'a> {
     pub config: &'a StackConfig,
     /// Stack name (`local`, `production`).
     pub name: &'a str,
-    /// Images (web, API, nginx) and pull policy; pull secrets are added here.
+    /// Images (by key, nginx) and pull policy; pull secrets are added here.
     pub images: Images,
     /// Protect namespaces, the server and the database.
     pub protect: bool,
@@ -61,14 +62,125 @@ impl Standalone<'_> {
     /// Builds the stack.
     pub(crate) fn build(self, secrets: &dyn SecretSource) -> Result<StackBuild, StackError> {
         let config = self.config;
+        let app = &config.app_spec;
         let labels = labels(config, self.name);
-        let password = secret(secrets, super::DB_PASSWORD)?;
+        let with_database = app.spec.addons.postgres.is_some();
+        let password = if with_database {
+            Some(secret(secrets, super::DB_PASSWORD)?)
+        } else {
+            None
+        };
         let bundles = bundle_resources(config)?;
 
-        let hosts = listeners(config)?;
-        let edge = gateway(config, &labels, hosts, &bundles, secrets, self.protect)?;
-        let section = |host: &str| {
-            edge.gateway
+        let ns = config.namespace.as_str();
+        let app_pull = pull_secret(config, ns, &labels, secrets)?;
+        let pull_names = pull_secret_names(app_pull.as_ref());
+
+        // The database side: the stack's own server (or an external one) and the
+        // app's database on it.
+        let mut server_resources = Vec::new();
+        let mut egress = None;
+        let mut database = None;
+        if let Some(password) = &password {
+            let (db_host, db_port, db_egress, job) = match &config.database.external {
+                Some(external) => {
+                    let egress = match (&external.cidr, config.network_policies) {
+                        (Some(cidr), _) => Some(DatabaseEgress::Cidr {
+                            cidr: cidr.clone(),
+                            port: external.port,
+                        }),
+                        (None, false) => None,
+                        (None, true) => {
+                            return Err(StackError::Missing {
+                                what: format!("config key `database.cidr` in {}", config.origin),
+                                hint: "with `database.host` set and NetworkPolicies on, the policy needs the server's address range (e.g. `cidr: 10.110.0.0/20`); or set `networkPolicies: false`".into(),
+                            });
+                        }
+                    };
+                    // Not our server: only the direct executor reaches it.
+                    (external.host.clone(), external.port, egress, None)
+                }
+                None => {
+                    let db_ns = config.database.namespace.as_str();
+                    let server_pull = if db_ns == ns {
+                        None
+                    } else {
+                        pull_secret(config, db_ns, &labels, secrets)?
+                    };
+                    let server_pull_names = if db_ns == ns {
+                        pull_names.clone()
+                    } else {
+                        pull_secret_names(server_pull.as_ref())
+                    };
+                    let server = postgres(
+                        config,
+                        &labels,
+                        password.clone(),
+                        server_pull_names,
+                        self.protect,
+                        None,
+                    )?;
+                    server_resources.extend(server_pull);
+                    server_resources.extend(server.resources);
+                    let job = JobSettings {
+                        resources: job_resources(config),
+                        ..server.job
+                    };
+                    (
+                        server.host,
+                        server.port,
+                        Some(DatabaseEgress::in_cluster(db_ns)),
+                        Some(job),
+                    )
+                }
+            };
+            egress = db_egress;
+            let resource = LogicalDatabase {
+                port: db_port,
+                job,
+                ..LogicalDatabase::new(
+                    config.database.name.as_str(),
+                    config.database.user.as_str(),
+                    db_host.as_str(),
+                    self.name,
+                )
+            }
+            .build()?;
+            database = Some(Database {
+                resource: protect(resource, self.protect),
+                host: db_host,
+                port: db_port,
+                name: config.database.name.clone(),
+                user: config.database.user.clone(),
+                password: password.clone(),
+            });
+        }
+
+        let renderer = Renderer::new(
+            app,
+            Instance {
+                stack: config.stack,
+                config,
+                namespace: ns,
+                pr: None,
+                database,
+            },
+        )?;
+        let hosts: Vec<(String, String, String)> = renderer
+            .hosts()
+            .iter()
+            .map(|(route, host)| (route.clone(), host.clone(), renderer.host_source(route)))
+            .collect();
+        let wildcards = listeners(&hosts)?;
+        let edge = gateway(config, &labels, wildcards, &bundles, secrets, self.protect)?;
+        let listener = |route: &str| -> Result<GatewayRef, StackError> {
+            let host = hosts
+                .iter()
+                .find(|(name, _, _)| name == route)
+                .map(|(_, host, _)| host.as_str())
+                .unwrap_or_default();
+            let section = edge
+                .gateway
                 .section_for(host)
                 .map(str::to_owned)
                 .ok_or_else(|| {
@@ -76,78 +188,21 @@ impl Standalone<'_> {
                         "no gateway listener covers {host} (config {})",
                         config.origin
                     ))
-                })
-        };
-        let listener = |host: &str| -> Result<GatewayRef, StackError> {
+                })?;
             Ok(GatewayRef {
                 name: edge.gateway.name.clone(),
                 namespace: edge.gateway.namespace.clone(),
-                section_name: Some(section(host)?),
+                section_name: Some(section),
             })
         };
-        let web_listener = listener(&config.web_host)?;
-        let api_listener = listener(&config.api_host)?;
 
-        let ns = config.namespace.as_str();
-        let mut own = edge.resources;
-        let app_pull = pull_secret(config, ns, &labels, secrets)?;
-        let pull_names = pull_secret_names(app_pull.as_ref());
-
-        let (db_host, db_port, egress, job) = match &config.database.external {
-            Some(external) => {
-                let egress = match (&external.cidr, config.network_policies) {
-                    (Some(cidr), _) => Some(DatabaseEgress::Cidr {
-                        cidr: cidr.clone(),
-                        port: external.port,
-                    }),
-                    (None, false) => None,
-                    (None, true) => {
-                        return Err(StackError::Missing {
-                            what: format!("config key `database.cidr` in {}", config.origin),
-                            hint: "with `database.host` set and NetworkPolicies on, the policy needs the server's address range (e.g. `cidr: 10.110.0.0/20`); or set `networkPolicies: false`".into(),
-                        });
-                    }
-                };
-                // Not our server: only the direct executor reaches it.
-                (external.host.clone(), external.port, egress, None)
-            }
-            None => {
-                let db_ns = config.database.namespace.as_str();
-                let server_pull = if db_ns == ns {
-                    None
-                } else {
-                    pull_secret(config, db_ns, &labels, secrets)?
-                };
-                let server_pull_names = if db_ns == ns {
-                    pull_names.clone()
-                } else {
-                    pull_secret_names(server_pull.as_ref())
-                };
-                let server = postgres(
-                    config,
-                    &labels,
-                    password.clone(),
-                    server_pull_names,
-                    self.protect,
-                    None,
-                )?;
-                own.extend(server_pull);
-                own.extend(server.resources);
-                let job = JobSettings {
-                    resources: job_resources(config),
-                    ..server.job
-                };
-                (
-                    server.host,
-                    server.port,
-                    Some(DatabaseEgress::in_cluster(db_ns)),
-                    Some(job),
-                )
-            }
-        };
+        let mut own = edge.resources.clone();
+        own.extend(server_resources);
 
         let network = config.network_policies.then(|| NetworkIsolation {
             database: egress,
+            ingress_ports: network::ingress_ports(app),
+            rules: network::rules(app),
             ..NetworkIsolation::new(edge.gateway.namespace.as_str())
         });
         let namespace = PreviewNamespace {
@@ -166,71 +221,35 @@ impl Standalone<'_> {
         own.extend(namespace_resources);
         own.extend(app_pull);
 
-        let database = LogicalDatabase {
-            port: db_port,
-            job,
-            ..LogicalDatabase::new(
-                config.database.name.as_str(),
-                config.database.user.as_str(),
-                db_host.as_str(),
-                self.name,
-            )
-        }
-        .build()?;
-        let database = protect(database, self.protect);
-
-        let web_url = format!("https://{}", config.web_host);
-        let api_url = format!("https://{}", config.api_host);
-        let cookie_domain = format!(".{}", config.domain);
-        let env = env_vars(
-            config,
-            &EnvValues {
-                app_env: &config.app_env,
-                web_url: &web_url,
-                api_url: &api_url,
-                cookie_domain: &cookie_domain,
-                db_host: &db_host,
-                db_port,
-                db_name: &config.database.name,
-            },
-        );
-        let web_image = self.images.web.clone();
-        let api_image = self.images.api.clone();
-        let app = App {
-            config,
-            labels,
-            namespace: ns,
-            env_config_map: ENV_CONFIG_MAP.to_owned(),
-            env_secret: ENV_SECRET.to_owned(),
-            env,
-            db_password: password,
-            database,
-            images: Images {
-                pull_secrets: pull_names,
-                ..self.images
-            },
-            web: Route {
-                host: config.web_host.clone(),
-                listener: web_listener,
-            },
-            api: Route {
-                host: config.api_host.clone(),
-                listener: api_listener,
-            },
+        let images = Images {
+            pull_secrets: pull_names,
+            ..self.images
         };
-        own.extend(app.build()?);
+        let rendered = renderer.render(
+            &labels,
+            &EnvNames {
+                config_map: ENV_CONFIG_MAP.to_owned(),
+                secret: ENV_SECRET.to_owned(),
+            },
+            &images,
+            &listener,
+        )?;
+        own.extend(rendered.resources);
 
-        let outputs = BTreeMap::from([
-            ("webUrl".to_owned(), plain(web_url)),
-            ("apiUrl".to_owned(), plain(api_url)),
-            ("namespace".to_owned(), plain(ns)),
-            (
+        let mut outputs = BTreeMap::new();
+        for (route, url) in rendered.urls {
+            outputs.insert(format!("{route}Url"), plain(url));
+        }
+        outputs.insert("namespace".to_owned(), plain(ns));
+        if with_database {
+            outputs.insert(
                 "databaseName".to_owned(),
                 plain(config.database.name.as_str()),
-            ),
-            ("webImage".to_owned(), plain(web_image)),
-            ("apiImage".to_owned(), plain(api_image)),
-        ]);
+            );
+        }
+        for (key, image) in &images.refs {
+            outputs.insert(format!("{key}Image"), plain(image.as_str()));
+        }
         Ok(StackBuild {
             name: self.name.to_owned(),
             resources: merge(bundles, own)?,
@@ -254,26 +273,34 @@ pub(crate) fn pod_security_notes(config: &StackConfig) -> Vec<String> {
     )]
 }
 
-/// The wildcard listeners covering the web and API hosts.
-fn listeners(config: &StackConfig) -> Result<Vec<WildcardHost>, StackError> {
-    let parent = |key: &str, host: &str| -> Result<String, StackError> {
-        match host.split_once('.') {
-            Some((_, parent)) if parent.contains('.') => Ok(parent.to_owned()),
-            _ => Err(StackError::Invalid(format!(
-                "config key `{key}` in {}: {host} has no parent domain a wildcard certificate could cover (use a subdomain such as www.{host})",
-                config.origin
-            ))),
+/// The wildcard listeners covering the route hosts, given as (route, host,
+/// where the host came from): one `https` listener when all hosts share a parent
+/// domain, else one per parent, `https-<first route under it>` (`https-web`,
+/// `https-api`).
+fn listeners(hosts: &[(String, String, String)]) -> Result<Vec<WildcardHost>, StackError> {
+    let mut parents: Vec<(String, String)> = Vec::new();
+    for (route, host, source) in hosts {
+        let parent = match host.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => parent.to_owned(),
+            _ => {
+                return Err(StackError::Invalid(format!(
+                    "{source}: {host} has no parent domain a wildcard certificate could cover (use a subdomain such as www.{host})"
+                )));
+            }
+        };
+        if !parents.iter().any(|(p, _)| *p == parent) {
+            parents.push((parent, route.clone()));
         }
-    };
-    let web = parent("hosts.web", &config.web_host)?;
-    let api = parent("hosts.api", &config.api_host)?;
-    let wildcard = |listener: &str, parent: &str| WildcardHost {
-        listener: listener.to_owned(),
+    }
+    let wildcard = |listener: String, parent: &str| WildcardHost {
+        listener,
         hostname: format!("*.{parent}"),
     };
-    Ok(if web == api {
-        vec![wildcard("https", &web)]
-    } else {
-        vec![wildcard("https-web", &web), wildcard("https-api", &api)]
+    Ok(match parents.as_slice() {
+        [(parent, _)] => vec![wildcard("https".to_owned(), parent)],
+        _ => parents
+            .iter()
+            .map(|(parent, route)| wildcard(format!("https-{route}"), parent))
+            .collect(),
     })
 }

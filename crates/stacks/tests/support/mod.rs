@@ -82,6 +82,7 @@ pub fn request(kind: StackKind, pr: Option<&str>) -> StackRequest {
         pr: pr.map(|p| PrNumber::parse(p).expect("valid PR number")),
         web_image: (kind != StackKind::Local || pr.is_some()).then(|| WEB_IMAGE.to_owned()),
         api_image: (kind != StackKind::Local || pr.is_some()).then(|| API_IMAGE.to_owned()),
+        images: Default::default(),
         // What the binary generates and seals; fixed here so builds are comparable.
         db_role_password: (kind == StackKind::PreviewPr)
             .then(|| preview_core::secret::SecretString::new(ROLE_PASSWORD)),
