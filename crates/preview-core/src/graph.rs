@@ -33,6 +33,10 @@
 //!   ordering, and reports a cycle with every member named ([`GraphError::Cycle`]).
 //!
 //! References are matched on group, kind, namespace and name, whatever the version.
+//! The values a resource reads from another ([`crate::values`]) are attached by
+//! the engine ([`DesiredGraph::with_values_from`], from the providers'
+//! declarations); apply uses the graph with the values known at plan time set
+//! ([`DesiredGraph::with_resolutions`]).
 //! [`render_graph`] prints the graph as text for snapshot tests (like kapp's change
 //! graph tests).
 
@@ -46,6 +50,7 @@ use crate::resource::{
     CONFIG_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ProviderName, Resource, ResourceId,
     STACK_LABEL,
 };
+use crate::values::{Resolution, ValueFrom};
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const CERT_MANAGER_GROUP: &str = "cert-manager.io";
@@ -76,6 +81,19 @@ pub enum GraphError {
     /// Several problems (never nested).
     #[error("{} problems in the resource graph:\n{}", .0.len(), list_text(.0))]
     Multiple(Vec<GraphError>),
+}
+
+/// A value read from a resource of the stack that is not a dependency of the
+/// reader (so it could be read before that resource is ready).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reader} reads {field} from {source_id}, which it does not depend on")]
+pub struct ValueSourceError {
+    /// The resource reading the value.
+    pub reader: ResourceId,
+    /// The reference, e.g. `dataFrom`.
+    pub field: String,
+    /// The source, part of the stack.
+    pub source_id: ResourceId,
 }
 
 fn cycle_text(cycle: &[ResourceId]) -> String {
@@ -112,6 +130,8 @@ pub struct DesiredGraph {
     resources: BTreeMap<ResourceId, Resource>,
     dependencies: BTreeMap<ResourceId, BTreeSet<ResourceId>>,
     dependents: BTreeMap<ResourceId, BTreeSet<ResourceId>>,
+    /// Values read from other resources ([`crate::values`]), by reader.
+    values_from: BTreeMap<ResourceId, Vec<ValueFrom>>,
 }
 
 impl DesiredGraph {
@@ -184,7 +204,62 @@ impl DesiredGraph {
             resources: by_id,
             dependencies,
             dependents,
+            values_from: BTreeMap::new(),
         })
+    }
+
+    /// The graph with the values its resources read from other resources
+    /// ([`crate::values`], as the providers declare them), replacing any
+    /// declared before. A source that is part of the graph must be a dependency
+    /// of the reader; every such problem is reported.
+    pub fn with_values_from(
+        mut self,
+        values: BTreeMap<ResourceId, Vec<ValueFrom>>,
+    ) -> Result<DesiredGraph, Vec<ValueSourceError>> {
+        let mut errors = Vec::new();
+        for (id, froms) in &values {
+            for from in froms {
+                if self.contains(&from.source) && !self.dependencies(id).contains(&from.source) {
+                    errors.push(ValueSourceError {
+                        reader: id.clone(),
+                        field: crate::values::dotted(&from.reference),
+                        source_id: from.source.clone(),
+                    });
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        self.values_from = values.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        Ok(self)
+    }
+
+    /// The values `id` reads from other resources (empty for most).
+    pub fn values_from(&self, id: &ResourceId) -> &[ValueFrom] {
+        self.values_from.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// True when some resource reads a value from another.
+    pub fn reads_values(&self) -> bool {
+        !self.values_from.is_empty()
+    }
+
+    /// The graph as apply uses it: the resources whose values are all known
+    /// replaced by their resolved bodies (and reading nothing any more); the
+    /// others keep their references, resolved when they are applied.
+    pub fn with_resolutions(&self, resolutions: &BTreeMap<ResourceId, Resolution>) -> DesiredGraph {
+        let mut graph = self.clone();
+        for (id, resolution) in resolutions {
+            let (Some(res), Resolution::Known(resolved)) =
+                (graph.resources.get_mut(id), resolution)
+            else {
+                continue;
+            };
+            res.body = resolved.body.clone();
+            graph.values_from.remove(id);
+        }
+        graph
     }
 
     /// A graph with no resources (what `destroy` plans against).
@@ -195,6 +270,7 @@ impl DesiredGraph {
             resources: BTreeMap::new(),
             dependencies: BTreeMap::new(),
             dependents: BTreeMap::new(),
+            values_from: BTreeMap::new(),
         }
     }
 

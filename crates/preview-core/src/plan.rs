@@ -4,7 +4,8 @@
 //! desired graph, the recorded state and the observations. Apply executes the
 //! steps in order and never re-decides; display fields ([`Step::diff`],
 //! [`Step::reason`]) never drive apply. Secret values never enter a plan: the
-//! diff holds [`Shown::Secret`] in their place.
+//! diff holds [`Shown::Secret`] in their place; a value read from another
+//! resource that this plan creates or changes is [`Shown::KnownAfterApply`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -62,6 +63,9 @@ impl Action {
 pub enum Shown {
     /// A secret value, rendered as `[secret]`.
     Secret(SecretMarker),
+    /// A value read from another resource's live object once that resource is
+    /// applied ([`crate::values`]), rendered as `(known after apply)`.
+    KnownAfterApply(AfterApplyMarker),
     /// A plain JSON value.
     Value(Value),
 }
@@ -86,6 +90,31 @@ impl<'de> Deserialize<'de> for SecretMarker {
             Ok(SecretMarker)
         } else {
             Err(serde::de::Error::custom("not a secret marker"))
+        }
+    }
+}
+
+/// Serialises as the string `"(known after apply)"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfterApplyMarker;
+
+/// The text shown in place of a value that is known only once the plan is
+/// applied ([`Shown::KnownAfterApply`]), everywhere.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+impl Serialize for AfterApplyMarker {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(KNOWN_AFTER_APPLY)
+    }
+}
+
+impl<'de> Deserialize<'de> for AfterApplyMarker {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == KNOWN_AFTER_APPLY {
+            Ok(AfterApplyMarker)
+        } else {
+            Err(serde::de::Error::custom("not the known-after-apply marker"))
         }
     }
 }

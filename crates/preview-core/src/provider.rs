@@ -22,6 +22,7 @@ use crate::observe::DryRun;
 use crate::resource::{Resource, ResourceId};
 use crate::secret::SecretString;
 use crate::state::Output;
+use crate::values::ValueFrom;
 
 /// Errors from a provider, each naming the resource.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +118,15 @@ pub trait Provider: Send + Sync {
     /// that prerequisite is desired and not live yet (the plan creates it).
     fn create_prerequisite(&self, _id: &ResourceId) -> Option<Option<ResourceId>> {
         None
+    }
+    /// The fields of `resource`'s body whose value is read from another
+    /// resource's live object ([`crate::values`]: e.g. a DNS record's
+    /// `dataFrom`). The engine reads those values, and hands
+    /// [`Provider::dry_run`] and [`Provider::apply`] only resolved bodies (the
+    /// reference removed, the field set). Default: none.
+    fn values_from(&self, resource: &Resource) -> Result<Vec<ValueFrom>, ProviderError> {
+        let _ = resource;
+        Ok(Vec::new())
     }
     /// Applies `resource` (create or update); returns the stored object.
     async fn apply(&self, resource: &Resource, force: bool) -> Result<Value, ProviderError>;

@@ -21,13 +21,18 @@
 //! name: "*.pr"
 //! ttl: 300
 //! data: 203.0.113.10            # either a literal …
-//! dataFrom:                     # … or a field of a cluster object, read at apply time
+//! dataFrom:                     # … or a field of a cluster object, read by the engine
 //!   apiVersion: gateway.networking.k8s.io/v1
 //!   kind: Gateway
 //!   namespace: nginx-gateway
 //!   name: preview-gateway
 //!   path: /status/addresses/0/value
 //! ```
+//!
+//! A `dataFrom` is resolved by the engine ([`crate::values`]; the provider
+//! declares it with [`DataFrom::value_from`]): the provider is handed the body
+//! with `data` set to the object's value and `dataFrom` removed, which is the
+//! body of a literal record.
 //!
 //! Ownership marker: DigitalOcean records carry no labels, so each managed record
 //! has a companion TXT record named [`OWNER_RECORD_NAME`] in the same zone whose
@@ -39,6 +44,7 @@
 use serde_json::{Value, json};
 
 use crate::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
+use crate::values::ValueFrom;
 
 /// `apiVersion` of DigitalOcean DNS records.
 pub const API_VERSION: &str = "dns.digitalocean.com/v1";
@@ -252,9 +258,19 @@ impl DataFrom {
     pub fn describe(&self) -> String {
         self.object_id().to_string()
     }
+
+    /// The engine's form: the value goes into `data`, replacing `dataFrom`.
+    pub fn value_from(&self) -> ValueFrom {
+        ValueFrom {
+            reference: "/dataFrom".to_owned(),
+            field: "/data".to_owned(),
+            source: self.object_id(),
+            path: self.path.clone(),
+        }
+    }
 }
 
-/// A record's data: literal, or read from a cluster object at apply time.
+/// A record's data: literal, or read from a cluster object by the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordData {
     /// The value itself.
@@ -376,17 +392,14 @@ pub fn check_data(record_type: &str, data: &str) -> Result<(), String> {
 }
 
 /// The observed record as the planner sees it: the desired body's shape with the
-/// live `data`/`ttl`, the owning stack (from the marker) as the stack label, the
-/// DigitalOcean record id as `metadata.uid`, and `dataFrom` when the record's data
-/// equals what its source says now (`data_from_in_sync`, see the module docs of
-/// the `preview-digitalocean` crate).
+/// live `data`/`ttl`, the owning stack (from the marker) as the stack label, and
+/// the DigitalOcean record id as `metadata.uid`.
 pub fn live_value(
     key: &RecordKey,
     record_id: Option<u64>,
     data: &str,
     ttl: i64,
     owner: Option<&str>,
-    data_from_in_sync: Option<&DataFrom>,
 ) -> Value {
     let labels = match owner {
         Some(owner) => json!({ STACK_LABEL: owner }),
@@ -400,7 +413,7 @@ pub fn live_value(
     if let Some(id) = record_id {
         metadata["uid"] = json!(id.to_string());
     }
-    let mut value = json!({
+    json!({
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": metadata,
@@ -409,11 +422,7 @@ pub fn live_value(
         "name": key.name,
         "ttl": ttl,
         "data": data,
-    });
-    if let Some(from) = data_from_in_sync {
-        value["dataFrom"] = from.to_json();
-    }
-    value
+    })
 }
 
 fn check_label(label: &str) -> bool {
@@ -617,13 +626,13 @@ mod tests {
     fn live_value_projects_onto_the_desired_body() {
         let key = RecordKey::new("example.com", "A", "*.pr");
         let desired = body(json!({"data": "10.0.0.1"}));
-        let live = live_value(&key, Some(42), "10.0.0.1", 300, Some("preview-base"), None);
+        let live = live_value(&key, Some(42), "10.0.0.1", 300, Some("preview-base"));
         assert_eq!(live["metadata"]["uid"], "42");
         assert_eq!(
             crate::diff::projection_hash(&live, &desired),
             crate::diff::body_hash(&desired)
         );
-        // dataFrom is echoed only while the record matches its source.
+        // A dataFrom resolved by the engine is a literal body.
         let from = DataFrom {
             api_version: "gateway.networking.k8s.io/v1".into(),
             kind: "Gateway".into(),
@@ -631,23 +640,10 @@ mod tests {
             name: "preview-gateway".into(),
             path: "/status/addresses/0/value".into(),
         };
-        let desired = body(json!({"dataFrom": from.to_json()}));
-        let in_sync = live_value(
-            &key,
-            Some(42),
-            "10.0.0.1",
-            300,
-            Some("preview-base"),
-            Some(&from),
-        );
-        assert_eq!(
-            crate::diff::projection_hash(&in_sync, &desired),
-            crate::diff::body_hash(&desired)
-        );
-        let stale = live_value(&key, Some(42), "10.0.0.1", 300, Some("preview-base"), None);
-        assert_ne!(
-            crate::diff::projection_hash(&stale, &desired),
-            crate::diff::body_hash(&desired)
-        );
+        let reading = resource(body(json!({"dataFrom": from.to_json()})));
+        let value_from = from.value_from();
+        assert_eq!(value_from.source, from.object_id());
+        let resolved = crate::values::resolved(&reading, &[(&value_from, json!("10.0.0.1"))]);
+        assert_eq!(resolved.body, desired);
     }
 }
