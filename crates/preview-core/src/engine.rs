@@ -250,7 +250,7 @@ pub enum EngineError {
     },
     /// The run did everything else, but refused to delete recorded objects the
     /// stack cannot prove it owns; they were left in place and stay recorded.
-    #[error("refused to delete {} recorded object(s) that fail the ownership checks; they were left untouched and stay recorded:\n{}\nInspect each: if it is the stack's own, restore its label (preview-envs.io/stack) and run again; if not, its record is wrong (an edited state?): after the rest is destroyed, `stacks state delete STACK --force` forgets it{}", refused.len(), refused.iter().map(|(id, why)| format!("  - {id}: {why}")).collect::<Vec<_>>().join("\n"), residue_note(residue))]
+    #[error("refused to delete {} recorded object(s) that fail the ownership checks; they were left untouched and stay recorded:\n{}\nInspect each: if it is the stack's own, restore its label (preview-envs.io/stack) and run again; if not, its record is wrong (an edited state?){}{}", refused.len(), refused.iter().map(|(id, why)| format!("  - {id}: {why}")).collect::<Vec<_>>().join("\n"), crate::remedy::suffix(": ", &crate::remedy::Remedy::ForgetRefusedRecords), residue_note(residue))]
     Refused {
         /// Each refused object and why.
         refused: Vec<(ResourceId, String)>,

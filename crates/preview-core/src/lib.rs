@@ -26,6 +26,7 @@ pub mod observe;
 pub mod plan;
 pub mod planner;
 pub mod provider;
+pub mod remedy;
 pub mod render;
 pub mod resource;
 pub mod saved;

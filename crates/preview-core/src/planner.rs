@@ -73,6 +73,7 @@ use crate::plan::{
     Action, AfterApplyMarker, ChangeKind, DeleteTarget, FieldChange, KNOWN_AFTER_APPLY, Plan,
     Shown, Step,
 };
+use crate::remedy::{Remedy, suffix};
 use crate::resource::{Resource, ResourceId, STACK_LABEL};
 use crate::state::auth::RecordHasher;
 use crate::state::{ResourceRecord, StackState};
@@ -730,7 +731,8 @@ impl<'a> Planner<'a> {
                     Decision::Problem(
                         ProblemKind::Conflict,
                         format!(
-                            "{id} has fields owned by other field managers: {fields}; take them over with --force-conflicts, or stop the other manager"
+                            "{id} has fields owned by other field managers: {fields}{}",
+                            suffix("; ", &Remedy::PlanConflict)
                         ),
                     )
                 }

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::events::EventSink;
 use crate::observe::DryRun;
+use crate::remedy::{Remedy, suffix};
 use crate::resource::{Resource, ResourceId};
 use crate::secret::SecretString;
 use crate::state::Output;
@@ -40,7 +41,7 @@ pub enum ProviderError {
         message: String,
     },
     /// Another field manager owns fields this apply sets.
-    #[error("{id}: field-manager conflict: {}; re-run with --force-conflicts to take ownership", conflicts.join("; "))]
+    #[error("{id}: field-manager conflict: {}{}", conflicts.join("; "), suffix("; ", &Remedy::ApplyConflict))]
     Conflict {
         /// Resource.
         id: ResourceId,

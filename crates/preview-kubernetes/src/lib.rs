@@ -53,6 +53,7 @@ use serde_json::Value;
 use preview_core::events::EventSink;
 use preview_core::observe::DryRun;
 use preview_core::provider::{Provider, ProviderError, WaitOptions};
+use preview_core::remedy::{self, Remedy};
 use preview_core::resource::{Resource, ResourceId};
 
 pub use counting::RequestCounts;
@@ -160,15 +161,20 @@ impl KubeProvider {
             None if context.is_some() => {
                 return Err(fail(
                     context,
-                    "no kubeconfig found to take the context from (set --kubeconfig or KUBECONFIG)"
-                        .to_owned(),
+                    format!(
+                        "no kubeconfig found to take the context from{}",
+                        remedy::in_parentheses(&Remedy::Kubeconfig)
+                    ),
                 ));
             }
             None => (
                 kube::Config::incluster().map_err(|e| {
                     fail(
                         None,
-                        format!("{e} (no kubeconfig either: set --kubeconfig or KUBECONFIG)"),
+                        format!(
+                            "{e} (no kubeconfig either{})",
+                            remedy::suffix(": ", &Remedy::Kubeconfig)
+                        ),
                     )
                 })?,
                 "(in-cluster)".to_owned(),

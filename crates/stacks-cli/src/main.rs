@@ -4,8 +4,8 @@
 //! options (colour, verbosity, logs); [`run`] reads the environment and drives
 //! the engine; [`progress`] shows engine events; [`step_failures`] explains
 //! failed steps (digests on stderr and in `--json`); [`failure`] reports an
-//! error (and under `--json` as a JSON document); [`hints`] adds the next-step
-//! lines that name CLI flags to engine errors.
+//! error (and under `--json` as a JSON document); [`hints`] words the next
+//! steps the libraries' errors name, with this binary's flags.
 
 use std::process::ExitCode;
 
@@ -22,6 +22,8 @@ mod terminal;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // The libraries' errors name no flag: this binary words the way out.
+    preview_core::remedy::install(hints::remedy);
     terminal::init(&cli.global);
     let json = cli.global.json;
     match run::run(cli).await {
