@@ -29,6 +29,7 @@ pub mod provider;
 pub mod remedy;
 pub mod render;
 pub mod resource;
+pub mod retry;
 pub mod saved;
 pub mod schema;
 pub mod secret;

@@ -201,15 +201,12 @@ impl KubeProvider {
         let server = self.server.clone();
         // A connection that fails before any answer (hundreds of runs dialling
         // one API server at once) is tried again: the GET is a read.
-        let mut delays = {
-            use backon::BackoffBuilder;
-            backon::ExponentialBuilder::default()
-                .with_min_delay(std::time::Duration::from_millis(150))
-                .with_max_delay(std::time::Duration::from_secs(1))
-                .with_jitter()
-                .with_max_times(VERSION_RETRIES)
-                .build()
-        };
+        let mut delays = preview_core::retry::Backoff {
+            first: std::time::Duration::from_millis(150),
+            max: std::time::Duration::from_secs(1),
+        }
+        .delays()
+        .take(VERSION_RETRIES);
         let info = loop {
             match self.client.apiserver_version().await {
                 Ok(info) => break info,
