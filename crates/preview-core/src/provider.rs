@@ -25,7 +25,14 @@ use crate::secret::SecretString;
 use crate::state::Output;
 use crate::values::ValueFrom;
 
-/// Errors from a provider, each naming the resource.
+/// A cause kept inside an error.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors from a provider, each naming the resource. A failure caused by
+/// another error ([`ProviderError::Failed`]) keeps it: its message ends with
+/// the cause's, and [`std::error::Error::source`] returns the cause itself (a
+/// printer of the whole chain stops at a `ProviderError`, whose text already
+/// has it).
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The API answered with an error status.
@@ -56,13 +63,26 @@ pub enum ProviderError {
         /// What was seen last (e.g. the pod's ImagePullBackOff message).
         message: String,
     },
-    /// Anything else (transport, unknown kind…).
+    /// Anything else (unknown kind, bad body…).
     #[error("{id}: {message}")]
     Other {
         /// Resource.
         id: ResourceId,
         /// What failed.
         message: String,
+    },
+    /// A failure caused by another error (transport, encoding…), kept as the
+    /// [`source`](std::error::Error::source): `{id}: {message}: {source}`
+    /// (`{id}: {source}` when `message` is empty).
+    #[error("{id}: {}{source}", if message.is_empty() { String::new() } else { format!("{message}: ") })]
+    Failed {
+        /// Resource.
+        id: ResourceId,
+        /// What was attempted (`apply failed`, `cannot encode object`), or empty.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Cause,
     },
 }
 
@@ -73,7 +93,21 @@ impl ProviderError {
             ProviderError::Api { id, .. }
             | ProviderError::Conflict { id, .. }
             | ProviderError::NotReady { id, .. }
-            | ProviderError::Other { id, .. } => id,
+            | ProviderError::Other { id, .. }
+            | ProviderError::Failed { id, .. } => id,
+        }
+    }
+
+    /// A failure of `id` caused by `source` ([`ProviderError::Failed`]).
+    pub fn failed(
+        id: &ResourceId,
+        message: impl Into<String>,
+        source: impl Into<Cause>,
+    ) -> ProviderError {
+        ProviderError::Failed {
+            id: id.clone(),
+            message: message.into(),
+            source: source.into(),
         }
     }
 }

@@ -128,7 +128,7 @@ fn api_error(id: &ResourceId, verb: &'static str, error: DoError) -> ProviderErr
             code: status,
             message: format!("{request}: {code}: {message}"),
         },
-        other_error => other(id, other_error.to_string()),
+        other_error => ProviderError::failed(id, "", other_error),
     }
 }
 

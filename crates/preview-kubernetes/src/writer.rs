@@ -55,10 +55,7 @@ pub async fn apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<Valu
             Err(e) => return Err(api_error(id, "apply", e)),
         }
     };
-    serde_json::to_value(&obj).map_err(|e| ProviderError::Other {
-        id: id.clone(),
-        message: format!("cannot encode object: {e}"),
-    })
+    serde_json::to_value(&obj).map_err(|e| ProviderError::failed(id, "cannot encode object", e))
 }
 
 /// Requests deletion with background propagation; a missing object is not an
@@ -165,20 +162,14 @@ pub async fn force_finalize_namespace(
     p: &KubeProvider,
     id: &ResourceId,
 ) -> Result<(), ProviderError> {
-    let request = |e: http::Error| ProviderError::Other {
-        id: id.clone(),
-        message: format!("cannot build finalize request: {e}"),
-    };
+    let request = |e: http::Error| ProviderError::failed(id, "cannot build finalize request", e);
     let body = json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": id.name},
         "spec": {"finalizers": []},
     });
-    let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Other {
-        id: id.clone(),
-        message: e.to_string(),
-    })?;
+    let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::failed(id, "", e))?;
     let req = http::Request::put(format!("/api/v1/namespaces/{}/finalize", id.name))
         .header("content-type", "application/json")
         .body(bytes)

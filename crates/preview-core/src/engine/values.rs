@@ -162,7 +162,13 @@ impl Engine {
                     .for_resource(&from.source)?
                     .read(&from.source)
                     .await
-                    .map_err(|e| failed(format!("field {}: {e}", values::dotted(&from.reference))))?
+                    .map_err(|e| {
+                        ProviderError::failed(
+                            &res.id,
+                            format!("field {}", values::dotted(&from.reference)),
+                            e,
+                        )
+                    })?
                     .ok_or_else(|| failed(from.missing_source()))?,
             };
             let value = from.read(&live).map_err(failed)?;
