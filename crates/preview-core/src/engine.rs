@@ -646,9 +646,10 @@ impl Engine {
 
     /// Reads every desired or recorded resource; dry-runs only where needed
     /// (changed bodies, drifted objects, and creates that can be validated).
-    /// `graph` is the one [`Engine::declare_values`] returned: resources that
-    /// read values from others are dry-run with their resolved bodies, once the
-    /// sources are observed, and sources outside the stack are read too.
+    /// With the values resources read from others declared on `graph`
+    /// ([`DesiredGraph::with_values_from`], as `up` and `preview` do), such
+    /// resources are dry-run with their resolved bodies once the sources are
+    /// observed, and sources outside the stack are read too.
     pub async fn observe(
         &self,
         graph: &DesiredGraph,

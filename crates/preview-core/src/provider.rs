@@ -214,7 +214,7 @@ pub trait Provider: Send + Sync {
         Ok(BTreeMap::new())
     }
     /// Whether [`Provider::outputs`] of `resource` may return secret values,
-    /// so that a run needs a sealer ([`crate::engine::Engine::needs_sealer`]).
+    /// so that a run without a sealer is refused ([`crate::engine::EngineError::NoSealer`]).
     /// Default: no.
     fn secret_outputs(&self, resource: &Resource) -> bool {
         let _ = resource;
