@@ -41,6 +41,7 @@
 //! markers share one name outside the preview subdomains, so they never answer for
 //! a preview host.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
@@ -225,25 +226,19 @@ impl DataFrom {
         value
     }
 
-    /// Parses the body form; errors name the field.
-    pub fn from_json(value: &Value) -> Result<Self, String> {
-        let text = |key: &str| -> Result<String, String> {
+    /// Checks the body form ([`DataFromBody`]); errors name the field.
+    fn from_body(body: DataFromBody) -> Result<Self, String> {
+        let text = |key: &str, value: Option<String>| -> Result<String, String> {
             value
-                .get(key)
-                .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
                 .ok_or_else(|| format!("field dataFrom.{key} is missing or not a string"))
         };
         let from = DataFrom {
-            api_version: text("apiVersion")?,
-            kind: text("kind")?,
-            namespace: value
-                .get("namespace")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            name: text("name")?,
-            path: text("path")?,
+            api_version: text("apiVersion", body.api_version)?,
+            kind: text("kind", body.kind)?,
+            namespace: body.namespace,
+            name: text("name", body.name)?,
+            path: text("path", body.path)?,
         };
         if !from.path.starts_with('/') {
             return Err(format!(
@@ -315,16 +310,18 @@ impl DesiredRecord {
         body
     }
 
-    /// Parses and checks a `DomainRecord` resource; errors name the field.
+    /// Parses and checks a `DomainRecord` resource (its typed body,
+    /// [`RecordBody`]); errors name the field.
     pub fn from_resource(res: &Resource) -> Result<Self, String> {
         let key = RecordKey::from_id(&res.id)?;
-        let body = &res.body;
-        for (field, expected) in [
-            ("domain", key.domain.as_str()),
-            ("type", key.record_type.as_str()),
-            ("name", key.name.as_str()),
+        let body: RecordBody = serde_json::from_value(res.body.clone())
+            .map_err(|e| format!("DomainRecord body: {e}"))?;
+        for (field, value, expected) in [
+            ("domain", &body.domain, key.domain.as_str()),
+            ("type", &body.record_type, key.record_type.as_str()),
+            ("name", &body.name, key.name.as_str()),
         ] {
-            if body.get(field).and_then(Value::as_str) != Some(expected) {
+            if value.as_deref() != Some(expected) {
                 return Err(format!(
                     "field {field} must be {expected:?} (the resource id {} says so)",
                     res.id
@@ -332,20 +329,19 @@ impl DesiredRecord {
             }
         }
         let ttl = body
-            .get("ttl")
-            .and_then(Value::as_i64)
+            .ttl
             .ok_or_else(|| "field ttl is missing or not an integer".to_owned())?;
         if ttl < 30 {
             return Err(format!(
                 "field ttl is {ttl}; DigitalOcean accepts at least 30 seconds"
             ));
         }
-        let data = match (body.get("data"), body.get("dataFrom")) {
+        let data = match (body.data, body.data_from) {
             (Some(Value::String(data)), None) => {
-                check_data(&key.record_type, data).map_err(|m| format!("field data: {m}"))?;
-                RecordData::Literal(data.clone())
+                check_data(&key.record_type, &data).map_err(|m| format!("field data: {m}"))?;
+                RecordData::Literal(data)
             }
-            (None, Some(from)) => RecordData::From(DataFrom::from_json(from)?),
+            (None, Some(from)) => RecordData::From(DataFrom::from_body(from)?),
             (Some(_), Some(_)) => {
                 return Err("fields data and dataFrom are exclusive; set one".to_owned());
             }
@@ -353,11 +349,11 @@ impl DesiredRecord {
             (None, None) => return Err("set field data or dataFrom".to_owned()),
         };
         let owner = body
-            .pointer("/metadata/labels")
-            .and_then(|labels| labels.get(STACK_LABEL))
-            .and_then(Value::as_str)
+            .metadata
+            .labels
+            .get(STACK_LABEL)
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+            .cloned()
             .ok_or_else(|| {
                 format!("field metadata.labels[\"{STACK_LABEL}\"] (the owning stack) is missing")
             })?;
@@ -368,6 +364,63 @@ impl DesiredRecord {
             owner,
         })
     }
+}
+
+/// The fields of a `DomainRecord` body (the format in the module docs), as
+/// read; [`DesiredRecord::from_resource`] checks them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordBody {
+    /// Name, zone and the owning stack's label.
+    #[serde(default)]
+    pub metadata: RecordMetadata,
+    /// The zone.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The record type.
+    #[serde(default, rename = "type")]
+    pub record_type: Option<String>,
+    /// The name relative to the zone.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// TTL in seconds.
+    #[serde(default)]
+    pub ttl: Option<i64>,
+    /// A literal value (checked to be a string).
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// Where the value comes from.
+    #[serde(default)]
+    pub data_from: Option<DataFromBody>,
+}
+
+/// `metadata` of a `DomainRecord` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct RecordMetadata {
+    /// Labels (the owning stack's, [`STACK_LABEL`]).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The `dataFrom` of a `DomainRecord` body, as read ([`DataFrom`] checked).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataFromBody {
+    /// The object's `apiVersion`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// The object's `kind`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The object's namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The object's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// JSON pointer to the value.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// Checks that `data` suits a record of `record_type`.
