@@ -70,54 +70,48 @@ pub enum Shown {
     Value(Value),
 }
 
-/// Serialises as the string `"[secret]"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SecretMarker;
+/// A unit type that (de)serialises as one fixed string.
+macro_rules! string_marker {
+    ($(#[$doc:meta])* $name:ident = $text:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name;
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str($text)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                if s == $text {
+                    Ok($name)
+                } else {
+                    Err(serde::de::Error::custom(format!("not {:?}", $text)))
+                }
+            }
+        }
+    };
+}
 
 /// The text shown in place of a secret value, everywhere.
 pub const SECRET_PLACEHOLDER: &str = "[secret]";
 
-impl Serialize for SecretMarker {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(SECRET_PLACEHOLDER)
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretMarker {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == SECRET_PLACEHOLDER {
-            Ok(SecretMarker)
-        } else {
-            Err(serde::de::Error::custom("not a secret marker"))
-        }
-    }
-}
-
-/// Serialises as the string `"(known after apply)"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AfterApplyMarker;
+string_marker!(
+    /// Serialises as the string `"[secret]"`.
+    SecretMarker = SECRET_PLACEHOLDER
+);
 
 /// The text shown in place of a value that is known only once the plan is
 /// applied ([`Shown::KnownAfterApply`]), everywhere.
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
-impl Serialize for AfterApplyMarker {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(KNOWN_AFTER_APPLY)
-    }
-}
-
-impl<'de> Deserialize<'de> for AfterApplyMarker {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == KNOWN_AFTER_APPLY {
-            Ok(AfterApplyMarker)
-        } else {
-            Err(serde::de::Error::custom("not the known-after-apply marker"))
-        }
-    }
-}
+string_marker!(
+    /// Serialises as the string `"(known after apply)"`.
+    AfterApplyMarker = KNOWN_AFTER_APPLY
+);
 
 /// How a field changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

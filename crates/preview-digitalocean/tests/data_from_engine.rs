@@ -5,6 +5,8 @@
 //! from its observed object), the provider only writes literal records; and a
 //! state written before the engine resolved `dataFrom` stays a no-op.
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/gateways.rs"]
 mod gateways;
 
@@ -21,10 +23,9 @@ use preview_core::graph::DesiredGraph;
 use preview_core::plan::{Action, Shown};
 use preview_core::resource::{Resource, ResourceOptions, STACK_LABEL};
 use preview_core::schema::dns_record::{API_VERSION, KIND, RecordKey, marker_text};
-use preview_core::secret::SecretString;
 use preview_core::state::StateBackend;
 use preview_core::state::file::FileBackend;
-use preview_digitalocean::{DigitalOceanProvider, DoClient, RetryPolicy};
+use preview_digitalocean::DigitalOceanProvider;
 use serde_json::json;
 
 const TOKEN: &str = "dop_v1_data_from_canary_3e7b";
@@ -60,16 +61,7 @@ async fn fake() -> DigitalOceanFake {
 }
 
 fn engine(fake: &DigitalOceanFake, gateways: &Arc<Gateways>, dir: &std::path::Path) -> Engine {
-    let client = DoClient::with_retry(
-        &fake.base_url(),
-        SecretString::new(TOKEN),
-        RetryPolicy {
-            attempts: 2,
-            backoff: Duration::from_millis(1),
-            request_timeout: Duration::from_secs(10),
-        },
-    )
-    .expect("client");
+    let client = client::test_client(fake, TOKEN);
     Engine::new(
         Providers::new()
             .with(ProviderName::KUBERNETES, gateways.clone())
