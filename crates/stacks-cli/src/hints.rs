@@ -150,6 +150,32 @@ mod tests {
         );
     }
 
+    /// Every remedy the libraries name has this binary's wording.
+    #[test]
+    fn every_remedy_is_worded() {
+        for r in [
+            Remedy::ApplyConflict,
+            Remedy::PlanConflict,
+            Remedy::ForgetRefusedRecords,
+            Remedy::RemoveUnreadableState,
+            Remedy::Reauthenticate { stack: "s" },
+            Remedy::SetStatePassphrase,
+            Remedy::Locked { stack: "s" },
+            Remedy::RemakeTruncatedPlan { file: "f" },
+            Remedy::RemakeMovedPlan,
+            Remedy::Kubeconfig,
+            Remedy::ClusterConnection,
+            Remedy::DirectDatabaseExecutor,
+            Remedy::DirectDatabaseDrop,
+            Remedy::ImportReviewedFile,
+            Remedy::ForceImport,
+            Remedy::DestroyOrForget,
+            Remedy::ForceDelete,
+        ] {
+            assert!(remedy(&r).is_some_and(|t| !t.is_empty()), "{r:?}");
+        }
+    }
+
     #[test]
     fn points_to_force_finalize_only_for_held_objects() {
         let hint = destroy(&held(), false).expect("hint");
