@@ -395,10 +395,10 @@ async fn conformance(kind: Kind) {
         .await
         .err()
         .expect("fail fast");
-    assert!(
-        err.to_string().contains("state break-lock stack-a"),
-        "{err}"
-    );
+    // The way out (break-lock) is the binary's to word: the library names it
+    // by type.
+    assert!(err.is_locked(), "{err}");
+    assert!(!err.to_string().contains("break-lock"), "{err}");
     let began = Instant::now();
     let holder = locked_holder(lock_with_timeout(b, "stack-a", Duration::from_secs(1)).await);
     assert!(
@@ -786,7 +786,10 @@ async fn authenticity(kind: Kind) {
                 && shown.ends_with("; it was not modified"),
             "{what}: {shown}"
         );
-        assert!(shown.contains("--trust-unauthenticated"), "{what}: {shown}");
+        assert!(
+            !shown.contains("--trust-unauthenticated"),
+            "{what}: {shown}"
+        );
         // A write is refused too, and leaves the forged document in place.
         let err = b.write(&next).await.expect_err(what);
         assert!(
@@ -804,7 +807,8 @@ async fn authenticity(kind: Kind) {
     assert_eq!(plain.read("trust-a").await.expect("read"), Some(a.clone()));
     let err = plain.write(&next).await.expect_err("downgrade");
     assert!(
-        err.to_string().contains("PREVIEW_STATE_PASSPHRASE"),
+        err.to_string()
+            .contains("authenticated (format 3) and no state passphrase is set"),
         "{err}"
     );
     assert_eq!(fx.document("trust-a").await, doc);

@@ -64,6 +64,7 @@ pub mod leftover;
 mod outputs;
 mod recorder;
 mod scheduler;
+mod values;
 
 pub use leftover::Leftover;
 
@@ -249,7 +250,7 @@ pub enum EngineError {
     },
     /// The run did everything else, but refused to delete recorded objects the
     /// stack cannot prove it owns; they were left in place and stay recorded.
-    #[error("refused to delete {} recorded object(s) that fail the ownership checks; they were left untouched and stay recorded:\n{}\nInspect each: if it is the stack's own, restore its label (preview-envs.io/stack) and run again; if not, its record is wrong (an edited state?): after the rest is destroyed, `stacks state delete STACK --force` forgets it{}", refused.len(), refused.iter().map(|(id, why)| format!("  - {id}: {why}")).collect::<Vec<_>>().join("\n"), residue_note(residue))]
+    #[error("refused to delete {} recorded object(s) that fail the ownership checks; they were left untouched and stay recorded:\n{}\nInspect each: if it is the stack's own, restore its label (preview-envs.io/stack) and run again; if not, its record is wrong (an edited state?){}{}", refused.len(), refused.iter().map(|(id, why)| format!("  - {id}: {why}")).collect::<Vec<_>>().join("\n"), crate::remedy::suffix(": ", &crate::remedy::Remedy::ForgetRefusedRecords), residue_note(residue))]
     Refused {
         /// Each refused object and why.
         refused: Vec<(ResourceId, String)>,
@@ -461,6 +462,9 @@ struct StepOutcome {
     id: ResourceId,
     action: Action,
     result: Result<Option<Value>, ProviderError>,
+    /// The body applied, when its values were read at apply time (else the
+    /// graph's).
+    applied: Option<Resource>,
     elapsed: Duration,
 }
 
@@ -567,9 +571,16 @@ impl Engine {
     pub async fn refresh(&self, graph: &DesiredGraph) -> Result<Vec<Drift>, EngineError> {
         let state = self.read_state(graph.stack()).await?;
         let hasher = self.hasher(&state)?;
+        let graph = self.declare_values(graph)?;
+        let mut lives: BTreeMap<ResourceId, Value> = BTreeMap::new();
+        for id in state.resources.keys() {
+            if let Some(live) = self.providers.for_resource(id)?.read(id).await? {
+                lives.insert(id.clone(), live);
+            }
+        }
         let mut drift = Vec::new();
         for (id, record) in &state.resources {
-            let Some(live) = self.providers.for_resource(id)?.read(id).await? else {
+            let Some(live) = lives.get(id) else {
                 drift.push(Drift {
                     id: id.clone(),
                     status: DriftStatus::Missing,
@@ -577,10 +588,19 @@ impl Engine {
                 });
                 continue;
             };
-            let Some(res) = graph.get(id) else { continue };
-            if hasher.live_hash(&live, res) != record.live_hash {
+            let Some(unresolved) = graph.get(id) else {
+                continue;
+            };
+            // A value read from another resource: compared as it is now (a
+            // value that cannot be read now decides nothing).
+            let Ok(res) = self.resolve_now(&graph, unresolved, &lives).await else {
+                continue;
+            };
+            if hasher.live_hash(live, &res) != record.live_hash
+                && !crate::values::legacy_in_sync(record, unresolved, &res, live, &hasher)
+            {
                 let projected =
-                    crate::diff::project(&crate::diff::strip_server_fields(&live), &res.body);
+                    crate::diff::project(&crate::diff::strip_server_fields(live), &res.body);
                 let changes = crate::diff::diff(&projected, &res.body, &|p| res.is_secret_path(p));
                 let fields: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
                 drift.push(Drift {
@@ -620,18 +640,13 @@ impl Engine {
     /// for another reason (a kind whose CRD this plan installs, a network error)
     /// leaves the create unvalidated: the apply reports it.
     async fn validate_creates(&self, graph: &DesiredGraph, observed: &mut Observed, force: bool) {
+        // Resources reading values are dry-run with their resolved bodies
+        // (`observe_resolved`).
         let creates: Vec<&Resource> = graph
             .order()
             .iter()
-            .filter(|id| observed.get(*id).is_some_and(|o| o.live.is_none()))
-            .filter_map(|id| {
-                let provider = self.providers.for_resource(id).ok()?;
-                let prerequisite = provider.create_prerequisite(id)?;
-                let blocked = prerequisite.is_some_and(|p| {
-                    graph.contains(&p) && observed.get(&p).is_none_or(|o| o.live.is_none())
-                });
-                (!blocked).then(|| graph.get(id)).flatten()
-            })
+            .filter(|id| graph.values_from(id).is_empty() && self.creatable(graph, observed, id))
+            .filter_map(|id| graph.get(id))
             .collect();
         if creates.is_empty() {
             return;
@@ -656,8 +671,32 @@ impl Engine {
         }
     }
 
+    /// True when `id` is to be created and its provider can validate the
+    /// create with a dry-run now ([`Provider::create_prerequisite`] exists or
+    /// is not part of the plan).
+    fn creatable(&self, graph: &DesiredGraph, observed: &Observed, id: &ResourceId) -> bool {
+        if observed.get(id).is_none_or(|o| o.live.is_some()) {
+            return false;
+        }
+        let Some(prerequisite) = self
+            .providers
+            .for_resource(id)
+            .ok()
+            .and_then(|p| p.create_prerequisite(id))
+        else {
+            return false;
+        };
+        !prerequisite.is_some_and(|p| {
+            graph.contains(&p) && observed.get(&p).is_none_or(|o| o.live.is_none())
+        })
+    }
+
     /// Reads every desired or recorded resource; dry-runs only where needed
     /// (changed bodies, drifted objects, and creates that can be validated).
+    /// With the values resources read from others declared on `graph`
+    /// ([`DesiredGraph::with_values_from`], as `up` and `preview` do), such
+    /// resources are dry-run with their resolved bodies once the sources are
+    /// observed, and sources outside the stack are read too.
     pub async fn observe(
         &self,
         graph: &DesiredGraph,
@@ -667,6 +706,7 @@ impl Engine {
         let mut ids: BTreeSet<&ResourceId> = graph.order().iter().collect();
         ids.extend(state.resources.keys());
         ids.extend(state.pending.iter().map(|p| &p.id));
+        ids.extend(Self::outside_sources(graph));
         self.events.emit(Event::Observing {
             resources: ids.len(),
         });
@@ -677,12 +717,13 @@ impl Engine {
             let live = provider.read(id).await?;
             let dry_run = match graph.get(id) {
                 Some(res)
-                    if planner::needs_dry_run(
-                        res,
-                        state.resources.get(id),
-                        live.as_ref(),
-                        hasher,
-                    ) =>
+                    if graph.values_from(id).is_empty()
+                        && planner::needs_dry_run(
+                            res,
+                            state.resources.get(id),
+                            live.as_ref(),
+                            hasher,
+                        ) =>
                 {
                     Some(provider.dry_run(res, force).await?)
                 }
@@ -699,6 +740,10 @@ impl Engine {
             observed.insert(id, obs);
         }
         self.validate_creates(graph, &mut observed, force).await;
+        if graph.reads_values() {
+            self.observe_resolved(graph, state, hasher, &mut observed, force)
+                .await?;
+        }
         Ok(observed)
     }
 
@@ -725,9 +770,11 @@ impl Engine {
         let exists = stored.is_some();
         let state = stored.unwrap_or_else(|| StackState::new(graph.stack()));
         let hasher = self.hasher(&state)?;
-        let observed = self.observe(graph, &state, &hasher).await?;
-        let plan = planner::plan(graph, &state, &observed, &hasher, &self.options.plan)?;
-        let basis = saved::basis(graph, &state, exists, &observed, &hasher, &plan);
+        let graph = self.declare_values(graph)?;
+        let observed = self.observe(&graph, &state, &hasher).await?;
+        let plan = planner::plan(&graph, &state, &observed, &hasher, &self.options.plan)?;
+        let applied = self.applied_graph(&graph, &state, &observed, &hasher);
+        let basis = saved::basis(&applied, &state, exists, &observed, &hasher, &plan);
         Ok((plan, basis))
     }
 
@@ -803,10 +850,14 @@ impl Engine {
             });
         }
         let hasher = self.hasher(&state)?;
+        let declared = self.declare_values(graph)?;
         let observed = self
-            .unless_cancelled(self.observe(graph, &state, &hasher), state.pending.len())
+            .unless_cancelled(
+                self.observe(&declared, &state, &hasher),
+                state.pending.len(),
+            )
             .await?;
-        let plan = match planner::plan(graph, &state, &observed, &hasher, &self.options.plan) {
+        let plan = match planner::plan(&declared, &state, &observed, &hasher, &self.options.plan) {
             Ok(plan) => plan,
             // A saved plan that cannot even be made again: what moved is what
             // the problems name (e.g. a field another manager took over).
@@ -818,6 +869,10 @@ impl Engine {
             Err(error) => return Err(error.into()),
         };
         tracing::debug!(steps = plan.steps.len(), "planned");
+        // What apply sends and records: values known now are set; the others
+        // are read when their resource is applied.
+        let applied = self.applied_graph(&declared, &state, &observed, &hasher);
+        let graph = applied.as_ref();
         if let Some(guard) = &self.guard {
             let basis = saved::basis(graph, &state, exists, &observed, &hasher, &plan);
             (guard.check)(&plan, &basis).map_err(EngineError::PlanMoved)?;
@@ -1052,6 +1107,23 @@ impl Engine {
         }
     }
 
+    /// `graph` as apply uses it: the values known at plan time set
+    /// ([`DesiredGraph::with_resolutions`]); borrowed when no resource reads any.
+    fn applied_graph<'g>(
+        &self,
+        graph: &'g DesiredGraph,
+        state: &StackState,
+        observed: &Observed,
+        hasher: &RecordHasher,
+    ) -> std::borrow::Cow<'g, DesiredGraph> {
+        if !graph.reads_values() {
+            return std::borrow::Cow::Borrowed(graph);
+        }
+        let resolutions =
+            planner::resolve_values(graph, state, observed, hasher, &self.options.plan);
+        std::borrow::Cow::Owned(graph.with_resolutions(&resolutions))
+    }
+
     /// Records fresh hashes for no-op resources whose record is missing or outdated
     /// (e.g. after a dry-run showed only server-side normalisation). No cluster writes.
     fn refresh_no_op_records(
@@ -1106,42 +1178,62 @@ impl Engine {
         Ok(Some(if ready.is_null() { applied } else { ready }))
     }
 
+    /// Runs one step; returns the object as it is ready (`None` for deletes and
+    /// no-ops), and the body applied when its values were read now.
     async fn run_step(
         &self,
         graph: &DesiredGraph,
         step: &Step,
-    ) -> Result<Option<Value>, ProviderError> {
-        let provider = self.providers.for_resource(&step.id)?;
-        let res = graph.get(&step.id);
-        let opts = self.wait_options(res);
+        sources: &BTreeMap<ResourceId, Value>,
+    ) -> (Result<Option<Value>, ProviderError>, Option<Resource>) {
+        let provider = match self.providers.for_resource(&step.id) {
+            Ok(provider) => provider,
+            Err(e) => return (Err(e), None),
+        };
+        let res = match graph.get(&step.id) {
+            Some(res) => match self.resolve_now(graph, res, sources).await {
+                Ok(resolved) => Some(resolved),
+                Err(e) => return (Err(e), None),
+            },
+            None => None,
+        };
+        let opts = self.wait_options(res.as_deref());
         let desired = || {
-            res.ok_or_else(|| ProviderError::Other {
+            res.as_deref().ok_or_else(|| ProviderError::Other {
                 id: step.id.clone(),
                 message: "plan step has no desired resource (engine bug)".into(),
             })
         };
-        match step.action {
-            Action::NoOp => Ok(None),
-            Action::Create | Action::Update | Action::Import => {
-                let res = desired()?;
-                let force = self.options.force_conflicts || step.action == Action::Import;
-                let applied = provider.apply(res, force).await?;
-                self.ready_or_applied(provider, res, applied, opts).await
+        let result = async {
+            match step.action {
+                Action::NoOp => Ok(None),
+                Action::Create | Action::Update | Action::Import => {
+                    let res = desired()?;
+                    let force = self.options.force_conflicts || step.action == Action::Import;
+                    let applied = provider.apply(res, force).await?;
+                    self.ready_or_applied(provider, res, applied, opts).await
+                }
+                Action::Replace => {
+                    let res = desired()?;
+                    self.delete_target(provider.as_ref(), step).await?;
+                    provider.wait_gone(&step.id, opts, &self.events).await?;
+                    let applied = provider.apply(res, self.options.force_conflicts).await?;
+                    self.ready_or_applied(provider, res, applied, opts).await
+                }
+                Action::Delete => {
+                    self.delete_target(provider.as_ref(), step).await?;
+                    provider.wait_gone(&step.id, opts, &self.events).await?;
+                    Ok(None)
+                }
+                Action::Refuse => Ok(None),
             }
-            Action::Replace => {
-                let res = desired()?;
-                self.delete_target(provider.as_ref(), step).await?;
-                provider.wait_gone(&step.id, opts, &self.events).await?;
-                let applied = provider.apply(res, self.options.force_conflicts).await?;
-                self.ready_or_applied(provider, res, applied, opts).await
-            }
-            Action::Delete => {
-                self.delete_target(provider.as_ref(), step).await?;
-                provider.wait_gone(&step.id, opts, &self.events).await?;
-                Ok(None)
-            }
-            Action::Refuse => Ok(None),
         }
+        .await;
+        let applied = match res {
+            Some(std::borrow::Cow::Owned(resolved)) => Some(resolved),
+            _ => None,
+        };
+        (result, applied)
     }
 
     /// Sends the delete of a Delete or Replace step: only for the object the
@@ -1220,13 +1312,25 @@ impl Engine {
                     id: step.id.clone(),
                     action: step.action,
                 });
+                // The ready objects of the sources it reads values from (they
+                // finished before it starts).
+                let sources: BTreeMap<ResourceId, Value> = graph
+                    .values_from(&step.id)
+                    .iter()
+                    .filter_map(|from| {
+                        ready
+                            .get(&from.source)
+                            .map(|live: &Value| (from.source.clone(), live.clone()))
+                    })
+                    .collect();
                 running.push(async move {
                     let t = Instant::now();
-                    let result = self.run_step(graph, step).await;
+                    let (result, applied) = self.run_step(graph, step, &sources).await;
                     StepOutcome {
                         id: step.id.clone(),
                         action: step.action,
                         result,
+                        applied,
                         elapsed: t.elapsed(),
                     }
                 });
@@ -1253,7 +1357,8 @@ impl Engine {
                     match outcome.result {
                         Ok(live) => {
                             done += 1;
-                            match (outcome.action, graph.get(&outcome.id), live) {
+                            let res = outcome.applied.as_ref().or_else(|| graph.get(&outcome.id));
+                            match (outcome.action, res, live) {
                                 (Action::Delete, _, _) => {
                                     rec.state.resources.remove(&outcome.id);
                                 }

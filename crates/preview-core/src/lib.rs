@@ -9,7 +9,7 @@
 //! ([`engine::Providers`]), recording state after every step.
 //!
 //! Pure modules (no IO): `resource`, `graph`, `diff`, `plan`, `planner`,
-//! `render`, `validate`, `schema`, `saved`, `state::format`. Effects live in
+//! `render`, `validate`, `values`, `schema`, `saved`, `state::format`. Effects live in
 //! `engine` (through providers and backends) and `state::file`. The providers
 //! are crates of their own (`preview-kubernetes`, `preview-postgres`,
 //! `preview-digitalocean`); `preview-envs` wires them.
@@ -26,12 +26,15 @@ pub mod observe;
 pub mod plan;
 pub mod planner;
 pub mod provider;
+pub mod remedy;
 pub mod render;
 pub mod resource;
+pub mod retry;
 pub mod saved;
 pub mod schema;
 pub mod secret;
 pub mod state;
 pub mod validate;
+pub mod values;
 
 pub use resource::{ProviderName, Resource, ResourceId, ResourceOptions, WaitRule};

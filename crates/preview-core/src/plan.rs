@@ -4,7 +4,8 @@
 //! desired graph, the recorded state and the observations. Apply executes the
 //! steps in order and never re-decides; display fields ([`Step::diff`],
 //! [`Step::reason`]) never drive apply. Secret values never enter a plan: the
-//! diff holds [`Shown::Secret`] in their place.
+//! diff holds [`Shown::Secret`] in their place; a value read from another
+//! resource that this plan creates or changes is [`Shown::KnownAfterApply`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -62,33 +63,55 @@ impl Action {
 pub enum Shown {
     /// A secret value, rendered as `[secret]`.
     Secret(SecretMarker),
+    /// A value read from another resource's live object once that resource is
+    /// applied ([`crate::values`]), rendered as `(known after apply)`.
+    KnownAfterApply(AfterApplyMarker),
     /// A plain JSON value.
     Value(Value),
 }
 
-/// Serialises as the string `"[secret]"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SecretMarker;
+/// A unit type that (de)serialises as one fixed string.
+macro_rules! string_marker {
+    ($(#[$doc:meta])* $name:ident = $text:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name;
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str($text)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                if s == $text {
+                    Ok($name)
+                } else {
+                    Err(serde::de::Error::custom(format!("not {:?}", $text)))
+                }
+            }
+        }
+    };
+}
 
 /// The text shown in place of a secret value, everywhere.
 pub const SECRET_PLACEHOLDER: &str = "[secret]";
 
-impl Serialize for SecretMarker {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(SECRET_PLACEHOLDER)
-    }
-}
+string_marker!(
+    /// Serialises as the string `"[secret]"`.
+    SecretMarker = SECRET_PLACEHOLDER
+);
 
-impl<'de> Deserialize<'de> for SecretMarker {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == SECRET_PLACEHOLDER {
-            Ok(SecretMarker)
-        } else {
-            Err(serde::de::Error::custom("not a secret marker"))
-        }
-    }
-}
+/// The text shown in place of a value that is known only once the plan is
+/// applied ([`Shown::KnownAfterApply`]), everywhere.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+string_marker!(
+    /// Serialises as the string `"(known after apply)"`.
+    AfterApplyMarker = KNOWN_AFTER_APPLY
+);
 
 /// How a field changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,17 @@
 //! | yes | some | dry-run `Forbidden` (RBAC refused the dry-run itself, e.g. a plan credential) → the local diff of the live object projected onto the desired body: empty → **NoOp**, else **Update**, marked [`Step::unvalidated`] (so is a Create whose dry-run was forbidden) |
 //! | yes | some | dry-run needed but missing → a problem (engine bug) |
 //!
+//! A resource that reads values from another ([`crate::values`], e.g. a DNS
+//! record's `dataFrom`) is planned with its **resolved** body when every source
+//! is unchanged by the plan (its step, planned earlier in graph order, is a
+//! no-op; or it is not part of the stack) and its observed object has the value;
+//! a record made before values were resolved by the engine is a no-op when the
+//! live object has the resolved values ([`needs_dry_run_resolved`]). Otherwise
+//! its values are known only after apply: **Create** (or **Import**, or
+//! **Update** when it exists), never decided by a dry-run, with each such field
+//! in the diff as `(known after apply)`. [`resolve_values`] gives the same
+//! view to the engine.
+//!
 //! Then every recorded resource that is no longer desired is a **Delete** (a problem
 //! when protected), in reverse topological order of the recorded `depends_on` edges,
 //! each waiting for the recorded dependents that are deleted too. A recorded object
@@ -58,10 +69,22 @@ use serde_json::Value;
 use crate::diff::{diff, project, strip_server_fields};
 use crate::graph::{DesiredGraph, GraphError, topological_order};
 use crate::observe::{DryRun, Observed};
-use crate::plan::{Action, DeleteTarget, FieldChange, Plan, Step};
+use crate::plan::{
+    Action, AfterApplyMarker, ChangeKind, DeleteTarget, FieldChange, KNOWN_AFTER_APPLY, Plan,
+    Shown, Step,
+};
+use crate::remedy::{Remedy, suffix};
 use crate::resource::{Resource, ResourceId, STACK_LABEL};
 use crate::state::auth::RecordHasher;
 use crate::state::{ResourceRecord, StackState};
+use crate::values::{self, Resolution, ValueFrom};
+
+/// The reason of a recorded resource that no longer exists.
+const DELETED_OUTSIDE: &str = "deleted outside the engine";
+/// The reason of an import.
+const ADOPTING: &str = "adopting the existing object";
+/// The reason of a step resuming an interrupted create.
+const RESUMING: &str = "created by an interrupted run; recording it in the state";
 
 /// True when the planner needs a server-side dry-run of `desired` to decide.
 ///
@@ -187,6 +210,9 @@ pub enum ProblemKind {
     MissingObservation,
     /// A needed dry-run is missing (engine bug).
     MissingDryRun,
+    /// A value is read from a resource of the stack that is not a dependency
+    /// ([`crate::graph::ValueSourceError`]).
+    ValueSource,
 }
 
 /// One reason the plan cannot be made; the message names the resource.
@@ -231,15 +257,7 @@ pub fn plan(
     hasher: &RecordHasher,
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let mut planner = Planner {
-        graph,
-        state,
-        observed,
-        hasher,
-        opts,
-        steps: Vec::with_capacity(graph.len() + state.resources.len()),
-        problems: Vec::new(),
-    };
+    let mut planner = Planner::new(graph, state, observed, hasher, opts);
     planner.check_import_selection();
     for resource in graph.resources() {
         planner.plan_desired(resource);
@@ -256,6 +274,45 @@ pub fn plan(
     }
 }
 
+/// How [`plan`] sees every resource that reads values from another
+/// ([`crate::values`]): resolved when every source is unchanged by the plan,
+/// else known only after apply. Pure; the same inputs give [`plan`]'s view.
+/// The engine uses it to dry-run resolved bodies before planning, and to apply
+/// resolved bodies ([`DesiredGraph::with_resolutions`]). Empty when no resource
+/// reads a value.
+pub fn resolve_values(
+    graph: &DesiredGraph,
+    state: &StackState,
+    observed: &Observed,
+    hasher: &RecordHasher,
+    opts: &PlanOptions,
+) -> BTreeMap<ResourceId, Resolution> {
+    if !graph.reads_values() {
+        return BTreeMap::new();
+    }
+    let mut planner = Planner::new(graph, state, observed, hasher, opts);
+    for resource in graph.resources() {
+        planner.plan_desired(resource);
+    }
+    planner.resolutions
+}
+
+/// [`needs_dry_run`] for a resource that reads values: `resolved` is the body
+/// planned and applied, `unresolved` the graph's (holding the references). A
+/// record made before values were resolved by the engine is unchanged when the
+/// live object has the resolved values ([`values::legacy_in_sync`]).
+pub fn needs_dry_run_resolved(
+    unresolved: &Resource,
+    resolved: &Resource,
+    record: Option<&ResourceRecord>,
+    live: Option<&Value>,
+    hasher: &RecordHasher,
+) -> bool {
+    needs_dry_run(resolved, record, live, hasher)
+        && !matches!((record, live), (Some(record), Some(live))
+            if values::legacy_in_sync(record, unresolved, resolved, live, hasher))
+}
+
 struct Planner<'a> {
     graph: &'a DesiredGraph,
     state: &'a StackState,
@@ -264,6 +321,10 @@ struct Planner<'a> {
     opts: &'a PlanOptions,
     steps: Vec<Step>,
     problems: Vec<PlanProblem>,
+    /// Desired resources planned as no-ops so far (sources whose values are known).
+    unchanged: BTreeSet<ResourceId>,
+    /// How each resource reading values was resolved.
+    resolutions: BTreeMap<ResourceId, Resolution>,
 }
 
 /// The outcome of planning one resource.
@@ -303,7 +364,27 @@ fn unvalidated_step(
     }
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
+    fn new(
+        graph: &'a DesiredGraph,
+        state: &'a StackState,
+        observed: &'a Observed,
+        hasher: &'a RecordHasher,
+        opts: &'a PlanOptions,
+    ) -> Self {
+        Planner {
+            graph,
+            state,
+            observed,
+            hasher,
+            opts,
+            steps: Vec::with_capacity(graph.len() + state.resources.len()),
+            problems: Vec::new(),
+            unchanged: BTreeSet::new(),
+            resolutions: BTreeMap::new(),
+        }
+    }
+
     fn problem(&mut self, id: &ResourceId, kind: ProblemKind, message: String) {
         self.problems.push(PlanProblem {
             id: id.clone(),
@@ -334,33 +415,19 @@ impl Planner<'_> {
             return;
         };
         let record = self.state.resources.get(id);
-        let decision = match (record, &observation.live) {
-            (None, None) => match observation.dry_run.as_ref() {
-                // A create the API server refused in its dry-run: a problem now,
-                // not a failure halfway through the apply.
-                Some(DryRun::Rejected { code, message }) => Decision::Problem(
-                    ProblemKind::Rejected,
-                    format!("{id} was rejected by the API server ({code}): {message}"),
-                ),
-                Some(DryRun::Forbidden { message }) => {
-                    unvalidated_step(Action::Create, None, Vec::new(), message)
-                }
-                _ => step(Action::Create, None, Vec::new()),
-            },
-            (Some(_), None) => step(
-                Action::Create,
-                Some("deleted outside the engine".to_owned()),
-                Vec::new(),
-            ),
-            (None, Some(live)) => self.plan_unrecorded(desired, live, observation.dry_run.as_ref()),
-            (Some(record), Some(live)) => {
-                if needs_dry_run(desired, Some(record), Some(live), self.hasher) {
-                    self.plan_changed(desired, record.protect, live, observation.dry_run.as_ref())
-                } else {
-                    step(Action::NoOp, None, Vec::new())
-                }
+        let resolution = self.resolve(desired);
+        let decision = match &resolution {
+            None => self.decide(desired, desired, record, observation),
+            Some(Resolution::Known(resolved)) => {
+                self.decide(resolved, desired, record, observation)
+            }
+            Some(Resolution::Unknown { partial, unknown }) => {
+                self.decide_unknown(partial, unknown, record, observation.live.as_ref())
             }
         };
+        if let Some(resolution) = resolution {
+            self.resolutions.insert(id.clone(), resolution);
+        }
         match decision {
             Decision::Step {
                 action,
@@ -382,6 +449,9 @@ impl Planner<'_> {
                         }
                     }
                 }
+                if action == Action::NoOp {
+                    self.unchanged.insert(id.clone());
+                }
                 self.steps.push(Step {
                     id: id.clone(),
                     action,
@@ -396,6 +466,105 @@ impl Planner<'_> {
         }
     }
 
+    /// The decision for `desired` (resolved when it reads values; `unresolved`
+    /// is the graph's body, for records made before values were resolved).
+    fn decide(
+        &self,
+        desired: &Resource,
+        unresolved: &Resource,
+        record: Option<&ResourceRecord>,
+        observation: &crate::observe::Observation,
+    ) -> Decision {
+        let id = &desired.id;
+        match (record, &observation.live) {
+            (None, None) => match observation.dry_run.as_ref() {
+                // A create the API server refused in its dry-run: a problem now,
+                // not a failure halfway through the apply.
+                Some(DryRun::Rejected { code, message }) => Decision::Problem(
+                    ProblemKind::Rejected,
+                    format!("{id} was rejected by the API server ({code}): {message}"),
+                ),
+                Some(DryRun::Forbidden { message }) => {
+                    unvalidated_step(Action::Create, None, Vec::new(), message)
+                }
+                _ => step(Action::Create, None, Vec::new()),
+            },
+            (Some(_), None) => step(Action::Create, Some(DELETED_OUTSIDE.to_owned()), Vec::new()),
+            (None, Some(live)) => self.plan_unrecorded(desired, live, observation.dry_run.as_ref()),
+            (Some(record), Some(live)) => {
+                if needs_dry_run_resolved(
+                    unresolved,
+                    desired,
+                    Some(record),
+                    Some(live),
+                    self.hasher,
+                ) {
+                    self.plan_changed(desired, record.protect, live, observation.dry_run.as_ref())
+                } else {
+                    step(Action::NoOp, None, Vec::new())
+                }
+            }
+        }
+    }
+
+    /// How `res` reads its values now: `None` when it reads none; known when
+    /// every source is unchanged by this plan (a no-op step, or not part of the
+    /// stack) and its observed object has the value.
+    fn resolve(&self, res: &Resource) -> Option<Resolution> {
+        let froms = self.graph.values_from(&res.id);
+        if froms.is_empty() {
+            return None;
+        }
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for from in froms {
+            let settled =
+                !self.graph.contains(&from.source) || self.unchanged.contains(&from.source);
+            let value = settled
+                .then(|| self.observed.get(&from.source))
+                .flatten()
+                .and_then(|o| o.live.as_ref())
+                .and_then(|live| from.read(live).ok());
+            match value {
+                Some(value) => known.push((from, value)),
+                None => unknown.push(from.clone()),
+            }
+        }
+        let partial = values::resolved(res, &known);
+        Some(if unknown.is_empty() {
+            Resolution::Known(partial)
+        } else {
+            Resolution::Unknown { partial, unknown }
+        })
+    }
+
+    /// A resource with values known only after apply: created, adopted or
+    /// updated (never decided by a dry-run: its body is not complete), the
+    /// unknown fields shown as `(known after apply)`.
+    fn decide_unknown(
+        &self,
+        partial: &Resource,
+        unknown: &[ValueFrom],
+        record: Option<&ResourceRecord>,
+        live: Option<&Value>,
+    ) -> Decision {
+        let diff = unknown_diff(partial, unknown, live);
+        match (record, live) {
+            (None, None) => step(Action::Create, None, diff),
+            (Some(_), None) => step(Action::Create, Some(DELETED_OUTSIDE.to_owned()), diff),
+            (None, Some(live)) => {
+                if self.opts.import.selects(&partial.id) {
+                    step(Action::Import, Some(ADOPTING.to_owned()), diff)
+                } else if self.resumable(&partial.id, live) {
+                    step(Action::Update, Some(RESUMING.to_owned()), diff)
+                } else {
+                    self.not_managed(&partial.id, live)
+                }
+            }
+            (Some(_), Some(_)) => step(Action::Update, None, diff),
+        }
+    }
+
     /// Desired, not recorded, and the object exists.
     fn plan_unrecorded(
         &self,
@@ -404,16 +573,10 @@ impl Planner<'_> {
         dry_run: Option<&DryRun>,
     ) -> Decision {
         let id = &desired.id;
-        let stack = self.graph.stack();
         if self.opts.import.selects(id) {
             return self.plan_import(desired, live, dry_run);
         }
-        let owner = live
-            .pointer("/metadata/labels")
-            .and_then(|labels| labels.get(STACK_LABEL))
-            .and_then(Value::as_str);
-        let pending = self.state.pending.iter().any(|op| op.id == *id);
-        if owner == Some(stack) && pending {
+        if self.resumable(id, live) {
             return match self.plan_changed(desired, false, live, dry_run) {
                 Decision::Step {
                     action,
@@ -428,9 +591,7 @@ impl Planner<'_> {
                     };
                     let reason = match reason {
                         Some(reason) => format!("created by an interrupted run; {reason}"),
-                        None => {
-                            "created by an interrupted run; recording it in the state".to_owned()
-                        }
+                        None => RESUMING.to_owned(),
                     };
                     Decision::Step {
                         action,
@@ -442,6 +603,26 @@ impl Planner<'_> {
                 problem => problem,
             };
         }
+        self.not_managed(id, live)
+    }
+
+    /// An unrecorded live object this run created before it was interrupted:
+    /// labelled with the stack and pending in its state.
+    fn resumable(&self, id: &ResourceId, live: &Value) -> bool {
+        let owner = live
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(STACK_LABEL))
+            .and_then(Value::as_str);
+        owner == Some(self.graph.stack()) && self.state.pending.iter().any(|op| op.id == *id)
+    }
+
+    /// The problem of an existing object the stack does not manage.
+    fn not_managed(&self, id: &ResourceId, live: &Value) -> Decision {
+        let stack = self.graph.stack();
+        let owner = live
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(STACK_LABEL))
+            .and_then(Value::as_str);
         let message = match owner {
             Some(owner) if owner == stack => format!(
                 "{id} already exists and carries the label of stack {stack} but is not recorded in its state (was the state lost?); adopt it with `import` or choose another name"
@@ -479,8 +660,8 @@ impl Planner<'_> {
                 } => Decision::Step {
                     action: Action::Import,
                     reason: Some(match reason {
-                        Some(reason) => format!("adopting the existing object; {reason}"),
-                        None => "adopting the existing object".to_owned(),
+                        Some(reason) => format!("{ADOPTING}; {reason}"),
+                        None => ADOPTING.to_owned(),
                     }),
                     diff,
                     unvalidated,
@@ -550,7 +731,8 @@ impl Planner<'_> {
                     Decision::Problem(
                         ProblemKind::Conflict,
                         format!(
-                            "{id} has fields owned by other field managers: {fields}; take them over with --force-conflicts, or stop the other manager"
+                            "{id} has fields owned by other field managers: {fields}{}",
+                            suffix("; ", &Remedy::PlanConflict)
                         ),
                     )
                 }
@@ -706,6 +888,42 @@ impl Planner<'_> {
             }
         }
     }
+}
+
+/// The fields of a resource whose values are known only after apply: against
+/// the live object projected onto it when there is one (every field apply
+/// changes), else only the unknown fields; each unknown one `(known after apply)`.
+fn unknown_diff(
+    partial: &Resource,
+    unknown: &[ValueFrom],
+    live: Option<&Value>,
+) -> Vec<FieldChange> {
+    let marker = Value::String(KNOWN_AFTER_APPLY.to_owned());
+    let fields: BTreeSet<String> = unknown.iter().map(|u| values::dotted(&u.field)).collect();
+    let mut changes = match live {
+        Some(live) => {
+            let desired = Resource {
+                body: values::with_placeholders(partial, unknown, &marker),
+                ..partial.clone()
+            };
+            projected_diff(&desired, live)
+        }
+        None => fields
+            .iter()
+            .map(|path| FieldChange {
+                path: path.clone(),
+                kind: ChangeKind::Added,
+                old: None,
+                new: None,
+            })
+            .collect(),
+    };
+    for change in &mut changes {
+        if fields.contains(&change.path) {
+            change.new = Some(Shown::KnownAfterApply(AfterApplyMarker));
+        }
+    }
+    changes
 }
 
 /// The fields apply will change, without a dry-run object: the live object projected

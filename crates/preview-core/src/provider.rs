@@ -19,11 +19,20 @@ use serde_json::Value;
 
 use crate::events::EventSink;
 use crate::observe::DryRun;
+use crate::remedy::{Remedy, suffix};
 use crate::resource::{Resource, ResourceId};
 use crate::secret::SecretString;
 use crate::state::Output;
+use crate::values::ValueFrom;
 
-/// Errors from a provider, each naming the resource.
+/// A cause kept inside an error.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors from a provider, each naming the resource. A failure caused by
+/// another error ([`ProviderError::Failed`]) keeps it: its message ends with
+/// the cause's, and [`std::error::Error::source`] returns the cause itself (a
+/// printer of the whole chain stops at a `ProviderError`, whose text already
+/// has it).
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The API answered with an error status.
@@ -39,7 +48,7 @@ pub enum ProviderError {
         message: String,
     },
     /// Another field manager owns fields this apply sets.
-    #[error("{id}: field-manager conflict: {}; re-run with --force-conflicts to take ownership", conflicts.join("; "))]
+    #[error("{id}: field-manager conflict: {}{}", conflicts.join("; "), suffix("; ", &Remedy::ApplyConflict))]
     Conflict {
         /// Resource.
         id: ResourceId,
@@ -54,13 +63,26 @@ pub enum ProviderError {
         /// What was seen last (e.g. the pod's ImagePullBackOff message).
         message: String,
     },
-    /// Anything else (transport, unknown kind…).
+    /// Anything else (unknown kind, bad body…).
     #[error("{id}: {message}")]
     Other {
         /// Resource.
         id: ResourceId,
         /// What failed.
         message: String,
+    },
+    /// A failure caused by another error (transport, encoding…), kept as the
+    /// [`source`](std::error::Error::source): `{id}: {message}: {source}`
+    /// (`{id}: {source}` when `message` is empty).
+    #[error("{id}: {}{source}", if message.is_empty() { String::new() } else { format!("{message}: ") })]
+    Failed {
+        /// Resource.
+        id: ResourceId,
+        /// What was attempted (`apply failed`, `cannot encode object`), or empty.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Cause,
     },
 }
 
@@ -71,7 +93,21 @@ impl ProviderError {
             ProviderError::Api { id, .. }
             | ProviderError::Conflict { id, .. }
             | ProviderError::NotReady { id, .. }
-            | ProviderError::Other { id, .. } => id,
+            | ProviderError::Other { id, .. }
+            | ProviderError::Failed { id, .. } => id,
+        }
+    }
+
+    /// A failure of `id` caused by `source` ([`ProviderError::Failed`]).
+    pub fn failed(
+        id: &ResourceId,
+        message: impl Into<String>,
+        source: impl Into<Cause>,
+    ) -> ProviderError {
+        ProviderError::Failed {
+            id: id.clone(),
+            message: message.into(),
+            source: source.into(),
         }
     }
 }
@@ -117,6 +153,15 @@ pub trait Provider: Send + Sync {
     /// that prerequisite is desired and not live yet (the plan creates it).
     fn create_prerequisite(&self, _id: &ResourceId) -> Option<Option<ResourceId>> {
         None
+    }
+    /// The fields of `resource`'s body whose value is read from another
+    /// resource's live object ([`crate::values`]: e.g. a DNS record's
+    /// `dataFrom`). The engine reads those values, and hands
+    /// [`Provider::dry_run`] and [`Provider::apply`] only resolved bodies (the
+    /// reference removed, the field set). Default: none.
+    fn values_from(&self, resource: &Resource) -> Result<Vec<ValueFrom>, ProviderError> {
+        let _ = resource;
+        Ok(Vec::new())
     }
     /// Applies `resource` (create or update); returns the stored object.
     async fn apply(&self, resource: &Resource, force: bool) -> Result<Value, ProviderError>;
@@ -169,7 +214,7 @@ pub trait Provider: Send + Sync {
         Ok(BTreeMap::new())
     }
     /// Whether [`Provider::outputs`] of `resource` may return secret values,
-    /// so that a run needs a sealer ([`crate::engine::Engine::needs_sealer`]).
+    /// so that a run without a sealer is refused ([`crate::engine::EngineError::NoSealer`]).
     /// Default: no.
     fn secret_outputs(&self, resource: &Resource) -> bool {
         let _ = resource;

@@ -160,7 +160,8 @@ pub struct SavedPlan {
 pub enum SavedPlanError {
     /// Not JSON, or not a complete document.
     #[error(
-        "{origin} is not a complete saved plan ({message}); was it truncated? Make a new one with `stacks preview … --out {origin}`"
+        "{origin} is not a complete saved plan ({message}); was it truncated?{}",
+        crate::remedy::suffix(" ", &crate::remedy::Remedy::RemakeTruncatedPlan { file: origin })
     )]
     Malformed {
         /// The file.
@@ -680,9 +681,10 @@ pub fn refusal(saved: &SavedPlan, moved: &[Moved]) -> String {
         text.push_str("\n  - ");
         text.push_str(&m.to_string());
     }
-    text.push_str(
-        "\nMake a new plan (`stacks preview … --out FILE`), review it, and apply that one.",
-    );
+    text.push_str(&crate::remedy::suffix(
+        "\n",
+        &crate::remedy::Remedy::RemakeMovedPlan,
+    ));
     text
 }
 

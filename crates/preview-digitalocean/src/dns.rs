@@ -1,5 +1,6 @@
 //! `DomainRecord`: DNS records in a DigitalOcean zone, with ownership TXT markers
-//! and `dataFrom` resolution (see the module docs of [`super`] and [`super::record`]).
+//! (see the module docs of [`super`] and [`super::record`]). A `dataFrom` is
+//! resolved by the engine: dry-run and apply get the record's `data`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,13 +8,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::record::{self, DataFrom, DesiredRecord, RecordData, RecordKey};
+use super::record::{self, DesiredRecord, RecordData, RecordKey};
 use super::{DigitalOceanProvider, DomainRecord, RecordFields, api_error, other};
 use preview_core::events::{Event, EventSink};
 use preview_core::observe::DryRun;
 use preview_core::provider::{ProviderError, WaitOptions};
 use preview_core::resource::{Resource, ResourceId};
-use preview_kubernetes::kinds::api_for;
+use preview_core::values::ValueFrom;
 
 /// What the API says about one record key.
 #[derive(Debug, Default)]
@@ -91,100 +92,33 @@ impl DigitalOceanProvider {
         })
     }
 
-    /// The current value of a `dataFrom` source.
-    async fn resolve(&self, id: &ResourceId, from: &DataFrom) -> Result<String, ProviderError> {
-        let object = from.describe();
-        let Some(client) = &self.kube else {
-            return Err(other(
-                id,
-                format!(
-                    "field dataFrom: reading {object} needs a Kubernetes connection, and the DigitalOcean provider has none (DigitalOceanProvider::with_kube)"
-                ),
-            ));
-        };
-        let object_id = from.object_id();
-        let kind = self
-            .kinds
-            .resolve(client, &object_id)
-            .await
-            .map_err(|e| other(id, format!("field dataFrom: cannot read {object}: {e}")))?;
-        let api = api_for(client, &kind, &object_id)
-            .map_err(|e| other(id, format!("field dataFrom: {e}")))?;
-        let live = api
-            .get_opt(&from.name)
-            .await
-            .map_err(|e| other(id, format!("field dataFrom: cannot read {object}: {e}")))?
-            .ok_or_else(|| other(id, format!("field dataFrom: {object} does not exist")))?;
-        let live = serde_json::to_value(&live)
-            .map_err(|e| other(id, format!("field dataFrom: cannot encode {object}: {e}")))?;
-        match live.pointer(&from.path) {
-            Some(Value::String(value)) if !value.is_empty() => Ok(value.clone()),
-            Some(value) if !value.is_null() && !value.is_string() => Err(other(
-                id,
-                format!(
-                    "field dataFrom: {object} has {value} at {}, not a string",
-                    from.path
-                ),
-            )),
-            _ => Err(other(
-                id,
-                format!(
-                    "field dataFrom: {object} has no value at {} yet (is it programmed, with an address assigned by its load balancer?)",
-                    from.path
-                ),
-            )),
-        }
-    }
-
-    /// The data the record should have now.
-    async fn desired_data(
-        &self,
-        desired: &DesiredRecord,
-        id: &ResourceId,
-    ) -> Result<String, ProviderError> {
+    /// The data to write: the literal, checked against the record's type. A
+    /// `dataFrom` reaches the provider resolved by the engine; an unresolved one
+    /// is refused.
+    fn desired_data(desired: &DesiredRecord, id: &ResourceId) -> Result<String, ProviderError> {
         let data = match &desired.data {
             RecordData::Literal(data) => data.clone(),
-            RecordData::From(from) => self.resolve(id, from).await?,
+            RecordData::From(from) => {
+                return Err(other(
+                    id,
+                    format!(
+                        "field dataFrom ({} {}) reached the DigitalOcean provider unresolved (the engine sets data from it before a record is applied)",
+                        from.describe(),
+                        from.path
+                    ),
+                ));
+            }
         };
-        Self::checked(desired, id, data)
-    }
-
-    /// `data` when it suits the record's type; the error names the field.
-    fn checked(
-        desired: &DesiredRecord,
-        id: &ResourceId,
-        data: String,
-    ) -> Result<String, ProviderError> {
-        record::check_data(&desired.key.record_type, &data).map_err(|m| {
-            let field = match &desired.data {
-                RecordData::Literal(_) => "field data".to_owned(),
-                RecordData::From(from) => {
-                    format!("field dataFrom ({} {})", from.describe(), from.path)
-                }
-            };
-            other(id, format!("{field}: {m}"))
-        })?;
+        record::check_data(&desired.key.record_type, &data)
+            .map_err(|m| other(id, format!("field data: {m}")))?;
         Ok(data)
     }
 
-    /// The registered source of `id` when the record's `data` equals its value now.
-    async fn in_sync_source(&self, id: &ResourceId, data: &str) -> Option<&DataFrom> {
-        let from = self.sources.get(id)?;
-        match self.resolve(id, from).await {
-            Ok(value) if value == data => Some(from),
-            _ => None,
-        }
-    }
-
-    /// The source to echo after an apply wrote `data` from `desired`.
-    fn applied_source<'a>(
-        &'a self,
-        id: &ResourceId,
-        desired: &'a DesiredRecord,
-    ) -> Option<&'a DataFrom> {
-        match &desired.data {
-            RecordData::From(from) if self.sources.get(id) == Some(from) => Some(from),
-            _ => None,
+    /// The values a record reads from a cluster object (its `dataFrom`).
+    pub(super) fn record_values_from(res: &Resource) -> Result<Vec<ValueFrom>, ProviderError> {
+        match Self::desired_record(res)?.data {
+            RecordData::From(from) => Ok(vec![from.value_from()]),
+            RecordData::Literal(_) => Ok(Vec::new()),
         }
     }
 
@@ -241,14 +175,12 @@ impl DigitalOceanProvider {
         let Some(live) = &observed.record else {
             return Ok(None);
         };
-        let in_sync = self.in_sync_source(id, &live.data).await;
         Ok(Some(record::live_value(
             &key,
             Some(live.id),
             &live.data,
             live.ttl,
             owner,
-            in_sync,
         )))
     }
 
@@ -266,29 +198,17 @@ impl DigitalOceanProvider {
                 message: not_owned(&desired, owner),
             });
         }
-        // A source that cannot be read yet (the Gateway is created or changed in
-        // the same run) is shown as such; apply reads it once the Gateway is ready.
-        let resolved = match &desired.data {
-            RecordData::Literal(data) => Some(data.clone()),
-            RecordData::From(from) => self.resolve(&res.id, from).await.ok(),
-        };
-        let data = match (resolved, &desired.data) {
-            (Some(data), _) => match Self::checked(&desired, &res.id, data) {
-                Ok(data) => data,
-                Err(e) => {
-                    return Ok(DryRun::Rejected {
-                        code: 422,
-                        message: match e {
-                            ProviderError::Other { message, .. } => message,
-                            e => e.to_string(),
-                        },
-                    });
-                }
-            },
-            (None, RecordData::From(from)) => {
-                format!("(read when applied: {} {})", from.describe(), from.path)
+        let data = match Self::desired_data(&desired, &res.id) {
+            Ok(data) => data,
+            Err(e) => {
+                return Ok(DryRun::Rejected {
+                    code: 422,
+                    message: match e {
+                        ProviderError::Other { message, .. } => message,
+                        e => e.to_string(),
+                    },
+                });
             }
-            (None, RecordData::Literal(data)) => data.clone(),
         };
         Ok(DryRun::Accepted {
             object: record::live_value(
@@ -297,7 +217,6 @@ impl DigitalOceanProvider {
                 &data,
                 desired.ttl,
                 Some(&desired.owner),
-                self.applied_source(&res.id, &desired),
             ),
         })
     }
@@ -318,7 +237,7 @@ impl DigitalOceanProvider {
                 format!("{}; refusing to take it over", not_owned(&desired, owner)),
             ));
         }
-        let data = self.desired_data(&desired, id).await?;
+        let data = Self::desired_data(&desired, id)?;
         // The marker first: a record never exists without its owner's marker.
         self.ensure_marker(id, &desired, &observed).await?;
         let fields = RecordFields::simple(&key.record_type, &key.name, &data, desired.ttl);
@@ -341,7 +260,6 @@ impl DigitalOceanProvider {
             &written.data,
             written.ttl,
             Some(&desired.owner),
-            self.applied_source(id, &desired),
         ))
     }
 

@@ -45,24 +45,15 @@
 //!
 //! # Data from a cluster object
 //!
-//! A record's `data` is either literal or read at apply time from a string field of
-//! a Kubernetes object (`dataFrom`, e.g. the Gateway's `/status/addresses/0/value`),
-//! through a read-only [`kube::Client`] ([`DigitalOceanProvider::with_kube`]). The
-//! record's resource depends on that object, so it is applied once the object is
-//! ready; a missing object or field fails the step with an error naming the object
-//! and the field. A plan made before the object has the value (an `import` in the
-//! run that creates the Gateway) shows `data: (read when applied: Gateway …)`.
-//!
-//! A literal is compared with the live record by the planner's usual hashes. For
-//! `dataFrom`, the desired body holds the reference, not the value; so that a
-//! changed address (a recreated load balancer) still shows up in the plan, the
-//! provider is told the desired records of the run ([`DigitalOceanProvider::with_sources`])
-//! and [`Provider::read`] echoes a record's `dataFrom` into the live value only
-//! while the record's data equals what the source says now. When it does not, the
-//! projection differs from the desired body, the planner asks for a dry-run, and
-//! the plan shows `data: old → new`. Without registration (embedding without
-//! `with_sources`) the record is still created with the resolved value and no-op
-//! runs stay no-ops, but a later change of the source is not noticed.
+//! A record's `data` is either literal or read from a string field of a
+//! Kubernetes object (`dataFrom`, e.g. the Gateway's `/status/addresses/0/value`).
+//! The provider only declares the reference ([`Provider::values_from`]); the
+//! engine reads the value ([`preview_core::values`]) and hands dry-run and apply
+//! the record with `data` set, so the provider needs no cluster connection. The
+//! record's resource depends on the object: a plan that creates or changes the
+//! object shows `data: (known after apply)`, and apply reads the value from the
+//! object once it is ready. A changed address (a recreated load balancer) is a
+//! changed desired body, so the plan shows `data: old => new`.
 //!
 //! The API token is a [`SecretString`]: never printed, never in an error, never in
 //! state (state records hashes of bodies, and bodies never contain it).
@@ -82,6 +73,8 @@ pub use preview_core::schema::dns_record as record;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use preview_core::values::ValueFrom;
+
 use preview_core::provider::ComputedOutput;
 use preview_core::state::Output;
 
@@ -98,7 +91,6 @@ use preview_core::observe::DryRun;
 use preview_core::provider::{Provider, ProviderError, WaitOptions};
 use preview_core::resource::{ProviderName, Resource, ResourceId};
 use preview_core::secret::SecretString;
-use preview_kubernetes::kinds::KindCache;
 
 /// How often a cluster's state is polled while it provisions or is deleted.
 pub const DEFAULT_CLUSTER_POLL: Duration = Duration::from_secs(10);
@@ -112,9 +104,6 @@ pub const DEFAULT_KUBECONFIG_EXPIRY: Duration = Duration::from_secs(7 * 24 * 360
 /// Manages DigitalOcean DNS records and Kubernetes clusters.
 pub struct DigitalOceanProvider {
     client: DoClient,
-    kube: Option<kube::Client>,
-    kinds: KindCache,
-    sources: BTreeMap<ResourceId, DataFrom>,
     cluster_poll: Duration,
     kubeconfig_expiry: Duration,
 }
@@ -139,7 +128,7 @@ fn api_error(id: &ResourceId, verb: &'static str, error: DoError) -> ProviderErr
             code: status,
             message: format!("{request}: {code}: {message}"),
         },
-        other_error => other(id, other_error.to_string()),
+        other_error => ProviderError::failed(id, "", other_error),
     }
 }
 
@@ -148,9 +137,6 @@ impl DigitalOceanProvider {
     pub fn new(client: DoClient) -> Self {
         DigitalOceanProvider {
             client,
-            kube: None,
-            kinds: KindCache::default(),
-            sources: BTreeMap::new(),
             cluster_poll: DEFAULT_CLUSTER_POLL,
             kubeconfig_expiry: DEFAULT_KUBECONFIG_EXPIRY,
         }
@@ -174,31 +160,6 @@ impl DigitalOceanProvider {
     pub fn connect(api_url: &str, token: SecretString) -> Result<Self, DoError> {
         Ok(Self::new(DoClient::new(api_url, token)?))
     }
-
-    /// Reads `dataFrom` objects through `client` (GETs only).
-    pub fn with_kube(mut self, client: kube::Client) -> Self {
-        self.kube = Some(client);
-        self
-    }
-
-    /// Registers the `dataFrom` sources of the run's desired `DomainRecord`s, so
-    /// that reads compare each record with its source (see the module docs).
-    /// Other resources are ignored.
-    pub fn with_sources<'a>(mut self, resources: impl IntoIterator<Item = &'a Resource>) -> Self {
-        for res in resources {
-            if res.id.provider != ProviderName::DIGITALOCEAN {
-                continue;
-            }
-            if let Ok(DesiredRecord {
-                data: RecordData::From(from),
-                ..
-            }) = DesiredRecord::from_resource(res)
-            {
-                self.sources.insert(res.id.clone(), from);
-            }
-        }
-        self
-    }
 }
 
 #[async_trait]
@@ -207,6 +168,13 @@ impl Provider for DigitalOceanProvider {
         match Kind::of(id)? {
             Kind::Record => self.record_read(id).await,
             Kind::Cluster => self.cluster_read(id).await,
+        }
+    }
+
+    fn values_from(&self, res: &Resource) -> Result<Vec<ValueFrom>, ProviderError> {
+        match Kind::of(&res.id)? {
+            Kind::Record => Self::record_values_from(res),
+            Kind::Cluster => Ok(Vec::new()),
         }
     }
 

@@ -1,9 +1,9 @@
 //! The DigitalOcean provider against `digitalocean-fake` (which checks every
-//! exchange against the official OpenAPI description), with a stub Kubernetes API
-//! for `dataFrom`.
+//! exchange against the official OpenAPI description). `dataFrom` is resolved
+//! by the engine (`tests/data_from_engine.rs`); here only its declaration.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use digitalocean_fake::{DigitalOceanFake, Fault};
@@ -113,51 +113,6 @@ fn wait() -> WaitOptions {
         failure_grace: Duration::from_secs(1),
         force_finalize: false,
     }
-}
-
-/// A Kubernetes API that serves one Gateway whose address is `address` (absent
-/// when `None`) and counts requests; anything else is 404.
-fn stub_kube(
-    address: Arc<Mutex<Option<String>>>,
-    requests: Arc<Mutex<Vec<String>>>,
-) -> kube::Client {
-    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-        let address = address.clone();
-        let requests = requests.clone();
-        async move {
-            let path = request.uri().path().to_owned();
-            if let Ok(mut log) = requests.lock() {
-                log.push(format!("{} {path}", request.method()));
-            }
-            let gateway = "/apis/gateway.networking.k8s.io/v1/namespaces/nginx-gateway/gateways/preview-gateway";
-            let (status, body) = if request.method() == http::Method::GET && path == gateway {
-                let current = address.lock().ok().and_then(|a| a.clone());
-                let status = match current {
-                    Some(ip) => json!({"addresses": [{"type": "IPAddress", "value": ip}]}),
-                    None => json!({}),
-                };
-                (
-                    200,
-                    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                    "metadata": {"name": "preview-gateway", "namespace": "nginx-gateway"},
-                    "status": status}),
-                )
-            } else {
-                (
-                    404,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "reason": "NotFound", "code": 404, "message": "not found"}),
-                )
-            };
-            let response = http::Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(kube::client::Body::from(body.to_string().into_bytes()))
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
-        }
-    });
-    kube::Client::new(service, "default")
 }
 
 #[tokio::test]
@@ -441,138 +396,47 @@ async fn errors_name_the_request_and_never_the_token() {
 }
 
 #[tokio::test]
-async fn data_from_the_gateway_address() {
+async fn data_from_is_declared_and_never_applied_unresolved() {
     let fake = fake().await;
-    let address = Arc::new(Mutex::new(None::<String>));
-    let kube_requests = Arc::new(Mutex::new(Vec::new()));
+    let p = provider(&fake);
     let res = record("*.pr", gateway_source());
-    let p = provider(&fake)
-        .with_kube(stub_kube(address.clone(), kube_requests.clone()))
-        .with_sources([&res]);
-
-    // No address yet: a clear error naming the Gateway and the field; nothing written.
+    let declared = p.values_from(&res).expect("declared");
+    assert_eq!(declared.len(), 1);
+    assert_eq!(declared[0].reference, "/dataFrom");
+    assert_eq!(declared[0].field, "/data");
+    assert_eq!(
+        declared[0].source.to_string(),
+        "Gateway nginx-gateway/preview-gateway"
+    );
+    assert_eq!(declared[0].path, "/status/addresses/0/value");
+    assert!(
+        p.values_from(&record("*.pr", json!("203.0.113.10")))
+            .expect("literal")
+            .is_empty()
+    );
+    // The engine resolves it; the provider refuses a body that was not.
     let err = p
         .apply(&res, false)
         .await
-        .expect_err("no address")
+        .expect_err("unresolved")
         .to_string();
-    assert!(
-        err.contains("field dataFrom: Gateway nginx-gateway/preview-gateway has no value at /status/addresses/0/value"),
-        "{err}"
-    );
-    assert_eq!(fake.writes(), 0);
-
-    *address.lock().expect("lock") = Some("10.240.0.100".into());
-    let applied = p.apply(&res, false).await.expect("apply");
-    assert_eq!(
-        a_records(&fake),
-        vec![("*.pr".into(), "10.240.0.100".into(), 300)]
-    );
-    assert_eq!(applied["dataFrom"], gateway_source());
-    let state = recorded(&res, &applied);
-
-    // In sync: the read echoes dataFrom, so nothing needs a dry-run.
-    let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert_eq!(live, applied);
-    assert!(!needs_dry_run(
-        &res,
-        Some(&state),
-        Some(&live),
-        &preview_core::state::auth::RecordHasher::fixed_for_tests()
-    ));
-
-    // The load balancer's address changes: the plan sees it and shows the new data.
-    *address.lock().expect("lock") = Some("10.240.0.101".into());
-    let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert!(needs_dry_run(
-        &res,
-        Some(&state),
-        Some(&live),
-        &preview_core::state::auth::RecordHasher::fixed_for_tests()
-    ));
-    let DryRun::Accepted { object } = p.dry_run(&res, false).await.expect("dry-run") else {
-        panic!("accepted expected");
-    };
-    let changes = diff(
-        &strip_server_fields(&live),
-        &strip_server_fields(&object),
-        &|_| false,
-    );
-    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-    assert!(paths.contains(&"data"), "{paths:?}");
-    p.apply(&res, false).await.expect("update");
-    assert_eq!(a_records(&fake)[0].1, "10.240.0.101");
-
-    // The address disappears: the plan says the value is read when applying…
-    *address.lock().expect("lock") = None;
-    let DryRun::Accepted { object } = p.dry_run(&res, false).await.expect("dry-run") else {
-        panic!("accepted expected");
-    };
-    assert_eq!(
-        object["data"],
-        "(read when applied: Gateway nginx-gateway/preview-gateway /status/addresses/0/value)"
-    );
-    // …and applying fails with the clear message, writing nothing.
-    fake.clear_requests();
-    let err = p
-        .apply(&res, false)
-        .await
-        .expect_err("no address")
-        .to_string();
-    assert!(
-        err.contains("Gateway nginx-gateway/preview-gateway has no value"),
-        "{err}"
-    );
-    assert_eq!(fake.writes(), 0);
-
-    // Not an IPv4 address: rejected by the dry-run and by apply.
-    *address.lock().expect("lock") = Some("lb.example.net".into());
-    let DryRun::Rejected { code, message } = p.dry_run(&res, false).await.expect("dry-run") else {
+    assert!(err.contains("field dataFrom (Gateway nginx-gateway/preview-gateway /status/addresses/0/value) reached the DigitalOcean provider unresolved"), "{err}");
+    let DryRun::Rejected { code, .. } = p.dry_run(&res, false).await.expect("dry-run") else {
         panic!("rejected expected");
     };
     assert_eq!(code, 422);
-    assert!(message.contains("is not an IPv4 address"), "{message}");
+    // A resolved body that is not an address is refused, naming the field.
+    let resolved = preview_core::values::resolved(&res, &[(&declared[0], json!("lb.example.net"))]);
     let err = p
-        .apply(&res, false)
+        .apply(&resolved, false)
         .await
         .expect_err("hostname")
         .to_string();
     assert!(
-        err.contains("field dataFrom (Gateway nginx-gateway/preview-gateway /status/addresses/0/value): \"lb.example.net\" is not an IPv4 address"),
+        err.contains("field data: \"lb.example.net\" is not an IPv4 address"),
         "{err}"
     );
-    // Only reads went to Kubernetes.
-    let log = kube_requests.lock().expect("lock").clone();
-    assert!(log.iter().all(|r| r.starts_with("GET ")), "{log:?}");
-
-    // Without a Kubernetes connection the error says so.
-    let bare = provider(&fake);
-    let err = bare
-        .apply(&res, false)
-        .await
-        .expect_err("no kube")
-        .to_string();
-    assert!(err.contains("needs a Kubernetes connection"), "{err}");
-    fake.assert_no_violations();
-}
-
-#[tokio::test]
-async fn unregistered_sources_stay_no_ops() {
-    let fake = fake().await;
-    let address = Arc::new(Mutex::new(Some("10.240.0.100".to_owned())));
-    let res = record("*.pr", gateway_source());
-    // Registered nowhere: applied with the resolved value, and later runs are no-ops.
-    let p = provider(&fake).with_kube(stub_kube(address, Arc::new(Mutex::new(Vec::new()))));
-    let applied = p.apply(&res, false).await.expect("apply");
-    assert!(applied.get("dataFrom").is_none());
-    let state = recorded(&res, &applied);
-    let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert!(!needs_dry_run(
-        &res,
-        Some(&state),
-        Some(&live),
-        &preview_core::state::auth::RecordHasher::fixed_for_tests()
-    ));
+    assert_eq!(fake.writes(), 0);
     fake.assert_no_violations();
 }
 

@@ -21,22 +21,16 @@ use preview_core::state::crypto::{KdfParams, Sealer, StackSealer};
 use preview_core::state::file::FileBackend;
 use preview_core::state::{Output, StateBackend};
 use preview_core::{Resource, ResourceOptions};
-use preview_digitalocean::{DigitalOceanProvider, DoClient, RetryPolicy};
+use preview_digitalocean::DigitalOceanProvider;
+
+#[path = "support/client.rs"]
+mod client;
 
 const TOKEN: &str = "dop_v1_engine_canary_91aa";
 const ZONE: &str = "example.com";
 
 fn provider(fake: &DigitalOceanFake) -> Arc<DigitalOceanProvider> {
-    let client = DoClient::with_retry(
-        &fake.base_url(),
-        SecretString::new(TOKEN),
-        RetryPolicy {
-            attempts: 2,
-            backoff: Duration::from_millis(1),
-            request_timeout: Duration::from_secs(10),
-        },
-    )
-    .expect("client");
+    let client = client::test_client(fake, TOKEN);
     Arc::new(DigitalOceanProvider::new(client).with_cluster_poll(Duration::from_millis(5)))
 }
 

@@ -169,7 +169,12 @@ pub async fn open_backend_with(
             let Some(client) = kube else {
                 return Err(config_error(
                     url,
-                    "the kubernetes:// backend needs a cluster connection (--kubeconfig, KUBECONFIG or in-cluster config)",
+                    format!(
+                        "the kubernetes:// backend needs a cluster connection{}",
+                        preview_core::remedy::in_parentheses(
+                            &preview_core::remedy::Remedy::ClusterConnection
+                        )
+                    ),
                 ));
             };
             let backend = KubeBackend::new(client.clone(), &namespace)

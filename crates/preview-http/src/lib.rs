@@ -5,14 +5,11 @@
 //! - [`api_base_url`]: the one check of the base URL a token is sent to
 //!   (https, or plain http to loopback test servers only; no query, no user
 //!   info), normalised to end in `/` so relative paths join under it;
-//! - [`Backoff`]: the one retry schedule, exponential with jitter, from the
-//!   maintained `backon` crate (so many runs retrying after the same outage
-//!   spread out instead of returning at the same instant).
+//! - [`Backoff`]: the one retry schedule, exponential with jitter (from
+//!   `preview_core::retry`, which the Kubernetes provider uses too).
 //!
 //! What is retried, and when a server's own `retry-after` wins, stays with
 //! each client: the APIs differ there.
-
-use std::time::Duration;
 
 use reqwest::Url;
 
@@ -47,31 +44,7 @@ pub fn api_base_url(api_url: &str, example: &str) -> Result<Url, String> {
     Ok(base)
 }
 
-/// The wait before each retry: `first`, then doubled each time up to `max`,
-/// each plus a random jitter of up to itself (so a wait lies between the
-/// exponential step and twice it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// The step before the first retry.
-    pub first: Duration,
-    /// The cap of the step (the jitter comes on top).
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The waits of one request's retries, in order (endless: the caller
-    /// counts its attempts).
-    pub fn delays(&self) -> backon::ExponentialBackoff {
-        use backon::BackoffBuilder;
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.first)
-            .with_max_delay(self.max.max(self.first))
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
-    }
-}
+pub use preview_core::retry::Backoff;
 
 #[cfg(test)]
 mod tests {
@@ -110,28 +83,5 @@ mod tests {
             let err = ok(bad).expect_err(bad);
             assert!(err.contains(why), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn delays_double_up_to_the_cap_with_jitter_of_up_to_each_step() {
-        let backoff = Backoff {
-            first: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-        };
-        let steps = [1, 2, 4, 8, 16, 30, 30, 30];
-        // Many schedules: every wait lies in [step, 2 × step], and they differ.
-        let mut firsts = std::collections::BTreeSet::new();
-        for _ in 0..50 {
-            let waits: Vec<Duration> = backoff.delays().take(steps.len()).collect();
-            for (wait, step) in waits.iter().zip(steps) {
-                let step = Duration::from_secs(step);
-                assert!(
-                    *wait >= step && *wait <= step * 2,
-                    "{wait:?} for step {step:?}"
-                );
-            }
-            firsts.insert(waits[0]);
-        }
-        assert!(firsts.len() > 1, "the jitter spreads the retries");
     }
 }

@@ -93,10 +93,7 @@ pub fn api_error(id: &ResourceId, verb: &'static str, err: kube::Error) -> Provi
             code: status.code,
             message: status.message.clone(),
         },
-        other => ProviderError::Other {
-            id: id.clone(),
-            message: format!("{verb} failed: {other}"),
-        },
+        other => ProviderError::failed(id, format!("{verb} failed"), other),
     }
 }
 

@@ -53,6 +53,7 @@ use serde_json::Value;
 use preview_core::events::EventSink;
 use preview_core::observe::DryRun;
 use preview_core::provider::{Provider, ProviderError, WaitOptions};
+use preview_core::remedy::{self, Remedy};
 use preview_core::resource::{Resource, ResourceId};
 
 pub use counting::RequestCounts;
@@ -160,15 +161,20 @@ impl KubeProvider {
             None if context.is_some() => {
                 return Err(fail(
                     context,
-                    "no kubeconfig found to take the context from (set --kubeconfig or KUBECONFIG)"
-                        .to_owned(),
+                    format!(
+                        "no kubeconfig found to take the context from{}",
+                        remedy::in_parentheses(&Remedy::Kubeconfig)
+                    ),
                 ));
             }
             None => (
                 kube::Config::incluster().map_err(|e| {
                     fail(
                         None,
-                        format!("{e} (no kubeconfig either: set --kubeconfig or KUBECONFIG)"),
+                        format!(
+                            "{e} (no kubeconfig either{})",
+                            remedy::suffix(": ", &Remedy::Kubeconfig)
+                        ),
                     )
                 })?,
                 "(in-cluster)".to_owned(),
@@ -195,15 +201,12 @@ impl KubeProvider {
         let server = self.server.clone();
         // A connection that fails before any answer (hundreds of runs dialling
         // one API server at once) is tried again: the GET is a read.
-        let mut delays = {
-            use backon::BackoffBuilder;
-            backon::ExponentialBuilder::default()
-                .with_min_delay(std::time::Duration::from_millis(150))
-                .with_max_delay(std::time::Duration::from_secs(1))
-                .with_jitter()
-                .with_max_times(VERSION_RETRIES)
-                .build()
-        };
+        let mut delays = preview_core::retry::Backoff {
+            first: std::time::Duration::from_millis(150),
+            max: std::time::Duration::from_secs(1),
+        }
+        .delays()
+        .take(VERSION_RETRIES);
         let info = loop {
             match self.client.apiserver_version().await {
                 Ok(info) => break info,

@@ -12,10 +12,7 @@ use preview_core::provider::ProviderError;
 use preview_core::resource::{Resource, ResourceId, STACK_LABEL};
 
 fn to_value(id: &ResourceId, obj: &kube::core::DynamicObject) -> Result<Value, ProviderError> {
-    serde_json::to_value(obj).map_err(|e| ProviderError::Other {
-        id: id.clone(),
-        message: format!("cannot encode object: {e}"),
-    })
+    serde_json::to_value(obj).map_err(|e| ProviderError::failed(id, "cannot encode object", e))
 }
 
 /// The live object, or `None` when it does not exist.

@@ -8,7 +8,7 @@
 //! An apply answered HTTP 500 with a message saying an admission step timed out
 //! (`resource quota evaluation timed out`, from an API server short of CPU) is
 //! sent again, at most [`TIMED_OUT_RETRIES`] times with exponential backoff and
-//! jitter (`backon`): a server-side apply is idempotent. (429/503/504 are retried lower
+//! jitter (the one schedule, `preview_core::retry::Backoff`): a server-side apply is idempotent. (429/503/504 are retried lower
 //! down, by the client stack in `connection.rs`.)
 
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
@@ -19,6 +19,7 @@ use super::kinds::api_for;
 use super::{FIELD_MANAGER, KubeProvider};
 use preview_core::provider::ProviderError;
 use preview_core::resource::{Resource, ResourceId, STACK_LABEL};
+use preview_core::retry::Backoff;
 
 /// Retries of an apply whose admission timed out on the server (HTTP 500).
 pub const TIMED_OUT_RETRIES: usize = 3;
@@ -36,14 +37,11 @@ pub async fn apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<Valu
     let api = api_for(&p.client, &kind, id)?;
     let mut params = PatchParams::apply(FIELD_MANAGER);
     params.force = force;
-    let mut delays = {
-        use backon::BackoffBuilder;
-        backon::ExponentialBuilder::default()
-            .with_min_delay(std::time::Duration::from_millis(500))
-            .with_max_delay(std::time::Duration::from_secs(5))
-            .with_jitter()
-            .build()
-    };
+    let mut delays = Backoff {
+        first: std::time::Duration::from_millis(500),
+        max: std::time::Duration::from_secs(5),
+    }
+    .delays();
     let mut retries = 0;
     let obj = loop {
         match api.patch(&id.name, &params, &Patch::Apply(&res.body)).await {
@@ -57,10 +55,7 @@ pub async fn apply(p: &KubeProvider, res: &Resource, force: bool) -> Result<Valu
             Err(e) => return Err(api_error(id, "apply", e)),
         }
     };
-    serde_json::to_value(&obj).map_err(|e| ProviderError::Other {
-        id: id.clone(),
-        message: format!("cannot encode object: {e}"),
-    })
+    serde_json::to_value(&obj).map_err(|e| ProviderError::failed(id, "cannot encode object", e))
 }
 
 /// Requests deletion with background propagation; a missing object is not an
@@ -167,20 +162,14 @@ pub async fn force_finalize_namespace(
     p: &KubeProvider,
     id: &ResourceId,
 ) -> Result<(), ProviderError> {
-    let request = |e: http::Error| ProviderError::Other {
-        id: id.clone(),
-        message: format!("cannot build finalize request: {e}"),
-    };
+    let request = |e: http::Error| ProviderError::failed(id, "cannot build finalize request", e);
     let body = json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": id.name},
         "spec": {"finalizers": []},
     });
-    let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Other {
-        id: id.clone(),
-        message: e.to_string(),
-    })?;
+    let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::failed(id, "", e))?;
     let req = http::Request::put(format!("/api/v1/namespaces/{}/finalize", id.name))
         .header("content-type", "application/json")
         .body(bytes)

@@ -68,6 +68,7 @@ use super::{check_database_id, desired, live_value, other, role_value, sql};
 use preview_core::events::EventSink;
 use preview_core::observe::DryRun;
 use preview_core::provider::{Provider, ProviderError, WaitOptions};
+use preview_core::remedy::{self, Remedy};
 use preview_core::resource::{Resource, ResourceId, STACK_LABEL};
 use preview_core::schema::database::{DatabaseBody, JobSettings};
 
@@ -107,7 +108,10 @@ impl InClusterProvider {
         self.namespace.as_deref().ok_or_else(|| {
             other(
                 id,
-                "the in-cluster database executor does not know the database server's namespace (config `database.namespace`, or output `dbNamespace` of the base stack); set PREVIEW_POSTGRES_URL to use the direct executor instead".into(),
+                format!(
+                    "the in-cluster database executor does not know the database server's namespace (config `database.namespace`, or output `dbNamespace` of the base stack){}",
+                    remedy::suffix("; ", &Remedy::DirectDatabaseExecutor)
+                ),
             )
         })
     }
@@ -339,9 +343,10 @@ impl Provider for InClusterProvider {
             return Err(other(
                 id,
                 format!(
-                    "cannot drop database {}: its Job {} (the in-cluster executor's record of how it was created) is gone; set PREVIEW_POSTGRES_URL so the direct executor can drop and verify it",
+                    "cannot drop database {}: its Job {} (the in-cluster executor's record of how it was created) is gone{}",
                     id.name,
-                    job_name(Operation::Ensure, &id.name)
+                    job_name(Operation::Ensure, &id.name),
+                    remedy::suffix("; ", &Remedy::DirectDatabaseDrop)
                 ),
             ));
         };

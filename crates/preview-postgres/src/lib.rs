@@ -72,6 +72,7 @@ use preview_core::events::{Event, EventSink};
 use preview_core::observe::DryRun;
 use preview_core::provider::{Provider, ProviderError, WaitOptions};
 use preview_core::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
+use preview_core::schema::database::DatabaseBody;
 use preview_core::secret::SecretString;
 use role::RoleSpec;
 
@@ -249,26 +250,15 @@ pub(crate) struct Desired {
     pub role: Option<RoleSpec>,
 }
 
-/// The desired owner, marker and role from a `Database` body, checked.
+/// The desired owner, marker and role from a `Database` body (the typed
+/// [`DatabaseBody`]), checked.
 pub(crate) fn desired(res: &Resource) -> Result<Desired, ProviderError> {
-    let get = |key: &str| {
-        res.body
-            .get(key)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| other(&res.id, format!("missing field {key}")))
-    };
-    let owner = get("owner")?;
+    let body = DatabaseBody::from_value(&res.body).map_err(|m| other(&res.id, m))?;
+    let owner = body.owner;
     sql::check_identifier("database owner", &owner).map_err(|m| other(&res.id, m))?;
-    let role = match res.body.get("role") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let spec: RoleSpec = serde_json::from_value(v.clone()).map_err(|e| {
-                other(
-                    &res.id,
-                    format!("field role: {e} (expected connectionLimit and passwordVerifier)"),
-                )
-            })?;
+    let role = match body.role {
+        None => None,
+        Some(spec) => {
             spec.check().map_err(|m| other(&res.id, m))?;
             sql::check_identifier("role name", &res.id.name).map_err(|m| other(&res.id, m))?;
             if owner != res.id.name {
@@ -285,7 +275,7 @@ pub(crate) fn desired(res: &Resource) -> Result<Desired, ProviderError> {
     };
     Ok(Desired {
         owner,
-        marker: get("ownerMarker")?,
+        marker: body.owner_marker,
         role,
     })
 }

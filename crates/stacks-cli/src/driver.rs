@@ -175,6 +175,9 @@ impl Driver {
             Err(error) => error.format(&mut command).exit(),
         };
         cli.global.program = program;
+        // The libraries' errors name no flag: the driver words the way out
+        // (the first program to register its wording in a process keeps it).
+        preview_core::remedy::install(crate::hints::remedy);
         terminal::init(&cli.global);
         let json = cli.global.json;
         match run::run(cli).await {

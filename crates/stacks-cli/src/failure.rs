@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use preview_core::engine::EngineError;
+use preview_core::provider::ProviderError;
 use preview_core::state::StateError;
 use serde_json::json;
 
@@ -16,17 +17,40 @@ pub fn report(error: &anyhow::Error, json: bool) -> ExitCode {
     if terminal::is_broken_pipe(error) {
         return ExitCode::FAILURE;
     }
-    eprintln!("error: {error:#}");
+    let message = chain_text(error);
+    eprintln!("error: {message}");
     if json && !terminal::stdout_written() {
         let doc = json!({
             "error": {
-                "message": format!("{error:#}"),
+                "message": message,
                 "kind": kind(error),
             }
         });
         let _ = terminal::print_stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
     ExitCode::FAILURE
+}
+
+/// `error` and its causes, `: `-separated (as anyhow's `{:#}`), except that
+/// the causes of a provider error are not repeated: its message ends with them
+/// ([`ProviderError::Failed`]).
+fn chain_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for (i, cause) in error.chain().enumerate() {
+        if i > 0 {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+        let provider = cause.downcast_ref::<ProviderError>().is_some()
+            || matches!(
+                cause.downcast_ref::<EngineError>(),
+                Some(EngineError::Provider(_))
+            );
+        if provider {
+            break;
+        }
+    }
+    text
 }
 
 /// What kind of failure `error` is, for scripts: the first cause of a known
@@ -100,5 +124,22 @@ mod tests {
         assert_eq!(kind(&anyhow::anyhow!("something")), "error");
         let io = anyhow::Error::new(std::io::Error::other("disk")).context("writing");
         assert_eq!(kind(&io), "io");
+    }
+
+    /// A provider error keeps its cause, and its message already ends with it:
+    /// it is printed once, as before the cause was kept.
+    #[test]
+    fn a_provider_error_s_cause_is_printed_once() {
+        use std::error::Error as _;
+        let id = preview_core::ResourceId::kubernetes("v1", "ConfigMap", Some("ns"), "c");
+        let failed = ProviderError::failed(&id, "apply failed", std::io::Error::other("reset"));
+        assert!(failed.source().is_some_and(|s| s.to_string() == "reset"));
+        let error = anyhow::Error::new(EngineError::Provider(failed)).context("running up");
+        assert_eq!(
+            chain_text(&error),
+            "running up: ConfigMap ns/c: apply failed: reset"
+        );
+        let plain = anyhow::Error::new(std::io::Error::other("disk")).context("writing");
+        assert_eq!(chain_text(&plain), format!("{plain:#}"));
     }
 }

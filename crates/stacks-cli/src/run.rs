@@ -390,7 +390,7 @@ fn engine(
         providers: used,
     } = wiring;
     let digitalocean = if used.contains(&ProviderName::DIGITALOCEAN) {
-        digitalocean_provider(kube.as_ref(), build, kubeconfig_expiry)?
+        digitalocean_provider(kubeconfig_expiry)?
     } else {
         None
     };
@@ -1514,13 +1514,10 @@ const POLL_ENV: &str = "PREVIEW_DIGITALOCEAN_POLL_INTERVAL";
 /// cluster poll interval `PREVIEW_DIGITALOCEAN_POLL_INTERVAL`, the lifetime of the
 /// kubeconfigs it fetches `kubeconfig_expiry` (`cluster.kubeconfigExpiry`).
 /// Records whose address comes from a cluster object (`dataFrom`, e.g. the
-/// Gateway's load-balancer address) read it through the cluster connection (reads
-/// only), and the stack's desired records are registered so that a changed address
-/// shows up in the plan. Stacks with a DigitalOcean resource fail with a message
-/// naming the variable when the token is missing.
+/// Gateway's load-balancer address) get it from the engine. Stacks with a
+/// DigitalOcean resource fail with a message naming the variable when the token
+/// is missing.
 fn digitalocean_provider(
-    kube: Option<&KubeProvider>,
-    build: Option<&StackBuild>,
     kubeconfig_expiry: Option<Duration>,
 ) -> Result<Option<Arc<dyn preview_core::provider::Provider>>> {
     use preview_digitalocean::{
@@ -1551,13 +1548,7 @@ fn digitalocean_provider(
             return Ok(None);
         }
     };
-    let resources = build.map(|b| b.resources.as_slice()).unwrap_or_default();
-    let mut provider = DigitalOceanProvider::new(client)
-        .with_cluster_poll(poll)
-        .with_sources(resources);
-    if let Some(kube) = kube {
-        provider = provider.with_kube(kube.client().clone());
-    }
+    let mut provider = DigitalOceanProvider::new(client).with_cluster_poll(poll);
     if let Some(expiry) = kubeconfig_expiry {
         provider = provider.with_kubeconfig_expiry(expiry);
     }

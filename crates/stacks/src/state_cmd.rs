@@ -32,6 +32,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use preview_core::plan::SECRET_PLACEHOLDER;
+use preview_core::remedy::{Remedy, suffix};
 use preview_core::secret::SecretString;
 use preview_core::state::crypto::{KdfParams, Sealer};
 use preview_core::state::format::{Codec, DecodeError, Purpose};
@@ -365,7 +366,8 @@ fn decode_file(codec: &Codec, stack: &str, bytes: &[u8]) -> Result<StackState, S
         .decode(bytes, stack, Purpose::Read)
         .map_err(|e| match e {
             DecodeError::NotAuthentic(why) => file_error(format!(
-                "not authentic: {why}; if you reviewed this file and trust it, import it with --trust-unauthenticated (it is then stored authenticated with the current passphrase)"
+                "not authentic: {why}{}",
+                suffix("; ", &Remedy::ImportReviewedFile)
             )),
             other => file_error(format!("not a valid state file: {other}")),
         })
@@ -428,7 +430,8 @@ async fn import_locked(
             };
             if !options.force {
                 return Err(refuse(format!(
-                    "{why}; pass --force to replace the stored state with the file"
+                    "{why}{}",
+                    suffix("; ", &Remedy::ForceImport)
                 )));
             }
             imported.serial = imported.serial.max(s.serial + 1);
@@ -523,10 +526,11 @@ async fn delete_locked(
                     names.push(format!("… {} more", state.resources.len() - 5));
                 }
                 return Err(refuse(format!(
-                    "it still records {} resource(s) and {} interrupted step(s) ({}); run `stacks destroy` first, or pass --force to forget them (they stay in the cluster, unmanaged)",
+                    "it still records {} resource(s) and {} interrupted step(s) ({}){}",
                     state.resources.len(),
                     state.pending.len(),
-                    names.join(", ")
+                    names.join(", "),
+                    suffix("; ", &Remedy::DestroyOrForget)
                 )));
             }
             (state.resources.len(), false)
@@ -540,7 +544,7 @@ async fn delete_locked(
         Err(e @ (StateError::Corrupt { .. } | StateError::NotAuthentic { .. }))
             if !options.force =>
         {
-            return Err(refuse(format!("{e}; pass --force to delete it anyway")));
+            return Err(refuse(format!("{e}{}", suffix("; ", &Remedy::ForceDelete))));
         }
         Err(StateError::Corrupt { .. } | StateError::NotAuthentic { .. }) => (0, true),
         Err(e) => return Err(e.into()),
@@ -817,9 +821,10 @@ mod tests {
             .await
             .expect_err("older");
         assert!(
-            err.to_string().contains("not newer") && err.to_string().contains("--force"),
-            "{err}"
+            err.to_string().contains("not newer") && !err.to_string().contains("--force"),
+            "the binary words the way out: {err}"
         );
+        assert!(matches!(err, StateCmdError::Refused { .. }), "{err:?}");
         let forced = import_from_file(&dst, "s", &file, &forced_import())
             .await
             .expect("forced");
@@ -906,7 +911,7 @@ mod tests {
             .expect_err("resources");
         let text = err.to_string();
         assert!(
-            text.contains("7 resource(s)") && text.contains("stacks destroy"),
+            text.contains("7 resource(s)") && !text.contains("stacks destroy"),
             "{text}"
         );
         assert!(text.contains("… 2 more"), "{text}");
@@ -931,7 +936,8 @@ mod tests {
         let err = delete(&b, "c", &DeleteOptions::default())
             .await
             .expect_err("corrupt");
-        assert!(err.to_string().contains("--force"), "{err}");
+        assert!(matches!(err, StateCmdError::Refused { .. }), "{err:?}");
+        assert!(!err.to_string().contains("--force"), "{err}");
         let report = delete(&b, "c", &forced_delete())
             .await
             .expect("forced corrupt");
@@ -1011,8 +1017,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("`stacks state export s FILE --trust-unauthenticated`, review FILE, then `stacks state import s FILE --trust-unauthenticated`"),
-            "{text}"
+            !text.contains("--trust-unauthenticated"),
+            "the binary words the way out: {text}"
         );
         // Nothing else gets through either: import, a plain write.
         let file = dir.0.join("s-export.json");
@@ -1039,9 +1045,9 @@ mod tests {
             .await
             .expect_err("file not authentic");
         assert!(
-            err.to_string()
-                .contains("import it with --trust-unauthenticated"),
-            "{err}"
+            err.to_string().contains("not authentic")
+                && !err.to_string().contains("--trust-unauthenticated"),
+            "the binary words the way out: {err}"
         );
         // … and with trust it is stored authenticated, at the next serial.
         let r = import_from_file(&trusting, "s", &file, &ImportOptions::default())
@@ -1072,7 +1078,8 @@ mod tests {
         downgrade.serial += 1;
         let err = plain.write(&downgrade).await.expect_err("no downgrade");
         assert!(
-            err.to_string().contains("PREVIEW_STATE_PASSPHRASE"),
+            err.to_string()
+                .contains("authenticated (format 3) and no state passphrase is set"),
             "{err}"
         );
         assert_eq!(

@@ -6,6 +6,10 @@ use serde_json::json;
 
 use super::test_fixtures::{self as fx, NS, STACK, id, k8s};
 use super::*;
+use crate::resource::{
+    CONFIG_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ProviderName, STACK_LABEL,
+};
+use serde_json::Value;
 
 macro_rules! snap {
     ($name:expr, $value:expr) => {

@@ -5,6 +5,7 @@ mod deletes;
 mod desired;
 mod forbidden;
 mod scale;
+mod values;
 
 use serde_json::{Value, json};
 

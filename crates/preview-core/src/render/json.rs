@@ -21,7 +21,10 @@
 //!          "kind": "added" | "removed" | "changed",
 //!          "old": <JSON value>,                  // absent for "added"
 //!          "new": <JSON value>,                  // absent for "removed"
-//!          "secret": false}                      // true: old/new are the string "[secret]"
+//!          "secret": false,                      // true: old/new are the string "[secret]"
+//!          "knownAfterApply": true}              // only when "new" is read from another
+//!                                                // resource this plan changes: the string
+//!                                                // "(known after apply)"
 //!       ],
 //!       "after": [<resource>, …],                // steps that must finish first
 //!       "serverValidated": false,                // only on a step not validated by the server:
@@ -37,7 +40,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::plan::{Action, FieldChange, PLAN_SCHEMA_VERSION, Plan, SECRET_PLACEHOLDER, Shown};
+use crate::plan::{
+    Action, FieldChange, KNOWN_AFTER_APPLY, PLAN_SCHEMA_VERSION, Plan, SECRET_PLACEHOLDER, Shown,
+};
 use crate::resource::ResourceId;
 
 /// Renders `plan` as the JSON document described in the module documentation.
@@ -123,6 +128,7 @@ fn resource(id: &ResourceId) -> Value {
 fn change(change: &FieldChange) -> Value {
     let value = |shown: &Shown| match shown {
         Shown::Secret(_) => Value::from(SECRET_PLACEHOLDER),
+        Shown::KnownAfterApply(_) => Value::from(KNOWN_AFTER_APPLY),
         Shown::Value(v) => v.clone(),
     };
     let is_secret = |shown: &Option<Shown>| matches!(shown, Some(Shown::Secret(_)));
@@ -144,5 +150,8 @@ fn change(change: &FieldChange) -> Value {
         "secret".into(),
         Value::from(is_secret(&change.old) || is_secret(&change.new)),
     );
+    if matches!(change.new, Some(Shown::KnownAfterApply(_))) {
+        map.insert("knownAfterApply".into(), Value::Bool(true));
+    }
     Value::Object(map)
 }

@@ -8,7 +8,8 @@
 //!   block, truncated with a visible note to stay under GitHub's comment limit).
 //!
 //! Secret values are already [`Shown::Secret`] in a plan and render as
-//! [`SECRET_PLACEHOLDER`] everywhere. Text and Markdown shorten values longer than
+//! [`SECRET_PLACEHOLDER`] everywhere; a value known only once the plan is applied
+//! ([`Shown::KnownAfterApply`]) renders as [`KNOWN_AFTER_APPLY`], unquoted. Text and Markdown shorten values longer than
 //! [`MAX_VALUE_CHARS`] characters; JSON never shortens.
 
 pub mod json;
@@ -19,7 +20,7 @@ pub use json::json;
 pub use markdown::{DEFAULT_MAX_CHARS, MarkdownOptions, markdown};
 pub use text::{TextOptions, text};
 
-use crate::plan::{ChangeKind, FieldChange, SECRET_PLACEHOLDER, Shown, Summary};
+use crate::plan::{ChangeKind, FieldChange, KNOWN_AFTER_APPLY, SECRET_PLACEHOLDER, Shown, Summary};
 
 /// Values longer than this (in characters, as compact JSON) are shortened in text and
 /// Markdown renderings.
@@ -57,6 +58,7 @@ pub fn summary_line(summary: &Summary) -> String {
 pub(crate) fn short_value(shown: &Shown) -> String {
     match shown {
         Shown::Secret(_) => SECRET_PLACEHOLDER.to_owned(),
+        Shown::KnownAfterApply(_) => KNOWN_AFTER_APPLY.to_owned(),
         Shown::Value(value) => shorten(&value.to_string()),
     }
 }

@@ -423,7 +423,11 @@ fn the_refusal_lists_every_move_and_what_to_do() {
         text.contains("serial 4") && text.contains("desired body changed"),
         "{text}"
     );
-    assert!(text.contains("--out FILE"), "{text}");
+    // What to do next is the program's to word (a Remedy): no flag here.
+    assert!(
+        text.ends_with("its desired body changed since the plan"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -21,13 +21,18 @@
 //! name: "*.pr"
 //! ttl: 300
 //! data: 203.0.113.10            # either a literal …
-//! dataFrom:                     # … or a field of a cluster object, read at apply time
+//! dataFrom:                     # … or a field of a cluster object, read by the engine
 //!   apiVersion: gateway.networking.k8s.io/v1
 //!   kind: Gateway
 //!   namespace: nginx-gateway
 //!   name: preview-gateway
 //!   path: /status/addresses/0/value
 //! ```
+//!
+//! A `dataFrom` is resolved by the engine ([`crate::values`]; the provider
+//! declares it with [`DataFrom::value_from`]): the provider is handed the body
+//! with `data` set to the object's value and `dataFrom` removed, which is the
+//! body of a literal record.
 //!
 //! Ownership marker: DigitalOcean records carry no labels, so each managed record
 //! has a companion TXT record named [`OWNER_RECORD_NAME`] in the same zone whose
@@ -36,9 +41,11 @@
 //! markers share one name outside the preview subdomains, so they never answer for
 //! a preview host.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
+use crate::values::ValueFrom;
 
 /// `apiVersion` of DigitalOcean DNS records.
 pub const API_VERSION: &str = "dns.digitalocean.com/v1";
@@ -219,25 +226,19 @@ impl DataFrom {
         value
     }
 
-    /// Parses the body form; errors name the field.
-    pub fn from_json(value: &Value) -> Result<Self, String> {
-        let text = |key: &str| -> Result<String, String> {
+    /// Checks the body form ([`DataFromBody`]); errors name the field.
+    fn from_body(body: DataFromBody) -> Result<Self, String> {
+        let text = |key: &str, value: Option<String>| -> Result<String, String> {
             value
-                .get(key)
-                .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
                 .ok_or_else(|| format!("field dataFrom.{key} is missing or not a string"))
         };
         let from = DataFrom {
-            api_version: text("apiVersion")?,
-            kind: text("kind")?,
-            namespace: value
-                .get("namespace")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            name: text("name")?,
-            path: text("path")?,
+            api_version: text("apiVersion", body.api_version)?,
+            kind: text("kind", body.kind)?,
+            namespace: body.namespace,
+            name: text("name", body.name)?,
+            path: text("path", body.path)?,
         };
         if !from.path.starts_with('/') {
             return Err(format!(
@@ -252,9 +253,19 @@ impl DataFrom {
     pub fn describe(&self) -> String {
         self.object_id().to_string()
     }
+
+    /// The engine's form: the value goes into `data`, replacing `dataFrom`.
+    pub fn value_from(&self) -> ValueFrom {
+        ValueFrom {
+            reference: "/dataFrom".to_owned(),
+            field: "/data".to_owned(),
+            source: self.object_id(),
+            path: self.path.clone(),
+        }
+    }
 }
 
-/// A record's data: literal, or read from a cluster object at apply time.
+/// A record's data: literal, or read from a cluster object by the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordData {
     /// The value itself.
@@ -299,16 +310,18 @@ impl DesiredRecord {
         body
     }
 
-    /// Parses and checks a `DomainRecord` resource; errors name the field.
+    /// Parses and checks a `DomainRecord` resource (its typed body,
+    /// [`RecordBody`]); errors name the field.
     pub fn from_resource(res: &Resource) -> Result<Self, String> {
         let key = RecordKey::from_id(&res.id)?;
-        let body = &res.body;
-        for (field, expected) in [
-            ("domain", key.domain.as_str()),
-            ("type", key.record_type.as_str()),
-            ("name", key.name.as_str()),
+        let body: RecordBody = serde_json::from_value(res.body.clone())
+            .map_err(|e| format!("DomainRecord body: {e}"))?;
+        for (field, value, expected) in [
+            ("domain", &body.domain, key.domain.as_str()),
+            ("type", &body.record_type, key.record_type.as_str()),
+            ("name", &body.name, key.name.as_str()),
         ] {
-            if body.get(field).and_then(Value::as_str) != Some(expected) {
+            if value.as_deref() != Some(expected) {
                 return Err(format!(
                     "field {field} must be {expected:?} (the resource id {} says so)",
                     res.id
@@ -316,20 +329,19 @@ impl DesiredRecord {
             }
         }
         let ttl = body
-            .get("ttl")
-            .and_then(Value::as_i64)
+            .ttl
             .ok_or_else(|| "field ttl is missing or not an integer".to_owned())?;
         if ttl < 30 {
             return Err(format!(
                 "field ttl is {ttl}; DigitalOcean accepts at least 30 seconds"
             ));
         }
-        let data = match (body.get("data"), body.get("dataFrom")) {
+        let data = match (body.data, body.data_from) {
             (Some(Value::String(data)), None) => {
-                check_data(&key.record_type, data).map_err(|m| format!("field data: {m}"))?;
-                RecordData::Literal(data.clone())
+                check_data(&key.record_type, &data).map_err(|m| format!("field data: {m}"))?;
+                RecordData::Literal(data)
             }
-            (None, Some(from)) => RecordData::From(DataFrom::from_json(from)?),
+            (None, Some(from)) => RecordData::From(DataFrom::from_body(from)?),
             (Some(_), Some(_)) => {
                 return Err("fields data and dataFrom are exclusive; set one".to_owned());
             }
@@ -337,11 +349,11 @@ impl DesiredRecord {
             (None, None) => return Err("set field data or dataFrom".to_owned()),
         };
         let owner = body
-            .pointer("/metadata/labels")
-            .and_then(|labels| labels.get(STACK_LABEL))
-            .and_then(Value::as_str)
+            .metadata
+            .labels
+            .get(STACK_LABEL)
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+            .cloned()
             .ok_or_else(|| {
                 format!("field metadata.labels[\"{STACK_LABEL}\"] (the owning stack) is missing")
             })?;
@@ -352,6 +364,63 @@ impl DesiredRecord {
             owner,
         })
     }
+}
+
+/// The fields of a `DomainRecord` body (the format in the module docs), as
+/// read; [`DesiredRecord::from_resource`] checks them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordBody {
+    /// Name, zone and the owning stack's label.
+    #[serde(default)]
+    pub metadata: RecordMetadata,
+    /// The zone.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The record type.
+    #[serde(default, rename = "type")]
+    pub record_type: Option<String>,
+    /// The name relative to the zone.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// TTL in seconds.
+    #[serde(default)]
+    pub ttl: Option<i64>,
+    /// A literal value (checked to be a string).
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// Where the value comes from.
+    #[serde(default)]
+    pub data_from: Option<DataFromBody>,
+}
+
+/// `metadata` of a `DomainRecord` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct RecordMetadata {
+    /// Labels (the owning stack's, [`STACK_LABEL`]).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The `dataFrom` of a `DomainRecord` body, as read ([`DataFrom`] checked).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataFromBody {
+    /// The object's `apiVersion`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// The object's `kind`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The object's namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The object's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// JSON pointer to the value.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// Checks that `data` suits a record of `record_type`.
@@ -376,17 +445,14 @@ pub fn check_data(record_type: &str, data: &str) -> Result<(), String> {
 }
 
 /// The observed record as the planner sees it: the desired body's shape with the
-/// live `data`/`ttl`, the owning stack (from the marker) as the stack label, the
-/// DigitalOcean record id as `metadata.uid`, and `dataFrom` when the record's data
-/// equals what its source says now (`data_from_in_sync`, see the module docs of
-/// the `preview-digitalocean` crate).
+/// live `data`/`ttl`, the owning stack (from the marker) as the stack label, and
+/// the DigitalOcean record id as `metadata.uid`.
 pub fn live_value(
     key: &RecordKey,
     record_id: Option<u64>,
     data: &str,
     ttl: i64,
     owner: Option<&str>,
-    data_from_in_sync: Option<&DataFrom>,
 ) -> Value {
     let labels = match owner {
         Some(owner) => json!({ STACK_LABEL: owner }),
@@ -400,7 +466,7 @@ pub fn live_value(
     if let Some(id) = record_id {
         metadata["uid"] = json!(id.to_string());
     }
-    let mut value = json!({
+    json!({
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": metadata,
@@ -409,11 +475,7 @@ pub fn live_value(
         "name": key.name,
         "ttl": ttl,
         "data": data,
-    });
-    if let Some(from) = data_from_in_sync {
-        value["dataFrom"] = from.to_json();
-    }
-    value
+    })
 }
 
 fn check_label(label: &str) -> bool {
@@ -617,13 +679,13 @@ mod tests {
     fn live_value_projects_onto_the_desired_body() {
         let key = RecordKey::new("example.com", "A", "*.pr");
         let desired = body(json!({"data": "10.0.0.1"}));
-        let live = live_value(&key, Some(42), "10.0.0.1", 300, Some("preview-base"), None);
+        let live = live_value(&key, Some(42), "10.0.0.1", 300, Some("preview-base"));
         assert_eq!(live["metadata"]["uid"], "42");
         assert_eq!(
             crate::diff::projection_hash(&live, &desired),
             crate::diff::body_hash(&desired)
         );
-        // dataFrom is echoed only while the record matches its source.
+        // A dataFrom resolved by the engine is a literal body.
         let from = DataFrom {
             api_version: "gateway.networking.k8s.io/v1".into(),
             kind: "Gateway".into(),
@@ -631,23 +693,10 @@ mod tests {
             name: "preview-gateway".into(),
             path: "/status/addresses/0/value".into(),
         };
-        let desired = body(json!({"dataFrom": from.to_json()}));
-        let in_sync = live_value(
-            &key,
-            Some(42),
-            "10.0.0.1",
-            300,
-            Some("preview-base"),
-            Some(&from),
-        );
-        assert_eq!(
-            crate::diff::projection_hash(&in_sync, &desired),
-            crate::diff::body_hash(&desired)
-        );
-        let stale = live_value(&key, Some(42), "10.0.0.1", 300, Some("preview-base"), None);
-        assert_ne!(
-            crate::diff::projection_hash(&stale, &desired),
-            crate::diff::body_hash(&desired)
-        );
+        let reading = resource(body(json!({"dataFrom": from.to_json()})));
+        let value_from = from.value_from();
+        assert_eq!(value_from.source, from.object_id());
+        let resolved = crate::values::resolved(&reading, &[(&value_from, json!("10.0.0.1"))]);
+        assert_eq!(resolved.body, desired);
     }
 }

@@ -31,6 +31,7 @@
 //! provider: a change is reported as needing a replacement (which `protect`
 //! refuses) — upgrade or resize through DigitalOcean and then update the config.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::resource::{ProviderName, Resource, ResourceId, STACK_LABEL};
@@ -66,8 +67,8 @@ pub mod outputs {
     ];
 }
 
-/// One node pool.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One node pool (`{name, size, count}` in the body).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePoolSpec {
     /// Pool name.
     pub name: String,
@@ -198,54 +199,93 @@ impl DesiredCluster {
         Ok(())
     }
 
-    /// Parses and checks a `KubernetesCluster` resource.
+    /// Parses and checks a `KubernetesCluster` resource (its typed body,
+    /// [`ClusterBody`]); errors name the field.
     pub fn from_resource(res: &Resource) -> Result<Self, String> {
-        let body = &res.body;
-        let text = |key: &str| -> Result<String, String> {
-            body.get(key)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("field {key} is missing or not a string"))
-        };
-        let node_pools = body
-            .get("nodePools")
-            .and_then(Value::as_array)
-            .ok_or_else(|| "field nodePools is missing or not a list".to_owned())?
-            .iter()
-            .enumerate()
-            .map(|(i, pool)| {
-                Ok(NodePoolSpec {
-                    name: pool
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    size: pool
-                        .get("size")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    count: pool
-                        .get("count")
-                        .and_then(Value::as_u64)
-                        .and_then(|c| u32::try_from(c).ok())
-                        .ok_or_else(|| format!("field nodePools[{i}].count is not an integer"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let body: ClusterBody = serde_json::from_value(res.body.clone())
+            .map_err(|e| format!("KubernetesCluster body: {e}"))?;
         let cluster = DesiredCluster {
             name: res.id.name.clone(),
-            region: text("region")?,
-            version: text("version")?,
-            node_pools,
+            region: body.region,
+            version: body.version,
+            node_pools: body.node_pools,
             owner: body
-                .pointer("/metadata/labels")
-                .and_then(|l| l.get(STACK_LABEL))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+                .metadata
+                .labels
+                .get(STACK_LABEL)
+                .cloned()
+                .unwrap_or_default(),
         };
         cluster.check()?;
         Ok(cluster)
+    }
+}
+
+/// The fields of a `KubernetesCluster` body the provider reads (the body as
+/// [`DesiredCluster::body`] writes it).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterBody {
+    /// Name and the owning stack's label.
+    #[serde(default)]
+    pub metadata: ClusterMetadata,
+    /// Region slug.
+    pub region: String,
+    /// Exact version slug.
+    pub version: String,
+    /// Node pools.
+    pub node_pools: Vec<NodePoolSpec>,
+}
+
+/// `metadata` of a `KubernetesCluster` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct ClusterMetadata {
+    /// Labels (the owning stack's, [`STACK_LABEL`]).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> DesiredCluster {
+        DesiredCluster {
+            name: "aphiria-previews".into(),
+            region: "fra1".into(),
+            version: "1.33.1-do.0".into(),
+            node_pools: vec![NodePoolSpec {
+                name: "workers".into(),
+                size: "s-2vcpu-4gb".into(),
+                count: 2,
+            }],
+            owner: "preview-cluster".into(),
+        }
+    }
+
+    fn resource(body: Value) -> Resource {
+        Resource {
+            id: cluster().id(),
+            body,
+            depends_on: Default::default(),
+            options: Default::default(),
+        }
+    }
+
+    #[test]
+    fn bodies_round_trip_through_the_typed_body() {
+        let desired = cluster();
+        assert_eq!(
+            DesiredCluster::from_resource(&resource(desired.body())),
+            Ok(desired.clone())
+        );
+        let mut bad = desired.body();
+        bad["nodePools"][0]["count"] = json!("two");
+        let err = DesiredCluster::from_resource(&resource(bad)).expect_err("not a count");
+        assert!(err.starts_with("KubernetesCluster body: "), "{err}");
+        let mut none = desired.body();
+        none["nodePools"][0]["count"] = json!(0);
+        let err = DesiredCluster::from_resource(&resource(none)).expect_err("no nodes");
+        assert!(err.contains("count of at least 1"), "{err}");
     }
 }

@@ -34,9 +34,8 @@
 //! - writes format 3, whose tag only someone knowing the passphrase can make;
 //! - refuses, as [`StateError::NotAuthentic`], a format-3 document whose tag
 //!   does not verify and any unauthenticated (format 1 or 2) document, unless
-//!   the operator explicitly trusts it ([`Codec::trusting_unauthenticated`],
-//!   `stacks state import --trust-unauthenticated`), which is how older state is
-//!   upgraded once.
+//!   the operator explicitly trusts it ([`Codec::trusting_unauthenticated`]),
+//!   which is how older state is upgraded once.
 //!
 //! Without a passphrase, documents are written in format 2 as before; a format-3
 //! document is then read with its checksum only (it cannot be verified), and is
@@ -57,6 +56,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::{AuthHeader, Authenticator, RecordHasher, Verdict, record_hasher};
 use super::{StackState, StateError};
+use crate::remedy::{Remedy, suffix};
 
 /// Format written without a state passphrase (checksummed).
 pub const FORMAT_VERSION: u32 = 2;
@@ -147,11 +147,10 @@ impl std::fmt::Display for NotAuthentic {
 }
 
 impl NotAuthentic {
-    /// The way out, for a stored state of `stack`.
-    pub fn hint(&self, stack: &str) -> String {
-        format!(
-            "if you trust its content, re-authenticate it once: `stacks state export {stack} FILE --trust-unauthenticated`, review FILE, then `stacks state import {stack} FILE --trust-unauthenticated`"
-        )
+    /// The way out for a stored state of `stack`, as the program words it
+    /// ([`Remedy::Reauthenticate`]), after `prefix`; empty without one.
+    pub fn hint(&self, prefix: &str, stack: &str) -> String {
+        suffix(prefix, &Remedy::Reauthenticate { stack })
     }
 }
 
@@ -172,12 +171,18 @@ impl std::fmt::Display for DecodeError {
         match self {
             DecodeError::Corrupt(m) => f.write_str(m),
             DecodeError::NotAuthentic(why) => write!(f, "not authentic: {why}"),
-            DecodeError::NeedsPassphrase => f.write_str(NEEDS_PASSPHRASE),
+            DecodeError::NeedsPassphrase => f.write_str(&needs_passphrase()),
         }
     }
 }
 
-const NEEDS_PASSPHRASE: &str = "it is authenticated (format 3) and no state passphrase is set; set PREVIEW_STATE_PASSPHRASE (or PREVIEW_STATE_PASSPHRASE_FILE) to write it (writing it without the passphrase would drop its authentication)";
+/// Why an authenticated state is not written without the passphrase.
+fn needs_passphrase() -> String {
+    format!(
+        "it is authenticated (format 3) and no state passphrase is set{} (writing it without the passphrase would drop its authentication)",
+        suffix("; ", &Remedy::SetStatePassphrase)
+    )
+}
 
 impl DecodeError {
     /// The error for the stored state of `stack` at `location` (never modified).
@@ -192,10 +197,11 @@ impl DecodeError {
             DecodeError::NotAuthentic(why) => StateError::NotAuthentic {
                 stack: stack.to_owned(),
                 location,
-                message: format!("{why}; {}", why.hint(stack)),
+                message: format!("{why}{}", why.hint("; ", stack)),
             },
             DecodeError::NeedsPassphrase => StateError::Passphrase(format!(
-                "refusing to write the state of stack {stack} at {location}: {NEEDS_PASSPHRASE}"
+                "refusing to write the state of stack {stack} at {location}: {}",
+                needs_passphrase()
             )),
         }
     }
@@ -324,7 +330,7 @@ impl Codec {
             if !self.trust_unauthenticated {
                 return Err(DecodeError::NotAuthentic(why));
             }
-            tracing::warn!(stack, reason = %why, "accepting state that is not authentic (--trust-unauthenticated)");
+            tracing::warn!(stack, reason = %why, "accepting state that is not authentic (trusted explicitly)");
         }
         let state: StackState = match serde_json::from_str(env.state.get()) {
             Ok(state) => state,

@@ -1,15 +1,18 @@
-//! Waiting for a stack lock: retry with capped exponential backoff and jitter.
+//! Waiting for a stack lock: retry with capped exponential backoff and jitter
+//! (the one schedule, [`crate::retry::Backoff`]).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::{StackLock, StateBackend, StateError};
+use crate::retry::Backoff;
 
-/// First pause between attempts.
-const FIRST_DELAY: Duration = Duration::from_millis(100);
-/// Longest pause between attempts.
-const MAX_DELAY: Duration = Duration::from_secs(2);
+/// The pauses between attempts: from 100 ms, doubled up to 2 s, with jitter.
+const BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(2),
+};
 
 /// Runs `work` under `stack`'s lock (taken with [`lock_with_timeout`]; `work`,
 /// a future, does nothing before it is awaited here), then releases the lock
@@ -30,7 +33,7 @@ pub async fn under_lock<T, E: From<StateError>>(
 }
 
 /// Takes `stack`'s lock, retrying while another run holds it, for up to
-/// `timeout` (`--lock-timeout`; zero fails fast). The final
+/// `timeout` (zero fails fast). The final
 /// [`StateError::Locked`] names the holder (host, pid, start time) and how long
 /// this run waited. Other errors are returned at once.
 pub async fn lock_with_timeout(
@@ -39,7 +42,7 @@ pub async fn lock_with_timeout(
     timeout: Duration,
 ) -> Result<Box<dyn StackLock>, StateError> {
     let deadline = Instant::now() + timeout;
-    let mut delay = FIRST_DELAY;
+    let mut delays = BACKOFF.delays();
     let mut announced = false;
     loop {
         match backend.lock(stack).await {
@@ -60,29 +63,10 @@ pub async fn lock_with_timeout(
                     tracing::info!(%stack, %holder, "stack is locked; waiting");
                     announced = true;
                 }
-                tokio::time::sleep(jittered(delay).min(deadline - now)).await;
-                delay = (delay * 2).min(MAX_DELAY);
+                let delay = delays.next().unwrap_or(BACKOFF.max);
+                tokio::time::sleep(delay.min(deadline - now)).await;
             }
             other => return other,
-        }
-    }
-}
-
-/// `delay` scaled by a random factor in [0.75, 1.25), so waiting runs spread out.
-fn jittered(delay: Duration) -> Duration {
-    let factor = 0.75 + rand::random::<f64>() * 0.5;
-    delay.mul_f64(factor)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_in_bounds() {
-        for _ in 0..100 {
-            let d = jittered(Duration::from_millis(1000));
-            assert!(d >= Duration::from_millis(750) && d < Duration::from_millis(1250));
         }
     }
 }

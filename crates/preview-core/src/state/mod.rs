@@ -30,7 +30,7 @@
 //!   document first, through the same codec;
 //! - one lock per stack, never a global one: stacks never block each other.
 //!   A lock names its holder ([`LockHolder`]); [`lock_with_timeout`] waits for it,
-//!   [`StateBackend::break_lock`] (`stacks state break-lock STACK`) removes it.
+//!   [`StateBackend::break_lock`] removes it.
 //!
 //! Beside the states, a backend keeps small durable *records* that outlive the
 //! stacks ([`StateBackend::read_record`]; `delete` and destroy never touch them):
@@ -204,7 +204,8 @@ pub enum StateError {
     },
     /// The stored state cannot be read; it is left untouched.
     #[error(
-        "state of stack {stack} at {location} is unreadable: {message}; it was not modified (restore it, or remove it with `state delete --force` if the stack's resources are gone)"
+        "state of stack {stack} at {location} is unreadable: {message}; it was not modified (restore it{})",
+        crate::remedy::suffix(", or ", &crate::remedy::Remedy::RemoveUnreadableState)
     )]
     Corrupt {
         /// Stack.
@@ -238,7 +239,8 @@ pub enum StateError {
     },
     /// Another run holds the stack's lock.
     #[error(
-        "stack {stack} is locked by {holder}; wait for it, pass --lock-timeout, or break it with `stacks state break-lock {stack}` if that run is dead"
+        "stack {stack} is locked by {holder}{}",
+        crate::remedy::suffix("; ", &crate::remedy::Remedy::Locked { stack })
     )]
     Locked {
         /// Stack.
