@@ -189,6 +189,16 @@ impl Program {
         if self.find("preview-cluster").is_none() {
             cmd = cmd.mut_arg("kubeconfig_from", |a| a.hide(true));
         }
+        // `--app` and `--manifests` for programs with a stack that deploys an
+        // app spec (`local`, `preview-pr`, `production`).
+        if ["local", "preview-pr", "production"]
+            .iter()
+            .all(|n| self.find(n).is_none())
+        {
+            cmd = cmd
+                .mut_arg("app", |a| a.hide(true))
+                .mut_arg("manifests", |a| a.hide(true));
+        }
         // `up`'s words on tested images and its `--commit` are for stacks
         // that record them (`preview-pr`).
         if !d.stacks.iter().any(|s| s.records_tested_images()) {
