@@ -13,13 +13,15 @@
 //!   finds that one connection established instead of racing to open one each
 //!   (one TLS handshake per run instead of one per concurrent request);
 //! - a request counter counts every attempt sent;
-//! - in front of it, kube's own retry policy, as kube's default stack has it:
-//!   429, 503 and 504 answers (an API server out of breath: 500 PR stacks
-//!   applied at once on a 2-core machine got 147 `504 Timeout` answers without
-//!   it) are retried with exponential backoff and jitter, honouring
-//!   `Retry-After`, at most [`RETRIES`] times. Every request the engine sends
-//!   is idempotent (GET, server-side apply, conditional DELETE), so a retry
-//!   cannot do something twice.
+//! - in front of it, the retry policy of [`crate::retry`]: kube's own for 429,
+//!   503 and 504 answers (an API server out of breath: 500 PR stacks applied
+//!   at once on a 2-core machine got 147 `504 Timeout` answers without it),
+//!   retried with exponential backoff and jitter, honouring `Retry-After`, at
+//!   most [`RETRIES`] times; and requests that could not connect to a server
+//!   that answered before (an API server restarting), tried again for up to
+//!   [`UNREACHABLE_RETRY_FOR`](crate::retry::UNREACHABLE_RETRY_FOR). Every
+//!   request the engine sends is idempotent (GET, server-side apply,
+//!   conditional DELETE), so a retry cannot do something twice.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,8 +38,7 @@ use tower::{Layer, Service, ServiceBuilder};
 
 use super::counting::RequestCounts;
 
-/// Retries of a request answered 429, 503 or 504.
-pub const RETRIES: u32 = 6;
+pub use crate::retry::RETRIES;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
@@ -67,13 +68,7 @@ pub fn client(config: kube::Config, counts: &RequestCounts) -> Result<kube::Clie
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(https);
-    let retry = kube::client::retry::RetryPolicy::new(
-        Duration::from_millis(200),
-        Duration::from_secs(10),
-        RETRIES,
-        true,
-    )
-    .map_err(|e| format!("retry policy: {e}"))?;
+    let retry = crate::retry::ApiRetry::new()?;
     let service = ServiceBuilder::new()
         .layer(tower::retry::RetryLayer::new(retry))
         .layer(counts.layer())

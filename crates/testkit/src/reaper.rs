@@ -11,7 +11,8 @@
 //! * when the test process ends in any other way the kernel closes the pipe, the
 //!   watchdog reads end-of-file, SIGTERMs every registered group (and SIGQUITs the
 //!   PostgreSQL postmaster named in the pid file, if any), waits up to 5 s,
-//!   SIGKILLs what is left and removes the temp dir.
+//!   SIGKILLs what is left, deletes the network namespaces registered with
+//!   `netns <name>` ([`crate::netcut`]) and removes the temp dir.
 //!
 //! The pipe's write end is close-on-exec, so no other child keeps it open. The
 //! watchdog ignores SIGINT/SIGHUP/SIGTERM, so Ctrl-C on the test run does not kill
@@ -31,9 +32,11 @@ trap '' INT HUP TERM QUIT PIPE
 dir=$1
 pidfile=$2
 groups=
+nets=
 while read -r kind arg; do
   case $kind in
     group) groups="$groups $arg" ;;
+    netns) nets="$nets $arg" ;;
     disarm) exit 0 ;;
   esac
 done
@@ -52,6 +55,7 @@ while [ "$n" -lt 50 ]; do
 done
 for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
 if [ -n "$pm" ]; then kill -s KILL "$pm" 2>/dev/null; fi
+for n in $nets; do ip netns del "$n" 2>/dev/null; done
 if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
 exit 0
 "#;
@@ -89,6 +93,11 @@ impl Reaper {
     /// Registers a process group the watchdog must kill if the test process dies.
     pub(crate) fn watch_group(&mut self, pgid: u32) -> Result<(), KitError> {
         self.send(&format!("group {pgid}\n"))
+    }
+
+    /// Registers a network namespace the watchdog must delete if the test process dies.
+    pub(crate) fn watch_netns(&mut self, name: &str) -> Result<(), KitError> {
+        self.send(&format!("netns {name}\n"))
     }
 
     fn send(&mut self, line: &str) -> Result<(), KitError> {
