@@ -7,19 +7,23 @@
 //! - A request that could not be sent because the connection to the API
 //!   server could not be made (refused, reset, timed out: the API server is
 //!   restarting, or a load balancer in front of it moves) is retried with
-//!   backoff (250 ms doubling to 4 s, jittered) for up to
-//!   [`UNREACHABLE_RETRY_FOR`], but only once this client has had an answer
+//!   backoff (250 ms doubling to 4 s, jittered) while the server has been
+//!   unreachable for less than [`UNREACHABLE_RETRY_FOR`], counted for the
+//!   whole client from the start of the first attempt that failed (an answer
+//!   to any request resets it), and only once this client has had an answer
 //!   from the server: a wrong address or a server that was never there still
 //!   fails at once. Such a request never reached the server, so sending it
-//!   again cannot do anything twice, whatever its method.
+//!   again cannot do anything twice, whatever its method. A server unreachable
+//!   for longer gets one attempt per request: a run whose network is gone ends
+//!   instead of retrying each of its last writes for the whole window.
 //!
 //! Found by the fault tests (`crates/stacks-cli/tests/cluster_faults.rs`): a
 //! kube-apiserver restarted in the middle of an `up` (down for a few seconds)
 //! failed every step in flight with `client error (Connect)`, and the run's
 //! last state write and its lock release with them.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -44,8 +48,11 @@ pub struct ApiRetry {
     statuses: RetryPolicy,
     /// Some request of this client has been answered.
     answered: Arc<AtomicBool>,
-    /// This request: when it first failed to connect, and the next pause.
-    unreachable_since: Option<Instant>,
+    /// Since when this client has found the server unreachable (the start of
+    /// the first attempt that could not connect; cleared by any answer).
+    unreachable_since: Arc<Mutex<Option<Instant>>>,
+    /// This request: when its current attempt started, and the next pause.
+    attempt_started: Instant,
     delay: Duration,
 }
 
@@ -62,7 +69,8 @@ impl ApiRetry {
         Ok(ApiRetry {
             statuses,
             answered: Arc::new(AtomicBool::new(false)),
-            unreachable_since: None,
+            unreachable_since: Arc::new(Mutex::new(None)),
+            attempt_started: Instant::now(),
             delay: FIRST_DELAY,
         })
     }
@@ -73,13 +81,29 @@ impl ApiRetry {
         if !self.answered.load(Ordering::Acquire) {
             return None;
         }
-        let since = *self.unreachable_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= UNREACHABLE_RETRY_FOR {
-            return None;
-        }
-        let pause = self.delay.mul_f64(0.75 + rand::random::<f64>() * 0.5);
+        let since = {
+            let mut since = self
+                .unreachable_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *since.get_or_insert(self.attempt_started)
+        };
+        let left = UNREACHABLE_RETRY_FOR.checked_sub(since.elapsed())?;
+        let pause = self
+            .delay
+            .mul_f64(0.75 + rand::random::<f64>() * 0.5)
+            .min(left);
         self.delay = (self.delay * 2).min(MAX_DELAY);
-        Some(pause.min(UNREACHABLE_RETRY_FOR.saturating_sub(since.elapsed())))
+        self.attempt_started = Instant::now() + pause;
+        Some(pause)
+    }
+
+    /// The server answered: it is reachable again.
+    fn answered(&self) {
+        self.answered.store(true, Ordering::Release);
+        if let Ok(mut since) = self.unreachable_since.lock() {
+            *since = None;
+        }
     }
 }
 
@@ -122,7 +146,7 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
     ) -> Option<Self::Future> {
         match result {
             Ok(_) => {
-                self.answered.store(true, Ordering::Release);
+                self.answered();
                 self.statuses.retry(req, result)
             }
             Err(e) if is_unreachable(e.as_ref()) => {
@@ -141,6 +165,8 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
     }
 
     fn clone_request(&mut self, req: &Request<Body>) -> Option<Request<Body>> {
+        // Called right before each attempt is sent (tower keeps the clone).
+        self.attempt_started = Instant::now();
         Policy::<Request<Body>, Response<Res>, BoxError>::clone_request(&mut self.statuses, req)
     }
 }
@@ -186,17 +212,26 @@ mod tests {
             None,
             "never answered: fail at once"
         );
-        policy.answered.store(true, Ordering::Release);
+        policy.answered();
         let pauses: Vec<Duration> = (0..6).filter_map(|_| policy.unreachable_pause()).collect();
         assert_eq!(pauses.len(), 6);
         assert!(pauses[0] < Duration::from_millis(320), "{pauses:?}");
+        assert!(pauses[3] > pauses[0] * 4, "backs off: {pauses:?}");
         assert!(
             pauses.iter().all(|p| *p <= MAX_DELAY.mul_f64(1.25)),
             "{pauses:?}"
         );
-        // Clones (one per request, as tower makes them) share `answered`.
-        assert!(policy.clone().answered.load(Ordering::Acquire));
-        policy.unreachable_since = Some(Instant::now() - UNREACHABLE_RETRY_FOR);
-        assert_eq!(policy.unreachable_pause(), None, "gave up after the budget");
+        // Clones (one per request, as tower makes them) share the client's view.
+        let mut other = policy.clone();
+        assert!(other.answered.load(Ordering::Acquire));
+        // Unreachable for the whole window, counted from the first failed
+        // attempt's start: no more retries, for this request or any other.
+        *policy.unreachable_since.lock().expect("lock") =
+            Some(Instant::now() - UNREACHABLE_RETRY_FOR);
+        assert_eq!(policy.unreachable_pause(), None, "gave up after the window");
+        assert_eq!(other.unreachable_pause(), None, "for every request");
+        // An answer makes it reachable again.
+        policy.answered();
+        assert!(other.unreachable_pause().is_some());
     }
 }

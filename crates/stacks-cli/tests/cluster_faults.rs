@@ -607,3 +607,89 @@ async fn a_sigkilled_lease_holder_is_taken_over_within_the_lease_expiry() {
         )],
     );
 }
+
+/// The network path to the API server cut after a step boundary and not
+/// restored until the run has ended: the run must end by itself, cleanly
+/// (exit 1, an `error:` line, no panic), in bounded time, not hang on
+/// connections that get no answer. Its Lease cannot be released over the cut
+/// path; it is not renewed either, so it expires on its own. Then the path is
+/// restored and an `up` converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_path_to_the_api_server_cut_for_good_the_run_ends_cleanly() {
+    let fx = Fixture::start().await;
+    let port: u16 = fx
+        .cluster
+        .server_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("API server port");
+    let mut path = CuttablePath::new(&[port]).expect("cuttable path");
+    let stacks = fx
+        .stacks()
+        .in_cluster_database()
+        .wrapped_in(path.exec_prefix());
+    let pr = 3302_u64;
+    let stack = format!("preview-pr-{pr}");
+    let label = "network cut for good after step 3";
+    let mut run = Run::start(stacks.command(&up_args(pr)));
+    assert!(run.wait_for_steps(3), "{label}: the run ended first");
+    path.cut().expect("cut");
+    let cut_at = Instant::now();
+    let cut_wall = preview_kubernetes::state::lease::now_micro()
+        .0
+        .as_microsecond();
+    let ended = run.finish();
+    let ended_after = cut_at.elapsed();
+    assert!(
+        !ended.stderr.contains("panicked"),
+        "{label}: panicked:\n{}",
+        ended.stderr
+    );
+    assert!(!ended.status.success(), "{label}: {}", ended.stderr);
+    assert_eq!(ended.status.code(), Some(1), "{label}: {}", ended.stderr);
+    assert!(
+        ended.stderr.lines().any(|l| l.starts_with("error: ")),
+        "{label}: says why:\n{}",
+        ended.stderr
+    );
+    // Bounded: the readiness timeout (300 s) is the longest wait of a run.
+    assert!(
+        ended_after < Duration::from_secs(300),
+        "{label}: ended {ended_after:?} after the cut:\n{}",
+        ended.stderr
+    );
+    // The Lease is left (it could not be deleted over the cut path) but was
+    // not renewed after the cut: it expires on its own.
+    if let Some(lease) = fx.lease(&stack).await {
+        let spec = lease.spec.expect("spec");
+        let renewed = spec
+            .renew_time
+            .or(spec.acquire_time)
+            .expect("renew time")
+            .0
+            .as_microsecond();
+        assert!(
+            renewed <= cut_wall + 1_000_000,
+            "{label}: the Lease was renewed after the cut"
+        );
+    }
+    path.restore().expect("restore");
+    let outcome = format!(
+        "after step 3: cut until the run ended, {:.0} s later{}",
+        ended_after.as_secs_f64(),
+        error_line(&ended)
+    );
+    // The dead run's Lease (20 s) has expired by now, or soon.
+    let mut converge = up_args(pr);
+    converge.extend(["--lock-timeout".to_owned(), "60s".to_owned()]);
+    stacks.ok(&converge);
+    let f = converge_and_destroy(&fx, &stacks, pr, label).await;
+    summary(
+        "network path to the API server cut for good",
+        path.cuts() as usize,
+        4, // the cut up, the up after it, the converging up, the destroy
+        &f,
+        &[outcome],
+    );
+}
