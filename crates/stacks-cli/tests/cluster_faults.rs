@@ -8,8 +8,9 @@
 //! create name and the per-PR role) finding 0 orphans and 0 duplicates.
 //!
 //! - **API server restart** in the middle of an `up`: the kube-apiserver
-//!   process is stopped (SIGTERM) after a step boundary and started again on
-//!   the same port and etcd a few seconds later
+//!   process is stopped (SIGTERM; SIGKILL after 10 s, which it needed here)
+//!   after a step boundary and started again on the same port and etcd 3 s
+//!   later
 //!   ([`testkit::TestCluster::stop_apiserver`]). The running `up` must ride it
 //!   out or fail cleanly: exit 1 with an `error:` line, no panic, its lock
 //!   released.
@@ -25,7 +26,12 @@
 //!   ([`testkit::CuttablePath`]; loopback only, the host's network untouched).
 //!   After a step boundary every packet in the namespace is dropped (the
 //!   kernel's `blackhole` qdisc on its `lo`: connections get no answer, not a
-//!   refusal) for a while, then delivered again.
+//!   refusal) for 15 s, then delivered again; and, in another test, cut for
+//!   good: the run must end by itself, cleanly, in bounded time (before the
+//!   HTTP/2 keep-alive of `preview-kubernetes/src/connection.rs` it hung with
+//!   its writes unacknowledged, still running 420 s later). A forwarder that
+//!   merely stopped copying would leave the kernel acknowledging the client's
+//!   segments; the qdisc drops them, as a dead link or a firewall does.
 //! - **A Lease-holding run SIGKILLed**: the next run fails fast naming the dead
 //!   holder; a run with `--lock-timeout` takes the stack over as soon as the
 //!   Lease (20 s, renewed every ~6.7 s) expires, not before and not much later,
