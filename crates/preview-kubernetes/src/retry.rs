@@ -16,11 +16,17 @@
 //!   again cannot do anything twice, whatever its method. A server unreachable
 //!   for longer gets one attempt per request: a run whose network is gone ends
 //!   instead of retrying each of its last writes for the whole window.
+//! - A request the server refused with an HTTP/2 GOAWAY without error (an API
+//!   server shutting down gracefully: streams above the GOAWAY's last stream
+//!   id were not processed, RFC 9113 §6.8) is retried the same way: it never
+//!   ran, so it cannot run twice.
 //!
 //! Found by the fault tests (`crates/stacks-cli/tests/cluster_faults.rs`): a
 //! kube-apiserver restarted in the middle of an `up` (down for a few seconds)
-//! failed every step in flight with `client error (Connect)`, and the run's
-//! last state write and its lock release with them.
+//! failed every step in flight with `client error (Connect)` (or, sent as it
+//! shut down, `http2 error: connection error received: not a result of an
+//! error`: its GOAWAY), and the run's last state write and its lock release
+//! with them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,6 +142,21 @@ pub fn is_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether `error` is an HTTP/2 GOAWAY without error from the server: the
+/// request's stream was above the last one the server processed (h2 fails
+/// exactly those streams with the GOAWAY; the processed ones that are cut off
+/// fail as a broken pipe), so the server never saw it.
+pub fn is_not_processed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
     type Future = tokio::time::Sleep;
 
@@ -149,13 +170,13 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
                 self.answered();
                 self.statuses.retry(req, result)
             }
-            Err(e) if is_unreachable(e.as_ref()) => {
+            Err(e) if is_unreachable(e.as_ref()) || is_not_processed(e.as_ref()) => {
                 let pause = self.unreachable_pause()?;
                 tracing::warn!(
                     method = %req.method(),
                     path = req.uri().path(),
                     error = %e,
-                    "cannot reach the API server; trying again in {} ms",
+                    "the API server could not be reached or did not process the request; trying again in {} ms",
                     pause.as_millis()
                 );
                 Some(tokio::time::sleep(pause))
@@ -185,6 +206,16 @@ mod tests {
         assert!(!is_unreachable(refused().as_ref()));
         let other: BoxError = "bad request".into();
         assert!(!is_unreachable(other.as_ref()));
+    }
+
+    #[test]
+    fn only_a_goaway_without_error_means_not_processed() {
+        // A stream reset (even without error) or any other error may have run.
+        let reset: BoxError = Box::new(h2::Error::from(h2::Reason::NO_ERROR));
+        assert!(!is_not_processed(reset.as_ref()));
+        let refused_stream: BoxError = Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM));
+        assert!(!is_not_processed(refused_stream.as_ref()));
+        assert!(!is_not_processed(refused().as_ref()));
     }
 
     #[tokio::test]
