@@ -120,11 +120,14 @@ impl PostgresProvider {
     ) -> Result<T, ProviderError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            // A server that was never reached (a wrong address) fails at once;
+            // one that answered before and refuses now is restarting.
+            let had_connection = guard.is_some();
             let (client, connection) =
                 tokio_postgres::connect(self.conninfo.expose(), tokio_postgres::NoTls)
                     .await
                     .map_err(|e| {
-                        let prefix = if is_connection_loss(&e) {
+                        let prefix = if had_connection && is_connection_loss(&e) {
                             LOST
                         } else {
                             "cannot connect to PostgreSQL"
@@ -490,7 +493,8 @@ impl PostgresProvider {
 
 impl PostgresProvider {
     /// Runs `attempt` again while it fails because the connection to the
-    /// server was lost or refused (a restart, a failover: [`is_connection_loss`]),
+    /// server was lost, or refused after it had been made (a restart, a
+    /// failover: [`is_connection_loss`]),
     /// for up to [`LOST_RETRY_FOR`] with backoff. Apply and delete are written
     /// to be run again from the start after an interruption at any point (the
     /// temporary name, the markers, `IF EXISTS`), so a retry is the same as the

@@ -591,13 +591,14 @@ async fn a_sigkilled_lease_holder_is_taken_over_within_the_lease_expiry() {
     let after = taken.duration_since(killed);
     let ended = taker.finish();
     assert!(ended.status.success(), "{}", ended.stderr);
-    // Not before the Lease expired, and within the retry pause (≤ 2.5 s) after.
+    // Not before the Lease expired, and soon after: within the lock's retry
+    // pause (≤ 2.5 s) and a takeover's two requests, with room for a loaded machine.
     assert!(
         after + Duration::from_millis(500) >= expires_in,
         "taken over {after:?} after the kill, before the Lease expired ({expires_in:?})"
     );
     assert!(
-        after <= expires_in + Duration::from_secs(4),
+        after <= expires_in + Duration::from_secs(6),
         "taken over {after:?} after the kill; the Lease expired after {expires_in:?}"
     );
     let f = converge_and_destroy(&fx, &stacks, pr, "SIGKILLed Lease holder").await;
