@@ -181,6 +181,32 @@ mod tests {
     }
 
     #[test]
+    fn closing_the_pipe_deletes_registered_network_namespaces() {
+        let name = format!("testkit-reaper-{}", std::process::id());
+        let listed = || {
+            let out = Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .expect("ip netns list");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name.as_str()))
+        };
+        let added = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip netns add");
+        assert!(added.success());
+        assert!(listed());
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let mut reaper = Reaper::spawn(&dir, None).expect("reaper");
+        reaper.watch_netns(&name).expect("register");
+        drop(reaper); // as if the test process had died
+        wait_until("namespace deletion", || !listed());
+        wait_until("dir removal", || !dir.exists());
+    }
+
+    #[test]
     fn disarm_leaves_everything_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut reaper = Reaper::spawn(dir.path(), None).expect("reaper");
