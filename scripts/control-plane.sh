@@ -64,7 +64,8 @@ pg_bin_dir() {
 }
 
 install_packages() {
-  apt_install postgresql ca-certificates openssl jq
+  # iproute2: `ip netns` and `tc` for the network-partition fault test (testkit netcut.rs).
+  apt_install postgresql ca-certificates openssl jq iproute2
   [ -n "$(pg_bin_dir)" ] || die "PostgreSQL server binaries (initdb) not found under /usr/lib/postgresql/*/bin"
 }
 

@@ -1715,3 +1715,136 @@ fn the_action_passes_its_inputs_to_stacks_as_arguments() {
     assert!(args.is_empty(), "{args:?}");
     assert!(outputs.contains("exit_code=0"));
 }
+
+/// A failed `stacks up` reaches the PR comment: right after it the deploy job
+/// keeps the `failed[]` of its `--json` document (that part only: the step
+/// failures `stacks` already redacted) as an artifact, and the report job of
+/// preview-deploy.yml passes the file to `preview comment --failure-file`. The
+/// keep script, run with bash, writes what `--failure-file` reads, for a failed
+/// run's document, a run that printed nothing, and a run that printed no JSON.
+#[test]
+fn the_step_failures_of_a_failed_up_reach_the_pr_comment() {
+    let reusable = workflow("deploy-reusable.yml");
+    let (_, deploy) = jobs(&reusable).into_iter().next().expect("the deploy job");
+    let all = steps(deploy);
+    let position = |pred: &dyn Fn(&Value) -> bool| all.iter().position(|s| pred(s));
+    let up = position(&|s| get(s, "id").and_then(Value::as_str) == Some("up")).expect("up");
+    let keep = position(&|s| {
+        get(s, "name").and_then(Value::as_str) == Some("Keep the step failures for the PR comment")
+    })
+    .expect("the keep step");
+    let upload = position(&|s| {
+        get(s, "uses")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+            && get(s, "with")
+                .and_then(|w| get(w, "name"))
+                .and_then(Value::as_str)
+                == Some("stacks-up-failures")
+    })
+    .expect("the upload step");
+    assert!(up < keep && keep < upload, "up, keep, upload in that order");
+    for i in [keep, upload] {
+        let condition = get(all[i], "if")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        assert!(
+            condition.contains("failure()") && condition.contains("preview-pr"),
+            "runs when the deploy of a preview failed: {condition}"
+        );
+    }
+    let with = get(all[upload], "with").expect("with");
+    assert_eq!(
+        get(with, "path").and_then(Value::as_str),
+        Some("up-failures/failures.json"),
+        "only the failures leave the job"
+    );
+
+    let script = step_script(all[keep]);
+    let run_keep = |up_json: Option<&str>| -> String {
+        let dir = tempfile::tempdir().expect("dir");
+        if let Some(text) = up_json {
+            std::fs::write(dir.path().join("up.json"), text).expect("up.json");
+        }
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir.path())
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(dir.path().join("up-failures/failures.json")).expect("file")
+    };
+    // The --json document of a failed `stacks up` (step_failures.rs).
+    let failed_up = serde_json::json!({
+        "error": "1 step(s) failed (3 skipped, 16 done)",
+        "plan": {"summary": {"create": 20}},
+        "failed": [{
+            "resource": "Deployment preview-pr-7/web",
+            "error": "timed out after 300s waiting for readiness",
+            "failure": {
+                "reason": "0 of 1 replicas available",
+                "events": [{"object": "Pod web-1", "reason": "BackOff", "message": "Back-off restarting failed container", "count": 3}],
+                "containers": [],
+                "notes": [],
+                "truncated": false
+            }
+        }]
+    })
+    .to_string();
+    let kept = run_keep(Some(&failed_up));
+    assert!(
+        !kept.contains("summary"),
+        "nothing but the failures: {kept}"
+    );
+    let failures = preview_github::comment::parse_failures(&kept).expect("--failure-file reads it");
+    assert_eq!(failures.len(), 1, "{kept}");
+    assert_eq!(failures[0].resource, "Deployment preview-pr-7/web");
+    assert_eq!(
+        failures[0].failure.as_ref().map(|d| d.reason.as_str()),
+        Some("0 of 1 replicas available")
+    );
+    // Failed before printing, or printed no JSON: an empty file, which adds nothing.
+    for up_json in [None, Some("not json")] {
+        let kept = run_keep(up_json);
+        assert_eq!(kept, "", "{up_json:?}");
+        assert!(
+            preview_github::comment::parse_failures(&kept)
+                .expect("empty")
+                .is_empty()
+        );
+    }
+
+    let w = workflow("preview-deploy.yml");
+    let report = job(&w, "report");
+    let download = steps(report)
+        .into_iter()
+        .find(|s| {
+            get(s, "with")
+                .and_then(|w| get(w, "name"))
+                .and_then(Value::as_str)
+                == Some("stacks-up-failures")
+        })
+        .expect("the report job downloads the failures");
+    assert_eq!(
+        get(download, "continue-on-error").and_then(Value::as_bool),
+        Some(true),
+        "absent when the deploy failed before stacks up"
+    );
+    assert_eq!(
+        get(download, "with")
+            .and_then(|w| get(w, "path"))
+            .and_then(Value::as_str),
+        Some("up-failures")
+    );
+    let scripts = run_scripts(report).join("\n");
+    assert!(
+        scripts.contains("failures=(--failure-file up-failures/failures.json)")
+            && scripts.contains("\"${failures[@]}\" --status failure"),
+        "the failure comment carries the step failures:\n{scripts}"
+    );
+}

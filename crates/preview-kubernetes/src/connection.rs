@@ -12,14 +12,21 @@
 //!   been answered, so that the burst of concurrent GETs at the start of a run
 //!   finds that one connection established instead of racing to open one each
 //!   (one TLS handshake per run instead of one per concurrent request);
+//! - HTTP/2 keep-alive pings while requests are in flight: a connection whose
+//!   pings go unanswered for [`KEEPALIVE_TIMEOUT`] is closed and its requests
+//!   fail, instead of waiting forever on a network path that drops packets
+//!   (a run hung with its writes unacknowledged until a fault test cut the
+//!   path for good: `crates/stacks-cli/tests/cluster_faults.rs`);
 //! - a request counter counts every attempt sent;
-//! - in front of it, kube's own retry policy, as kube's default stack has it:
-//!   429, 503 and 504 answers (an API server out of breath: 500 PR stacks
-//!   applied at once on a 2-core machine got 147 `504 Timeout` answers without
-//!   it) are retried with exponential backoff and jitter, honouring
-//!   `Retry-After`, at most [`RETRIES`] times. Every request the engine sends
-//!   is idempotent (GET, server-side apply, conditional DELETE), so a retry
-//!   cannot do something twice.
+//! - in front of it, the retry policy of [`crate::retry`]: kube's own for 429,
+//!   503 and 504 answers (an API server out of breath: 500 PR stacks applied
+//!   at once on a 2-core machine got 147 `504 Timeout` answers without it),
+//!   retried with exponential backoff and jitter, honouring `Retry-After`, at
+//!   most [`RETRIES`] times; and requests that could not connect to a server
+//!   that answered before (an API server restarting), tried again for up to
+//!   [`UNREACHABLE_RETRY_FOR`](crate::retry::UNREACHABLE_RETRY_FOR). Every
+//!   request the engine sends is idempotent (GET, server-side apply,
+//!   conditional DELETE), so a retry cannot do something twice.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,17 +37,24 @@ use std::time::Duration;
 
 use http::Request;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt;
 use tower::{Layer, Service, ServiceBuilder};
 
 use super::counting::RequestCounts;
 
-/// Retries of a request answered 429, 503 or 504.
-pub const RETRIES: u32 = 6;
+pub use crate::retry::RETRIES;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// How often a connection with requests in flight is pinged (HTTP/2 PING).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a ping may go unanswered before its connection is given up. Longer
+/// than a short loss of the path (TCP retransmits through one of 15 s, and the
+/// connection carries on), short enough that a run whose path is gone ends.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client for `config` whose requests are counted in `counts`.
 pub fn client(config: kube::Config, counts: &RequestCounts) -> Result<kube::Client, String> {
@@ -66,14 +80,12 @@ pub fn client(config: kube::Config, counts: &RequestCounts) -> Result<kube::Clie
     let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .http2_keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .build(https);
-    let retry = kube::client::retry::RetryPolicy::new(
-        Duration::from_millis(200),
-        Duration::from_secs(10),
-        RETRIES,
-        true,
-    )
-    .map_err(|e| format!("retry policy: {e}"))?;
+    let retry = crate::retry::ApiRetry::new()?;
     let service = ServiceBuilder::new()
         .layer(tower::retry::RetryLayer::new(retry))
         .layer(counts.layer())

@@ -93,8 +93,90 @@ pub fn api_error(id: &ResourceId, verb: &'static str, err: kube::Error) -> Provi
             code: status.code,
             message: status.message.clone(),
         },
-        other => ProviderError::failed(id, format!("{verb} failed"), other),
+        other => ProviderError::failed(id, format!("{verb} failed"), Described::new(other)),
     }
+}
+
+/// A client error worded by [`describe`] (one line, no repeated layers),
+/// keeping the error itself as its [`source`](std::error::Error::source).
+#[derive(Debug)]
+struct Described {
+    text: String,
+    error: kube::Error,
+}
+
+impl Described {
+    fn new(error: kube::Error) -> Described {
+        Described {
+            text: describe(&error),
+            error,
+        }
+    }
+}
+
+impl std::fmt::Display for Described {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Described {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// A kube error in one line. An API answer as kube shows it; a transport
+/// error (no answer) says so, with its causes once each:
+/// `the API server could not be reached (tcp connect error: Connection
+/// refused (os error 111))` instead of kube's and hyper's wrappers repeating
+/// one another (`ServiceError: client error (Connect): client error (Connect): …`).
+pub fn describe(err: &kube::Error) -> String {
+    if !matches!(err, kube::Error::Service(_) | kube::Error::HyperError(_)) {
+        return err.to_string();
+    }
+    let mut causes: Vec<String> = Vec::new();
+    let mut cause = std::error::Error::source(err);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        // Wrappers that only name the layer (`client error (Connect)`).
+        let wrapper = text.starts_with("client error (") || text.starts_with("ServiceError:");
+        if !wrapper && !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
+        cause = e.source();
+    }
+    // Each cause's text often ends with its own source's: keep what is new.
+    let mut shown: Vec<String> = Vec::new();
+    for (i, c) in causes.iter().enumerate() {
+        let tail = causes.get(i + 1).map(String::as_str).unwrap_or_default();
+        let own = if !tail.is_empty() {
+            c.strip_suffix(tail)
+                .map(|s| s.trim_end_matches([':', ' ']).to_owned())
+                .unwrap_or_else(|| c.clone())
+        } else {
+            c.clone()
+        };
+        if !own.is_empty() {
+            shown.push(own);
+        }
+    }
+    let what = if crate::retry::is_unreachable(err) {
+        "the API server could not be reached"
+    } else {
+        "the connection to the API server failed"
+    };
+    if shown.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what} ({})", shown.join(": "))
+    }
+}
+
+/// Whether `err` is a transport error (no answer from the API server), not
+/// an API answer.
+pub fn is_transport(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Service(_) | kube::Error::HyperError(_))
 }
 
 #[cfg(test)]
@@ -175,5 +257,30 @@ mod tests {
             "spec.replicas: Invalid value: -1",
             vec![]
         )));
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_is_one_line_without_repetition() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port(); // closed again: nothing listens there
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/").parse().expect("uri");
+        let refused = client.get(uri).await.expect_err("refused");
+        let err = kube::Error::Service(Box::new(refused));
+        let text = describe(&err);
+        assert!(
+            text.starts_with("the API server could not be reached (")
+                && text.contains("Connection refused"),
+            "{text}"
+        );
+        assert!(!text.contains("client error"), "{text}");
+        assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
+        assert!(is_transport(&err));
+        let api = kube::Error::Api(status(404, "not found", Vec::new()).boxed());
+        assert!(!is_transport(&api));
     }
 }

@@ -37,6 +37,7 @@ pub mod errors;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod reader;
+pub mod retry;
 pub mod version;
 pub mod waiter;
 pub mod writer;

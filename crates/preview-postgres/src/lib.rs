@@ -121,11 +121,19 @@ impl PostgresProvider {
     ) -> Result<T, ProviderError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            // A server that was never reached (a wrong address) fails at once;
+            // one that answered before and refuses now is restarting.
+            let had_connection = guard.is_some();
             let (client, connection) =
                 tokio_postgres::connect(self.conninfo.expose(), tokio_postgres::NoTls)
                     .await
                     .map_err(|e| {
-                        other(id, format!("cannot connect to PostgreSQL: {}", redact(&e)))
+                        let prefix = if had_connection && is_connection_loss(&e) {
+                            LOST
+                        } else {
+                            "cannot connect to PostgreSQL"
+                        };
+                        other(id, format!("{prefix}: {}", redact(&e)))
                     })?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
@@ -137,9 +145,14 @@ impl PostgresProvider {
         let client = guard
             .as_ref()
             .ok_or_else(|| other(id, "no PostgreSQL connection".into()))?;
-        f(client)
-            .await
-            .map_err(|e| other(id, format!("PostgreSQL: {}", redact(&e))))
+        f(client).await.map_err(|e| {
+            let prefix = if is_connection_loss(&e) {
+                LOST
+            } else {
+                "PostgreSQL"
+            };
+            other(id, format!("{prefix}: {}", redact(&e)))
+        })
     }
 }
 
@@ -191,6 +204,54 @@ impl PostgresProvider {
             }
         }
     }
+}
+
+/// How a step error begins when the connection to the server was lost or
+/// refused ([`is_connection_loss`]).
+const LOST: &str = "the connection to PostgreSQL was lost or refused";
+
+/// How long [`Provider::apply`] and [`Provider::delete`] try again after
+/// losing the connection (a server restart takes seconds).
+pub const LOST_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Whether `e` means the server went away rather than refused the work: the
+/// connection was closed, refused or reset, or the server is shutting down or
+/// starting up (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot
+/// connect now). Authentication and SQL errors are not.
+pub fn is_connection_loss(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        return [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(db.code());
+    }
+    if e.is_closed() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | BrokenPipe
+                    | UnexpectedEof
+            );
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Whether a step error is a lost connection ([`LOST`]).
+fn is_lost(e: &ProviderError) -> bool {
+    matches!(e, ProviderError::Other { message, .. } if message.starts_with(LOST))
 }
 
 /// A tokio-postgres error without anything from the connection string.
@@ -420,54 +481,39 @@ impl PostgresProvider {
     }
 }
 
-#[async_trait]
-impl Provider for PostgresProvider {
-    async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
-        check_database_id(id)?;
-        let db = self.read_database(id).await?;
-        let role = self.read_role(id).await?;
-        Ok(Self::compose(db, role))
-    }
-
-    fn create_prerequisite(&self, _id: &ResourceId) -> Option<Option<ResourceId>> {
-        // Plain reads: a database or role that is not ours is refused at plan
-        // time, before anything is written.
-        Some(None)
-    }
-
-    async fn dry_run(&self, res: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
-        check_database_id(&res.id)?;
-        let d = desired(res)?;
-        if let Some(db) = self.read_database(&res.id).await?
-            && db.marker != d.marker
-        {
-            return Ok(DryRun::Rejected {
-                code: 409,
-                message: format!(
-                    "database {} exists and is not marked as owned by stack {}",
-                    res.id.name, d.marker
-                ),
-            });
+impl PostgresProvider {
+    /// Runs `attempt` again while it fails because the connection to the
+    /// server was lost, or refused after it had been made (a restart, a
+    /// failover: [`is_connection_loss`]),
+    /// for up to [`LOST_RETRY_FOR`] with backoff. Apply and delete are written
+    /// to be run again from the start after an interruption at any point (the
+    /// temporary name, the markers, `IF EXISTS`), so a retry is the same as the
+    /// next run resuming.
+    async fn retry_when_lost<T, F, Fut>(
+        &self,
+        id: &ResourceId,
+        mut attempt: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let began = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match attempt().await {
+                Err(e) if is_lost(&e) && began.elapsed() < LOST_RETRY_FOR => {
+                    tracing::warn!(%id, error = %e, "PostgreSQL connection lost; trying again in {} ms", delay.as_millis());
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(4));
+                }
+                other => return other,
+            }
         }
-        if d.role.is_some()
-            && let Some(role) = self.read_role(&res.id).await?
-            && role.marker != d.marker
-        {
-            return Ok(DryRun::Rejected {
-                code: 409,
-                message: foreign_role(&res.id.name, &role.marker, &d.marker),
-            });
-        }
-        let role = d
-            .role
-            .as_ref()
-            .map(|r| role_value(i64::from(r.connection_limit), &r.password_verifier));
-        Ok(DryRun::Accepted {
-            object: live_value(&d.owner, &d.marker, role),
-        })
     }
 
-    async fn apply(&self, res: &Resource, _force: bool) -> Result<Value, ProviderError> {
+    /// One attempt of [`Provider::apply`].
+    async fn apply_once(&self, res: &Resource) -> Result<Value, ProviderError> {
         check_database_id(&res.id)?;
         let d = desired(res)?;
         // Every check first: nothing is written unless all pass.
@@ -544,7 +590,8 @@ impl Provider for PostgresProvider {
         })
     }
 
-    async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+    /// One attempt of [`Provider::delete`].
+    async fn delete_once(&self, id: &ResourceId) -> Result<(), ProviderError> {
         check_database_id(id)?;
         let db_row = self.read_database(id).await?;
         let role_row = self.read_role(id).await?;
@@ -598,6 +645,62 @@ impl Provider for PostgresProvider {
                 ),
             )),
         }
+    }
+}
+
+#[async_trait]
+impl Provider for PostgresProvider {
+    async fn read(&self, id: &ResourceId) -> Result<Option<Value>, ProviderError> {
+        check_database_id(id)?;
+        let db = self.read_database(id).await?;
+        let role = self.read_role(id).await?;
+        Ok(Self::compose(db, role))
+    }
+
+    fn create_prerequisite(&self, _id: &ResourceId) -> Option<Option<ResourceId>> {
+        // Plain reads: a database or role that is not ours is refused at plan
+        // time, before anything is written.
+        Some(None)
+    }
+
+    async fn dry_run(&self, res: &Resource, _force: bool) -> Result<DryRun, ProviderError> {
+        check_database_id(&res.id)?;
+        let d = desired(res)?;
+        if let Some(db) = self.read_database(&res.id).await?
+            && db.marker != d.marker
+        {
+            return Ok(DryRun::Rejected {
+                code: 409,
+                message: format!(
+                    "database {} exists and is not marked as owned by stack {}",
+                    res.id.name, d.marker
+                ),
+            });
+        }
+        if d.role.is_some()
+            && let Some(role) = self.read_role(&res.id).await?
+            && role.marker != d.marker
+        {
+            return Ok(DryRun::Rejected {
+                code: 409,
+                message: foreign_role(&res.id.name, &role.marker, &d.marker),
+            });
+        }
+        let role = d
+            .role
+            .as_ref()
+            .map(|r| role_value(i64::from(r.connection_limit), &r.password_verifier));
+        Ok(DryRun::Accepted {
+            object: live_value(&d.owner, &d.marker, role),
+        })
+    }
+
+    async fn apply(&self, res: &Resource, _force: bool) -> Result<Value, ProviderError> {
+        self.retry_when_lost(&res.id, || self.apply_once(res)).await
+    }
+
+    async fn delete(&self, id: &ResourceId) -> Result<(), ProviderError> {
+        self.retry_when_lost(id, || self.delete_once(id)).await
     }
 
     async fn wait_ready(
@@ -691,5 +794,46 @@ impl Provider for PostgresProvider {
                 ..probe.clone()
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connection_loss() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port(); // closed again: nothing listens there
+        let err = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert!(is_connection_loss(&err), "{err}");
+    }
+
+    #[test]
+    fn only_lost_connections_are_retried() {
+        let id = ResourceId {
+            provider: ProviderName::POSTGRES,
+            api_version: "postgres.preview-envs.io/v1".into(),
+            kind: "Database".into(),
+            namespace: None,
+            name: "db".into(),
+        };
+        let lost = other(&id, format!("{LOST}: connection closed"));
+        assert!(is_lost(&lost));
+        let sql = other(&id, "PostgreSQL: permission denied (42501)".into());
+        assert!(!is_lost(&sql));
+        let auth = other(
+            &id,
+            "cannot connect to PostgreSQL: password authentication failed".into(),
+        );
+        assert!(!is_lost(&auth));
     }
 }

@@ -227,78 +227,17 @@ async fn sigterm_saves_state_and_releases_the_lock_within_two_seconds() {
     stacks.ok(&["destroy", "preview-pr", "--pr", &pr.to_string()]);
 }
 
-/// Every object of every listable kind the API server serves (aggregated
-/// discovery; Events aside) that carries `stack`'s label, cluster-wide:
-/// SnippetsFilters, Jobs of the in-cluster database executor and anything else
-/// the stack makes included; not what controllers make from those (objects with
-/// an owner reference, a Service's Endpoints).
+/// Every object of any kind carrying `stack`'s label (the shared orphan check,
+/// `support_cluster/orphans.rs`).
 async fn labelled_objects_of_every_kind(stack: &str) -> Vec<String> {
-    use kube::discovery::{Discovery, Scope, verbs};
     let client = world().await.cluster.client().expect("client");
-    let discovery = Discovery::new(client.clone())
-        .run_aggregated()
-        .await
-        .expect("discovery");
-    let selector = format!("preview-envs.io/stack={stack},!preview-envs.io/state-part");
-    let mut found = Vec::new();
-    for group in discovery.groups() {
-        for (ar, caps) in group.recommended_resources() {
-            if !caps.supports_operation(verbs::LIST) || ar.kind == "Event" {
-                continue;
-            }
-            let api: kube::Api<kube::core::DynamicObject> =
-                kube::Api::all_with(client.clone(), &ar);
-            let list = api
-                .list_metadata(&kube::api::ListParams::default().labels(&selector))
-                .await
-                .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
-            for o in list.items {
-                // Made by controllers from the stack's objects (EndpointSlices of
-                // a Service, a Job's pods…): theirs, not the stack's.
-                if o.metadata
-                    .owner_references
-                    .as_ref()
-                    .is_some_and(|r| !r.is_empty())
-                    || ar.kind == "Endpoints"
-                {
-                    continue;
-                }
-                let ns = match (&caps.scope, o.metadata.namespace) {
-                    (Scope::Namespaced, Some(n)) => format!("{n}/"),
-                    _ => String::new(),
-                };
-                found.push(format!(
-                    "{} {ns}{}",
-                    ar.kind,
-                    o.metadata.name.unwrap_or_default()
-                ));
-            }
-        }
-    }
-    found.sort();
-    found
+    support_cluster::orphans::labelled_objects_of_every_kind(&client, stack).await
 }
 
-/// The PR's databases, their temporary create names and its login role, as the
-/// PostgreSQL server has them.
+/// The PR's databases, their temporary create names and its login role.
 async fn database_objects(pr: u64) -> Vec<String> {
-    let db = format!("aphiria_pr_{pr}");
-    let temp = preview_postgres::sql::temp_name(&db);
     let client = world().await.pg.client().await.expect("pg");
-    let mut found = Vec::new();
-    for row in client
-        .query(
-            "SELECT 'database ' || datname FROM pg_database WHERE datname IN ($1, $2) \
-             UNION ALL SELECT 'role ' || rolname FROM pg_roles WHERE rolname = $1",
-            &[&db, &temp],
-        )
-        .await
-        .expect("query")
-    {
-        found.push(row.get::<_, String>(0));
-    }
-    found.sort();
-    found
+    support_cluster::orphans::database_objects(&client, pr).await
 }
 
 /// For a stack of N steps: N runs on a fresh PR, each SIGKILLed right after
@@ -336,33 +275,9 @@ async fn sigkill_at_each_boundary(stacks: Stacks, first_pr: u64, in_cluster: boo
             "{executor} k={k}: {:?}",
             state.pending
         );
-        let mut recorded: std::collections::BTreeSet<String> = state
-            .resources
-            .keys()
-            .filter(|id| id.provider == preview_core::ProviderName::KUBERNETES)
-            .map(ToString::to_string)
-            .collect();
-        if in_cluster {
-            // The in-cluster executor's record of each database: its ensure Job
-            // in the server's namespace (one name per database).
-            recorded.extend(
-                state
-                    .resources
-                    .keys()
-                    .filter(|id| {
-                        id.provider == preview_core::ProviderName::POSTGRES && id.kind == "Database"
-                    })
-                    .map(|id| {
-                        format!(
-                            "Job default/{}",
-                            preview_postgres::job::job_name(
-                                preview_postgres::job::Operation::Ensure,
-                                &id.name
-                            )
-                        )
-                    }),
-            );
-        }
+        // The in-cluster executor's record of each database, its ensure Job in
+        // the server's namespace, is allowed too (none with the direct one).
+        let recorded = support_cluster::orphans::recorded_objects(&state, "default");
         let live = labelled_objects_of_every_kind(&stack).await;
         let orphans: Vec<&String> = live.iter().filter(|o| !recorded.contains(*o)).collect();
         assert!(orphans.is_empty(), "{executor} k={k}: orphans {orphans:?}");

@@ -126,7 +126,13 @@ pub struct TestCluster {
     kubeconfig_path: PathBuf,
     audit_log_path: PathBuf,
     started_in: Duration,
+    api_index: usize,
+    api_port: u16,
+    start_timeout: Duration,
 }
+
+/// How long a stopped API server gets to finish its requests before SIGKILL.
+const APISERVER_STOP_GRACE: Duration = Duration::from_secs(10);
 
 static SHARED: OnceCell<TestCluster> = OnceCell::const_new();
 
@@ -371,7 +377,47 @@ impl TestCluster {
             kubeconfig_path,
             audit_log_path,
             started_in,
+            api_index,
+            api_port,
+            start_timeout: options.start_timeout,
         })
+    }
+
+    /// Stops the kube-apiserver process (SIGTERM: it finishes its requests and
+    /// closes its watches; SIGKILL after 10 s), leaving etcd, the controllers
+    /// and everything else running, as an API server restart or upgrade does.
+    /// Clients get "connection refused" until [`TestCluster::start_apiserver`].
+    pub fn stop_apiserver(&mut self) -> Result<(), KitError> {
+        self.scratch
+            .stop_server(self.api_index, APISERVER_STOP_GRACE)?;
+        tracing::info!(port = self.api_port, "kube-apiserver stopped");
+        Ok(())
+    }
+
+    /// Starts the kube-apiserver stopped by [`TestCluster::stop_apiserver`]
+    /// again: the same flags, so the same port, etcd, certificate, tokens and
+    /// audit log (appended to); returns once `/readyz` says `ok`.
+    pub async fn start_apiserver(&mut self) -> Result<(), KitError> {
+        self.scratch.respawn_server(self.api_index)?;
+        let ca_file = self.scratch.path().join("certs").join("apiserver.crt");
+        let port = self.api_port;
+        wait_ready(
+            &mut self.scratch,
+            self.api_index,
+            self.start_timeout,
+            || serving_with_certificate(port, &ca_file),
+        )
+        .await?;
+        let admin = client_from(&self.admin_config)?;
+        wait_ready(
+            &mut self.scratch,
+            self.api_index,
+            self.start_timeout,
+            || api_ready(admin.clone()),
+        )
+        .await?;
+        tracing::info!(port, "kube-apiserver started again");
+        Ok(())
     }
 
     /// The real cert-manager controller for this cluster, started on first call

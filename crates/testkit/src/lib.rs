@@ -16,6 +16,12 @@
 //!   `pods/log` requests (the lines a test set) from a TLS kubelet endpoint on
 //!   loopback. **No container, kubelet or gateway runs**; see the [`simulator`] module.
 //!
+//! * [`CuttablePath`]: a network namespace on loopback reaching the host's
+//!   servers only through a forwarder, and a switch that drops its packets
+//!   (network partitions); [`TestCluster::stop_apiserver`] /
+//!   [`TestCluster::start_apiserver`] and [`TestPostgres::stop`] /
+//!   [`TestPostgres::start_again`] restart servers in place (fault tests).
+//!
 //! Everything a kit object starts lives in one temp dir and one set of process
 //! groups, removed on drop; a watchdog process removes them too when the test
 //! process dies without dropping (statics, panics, SIGKILL).
@@ -30,6 +36,7 @@ mod cluster;
 pub mod crds;
 mod error;
 mod kubeconfig;
+pub mod netcut;
 pub mod ports;
 mod postgres;
 mod process;
@@ -47,5 +54,6 @@ pub use cluster::{
 };
 pub use crds::{CrdInstall, default_crd_dir, install_crds};
 pub use error::KitError;
+pub use netcut::CuttablePath;
 pub use postgres::TestPostgres;
 pub use simulator::{NodeCapacity, NodeSimulator, SimulatorOptions};

@@ -15,6 +15,9 @@
 //! because the data is thrown away; a crash of the *server process* still loses
 //! nothing that was committed, only an operating-system crash could.
 //!
+//! [`TestPostgres::stop`] and [`TestPostgres::start_again`] restart the server
+//! on the same port and data (fault tests).
+//!
 //! Dropping stops the server with `pg_ctl stop -m immediate` and removes the dir;
 //! if the test process dies first, the kit's watchdog SIGQUITs the postmaster (the
 //! pid in `data/postmaster.pid`) and removes the dir.
@@ -36,6 +39,18 @@ const START_ATTEMPTS: usize = 3;
 pub struct TestPostgres {
     scratch: Scratch,
     port: u16,
+    /// How [`TestPostgres::start_again`] runs `pg_ctl start` as the first start did.
+    restart: Restart,
+}
+
+/// What `pg_ctl` needs to stop and start the same server again.
+#[derive(Debug, Clone)]
+struct Restart {
+    as_postgres: bool,
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    options: String,
+    log: PathBuf,
 }
 
 static SHARED: OnceCell<TestPostgres> = OnceCell::const_new();
@@ -110,7 +125,7 @@ impl TestPostgres {
 
         let log = dir.join("postgres.log");
         let mut attempt = 1;
-        let port = loop {
+        let (port, options) = loop {
             let port = ports::free_port()?;
             let mut options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
@@ -129,7 +144,7 @@ impl TestPostgres {
                 .args(["-w", "-t", "60", "start"]))
             .await;
             match started {
-                Ok(()) => break port,
+                Ok(()) => break (port, options),
                 Err(e) => {
                     let tail = crate::process::log_tail(&log, crate::process::LOG_TAIL_LINES);
                     if crate::ports::log_says_port_in_use(&tail) {
@@ -158,7 +173,50 @@ impl TestPostgres {
             }
         };
         tracing::info!(port, dir = %dir.display(), "test PostgreSQL ready");
-        Ok(TestPostgres { scratch, port })
+        Ok(TestPostgres {
+            scratch,
+            port,
+            restart: Restart {
+                as_postgres,
+                pg_ctl,
+                data,
+                options,
+                log,
+            },
+        })
+    }
+
+    /// Stops the server with `pg_ctl stop -m fast`, as an operator's restart
+    /// or a failover does: every session is terminated (open transactions roll
+    /// back, clients see their connection closed) and new connections are
+    /// refused until [`TestPostgres::start_again`].
+    pub async fn stop(&self) -> Result<(), KitError> {
+        let r = &self.restart;
+        run(pg_command(r.as_postgres, &r.pg_ctl, self.scratch.path())
+            .arg("-D")
+            .arg(&r.data)
+            .args(["-m", "fast", "-w", "-t", "60", "stop"]))
+        .await?;
+        tracing::info!(port = self.port, "test PostgreSQL stopped");
+        Ok(())
+    }
+
+    /// Starts the server stopped by [`TestPostgres::stop`] again on the same
+    /// port and data, with the same settings; returns once it accepts
+    /// connections.
+    pub async fn start_again(&self) -> Result<(), KitError> {
+        let r = &self.restart;
+        run(pg_command(r.as_postgres, &r.pg_ctl, self.scratch.path())
+            .arg("-D")
+            .arg(&r.data)
+            .arg("-o")
+            .arg(&r.options)
+            .arg("-l")
+            .arg(&r.log)
+            .args(["-w", "-t", "60", "start"]))
+        .await?;
+        tracing::info!(port = self.port, "test PostgreSQL started again");
+        Ok(())
     }
 
     /// One process-wide server, started on first use and shared by every test in

@@ -22,6 +22,8 @@ pub(crate) const LOG_TAIL_LINES: usize = 20;
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
     name: String,
+    program: PathBuf,
+    args: Vec<String>,
     child: Child,
     log: PathBuf,
     ports: Vec<u16>,
@@ -42,28 +44,38 @@ impl ServerProcess {
     ) -> Result<Self, KitError> {
         let out = File::create(log)
             .map_err(|e| KitError::io(format!("creating log file {}", log.display()), e))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| KitError::io(format!("duplicating log file {}", log.display()), e))?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .map_err(|source| KitError::Spawn {
-                program: program.display().to_string(),
-                source,
-            })?;
+        let child = start(program, args, log, out)?;
         tracing::debug!(server = name, pid = child.id(), "started");
         Ok(Self {
             name: name.to_string(),
+            program: program.to_path_buf(),
+            args: args.to_vec(),
             child,
             log: log.to_path_buf(),
             ports: ports.to_vec(),
             stopped: false,
         })
+    }
+
+    /// Starts a stopped server again: the same program and arguments (so the
+    /// same ports and data), in a new process group, its output appended to the
+    /// same log. Returns the new pid. Stop it first ([`ServerProcess::stop`]).
+    pub(crate) fn respawn(&mut self) -> Result<u32, KitError> {
+        if !self.stopped {
+            return Err(KitError::io(
+                format!("starting {} again", self.name),
+                std::io::Error::other("it is still running; stop it first"),
+            ));
+        }
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| KitError::io(format!("opening log file {}", self.log.display()), e))?;
+        self.child = start(&self.program, &self.args, &self.log, out)?;
+        self.stopped = false;
+        tracing::debug!(server = %self.name, pid = self.child.id(), "started again");
+        Ok(self.child.id())
     }
 
     /// The process id (also its process-group id).
@@ -149,6 +161,24 @@ impl ServerProcess {
         signal_group(pgid, "KILL");
         tracing::debug!(server = %self.name, pid = pgid, "stopped");
     }
+}
+
+/// `program args…` in a new process group, stdout and stderr to `out`.
+fn start(program: &Path, args: &[String], log: &Path, out: File) -> Result<Child, KitError> {
+    let err = out
+        .try_clone()
+        .map_err(|e| KitError::io(format!("duplicating log file {}", log.display()), e))?;
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| KitError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })
 }
 
 impl Drop for ServerProcess {

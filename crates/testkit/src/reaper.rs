@@ -11,7 +11,8 @@
 //! * when the test process ends in any other way the kernel closes the pipe, the
 //!   watchdog reads end-of-file, SIGTERMs every registered group (and SIGQUITs the
 //!   PostgreSQL postmaster named in the pid file, if any), waits up to 5 s,
-//!   SIGKILLs what is left and removes the temp dir.
+//!   SIGKILLs what is left, deletes the network namespaces registered with
+//!   `netns <name>` ([`crate::netcut`]) and removes the temp dir.
 //!
 //! The pipe's write end is close-on-exec, so no other child keeps it open. The
 //! watchdog ignores SIGINT/SIGHUP/SIGTERM, so Ctrl-C on the test run does not kill
@@ -31,9 +32,11 @@ trap '' INT HUP TERM QUIT PIPE
 dir=$1
 pidfile=$2
 groups=
+nets=
 while read -r kind arg; do
   case $kind in
     group) groups="$groups $arg" ;;
+    netns) nets="$nets $arg" ;;
     disarm) exit 0 ;;
   esac
 done
@@ -52,6 +55,7 @@ while [ "$n" -lt 50 ]; do
 done
 for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
 if [ -n "$pm" ]; then kill -s KILL "$pm" 2>/dev/null; fi
+for n in $nets; do ip netns del "$n" 2>/dev/null; done
 if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
 exit 0
 "#;
@@ -89,6 +93,11 @@ impl Reaper {
     /// Registers a process group the watchdog must kill if the test process dies.
     pub(crate) fn watch_group(&mut self, pgid: u32) -> Result<(), KitError> {
         self.send(&format!("group {pgid}\n"))
+    }
+
+    /// Registers a network namespace the watchdog must delete if the test process dies.
+    pub(crate) fn watch_netns(&mut self, name: &str) -> Result<(), KitError> {
+        self.send(&format!("netns {name}\n"))
     }
 
     fn send(&mut self, line: &str) -> Result<(), KitError> {
@@ -168,6 +177,32 @@ mod tests {
         wait_until("sleeper to die", || {
             matches!(sleeper.try_wait(), Ok(Some(_)))
         });
+        wait_until("dir removal", || !dir.exists());
+    }
+
+    #[test]
+    fn closing_the_pipe_deletes_registered_network_namespaces() {
+        let name = format!("testkit-reaper-{}", std::process::id());
+        let listed = || {
+            let out = Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .expect("ip netns list");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name.as_str()))
+        };
+        let added = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip netns add");
+        assert!(added.success());
+        assert!(listed());
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let mut reaper = Reaper::spawn(&dir, None).expect("reaper");
+        reaper.watch_netns(&name).expect("register");
+        drop(reaper); // as if the test process had died
+        wait_until("namespace deletion", || !listed());
         wait_until("dir removal", || !dir.exists());
     }
 

@@ -83,6 +83,33 @@ impl Scratch {
         self.servers.get_mut(index)
     }
 
+    /// Stops server `index` (SIGTERM, up to `grace`, then SIGKILL: the whole group).
+    pub(crate) fn stop_server(&mut self, index: usize, grace: Duration) -> Result<(), KitError> {
+        self.server_at(index)?.stop(grace);
+        Ok(())
+    }
+
+    /// Starts stopped server `index` again with the same program and arguments,
+    /// and registers its new process group with the watchdog.
+    pub(crate) fn respawn_server(&mut self, index: usize) -> Result<(), KitError> {
+        let pid = self.server_at(index)?.respawn()?;
+        self.reaper.watch_group(pid)
+    }
+
+    /// Has the watchdog delete network namespace `name` if the test process dies.
+    pub(crate) fn watch_netns(&mut self, name: &str) -> Result<(), KitError> {
+        self.reaper.watch_netns(name)
+    }
+
+    fn server_at(&mut self, index: usize) -> Result<&mut ServerProcess, KitError> {
+        self.servers.get_mut(index).ok_or_else(|| {
+            KitError::io(
+                "finding a server",
+                std::io::Error::other(format!("no server with index {index}")),
+            )
+        })
+    }
+
     /// Process ids of the running servers, with their names.
     pub(crate) fn pids(&self) -> Vec<(String, u32)> {
         self.servers

@@ -130,12 +130,20 @@ pub(crate) fn kube_io(backend: &str, what: String, e: kube::Error) -> StateError
             s.message
         ),
         kube::Error::Api(s) => format!("{what}: {} ({})", s.message, s.code),
-        other => format!("{what}: {other}"),
+        other => format!("{what}: {}", crate::errors::describe(other)),
     };
+    // A transport error's causes are in the message once each
+    // (`errors::describe`); its chain would repeat them.
+    let source: Option<Box<dyn std::error::Error + Send + Sync>> =
+        if crate::errors::is_transport(&e) {
+            None
+        } else {
+            Some(Box::new(e))
+        };
     StateError::Io {
         backend: backend.to_owned(),
         message,
-        source: Some(Box::new(e)),
+        source,
     }
 }
 

@@ -9,6 +9,8 @@
 
 #![allow(dead_code, missing_docs)]
 
+pub mod orphans;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -74,6 +76,8 @@ pub struct Stacks {
     config_dir: PathBuf,
     /// `--backend` (default: `file://` the state directory).
     backend: Option<String>,
+    /// Words the binary runs under (e.g. `ip netns exec NAME`); empty: none.
+    wrapper: Vec<String>,
 }
 
 /// The state passphrase of every run (long enough for a new data key).
@@ -102,6 +106,7 @@ impl Stacks {
             pg_url: Some(world.pg.url()),
             config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"),
             backend: None,
+            wrapper: Vec::new(),
         }
     }
 
@@ -153,6 +158,16 @@ impl Stacks {
             pg_url: Some(pg_url.to_owned()),
             config_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"),
             backend: Some(backend.to_owned()),
+            wrapper: Vec::new(),
+        }
+    }
+
+    /// A runner starting the binary under `words` (`ip netns exec NAME`: inside
+    /// a network namespace).
+    pub fn wrapped_in(self, words: Vec<String>) -> Self {
+        Stacks {
+            wrapper: words,
+            ..self
         }
     }
 
@@ -170,7 +185,14 @@ impl Stacks {
             || PathBuf::from(env!("CARGO_BIN_EXE_stacks")),
             PathBuf::from,
         );
-        let mut c = Command::new(bin);
+        let mut c = match self.wrapper.split_first() {
+            Some((program, words)) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         c.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--backend")
