@@ -27,7 +27,10 @@
 //!
 //! With [`DnsRecordData::FromObject`] the resource depends on that object, so the
 //! engine applies the record once the object (the Gateway) is ready, and the
-//! provider reads the value then. The provider marks ownership with a companion TXT
+//! engine reads the value from the ready object then and fills it in before the
+//! provider sees the record (the provider only declares which field comes from
+//! where; a plan in which the object is created or changed shows the value as
+//! "(known after apply)"). The provider marks ownership with a companion TXT
 //! record (`_preview-envs.<zone>`), never adopts a record it does not own, and
 //! deletes only records carrying its marker.
 //!

@@ -1,7 +1,7 @@
 //! The wildcard DNS records of `preview-base` (config section `dns:`): one A record
 //! for `*.pr.<domain>` and one for `*.pr-api.<domain>` in the configured zone,
-//! pointing at the Gateway's load-balancer address (read by the provider when the
-//! records are applied, after the Gateway is ready) or at `dns.address`.
+//! pointing at the Gateway's load-balancer address (read by the engine from the
+//! ready Gateway when the records are applied) or at `dns.address`.
 //!
 //! The records are resources of the DigitalOcean provider (the only DNS provider
 //! today); its API token is the secret `DIGITALOCEAN_TOKEN`, checked here so a
