@@ -1734,10 +1734,10 @@ fn the_action_passes_its_inputs_to_stacks_as_arguments() {
             "preview-pr",
             "--pr",
             "7",
-            "--web-image",
-            "r/web@sha256:aa",
-            "--api-image",
-            "r/api@sha256:bb",
+            "--image",
+            "web=r/web@sha256:aa",
+            "--image",
+            "api=r/api@sha256:bb",
             "--image",
             "worker=r/w@sha256:cc",
             "--format",
@@ -1748,6 +1748,28 @@ fn the_action_passes_its_inputs_to_stacks_as_arguments() {
         ]
     );
     assert!(outputs.contains("exit_code=0"), "{outputs}");
+    // Another app's keys (examples/apps/node-redis: api and worker), spaces
+    // around `=` trimmed; each becomes `--image KEY=REF`.
+    let (args, _) = run_action_script(&[
+        ("COMMAND", "up"),
+        ("STACK", "preview-pr"),
+        ("PR", "7"),
+        ("IMAGES", "api = r/api@sha256:bb\nworker=r/w@sha256:cc\n"),
+    ]);
+    assert_eq!(
+        args,
+        [
+            "up",
+            "preview-pr",
+            "--pr",
+            "7",
+            "--image",
+            "api=r/api@sha256:bb",
+            "--image",
+            "worker=r/w@sha256:cc",
+            "backend=",
+        ]
+    );
     // destroy takes no images; a kubeconfig becomes a private file.
     let (args, _) = run_action_script(&[
         ("COMMAND", "destroy"),
