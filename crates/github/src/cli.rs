@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::comment::{
-    AuthorFilter, CommentContent, CommentStatus, DEFAULT_COMMENT_AUTHOR, PR_COMMENT_MARKER,
-    UpsertAction, WhenMissing, render_comment, upsert_comment_with,
+    AuthorFilter, CommentContent, CommentStatus, DEFAULT_COMMENT_AUTHOR, Labelled, Links,
+    PR_COMMENT_MARKER, UpsertAction, WhenMissing, render_comment, upsert_comment_with,
 };
 use crate::deployment::{self, DeploymentState, NewDeployment};
 use crate::env::{APPROVER_TOKEN_VAR, Environment};
@@ -110,7 +110,7 @@ pub struct Cli {
 pub enum Command {
     /// Create or update the one preview comment on a pull request.
     #[command(
-        after_help = "Example:\n  preview comment --repo o/r --pr 7 --status success \\\n      --web-url https://7.pr.example.com --api-url https://7.pr-api.example.com \\\n      --sha \"$SHA\" --web-digest \"$WEB\" --api-digest \"$API\" --plan-file plan.md"
+        after_help = "Examples:\n  stacks --json outputs preview-pr --pr 7 > outputs.json   # every <route>Url and <key>Image\n  preview comment --repo o/r --pr 7 --status success --sha \"$SHA\" \\\n      --outputs-file outputs.json --plan-file plan.md\n  preview comment --repo o/r --pr 7 --status pending --sha \"$SHA\" \\\n      --image api=\"$API\" --image worker=\"$WORKER\" --url app=https://7.pr.example.com\n\n--web-url/--api-url/--web-digest/--api-digest are --url web=/api= and --image web=/api=."
     )]
     Comment(CommentArgs),
     /// GitHub Deployments: create, set status, deactivate an environment.
@@ -167,19 +167,29 @@ pub struct CommentArgs {
     /// ✅ success, ❌ failure, ⏳ pending, 🧹 destroyed.
     #[arg(long, value_enum)]
     pub status: CommentStatus,
-    /// Web URL of the environment.
+    /// The `stacks outputs --json` of the stack: every `<route>Url` and `<key>Image`
+    /// output is shown (the flags below win for the same label).
+    #[arg(long, value_name = "FILE")]
+    pub outputs_file: Option<PathBuf>,
+    /// A URL of the environment by route, e.g. `app=https://7.pr.example.com` (repeat per route).
+    #[arg(long = "url", value_name = "LABEL=URL", value_parser = crate::comment::url_flag)]
+    pub urls: Vec<Labelled>,
+    /// An image by key, pinned by digest, e.g. `worker=NAME@sha256:…` (repeat per key).
+    #[arg(long = "image", value_name = "KEY=REF", value_parser = crate::comment::image_flag)]
+    pub images: Vec<Labelled>,
+    /// Web URL of the environment (same as --url web=URL; --url wins).
     #[arg(long, value_parser = validate::http_url)]
     pub web_url: Option<String>,
-    /// API URL of the environment.
+    /// API URL of the environment (same as --url api=URL; --url wins).
     #[arg(long, value_parser = validate::http_url)]
     pub api_url: Option<String>,
     /// Commit SHA deployed.
     #[arg(long, value_parser = validate::commit_sha)]
     pub sha: Option<String>,
-    /// Web image by digest (NAME@sha256:…).
+    /// Web image by digest, NAME@sha256:… (same as --image web=REF; --image wins).
     #[arg(long, value_parser = validate::pinned_image)]
     pub web_digest: Option<String>,
-    /// API image by digest (NAME@sha256:…).
+    /// API image by digest, NAME@sha256:… (same as --image api=REF; --image wins).
     #[arg(long, value_parser = validate::pinned_image)]
     pub api_digest: Option<String>,
     /// Markdown plan to show in a collapsed block (truncated to fit GitHub's limit).
@@ -533,6 +543,46 @@ async fn sweep(
     Ok(())
 }
 
+/// The URLs and images of `preview comment`: the outputs file, then the old
+/// web/API flags, then `--url`/`--image` (each wins over what comes before).
+fn comment_links(args: &CommentArgs) -> Result<Links, CliError> {
+    let mut links = match &args.outputs_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Input(format!(
+                    "cannot read --outputs-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Links::from_outputs(&format!("--outputs-file {}", path.display()), &text)
+                .map_err(CliError::Input)?
+        }
+        None => Links::default(),
+    };
+    for (images, key, value) in [
+        (false, "web", &args.web_url),
+        (false, "api", &args.api_url),
+        (true, "web", &args.web_digest),
+        (true, "api", &args.api_digest),
+    ] {
+        if let Some(value) = value {
+            let map = if images {
+                &mut links.images
+            } else {
+                &mut links.urls
+            };
+            map.insert(key.to_owned(), value.clone());
+        }
+    }
+    links
+        .add("--url", &args.urls, false)
+        .map_err(CliError::Input)?;
+    links
+        .add("--image", &args.images, true)
+        .map_err(CliError::Input)?;
+    Ok(links)
+}
+
 async fn comment(
     args: CommentArgs,
     json: bool,
@@ -564,21 +614,20 @@ async fn comment(
         }
         None => Vec::new(),
     };
+    let links = comment_links(&args)?;
     let client = client(env, attempts)?;
-    let content = CommentContent {
+    let mut content = CommentContent {
         pr: args.pr,
         status: Some(args.status),
-        web_url: args.web_url,
-        api_url: args.api_url,
         sha: args.sha,
-        web_image: args.web_digest,
-        api_image: args.api_digest,
         log_url: args.log_url,
         message: args.message,
         plan,
         plan_id: args.plan_id,
         failures,
+        ..CommentContent::default()
     };
+    links.fill(&mut content);
     let body = render_comment(&content);
     let when_missing = if args.if_exists {
         WhenMissing::Skip

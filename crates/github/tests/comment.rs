@@ -370,3 +370,112 @@ async fn a_failure_file_adds_the_digests_collapsed_and_an_empty_one_nothing() {
     );
     fake.assert_no_violations();
 }
+
+/// The body of the one marker comment on `pr` after `preview comment` with `extra`.
+async fn body_with(pr: u64, extra: &[&str]) -> String {
+    let fake = fake().await;
+    fake.add_pull(pr, "alice", SHA);
+    let run = run(
+        &env_for(&fake),
+        &comment_args(&pr.to_string(), "success", extra),
+    )
+    .await;
+    assert!(run.result.is_ok(), "{}", run.error_line());
+    let ours = marker_comments(&fake, pr, PR_COMMENT_MARKER);
+    assert_eq!(ours.len(), 1);
+    fake.assert_no_violations();
+    ours[0].body.clone()
+}
+
+#[tokio::test]
+async fn an_outputs_file_shows_every_url_and_image_of_any_app() {
+    let (web, api, worker) = (
+        digest("web", 'a'),
+        digest("api", 'b'),
+        digest("worker", 'c'),
+    );
+    let outputs = tempfile::NamedTempFile::new().expect("temp file");
+    let path = outputs.path().to_str().expect("utf-8 path");
+
+    // Aphiria's outputs, as `stacks outputs --json` prints them, render exactly as
+    // the old flags do; so do `--url`/`--image` with web and api.
+    let aphiria = serde_json::json!({
+        "apiImage": api, "apiUrl": "https://10.pr-api.example.com",
+        "databaseName": "aphiria_pr_10", "namespace": "preview-pr-10",
+        "webImage": web, "webUrl": "https://10.pr.example.com",
+    });
+    std::fs::write(outputs.path(), aphiria.to_string()).expect("write");
+    let old = body_with(
+        10,
+        &[
+            "--sha",
+            SHA,
+            "--web-url",
+            "https://10.pr.example.com",
+            "--api-url",
+            "https://10.pr-api.example.com",
+            "--web-digest",
+            &web,
+            "--api-digest",
+            &api,
+        ],
+    )
+    .await;
+    assert!(
+        old.contains("| 🌐 Web | <https://10.pr.example.com> |"),
+        "{old}"
+    );
+    assert_eq!(
+        body_with(10, &["--sha", SHA, "--outputs-file", path]).await,
+        old
+    );
+    let web_url = "web=https://10.pr.example.com";
+    let api_url = "api=https://10.pr-api.example.com";
+    let (web_image, api_image) = (format!("web={web}"), format!("api={api}"));
+    let flags = [
+        "--sha", SHA, "--url", api_url, "--url", web_url, "--image", &api_image, "--image",
+        &web_image,
+    ];
+    assert_eq!(body_with(10, &flags).await, old);
+
+    // The node-redis example: route `app`, images `api` and `worker`.
+    let node = serde_json::json!({
+        "apiImage": api, "appUrl": "https://11.pr.example.com",
+        "namespace": "preview-pr-11", "workerImage": worker,
+    });
+    std::fs::write(outputs.path(), node.to_string()).expect("write");
+    let body = body_with(11, &["--outputs-file", path]).await;
+    for row in [
+        "| 🌐 app | <https://11.pr.example.com> |".to_owned(),
+        format!("| 📦 API image | `{api}` |"),
+        format!("| 📦 worker image | `{worker}` |"),
+    ] {
+        assert!(body.contains(&row), "{row}: {body}");
+    }
+    assert!(
+        !body.contains("preview-pr-11"),
+        "only URLs and images: {body}"
+    );
+
+    // A flag wins over the file; a bad file is refused before any request.
+    let other = format!("worker={}", digest("worker", 'd'));
+    let body = body_with(11, &["--outputs-file", path, "--image", &other]).await;
+    assert!(
+        body.contains(&digest("worker", 'd')) && !body.contains(&worker),
+        "{body}"
+    );
+    std::fs::write(outputs.path(), r#"{"appUrl": "javascript:alert(1)"}"#).expect("write");
+    let fake = fake().await;
+    fake.add_pull(12, "alice", SHA);
+    let run = run(
+        &env_for(&fake),
+        &comment_args("12", "success", &["--outputs-file", path]),
+    )
+    .await;
+    let err = run.error_line();
+    assert!(
+        run.result.is_err() && err.contains("output `appUrl`") && err.contains("--outputs-file"),
+        "{err}"
+    );
+    assert!(fake.requests().is_empty(), "nothing was sent");
+}

@@ -8,7 +8,8 @@
 //! bound to the built commit (`verify-head` at the start and right before `stacks up`);
 //! the gate given the run's triggering actor; the state passphrase only in steps that
 //! run `stacks`; the backend URL only from secrets; the scheduled sweep; the saved plan
-//! posted before approval is the one applied after it, and the comment names its id.
+//! posted before approval is the one applied after it, and the comment names its id;
+//! the final comment shows the deployed stack's outputs (`--outputs-file`), for any app.
 //!
 //! The composite action `action.yml` at the repository root, which installs the
 //! binaries for these workflows, is checked too: the same script rules, pinned
@@ -1373,6 +1374,56 @@ fn the_saved_plan_posted_before_approval_is_the_plan_applied() {
     );
 }
 
+#[test]
+fn the_final_comment_shows_every_output_of_the_deployed_stack() {
+    // The deploy saves the stack's outputs (the shape of `stacks outputs --json`)
+    // and uploads them…
+    let reusable = workflow("deploy-reusable.yml");
+    let deploy = job(&reusable, "deploy");
+    let scripts = run_scripts(deploy).join("\n");
+    assert!(
+        scripts.contains("stacks --json \"${args[@]}\" > up.json")
+            && scripts.contains("jq .outputs up.json > outputs.json"),
+        "{scripts}"
+    );
+    let upload = steps(deploy)
+        .into_iter()
+        .find(|s| {
+            get(s, "uses")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+        })
+        .expect("the deploy uploads the outputs");
+    assert_eq!(with_input(upload, "name"), Some("stack-outputs"));
+    assert_eq!(with_input(upload, "path"), Some("outputs.json"));
+
+    // …and the final comment of a success shows them all, for any app: no
+    // Aphiria-shaped URL flags.
+    let w = workflow("preview-deploy.yml");
+    let report = job(&w, "report");
+    let download = steps(report)
+        .into_iter()
+        .find(|s| with_input(s, "name") == Some("stack-outputs"))
+        .expect("the report downloads the outputs");
+    assert_eq!(with_input(download, "path"), Some("outputs"));
+    assert_eq!(
+        get(download, "if").and_then(Value::as_str),
+        Some("needs.deploy.result == 'success'")
+    );
+    let script = run_scripts(report).join("\n");
+    let flat = script.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("--status success --outputs-file outputs/outputs.json"),
+        "{script}"
+    );
+    for old in ["--web-url", "--api-url", "--web-digest", "--api-digest"] {
+        assert!(
+            !all_scripts(&w).contains(old),
+            "{old}: use --outputs-file / --url / --image"
+        );
+    }
+}
+
 /// The `PREVIEW_*` secrets a stack's config file names on its `# Secrets:` line.
 fn stack_secrets(stack: &str) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../config/{stack}.yaml"));
@@ -1683,10 +1734,10 @@ fn the_action_passes_its_inputs_to_stacks_as_arguments() {
             "preview-pr",
             "--pr",
             "7",
-            "--web-image",
-            "r/web@sha256:aa",
-            "--api-image",
-            "r/api@sha256:bb",
+            "--image",
+            "web=r/web@sha256:aa",
+            "--image",
+            "api=r/api@sha256:bb",
             "--image",
             "worker=r/w@sha256:cc",
             "--format",
@@ -1697,6 +1748,28 @@ fn the_action_passes_its_inputs_to_stacks_as_arguments() {
         ]
     );
     assert!(outputs.contains("exit_code=0"), "{outputs}");
+    // Another app's keys (examples/apps/node-redis: api and worker), spaces
+    // around `=` trimmed; each becomes `--image KEY=REF`.
+    let (args, _) = run_action_script(&[
+        ("COMMAND", "up"),
+        ("STACK", "preview-pr"),
+        ("PR", "7"),
+        ("IMAGES", "api = r/api@sha256:bb\nworker=r/w@sha256:cc\n"),
+    ]);
+    assert_eq!(
+        args,
+        [
+            "up",
+            "preview-pr",
+            "--pr",
+            "7",
+            "--image",
+            "api=r/api@sha256:bb",
+            "--image",
+            "worker=r/w@sha256:cc",
+            "backend=",
+        ]
+    );
     // destroy takes no images; a kubeconfig becomes a private file.
     let (args, _) = run_action_script(&[
         ("COMMAND", "destroy"),

@@ -235,11 +235,14 @@ pub struct PromoteSource {
     /// Same as --from-pr N for STACK preview-pr-N.
     #[arg(long = "from", value_name = "STACK", conflicts_with_all = ["from_pr", "from_sha"])]
     pub from: Option<String>,
-    /// Web image NAME@sha256:<64 hex>; must have been tested together with --api-image.
-    #[arg(long, value_name = "REF", requires = "api_image", conflicts_with_all = ["from_pr", "from_sha", "from"])]
+    /// The image of one of the app's image keys, NAME@sha256:<64 hex> (repeat per key); together they must have been tested by one successful preview.
+    #[arg(long = "image", value_name = "KEY=REF", conflicts_with_all = ["from_pr", "from_sha", "from"])]
+    pub images: Vec<String>,
+    /// Same as --image web=REF (`--image web=` wins).
+    #[arg(long, value_name = "REF", conflicts_with_all = ["from_pr", "from_sha", "from"])]
     pub web_image: Option<String>,
-    /// API image NAME@sha256:<64 hex>; must have been tested together with --web-image.
-    #[arg(long, value_name = "REF", requires = "web_image", conflicts_with_all = ["from_pr", "from_sha", "from"])]
+    /// Same as --image api=REF (`--image api=` wins).
+    #[arg(long, value_name = "REF", conflicts_with_all = ["from_pr", "from_sha", "from"])]
     pub api_image: Option<String>,
 }
 
@@ -354,13 +357,14 @@ pub enum Command {
     /// Every successful `up preview-pr` records the images it ran (with the PR
     /// number and commit) in the state backend; destroy keeps that record.
     /// `promote` looks the images up there and runs `up production` with exactly
-    /// those references. Images given with --web-image/--api-image must have
-    /// been run together by a successful preview, unless --untested is given,
-    /// which every rendering of the plan then shows.
+    /// those references, every image key the record holds. Images given with
+    /// --image KEY=REF (or --web-image/--api-image) must have been run together
+    /// by a successful preview, unless --untested is given, which every
+    /// rendering of the plan then shows.
     Promote {
         #[command(flatten)]
         source: PromoteSource,
-        /// Deploy --web-image/--api-image although no successful preview recorded them (the plan says so).
+        /// Deploy the --image (--web-image/--api-image) images although no successful preview recorded them together (the plan says so).
         #[arg(long)]
         untested: bool,
         /// Where the tested-image records are (default: --backend), e.g. the preview backend when production keeps its state elsewhere.

@@ -2,8 +2,9 @@
 //! Node.js API + worker + Redis of `examples/apps/node-redis` (its own app spec,
 //! config and plain Redis manifest; no PHP, no PostgreSQL), deployed as a
 //! preview on the shared base by the `stacks` binary with `--app` and
-//! `--image KEY=REF`: up, a no-op up (no write), a new image, and a verified
-//! destroy.
+//! `--image KEY=REF`: up, a no-op up (no write), a new image, the plan of its
+//! promotion to production (every image key the record holds, by `--from-pr`
+//! and by `--image` per key), and a verified destroy.
 
 mod support_cluster;
 
@@ -106,6 +107,62 @@ async fn image_of(client: &kube::Client, name: &str) -> String {
         .and_then(|p| p.containers.into_iter().next())
         .and_then(|c| c.image)
         .unwrap_or_default()
+}
+
+/// A production config of the example (its own namespace and gateway; only
+/// planned here, never applied).
+fn production_config() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let production = "domain: example.com\napp: shop\nnamespace: shop-prod\nreplicas: 2\n\
+        postgresImage: docker.io/library/postgres:16-alpine@sha256:57c72fd2a128e416c7fcc499958864df5301e940bca0a56f58fddf30ffc07777\n\
+        allowedImages: [ghcr.io/example-shop/, docker.io/library/redis, docker.io/library/postgres]\n\
+        gateway: {name: shop-gateway, namespace: shop-gateway, className: nginx-shop}\n\
+        tls: {issuer: self-signed}\n";
+    std::fs::write(dir.path().join("production.yaml"), production).expect("write");
+    dir
+}
+
+/// `promote --preview` of the example after its preview ran `api` and `worker`.
+fn promote_plans_every_key(world: &'static support_cluster::World, api: &str, worker: &str) {
+    let config = production_config();
+    let stacks = Stacks::new(world).with_config_dir(config.path());
+    let app = example().join("preview-app.yaml").display().to_string();
+    let promote = |source: &[String]| {
+        let mut args = vec!["--app".to_owned(), app.clone(), "promote".to_owned()];
+        args.extend(source.iter().cloned());
+        args.extend(["--preview", "--format", "json"].map(str::to_owned));
+        let out = stacks.command(&args).output().expect("run stacks");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "promote {source:?}: {stderr}");
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json plan");
+        (plan, stderr)
+    };
+    let (plan, stderr) = promote(&["--from-pr".to_owned(), PR.to_string()]);
+    assert_eq!(plan["stack"], "production", "{plan}");
+    assert!(plan.get("notes").is_none(), "tested: {plan}");
+    assert!(
+        stderr.contains(&format!("promoting the images tested by preview-pr-{PR}"))
+            && stderr.contains(&format!("api {api} and worker {worker}")),
+        "{stderr}"
+    );
+    let deployments: std::collections::BTreeSet<&str> = plan["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s["resource"]["kind"] == "Deployment" && s["resource"]["namespace"] == "shop-prod"
+        })
+        .filter_map(|s| s["resource"]["name"].as_str())
+        .collect();
+    assert_eq!(deployments, ["api", "redis", "worker"].into(), "{plan}");
+    // `--image KEY=REF` per key: the same tested pair, no note.
+    let (plan, _) = promote(&[
+        "--image".to_owned(),
+        format!("api={api}"),
+        "--image".to_owned(),
+        format!("worker={worker}"),
+    ]);
+    assert!(plan.get("notes").is_none(), "tested: {plan}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,6 +276,10 @@ async fn the_node_redis_example_up_noop_change_destroy() {
     assert_eq!(change["plan"]["summary"]["create"], 0, "{change}");
     assert_eq!(image_of(&client, "api").await, image("api", 3));
     assert_eq!(image_of(&client, "worker").await, image("worker", 2));
+
+    // Promotion deploys every image key the record holds (api and worker, not
+    // web/api): the plan of production from the PR's last test, and by `--image`.
+    promote_plans_every_key(world, &image("api", 3), &image("worker", 2));
 
     // Destroy, verified: the namespace and the state's records are gone.
     let out = stacks.ok(&["--json", "destroy", "preview-pr", "--pr", &PR.to_string()]);

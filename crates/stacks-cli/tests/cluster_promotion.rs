@@ -5,7 +5,8 @@
 //! writes nothing) → `destroy` keeps the record → `promote --from-pr N` deploys
 //! production with exactly those digests: the Deployments' pod templates name
 //! them and the pods report them as their `imageID`s. `--from-sha` and the
-//! `--from preview-pr-N` alias find the same images; images no preview ran are
+//! `--from preview-pr-N` alias find the same images, and so does `--image KEY=REF`
+//! per key (mixed with the aliases); images no preview ran are
 //! refused, and `--untested` puts a visible `UNTESTED:` line into the text,
 //! Markdown and JSON plans.
 
@@ -310,6 +311,36 @@ async fn production_runs_exactly_what_a_destroyed_preview_tested() {
         assert_eq!(report["requests"]["writes"], 0, "{source:?}: {report}");
         assert_eq!(report["promotion"]["testedBy"]["pr"], PR, "{source:?}");
     }
+    // `--image KEY=REF` per key names the same tested images (no note), and
+    // mixes with the aliases; one image alone was not tested by itself.
+    for images in [
+        vec![
+            "--image".to_owned(),
+            format!("api={}", api(PR)),
+            "--image".to_owned(),
+            format!("web={}", web(PR)),
+        ],
+        vec![
+            "--web-image".to_owned(),
+            web(PR),
+            "--image".to_owned(),
+            format!("api={}", api(PR)),
+        ],
+    ] {
+        let mut a = vec!["promote".to_owned()];
+        a.extend(images.clone());
+        a.extend(["--preview", "--format", "json"].map(str::to_owned));
+        let plan: serde_json::Value =
+            serde_json::from_slice(&stacks.ok(&a).stdout).expect("json plan");
+        assert!(plan.get("notes").is_none(), "{images:?}: {plan}");
+    }
+    let out = stacks.run(&["promote", "--image", &format!("web={}", web(PR))]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("was tested, but only together with other images"),
+        "{}",
+        text(&out.stderr)
+    );
     // A commit this PR never tested is refused, naming the last tested one.
     let out = stacks.run(&[
         "promote",

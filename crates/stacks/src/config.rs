@@ -49,12 +49,12 @@
 //! | `appEnv` | L, X | sets the built-in app's value `appEnv` (`development` / `production`; P always `preview`) |
 //! | `nginxImage` | L, P, X | [`DEFAULT_NGINX_IMAGE`] (`nginxinc/nginx-unprivileged`, pinned by digest; P, X require a digest) |
 //! | `postgresImage` | L, B, X | L `docker.io/library/postgres:16-alpine`; B, X req (pinned by digest) |
-//! | `images.web`, `images.api` | L | `aphiria/web:local`, `aphiria/api:local` (used when no `--image web=…`/`--web-image`, …); other image keys of the app: `<app>/<key>:local` |
+//! | `images.<key>` | L | per image key of the app spec (used when no `--image KEY=…`): `images.web`, `images.api` default to `aphiria/web:local`, `aphiria/api:local` (`--web-image`/`--api-image`), any other key to `<app>/<key>:local`; a key the spec has no image for is an error naming it |
 //! | `gateway.name`, `.namespace`, `.className` | L, B, X | B `preview-gateway`, L/X `gateway`; `nginx-gateway`; `nginx` |
 //! | `tls.issuer` | L, B, X | L `self-signed`; B, X `letsencrypt` (env `PREVIEW_TLS_ISSUER`) |
 //! | `tls.email` | L, B, X | req for `letsencrypt`/`letsencrypt-staging` (env `PREVIEW_TLS_EMAIL`) |
 //! | `tls.dnsTokenSecret` | L, B, X | `digitalocean-dns` (DNS-01 token Secret in the gateway namespace, from secret `DIGITALOCEAN_TOKEN`) |
-//! | `hosts.web`, `hosts.api` | L, X | `www.<domain>`, `api.<domain>` (`{hosts.web}`, `{hosts.api}` in the app spec: the built-in app's route hosts) |
+//! | `hosts.<route>` | L, X | the spec's host template of the route; set: that host instead. `hosts.web`, `hosts.api` also fill `{hosts.web}`, `{hosts.api}` (defaults `www.<domain>`, `api.<domain>`: the built-in app's route hosts); a name that is neither a route of the app nor `web`/`api` is an error naming it |
 //! | `kubeContext` | B | none; exported as output `kubeContext` |
 //! | `bundles[]` `{name, path, sha256, namespace}` | L, B, X | none; paths relative to the config file's directory |
 //! | `protect` | B, X, C | `true`: the engine refuses to delete the database server, the namespaces and the database (C: the cluster) |
@@ -172,6 +172,10 @@ pub struct StackConfig {
     pub local_web_image: String,
     /// Local API image (used when no `--api-image`).
     pub local_api_image: String,
+    /// The file's `images.<key>` (local), web and api included; a key without
+    /// one defaults to `<app>/<key>:local` ([`StackConfig::local_web_image`]
+    /// and [`StackConfig::local_api_image`] are web's and api's, defaults applied).
+    pub local_images: BTreeMap<String, String>,
     /// The Gateway.
     pub gateway: GatewayConfig,
     /// TLS.
@@ -180,6 +184,9 @@ pub struct StackConfig {
     pub web_host: String,
     /// Public API host (local, production).
     pub api_host: String,
+    /// The file's `hosts.<route>` (local, production): the host of that route of
+    /// the app, in place of its host template.
+    pub hosts: BTreeMap<String, String>,
     /// Kubeconfig context exported by preview-base.
     pub kube_context: Option<String>,
     /// Upstream manifest bundles.

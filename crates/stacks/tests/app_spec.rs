@@ -154,6 +154,77 @@ fn the_node_app_in_local_needs_no_database_password() {
     assert_eq!(route.body["spec"]["hostnames"][0], "shop.shop.localhost");
 }
 
+/// `images.<key>` and `hosts.<route>` take any image key and route of the app,
+/// and name the key when the app has none such.
+#[test]
+fn images_and_hosts_keys_are_the_apps() {
+    let local = |extra: &str| -> Result<StackBuild, StackError> {
+        let text = std::fs::read_to_string(example_dir().join("config/preview-pr.yaml"))
+            .expect("the example config")
+            .replace("domain: example.com", "domain: shop.localhost")
+            + extra;
+        let config = StackConfig {
+            allowed_images: vec!["shop/".into(), "docker.io/library/redis".into()],
+            ..StackConfig::from_yaml(&text, StackKind::Local)?.with_app(example_app())
+        };
+        let mut req = node_request(StackKind::Local);
+        req.images.clear();
+        build_with(
+            &req,
+            &config,
+            &stacks::References::new(),
+            &FakeSecrets::all(),
+        )
+    };
+    let build = local("images: {worker: shop/worker:dev}\nhosts: {app: shop.example.localhost}\n")
+        .expect("builds");
+    let worker = find(&build, "Deployment shop-local/worker");
+    assert_eq!(
+        worker.body["spec"]["template"]["spec"]["containers"][0]["image"],
+        "shop/worker:dev"
+    );
+    // The key not set keeps its default.
+    let api = find(&build, "Deployment shop-local/api");
+    assert_eq!(
+        api.body["spec"]["template"]["spec"]["containers"][0]["image"],
+        "shop/api:local"
+    );
+    let route = find(&build, "HTTPRoute shop-local/app");
+    assert_eq!(route.body["spec"]["hostnames"][0], "shop.example.localhost");
+
+    for (extra, says) in [
+        (
+            "images: {wrker: shop/worker:dev}\n",
+            "config key `images.wrker` in config/local.yaml: examples/apps/node-redis/preview-app.yaml has no image key `wrker` (its image keys: api, worker); remove the key or use one of those",
+        ),
+        // The built-in app's keys are no exception.
+        (
+            "images: {web: shop/web:local}\n",
+            "config key `images.web` in config/local.yaml: examples/apps/node-redis/preview-app.yaml has no image key `web`",
+        ),
+        (
+            "hosts: {shop: shop.example.localhost}\n",
+            "config key `hosts.shop` in config/local.yaml: examples/apps/node-redis/preview-app.yaml has no route `shop` (its routes: app;",
+        ),
+        (
+            "hosts: {app: not_a_host}\n",
+            "config key `hosts.app` in config/local.yaml: \"not_a_host\" is not a lowercase DNS name",
+        ),
+    ] {
+        let err = local(extra).expect_err(extra).to_string();
+        assert!(err.starts_with(says), "{extra}: {err}");
+    }
+    // An image from `images.<key>` is held to `allowedImages` like the others.
+    let err = local("images: {worker: docker.io/attacker/worker:1}\n")
+        .expect_err("not allowed")
+        .to_string();
+    assert!(
+        err.contains("config key `images.worker` in config/local.yaml:")
+            && err.contains("not an allowed image"),
+        "{err}"
+    );
+}
+
 #[test]
 fn image_flags_name_the_key() {
     let mut req = node_request(StackKind::PreviewPr);

@@ -53,6 +53,10 @@ pub struct CommentContent {
     pub web_image: Option<String>,
     /// API image `name@sha256:…`.
     pub api_image: Option<String>,
+    /// URLs of other routes by label (`app` → row `🌐 app`), after the web and API URLs.
+    pub urls: Vec<(String, String)>,
+    /// Images of other keys (`worker` → row `📦 worker image`), after the web and API images.
+    pub images: Vec<(String, String)>,
     /// Link to the workflow run / logs.
     pub log_url: Option<String>,
     /// Free text under the headline.
@@ -245,31 +249,37 @@ fn render_head(content: &CommentContent) -> String {
         out.push_str(message);
         out.push_str("\n\n");
     }
-    let mut rows = Vec::new();
+    let mut rows: Vec<(String, String)> = Vec::new();
     if let Some(url) = &content.web_url {
-        rows.push(("🌐 Web", format!("<{url}>")));
+        rows.push(("🌐 Web".into(), format!("<{url}>")));
     }
     if let Some(url) = &content.api_url {
-        rows.push(("🔌 API", format!("<{url}>")));
+        rows.push(("🔌 API".into(), format!("<{url}>")));
+    }
+    for (label, url) in &content.urls {
+        rows.push((format!("🌐 {label}"), format!("<{url}>")));
     }
     if let Some(sha) = &content.sha {
-        rows.push(("📌 Commit", format!("`{sha}`")));
+        rows.push(("📌 Commit".into(), format!("`{sha}`")));
     }
     if let Some(image) = &content.web_image {
-        rows.push(("📦 Web image", format!("`{image}`")));
+        rows.push(("📦 Web image".into(), format!("`{image}`")));
     }
     if let Some(image) = &content.api_image {
-        rows.push(("📦 API image", format!("`{image}`")));
+        rows.push(("📦 API image".into(), format!("`{image}`")));
+    }
+    for (key, image) in &content.images {
+        rows.push((format!("📦 {key} image"), format!("`{image}`")));
     }
     if let Some(id) = &content.plan_id {
         let label = match status {
             CommentStatus::Success | CommentStatus::Failure => "🧾 Plan applied",
             CommentStatus::Pending | CommentStatus::Destroyed => "🧾 Plan",
         };
-        rows.push((label, format!("`{id}`")));
+        rows.push((label.into(), format!("`{id}`")));
     }
     if let Some(url) = &content.log_url {
-        rows.push(("📜 Logs", format!("[workflow run]({url})")));
+        rows.push(("📜 Logs".into(), format!("[workflow run]({url})")));
     }
     if !rows.is_empty() {
         out.push_str("| | |\n|---|---|\n");
@@ -315,6 +325,8 @@ mod tests {
             sha: Some(SHA.into()),
             web_image: Some(digest("web", 'a')),
             api_image: Some(digest("api", 'b')),
+            urls: Vec::new(),
+            images: Vec::new(),
             log_url: Some("https://github.com/aphiria/aphiria.com/actions/runs/42".into()),
             message: None,
             plan: Some(plan()),
@@ -471,6 +483,19 @@ mod tests {
         );
         insta::assert_snapshot!(body);
         assert!(!render_comment(&content(CommentStatus::Success)).contains("🧾"));
+    }
+
+    #[test]
+    fn another_apps_urls_and_images_get_rows_of_their_own() {
+        // The node-redis example: route `app`, images `api` and `worker`.
+        let mut other = content(CommentStatus::Success);
+        other.web_url = None;
+        other.api_url = None;
+        other.web_image = None;
+        other.urls = vec![("app".into(), "https://123.pr.example.com".into())];
+        other.images = vec![("worker".into(), digest("worker", 'c'))];
+        other.plan = None;
+        insta::assert_snapshot!(render_comment(&other));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 mod body;
 mod failure;
+mod links;
+
+pub use links::{Labelled, Links, image_flag, url_flag};
 
 pub use failure::{FailedStep, MAX_FAILURE_CHARS, parse_failures, render_failures};
 

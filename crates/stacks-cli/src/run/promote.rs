@@ -7,9 +7,14 @@
 //! - `--from-pr N` (alias `--from preview-pr-N`): the PR's last tested images;
 //!   with `--from-sha SHA` as well, that PR's last test of that commit;
 //! - `--from-sha SHA` alone: the last test of that commit in any PR;
-//! - `--web-image`/`--api-image`: only if some successful preview ran exactly
-//!   that pair; otherwise refused, unless `--untested`, which puts an
+//! - `--image KEY=REF`, one per image key of the app (`--web-image`/`--api-image`
+//!   are `--image web=`/`api=`): only if some successful preview ran exactly
+//!   those images; otherwise refused, unless `--untested`, which puts an
 //!   `UNTESTED: …` note into the plan (every rendering shows it).
+//!
+//! Production gets every image the record holds (all the `<key>Image` outputs of
+//! the preview), whatever the app's keys are: `web` and `api` for Aphiria,
+//! `api` and `worker` for `examples/apps/node-redis`.
 //!
 //! Everything given is checked before the records are read; nothing is applied
 //! before the images are resolved. The records are read from `--records` (or
@@ -90,18 +95,36 @@ fn parse(source: &PromoteSource) -> Result<Source> {
     if let Some(commit) = commit {
         return Ok(Source::Commit(commit));
     }
-    match (&source.web_image, &source.api_image) {
-        (Some(web), Some(api)) => {
-            PinnedImage::parse("--web-image", web).map_err(|e| anyhow!(e))?;
-            PinnedImage::parse("--api-image", api).map_err(|e| anyhow!(e))?;
-            Ok(Source::Images(BTreeMap::from([
-                ("api".to_owned(), api.clone()),
-                ("web".to_owned(), web.clone()),
-            ])))
+    let mut images = BTreeMap::new();
+    // The aliases first, checked in the order of the flags; `--image web=` wins.
+    for (key, flag, alias) in [
+        ("web", "--web-image", &source.web_image),
+        ("api", "--api-image", &source.api_image),
+    ] {
+        if let Some(image) = alias {
+            PinnedImage::parse(flag, image).map_err(|e| anyhow!(e))?;
+            images.insert(key.to_owned(), image.clone());
         }
-        _ => bail!(
-            "promote needs what to promote: --from-pr N, --from-sha SHA, or --web-image and --api-image"
-        ),
+    }
+    for (key, image) in stacks::params::image_flags(&source.images).map_err(|e| anyhow!(e))? {
+        PinnedImage::parse(&format!("--image {key}="), &image).map_err(|e| anyhow!(e))?;
+        images.insert(key, image);
+    }
+    if images.is_empty() {
+        bail!(
+            "promote needs what to promote: --from-pr N, --from-sha SHA, or --image KEY=REF for every image of the app (--web-image/--api-image for web/api)"
+        );
+    }
+    Ok(Source::Images(images))
+}
+
+/// `a X and b Y`, `a X, b Y and c Z`: images by key, in key order.
+fn listing(images: &BTreeMap<String, String>) -> String {
+    let items: Vec<String> = images.iter().map(|(k, i)| format!("{k} {i}")).collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
 
@@ -193,13 +216,11 @@ async fn resolve(backend: &dyn StateBackend, source: &Source, untested: bool) ->
             }
         }
     };
-    for component in ["api", "web"] {
-        if !found.entry.images.contains_key(component) {
-            bail!(
-                "the tested-images record of PR #{} has no {component} image; it cannot be promoted",
-                found.pr
-            );
-        }
+    if found.entry.images.is_empty() {
+        bail!(
+            "the tested-images record of PR #{} has no images; it cannot be promoted",
+            found.pr
+        );
     }
     Ok(Resolved {
         images: found.entry.images.clone(),
@@ -214,14 +235,15 @@ fn untested_reasons(records: &[TestedRecord], images: &BTreeMap<String, String>)
         .filter(|(_, image)| !tested::ever_tested(records, image))
         .map(|(component, image)| format!("{component} {image} was never recorded"))
         .collect();
-    if never.is_empty() {
+    if never.is_empty() && images.len() == 1 {
+        vec![format!(
+            "{} was tested, but only together with other images; name every image of the app (--image KEY=REF per key)",
+            listing(images)
+        )]
+    } else if never.is_empty() {
         vec![format!(
             "{} were each tested, but never together",
-            images
-                .iter()
-                .map(|(c, i)| format!("{c} {i}"))
-                .collect::<Vec<_>>()
-                .join(" and ")
+            listing(images)
         )]
     } else {
         never
@@ -232,11 +254,7 @@ fn untested_reasons(records: &[TestedRecord], images: &BTreeMap<String, String>)
 fn untested_note(images: &BTreeMap<String, String>) -> String {
     format!(
         "UNTESTED: {} {} not recorded by any successful preview; promoted anyway because of --untested",
-        images
-            .iter()
-            .map(|(c, i)| format!("{c} {i}"))
-            .collect::<Vec<_>>()
-            .join(" and "),
+        listing(images),
         if images.len() == 1 { "was" } else { "were" }
     )
 }
@@ -254,6 +272,28 @@ fn promotion_json(resolved: &Resolved) -> Value {
     })
 }
 
+/// `up production` with every image of the promotion, as `--image KEY=REF`.
+fn production_args(images: &BTreeMap<String, String>) -> StackArgs {
+    StackArgs {
+        stack: StackName(stacks::StackKind::Production.as_str().to_owned()),
+        pr: None,
+        web_image: None,
+        api_image: None,
+        images: images.iter().map(|(k, i)| format!("{k}={i}")).collect(),
+    }
+}
+
+/// What a tested promotion says before it starts: the test and every image.
+fn promoting_message(found: &Found) -> String {
+    format!(
+        "promoting the images tested by preview-pr-{} at {} (recorded {}): {}",
+        found.pr,
+        found.entry.short_commit(),
+        found.entry.recorded_at,
+        listing(&found.entry.images)
+    )
+}
+
 /// Runs `stacks promote`.
 pub(super) async fn run(
     g: &GlobalArgs,
@@ -264,29 +304,15 @@ pub(super) async fn run(
     let source = parse(source)?;
     if options.untested && !matches!(source, Source::Images(_)) {
         bail!(
-            "--untested applies only to --web-image/--api-image: --from-pr, --from-sha and --from promote recorded (tested) images"
+            "--untested applies only to --image (--web-image/--api-image): --from-pr, --from-sha and --from promote recorded (tested) images"
         );
     }
     let records = backend_at(g, options.records.unwrap_or(&g.backend)).await?;
     let resolved = resolve(records.as_ref(), &source, options.untested).await?;
-    let image = |c: &str| resolved.images.get(c).cloned();
-    let args = StackArgs {
-        stack: StackName(stacks::StackKind::Production.as_str().to_owned()),
-        pr: None,
-        web_image: image("web"),
-        api_image: image("api"),
-        images: Vec::new(),
-    };
+    let args = production_args(&resolved.images);
     let notes = match &resolved.tested {
         Some(found) => {
-            crate::terminal::info(&format!(
-                "promoting the images tested by preview-pr-{} at {} (recorded {}): web {} and api {}",
-                found.pr,
-                found.entry.short_commit(),
-                found.entry.recorded_at,
-                args.web_image.as_deref().unwrap_or_default(),
-                args.api_image.as_deref().unwrap_or_default()
-            ));
+            crate::terminal::info(&promoting_message(found));
             Vec::new()
         }
         None => {
@@ -326,9 +352,197 @@ mod tests {
             from: from.map(Into::into),
             from_pr: pr.map(Into::into),
             from_sha: sha.map(Into::into),
+            images: Vec::new(),
             web_image: images.map(|(w, _)| w.into()),
             api_image: images.map(|(_, a)| a.into()),
         }
+    }
+
+    /// `--image KEY=REF` flags only.
+    fn image_src(flags: &[String]) -> PromoteSource {
+        PromoteSource {
+            images: flags.to_vec(),
+            ..src(None, None, None, None)
+        }
+    }
+
+    fn pinned(name: &str, n: u8) -> String {
+        format!("ghcr.io/o/{name}@sha256:{}", format!("{n:02x}").repeat(32))
+    }
+
+    /// The node-redis example's images (`examples/apps/node-redis`: api + worker).
+    fn node_redis(n: u8) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("api".to_owned(), pinned("api", n)),
+            ("worker".to_owned(), pinned("worker", n)),
+        ])
+    }
+
+    async fn record(
+        backend: &dyn StateBackend,
+        pr: u64,
+        commit: &str,
+        images: BTreeMap<String, String>,
+    ) {
+        let entry = tested::TestedEntry::now(
+            Some(commit.to_owned()),
+            images,
+            &format!("preview-pr-{pr}"),
+            "lineage",
+            1,
+        );
+        tested::append(backend, pr, entry).await.expect("record");
+    }
+
+    #[test]
+    fn image_flags_name_any_key_and_the_aliases_are_web_and_api() {
+        let (api, worker) = (pinned("api", 1), pinned("worker", 1));
+        assert_eq!(
+            parse(&image_src(&[
+                format!("worker={worker}"),
+                format!("api={api}")
+            ]))
+            .expect("keys"),
+            Source::Images(node_redis(1))
+        );
+        // `--web-image`/`--api-image` are `--image web=`/`api=`, and mix with --image.
+        let web = pinned("web", 2);
+        let mixed = PromoteSource {
+            images: vec![format!("api={api}")],
+            web_image: Some(web.clone()),
+            ..src(None, None, None, None)
+        };
+        assert_eq!(
+            parse(&mixed).expect("mixed"),
+            Source::Images(BTreeMap::from([
+                ("api".to_owned(), api.clone()),
+                ("web".to_owned(), web.clone()),
+            ]))
+        );
+        // `--image web=` wins over `--web-image`.
+        let both = PromoteSource {
+            images: vec![format!("web={}", pinned("web", 3))],
+            web_image: Some(web),
+            ..src(None, None, None, None)
+        };
+        assert_eq!(
+            parse(&both).expect("both"),
+            Source::Images(BTreeMap::from([("web".to_owned(), pinned("web", 3))]))
+        );
+        for (flags, says) in [
+            (
+                vec!["worker=w:1".to_owned()],
+                "--image worker= w:1: not pinned by digest",
+            ),
+            (
+                vec!["worker".to_owned()],
+                "--image worker: expected KEY=REF",
+            ),
+            (
+                vec![format!("api={api}"), format!("api={api}")],
+                "given twice",
+            ),
+        ] {
+            let err = parse(&image_src(&flags)).expect_err(says).to_string();
+            assert!(err.contains(says), "{says}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_key_of_the_record_is_promoted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = preview_core::state::file::FileBackend::new(dir.path());
+        let commit = "c".repeat(40);
+        record(&backend, 7, &commit, node_redis(1)).await;
+
+        // --from-pr and --from-sha: every image the preview ran, api and worker.
+        for source in [
+            Source::Pr {
+                pr: 7,
+                commit: None,
+            },
+            Source::Commit(commit[..7].to_owned()),
+        ] {
+            let resolved = resolve(&backend, &source, false).await.expect("resolves");
+            assert_eq!(resolved.images, node_redis(1), "{source:?}");
+            let found = resolved.tested.as_ref().expect("tested");
+            let message = promoting_message(found);
+            assert!(
+                message.starts_with("promoting the images tested by preview-pr-7 at cccccccccccc")
+                    && message.ends_with(&format!(
+                        ": api {} and worker {}",
+                        pinned("api", 1),
+                        pinned("worker", 1)
+                    )),
+                "{message}"
+            );
+            let args = production_args(&resolved.images);
+            assert_eq!(args.stack.0, "production");
+            assert_eq!(
+                args.images,
+                [
+                    format!("api={}", pinned("api", 1)),
+                    format!("worker={}", pinned("worker", 1))
+                ]
+            );
+            assert!(args.web_image.is_none() && args.api_image.is_none());
+        }
+
+        // --image: the pair the preview ran is tested; one of them alone, or
+        // another worker, is refused, naming the keys.
+        let resolved = resolve(&backend, &Source::Images(node_redis(1)), false)
+            .await
+            .expect("tested pair");
+        assert_eq!(resolved.tested.expect("tested").pr, 7);
+        let only_api = BTreeMap::from([("api".to_owned(), pinned("api", 1))]);
+        let err = resolve(&backend, &Source::Images(only_api), false)
+            .await
+            .expect_err("a subset")
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "api {} was tested, but only together with other images",
+                pinned("api", 1)
+            )),
+            "{err}"
+        );
+        let mut other = node_redis(1);
+        other.insert("worker".into(), pinned("worker", 9));
+        let err = resolve(&backend, &Source::Images(other.clone()), false)
+            .await
+            .expect_err("another worker")
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "worker {} was never recorded",
+                pinned("worker", 9)
+            )) && err.contains("--untested"),
+            "{err}"
+        );
+        // --untested deploys them, with a note naming every key.
+        let resolved = resolve(&backend, &Source::Images(other.clone()), true)
+            .await
+            .expect("untested");
+        assert!(resolved.tested.is_none());
+        assert_eq!(
+            untested_note(&resolved.images),
+            format!(
+                "UNTESTED: api {} and worker {} were not recorded by any successful preview; promoted anyway because of --untested",
+                pinned("api", 1),
+                pinned("worker", 9)
+            )
+        );
+    }
+
+    #[test]
+    fn three_keys_are_listed_with_commas() {
+        let images = BTreeMap::from([
+            ("a".to_owned(), "x".to_owned()),
+            ("b".to_owned(), "y".to_owned()),
+            ("c".to_owned(), "z".to_owned()),
+        ]);
+        assert_eq!(listing(&images), "a x, b y and c z");
+        assert_eq!(listing(&BTreeMap::new()), "");
     }
 
     #[test]

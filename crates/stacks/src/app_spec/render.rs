@@ -193,6 +193,11 @@ impl<'a> Renderer<'a> {
         }
         let mut hosts = Vec::new();
         for (i, route) in spec.routes.iter().enumerate() {
+            // The config's `hosts.<route>` (local, production) wins over the template.
+            if let Some(host) = Self::configured_host(config, instance.stack, &route.name) {
+                hosts.push((route.name.clone(), host.to_owned()));
+                continue;
+            }
             let path = format!("routes[{i}].host");
             let Some(template) = route.host.for_stack(instance.stack) else {
                 return Err(err(
@@ -221,6 +226,18 @@ impl<'a> Renderer<'a> {
         })
     }
 
+    /// The config's `hosts.<route>`, for the stacks that read it.
+    fn configured_host<'c>(
+        config: &'c StackConfig,
+        stack: StackKind,
+        route: &str,
+    ) -> Option<&'c str> {
+        (stack != StackKind::PreviewPr)
+            .then(|| config.hosts.get(route))
+            .flatten()
+            .map(String::as_str)
+    }
+
     /// The route hosts, as (route name, host), in spec order.
     pub fn hosts(&self) -> &[(String, String)] {
         &self.hosts
@@ -236,6 +253,9 @@ impl<'a> Renderer<'a> {
                 .for_stack(self.config.stack)
                 .map(str::to_owned)
         });
+        if Self::configured_host(self.config, self.config.stack, route).is_some() {
+            return format!("config key `hosts.{route}` in {}", self.config.origin);
+        }
         match (index, template.as_deref()) {
             (_, Some("{hosts.web}")) => format!("config key `hosts.web` in {}", self.config.origin),
             (_, Some("{hosts.api}")) => format!("config key `hosts.api` in {}", self.config.origin),

@@ -3,7 +3,8 @@
 //! server's image of the database add-on against `allowedImages`,
 //! and the container resources the spec takes from `resources:` must be
 //! complete when the namespace has a ResourceQuota (and so must the ones the
-//! spec gives inline).
+//! spec gives inline); `images.<key>` and `hosts.<route>` must name an image
+//! key and a route of the spec.
 
 use components::ComputeResources;
 
@@ -12,7 +13,51 @@ use crate::app_spec::App;
 use crate::app_spec::model::{Resources, ServiceKind};
 use crate::{StackError, StackKind};
 
+/// `a, b` or `none`.
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 impl StackConfig {
+    /// `images.<key>` names an image key of the app, `hosts.<name>` a route of it
+    /// (or `web`/`api`, the `{hosts.web}`/`{hosts.api}` placeholders).
+    fn check_app_keys(&self) -> Result<(), StackError> {
+        let keys = self.app_spec.image_keys();
+        if let Some(key) = self.local_images.keys().find(|k| !keys.contains(k)) {
+            return Err(StackError::Invalid(format!(
+                "config key `images.{key}` in {}: {} has no image key `{key}` (its image keys: {}); remove the key or use one of those",
+                self.origin,
+                self.app_spec.origin,
+                listed(&keys)
+            )));
+        }
+        let routes: Vec<String> = self
+            .app_spec
+            .spec
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        let placeholder = |name: &str| name == "web" || name == "api";
+        if let Some(name) = self
+            .hosts
+            .keys()
+            .find(|n| !routes.contains(n) && !placeholder(n))
+        {
+            return Err(StackError::Invalid(format!(
+                "config key `hosts.{name}` in {}: {} has no route `{name}` (its routes: {}; `hosts.web`/`hosts.api` fill `{{hosts.web}}`/`{{hosts.api}}`); remove the key or use one of those",
+                self.origin,
+                self.app_spec.origin,
+                listed(&routes)
+            )));
+        }
+        Ok(())
+    }
+
     /// This configuration deploying `app` instead of the built-in one.
     pub fn with_app(mut self, app: App) -> StackConfig {
         self.app_spec = app;
@@ -28,6 +73,7 @@ impl StackConfig {
         if !crate::uses_app(self.stack) {
             return Ok(());
         }
+        self.check_app_keys()?;
         // The nginx of `php-fpm` services, against the allowed prefixes.
         let runs_nginx = self
             .app_spec

@@ -215,15 +215,10 @@ pub struct BuilderFile {
     pub console: Option<String>,
 }
 
-/// `images:` (local).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ImagesFile {
-    /// Web image.
-    pub web: Option<String>,
-    /// API image.
-    pub api: Option<String>,
-}
+/// `images:` (local): the default image per image key of the app spec (`web`,
+/// `api` for the built-in app). A key the spec has no image for is an error
+/// naming it, once the app is known ([`crate::StackConfig::check_app`]).
+pub type ImagesFile = std::collections::BTreeMap<String, String>;
 
 /// `gateway:`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -249,15 +244,11 @@ pub struct TlsFile {
     pub dns_token_secret: Option<String>,
 }
 
-/// `hosts:`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HostsFile {
-    /// Web host.
-    pub web: Option<String>,
-    /// API host.
-    pub api: Option<String>,
-}
+/// `hosts:` (local, production): the host per route of the app spec; `web` and
+/// `api` also fill `{hosts.web}`/`{hosts.api}`. A name that is neither a route of
+/// the spec nor `web`/`api` is an error naming it, once the app is known
+/// ([`crate::StackConfig::check_app`]).
+pub type HostsFile = std::collections::BTreeMap<String, String>;
 
 /// One entry of `bundles:`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

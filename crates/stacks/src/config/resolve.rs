@@ -214,10 +214,19 @@ impl Resolver<'_> {
         let tls = self.tls(file.tls.unwrap_or_default())?;
 
         let hosts = file.hosts.unwrap_or_default();
-        let web_host = hosts.web.unwrap_or_else(|| format!("www.{domain}"));
-        let api_host = hosts.api.unwrap_or_else(|| format!("api.{domain}"));
-        for (key, host) in [("hosts.web", &web_host), ("hosts.api", &api_host)] {
-            check_domain(host).map_err(|m| self.invalid(key, m))?;
+        let web_host = hosts
+            .get("web")
+            .cloned()
+            .unwrap_or_else(|| format!("www.{domain}"));
+        let api_host = hosts
+            .get("api")
+            .cloned()
+            .unwrap_or_else(|| format!("api.{domain}"));
+        for (key, host) in [("web", &web_host), ("api", &api_host)]
+            .into_iter()
+            .chain(hosts.iter().map(|(k, h)| (k.as_str(), h)))
+        {
+            check_domain(host).map_err(|m| self.invalid(&format!("hosts.{key}"), m))?;
         }
 
         let bundles = file
@@ -269,12 +278,20 @@ impl Resolver<'_> {
             allowed_images,
             pod_security,
             postgres_image,
-            local_web_image: images.web.unwrap_or_else(|| format!("{app}/web:local")),
-            local_api_image: images.api.unwrap_or_else(|| format!("{app}/api:local")),
+            local_web_image: images
+                .get("web")
+                .cloned()
+                .unwrap_or_else(|| format!("{app}/web:local")),
+            local_api_image: images
+                .get("api")
+                .cloned()
+                .unwrap_or_else(|| format!("{app}/api:local")),
+            local_images: images,
             gateway,
             tls,
             web_host,
             api_host,
+            hosts,
             kube_context: file.kube_context,
             bundles,
             protect: file.protect.unwrap_or(true),

@@ -72,8 +72,8 @@ pub(crate) fn pinned_images(
 }
 
 /// Every image of the app for `local`: from the request (not necessarily
-/// pinned), else `images.<key>` (`web`, `api`: the config's, default
-/// `<app>/<key>:local`), allowed by `allowedImages`.
+/// pinned), else the config's `images.<key>` (default `<app>/<key>:local`),
+/// allowed by `allowedImages`.
 pub(crate) fn local_images(
     request: &StackRequest,
     config: &StackConfig,
@@ -88,7 +88,11 @@ pub(crate) fn local_images(
                 let image = match key.as_str() {
                     "web" => config.local_web_image.clone(),
                     "api" => config.local_api_image.clone(),
-                    other => format!("{}/{other}:local", config.app),
+                    other => config
+                        .local_images
+                        .get(other)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{}/{other}:local", config.app)),
                 };
                 (
                     format!("config key `images.{key}` in {}:", config.origin),
