@@ -1392,9 +1392,11 @@ fn the_final_comment_shows_every_output_of_the_deployed_stack() {
             get(s, "uses")
                 .and_then(Value::as_str)
                 .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+                && with_input(s, "name") == Some("stack-outputs")
         })
         .expect("the deploy uploads the outputs");
-    assert_eq!(with_input(upload, "name"), Some("stack-outputs"));
+    // On success only (no `if:`: the default `success()`).
+    assert_eq!(get(upload, "if"), None);
     assert_eq!(with_input(upload, "path"), Some("outputs.json"));
 
     // …and the final comment of a success shows them all, for any app: no
