@@ -32,14 +32,10 @@ fn example(name: &str) -> PathBuf {
         .expect("target/<profile>");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "preview-examples",
-        "--example",
-        name,
-    ]);
+    // `--workspace`, as `scripts/test.sh` runs `cargo test --workspace`: the same
+    // feature resolution, so the example `cargo test` already built is fresh
+    // and nothing is compiled again.
+    build.args(["build", "--quiet", "--workspace", "--example", name]);
     if profile_dir.file_name().is_some_and(|p| p == "release") {
         build.arg("--release");
     }
