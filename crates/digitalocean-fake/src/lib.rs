@@ -49,7 +49,6 @@ pub use model::{Cluster, Fault, NodePool, Record, RecordedRequest};
 pub use openapi_fake::{Spec, SpecError};
 pub use records::{DEFAULT_TTL, MIN_TTL};
 
-use model::State;
 use server::Shared;
 
 /// Environment variable that overrides the location of the OpenAPI description.
@@ -91,16 +90,11 @@ impl DigitalOceanFake {
 
     /// Starts a fake validating against the description at `spec_path`.
     pub async fn start_with_spec(spec_path: &Path) -> Result<Self, FakeError> {
-        let spec = Spec::load(spec_path)?;
-        let (shared, served) = openapi_fake::http::Served::start(|base_url, listener| {
-            let shared = Arc::new(Shared {
-                spec,
-                state: std::sync::Mutex::new(State::default()),
-                base_url,
-            });
-            let serve = server::serve(listener, Arc::clone(&shared));
-            (shared, serve)
-        })
+        let (shared, served) = openapi_fake::fake::start(
+            Spec::load(spec_path)?,
+            "digitalocean-fake",
+            |shared, request| async move { server::respond(&shared, request).await },
+        )
         .await
         .map_err(FakeError::Bind)?;
         Ok(Self { shared, served })

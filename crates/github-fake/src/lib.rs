@@ -43,7 +43,6 @@ pub use openapi::{OPENAPI_ENV, Spec, SpecError, default_spec_path};
 pub use routes::MAX_COMMENT_CHARS;
 pub use server::API_VERSION;
 
-use model::State;
 use server::Shared;
 
 /// Errors starting the fake.
@@ -72,16 +71,11 @@ impl GithubFake {
 
     /// Starts a fake validating against the description at `spec_path`.
     pub async fn start_with_spec(spec_path: &Path) -> Result<Self, FakeError> {
-        let spec = openapi::load(spec_path)?;
-        let (shared, served) = openapi_fake::http::Served::start(|base_url, listener| {
-            let shared = Arc::new(Shared {
-                spec,
-                state: std::sync::Mutex::new(State::default()),
-                base_url,
-            });
-            let serve = server::serve(listener, Arc::clone(&shared));
-            (shared, serve)
-        })
+        let (shared, served) = openapi_fake::fake::start(
+            openapi::load(spec_path)?,
+            "github-fake",
+            |shared, request| async move { server::respond(&shared, request).await },
+        )
         .await
         .map_err(FakeError::Bind)?;
         Ok(Self { shared, served })
