@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use integration_tests::{create_namespace, unique_name};
+use integration_tests::{create_namespace, fresh_database, store_client};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
 use preview_core::state::file::FileBackend;
@@ -22,7 +22,6 @@ use preview_core::state::tested::{self, Appended, TestedEntry};
 use preview_core::state::{StackState, StateBackend, StateError};
 use preview_envs::open_backend;
 use preview_kubernetes::state::KubeBackend;
-use testkit::{TestCluster, TestPostgres};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -38,25 +37,6 @@ struct Fixture {
     pg_url: Option<String>,
 }
 
-async fn kube_client() -> kube::Client {
-    TestCluster::shared()
-        .await
-        .expect("cluster")
-        .client()
-        .expect("client")
-}
-
-async fn pg_database() -> String {
-    let pg = TestPostgres::shared().await.expect("postgres");
-    let admin = pg.client().await.expect("admin client");
-    let db = unique_name("records").replace('-', "_");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create database");
-    pg.url_for(&db)
-}
-
 async fn fixture(kind: Kind) -> Fixture {
     match kind {
         Kind::File => {
@@ -69,7 +49,7 @@ async fn fixture(kind: Kind) -> Fixture {
             }
         }
         Kind::Kube => {
-            let client = kube_client().await;
+            let client = store_client().await.expect("cluster client");
             let ns = create_namespace(&client, "records")
                 .await
                 .expect("namespace");
@@ -81,7 +61,7 @@ async fn fixture(kind: Kind) -> Fixture {
             }
         }
         Kind::Pg => {
-            let url = pg_database().await;
+            let url = fresh_database("records").await.expect("fresh database");
             Fixture {
                 backend: open_backend(&url, None).await.expect("open pg backend"),
                 _dir: None,
