@@ -5,6 +5,7 @@
 //! themselves by namespace ([`unique_name`]). Waits use watches with generous
 //! bounds ([`wait_for`]), never fixed sleeps.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Resource;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::wait::{Condition, await_condition};
+use preview_core::{ProviderName, ResourceId, ResourceOptions};
 use testkit::{
     CrdInstall, KitError, NodeSimulator, TestCluster, TestPostgres, default_crd_dir, install_crds,
 };
@@ -60,6 +62,27 @@ pub async fn fresh_database(prefix: &str) -> Result<String, KitError> {
             source,
         })?;
     Ok(pg.url_for(&db))
+}
+
+/// A `Database` of the PostgreSQL provider named `name`, with `body` (owner,
+/// server, ownership marker, …) and `options`.
+pub fn database_resource(
+    name: &str,
+    body: serde_json::Value,
+    options: ResourceOptions,
+) -> preview_core::Resource {
+    preview_core::Resource {
+        id: ResourceId {
+            provider: ProviderName::POSTGRES,
+            api_version: "postgres.preview-envs.io/v1".into(),
+            kind: "Database".into(),
+            namespace: None,
+            name: name.into(),
+        },
+        body,
+        depends_on: BTreeSet::new(),
+        options,
+    }
 }
 
 /// A name no other test in this process uses: `prefix-<pid>-<n>`.
