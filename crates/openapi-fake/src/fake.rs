@@ -1,5 +1,6 @@
-//! A fake's start-up: its description, its in-memory state behind a lock and its
-//! base URL ([`Shared`]), served on a free loopback port ([`start`]).
+//! A running fake ([`Fake`]): its description, its in-memory state behind a lock
+//! and its base URL ([`Shared`]), served on a free loopback port; and what can
+//! stop it from starting ([`StartError`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,8 +10,8 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::Spec;
 use crate::http::{Served, serve};
+use crate::{Spec, SpecError};
 
 /// What every connection of a fake shares.
 #[derive(Debug)]
@@ -33,30 +34,76 @@ impl<S> Shared<S> {
     }
 }
 
-/// Starts a fake on `127.0.0.1:0` with `spec` and a default state, answering each
-/// request with `respond`; `name` labels connection errors in the logs. The
-/// server runs until the returned [`Served`] drops.
-pub async fn start<S, H, F>(
-    spec: Spec,
-    name: &'static str,
-    respond: H,
-) -> std::io::Result<(Arc<Shared<S>>, Served)>
-where
-    S: Default + Send + 'static,
-    H: Fn(Arc<Shared<S>>, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    Served::start(|base_url, listener| {
-        let shared = Arc::new(Shared {
-            spec,
-            state: Mutex::new(S::default()),
-            base_url,
-        });
-        let served = Arc::clone(&shared);
-        let serve = serve(listener, name, move |request| {
-            respond(Arc::clone(&served), request)
-        });
-        (shared, serve)
-    })
-    .await
+/// Errors starting a fake.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The OpenAPI description could not be loaded.
+    #[error("{api}: {source}; set {env} to its location")]
+    Spec {
+        /// The API, e.g. `GitHub`.
+        api: &'static str,
+        /// The environment variable that names the description's location.
+        env: &'static str,
+        /// Why it could not be loaded.
+        #[source]
+        source: SpecError,
+    },
+    /// The listener could not be bound.
+    #[error("cannot bind 127.0.0.1:0: {0}")]
+    Bind(#[source] std::io::Error),
+}
+
+/// A running fake with state `S`. Stops when dropped.
+#[derive(Debug)]
+pub struct Fake<S> {
+    shared: Arc<Shared<S>>,
+    served: Served,
+}
+
+impl<S: Default + Send + 'static> Fake<S> {
+    /// Starts a fake on `127.0.0.1:0` with `spec` and a default state, answering
+    /// each request with `respond`; `name` labels connection errors in the logs.
+    pub async fn start<H, F>(spec: Spec, name: &'static str, respond: H) -> Result<Self, StartError>
+    where
+        H: Fn(Arc<Shared<S>>, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let (shared, served) = Served::start(|base_url, listener| {
+            let shared = Arc::new(Shared {
+                spec,
+                state: Mutex::new(S::default()),
+                base_url,
+            });
+            let handler_state = Arc::clone(&shared);
+            let serve = serve(listener, name, move |request| {
+                respond(Arc::clone(&handler_state), request)
+            });
+            (shared, serve)
+        })
+        .await
+        .map_err(StartError::Bind)?;
+        Ok(Fake { shared, served })
+    }
+}
+
+impl<S> Fake<S> {
+    /// `http://127.0.0.1:PORT`: the API base URL.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.served.addr()
+    }
+
+    /// The API's description.
+    pub fn spec(&self) -> &Spec {
+        &self.shared.spec
+    }
+
+    /// The fake's state (see [`Shared::lock`]).
+    pub fn lock(&self) -> MutexGuard<'_, S> {
+        self.shared.lock()
+    }
 }
