@@ -5,10 +5,11 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use openapi_fake::faults::take_first;
 use openapi_fake::http::{header_text, parse_query, read_body, recorded_body};
 use serde_json::{Value, json};
 
-use crate::model::{RecordedRequest, State};
+use crate::model::{Fault, RecordedRequest, State};
 use crate::routes::{Call, Reply, handle};
 
 /// The API version the CLI must pin.
@@ -118,14 +119,11 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
         }
 
         // Injected failures (validated like every other response below).
-        let reply = if let Some(index) = state.faults.iter().position(|f| f.matches(&method, &path))
-        {
-            let fault = state.faults[index].clone();
-            if fault.times <= 1 {
-                state.faults.remove(index);
-            } else {
-                state.faults[index].times -= 1;
-            }
+        let reply = if let Some(fault) = take_first(
+            &mut state.faults,
+            |f: &Fault| f.matches(&method, &path),
+            |f| &mut f.times,
+        ) {
             Reply {
                 status: fault.status,
                 body: Some(fault.body),

@@ -12,6 +12,7 @@
 //!   does not implement;
 //! - [`fake`]: a fake's shared state (description, state, base URL) and its
 //!   start-up on a free loopback port;
+//! - [`faults`]: the count-down of injected failures;
 //! - [`http`]: the accept loop, request reading and query-string decoding.
 //!
 //! Each fake keeps its own endpoint behaviour, state and contract headers; problems
@@ -19,6 +20,7 @@
 //! violations that the tests assert to be empty.
 
 pub mod fake;
+pub mod faults;
 pub mod http;
 pub mod schema;
 pub mod spec;
