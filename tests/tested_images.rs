@@ -91,6 +91,16 @@ fn entry(n: u64) -> TestedEntry {
     )
 }
 
+/// The PRs with a tested-images record, as `tested::all` lists them.
+async fn recorded_prs(b: &dyn StateBackend) -> Vec<u64> {
+    tested::all(b)
+        .await
+        .expect("all")
+        .iter()
+        .map(|r| r.pr)
+        .collect()
+}
+
 async fn suite(kind: Kind) {
     let f = fixture(kind).await;
     let b = f.backend.as_ref();
@@ -161,12 +171,7 @@ async fn suite(kind: Kind) {
     let mut serials: Vec<u64> = record.entries.iter().map(|e| e.serial).collect();
     serials.sort_unstable();
     assert_eq!(serials, (10..20).collect::<Vec<_>>(), "{kind:?}");
-    let prs: Vec<u64> = tested::all(b)
-        .await
-        .expect("all")
-        .iter()
-        .map(|r| r.pr)
-        .collect();
+    let prs = recorded_prs(b).await;
     assert_eq!(prs, [5, 6], "{kind:?}");
     let found = tested::find_commit(&tested::all(b).await.expect("all"), &format!("{:040x}", 2))
         .expect("unambiguous")
@@ -265,12 +270,7 @@ async fn kubernetes_records_are_configmaps_and_a_foreign_one_is_never_touched() 
     let kept = cms.get("preview-tested-images-pr-4").await.expect("kept");
     assert_eq!(kept.data.unwrap_or_default()["record"], "theirs");
     // Not listed either.
-    let prs: Vec<u64> = tested::all(b)
-        .await
-        .expect("all")
-        .iter()
-        .map(|r| r.pr)
-        .collect();
+    let prs = recorded_prs(b).await;
     assert_eq!(prs, [3]);
 }
 

@@ -1061,58 +1061,47 @@ async fn certificates_are_issued_by_the_real_cert_manager() {
     let client = cluster.client().expect("client");
     let ns = create_namespace(&client, "certs").await.expect("namespace");
 
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Issuer",
-        json!({"metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
-    )
-    .await;
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Certificate",
-        json!({
-            "metadata": {"name": "preview-ca"},
-            "spec": {
-                "isCA": true,
-                "commonName": "preview-ca",
-                "secretName": "preview-ca",
-                "privateKey": {"algorithm": "ECDSA", "size": 256},
-                "issuerRef": {"kind": "Issuer", "name": "selfsigned"},
-            },
-        }),
-    )
-    .await;
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Issuer",
-        json!({"metadata": {"name": "preview-ca"}, "spec": {"ca": {"secretName": "preview-ca"}}}),
-    )
-    .await;
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Certificate",
-        json!({
-            "metadata": {"name": "wildcard"},
-            "spec": {
-                "secretName": "wildcard-tls",
-                "dnsNames": ["*.pr.example.com", "*.pr-api.example.com"],
-                "issuerRef": {"kind": "Issuer", "name": "preview-ca"},
-            },
-        }),
-    )
-    .await;
-    // The Secret a CA Issuer names does not exist: cert-manager says so.
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Issuer",
-        json!({"metadata": {"name": "broken-ca"}, "spec": {"ca": {"secretName": "no-such-secret"}}}),
-    )
-    .await;
+    for (kind, object) in [
+        (
+            "Issuer",
+            json!({"metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
+        ),
+        (
+            "Certificate",
+            json!({
+                "metadata": {"name": "preview-ca"},
+                "spec": {
+                    "isCA": true,
+                    "commonName": "preview-ca",
+                    "secretName": "preview-ca",
+                    "privateKey": {"algorithm": "ECDSA", "size": 256},
+                    "issuerRef": {"kind": "Issuer", "name": "selfsigned"},
+                },
+            }),
+        ),
+        (
+            "Issuer",
+            json!({"metadata": {"name": "preview-ca"}, "spec": {"ca": {"secretName": "preview-ca"}}}),
+        ),
+        (
+            "Certificate",
+            json!({
+                "metadata": {"name": "wildcard"},
+                "spec": {
+                    "secretName": "wildcard-tls",
+                    "dnsNames": ["*.pr.example.com", "*.pr-api.example.com"],
+                    "issuerRef": {"kind": "Issuer", "name": "preview-ca"},
+                },
+            }),
+        ),
+        // The Secret a CA Issuer names does not exist: cert-manager says so.
+        (
+            "Issuer",
+            json!({"metadata": {"name": "broken-ca"}, "spec": {"ca": {"secretName": "no-such-secret"}}}),
+        ),
+    ] {
+        create_cert_manager_object(&client, &ns, kind, object).await;
+    }
 
     let issuer = cert_manager_ready(&client, &ns, "Issuer", "selfsigned", "True").await;
     let ready = cr_condition(&issuer, "/status/conditions", "Ready").expect("Ready");
