@@ -600,6 +600,16 @@ struct Run {
 }
 
 impl Run {
+    /// Run `id` for commit `n`: its head SHA and its web and API images.
+    fn of_commit(id: u64, n: u8) -> Self {
+        Run {
+            id,
+            head_sha: sha(n),
+            web: web(n.into()),
+            api: api(n.into()),
+        }
+    }
+
     fn url(&self, fake: &GithubFake) -> String {
         format!(
             "https://github.com/{}/actions/runs/{}",
@@ -639,6 +649,16 @@ fn plan_comment_and_deployment(r: &Runner, fake: &GithubFake, run: &Run, plan_id
     let id = text(&out.stdout).trim().to_owned();
     r.deployment_status(&repo, &id, "queued", &[], &url);
     id.parse().expect("deployment id")
+}
+
+/// A new run: its `preview` environment waits on a maintainer, and its `plan` job
+/// checks the head (`verify-head`) and runs the plan step
+/// ([`plan_before_approval`]). Returns plan.md and the plan id.
+fn plan_job(r: &Runner, fake: &GithubFake, run: &Run) -> (String, String) {
+    fake.add_pending_environment(run.id, PREVIEW_ENV_ID, "preview", 0, &[MAINTAINER]);
+    let head = r.verify_head(&fake.repo(), &run.head_sha);
+    assert!(head.status.success(), "verify-head: {}", text(&head.stderr));
+    plan_before_approval(r, run)
 }
 
 /// The `plan` job's plan step, with the plan credential only: `stacks preview …
@@ -907,16 +927,8 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     fake.set_pull_head_repo(PR, &format!("{OUTSIDER}/site"));
 
     // ── 1. The outsider's first commit: plan before approval, plan credential. ──
-    let run1 = Run {
-        id: 9001,
-        head_sha: sha(1),
-        web: web(1),
-        api: api(1),
-    };
-    fake.add_pending_environment(run1.id, PREVIEW_ENV_ID, "preview", 0, &[MAINTAINER]);
-    let head = r.verify_head(&repo, &sha(1));
-    assert!(head.status.success(), "verify-head: {}", text(&head.stderr));
-    let (plan_md, plan1) = plan_before_approval(&r, &run1);
+    let run1 = Run::of_commit(9001, 1);
+    let (plan_md, plan1) = plan_job(&r, &fake, &run1);
     assert!(plan_md.contains(&format!("preview-pr-{PR}")), "{plan_md}");
     // A plan made nothing.
     assert!(!namespace_exists(&client, &format!("preview-pr-{PR}")).await);
@@ -989,16 +1001,8 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     assert!(err.contains(&sha(1)) && err.contains(&sha(2)), "{err}");
     assert_eq!(last_state(&fake, d1), "failure");
     assert_runs(&client, &preview_ns, &[web(1), api(1)].into()).await;
-    let run2 = Run {
-        id: 9002,
-        head_sha: sha(2),
-        web: web(2),
-        api: api(2),
-    };
-    fake.add_pending_environment(run2.id, PREVIEW_ENV_ID, "preview", 0, &[MAINTAINER]);
-    let head = r.verify_head(&repo, &sha(2));
-    assert!(head.status.success(), "verify-head: {}", text(&head.stderr));
-    let (plan_md, plan2) = plan_before_approval(&r, &run2);
+    let run2 = Run::of_commit(9002, 2);
+    let (plan_md, plan2) = plan_job(&r, &fake, &run2);
     assert!(
         plan_md.contains(&digest(2)),
         "the plan shows the new digest: {plan_md}"
