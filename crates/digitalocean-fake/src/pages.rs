@@ -2,6 +2,7 @@
 //! page of the items, `links.pages` (`first`, `prev`, `last`, `next`, each with
 //! the request's other query parameters) and `meta.total`.
 
+use openapi_fake::pages::Page;
 use serde_json::{Value, json};
 
 use crate::server::{Call, Reply};
@@ -13,23 +14,9 @@ pub const MAX_PER_PAGE: usize = 200;
 
 /// The page of `items` the call asks for, as `{key: [...], links, meta}`.
 pub(crate) fn page_of(call: &Call<'_>, key: &str, items: Vec<Value>) -> Reply {
-    let per_page = call
-        .query("per_page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(DEFAULT_PER_PAGE)
-        .clamp(1, MAX_PER_PAGE);
-    let page = call
-        .query("page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let total = items.len();
-    let last = total.div_ceil(per_page).max(1);
-    let slice: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .collect();
+    let (page, slice) = Page::of(call.query, DEFAULT_PER_PAGE, MAX_PER_PAGE, items);
+    let (per_page, last, total) = (page.per_page, page.last, page.total);
+    let page = page.number;
     let others: Vec<String> = call
         .query
         .iter()

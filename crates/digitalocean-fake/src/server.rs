@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use openapi_fake::fake::record_violations;
 use openapi_fake::faults::take_first;
 use openapi_fake::http::{header_text, parse_query, read_body, recorded_body};
 use serde_json::{Value, json};
@@ -138,11 +139,11 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
                 "digitalocean-fake: the request does not match the OpenAPI description: {}",
                 problems.join("; ")
             );
-            for problem in problems {
-                state
-                    .violations
-                    .push(format!("{label}: request: {problem}"));
-            }
+            record_violations(
+                &mut state.violations,
+                &format!("{label}: request: "),
+                &problems,
+            );
             return Reply::error(400, "bad_request", &message);
         }
 
@@ -182,9 +183,7 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
         if problems.is_empty() {
             reply
         } else {
-            for problem in problems {
-                state.violations.push(format!("{label}: {problem}"));
-            }
+            record_violations(&mut state.violations, &format!("{label}: "), &problems);
             Reply::error(
                 500,
                 "server_error",

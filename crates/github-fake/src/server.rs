@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use openapi_fake::fake::record_violations;
 use openapi_fake::faults::take_first;
 use openapi_fake::http::{header_text, parse_query, read_body, recorded_body};
 use serde_json::{Value, json};
@@ -102,11 +103,11 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
                 .iter()
                 .map(|p| json!({"resource": operation.id, "code": "invalid", "message": p}))
                 .collect();
-            for problem in problems {
-                state
-                    .violations
-                    .push(format!("{label}: request: {problem}"));
-            }
+            record_violations(
+                &mut state.violations,
+                &format!("{label}: request: "),
+                &problems,
+            );
             return Reply {
                 status: 422,
                 body: Some(json!({
@@ -149,9 +150,7 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
         if problems.is_empty() {
             reply
         } else {
-            for problem in problems {
-                state.violations.push(format!("{label}: {problem}"));
-            }
+            record_violations(&mut state.violations, &format!("{label}: "), &problems);
             Reply::error(
                 500,
                 "github-fake produced a response that does not match the OpenAPI description",

@@ -1,6 +1,7 @@
 //! A running fake ([`Fake`]): its description, its in-memory state behind a lock
 //! and its base URL ([`Shared`]), served on a free loopback port; and what can
-//! stop it from starting ([`StartError`]).
+//! stop it from starting ([`StartError`]); and how problems found in an exchange
+//! are kept as violations ([`record_violations`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,4 +107,10 @@ impl<S> Fake<S> {
     pub fn lock(&self) -> MutexGuard<'_, S> {
         self.shared.lock()
     }
+}
+
+/// Keeps each of `problems` in `violations` as `{prefix}{problem}` (e.g. prefix
+/// `GET /path: request: `), for the tests to assert the list empty.
+pub fn record_violations(violations: &mut Vec<String>, prefix: &str, problems: &[String]) {
+    violations.extend(problems.iter().map(|problem| format!("{prefix}{problem}")));
 }

@@ -13,6 +13,7 @@
 //! - [`fake`]: a fake's shared state (description, state, base URL) and its
 //!   start-up on a free loopback port;
 //! - [`faults`]: the count-down of injected failures;
+//! - [`pages`]: page-number pagination of lists;
 //! - [`http`]: the accept loop, request reading and query-string decoding.
 //!
 //! Each fake keeps its own endpoint behaviour, state and contract headers; problems
@@ -22,6 +23,7 @@
 pub mod fake;
 pub mod faults;
 pub mod http;
+pub mod pages;
 pub mod schema;
 pub mod spec;
 
