@@ -611,42 +611,53 @@ fn scale_rows(world: &World, count: usize) -> Result<Vec<Row>> {
     };
 
     eprintln!("settling: {:.1} s", settle(env, &[998, 999])?.as_secs_f64());
-    let (ours_at_once_first, ours_available_first) = fit(ours_peak, "BENCH_OURS_AT_ONCE");
-    eprintln!(
-        "{count} × stacks up preview-pr --no-wait, {ours_at_once_first} at once ({} available) …",
-        mb(ours_available_first)
+    // One batch: as many at once as fit in memory, announced, run, its errors reported.
+    let batch = |commands: Vec<Command>, peak: u64, var: &str, what: &str, label: &str| {
+        let (at_once, available) = fit(peak, var);
+        eprintln!(
+            "{count} × {what}, {at_once} at once ({} available) …",
+            mb(available)
+        );
+        let batch = run_limited(commands, at_once);
+        report_errors(label, &batch);
+        (batch, available)
+    };
+    let (ours_first, ours_available_first) = batch(
+        ours(&[]),
+        ours_peak,
+        "BENCH_OURS_AT_ONCE",
+        "stacks up preview-pr --no-wait",
+        "stacks up",
     );
-    let ours_first = run_limited(ours(&[]), ours_at_once_first);
-    report_errors("stacks up", &ours_first);
     eprintln!("settling: {:.1} s", settle(env, &ours_prs)?.as_secs_f64());
-    let (at_once_first, available_first) = fit(kubectl_peak, "BENCH_KUBECTL_AT_ONCE");
-    eprintln!(
-        "{count} × kubectl apply --server-side, {at_once_first} at once ({} available) …",
-        mb(available_first)
+    let (kubectl_first, available_first) = batch(
+        kubectl(),
+        kubectl_peak,
+        "BENCH_KUBECTL_AT_ONCE",
+        "kubectl apply --server-side",
+        "kubectl apply",
     );
-    let kubectl_first = run_limited(kubectl(), at_once_first);
-    report_errors("kubectl apply", &kubectl_first);
     eprintln!(
         "settling: {:.1} s",
         settle(env, &kubectl_prs)?.as_secs_f64()
     );
 
-    let (ours_at_once_noop, ours_available_noop) = fit(ours_peak, "BENCH_OURS_AT_ONCE");
-    eprintln!(
-        "{count} × no-op stacks up, {ours_at_once_noop} at once ({} available) …",
-        mb(ours_available_noop)
+    let (ours_noop, ours_available_noop) = batch(
+        ours(&["--json"]),
+        ours_peak,
+        "BENCH_OURS_AT_ONCE",
+        "no-op stacks up",
+        "stacks up (no-op)",
     );
-    let ours_noop = run_limited(ours(&["--json"]), ours_at_once_noop);
-    report_errors("stacks up (no-op)", &ours_noop);
     let ours_writes = engine_writes(&ours_noop);
     let (_, skip) = kubectl_writes(cluster, 0)?;
-    let (at_once_noop, available_noop) = fit(kubectl_peak, "BENCH_KUBECTL_AT_ONCE");
-    eprintln!(
-        "{count} × kubectl apply --server-side again, {at_once_noop} at once ({} available) …",
-        mb(available_noop)
+    let (kubectl_noop, available_noop) = batch(
+        kubectl(),
+        kubectl_peak,
+        "BENCH_KUBECTL_AT_ONCE",
+        "kubectl apply --server-side again",
+        "kubectl apply (again)",
     );
-    let kubectl_noop = run_limited(kubectl(), at_once_noop);
-    report_errors("kubectl apply (again)", &kubectl_noop);
     let (kubectl_patches, _) = kubectl_writes(cluster, skip)?;
 
     // What a capped batch says about itself.
