@@ -131,18 +131,7 @@ impl DigitalOceanFake {
             .domains
             .entry(domain.to_owned())
             .or_default()
-            .push(Record {
-                id,
-                record_type: record_type.to_owned(),
-                name: name.to_owned(),
-                data: data.to_owned(),
-                ttl,
-                priority: None,
-                port: None,
-                weight: None,
-                flags: None,
-                tag: None,
-            });
+            .push(Record::new(id, record_type, name, data, ttl));
         id
     }
 

@@ -193,18 +193,7 @@ mod tests {
 
     #[test]
     fn record_checks() {
-        let record = |t: &str, name: &str, data: &str, ttl: i64| Record {
-            id: 1,
-            record_type: t.into(),
-            name: name.into(),
-            data: data.into(),
-            ttl,
-            priority: None,
-            port: None,
-            weight: None,
-            flags: None,
-            tag: None,
-        };
+        let record = |t: &str, name: &str, data: &str, ttl: i64| Record::new(1, t, name, data, ttl);
         assert!(check(&record("A", "*.pr", "10.0.0.1", 300), "example.com").is_ok());
         assert!(check(&record("A", "*.pr", "not-an-ip", 300), "example.com").is_err());
         assert!(check(&record("AAAA", "@", "10.0.0.1", 300), "example.com").is_err());
