@@ -5,6 +5,7 @@
 //! themselves by namespace ([`unique_name`]). Waits use watches with generous
 //! bounds ([`wait_for`]), never fixed sleeps.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -13,7 +14,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Resource;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::wait::{Condition, await_condition};
-use testkit::{CrdInstall, KitError, NodeSimulator, TestCluster, default_crd_dir, install_crds};
+use preview_core::{ProviderName, ResourceId, ResourceOptions};
+use testkit::{
+    CrdInstall, KitError, NodeSimulator, TestCluster, TestPostgres, default_crd_dir, install_crds,
+};
 use tokio::sync::OnceCell;
 
 /// The bound for anything the tests wait for (generous: 2-core machines).
@@ -36,6 +40,49 @@ pub async fn cluster_with_crds() -> Result<(&'static TestCluster, &'static CrdIn
         .get_or_try_init(|| async { install_crds(&cluster.client()?, &default_crd_dir()).await })
         .await?;
     Ok((cluster, report))
+}
+
+/// A client of the binary's shared cluster, for tests that only store objects
+/// (no node simulator).
+pub async fn store_client() -> Result<kube::Client, KitError> {
+    TestCluster::shared().await?.client()
+}
+
+/// A fresh database named [`unique_name`]`(prefix)` (with `_` for `-`) on the
+/// shared PostgreSQL, so listings in it are exact; returns its URL.
+pub async fn fresh_database(prefix: &str) -> Result<String, KitError> {
+    let pg = TestPostgres::shared().await?;
+    let db = unique_name(prefix).replace('-', "_");
+    pg.client()
+        .await?
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .map_err(|source| KitError::Postgres {
+            context: format!("creating database {db}"),
+            source,
+        })?;
+    Ok(pg.url_for(&db))
+}
+
+/// A `Database` of the PostgreSQL provider named `name`, with `body` (owner,
+/// server, ownership marker, …) and `options`.
+pub fn database_resource(
+    name: &str,
+    body: serde_json::Value,
+    options: ResourceOptions,
+) -> preview_core::Resource {
+    preview_core::Resource {
+        id: ResourceId {
+            provider: ProviderName::POSTGRES,
+            api_version: "postgres.preview-envs.io/v1".into(),
+            kind: "Database".into(),
+            namespace: None,
+            name: name.into(),
+        },
+        body,
+        depends_on: BTreeSet::new(),
+        options,
+    }
 }
 
 /// A name no other test in this process uses: `prefix-<pid>-<n>`.

@@ -3,32 +3,26 @@
 //! that is not ours → destroy drops it (`WITH (FORCE)`, with a client still
 //! connected) and verifies it is gone from `pg_database`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use integration_tests::database_resource;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
 use preview_core::secret::SecretString;
 use preview_core::state::file::FileBackend;
-use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceOptions};
 use preview_postgres::PostgresProvider;
 use serde_json::json;
 use testkit::TestPostgres;
 
 fn database(name: &str, stack: &str) -> Resource {
-    Resource {
-        id: ResourceId {
-            provider: ProviderName::POSTGRES,
-            api_version: "postgres.preview-envs.io/v1".into(),
-            kind: "Database".into(),
-            namespace: None,
-            name: name.into(),
-        },
-        body: json!({"owner": "aphiria", "server": {"host": "db.default.svc.cluster.local", "port": 5432}, "ownerMarker": stack}),
-        depends_on: BTreeSet::new(),
-        options: ResourceOptions::default(),
-    }
+    database_resource(
+        name,
+        json!({"owner": "aphiria", "server": {"host": "db.default.svc.cluster.local", "port": 5432}, "ownerMarker": stack}),
+        ResourceOptions::default(),
+    )
 }
 
 async fn exists(pg: &tokio_postgres::Client, name: &str) -> bool {

@@ -13,10 +13,10 @@
 //! database, and an ensure drops a leftover temporary one → the job runner
 //! stops a deleted pod's command (as a kubelet does).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use integration_tests::{cluster, create_namespace};
+use integration_tests::{cluster, create_namespace, database_resource};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -27,32 +27,25 @@ use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
 use preview_core::provider::Provider;
 use preview_core::state::file::FileBackend;
-use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceOptions};
 use preview_kubernetes::KubeProvider;
 use preview_postgres::in_cluster::InClusterProvider;
 use serde_json::json;
-use testkit::{NodeSimulator, TestPostgres};
+use testkit::{NodeSimulator, TestCluster, TestPostgres};
 
 const IMAGE: &str = "docker.io/library/postgres:16-alpine@sha256:57c72fd2a128e416c7fcc499958864df5301e940bca0a56f58fddf30ffc07777";
 
 fn database(name: &str, stack: &str, namespace: &str, secret: &str) -> Resource {
-    Resource {
-        id: ResourceId {
-            provider: ProviderName::POSTGRES,
-            api_version: "postgres.preview-envs.io/v1".into(),
-            kind: "Database".into(),
-            namespace: None,
-            name: name.into(),
-        },
-        body: json!({
+    database_resource(
+        name,
+        json!({
             "owner": "aphiria",
             "server": {"host": format!("db.{namespace}.svc.cluster.local"), "port": 5432},
             "ownerMarker": stack,
             "job": {"namespace": namespace, "image": IMAGE, "credentialsSecret": secret},
         }),
-        depends_on: BTreeSet::new(),
-        options: ResourceOptions::default(),
-    }
+        ResourceOptions::default(),
+    )
 }
 
 struct World {
@@ -61,6 +54,26 @@ struct World {
     jobs: Api<Job>,
     engine: Engine,
     _state: tempfile::TempDir,
+}
+
+/// The Kubernetes provider of the shared cluster and an in-cluster executor on it
+/// that knows the database server's `namespace` (or not).
+async fn kube_and_executor(
+    cluster: &TestCluster,
+    namespace: Option<String>,
+) -> (Arc<KubeProvider>, InClusterProvider) {
+    let kube = Arc::new(
+        KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
+            .await
+            .expect("connect"),
+    );
+    let executor = InClusterProvider::new(
+        kube.clone(),
+        kube.client().clone(),
+        EventSink::none(),
+        namespace,
+    );
+    (kube, executor)
 }
 
 /// A namespace standing for the database server's, its credentials Secret, the
@@ -106,17 +119,7 @@ async fn world(pg: &TestPostgres) -> World {
         )
         .await
         .expect("secret");
-    let kube = Arc::new(
-        KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
-            .await
-            .expect("connect"),
-    );
-    let in_cluster = InClusterProvider::new(
-        kube.clone(),
-        kube.client().clone(),
-        EventSink::none(),
-        Some(namespace.clone()),
-    );
+    let (kube, in_cluster) = kube_and_executor(cluster, Some(namespace.clone())).await;
     let state = tempfile::tempdir().expect("tempdir");
     let engine = Engine::new(
         Providers::new()
@@ -242,17 +245,7 @@ async fn a_missing_credentials_secret_is_reported() {
     let pg = TestPostgres::start().await.expect("postgres");
     let w = world(&pg).await;
     let cluster = cluster().await.expect("cluster");
-    let kube = Arc::new(
-        KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
-            .await
-            .expect("connect"),
-    );
-    let executor = InClusterProvider::new(
-        kube.clone(),
-        kube.client().clone(),
-        EventSink::none(),
-        Some(w.namespace.clone()),
-    );
+    let (_kube, executor) = kube_and_executor(cluster, Some(w.namespace.clone())).await;
     let db = database(
         "aphiria_pr_79",
         "preview-pr-79",
@@ -329,17 +322,7 @@ async fn jobs_planted_in_another_namespace_are_never_used() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    let kube = Arc::new(
-        KubeProvider::connect(Some(cluster.kubeconfig_path()), None)
-            .await
-            .expect("connect"),
-    );
-    let executor = InClusterProvider::new(
-        kube.clone(),
-        kube.client().clone(),
-        EventSink::none(),
-        Some(w.namespace.clone()),
-    );
+    let (kube, executor) = kube_and_executor(cluster, Some(w.namespace.clone())).await;
     assert_eq!(executor.read(&db.id).await.expect("read"), None);
     assert!(
         executor

@@ -14,16 +14,17 @@
 //! database nor the role. A role of that name without our marker, and a name
 //! longer than 63 bytes, are refused before anything is written, naming them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use integration_tests::database_resource;
 use preview_core::engine::{Engine, EngineOptions, Providers};
 use preview_core::events::EventSink;
 use preview_core::graph::DesiredGraph;
 use preview_core::schema::database_role::{RoleSpec, generate_password, scram_verifier};
 use preview_core::secret::SecretString;
 use preview_core::state::file::FileBackend;
-use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
+use preview_core::{ProviderName, Resource, ResourceOptions};
 use preview_postgres::PostgresProvider;
 use preview_postgres::job::{DatabaseJob, JobSettings, Operation, SCRIPT, parse_ensure_result};
 use serde_json::{Value, json};
@@ -31,26 +32,32 @@ use testkit::TestPostgres;
 
 /// A `Database` with its own role, as the preview-pr stack renders it.
 fn database(name: &str, stack: &str, password: &SecretString, limit: u32) -> Resource {
-    Resource {
-        id: ResourceId {
-            provider: ProviderName::POSTGRES,
-            api_version: "postgres.preview-envs.io/v1".into(),
-            kind: "Database".into(),
-            namespace: None,
-            name: name.into(),
-        },
-        body: json!({
+    database_resource(
+        name,
+        json!({
             "owner": name,
             "server": {"host": "db.default.svc.cluster.local", "port": 5432},
             "ownerMarker": stack,
             "role": RoleSpec::new(name, password, limit),
         }),
-        depends_on: BTreeSet::new(),
-        options: ResourceOptions {
+        ResourceOptions {
             secret_paths: vec!["/role/passwordVerifier".into()],
             ..ResourceOptions::default()
         },
-    }
+    )
+}
+
+/// An engine with the direct PostgreSQL provider on `pg` and file state in `state`.
+fn direct_engine(pg: &TestPostgres, state: &std::path::Path) -> Engine {
+    Engine::new(
+        Providers::new().with(
+            ProviderName::POSTGRES,
+            Arc::new(PostgresProvider::new(SecretString::new(pg.url()))),
+        ),
+        Arc::new(FileBackend::new(state)),
+        EventSink::none(),
+        EngineOptions::default(),
+    )
 }
 
 async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
@@ -195,15 +202,7 @@ async fn direct_executor_gives_each_preview_its_own_role() {
         .expect("postgres");
     let admin = pg.client().await.expect("admin");
     let dir = tempfile::tempdir().expect("state");
-    let engine = Engine::new(
-        Providers::new().with(
-            ProviderName::POSTGRES,
-            Arc::new(PostgresProvider::new(SecretString::new(pg.url()))),
-        ),
-        Arc::new(FileBackend::new(dir.path())),
-        EventSink::none(),
-        EngineOptions::default(),
-    );
+    let engine = direct_engine(&pg, dir.path());
     let (pw123, pw124) = (generate_password(), generate_password());
     let g123 = DesiredGraph::new(
         "preview-pr-123",
@@ -550,15 +549,7 @@ async fn direct_executor_creates_many_previews_at_once() {
     // polled together (their SQL runs at the same time on the server).
     let engines: Vec<(String, Engine, DesiredGraph)> = (0..AT_ONCE)
         .map(|pr| {
-            let engine = Engine::new(
-                Providers::new().with(
-                    ProviderName::POSTGRES,
-                    Arc::new(PostgresProvider::new(SecretString::new(pg.url()))),
-                ),
-                Arc::new(FileBackend::new(dir.path())),
-                EventSink::none(),
-                EngineOptions::default(),
-            );
+            let engine = direct_engine(&pg, dir.path());
             let name = format!("aphiria_pr_{}", 600 + pr);
             let stack = format!("preview-pr-{}", 600 + pr);
             let graph = DesiredGraph::new(

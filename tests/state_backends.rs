@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::future::join_all;
-use integration_tests::{create_namespace, poll_until, unique_name};
+use integration_tests::{create_namespace, fresh_database, poll_until, store_client};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Secret;
@@ -75,16 +75,8 @@ async fn file_fixture(codec: Codec) -> Fixture {
     }
 }
 
-async fn kube_client() -> kube::Client {
-    TestCluster::shared()
-        .await
-        .expect("cluster")
-        .client()
-        .expect("client")
-}
-
 async fn kube_fixture(codec: Codec) -> Fixture {
-    let client = kube_client().await;
+    let client = store_client().await.expect("cluster client");
     let ns = create_namespace(&client, "state").await.expect("namespace");
     let backend = KubeBackend::new(client.clone(), &ns)
         .with_codec(codec)
@@ -99,20 +91,8 @@ async fn kube_fixture(codec: Codec) -> Fixture {
     }
 }
 
-/// A fresh database per fixture, so listings are exact.
-async fn pg_database() -> String {
-    let pg = TestPostgres::shared().await.expect("postgres");
-    let admin = pg.client().await.expect("admin client");
-    let db = unique_name("state").replace('-', "_");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create database");
-    pg.url_for(&db)
-}
-
 async fn pg_fixture(codec: Codec) -> Fixture {
-    let url = pg_database().await;
+    let url = fresh_database("state").await.expect("fresh database");
     let options = BackendOptions {
         codec,
         ..BackendOptions::default()
@@ -1225,7 +1205,7 @@ async fn backend_urls_never_show_a_password() {
         .err()
         .expect("unknown");
     assert!(err.to_string().contains("file://DIR"), "{err}");
-    let client = kube_client().await;
+    let client = store_client().await.expect("cluster client");
     let ns = create_namespace(&client, "url").await.expect("namespace");
     let k = open_backend(&format!("kubernetes://{ns}"), Some(&client))
         .await

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use integration_tests::{create_namespace, unique_name};
+use integration_tests::{create_namespace, fresh_database, store_client};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
 use preview_core::state::file::FileBackend;
@@ -22,7 +22,6 @@ use preview_core::state::tested::{self, Appended, TestedEntry};
 use preview_core::state::{StackState, StateBackend, StateError};
 use preview_envs::open_backend;
 use preview_kubernetes::state::KubeBackend;
-use testkit::{TestCluster, TestPostgres};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -38,25 +37,6 @@ struct Fixture {
     pg_url: Option<String>,
 }
 
-async fn kube_client() -> kube::Client {
-    TestCluster::shared()
-        .await
-        .expect("cluster")
-        .client()
-        .expect("client")
-}
-
-async fn pg_database() -> String {
-    let pg = TestPostgres::shared().await.expect("postgres");
-    let admin = pg.client().await.expect("admin client");
-    let db = unique_name("records").replace('-', "_");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create database");
-    pg.url_for(&db)
-}
-
 async fn fixture(kind: Kind) -> Fixture {
     match kind {
         Kind::File => {
@@ -69,7 +49,7 @@ async fn fixture(kind: Kind) -> Fixture {
             }
         }
         Kind::Kube => {
-            let client = kube_client().await;
+            let client = store_client().await.expect("cluster client");
             let ns = create_namespace(&client, "records")
                 .await
                 .expect("namespace");
@@ -81,7 +61,7 @@ async fn fixture(kind: Kind) -> Fixture {
             }
         }
         Kind::Pg => {
-            let url = pg_database().await;
+            let url = fresh_database("records").await.expect("fresh database");
             Fixture {
                 backend: open_backend(&url, None).await.expect("open pg backend"),
                 _dir: None,
@@ -109,6 +89,16 @@ fn entry(n: u64) -> TestedEntry {
         "lineage",
         n,
     )
+}
+
+/// The PRs with a tested-images record, as `tested::all` lists them.
+async fn recorded_prs(b: &dyn StateBackend) -> Vec<u64> {
+    tested::all(b)
+        .await
+        .expect("all")
+        .iter()
+        .map(|r| r.pr)
+        .collect()
 }
 
 async fn suite(kind: Kind) {
@@ -181,12 +171,7 @@ async fn suite(kind: Kind) {
     let mut serials: Vec<u64> = record.entries.iter().map(|e| e.serial).collect();
     serials.sort_unstable();
     assert_eq!(serials, (10..20).collect::<Vec<_>>(), "{kind:?}");
-    let prs: Vec<u64> = tested::all(b)
-        .await
-        .expect("all")
-        .iter()
-        .map(|r| r.pr)
-        .collect();
+    let prs = recorded_prs(b).await;
     assert_eq!(prs, [5, 6], "{kind:?}");
     let found = tested::find_commit(&tested::all(b).await.expect("all"), &format!("{:040x}", 2))
         .expect("unambiguous")
@@ -285,12 +270,7 @@ async fn kubernetes_records_are_configmaps_and_a_foreign_one_is_never_touched() 
     let kept = cms.get("preview-tested-images-pr-4").await.expect("kept");
     assert_eq!(kept.data.unwrap_or_default()["record"], "theirs");
     // Not listed either.
-    let prs: Vec<u64> = tested::all(b)
-        .await
-        .expect("all")
-        .iter()
-        .map(|r| r.pr)
-        .collect();
+    let prs = recorded_prs(b).await;
     assert_eq!(prs, [3]);
 }
 

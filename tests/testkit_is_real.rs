@@ -48,6 +48,22 @@ async fn wait_available(deployments: &Api<Deployment>, name: &str, replicas: i32
     .expect("available");
 }
 
+/// Creates [`deployment`]`(name, replicas, annotations)` through `deployments`.
+async fn create_deployment(
+    deployments: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+    annotations: Value,
+) {
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment(name, replicas, annotations),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create Deployment {name}: {e}"));
+}
+
 fn deployment(name: &str, replicas: i32, annotations: Value) -> Deployment {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
@@ -143,10 +159,7 @@ fn cr_condition<'a>(obj: &'a DynamicObject, pointer: &str, kind: &str) -> Option
 async fn deployment_becomes_available_through_the_real_controllers() {
     let (cluster, client, ns) = cluster_namespace("deploy").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    deployments
-        .create(&PostParams::default(), &deployment("web", 2, json!({})))
-        .await
-        .expect("create Deployment");
+    create_deployment(&deployments, "web", 2, json!({})).await;
 
     let began = Instant::now();
     let web = wait_for(
@@ -362,24 +375,20 @@ async fn image_pull_backoff_and_crash_loop_are_reported() {
     let (_, client, ns) = cluster_namespace("failing").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let message = "rpc error: code = NotFound desc = ghcr.io/acme/api:pr-123: not found";
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment(
-                "pull",
-                1,
-                json!({SIMULATE: "ImagePullBackOff", MESSAGE: message}),
-            ),
-        )
-        .await
-        .expect("create");
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("crash", 1, json!({SIMULATE: "CrashLoopBackOff"})),
-        )
-        .await
-        .expect("create");
+    create_deployment(
+        &deployments,
+        "pull",
+        1,
+        json!({SIMULATE: "ImagePullBackOff", MESSAGE: message}),
+    )
+    .await;
+    create_deployment(
+        &deployments,
+        "crash",
+        1,
+        json!({SIMULATE: "CrashLoopBackOff"}),
+    )
+    .await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let waiting_reason = |p: &Pod| {
@@ -400,18 +409,12 @@ async fn image_pull_backoff_and_crash_loop_are_reported() {
     let began = Instant::now();
     while began.elapsed() < WAIT {
         let list = pods.list(&ListParams::default()).await.expect("list");
-        let pull = list.items.iter().find(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .is_some_and(|l| l["app"] == "pull")
-        });
-        let crash = list.items.iter().find(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .is_some_and(|l| l["app"] == "crash")
-        });
+        let by_app = |app: &str| {
+            list.items
+                .iter()
+                .find(|p| p.metadata.labels.as_ref().is_some_and(|l| l["app"] == app))
+        };
+        let (pull, crash) = (by_app("pull"), by_app("crash"));
         if let (Some(pull), Some(crash)) = (pull, crash)
             && let (Some(a), Some(b)) = (waiting_reason(pull), waiting_reason(crash))
         {
@@ -451,13 +454,7 @@ async fn image_pull_backoff_and_crash_loop_are_reported() {
 async fn delayed_readiness_is_observed() {
     let (_, client, ns) = cluster_namespace("slow").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("slow", 1, json!({DELAY_MS: "2500"})),
-        )
-        .await
-        .expect("create");
+    create_deployment(&deployments, "slow", 1, json!({DELAY_MS: "2500"})).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     // First Running but not Ready …
     let began = Instant::now();
@@ -497,10 +494,7 @@ async fn delayed_readiness_is_observed() {
 async fn garbage_collector_removes_a_deleted_deployments_dependents() {
     let (cluster, client, ns) = cluster_namespace("gc").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    deployments
-        .create(&PostParams::default(), &deployment("web", 2, json!({})))
-        .await
-        .expect("create");
+    create_deployment(&deployments, "web", 2, json!({})).await;
     wait_available(&deployments, "web", 2, "Deployment available").await;
     // Background propagation: the API server deletes the Deployment at once and
     // the real garbage collector deletes the ReplicaSet, whose pods follow.
@@ -547,10 +541,7 @@ async fn garbage_collector_removes_a_deleted_deployments_dependents() {
 async fn namespace_deletion_by_the_real_namespace_controller() {
     let (cluster, client, ns) = cluster_namespace("doomed").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    deployments
-        .create(&PostParams::default(), &deployment("web", 1, json!({})))
-        .await
-        .expect("create");
+    create_deployment(&deployments, "web", 1, json!({})).await;
     wait_available(&deployments, "web", 1, "Deployment available").await;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let cm: ConfigMap =
@@ -1070,58 +1061,47 @@ async fn certificates_are_issued_by_the_real_cert_manager() {
     let client = cluster.client().expect("client");
     let ns = create_namespace(&client, "certs").await.expect("namespace");
 
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Issuer",
-        json!({"metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
-    )
-    .await;
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Certificate",
-        json!({
-            "metadata": {"name": "preview-ca"},
-            "spec": {
-                "isCA": true,
-                "commonName": "preview-ca",
-                "secretName": "preview-ca",
-                "privateKey": {"algorithm": "ECDSA", "size": 256},
-                "issuerRef": {"kind": "Issuer", "name": "selfsigned"},
-            },
-        }),
-    )
-    .await;
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Issuer",
-        json!({"metadata": {"name": "preview-ca"}, "spec": {"ca": {"secretName": "preview-ca"}}}),
-    )
-    .await;
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Certificate",
-        json!({
-            "metadata": {"name": "wildcard"},
-            "spec": {
-                "secretName": "wildcard-tls",
-                "dnsNames": ["*.pr.example.com", "*.pr-api.example.com"],
-                "issuerRef": {"kind": "Issuer", "name": "preview-ca"},
-            },
-        }),
-    )
-    .await;
-    // The Secret a CA Issuer names does not exist: cert-manager says so.
-    create_cert_manager_object(
-        &client,
-        &ns,
-        "Issuer",
-        json!({"metadata": {"name": "broken-ca"}, "spec": {"ca": {"secretName": "no-such-secret"}}}),
-    )
-    .await;
+    for (kind, object) in [
+        (
+            "Issuer",
+            json!({"metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
+        ),
+        (
+            "Certificate",
+            json!({
+                "metadata": {"name": "preview-ca"},
+                "spec": {
+                    "isCA": true,
+                    "commonName": "preview-ca",
+                    "secretName": "preview-ca",
+                    "privateKey": {"algorithm": "ECDSA", "size": 256},
+                    "issuerRef": {"kind": "Issuer", "name": "selfsigned"},
+                },
+            }),
+        ),
+        (
+            "Issuer",
+            json!({"metadata": {"name": "preview-ca"}, "spec": {"ca": {"secretName": "preview-ca"}}}),
+        ),
+        (
+            "Certificate",
+            json!({
+                "metadata": {"name": "wildcard"},
+                "spec": {
+                    "secretName": "wildcard-tls",
+                    "dnsNames": ["*.pr.example.com", "*.pr-api.example.com"],
+                    "issuerRef": {"kind": "Issuer", "name": "preview-ca"},
+                },
+            }),
+        ),
+        // The Secret a CA Issuer names does not exist: cert-manager says so.
+        (
+            "Issuer",
+            json!({"metadata": {"name": "broken-ca"}, "spec": {"ca": {"secretName": "no-such-secret"}}}),
+        ),
+    ] {
+        create_cert_manager_object(&client, &ns, kind, object).await;
+    }
 
     let issuer = cert_manager_ready(&client, &ns, "Issuer", "selfsigned", "True").await;
     let ready = cr_condition(&issuer, "/status/conditions", "Ready").expect("Ready");

@@ -64,6 +64,25 @@ fn ratio_check(ours: Duration, kubectl: Duration, at_least: f64) -> (bool, Strin
     )
 }
 
+/// The verdict of a row timed against kubectl: `ours` within `bound_ms`, the
+/// `extra` checks, and at least `at_least` times faster than `kubectl`.
+fn against_kubectl(
+    ours: Duration,
+    kubectl: Duration,
+    bound_ms: u64,
+    extra: Vec<(bool, String)>,
+    at_least: f64,
+) -> String {
+    let (ratio_ok, ratio_text, ratio) = ratio_check(ours, kubectl, at_least);
+    let mut checks = vec![(
+        ours <= Duration::from_millis(bound_ms),
+        format!("{} > {bound_ms} ms", ms(ours)),
+    )];
+    checks.extend(extra);
+    checks.push((ratio_ok, ratio_text));
+    verdict_with(&checks, &format!("{ratio:.1}× kubectl"))
+}
+
 /// The state passphrase of every run: preview-pr seals its role's password with it.
 const STATE_PASSPHRASE: &str = "bench-state-passphrase-3f9c1d0a";
 
@@ -592,42 +611,53 @@ fn scale_rows(world: &World, count: usize) -> Result<Vec<Row>> {
     };
 
     eprintln!("settling: {:.1} s", settle(env, &[998, 999])?.as_secs_f64());
-    let (ours_at_once_first, ours_available_first) = fit(ours_peak, "BENCH_OURS_AT_ONCE");
-    eprintln!(
-        "{count} × stacks up preview-pr --no-wait, {ours_at_once_first} at once ({} available) …",
-        mb(ours_available_first)
+    // One batch: as many at once as fit in memory, announced, run, its errors reported.
+    let batch = |commands: Vec<Command>, peak: u64, var: &str, what: &str, label: &str| {
+        let (at_once, available) = fit(peak, var);
+        eprintln!(
+            "{count} × {what}, {at_once} at once ({} available) …",
+            mb(available)
+        );
+        let batch = run_limited(commands, at_once);
+        report_errors(label, &batch);
+        (batch, available)
+    };
+    let (ours_first, ours_available_first) = batch(
+        ours(&[]),
+        ours_peak,
+        "BENCH_OURS_AT_ONCE",
+        "stacks up preview-pr --no-wait",
+        "stacks up",
     );
-    let ours_first = run_limited(ours(&[]), ours_at_once_first);
-    report_errors("stacks up", &ours_first);
     eprintln!("settling: {:.1} s", settle(env, &ours_prs)?.as_secs_f64());
-    let (at_once_first, available_first) = fit(kubectl_peak, "BENCH_KUBECTL_AT_ONCE");
-    eprintln!(
-        "{count} × kubectl apply --server-side, {at_once_first} at once ({} available) …",
-        mb(available_first)
+    let (kubectl_first, available_first) = batch(
+        kubectl(),
+        kubectl_peak,
+        "BENCH_KUBECTL_AT_ONCE",
+        "kubectl apply --server-side",
+        "kubectl apply",
     );
-    let kubectl_first = run_limited(kubectl(), at_once_first);
-    report_errors("kubectl apply", &kubectl_first);
     eprintln!(
         "settling: {:.1} s",
         settle(env, &kubectl_prs)?.as_secs_f64()
     );
 
-    let (ours_at_once_noop, ours_available_noop) = fit(ours_peak, "BENCH_OURS_AT_ONCE");
-    eprintln!(
-        "{count} × no-op stacks up, {ours_at_once_noop} at once ({} available) …",
-        mb(ours_available_noop)
+    let (ours_noop, ours_available_noop) = batch(
+        ours(&["--json"]),
+        ours_peak,
+        "BENCH_OURS_AT_ONCE",
+        "no-op stacks up",
+        "stacks up (no-op)",
     );
-    let ours_noop = run_limited(ours(&["--json"]), ours_at_once_noop);
-    report_errors("stacks up (no-op)", &ours_noop);
     let ours_writes = engine_writes(&ours_noop);
     let (_, skip) = kubectl_writes(cluster, 0)?;
-    let (at_once_noop, available_noop) = fit(kubectl_peak, "BENCH_KUBECTL_AT_ONCE");
-    eprintln!(
-        "{count} × kubectl apply --server-side again, {at_once_noop} at once ({} available) …",
-        mb(available_noop)
+    let (kubectl_noop, available_noop) = batch(
+        kubectl(),
+        kubectl_peak,
+        "BENCH_KUBECTL_AT_ONCE",
+        "kubectl apply --server-side again",
+        "kubectl apply (again)",
     );
-    let kubectl_noop = run_limited(kubectl(), at_once_noop);
-    report_errors("kubectl apply (again)", &kubectl_noop);
     let (kubectl_patches, _) = kubectl_writes(cluster, skip)?;
 
     // What a capped batch says about itself.
@@ -853,9 +883,6 @@ async fn single_rows(world: &World, runs: usize) -> Result<Vec<Row>> {
     let (plan, diff) = (median(&mut ours_plan), median(&mut kubectl_diff));
     let (first, kfirst) = (median(&mut ours_first), median(&mut kubectl_first));
     let (noop, knoop) = (median(&mut ours_noop), median(&mut kubectl_noop));
-    let (plan_ok, plan_ratio, plan_x) = ratio_check(plan, diff, 15.0);
-    let (first_ok, first_ratio, first_x) = ratio_check(first, kfirst, 6.0);
-    let (noop_ok, noop_ratio, noop_x) = ratio_check(noop, knoop, 25.0);
     Ok(vec![
         Row {
             name: format!(
@@ -864,16 +891,7 @@ async fn single_rows(world: &World, runs: usize) -> Result<Vec<Row>> {
             ours: ms(plan),
             baseline: format!("{} (kubectl diff --server-side)", ms(diff)),
             target: "≤ 30 ms; ≥ 15× faster than kubectl".into(),
-            met: verdict_with(
-                &[
-                    (
-                        plan <= Duration::from_millis(30),
-                        format!("{} > 30 ms", ms(plan)),
-                    ),
-                    (plan_ok, plan_ratio),
-                ],
-                &format!("{plan_x:.1}× kubectl"),
-            ),
+            met: against_kubectl(plan, diff, 30, Vec::new(), 15.0),
             note: pg_read_note.clone(),
         },
         Row {
@@ -881,16 +899,7 @@ async fn single_rows(world: &World, runs: usize) -> Result<Vec<Row>> {
             ours: ms(first),
             baseline: format!("{} (kubectl apply --server-side)", ms(kfirst)),
             target: "≤ 100 ms; ≥ 6× faster than kubectl".into(),
-            met: verdict_with(
-                &[
-                    (
-                        first <= Duration::from_millis(100),
-                        format!("{} > 100 ms", ms(first)),
-                    ),
-                    (first_ok, first_ratio),
-                ],
-                &format!("{first_x:.1}× kubectl"),
-            ),
+            met: against_kubectl(first, kfirst, 100, Vec::new(), 6.0),
             note: format!(
                 "includes the database step: new connection, CREATE ROLE, CREATE DATABASE (temporary name, COMMENT, REVOKE, RENAME), REVOKEs, reads = {} alone, on the path database → migration Job → API Deployment; {kdf_note}",
                 ms(pg_costs.connect_create)
@@ -904,16 +913,12 @@ async fn single_rows(world: &World, runs: usize) -> Result<Vec<Row>> {
                 ms(knoop)
             ),
             target: "≤ 50 ms, 0 writes; ≥ 25× faster than kubectl".into(),
-            met: verdict_with(
-                &[
-                    (
-                        noop <= Duration::from_millis(50),
-                        format!("{} > 50 ms", ms(noop)),
-                    ),
-                    (max_writes == 0, format!("{max_writes} writes")),
-                    (noop_ok, noop_ratio),
-                ],
-                &format!("{noop_x:.1}× kubectl"),
+            met: against_kubectl(
+                noop,
+                knoop,
+                50,
+                vec![(max_writes == 0, format!("{max_writes} writes"))],
+                25.0,
             ),
             note: pg_read_note,
         },

@@ -20,33 +20,41 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use preview_core::Resource;
 use preview_core::secret::SecretString;
 
 use crate::common::{Labels, check_dns_label, meta, to_resource};
 use crate::error::ComponentError;
 
-/// Non-secret environment variables.
+/// Environment variables rendered as one object (a ConfigMap or a Secret): its
+/// place, its variables and its extra labels.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnvConfigMap {
+pub struct EnvVars<V> {
     /// Namespace.
     pub namespace: String,
-    /// Name, e.g. `env-vars-pr-123`.
+    /// Name, e.g. `env-vars-pr-123` or `env-var-secrets-pr-123`.
     pub name: String,
     /// Variables.
-    pub data: BTreeMap<String, String>,
+    pub data: BTreeMap<String, V>,
     /// Extra labels.
     pub labels: Labels,
 }
 
-impl EnvConfigMap {
-    /// A ConfigMap `name` in `namespace` with `data`.
+/// Non-secret environment variables: a `ConfigMap`.
+pub type EnvConfigMap = EnvVars<String>;
+
+/// Secret environment variables: an `Opaque` `Secret`.
+pub type EnvSecret = EnvVars<SecretString>;
+
+impl<V> EnvVars<V> {
+    /// The object `name` in `namespace` with `data`.
     pub fn new(
         namespace: impl Into<String>,
         name: impl Into<String>,
-        data: BTreeMap<String, String>,
+        data: BTreeMap<String, V>,
     ) -> Self {
-        EnvConfigMap {
+        EnvVars {
             namespace: namespace.into(),
             name: name.into(),
             data,
@@ -54,67 +62,47 @@ impl EnvConfigMap {
         }
     }
 
+    /// Checks the namespace, the name and every key; `name` and `key` say what
+    /// the errors name (e.g. `ConfigMap name`, `ConfigMap key`).
+    fn check(&self, name: &'static str, key: &'static str) -> Result<(), ComponentError> {
+        check_dns_label("namespace", &self.namespace)?;
+        check_object_name(name, &self.name)?;
+        check_env_keys(key, self.data.keys())
+    }
+
+    /// The object's metadata (component `config`).
+    fn metadata(&self) -> ObjectMeta {
+        meta(
+            &self.name,
+            Some(&self.namespace),
+            &self.labels.component(&self.name, "config"),
+        )
+    }
+}
+
+impl EnvVars<String> {
     /// Renders the ConfigMap.
     pub fn build(&self) -> Result<Resource, ComponentError> {
-        check_dns_label("namespace", &self.namespace)?;
-        check_object_name("ConfigMap name", &self.name)?;
-        check_env_keys("ConfigMap key", self.data.keys())?;
+        self.check("ConfigMap name", "ConfigMap key")?;
         to_resource(&ConfigMap {
-            metadata: meta(
-                &self.name,
-                Some(&self.namespace),
-                &self.labels.component(&self.name, "config"),
-            ),
+            metadata: self.metadata(),
             data: Some(self.data.clone()),
             ..ConfigMap::default()
         })
     }
 }
 
-/// Secret environment variables.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnvSecret {
-    /// Namespace.
-    pub namespace: String,
-    /// Name, e.g. `env-var-secrets-pr-123`.
-    pub name: String,
-    /// Variables.
-    pub data: BTreeMap<String, SecretString>,
-    /// Extra labels.
-    pub labels: Labels,
-}
-
-impl EnvSecret {
-    /// An `Opaque` Secret `name` in `namespace` with `data`.
-    pub fn new(
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-        data: BTreeMap<String, SecretString>,
-    ) -> Self {
-        EnvSecret {
-            namespace: namespace.into(),
-            name: name.into(),
-            data,
-            labels: Labels::new(),
-        }
-    }
-
+impl EnvVars<SecretString> {
     /// Renders the Secret (values base64-encoded in `data`).
     pub fn build(&self) -> Result<Resource, ComponentError> {
-        check_dns_label("namespace", &self.namespace)?;
-        check_object_name("Secret name", &self.name)?;
-        check_env_keys("Secret key", self.data.keys())?;
+        self.check("Secret name", "Secret key")?;
         let data = self
             .data
             .iter()
             .map(|(key, value)| (key.clone(), ByteString(value.expose().as_bytes().to_vec())))
             .collect();
         to_resource(&Secret {
-            metadata: meta(
-                &self.name,
-                Some(&self.namespace),
-                &self.labels.component(&self.name, "config"),
-            ),
+            metadata: self.metadata(),
             type_: Some("Opaque".to_owned()),
             data: Some(data),
             ..Secret::default()

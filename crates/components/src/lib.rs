@@ -179,7 +179,7 @@ mod test_support;
 pub use api::{Api, ApiResources, Migration};
 pub use bundle::ManifestBundle;
 pub use common::{ComputeResources, CpuMemory, ImagePullPolicy, Labels, config_fingerprint};
-pub use config::{EnvConfigMap, EnvSecret};
+pub use config::{EnvConfigMap, EnvSecret, EnvVars};
 pub use database::{DatabaseRole, LogicalDatabase};
 pub use dns_record::{DnsRecord, DnsRecordData};
 pub use doks_cluster::{DoksCluster, DoksNodePool};

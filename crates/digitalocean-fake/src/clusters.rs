@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::model::{Cluster, NodePool, State};
+use crate::pages::page_of;
 use crate::server::{Call, Reply};
 
 /// The version a cluster gets for `latest` (and the patch level for `1.33`).
@@ -31,44 +32,8 @@ pub(crate) fn handle(state: &mut State, call: &Call<'_>) -> Reply {
 }
 
 fn list(state: &mut State, call: &Call<'_>) -> Reply {
-    let per_page = call
-        .query("per_page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(20)
-        .clamp(1, 200);
-    let page = call
-        .query("page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let total = state.clusters.len();
-    let items: Vec<Value> = state
-        .clusters
-        .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .map(Cluster::to_json)
-        .collect();
-    let last = total.div_ceil(per_page).max(1);
-    let link = |p: usize| format!("{}{}?page={p}&per_page={per_page}", call.base, call.path);
-    let mut pages = serde_json::Map::new();
-    if page > 1 {
-        pages.insert("first".into(), json!(link(1)));
-        pages.insert("prev".into(), json!(link(page - 1)));
-    }
-    if page < last {
-        pages.insert("last".into(), json!(link(last)));
-        pages.insert("next".into(), json!(link(page + 1)));
-    }
-    let links = if pages.is_empty() {
-        json!({})
-    } else {
-        json!({ "pages": pages })
-    };
-    Reply::json(
-        200,
-        json!({"kubernetes_clusters": items, "links": links, "meta": {"total": total}}),
-    )
+    let items = state.clusters.iter().map(Cluster::to_json).collect();
+    page_of(call, "kubernetes_clusters", items)
 }
 
 fn resolve_version(requested: &str) -> Option<String> {

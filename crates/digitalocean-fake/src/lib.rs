@@ -37,12 +37,12 @@
 
 mod clusters;
 mod model;
+mod pages;
 mod records;
 mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use clusters::{LATEST_VERSION, REGIONS};
 pub use model::{Cluster, Fault, NodePool, Record, RecordedRequest};
@@ -50,7 +50,6 @@ pub use openapi_fake::{Spec, SpecError};
 pub use records::{DEFAULT_TTL, MIN_TTL};
 
 use model::State;
-use server::Shared;
 
 /// Environment variable that overrides the location of the OpenAPI description.
 pub const OPENAPI_ENV: &str = "PREVIEW_DIGITALOCEAN_OPENAPI";
@@ -66,21 +65,12 @@ pub fn default_spec_path() -> PathBuf {
 }
 
 /// Errors starting the fake.
-#[derive(Debug, thiserror::Error)]
-pub enum FakeError {
-    /// The OpenAPI description could not be loaded.
-    #[error("DigitalOcean: {0}; set {OPENAPI_ENV} to its location")]
-    Spec(#[from] SpecError),
-    /// The listener could not be bound.
-    #[error("cannot bind 127.0.0.1:0: {0}")]
-    Bind(#[source] std::io::Error),
-}
+pub type FakeError = openapi_fake::fake::StartError;
 
 /// A running fake DigitalOcean API. Stops when dropped.
 #[derive(Debug)]
 pub struct DigitalOceanFake {
-    shared: Arc<Shared>,
-    served: openapi_fake::http::Served,
+    fake: openapi_fake::fake::Fake<State>,
 }
 
 impl DigitalOceanFake {
@@ -91,44 +81,39 @@ impl DigitalOceanFake {
 
     /// Starts a fake validating against the description at `spec_path`.
     pub async fn start_with_spec(spec_path: &Path) -> Result<Self, FakeError> {
-        let spec = Spec::load(spec_path)?;
-        let (shared, served) = openapi_fake::http::Served::start(|base_url, listener| {
-            let shared = Arc::new(Shared {
-                spec,
-                state: std::sync::Mutex::new(State::default()),
-                base_url,
-            });
-            let serve = server::serve(listener, Arc::clone(&shared));
-            (shared, serve)
-        })
-        .await
-        .map_err(FakeError::Bind)?;
-        Ok(Self { shared, served })
+        let spec = Spec::load(spec_path).map_err(|source| FakeError::Spec {
+            api: "DigitalOcean",
+            env: OPENAPI_ENV,
+            source,
+        })?;
+        let fake = openapi_fake::fake::Fake::start(
+            spec,
+            "digitalocean-fake",
+            |shared, request| async move { server::respond(&shared, request).await },
+        )
+        .await?;
+        Ok(Self { fake })
     }
 
     /// `http://127.0.0.1:PORT` — the API base URL (in place of
     /// `https://api.digitalocean.com`).
     pub fn base_url(&self) -> String {
-        self.shared.base_url.clone()
+        self.fake.base_url()
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.served.addr()
+        self.fake.addr()
     }
 
     /// Accepts `token` as a valid API token.
     pub fn add_token(&self, token: &str) {
-        self.shared.lock().tokens.push(token.to_owned());
+        self.fake.lock().tokens.push(token.to_owned());
     }
 
     /// Creates a domain (zone) with no records; other domains answer 404.
     pub fn add_domain(&self, name: &str) {
-        self.shared
-            .lock()
-            .domains
-            .entry(name.to_owned())
-            .or_default();
+        self.fake.lock().domains.entry(name.to_owned()).or_default();
     }
 
     /// Creates a record directly (scenario set-up); returns its id.
@@ -140,30 +125,19 @@ impl DigitalOceanFake {
         data: &str,
         ttl: i64,
     ) -> u64 {
-        let mut state = self.shared.lock();
+        let mut state = self.fake.lock();
         let id = state.next_id();
         state
             .domains
             .entry(domain.to_owned())
             .or_default()
-            .push(Record {
-                id,
-                record_type: record_type.to_owned(),
-                name: name.to_owned(),
-                data: data.to_owned(),
-                ttl,
-                priority: None,
-                port: None,
-                weight: None,
-                flags: None,
-                tag: None,
-            });
+            .push(Record::new(id, record_type, name, data, ttl));
         id
     }
 
     /// Changes a record directly (drift set-up); false when there is no such record.
     pub fn set_record_data(&self, domain: &str, id: u64, data: &str) -> bool {
-        let mut state = self.shared.lock();
+        let mut state = self.fake.lock();
         match state
             .domains
             .get_mut(domain)
@@ -179,14 +153,14 @@ impl DigitalOceanFake {
 
     /// Deletes a record directly (drift set-up).
     pub fn remove_record(&self, domain: &str, id: u64) {
-        if let Some(records) = self.shared.lock().domains.get_mut(domain) {
+        if let Some(records) = self.fake.lock().domains.get_mut(domain) {
             records.retain(|r| r.id != id);
         }
     }
 
     /// The records of `domain`, in creation order.
     pub fn records(&self, domain: &str) -> Vec<Record> {
-        self.shared
+        self.fake
             .lock()
             .domains
             .get(domain)
@@ -196,18 +170,18 @@ impl DigitalOceanFake {
 
     /// The clusters, in creation order.
     pub fn clusters(&self) -> Vec<Cluster> {
-        self.shared.lock().clusters.clone()
+        self.fake.lock().clusters.clone()
     }
 
     /// How many GETs a new cluster answers `provisioning` before it is `running`
     /// (default 2).
     pub fn set_provision_polls(&self, polls: u32) {
-        self.shared.lock().provision_polls = polls;
+        self.fake.lock().provision_polls = polls;
     }
 
     /// Sets a cluster's state directly (e.g. `error`, `degraded`).
     pub fn set_cluster_state(&self, id: &str, state: &str) {
-        if let Some(cluster) = self.shared.lock().clusters.iter_mut().find(|c| c.id == id) {
+        if let Some(cluster) = self.fake.lock().clusters.iter_mut().find(|c| c.id == id) {
             cluster.state = state.to_owned();
         }
     }
@@ -215,18 +189,18 @@ impl DigitalOceanFake {
     /// Queues a failure for the next matching request(s) (after authentication and
     /// request validation, like the real API's server-side failures).
     pub fn inject(&self, fault: Fault) {
-        self.shared.lock().faults.push_back(fault);
+        self.fake.lock().faults.push_back(fault);
     }
 
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.lock().requests.clone()
+        self.fake.lock().requests.clone()
     }
 
     /// How many requests changed (or tried to change) something: POST, PUT, PATCH,
     /// DELETE.
     pub fn writes(&self) -> usize {
-        self.shared
+        self.fake
             .lock()
             .requests
             .iter()
@@ -236,12 +210,12 @@ impl DigitalOceanFake {
 
     /// Forgets the request log.
     pub fn clear_requests(&self) {
-        self.shared.lock().requests.clear();
+        self.fake.lock().requests.clear();
     }
 
     /// Every schema / contract violation seen, one line each. Must be empty in tests.
     pub fn violations(&self) -> Vec<String> {
-        self.shared.lock().violations.clone()
+        self.fake.lock().violations.clone()
     }
 
     /// Panics with every violation listed when there is any. Call at the end of a test.
@@ -259,6 +233,6 @@ impl DigitalOceanFake {
     /// Problems found validating `value` against the schema at `schema_pointer` of
     /// the loaded description (for extra checks in tests).
     pub fn validate_against(&self, schema_pointer: &str, value: &serde_json::Value) -> Vec<String> {
-        self.shared.spec.validate_at(schema_pointer, value)
+        self.fake.spec().validate_at(schema_pointer, value)
     }
 }

@@ -31,6 +31,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// Record `id`: `record_type` `name` → `data` with `ttl`, no other fields.
+    pub fn new(id: u64, record_type: &str, name: &str, data: &str, ttl: i64) -> Self {
+        Record {
+            id,
+            record_type: record_type.to_owned(),
+            name: name.to_owned(),
+            data: data.to_owned(),
+            ttl,
+            priority: None,
+            port: None,
+            weight: None,
+            flags: None,
+            tag: None,
+        }
+    }
+
     /// The record as the API returns it (`domain_record` schema).
     pub fn to_json(&self) -> Value {
         json!({

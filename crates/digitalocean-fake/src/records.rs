@@ -6,16 +6,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde_json::{Value, json};
 
 use crate::model::{Record, State};
+use crate::pages::page_of;
 use crate::server::{Call, Reply};
 
 /// DigitalOcean's smallest accepted TTL, in seconds.
 pub const MIN_TTL: i64 = 30;
 /// TTL of a record created without one.
 pub const DEFAULT_TTL: i64 = 1800;
-/// Page size when `per_page` is absent.
-pub const DEFAULT_PER_PAGE: usize = 20;
-/// Largest `per_page`.
-pub const MAX_PER_PAGE: usize = 200;
 
 pub(crate) fn handle(state: &mut State, call: &Call<'_>) -> Reply {
     let (domain, rest) = match call.segments.as_slice() {
@@ -56,66 +53,7 @@ fn list(state: &mut State, call: &Call<'_>, domain: &str) -> Reply {
         .filter(|r| name.is_none_or(|n| r.fqdn(domain).eq_ignore_ascii_case(n)))
         .map(Record::to_json)
         .collect();
-    let per_page = call
-        .query("per_page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(DEFAULT_PER_PAGE)
-        .clamp(1, MAX_PER_PAGE);
-    let page = call
-        .query("page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let total = items.len();
-    let last = total.div_ceil(per_page).max(1);
-    let slice: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .collect();
-    let others: Vec<String> = call
-        .query
-        .iter()
-        .filter(|(key, _)| key != "page" && key != "per_page")
-        .map(|(key, value)| format!("{key}={}", encode(value)))
-        .collect();
-    let link = |target: usize| {
-        let mut query = others.clone();
-        query.push(format!("page={target}"));
-        query.push(format!("per_page={per_page}"));
-        format!("{}{}?{}", call.base, call.path, query.join("&"))
-    };
-    let mut pages = serde_json::Map::new();
-    if page > 1 {
-        pages.insert("first".into(), json!(link(1)));
-        pages.insert("prev".into(), json!(link(page - 1)));
-    }
-    if page < last {
-        pages.insert("last".into(), json!(link(last)));
-        pages.insert("next".into(), json!(link(page + 1)));
-    }
-    let links = if pages.is_empty() {
-        json!({})
-    } else {
-        json!({ "pages": pages })
-    };
-    Reply::json(
-        200,
-        json!({"domain_records": slice, "links": links, "meta": {"total": total}}),
-    )
-}
-
-/// Percent-encodes a query value (enough for record names such as `*.pr.example.com`).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    page_of(call, "domain_records", items)
 }
 
 fn get(state: &mut State, domain: &str, id: u64) -> Reply {
@@ -254,25 +192,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(encode("*.pr.example.com"), "%2A.pr.example.com");
-        assert_eq!(encode("a b"), "a%20b");
-    }
-
-    #[test]
     fn record_checks() {
-        let record = |t: &str, name: &str, data: &str, ttl: i64| Record {
-            id: 1,
-            record_type: t.into(),
-            name: name.into(),
-            data: data.into(),
-            ttl,
-            priority: None,
-            port: None,
-            weight: None,
-            flags: None,
-            tag: None,
-        };
+        let record = |t: &str, name: &str, data: &str, ttl: i64| Record::new(1, t, name, data, ttl);
         assert!(check(&record("A", "*.pr", "10.0.0.1", 300), "example.com").is_ok());
         assert!(check(&record("A", "*.pr", "not-an-ip", 300), "example.com").is_err());
         assert!(check(&record("AAAA", "@", "10.0.0.1", 300), "example.com").is_err());

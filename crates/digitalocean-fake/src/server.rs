@@ -1,35 +1,20 @@
 //! HTTP handling: request parsing, authentication, validation of the request and
 //! of the fake's own response against the description, fault injection.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use openapi_fake::Spec;
-use openapi_fake::http::parse_query;
+use openapi_fake::fake::record_violations;
+use openapi_fake::faults::take_first;
+use openapi_fake::http::{header_text, parse_query, read_body, recorded_body};
 use serde_json::{Value, json};
 
-use crate::model::{RecordedRequest, State};
+use crate::model::{Fault, RecordedRequest, State};
 use crate::{clusters, records};
 
 /// State shared by all connections.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) spec: Spec,
-    pub(crate) state: Mutex<State>,
-    pub(crate) base_url: String,
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not hide the state from the others.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+pub(crate) type Shared = openapi_fake::fake::Shared<State>;
 
 /// What the server sends back.
 #[derive(Debug, Clone)]
@@ -118,28 +103,14 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.uri().path().to_string();
     let query = parse_query(request.uri().query());
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match request.into_body().collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
+    let authorization = header_text(&request, header::AUTHORIZATION);
+    let content_type = header_text(&request, header::CONTENT_TYPE);
+    let body = read_body(request.into_body()).await;
     let token = authorization
         .as_deref()
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_string);
-    let recorded_body = (!body.is_empty()).then(|| {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
-    });
+    let recorded_body = recorded_body(&body);
 
     let mut state = shared.lock();
     let label = format!("{method} {path}");
@@ -168,22 +139,19 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
                 "digitalocean-fake: the request does not match the OpenAPI description: {}",
                 problems.join("; ")
             );
-            for problem in problems {
-                state
-                    .violations
-                    .push(format!("{label}: request: {problem}"));
-            }
+            record_violations(
+                &mut state.violations,
+                &format!("{label}: request: "),
+                &problems,
+            );
             return Reply::error(400, "bad_request", &message);
         }
 
-        let reply = if let Some(index) = state.faults.iter().position(|f| f.matches(&method, &path))
-        {
-            let fault = state.faults[index].clone();
-            if fault.times <= 1 {
-                state.faults.remove(index);
-            } else {
-                state.faults[index].times -= 1;
-            }
+        let reply = if let Some(fault) = take_first(
+            &mut state.faults,
+            |f: &Fault| f.matches(&method, &path),
+            |f| &mut f.times,
+        ) {
             Reply {
                 status: fault.status,
                 body: Some(json!({"id": fault.id, "message": fault.message})),
@@ -215,9 +183,7 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
         if problems.is_empty() {
             reply
         } else {
-            for problem in problems {
-                state.violations.push(format!("{label}: {problem}"));
-            }
+            record_violations(&mut state.violations, &format!("{label}: "), &problems);
             Reply::error(
                 500,
                 "server_error",
@@ -262,13 +228,4 @@ pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Resp
     builder
         .body(Full::new(payload))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-/// Arc-friendly entry point for [`openapi_fake::http::serve`].
-pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    openapi_fake::http::serve(listener, "digitalocean-fake", move |request| {
-        let shared = Arc::clone(&shared);
-        async move { respond(&shared, request).await }
-    })
-    .await;
 }

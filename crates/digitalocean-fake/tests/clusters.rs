@@ -1,15 +1,13 @@
 //! The fake's DOKS clusters: create, provisioning → running, kubeconfig as YAML,
 //! tags, delete; requests and responses checked against the description.
 
+mod support;
+
 use digitalocean_fake::{DigitalOceanFake, LATEST_VERSION, Spec, default_spec_path};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "dop_v1_fake_token";
-
 async fn fake() -> DigitalOceanFake {
-    let fake = DigitalOceanFake::start().await.expect("fake starts");
-    fake.add_token(TOKEN);
-    fake
+    support::started().await
 }
 
 async fn send(
@@ -18,19 +16,27 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (u16, String) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}", fake.base_url()))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("send");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
+    support::send_text(fake, method, path, body).await
 }
 
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).expect("json")
+}
+
+async fn get(fake: &DigitalOceanFake, path: &str) -> (u16, String) {
+    send(fake, reqwest::Method::GET, path, None).await
+}
+
+async fn post(fake: &DigitalOceanFake, path: &str, body: Option<Value>) -> (u16, String) {
+    send(fake, reqwest::Method::POST, path, body).await
+}
+
+async fn delete(fake: &DigitalOceanFake, path: &str) -> (u16, String) {
+    send(fake, reqwest::Method::DELETE, path, None).await
+}
+
+async fn put(fake: &DigitalOceanFake, path: &str, body: Option<Value>) -> (u16, String) {
+    send(fake, reqwest::Method::PUT, path, body).await
 }
 
 #[test]
@@ -49,9 +55,8 @@ fn official_examples_validate() {
 async fn cluster_life_cycle() {
     let fake = fake().await;
     fake.set_provision_polls(1);
-    let (status, created) = send(
+    let (status, created) = post(
         &fake,
-        reqwest::Method::POST,
         "/v2/kubernetes/clusters",
         Some(
             json!({"name": "previews", "region": "fra1", "version": "latest",
@@ -72,21 +77,15 @@ async fn cluster_life_cycle() {
 
     // Not running yet: no kubeconfig.
     let path = format!("/v2/kubernetes/clusters/{id}");
-    let (status, _) = send(
-        &fake,
-        reqwest::Method::GET,
-        &format!("{path}/kubeconfig"),
-        None,
-    )
-    .await;
+    let (status, _) = get(&fake, &format!("{path}/kubeconfig")).await;
     assert_eq!(status, 412);
 
-    let (_, first) = send(&fake, reqwest::Method::GET, &path, None).await;
+    let (_, first) = get(&fake, &path).await;
     assert_eq!(
         json_of(&first)["kubernetes_cluster"]["status"]["state"],
         "provisioning"
     );
-    let (_, second) = send(&fake, reqwest::Method::GET, &path, None).await;
+    let (_, second) = get(&fake, &path).await;
     let running = json_of(&second)["kubernetes_cluster"].clone();
     assert_eq!(running["status"]["state"], "running");
     assert!(
@@ -96,13 +95,7 @@ async fn cluster_life_cycle() {
             .starts_with("https://")
     );
 
-    let (status, yaml) = send(
-        &fake,
-        reqwest::Method::GET,
-        &format!("{path}/kubeconfig?expiry_seconds=300"),
-        None,
-    )
-    .await;
+    let (status, yaml) = get(&fake, &format!("{path}/kubeconfig?expiry_seconds=300")).await;
     assert_eq!(status, 200);
     assert!(yaml.contains("kind: Config"), "{yaml}");
     assert!(
@@ -110,13 +103,12 @@ async fn cluster_life_cycle() {
         "{yaml}"
     );
 
-    let (status, list) = send(&fake, reqwest::Method::GET, "/v2/kubernetes/clusters", None).await;
+    let (status, list) = get(&fake, "/v2/kubernetes/clusters").await;
     assert_eq!(status, 200);
     assert_eq!(json_of(&list)["meta"]["total"], 1);
 
-    let (status, updated) = send(
+    let (status, updated) = put(
         &fake,
-        reqwest::Method::PUT,
         &path,
         Some(json!({"name": "previews", "tags": ["team:web"]})),
     )
@@ -127,9 +119,9 @@ async fn cluster_life_cycle() {
         json!(["k8s", format!("k8s:{id}"), "team:web"])
     );
 
-    let (status, _) = send(&fake, reqwest::Method::DELETE, &path, None).await;
+    let (status, _) = delete(&fake, &path).await;
     assert_eq!(status, 204);
-    let (status, body) = send(&fake, reqwest::Method::GET, &path, None).await;
+    let (status, body) = get(&fake, &path).await;
     assert_eq!(
         (status, json_of(&body)["id"].clone()),
         (404, json!("not_found"))
@@ -141,9 +133,8 @@ async fn cluster_life_cycle() {
 async fn bad_cluster_requests() {
     let fake = fake().await;
     // The description requires name, region, version and node pools with a size.
-    let (status, body) = send(
+    let (status, body) = post(
         &fake,
-        reqwest::Method::POST,
         "/v2/kubernetes/clusters",
         Some(json!({"name": "x", "node_pools": [{"name": "w", "count": 1}]})),
     )
@@ -157,11 +148,9 @@ async fn bad_cluster_requests() {
     ] {
         assert!(violations.contains(expected), "{expected}:\n{violations}");
     }
-    let (status, _) = send(
+    let (status, _) = get(
         &fake,
-        reqwest::Method::GET,
         "/v2/kubernetes/clusters/x/kubeconfig?expiry_seconds=soon",
-        None,
     )
     .await;
     assert_eq!(status, 400);
@@ -185,13 +174,7 @@ async fn bad_cluster_requests() {
             "at least one node",
         ),
     ] {
-        let (status, reply) = send(
-            &fake,
-            reqwest::Method::POST,
-            "/v2/kubernetes/clusters",
-            Some(body),
-        )
-        .await;
+        let (status, reply) = post(&fake, "/v2/kubernetes/clusters", Some(body)).await;
         assert_eq!(status, 422, "{reply}");
         assert!(reply.contains(message), "{reply}");
     }

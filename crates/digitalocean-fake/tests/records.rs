@@ -1,14 +1,13 @@
 //! The fake itself: domain records, pagination, authentication, error shapes,
 //! OpenAPI validation of requests and responses, faults.
 
+mod support;
+
 use digitalocean_fake::{DigitalOceanFake, Fault, Spec, default_spec_path};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "dop_v1_fake_token";
-
 async fn fake() -> DigitalOceanFake {
-    let fake = DigitalOceanFake::start().await.expect("fake starts");
-    fake.add_token(TOKEN);
+    let fake = support::started().await;
     fake.add_domain("example.com");
     fake
 }
@@ -17,27 +16,40 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The status and the JSON body (`null` when empty).
 async fn send(
     fake: &DigitalOceanFake,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = client()
-        .request(method, format!("{}{path}", fake.base_url()))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("send");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
+    let (status, text) = support::send_text(fake, method, path, body).await;
     let value = if text.is_empty() {
         Value::Null
     } else {
         serde_json::from_str(&text).expect("json body")
     };
     (status, value)
+}
+
+async fn get(fake: &DigitalOceanFake, path: &str) -> (u16, Value) {
+    send(fake, reqwest::Method::GET, path, None).await
+}
+
+async fn post(fake: &DigitalOceanFake, path: &str, body: Option<Value>) -> (u16, Value) {
+    send(fake, reqwest::Method::POST, path, body).await
+}
+
+async fn delete(fake: &DigitalOceanFake, path: &str) -> (u16, Value) {
+    send(fake, reqwest::Method::DELETE, path, None).await
+}
+
+async fn put(fake: &DigitalOceanFake, path: &str, body: Option<Value>) -> (u16, Value) {
+    send(fake, reqwest::Method::PUT, path, body).await
+}
+
+async fn patch(fake: &DigitalOceanFake, path: &str, body: Option<Value>) -> (u16, Value) {
+    send(fake, reqwest::Method::PATCH, path, body).await
 }
 
 #[test]
@@ -59,9 +71,8 @@ fn official_example_validates() {
 #[tokio::test]
 async fn create_get_update_delete() {
     let fake = fake().await;
-    let (status, created) = send(
+    let (status, created) = post(
         &fake,
-        reqwest::Method::POST,
         "/v2/domains/example.com/records",
         Some(json!({"type": "A", "name": "*.pr", "data": "10.0.0.1", "ttl": 300})),
     )
@@ -74,23 +85,17 @@ async fn create_get_update_delete() {
     let id = record["id"].as_u64().expect("id");
 
     let path = format!("/v2/domains/example.com/records/{id}");
-    let (status, got) = send(&fake, reqwest::Method::GET, &path, None).await;
+    let (status, got) = get(&fake, &path).await;
     assert_eq!((status, &got["domain_record"]), (200, record));
 
-    let (status, patched) = send(
-        &fake,
-        reqwest::Method::PATCH,
-        &path,
-        Some(json!({"type": "A", "data": "10.0.0.2"})),
-    )
-    .await;
+    let (status, patched) =
+        patch(&fake, &path, Some(json!({"type": "A", "data": "10.0.0.2"}))).await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["domain_record"]["data"], "10.0.0.2");
     assert_eq!(patched["domain_record"]["ttl"], 300, "PATCH keeps the rest");
 
-    let (status, put) = send(
+    let (status, put) = put(
         &fake,
-        reqwest::Method::PUT,
         &path,
         Some(json!({"type": "A", "name": "*.pr", "data": "10.0.0.3", "ttl": 60})),
     )
@@ -98,9 +103,9 @@ async fn create_get_update_delete() {
     assert_eq!(status, 200, "{put}");
     assert_eq!(fake.records("example.com")[0].data, "10.0.0.3");
 
-    let (status, body) = send(&fake, reqwest::Method::DELETE, &path, None).await;
+    let (status, body) = delete(&fake, &path).await;
     assert_eq!((status, body), (204, Value::Null));
-    let (status, body) = send(&fake, reqwest::Method::DELETE, &path, None).await;
+    let (status, body) = delete(&fake, &path).await;
     assert_eq!(status, 404);
     assert_eq!(
         body,
@@ -120,60 +125,32 @@ async fn list_filters_and_paginates() {
     fake.seed_record("example.com", "TXT", "h0", "hello", 300);
     fake.seed_record("example.com", "A", "@", "10.0.0.9", 300);
 
-    let (status, all) = send(
-        &fake,
-        reqwest::Method::GET,
-        "/v2/domains/example.com/records",
-        None,
-    )
-    .await;
+    let (status, all) = get(&fake, "/v2/domains/example.com/records").await;
     assert_eq!(status, 200);
     assert_eq!(all["meta"]["total"], 7);
     assert_eq!(all["links"], json!({}));
 
-    let (_, named) = send(
-        &fake,
-        reqwest::Method::GET,
-        "/v2/domains/example.com/records?name=h0.example.com",
-        None,
-    )
-    .await;
+    let (_, named) = get(&fake, "/v2/domains/example.com/records?name=h0.example.com").await;
     assert_eq!(named["meta"]["total"], 2, "A and TXT at h0");
-    let (_, typed) = send(
+    let (_, typed) = get(
         &fake,
-        reqwest::Method::GET,
         "/v2/domains/example.com/records?type=A&name=h0.example.com",
-        None,
     )
     .await;
     assert_eq!(typed["domain_records"][0]["type"], "A");
     assert_eq!(typed["meta"]["total"], 1);
-    let (_, apex) = send(
-        &fake,
-        reqwest::Method::GET,
-        "/v2/domains/example.com/records?name=example.com",
-        None,
-    )
-    .await;
+    let (_, apex) = get(&fake, "/v2/domains/example.com/records?name=example.com").await;
     assert_eq!(apex["domain_records"][0]["name"], "@");
 
-    let (_, page1) = send(
-        &fake,
-        reqwest::Method::GET,
-        "/v2/domains/example.com/records?type=A&per_page=2",
-        None,
-    )
-    .await;
+    let (_, page1) = get(&fake, "/v2/domains/example.com/records?type=A&per_page=2").await;
     assert_eq!(page1["domain_records"].as_array().map(Vec::len), Some(2));
     assert_eq!(page1["meta"]["total"], 6);
     let next = page1["links"]["pages"]["next"].as_str().expect("next");
     assert!(next.ends_with("?type=A&page=2&per_page=2"), "{next}");
     assert!(page1["links"]["pages"].get("prev").is_none());
-    let (_, page3) = send(
+    let (_, page3) = get(
         &fake,
-        reqwest::Method::GET,
         "/v2/domains/example.com/records?type=A&per_page=2&page=3",
-        None,
     )
     .await;
     assert_eq!(page3["domain_records"].as_array().map(Vec::len), Some(2));
@@ -195,13 +172,7 @@ async fn authentication_and_unknown_domains() {
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["id"], "unauthorized");
     }
-    let (status, body) = send(
-        &fake,
-        reqwest::Method::GET,
-        "/v2/domains/other.org/records",
-        None,
-    )
-    .await;
+    let (status, body) = get(&fake, "/v2/domains/other.org/records").await;
     assert_eq!((status, body["id"].as_str()), (404, Some("not_found")));
     assert!(
         fake.requests()
@@ -215,32 +186,23 @@ async fn authentication_and_unknown_domains() {
 async fn requests_that_break_the_description_are_rejected_and_recorded() {
     let fake = fake().await;
     // `data` is required for an A record (domain_record_a), `ttl` is an integer.
-    let (status, body) = send(
+    let (status, body) = post(
         &fake,
-        reqwest::Method::POST,
         "/v2/domains/example.com/records",
         Some(json!({"type": "A", "name": "www", "ttl": "300"})),
     )
     .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["id"], "bad_request");
-    let (status, _) = send(
+    let (status, _) = get(
         &fake,
-        reqwest::Method::GET,
         "/v2/domains/example.com/records?type=SPF&per_page=500&color=blue",
-        None,
     )
     .await;
     assert_eq!(status, 400);
-    let (status, _) = send(
-        &fake,
-        reqwest::Method::GET,
-        "/v2/domains/example.com/records/not-a-number",
-        None,
-    )
-    .await;
+    let (status, _) = get(&fake, "/v2/domains/example.com/records/not-a-number").await;
     assert_eq!(status, 400);
-    let (status, _) = send(&fake, reqwest::Method::GET, "/v2/droplets", None).await;
+    let (status, _) = get(&fake, "/v2/droplets").await;
     assert_eq!(status, 404);
 
     let violations = fake.violations().join("\n");
@@ -278,13 +240,7 @@ async fn digitalocean_checks_beyond_the_schema() {
             "relative to the domain",
         ),
     ] {
-        let (status, reply) = send(
-            &fake,
-            reqwest::Method::POST,
-            "/v2/domains/example.com/records",
-            Some(body),
-        )
-        .await;
+        let (status, reply) = post(&fake, "/v2/domains/example.com/records", Some(body)).await;
         assert_eq!(status, 422, "{reply}");
         assert_eq!(reply["id"], "unprocessable_entity");
         assert!(
@@ -293,9 +249,8 @@ async fn digitalocean_checks_beyond_the_schema() {
         );
     }
     let id = fake.seed_record("example.com", "A", "www", "10.0.0.1", 300);
-    let (status, _) = send(
+    let (status, _) = patch(
         &fake,
-        reqwest::Method::PATCH,
         &format!("/v2/domains/example.com/records/{id}"),
         Some(json!({"type": "TXT", "data": "x"})),
     )
@@ -314,7 +269,7 @@ async fn faults_use_the_error_shape_and_run_out() {
                 "{}/v2/domains/example.com/records",
                 fake.base_url()
             ))
-            .bearer_auth(TOKEN)
+            .bearer_auth(support::TOKEN)
             .send()
             .await
             .expect("send");
@@ -327,13 +282,7 @@ async fn faults_use_the_error_shape_and_run_out() {
             Some("0")
         );
     }
-    let (status, _) = send(
-        &fake,
-        reqwest::Method::GET,
-        "/v2/domains/example.com/records",
-        None,
-    )
-    .await;
+    let (status, _) = get(&fake, "/v2/domains/example.com/records").await;
     assert_eq!(status, 200);
     fake.assert_no_violations();
 }

@@ -34,7 +34,6 @@ pub use openapi_fake::schema;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 pub use model::{
     Comment, Deployment, DeploymentStatus, Fault, PendingEnvironment, Pull, RecordedRequest, Review,
@@ -44,24 +43,14 @@ pub use routes::MAX_COMMENT_CHARS;
 pub use server::API_VERSION;
 
 use model::State;
-use server::Shared;
 
 /// Errors starting the fake.
-#[derive(Debug, thiserror::Error)]
-pub enum FakeError {
-    /// The OpenAPI description could not be loaded.
-    #[error("GitHub: {0}; set {OPENAPI_ENV} to its location")]
-    Spec(#[from] SpecError),
-    /// The listener could not be bound.
-    #[error("cannot bind 127.0.0.1:0: {0}")]
-    Bind(#[source] std::io::Error),
-}
+pub type FakeError = openapi_fake::fake::StartError;
 
 /// A running fake GitHub API. Stops when dropped.
 #[derive(Debug)]
 pub struct GithubFake {
-    shared: Arc<Shared>,
-    served: openapi_fake::http::Served,
+    fake: openapi_fake::fake::Fake<State>,
 }
 
 impl GithubFake {
@@ -72,50 +61,48 @@ impl GithubFake {
 
     /// Starts a fake validating against the description at `spec_path`.
     pub async fn start_with_spec(spec_path: &Path) -> Result<Self, FakeError> {
-        let spec = openapi::load(spec_path)?;
-        let (shared, served) = openapi_fake::http::Served::start(|base_url, listener| {
-            let shared = Arc::new(Shared {
-                spec,
-                state: std::sync::Mutex::new(State::default()),
-                base_url,
-            });
-            let serve = server::serve(listener, Arc::clone(&shared));
-            (shared, serve)
-        })
-        .await
-        .map_err(FakeError::Bind)?;
-        Ok(Self { shared, served })
+        let spec = openapi::load(spec_path).map_err(|source| FakeError::Spec {
+            api: "GitHub",
+            env: OPENAPI_ENV,
+            source,
+        })?;
+        let fake =
+            openapi_fake::fake::Fake::start(spec, "github-fake", |shared, request| async move {
+                server::respond(&shared, request).await
+            })
+            .await?;
+        Ok(Self { fake })
     }
 
     /// `http://127.0.0.1:PORT` — use as `GITHUB_API_URL`.
     pub fn base_url(&self) -> String {
-        self.shared.base_url.clone()
+        self.fake.base_url()
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.served.addr()
+        self.fake.addr()
     }
 
     /// The repository the fake serves (`acme/site` by default); others answer 404.
     pub fn repo(&self) -> String {
-        self.shared.lock().repo.clone()
+        self.fake.lock().repo.clone()
     }
 
     /// Serves `owner/repo` instead.
     pub fn set_repo(&self, repo: &str) {
-        self.shared.lock().repo = repo.to_string();
+        self.fake.lock().repo = repo.to_string();
     }
 
     /// Login used for any token not registered with [`Self::add_token`]
     /// (`github-actions[bot]` by default, like `GITHUB_TOKEN`).
     pub fn set_default_login(&self, login: &str) {
-        self.shared.lock().default_login = login.to_string();
+        self.fake.lock().default_login = login.to_string();
     }
 
     /// Registers `token` as belonging to `login`.
     pub fn add_token(&self, token: &str, login: &str) {
-        self.shared
+        self.fake
             .lock()
             .tokens
             .insert(token.to_string(), login.to_string());
@@ -123,12 +110,12 @@ impl GithubFake {
 
     /// When true, unregistered tokens get 401 Bad credentials.
     pub fn require_known_token(&self, required: bool) {
-        self.shared.lock().require_known_token = required;
+        self.fake.lock().require_known_token = required;
     }
 
     /// Adds (or replaces) an open pull request.
     pub fn add_pull(&self, number: u64, author: &str, head_sha: &str) {
-        let mut state = self.shared.lock();
+        let mut state = self.fake.lock();
         let repo = state.repo.clone();
         state.pulls.insert(
             number,
@@ -149,7 +136,7 @@ impl GithubFake {
     /// Closes a pull request (`merged`: merged into the base branch, else closed
     /// without merging).
     pub fn close_pull(&self, number: u64, merged: bool) {
-        if let Some(pull) = self.shared.lock().pulls.get_mut(&number) {
+        if let Some(pull) = self.fake.lock().pulls.get_mut(&number) {
             pull.state = "closed".into();
             pull.merged = merged;
         }
@@ -157,7 +144,7 @@ impl GithubFake {
 
     /// Moves a pull request's head to another commit (a new push).
     pub fn set_pull_head(&self, number: u64, head_sha: &str) {
-        if let Some(pull) = self.shared.lock().pulls.get_mut(&number) {
+        if let Some(pull) = self.fake.lock().pulls.get_mut(&number) {
             pull.head_sha = head_sha.to_string();
         }
     }
@@ -165,14 +152,14 @@ impl GithubFake {
     /// Makes the head branch of a pull request live in `owner/repo` (a fork) instead
     /// of the base repository.
     pub fn set_pull_head_repo(&self, number: u64, head_repo: &str) {
-        if let Some(pull) = self.shared.lock().pulls.get_mut(&number) {
+        if let Some(pull) = self.fake.lock().pulls.get_mut(&number) {
             pull.head_repo = head_repo.to_string();
         }
     }
 
     /// Sets title and head branch of a pull request (untrusted strings in real life).
     pub fn set_pull_strings(&self, number: u64, title: &str, head_ref: &str) {
-        if let Some(pull) = self.shared.lock().pulls.get_mut(&number) {
+        if let Some(pull) = self.fake.lock().pulls.get_mut(&number) {
             pull.title = title.to_string();
             pull.head_ref = head_ref.to_string();
         }
@@ -181,7 +168,7 @@ impl GithubFake {
     /// Sets a user's role on the repository: `admin`, `maintain`, `write`, `triage`,
     /// `read` or `none`. Users without a role read as `read` (public repository).
     pub fn set_role(&self, login: &str, role: &str) {
-        self.shared
+        self.fake
             .lock()
             .roles
             .insert(login.to_string(), role.to_string());
@@ -189,7 +176,7 @@ impl GithubFake {
 
     /// Makes the permission endpoint answer 404 for `login`.
     pub fn set_unknown_user(&self, login: &str) {
-        self.shared.lock().unknown_users.push(login.to_string());
+        self.fake.lock().unknown_users.push(login.to_string());
     }
 
     /// Makes workflow run `run_id` wait on environment `name` (id `id`); it shows up in
@@ -203,7 +190,7 @@ impl GithubFake {
         visible_after_polls: u32,
         reviewers: &[&str],
     ) {
-        self.shared
+        self.fake
             .lock()
             .pending
             .entry(run_id)
@@ -219,7 +206,7 @@ impl GithubFake {
 
     /// Creates a comment directly (scenario set-up); returns its id.
     pub fn seed_comment(&self, issue: u64, author: &str, body: &str) -> u64 {
-        let mut state = self.shared.lock();
+        let mut state = self.fake.lock();
         let id = state.next_id();
         let now = state.now();
         let repo = state.repo.clone();
@@ -237,7 +224,7 @@ impl GithubFake {
 
     /// Comments on `issue`, oldest first.
     pub fn comments(&self, issue: u64) -> Vec<Comment> {
-        self.shared
+        self.fake
             .lock()
             .comments
             .iter()
@@ -248,12 +235,12 @@ impl GithubFake {
 
     /// All deployments, oldest first.
     pub fn deployments(&self) -> Vec<Deployment> {
-        self.shared.lock().deployments.clone()
+        self.fake.lock().deployments.clone()
     }
 
     /// Statuses of a deployment, oldest first.
     pub fn statuses(&self, deployment_id: u64) -> Vec<DeploymentStatus> {
-        self.shared
+        self.fake
             .lock()
             .statuses
             .iter()
@@ -264,27 +251,27 @@ impl GithubFake {
 
     /// Reviews of pending deployments received so far.
     pub fn reviews(&self) -> Vec<Review> {
-        self.shared.lock().reviews.clone()
+        self.fake.lock().reviews.clone()
     }
 
     /// Queues a failure for the next matching request(s).
     pub fn inject(&self, fault: Fault) {
-        self.shared.lock().faults.push_back(fault);
+        self.fake.lock().faults.push_back(fault);
     }
 
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.lock().requests.clone()
+        self.fake.lock().requests.clone()
     }
 
     /// Forgets the request log.
     pub fn clear_requests(&self) {
-        self.shared.lock().requests.clear();
+        self.fake.lock().requests.clear();
     }
 
     /// Every schema / contract violation seen, one line each. Must be empty in tests.
     pub fn violations(&self) -> Vec<String> {
-        self.shared.lock().violations.clone()
+        self.fake.lock().violations.clone()
     }
 
     /// Panics with every violation listed when there is any. Call at the end of a test.
@@ -301,6 +288,6 @@ impl GithubFake {
 
     /// The loaded OpenAPI description (for extra checks in tests).
     pub fn validate_against(&self, schema_pointer: &str, value: &serde_json::Value) -> Vec<String> {
-        self.shared.spec.validate_at(schema_pointer, value)
+        self.fake.spec().validate_at(schema_pointer, value)
     }
 }

@@ -1,5 +1,6 @@
 //! Endpoint behaviour: what GitHub does for each request the CLI sends.
 
+use openapi_fake::pages::Page;
 use serde_json::{Value, json};
 
 use crate::model::{
@@ -131,23 +132,9 @@ pub fn handle(state: &mut State, spec: &Spec, call: &Call<'_>) -> Reply {
 
 /// Applies `per_page` / `page` and adds a `Link` header like GitHub's.
 fn paginate(call: &Call<'_>, items: Vec<Value>) -> Reply {
-    let per_page = call
-        .query("per_page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(30)
-        .clamp(1, 100);
-    let page = call
-        .query("page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let total = items.len();
-    let last = total.div_ceil(per_page).max(1);
-    let slice: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
+    let (page, slice) = Page::of(call.query, 30, 100, items);
+    let (per_page, last) = (page.per_page, page.last);
+    let page = page.number;
     let mut reply = Reply::json(200, Value::Array(slice));
     let others: Vec<String> = call
         .query

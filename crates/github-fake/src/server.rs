@@ -1,58 +1,25 @@
 //! HTTP plumbing: accept loop, request parsing, header/body checks, fault injection,
 //! response validation.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use openapi_fake::http::parse_query;
+use openapi_fake::fake::record_violations;
+use openapi_fake::faults::take_first;
+use openapi_fake::http::{header_text, parse_query, read_body, recorded_body};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use crate::model::{RecordedRequest, State};
-use crate::openapi::Spec;
+use crate::model::{Fault, RecordedRequest, State};
 use crate::routes::{Call, Reply, handle};
 
 /// The API version the CLI must pin.
 pub const API_VERSION: &str = "2022-11-28";
 
 /// State shared by all connections.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) spec: Spec,
-    pub(crate) state: Mutex<State>,
-    pub(crate) base_url: String,
-}
+pub(crate) type Shared = openapi_fake::fake::Shared<State>;
 
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not hide the state from the others.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// Accepts connections until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    openapi_fake::http::serve(listener, "github-fake", move |request| {
-        let shared = Arc::clone(&shared);
-        async move { respond(&shared, request).await }
-    })
-    .await;
-}
-
-fn header_text(request: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
-    request
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.uri().path().to_string();
     let query = parse_query(request.uri().query());
@@ -60,29 +27,15 @@ async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
     let user_agent = header_text(&request, header::USER_AGENT);
     let accept = header_text(&request, header::ACCEPT);
     let content_type = header_text(&request, header::CONTENT_TYPE);
-    let api_version = request
-        .headers()
-        .get("x-github-api-version")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match request.into_body().collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
+    let api_version = header_text(&request, "x-github-api-version");
+    let body = read_body(request.into_body()).await;
     let token = authorization.as_deref().and_then(|value| {
         value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("token "))
             .map(str::to_string)
     });
-    let recorded_body = if body.is_empty() {
-        None
-    } else {
-        Some(
-            serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
-        )
-    };
+    let recorded_body = recorded_body(&body);
 
     let mut state = shared.lock();
     state.requests.push(RecordedRequest {
@@ -150,11 +103,11 @@ async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
                 .iter()
                 .map(|p| json!({"resource": operation.id, "code": "invalid", "message": p}))
                 .collect();
-            for problem in problems {
-                state
-                    .violations
-                    .push(format!("{label}: request: {problem}"));
-            }
+            record_violations(
+                &mut state.violations,
+                &format!("{label}: request: "),
+                &problems,
+            );
             return Reply {
                 status: 422,
                 body: Some(json!({
@@ -167,14 +120,11 @@ async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
         }
 
         // Injected failures (validated like every other response below).
-        let reply = if let Some(index) = state.faults.iter().position(|f| f.matches(&method, &path))
-        {
-            let fault = state.faults[index].clone();
-            if fault.times <= 1 {
-                state.faults.remove(index);
-            } else {
-                state.faults[index].times -= 1;
-            }
+        let reply = if let Some(fault) = take_first(
+            &mut state.faults,
+            |f: &Fault| f.matches(&method, &path),
+            |f| &mut f.times,
+        ) {
             Reply {
                 status: fault.status,
                 body: Some(fault.body),
@@ -200,9 +150,7 @@ async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
         if problems.is_empty() {
             reply
         } else {
-            for problem in problems {
-                state.violations.push(format!("{label}: {problem}"));
-            }
+            record_violations(&mut state.violations, &format!("{label}: "), &problems);
             Reply::error(
                 500,
                 "github-fake produced a response that does not match the OpenAPI description",

@@ -1,12 +1,14 @@
 //! HTTP plumbing shared by the fakes: start-up on a free loopback port
-//! ([`Served`]), the accept loop and query-string decoding.
+//! ([`Served`]), the accept loop, reading a request's headers and body, and
+//! query-string decoding.
 
 use std::convert::Infallible;
 use std::future::Future;
 
 use bytes::Bytes;
+use http::header::AsHeaderName;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -73,6 +75,33 @@ where
             }
         });
     }
+}
+
+/// The value of header `name` as text (`None` when absent or not visible ASCII).
+pub fn header_text<B>(request: &Request<B>, name: impl AsHeaderName) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The whole request body (empty when it cannot be read).
+pub async fn read_body(body: Incoming) -> Bytes {
+    match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+/// A body as the fakes record it: its JSON, else its text as a JSON string;
+/// `None` when empty.
+pub fn recorded_body(body: &[u8]) -> Option<serde_json::Value> {
+    (!body.is_empty()).then(|| {
+        serde_json::from_slice(body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
+        })
+    })
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component (`+` is a space,

@@ -10,13 +10,20 @@
 //! - [`schema::Validator`]: a focused JSON-schema validator for the OpenAPI 3.0
 //!   subset those descriptions use, which reports (rather than ignores) keywords it
 //!   does not implement;
-//! - [`http`]: the accept loop and query-string decoding.
+//! - [`fake`]: a fake's shared state (description, state, base URL) and its
+//!   start-up on a free loopback port;
+//! - [`faults`]: the count-down of injected failures;
+//! - [`pages`]: page-number pagination of lists;
+//! - [`http`]: the accept loop, request reading and query-string decoding.
 //!
 //! Each fake keeps its own endpoint behaviour, state and contract headers; problems
 //! found by these checks are turned into error responses and recorded as
 //! violations that the tests assert to be empty.
 
+pub mod fake;
+pub mod faults;
 pub mod http;
+pub mod pages;
 pub mod schema;
 pub mod spec;
 

@@ -7,6 +7,8 @@
 //! DigitalOcean, drift is repaired, and `destroy` removes the records and their
 //! ownership markers while leaving other records of the zone alone.
 
+mod support_command;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -28,16 +30,8 @@ struct Run {
 
 impl Run {
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_stacks"));
-        c.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--backend")
-            .arg(format!("file://{}", self.state.display()))
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .arg("--progress")
-            .arg("plain")
-            .args(args)
+        let mut c = support_command::stacks(&self.kubeconfig, &self.state, &self.config_dir);
+        c.args(args)
             .env("PREVIEW_DB_PASSWORD", "db-password-canary-7f3a")
             .env("PREVIEW_DIGITALOCEAN_TOKEN", TOKEN)
             .env("PREVIEW_DIGITALOCEAN_API_URL", &self.api_url)
@@ -57,12 +51,7 @@ impl Run {
 
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "stacks {args:?} failed:\n--- stdout\n{}\n--- stderr\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support_command::assert_success(args, &out);
         assert_no_token(&out);
         out
     }

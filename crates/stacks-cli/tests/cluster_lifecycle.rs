@@ -232,6 +232,68 @@ impl Runner {
         self.ok("preview", args, &self.github_env(&[]))
     }
 
+    /// `preview verify-head` of the PR against `sha`.
+    fn verify_head(&self, repo: &str, sha: &str) -> Output {
+        let pr = PR.to_string();
+        self.preview(&["verify-head", "--repo", repo, "--pr", &pr, "--sha", sha])
+    }
+
+    /// `preview deployment status` of Deployment `id` as `state`, with `extra`
+    /// arguments (e.g. `--environment-url`) and the run's log URL.
+    fn deployment_status(&self, repo: &str, id: &str, state: &str, extra: &[&str], log_url: &str) {
+        let mut args = vec![
+            "deployment",
+            "status",
+            "--repo",
+            repo,
+            "--id",
+            id,
+            "--state",
+            state,
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--log-url", log_url]);
+        self.preview_ok(&args);
+    }
+
+    /// `preview comment` on the PR for `run`'s commit and digests, with `plan.md`,
+    /// the run's log URL, `status` and the `extra` arguments (plan id, URLs, message).
+    fn run_comment(&self, fake: &GithubFake, run: &Run, status: &str, extra: &[&str]) {
+        let repo = fake.repo();
+        let pr = PR.to_string();
+        let url = run.url(fake);
+        let mut args = vec![
+            "comment",
+            "--repo",
+            &repo,
+            "--pr",
+            &pr,
+            "--status",
+            status,
+            "--sha",
+            &run.head_sha,
+            "--web-digest",
+            &run.web,
+            "--api-digest",
+            &run.api,
+            "--plan-file",
+            "plan.md",
+            "--log-url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        self.preview_ok(&args);
+    }
+
+    /// The `planId` of the saved plan `plan.json` (`jq -r .planId plan.json`).
+    fn saved_plan_id(&self) -> String {
+        let saved: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.work.join("plan.json")).expect("plan.json"),
+        )
+        .expect("plan.json is JSON");
+        saved["planId"].as_str().unwrap_or_default().to_owned()
+    }
+
     fn github_env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut env = vec![
             ("GITHUB_TOKEN", ACTIONS_TOKEN),
@@ -538,6 +600,16 @@ struct Run {
 }
 
 impl Run {
+    /// Run `id` for commit `n`: its head SHA and its web and API images.
+    fn of_commit(id: u64, n: u8) -> Self {
+        Run {
+            id,
+            head_sha: sha(n),
+            web: web(n.into()),
+            api: api(n.into()),
+        }
+    }
+
     fn url(&self, fake: &GithubFake) -> String {
         format!(
             "https://github.com/{}/actions/runs/{}",
@@ -553,29 +625,17 @@ fn plan_comment_and_deployment(r: &Runner, fake: &GithubFake, run: &Run, plan_id
     let repo = fake.repo();
     let pr = PR.to_string();
     let url = run.url(fake);
-    r.preview_ok(&[
-        "comment",
-        "--repo",
-        &repo,
-        "--pr",
-        &pr,
-        "--status",
+    r.run_comment(
+        fake,
+        run,
         "pending",
-        "--sha",
-        &run.head_sha,
-        "--web-digest",
-        &run.web,
-        "--api-digest",
-        &run.api,
-        "--plan-file",
-        "plan.md",
-        "--plan-id",
-        plan_id,
-        "--log-url",
-        &url,
-        "--message",
-        "Plan ready. Deploying needs approval of the `preview` environment: automatic for maintainers, manual for everyone else.",
-    ]);
+        &[
+            "--plan-id",
+            plan_id,
+            "--message",
+            "Plan ready. Deploying needs approval of the `preview` environment: automatic for maintainers, manual for everyone else.",
+        ],
+    );
     let out = r.preview_ok(&[
         "deployment",
         "create",
@@ -587,19 +647,18 @@ fn plan_comment_and_deployment(r: &Runner, fake: &GithubFake, run: &Run, plan_id
         &run.head_sha,
     ]);
     let id = text(&out.stdout).trim().to_owned();
-    r.preview_ok(&[
-        "deployment",
-        "status",
-        "--repo",
-        &repo,
-        "--id",
-        &id,
-        "--state",
-        "queued",
-        "--log-url",
-        &url,
-    ]);
+    r.deployment_status(&repo, &id, "queued", &[], &url);
     id.parse().expect("deployment id")
+}
+
+/// A new run: its `preview` environment waits on a maintainer, and its `plan` job
+/// checks the head (`verify-head`) and runs the plan step
+/// ([`plan_before_approval`]). Returns plan.md and the plan id.
+fn plan_job(r: &Runner, fake: &GithubFake, run: &Run) -> (String, String) {
+    fake.add_pending_environment(run.id, PREVIEW_ENV_ID, "preview", 0, &[MAINTAINER]);
+    let head = r.verify_head(&fake.repo(), &run.head_sha);
+    assert!(head.status.success(), "verify-head: {}", text(&head.stderr));
+    plan_before_approval(r, run)
 }
 
 /// The `plan` job's plan step, with the plan credential only: `stacks preview …
@@ -632,11 +691,7 @@ fn plan_before_approval(r: &Runner, run: &Run) -> (String, String) {
         "the plan credential's dry-runs were refused:\n{plan_md}\n{}",
         text(&out.stderr)
     );
-    let saved: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.work.join("plan.json")).expect("plan.json"),
-    )
-    .expect("plan.json is JSON");
-    let id = saved["planId"].as_str().unwrap_or_default().to_owned();
+    let id = r.saved_plan_id();
     let hex = id.strip_prefix("sha256:").unwrap_or_default();
     assert!(
         hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -693,73 +748,27 @@ fn deploy(
     let url = run.url(fake);
     let web_url = format!("https://{PR}.pr.{DOMAIN}");
     let api_url = format!("https://{PR}.pr-api.{DOMAIN}");
-    r.preview_ok(&[
-        "deployment",
-        "status",
-        "--repo",
-        &repo,
-        "--id",
-        &id,
-        "--state",
-        "in_progress",
-        "--log-url",
-        &url,
-    ]);
-    let head = r.preview(&[
-        "verify-head",
-        "--repo",
-        &repo,
-        "--pr",
-        &pr,
-        "--sha",
-        &run.head_sha,
-    ]);
+    r.deployment_status(&repo, &id, "in_progress", &[], &url);
+    let head = r.verify_head(&repo, &run.head_sha);
     if !head.status.success() {
-        r.preview_ok(&[
-            "deployment",
-            "status",
-            "--repo",
-            &repo,
-            "--id",
-            &id,
-            "--state",
+        r.deployment_status(&repo, &id, "failure", &[], &url);
+        r.run_comment(
+            fake,
+            run,
             "failure",
-            "--log-url",
-            &url,
-        ]);
-        r.preview_ok(&[
-            "comment",
-            "--repo",
-            &repo,
-            "--pr",
-            &pr,
-            "--sha",
-            &run.head_sha,
-            "--web-digest",
-            &run.web,
-            "--api-digest",
-            &run.api,
-            "--plan-file",
-            "plan.md",
-            "--log-url",
-            &url,
-            "--plan-id",
-            plan_id,
-            "--status",
-            "failure",
-            "--message",
-            "Deployment result: failure. See the workflow run for the failing step (a saved plan that no longer matches is refused, naming what moved).",
-        ]);
+            &[
+                "--plan-id",
+                plan_id,
+                "--message",
+                "Deployment result: failure. See the workflow run for the failing step (a saved plan that no longer matches is refused, naming what moved).",
+            ],
+        );
         return Err(text(&head.stderr));
     }
     // The file must be the plan that was posted for review.
-    let saved: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.work.join("plan.json")).expect("plan.json"),
-    )
-    .expect("plan.json is JSON");
     assert_eq!(
-        saved["planId"].as_str(),
-        Some(plan_id),
+        r.saved_plan_id(),
+        plan_id,
         "the saved plan is not the reviewed plan"
     );
     let up = r.stacks_ok(
@@ -783,48 +792,29 @@ fn deploy(
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).expect("up json");
     let applied = report["planId"].as_str().unwrap_or_default().to_owned();
     // (Health check: the preview URLs are not routable from the test.)
-    r.preview_ok(&[
-        "deployment",
-        "status",
-        "--repo",
+    r.deployment_status(
         &repo,
-        "--id",
         &id,
-        "--state",
         "success",
-        "--environment-url",
-        &web_url,
-        "--log-url",
+        &["--environment-url", &web_url],
         &url,
-    ]);
+    );
     // The `report` job.
-    r.preview_ok(&[
-        "comment",
-        "--repo",
-        &repo,
-        "--pr",
-        &pr,
-        "--sha",
-        &run.head_sha,
-        "--web-digest",
-        &run.web,
-        "--api-digest",
-        &run.api,
-        "--plan-file",
-        "plan.md",
-        "--log-url",
-        &url,
-        "--status",
+    r.run_comment(
+        fake,
+        run,
         "success",
-        "--web-url",
-        &web_url,
-        "--api-url",
-        &api_url,
-        "--plan-id",
-        &applied,
-        "--message",
-        "Deployed and healthy: the saved plan shown below was applied.",
-    ]);
+        &[
+            "--web-url",
+            &web_url,
+            "--api-url",
+            &api_url,
+            "--plan-id",
+            &applied,
+            "--message",
+            "Deployed and healthy: the saved plan shown below was applied.",
+        ],
+    );
     Ok((up, applied))
 }
 
@@ -937,23 +927,8 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     fake.set_pull_head_repo(PR, &format!("{OUTSIDER}/site"));
 
     // ── 1. The outsider's first commit: plan before approval, plan credential. ──
-    let run1 = Run {
-        id: 9001,
-        head_sha: sha(1),
-        web: web(1),
-        api: api(1),
-    };
-    fake.add_pending_environment(run1.id, PREVIEW_ENV_ID, "preview", 0, &[MAINTAINER]);
-    r.preview_ok(&[
-        "verify-head",
-        "--repo",
-        &repo,
-        "--pr",
-        &pr,
-        "--sha",
-        &sha(1),
-    ]);
-    let (plan_md, plan1) = plan_before_approval(&r, &run1);
+    let run1 = Run::of_commit(9001, 1);
+    let (plan_md, plan1) = plan_job(&r, &fake, &run1);
     assert!(plan_md.contains(&format!("preview-pr-{PR}")), "{plan_md}");
     // A plan made nothing.
     assert!(!namespace_exists(&client, &format!("preview-pr-{PR}")).await);
@@ -1026,23 +1001,8 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     assert!(err.contains(&sha(1)) && err.contains(&sha(2)), "{err}");
     assert_eq!(last_state(&fake, d1), "failure");
     assert_runs(&client, &preview_ns, &[web(1), api(1)].into()).await;
-    let run2 = Run {
-        id: 9002,
-        head_sha: sha(2),
-        web: web(2),
-        api: api(2),
-    };
-    fake.add_pending_environment(run2.id, PREVIEW_ENV_ID, "preview", 0, &[MAINTAINER]);
-    r.preview_ok(&[
-        "verify-head",
-        "--repo",
-        &repo,
-        "--pr",
-        &pr,
-        "--sha",
-        &sha(2),
-    ]);
-    let (plan_md, plan2) = plan_before_approval(&r, &run2);
+    let run2 = Run::of_commit(9002, 2);
+    let (plan_md, plan2) = plan_job(&r, &fake, &run2);
     assert!(
         plan_md.contains(&digest(2)),
         "the plan shows the new digest: {plan_md}"
@@ -1110,17 +1070,20 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     // ── 5. Merged: cleanup, sweep, promotion. ──
     fake.close_pull(PR, true);
     // preview-cleanup.yml
-    r.stacks_ok(
-        Credential::Deploy,
-        &[
-            "destroy",
-            "preview-pr",
-            "--pr",
-            &pr,
-            "--lock-timeout",
-            "15m",
-        ],
-    );
+    let cleanup = || {
+        r.stacks_ok(
+            Credential::Deploy,
+            &[
+                "destroy",
+                "preview-pr",
+                "--pr",
+                &pr,
+                "--lock-timeout",
+                "15m",
+            ],
+        )
+    };
+    cleanup();
     assert!(
         !namespace_exists(&client, &preview_ns).await,
         "namespace left"
@@ -1128,17 +1091,7 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     assert!(!database_exists(world).await, "database left");
     assert!(!support_cluster::has_state(world, PR), "state left");
     // A re-run of cleanup (or a second `closed` event) finds nothing and succeeds.
-    r.stacks_ok(
-        Credential::Deploy,
-        &[
-            "destroy",
-            "preview-pr",
-            "--pr",
-            &pr,
-            "--lock-timeout",
-            "15m",
-        ],
-    );
+    cleanup();
     let url = format!("https://github.com/{repo}/actions/runs/9003");
     r.preview_ok(&[
         "deployment",
@@ -1230,18 +1183,7 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
     let d3: u64 = text(&out.stdout).trim().parse().expect("deployment id");
     let d3s = d3.to_string();
     let url = format!("https://github.com/{repo}/actions/runs/9004");
-    r.preview_ok(&[
-        "deployment",
-        "status",
-        "--repo",
-        &repo,
-        "--id",
-        &d3s,
-        "--state",
-        "in_progress",
-        "--log-url",
-        &url,
-    ]);
+    r.deployment_status(&repo, &d3s, "in_progress", &[], &url);
     let out = r.stacks_with(
         Credential::Deploy,
         &["promote", "--from-pr", &pr, "--from-sha", &merged_head],
@@ -1258,20 +1200,13 @@ async fn an_outsiders_pr_from_first_plan_to_production() {
         "{}",
         text(&out.stderr)
     );
-    r.preview_ok(&[
-        "deployment",
-        "status",
-        "--repo",
+    r.deployment_status(
         &repo,
-        "--id",
         &d3s,
-        "--state",
         "success",
-        "--environment-url",
-        "https://www.example",
-        "--log-url",
+        &["--environment-url", "https://www.example"],
         &url,
-    ]);
+    );
     // Production runs exactly what the preview last tested.
     assert_runs(&client, PROD_NS, &[web(2), api(2)].into()).await;
 

@@ -9,6 +9,8 @@
 //! kubeconfig's credentials appear in no other command's output and never in
 //! the raw state.
 
+mod support_command;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -31,16 +33,12 @@ struct Run {
 
 impl Run {
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_stacks"));
-        c.arg("--kubeconfig")
-            .arg(self.config_dir.join("no-such-kubeconfig"))
-            .arg("--backend")
-            .arg(format!("file://{}", self.state.display()))
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .arg("--progress")
-            .arg("plain")
-            .args(args)
+        let mut c = support_command::stacks(
+            &self.config_dir.join("no-such-kubeconfig"),
+            &self.state,
+            &self.config_dir,
+        );
+        c.args(args)
             .env("PREVIEW_DIGITALOCEAN_TOKEN", TOKEN)
             .env("PREVIEW_DIGITALOCEAN_API_URL", &self.api_url)
             .env("PREVIEW_DIGITALOCEAN_POLL_INTERVAL", "20ms")
@@ -63,12 +61,7 @@ impl Run {
 
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "stacks {args:?} failed:\n--- stdout\n{}\n--- stderr\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support_command::assert_success(args, &out);
         out
     }
 

@@ -15,31 +15,40 @@ pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// The API group.
 pub const GROUP: &str = "gateway.networking.k8s.io";
 
-/// A `GatewayClass` (cluster-scoped): which controller implements Gateways of this class.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayClass {
-    /// `gateway.networking.k8s.io/v1`.
-    pub api_version: String,
-    /// `GatewayClass`.
-    pub kind: String,
-    /// Metadata (no namespace).
-    pub metadata: ObjectMeta,
-    /// Spec.
-    pub spec: GatewayClassSpec,
+/// The spec of one kind of Gateway API object.
+pub trait Spec {
+    /// The object's `kind`, e.g. `HTTPRoute`.
+    const KIND: &'static str;
 }
 
-impl GatewayClass {
-    /// A GatewayClass with `apiVersion`/`kind` filled in.
-    pub fn new(metadata: ObjectMeta, spec: GatewayClassSpec) -> Self {
-        GatewayClass {
+/// A Gateway API object: `apiVersion`, `kind`, metadata and its spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Object<S> {
+    /// `gateway.networking.k8s.io/v1`.
+    pub api_version: String,
+    /// The spec's [`Spec::KIND`].
+    pub kind: String,
+    /// Metadata (no namespace on cluster-scoped kinds).
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: S,
+}
+
+impl<S: Spec> Object<S> {
+    /// An object with `apiVersion`/`kind` filled in.
+    pub fn new(metadata: ObjectMeta, spec: S) -> Self {
+        Object {
             api_version: API_VERSION.to_owned(),
-            kind: "GatewayClass".to_owned(),
+            kind: S::KIND.to_owned(),
             metadata,
             spec,
         }
     }
 }
+
+/// A `GatewayClass` (cluster-scoped): which controller implements Gateways of this class.
+pub type GatewayClass = Object<GatewayClassSpec>;
 
 /// `GatewayClass.spec`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,31 +61,12 @@ pub struct GatewayClassSpec {
     pub description: Option<String>,
 }
 
-/// A `Gateway`: listeners (port, protocol, hostname, TLS) of a data plane.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Gateway {
-    /// `gateway.networking.k8s.io/v1`.
-    pub api_version: String,
-    /// `Gateway`.
-    pub kind: String,
-    /// Metadata.
-    pub metadata: ObjectMeta,
-    /// Spec.
-    pub spec: GatewaySpec,
+impl Spec for GatewayClassSpec {
+    const KIND: &'static str = "GatewayClass";
 }
 
-impl Gateway {
-    /// A Gateway with `apiVersion`/`kind` filled in.
-    pub fn new(metadata: ObjectMeta, spec: GatewaySpec) -> Self {
-        Gateway {
-            api_version: API_VERSION.to_owned(),
-            kind: "Gateway".to_owned(),
-            metadata,
-            spec,
-        }
-    }
-}
+/// A `Gateway`: listeners (port, protocol, hostname, TLS) of a data plane.
+pub type Gateway = Object<GatewaySpec>;
 
 /// `Gateway.spec`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +76,10 @@ pub struct GatewaySpec {
     pub gateway_class_name: String,
     /// Listeners (a list-map keyed by `name`).
     pub listeners: Vec<Listener>,
+}
+
+impl Spec for GatewaySpec {
+    const KIND: &'static str = "Gateway";
 }
 
 /// One listener of a Gateway.
@@ -159,30 +153,7 @@ pub struct RouteNamespaces {
 }
 
 /// An `HTTPRoute`: host names and rules that send HTTP traffic to backends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpRoute {
-    /// `gateway.networking.k8s.io/v1`.
-    pub api_version: String,
-    /// `HTTPRoute`.
-    pub kind: String,
-    /// Metadata.
-    pub metadata: ObjectMeta,
-    /// Spec.
-    pub spec: HttpRouteSpec,
-}
-
-impl HttpRoute {
-    /// An HTTPRoute with `apiVersion`/`kind` filled in.
-    pub fn new(metadata: ObjectMeta, spec: HttpRouteSpec) -> Self {
-        HttpRoute {
-            api_version: API_VERSION.to_owned(),
-            kind: "HTTPRoute".to_owned(),
-            metadata,
-            spec,
-        }
-    }
-}
+pub type HttpRoute = Object<HttpRouteSpec>;
 
 /// `HTTPRoute.spec`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -195,6 +166,10 @@ pub struct HttpRouteSpec {
     pub hostnames: Vec<String>,
     /// Rules.
     pub rules: Vec<HttpRouteRule>,
+}
+
+impl Spec for HttpRouteSpec {
+    const KIND: &'static str = "HTTPRoute";
 }
 
 /// `parentRefs[]`.
