@@ -10,7 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use super::inputs::pinned_image;
+use preview_core::state::Output;
+
+use super::inputs::{pinned_image, plain};
+use crate::app_spec::render::Images;
 use crate::config::StackConfig;
 use crate::{PinnedImage, StackError, StackRequest};
 
@@ -104,4 +107,27 @@ pub(crate) fn local_images(
         out.insert(key, image);
     }
     Ok(out)
+}
+
+/// The outputs of a stack that deploys the app: `<route>Url` per route,
+/// `namespace`, `databaseName` with the PostgreSQL add-on, and `<key>Image` per
+/// image key (the full pinned references a successful preview records as tested).
+pub(crate) fn app_outputs(
+    urls: Vec<(String, String)>,
+    namespace: &str,
+    database: Option<&str>,
+    images: &Images,
+) -> BTreeMap<String, Output> {
+    let mut outputs: BTreeMap<String, Output> = urls
+        .into_iter()
+        .map(|(route, url)| (format!("{route}Url"), plain(url)))
+        .collect();
+    outputs.insert("namespace".to_owned(), plain(namespace));
+    if let Some(database) = database {
+        outputs.insert("databaseName".to_owned(), plain(database));
+    }
+    for (key, image) in &images.refs {
+        outputs.insert(format!("{key}Image"), plain(image.as_str()));
+    }
+    outputs
 }

@@ -58,8 +58,8 @@ use components::{
 use preview_core::schema::database::JobSettings;
 use preview_core::validate::Policy;
 
-use super::app::pinned_images;
-use super::inputs::{labels, plain, pull_secret, pull_secret_names};
+use super::app::{app_outputs, pinned_images};
+use super::inputs::{labels, pull_secret, pull_secret_names};
 use super::preview_base::{API_SUBDOMAIN, BaseOutputs, WEB_SUBDOMAIN};
 use super::server::job_resources;
 use crate::app_spec::network as app_network;
@@ -308,17 +308,12 @@ pub fn build(
     resources.extend(pull);
     resources.extend(rendered.resources);
 
-    let mut outputs = BTreeMap::new();
-    for (route, url) in rendered.urls {
-        outputs.insert(format!("{route}Url"), plain(url));
-    }
-    outputs.insert("namespace".to_owned(), plain(ns));
-    if with_database {
-        outputs.insert("databaseName".to_owned(), plain(names.database.as_str()));
-    }
-    for (key, image) in &images.refs {
-        outputs.insert(format!("{key}Image"), plain(image.as_str()));
-    }
+    let outputs = app_outputs(
+        rendered.urls,
+        ns,
+        with_database.then_some(names.database.as_str()),
+        &images,
+    );
     Ok(StackBuild {
         name: instance,
         resources,

@@ -21,8 +21,6 @@
 //!
 //! Outputs: `webUrl`, `apiUrl`, `namespace`, `databaseName`, `webImage`, `apiImage`.
 
-use std::collections::BTreeMap;
-
 use components::{
     DatabaseEgress, GatewayRef, LogicalDatabase, NetworkIsolation, PodSecurity, PodSecurityLevel,
     PreviewNamespace, WildcardHost,
@@ -30,9 +28,10 @@ use components::{
 use preview_core::schema::database::JobSettings;
 use preview_core::validate::Policy;
 
+use super::app::app_outputs;
 use super::bundles::{bundle_resources, merge};
 use super::gateway::gateway;
-use super::inputs::{labels, plain, protect, pull_secret, pull_secret_names, secret};
+use super::inputs::{labels, protect, pull_secret, pull_secret_names, secret};
 use super::server::{job_resources, postgres};
 use crate::app_spec::network;
 use crate::app_spec::render::{Database, EnvNames, Images, Instance, Renderer};
@@ -236,20 +235,12 @@ impl Standalone<'_> {
         )?;
         own.extend(rendered.resources);
 
-        let mut outputs = BTreeMap::new();
-        for (route, url) in rendered.urls {
-            outputs.insert(format!("{route}Url"), plain(url));
-        }
-        outputs.insert("namespace".to_owned(), plain(ns));
-        if with_database {
-            outputs.insert(
-                "databaseName".to_owned(),
-                plain(config.database.name.as_str()),
-            );
-        }
-        for (key, image) in &images.refs {
-            outputs.insert(format!("{key}Image"), plain(image.as_str()));
-        }
+        let outputs = app_outputs(
+            rendered.urls,
+            ns,
+            with_database.then_some(config.database.name.as_str()),
+            &images,
+        );
         Ok(StackBuild {
             name: self.name.to_owned(),
             resources: merge(bundles, own)?,
