@@ -261,15 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transport_error_is_one_line_without_repetition() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port(); // closed again: nothing listens there
-        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(hyper_util::client::legacy::connect::HttpConnector::new());
-        let uri: http::Uri = format!("http://127.0.0.1:{port}/").parse().expect("uri");
-        let refused = client.get(uri).await.expect_err("refused");
+        let refused = crate::test_support::refused_request("/").await;
         let err = kube::Error::Service(Box::new(refused));
         let text = describe(&err);
         assert!(

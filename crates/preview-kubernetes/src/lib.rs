@@ -38,6 +38,8 @@ pub mod kinds;
 pub mod kubeconfig;
 pub mod reader;
 pub mod retry;
+#[cfg(test)]
+mod test_support;
 pub mod version;
 pub mod waiter;
 pub mod writer;

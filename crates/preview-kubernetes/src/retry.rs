@@ -220,17 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_unreachable() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port(); // closed again: nothing listens there
-        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(hyper_util::client::legacy::connect::HttpConnector::new());
-        let uri: http::Uri = format!("http://127.0.0.1:{port}/version")
-            .parse()
-            .expect("uri");
-        let err = client.get(uri).await.expect_err("refused");
+        let err = crate::test_support::refused_request("/version").await;
         let boxed: BoxError = Box::new(err);
         assert!(is_unreachable(boxed.as_ref()), "{boxed:?}");
     }
