@@ -121,6 +121,25 @@ impl Fixture {
     }
 
     /// A runner on this cluster: `kubernetes://` state, direct database executor.
+    /// A path to the API server the test can cut, and `stacks` runs (with
+    /// in-cluster database Jobs: no route to PostgreSQL needed) whose only way
+    /// out is that path.
+    fn behind_cuttable_path(&self) -> (CuttablePath, Stacks) {
+        let port: u16 = self
+            .cluster
+            .server_url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("API server port");
+        let path = CuttablePath::new(&[port]).expect("cuttable path");
+        let stacks = self
+            .stacks()
+            .in_cluster_database()
+            .wrapped_in(path.exec_prefix());
+        (path, stacks)
+    }
+
     fn stacks(&self) -> Stacks {
         Stacks::on(
             self.cluster.kubeconfig_path(),
@@ -501,18 +520,7 @@ async fn postgres_restart_during_a_database_create() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_path_to_the_api_server_cut_mid_run() {
     let fx = Fixture::start().await;
-    let port: u16 = fx
-        .cluster
-        .server_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("API server port");
-    let mut path = CuttablePath::new(&[port]).expect("cuttable path");
-    let stacks = fx
-        .stacks()
-        .in_cluster_database()
-        .wrapped_in(path.exec_prefix());
+    let (mut path, stacks) = fx.behind_cuttable_path();
     let mut found = Found::default();
     let mut outcomes = Vec::new();
     let mut runs = 0;
@@ -624,18 +632,7 @@ async fn a_sigkilled_lease_holder_is_taken_over_within_the_lease_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_path_to_the_api_server_cut_for_good_the_run_ends_cleanly() {
     let fx = Fixture::start().await;
-    let port: u16 = fx
-        .cluster
-        .server_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("API server port");
-    let mut path = CuttablePath::new(&[port]).expect("cuttable path");
-    let stacks = fx
-        .stacks()
-        .in_cluster_database()
-        .wrapped_in(path.exec_prefix());
+    let (mut path, stacks) = fx.behind_cuttable_path();
     let pr = 3302_u64;
     let stack = format!("preview-pr-{pr}");
     let label = "network cut for good after step 3";
