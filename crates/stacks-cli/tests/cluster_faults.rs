@@ -101,15 +101,7 @@ impl Fixture {
             .batch_execute("CREATE ROLE aphiria LOGIN SUPERUSER")
             .await
             .expect("role");
-        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
-        namespaces
-            .create(
-                &kube::api::PostParams::default(),
-                &serde_json::from_value(serde_json::json!({"metadata": {"name": "preview-state"}}))
-                    .expect("ns"),
-            )
-            .await
-            .expect("state namespace");
+        support_cluster::create_namespace(&client, "preview-state").await;
         let fixture = Fixture {
             _simulator: simulator,
             cluster,

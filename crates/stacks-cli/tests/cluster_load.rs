@@ -180,16 +180,7 @@ async fn hundred_preview_pr_ups_at_once_on_the_kubernetes_backend() {
         .batch_execute("CREATE ROLE aphiria LOGIN")
         .await
         .expect("role");
-    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-        kube::Api::all(client.clone());
-    namespaces
-        .create(
-            &kube::api::PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "preview-state"}}))
-                .expect("ns"),
-        )
-        .await
-        .expect("state namespace");
+    support_cluster::create_namespace(&client, "preview-state").await;
     let work = tempfile::tempdir().expect("work");
     let stacks = Stacks::on(
         cluster.kubeconfig_path(),

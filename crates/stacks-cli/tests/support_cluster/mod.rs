@@ -83,6 +83,21 @@ pub struct Stacks {
 /// The state passphrase of every run (long enough for a new data key).
 pub const STATE_PASSPHRASE: &str = "state-passphrase-canary-61c0";
 
+/// Creates namespace `name` (e.g. `preview-state`, where a `kubernetes://`
+/// backend keeps its state).
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    namespaces
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("namespace"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("namespace {name}: {e}"));
+}
+
 pub fn digest(n: u64) -> String {
     format!("{n:064x}")
 }
