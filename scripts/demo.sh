@@ -18,7 +18,10 @@ scripts/control-plane.sh install
 # The kubectl built with the control plane (v1.37), whatever else is on PATH.
 kubectl() { "$(scripts/control-plane.sh env | sed -n 's/^PREVIEW_KUBECTL=//p')" "$@"; }
 echo "==> building (first time: a few minutes)"
-cargo build --locked -q -p testkit --bin local-cluster -p stacks-cli --bin stacks
+# `--workspace`: the feature set `cargo test --workspace` builds with, so the
+# binaries the test suite built are reused as they are.
+cargo build --locked -q --workspace --bin local-cluster --bin stacks
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 work=$(mktemp -d /tmp/preview-demo.XXXXXX)
 cluster_pid=""
@@ -32,7 +35,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "==> starting a local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, CRDs, cert-manager, node simulator, PostgreSQL)"
-target/debug/local-cluster --crds --cert-manager --simulate --kubeconfig-out "$work/kubeconfig" \
+"$bin/local-cluster" --crds --cert-manager --simulate --kubeconfig-out "$work/kubeconfig" \
   --postgres-url-out "$work/postgres-url" >"$work/cluster.out" 2>"$work/cluster.log" &
 cluster_pid=$!
 for _ in $(seq 1 900); do
@@ -50,12 +53,16 @@ unset PREVIEW_POSTGRES_URL PREVIEW_POSTGRES_URL_FILE
 # Demo-only secret values; in CI they come from environment secrets (see SECRETS.md).
 PREVIEW_DB_PASSWORD="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 export PREVIEW_DB_PASSWORD
+# preview-pr generates its database role's password and keeps it sealed in the
+# stack's state under this passphrase (a CI secret, like the others).
+PREVIEW_STATE_PASSPHRASE="demo-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export PREVIEW_STATE_PASSPHRASE
 # Let's Encrypt cannot be reached from here: the real cert-manager issues the
 # wildcard certificate from a self-signed Issuer instead.
 export PREVIEW_TLS_ISSUER=self-signed
 # Only read for Let's Encrypt's DNS-01 solver (not used with the self-signed issuer).
 export PREVIEW_DIGITALOCEAN_TOKEN="demo-token-not-used-locally"
-stacks() { target/debug/stacks --progress plain "$@"; }
+stacks() { "$bin/stacks" --progress plain "$@"; }
 pr=123
 images=(--web-image "ghcr.io/aphiria/web@sha256:$(printf 'a%.0s' {1..64})"
         --api-image "ghcr.io/aphiria/api@sha256:$(printf 'b%.0s' {1..64})")
