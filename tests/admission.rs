@@ -142,9 +142,17 @@ fn preview_pr(pr: &str) -> stacks::StackBuild {
     let request = |kind, pr: Option<&str>| StackRequest {
         kind,
         pr: pr.map(|p| PrNumber::parse(p).expect("pr")),
-        web_image: Some(format!("ghcr.io/aphiria/web@sha256:{}", "1".repeat(64))),
-        api_image: Some(format!("ghcr.io/aphiria/api@sha256:{}", "2".repeat(64))),
-        images: Default::default(),
+        images: [
+            (
+                "web".to_owned(),
+                format!("ghcr.io/aphiria/web@sha256:{}", "1".repeat(64)),
+            ),
+            (
+                "api".to_owned(),
+                format!("ghcr.io/aphiria/api@sha256:{}", "2".repeat(64)),
+            ),
+        ]
+        .into(),
         // What `stacks` generates and seals for a preview; any value builds.
         db_role_password: (kind == StackKind::PreviewPr)
             .then(|| preview_core::secret::SecretString::new("admission-test-role-password")),

@@ -45,8 +45,8 @@ fn example_config(kind: StackKind, app: App) -> Result<StackConfig, StackError> 
 
 fn node_request(kind: StackKind) -> StackRequest {
     let mut req = request(kind, (kind == StackKind::PreviewPr).then_some("7"));
-    req.web_image = None;
-    req.api_image = None;
+    req.images.remove("web");
+    req.images.remove("api");
     req.images = [("api", API), ("worker", WORKER)]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -242,7 +242,7 @@ fn image_flags_name_the_key() {
         "--image wrker: the app (examples/apps/node-redis/preview-app.yaml) has no image key `wrker`; its keys: api, worker"
     );
     let mut req = node_request(StackKind::PreviewPr);
-    req.web_image = Some(API.into());
+    req.images.insert("web".into(), API.into());
     let err = node_preview(&req, example_app()).expect_err("no web here");
     assert!(err.to_string().starts_with("--web-image: the app"), "{err}");
     let mut req = node_request(StackKind::PreviewPr);
@@ -261,8 +261,8 @@ fn image_flags_name_the_key() {
 fn image_keys_are_the_aliases_of_the_builtin_app() {
     let aliases = support::preview("123");
     let mut req = request(StackKind::PreviewPr, Some("123"));
-    let web = req.web_image.take().expect("web");
-    let api = req.api_image.take().expect("api");
+    let web = req.images.remove("web").expect("web");
+    let api = req.images.remove("api").expect("api");
     req.images = [("web".to_owned(), web), ("api".to_owned(), api)].into();
     let keys = build_with(
         &req,

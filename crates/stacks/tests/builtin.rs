@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 
 use stacks::config::StackConfig;
 use stacks::stack::builtin;
@@ -16,16 +15,9 @@ use support::{
 /// The trait's input for the same run as `support::request(kind, …)`.
 fn params(kind: StackKind, pr: Option<&str>) -> StackParams {
     let request = request(kind, pr);
-    let mut images = BTreeMap::new();
-    if let Some(web) = request.web_image {
-        images.insert("web".to_owned(), web);
-    }
-    if let Some(api) = request.api_image {
-        images.insert("api".to_owned(), api);
-    }
     StackParams {
         pr: request.pr,
-        images,
+        images: request.images,
         generated_password: (kind == StackKind::PreviewPr)
             .then(|| preview_core::secret::SecretString::new(ROLE_PASSWORD)),
     }

@@ -122,13 +122,13 @@ fn a_bad_connection_limit_names_the_key() {
 #[test]
 fn missing_images() {
     let mut req = request(StackKind::PreviewPr, Some("123"));
-    req.web_image = None;
+    req.images.remove("web");
     assert_eq!(
         message(preview_with(&req)),
         "missing --web-image: pass the web image pinned by digest: --web-image NAME@sha256:<64 hex> (or set PREVIEW_WEB_IMAGE)"
     );
     let mut req = request(StackKind::PreviewPr, Some("123"));
-    req.api_image = None;
+    req.images.remove("api");
     assert_eq!(
         message(preview_with(&req)),
         "missing --api-image: pass the API image pinned by digest: --api-image NAME@sha256:<64 hex> (or set PREVIEW_API_IMAGE)"
@@ -153,14 +153,15 @@ fn images_not_pinned_by_a_full_lowercase_digest() {
         ),
     ] {
         let mut req = request(StackKind::PreviewPr, Some("123"));
-        req.web_image = Some(image.clone());
+        req.images.insert("web".into(), image.clone());
         let err = preview_with(&req).expect_err(&image);
         assert!(matches!(err, StackError::Invalid(_)), "{err:?}");
         assert_eq!(err.to_string(), expected);
     }
     // The same checks apply to production.
     let mut req = request(StackKind::Production, None);
-    req.api_image = Some("ghcr.io/aphiria/api:latest".into());
+    req.images
+        .insert("api".into(), "ghcr.io/aphiria/api:latest".into());
     let err = build_with(
         &req,
         &config(StackKind::Production),
@@ -413,9 +414,10 @@ fn images_are_checked_before_secrets_and_references() {
     let req = StackRequest {
         kind: StackKind::PreviewPr,
         pr: Some(PrNumber::parse("5").expect("pr")),
-        web_image: Some("web:latest".into()),
-        api_image: Some(API_IMAGE.into()),
-        images: Default::default(),
+        images: [("web", "web:latest"), ("api", API_IMAGE)]
+            .into_iter()
+            .map(|(key, image)| (key.to_owned(), image.to_owned()))
+            .collect(),
         db_role_password: None,
     };
     let err = build_with(
@@ -448,9 +450,9 @@ fn images_outside_the_allowed_prefixes_are_refused_before_anything_else() {
     ] {
         let mut req = request(StackKind::PreviewPr, Some("123"));
         if flag == "--web-image" {
-            req.web_image = Some(image.clone());
+            req.images.insert("web".into(), image.clone());
         } else {
-            req.api_image = Some(image.clone());
+            req.images.insert("api".into(), image.clone());
         }
         let err = build_with(
             &req,
@@ -468,7 +470,8 @@ fn images_outside_the_allowed_prefixes_are_refused_before_anything_else() {
     }
     // Production, the same.
     let mut req = request(StackKind::Production, None);
-    req.web_image = Some(format!("registry.example/web{digest}"));
+    req.images
+        .insert("web".into(), format!("registry.example/web{digest}"));
     let err = build_with(
         &req,
         &config(StackKind::Production),
@@ -548,7 +551,7 @@ fn the_repository_images_are_allowed_and_local_builds_too() {
         ]
     );
     let mut req = request(StackKind::Local, None);
-    req.web_image = Some("evil/web:local".into());
+    req.images.insert("web".into(), "evil/web:local".into());
     let err = build_with(&req, &local, &References::new(), &FakeSecrets::all())
         .expect_err("not allowed locally either");
     assert!(

@@ -38,15 +38,7 @@ fn flag_of(key: &str) -> (String, Option<&'static str>, String) {
 /// otherwise be ignored).
 fn unknown_keys(request: &StackRequest, config: &StackConfig) -> Result<(), StackError> {
     let keys = config.app_spec.image_keys();
-    let given = [
-        ("web", request.web_image.is_some()),
-        ("api", request.api_image.is_some()),
-    ]
-    .into_iter()
-    .filter(|(_, given)| *given)
-    .map(|(key, _)| key)
-    .chain(request.images.keys().map(String::as_str));
-    for key in given {
+    for key in request.images.keys() {
         if !keys.iter().any(|k| k == key) {
             let (flag, _, _) = flag_of(key);
             return Err(StackError::Invalid(format!(

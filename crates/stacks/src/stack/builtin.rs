@@ -62,8 +62,6 @@ fn build(kind: StackKind, input: &StackInput<'_>) -> Result<StackBuild, StackErr
     let request = StackRequest {
         kind,
         pr: input.params.pr.clone(),
-        web_image: input.params.images.get("web").cloned(),
-        api_image: input.params.images.get("api").cloned(),
         images: input.params.images.clone(),
         db_role_password: input.params.generated_password.clone(),
     };

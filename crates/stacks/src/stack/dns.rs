@@ -87,8 +87,6 @@ mod tests {
         let request = StackRequest {
             kind: StackKind::PreviewBase,
             pr: None,
-            web_image: None,
-            api_image: None,
             images: Default::default(),
             db_role_password: None,
         };

@@ -80,9 +80,14 @@ pub fn request(kind: StackKind, pr: Option<&str>) -> StackRequest {
     StackRequest {
         kind,
         pr: pr.map(|p| PrNumber::parse(p).expect("valid PR number")),
-        web_image: (kind != StackKind::Local || pr.is_some()).then(|| WEB_IMAGE.to_owned()),
-        api_image: (kind != StackKind::Local || pr.is_some()).then(|| API_IMAGE.to_owned()),
-        images: Default::default(),
+        images: if kind != StackKind::Local || pr.is_some() {
+            [("web", WEB_IMAGE), ("api", API_IMAGE)]
+                .into_iter()
+                .map(|(key, image)| (key.to_owned(), image.to_owned()))
+                .collect()
+        } else {
+            Default::default()
+        },
         // What the binary generates and seals; fixed here so builds are comparable.
         db_role_password: (kind == StackKind::PreviewPr)
             .then(|| preview_core::secret::SecretString::new(ROLE_PASSWORD)),
