@@ -191,10 +191,7 @@ impl Program {
         }
         // `--app` and `--manifests` for programs with a stack that deploys an
         // app spec (`local`, `preview-pr`, `production`).
-        if ["local", "preview-pr", "production"]
-            .iter()
-            .all(|n| self.find(n).is_none())
-        {
+        if !d.stacks.iter().any(|s| s.deploys_app_spec()) {
             cmd = cmd
                 .mut_arg("app", |a| a.hide(true))
                 .mut_arg("manifests", |a| a.hide(true));

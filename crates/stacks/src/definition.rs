@@ -152,6 +152,12 @@ pub trait Stack: Send + Sync {
         None
     }
 
+    /// Whether the stack deploys an app spec, read by [`Stack::configure`] from
+    /// [`ConfigSource::app`] (the driver then offers `--app` and `--manifests`).
+    fn deploys_app_spec(&self) -> bool {
+        false
+    }
+
     /// Whether a successful, waited-for `up` records the images it ran as
     /// tested, for `promote` (the outputs `webImage` and `apiImage`).
     fn records_tested_images(&self) -> bool {

@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use stacks::config::StackConfig;
 use stacks::stack::builtin;
 use stacks::{References, Settings, Stack, StackInput, StackKind, StackParams};

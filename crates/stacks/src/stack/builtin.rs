@@ -124,6 +124,10 @@ macro_rules! builtin {
                 providers($kind)
             }
 
+            fn deploys_app_spec(&self) -> bool {
+                crate::uses_app($kind)
+            }
+
             fn configure(&self, source: &ConfigSource<'_>) -> Result<Settings, StackError> {
                 configure($kind, source)
             }
