@@ -115,6 +115,23 @@ fn wait() -> WaitOptions {
     }
 }
 
+/// `res` exists but carries no owner: dry-run rejects it (409, `why`), and apply
+/// and delete refuse it without `force`. Returns the apply error.
+async fn assert_unowned_refused(p: &DigitalOceanProvider, res: &Resource, why: &str) -> String {
+    let live = p.read(&res.id).await.expect("read").expect("exists");
+    assert_eq!(owner(&live), None, "no marker, no owner");
+    let DryRun::Rejected { code, message } = p.dry_run(res, false).await.expect("dry-run") else {
+        panic!("rejected expected");
+    };
+    assert_eq!(code, 409);
+    assert!(message.contains(why), "{message}");
+    let err = p.apply(res, false).await.expect_err("refused").to_string();
+    assert!(err.contains("refusing to take it over"), "{err}");
+    let delete_err = p.delete(&res.id).await.expect_err("refused").to_string();
+    assert!(delete_err.contains("refusing to delete"), "{delete_err}");
+    err
+}
+
 #[tokio::test]
 async fn literal_record_lifecycle_and_no_op() {
     let fake = fake().await;
@@ -213,24 +230,11 @@ async fn unowned_records_are_refused_and_import_adopts_them() {
     let res = record("*.pr", json!("203.0.113.10"));
     fake.seed_record(ZONE, "A", "*.pr", "203.0.113.10", 300);
 
-    let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert_eq!(owner(&live), None, "no marker, no owner");
-    let DryRun::Rejected { code, message } = p.dry_run(&res, false).await.expect("dry-run") else {
-        panic!("rejected expected");
-    };
-    assert_eq!(code, 409);
-    assert!(
-        message.contains("carries no preview-envs ownership marker"),
-        "{message}"
-    );
-    let err = p.apply(&res, false).await.expect_err("refused").to_string();
-    assert!(err.contains("refusing to take it over"), "{err}");
+    let err = assert_unowned_refused(&p, &res, "carries no preview-envs ownership marker").await;
     assert!(
         err.contains("digitalocean DomainRecord example.com/A:*.pr"),
         "{err}"
     );
-    let err = p.delete(&res.id).await.expect_err("refused").to_string();
-    assert!(err.contains("refusing to delete"), "{err}");
     assert_eq!(fake.writes(), 0);
 
     // import = apply with force: the marker is written, the record left as it is.
@@ -577,20 +581,7 @@ async fn clusters_are_adopted_only_with_import() {
         .expect("made by hand");
 
     let res = cluster_resource("preview-cluster", 2);
-    let live = p.read(&res.id).await.expect("read").expect("exists");
-    assert_eq!(owner(&live), None);
-    let DryRun::Rejected { code, message } = p.dry_run(&res, false).await.expect("dry-run") else {
-        panic!("rejected expected");
-    };
-    assert_eq!(code, 409);
-    assert!(
-        message.contains("carries no preview-envs-stack:<stack> tag"),
-        "{message}"
-    );
-    let err = p.apply(&res, false).await.expect_err("refused").to_string();
-    assert!(err.contains("refusing to take it over"), "{err}");
-    let err = p.delete(&res.id).await.expect_err("refused").to_string();
-    assert!(err.contains("refusing to delete"), "{err}");
+    assert_unowned_refused(&p, &res, "carries no preview-envs-stack:<stack> tag").await;
 
     let adopted = p.apply(&res, true).await.expect("import");
     assert_eq!(owner(&adopted), Some("preview-cluster"));
