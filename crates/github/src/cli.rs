@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -543,17 +543,18 @@ async fn sweep(
     Ok(())
 }
 
+/// The text of the file that `flag` names, or an input error naming the flag and the path.
+fn read_flag_file(flag: &str, path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("cannot read {flag} {}: {e}", path.display())))
+}
+
 /// The URLs and images of `preview comment`: the outputs file, then the old
 /// web/API flags, then `--url`/`--image` (each wins over what comes before).
 fn comment_links(args: &CommentArgs) -> Result<Links, CliError> {
     let mut links = match &args.outputs_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Input(format!(
-                    "cannot read --outputs-file {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = read_flag_file("--outputs-file", path)?;
             Links::from_outputs(&format!("--outputs-file {}", path.display()), &text)
                 .map_err(CliError::Input)?
         }
@@ -592,19 +593,12 @@ async fn comment(
 ) -> Result<(), CliError> {
     // Read inputs before anything is sent.
     let plan = match &args.plan_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-            CliError::Input(format!("cannot read --plan-file {}: {e}", path.display()))
-        })?),
+        Some(path) => Some(read_flag_file("--plan-file", path)?),
         None => None,
     };
     let failures = match &args.failure_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Input(format!(
-                    "cannot read --failure-file {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = read_flag_file("--failure-file", path)?;
             crate::comment::parse_failures(&text).map_err(|e| {
                 CliError::Input(format!(
                     "--failure-file {}: not the --json output of stacks: {e}",
