@@ -139,12 +139,23 @@ impl Context {
 
     /// Renders a plain template; a secret placeholder is refused.
     pub fn render(&self, template: &str) -> Result<String, String> {
+        self.expand(template, false)
+    }
+
+    /// Renders a secret template (plain and secret placeholders alike).
+    pub fn render_secret(&self, template: &str) -> Result<SecretString, String> {
+        self.expand(template, true).map(SecretString::new)
+    }
+
+    /// `template` with its placeholders filled in; a secret one only when `secrets`.
+    fn expand(&self, template: &str, secrets: bool) -> Result<String, String> {
         let mut out = String::new();
         for piece in pieces(template)? {
             match piece {
                 Piece::Text(text) => out.push_str(text),
                 Piece::Var(name) => match self.lookup(name)? {
                     Var::Plain(value) => out.push_str(value),
+                    Var::Secret(value) if secrets => out.push_str(value.expose()),
                     Var::Secret(_) => {
                         return Err(format!(
                             "`{{{name}}}` is secret: use it only in `secretEnv`"
@@ -154,21 +165,6 @@ impl Context {
             }
         }
         Ok(out)
-    }
-
-    /// Renders a secret template (plain and secret placeholders alike).
-    pub fn render_secret(&self, template: &str) -> Result<SecretString, String> {
-        let mut out = String::new();
-        for piece in pieces(template)? {
-            match piece {
-                Piece::Text(text) => out.push_str(text),
-                Piece::Var(name) => match self.lookup(name)? {
-                    Var::Plain(value) => out.push_str(value),
-                    Var::Secret(value) => out.push_str(value.expose()),
-                },
-            }
-        }
-        Ok(SecretString::new(out))
     }
 }
 
