@@ -24,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use preview_core::Resource;
 use preview_core::diff::canonical_json;
+use preview_core::secret::SecretString;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -355,6 +356,34 @@ pub(crate) fn check_dns_label(what: &'static str, value: &str) -> Result<(), Com
 pub(crate) fn check_not_blank(what: &'static str, value: &str) -> Result<(), ComponentError> {
     if value.trim().is_empty() {
         return Err(ComponentError::invalid(what, "", "must not be empty"));
+    }
+    Ok(())
+}
+
+/// Checks that `value` (a host, an owner) is not empty or blank; the error shows
+/// the value and says `reason`.
+pub(crate) fn check_present(
+    what: &'static str,
+    value: &str,
+    reason: &'static str,
+) -> Result<(), ComponentError> {
+    if value.trim().is_empty() {
+        return Err(ComponentError::invalid(what, value, reason));
+    }
+    Ok(())
+}
+
+/// Checks that a secret (a password, a token) is set; the error shows no value.
+pub(crate) fn check_secret_set(
+    what: &'static str,
+    secret: &SecretString,
+) -> Result<(), ComponentError> {
+    if secret.is_empty() {
+        return Err(ComponentError::invalid(
+            what,
+            "[secret]",
+            "must not be empty",
+        ));
     }
     Ok(())
 }

@@ -46,6 +46,7 @@ use preview_core::secret::SecretString;
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 use std::collections::BTreeSet;
 
+use crate::common::{check_present, check_secret_set};
 use crate::error::ComponentError;
 
 pub use preview_core::schema::database::{API_VERSION, KIND};
@@ -112,13 +113,7 @@ impl LogicalDatabase {
     pub fn build(&self) -> Result<Resource, ComponentError> {
         check_identifier("database name", &self.name)?;
         check_identifier("database owner", &self.owner)?;
-        if self.host.trim().is_empty() {
-            return Err(ComponentError::invalid(
-                "database host",
-                self.host.as_str(),
-                "must not be empty",
-            ));
-        }
+        check_present("database host", &self.host, "must not be empty")?;
         if self.port == 0 {
             return Err(ComponentError::invalid(
                 "database port",
@@ -126,13 +121,11 @@ impl LogicalDatabase {
                 "must be 1-65535",
             ));
         }
-        if self.owner_marker.trim().is_empty() {
-            return Err(ComponentError::invalid(
-                "database owner marker",
-                self.owner_marker.as_str(),
-                "must name the owning stack",
-            ));
-        }
+        check_present(
+            "database owner marker",
+            &self.owner_marker,
+            "must name the owning stack",
+        )?;
         let mut options = ResourceOptions::default();
         let role = match &self.role {
             None => None,
@@ -148,13 +141,7 @@ impl LogicalDatabase {
                         ),
                     ));
                 }
-                if role.password.is_empty() {
-                    return Err(ComponentError::invalid(
-                        "database role password",
-                        "[secret]",
-                        "must not be empty",
-                    ));
-                }
+                check_secret_set("database role password", &role.password)?;
                 if !(1..=MAX_CONNECTION_LIMIT).contains(&role.connection_limit) {
                     return Err(ComponentError::invalid(
                         "database role connection limit",
@@ -176,13 +163,7 @@ impl LogicalDatabase {
                 ("database job image", &job.image),
                 ("database job credentials secret", &job.credentials_secret),
             ] {
-                if value.trim().is_empty() {
-                    return Err(ComponentError::invalid(
-                        what,
-                        value.as_str(),
-                        "must not be empty",
-                    ));
-                }
+                check_present(what, value, "must not be empty")?;
             }
         }
         let body = DatabaseBody {

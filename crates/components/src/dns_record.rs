@@ -52,6 +52,7 @@ use preview_core::schema::dns_record::{
 };
 use preview_core::{ProviderName, Resource, ResourceId, ResourceOptions};
 
+use crate::common::check_present;
 use crate::error::ComponentError;
 
 /// JSON pointer to the first address a Gateway reports (its load balancer's).
@@ -155,13 +156,11 @@ impl DnsRecord {
                 "DigitalOcean accepts at least 30 seconds",
             ));
         }
-        if self.owner_stack.trim().is_empty() {
-            return Err(ComponentError::invalid(
-                "DNS record owner stack",
-                self.owner_stack.as_str(),
-                "must name the owning stack",
-            ));
-        }
+        check_present(
+            "DNS record owner stack",
+            &self.owner_stack,
+            "must name the owning stack",
+        )?;
         let mut depends_on = BTreeSet::new();
         let data = match &self.data {
             DnsRecordData::Literal(value) => {

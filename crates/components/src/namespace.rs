@@ -55,7 +55,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use preview_core::Resource;
 use std::collections::BTreeMap;
 
-use crate::common::{Labels, check_dns_label, match_labels, meta, to_resource};
+use crate::common::{Labels, check_dns_label, check_present, match_labels, meta, to_resource};
 use crate::error::ComponentError;
 use crate::security::PodSecurity;
 
@@ -261,13 +261,7 @@ impl PreviewNamespace {
             .into_iter()
             .filter_map(|(what, v)| v.map(|v| (what, v)))
         {
-            if value.trim().is_empty() {
-                return Err(ComponentError::invalid(
-                    what,
-                    value.as_str(),
-                    "must not be empty",
-                ));
-            }
+            check_present(what, value, "must not be empty")?;
         }
         let mut hard = BTreeMap::from([
             ("limits.cpu".to_owned(), Quantity(quota.cpu.clone())),

@@ -55,9 +55,9 @@ use preview_core::secret::SecretString;
 use std::collections::BTreeMap;
 
 use crate::common::{
-    ComputeResources, ImagePullPolicy, Labels, check_dns_label, check_not_blank, match_labels,
-    meta, pull_secrets, requirements, selector_labels, tcp_container_port, tcp_service_port,
-    template_meta, to_resource,
+    ComputeResources, ImagePullPolicy, Labels, check_dns_label, check_not_blank, check_secret_set,
+    match_labels, meta, pull_secrets, requirements, selector_labels, tcp_container_port,
+    tcp_service_port, template_meta, to_resource,
 };
 use crate::error::ComponentError;
 
@@ -210,13 +210,7 @@ impl PostgresServer {
         check_dns_label("service name", &self.service_name)?;
         check_not_blank("postgres image", &self.image)?;
         crate::database::check_identifier("postgres user", &self.user)?;
-        if self.password.is_empty() {
-            return Err(ComponentError::invalid(
-                "postgres password",
-                "[secret]",
-                "must not be empty",
-            ));
-        }
+        check_secret_set("postgres password", &self.password)?;
         let ns = Some(self.namespace.as_str());
         let labels = self.labels.component(NAME, "database");
 

@@ -17,7 +17,7 @@ use preview_core::Resource;
 use preview_core::secret::SecretString;
 use serde_json::json;
 
-use crate::common::{Labels, check_dns_label, meta, to_resource};
+use crate::common::{Labels, check_dns_label, check_secret_set, meta, to_resource};
 use crate::error::ComponentError;
 
 /// Registry credentials as a pull Secret.
@@ -76,13 +76,7 @@ impl ImagePullSecret {
                 "must be non-empty and contain no ':'",
             ));
         }
-        if self.token.is_empty() {
-            return Err(ComponentError::invalid(
-                "registry token",
-                "[secret]",
-                "must not be empty",
-            ));
-        }
+        check_secret_set("registry token", &self.token)?;
         let auth = STANDARD.encode(format!("{}:{}", self.username, self.token.expose()));
         let config = json!({
             "auths": {
